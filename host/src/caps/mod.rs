@@ -1,0 +1,29 @@
+//! Host capabilities: one module each, each linking its own interfaces. What a plugin may
+//! reach is decided inside the capability, on the store's per-call state.
+
+pub mod http;
+pub mod llm;
+pub mod log;
+pub mod tools;
+pub mod wasi;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::bindings::baton::plugin;
+use crate::state::HostState;
+
+/// Links every interface a plugin may import, and nothing else.
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    wasi::add_to_linker(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    plugin::types::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    plugin::log::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    plugin::llm::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    plugin::tools::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    Ok(())
+}
+
+/// The error a guest sees when its policy does not grant a capability.
+pub(crate) fn not_granted(plugin: &str, what: &str) -> plugin::types::Error {
+    plugin::types::Error::NotGranted(format!("{what} is not granted to '{plugin}' by its policy"))
+}

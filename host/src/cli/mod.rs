@@ -1,0 +1,126 @@
+//! Command-line parsing and dispatch. Each subcommand lives in its own module; all of them
+//! are thin layers over the library.
+
+mod call;
+mod inspect;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use baton::policy::{LimitsSpec, values};
+use baton::{Error, Host, HostOptions};
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "baton",
+    version,
+    about = "Run LLM tools, prompts and planners built as WebAssembly components, sandboxed \
+             under policy",
+    after_help = "Exit status: 0 success; 1 the tool failed; 2 bad usage or input; \
+                  3 a sandbox limit was hit."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Policy file (TOML) layered over the built-in policies/default.toml
+    #[arg(long, global = true, env = "BATON_POLICY", value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Fuel per call (about one unit per wasm instruction), e.g. 1_000_000
+    #[arg(long, global = true, value_parser = values::fuel, value_name = "UNITS")]
+    fuel: Option<u64>,
+    /// Memory per call, e.g. "64 MiB"
+    #[arg(long, global = true, value_parser = values::memory, value_name = "SIZE")]
+    memory: Option<u64>,
+    /// Wall-clock deadline per call, e.g. "5s" or "500ms"
+    #[arg(long, global = true, value_parser = values::timeout, value_name = "DURATION")]
+    timeout: Option<Duration>,
+    /// Largest output (and stdout, and stderr) per call, e.g. "1 MiB"
+    #[arg(long, global = true, value_parser = values::output, value_name = "SIZE")]
+    max_output: Option<u64>,
+    /// Directory of the compile cache [default: the user's cache directory]
+    #[arg(long, global = true, env = "BATON_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile components afresh instead of using the compile cache
+    #[arg(long, global = true)]
+    no_cache: bool,
+    /// Show more of what happens (-v: call statistics, -vv: debug logs); RUST_LOG overrides
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl GlobalArgs {
+    fn host_options(&self) -> HostOptions {
+        HostOptions {
+            policy: self.policy.clone(),
+            limits: LimitsSpec {
+                fuel: self.fuel,
+                memory: self.memory,
+                timeout: self.timeout,
+                output: self.max_output,
+            },
+            cache_dir: if self.no_cache {
+                None
+            } else {
+                self.cache_dir
+                    .clone()
+                    .or_else(baton::loader::cache::CompileCache::default_dir)
+            },
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Call a tool component with JSON input and print its JSON output
+    Call(call::CallArgs),
+    /// Show what a component is: world, name, version, schemas, imports, digest, limits
+    Inspect(inspect::InspectArgs),
+}
+
+pub fn run(cli: Cli) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Engine(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async {
+        let host = Host::new(cli.global.host_options())?;
+        match cli.command {
+            Command::Call(args) => call::run(&host, args).await,
+            Command::Inspect(args) => inspect::run(&host, args).await,
+        }
+    })
+}
+
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+}
+
+/// Prints a JSON document: indented on a terminal, on one line otherwise.
+fn print_json(value: &serde_json::Value) {
+    use std::io::IsTerminal;
+    let text = if std::io::stdout().is_terminal() {
+        serde_json::to_string_pretty(value)
+    } else {
+        serde_json::to_string(value)
+    };
+    println!("{}", text.expect("a serde_json::Value always serializes"));
+}

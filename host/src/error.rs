@@ -1,0 +1,128 @@
+//! The library's error: every way a Baton operation fails, each with a one-line message
+//! that says what failed, why, and what to do, and the process exit status the CLI uses.
+
+use std::path::PathBuf;
+
+use crate::bindings::types::{Error as HostError, ToolError};
+use crate::loader::LoadError;
+use crate::policy::{PolicyError, ResolvedLimits};
+use crate::sandbox::SandboxError;
+use crate::schema::SchemaError;
+
+/// Exit statuses of the `baton` binary.
+pub mod exit {
+    pub const TOOL_FAILED: u8 = 1;
+    pub const BAD_INPUT: u8 = 2;
+    pub const LIMIT: u8 = 3;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// A component's `describe()` returned something Baton cannot use.
+    #[error("{} cannot be used as a Baton plugin: {reason}", path.display())]
+    BadInfo { path: PathBuf, reason: String },
+    /// A component was used in a way its world does not support.
+    #[error("{} is a {world} component; {what}", path.display())]
+    WrongWorld {
+        path: PathBuf,
+        world: crate::loader::world::World,
+        what: &'static str,
+    },
+    #[error("cannot read the input: {0}")]
+    InputUnreadable(String),
+    #[error(
+        "input is not JSON: {reason}; pass a JSON document, e.g. --input '{{\"text\": \"hi\"}}'"
+    )]
+    InputNotJson { reason: String },
+    #[error("tool '{tool}' refused the call: {error}; `baton inspect` shows the schema")]
+    InputSchema { tool: String, error: SchemaError },
+    /// A component was cut short by the sandbox.
+    #[error("{}", describe_sandbox_error(who, error, limits))]
+    Sandbox {
+        /// "tool 'calc'", or the file while it is being described.
+        who: String,
+        error: SandboxError,
+        limits: Box<ResolvedLimits>,
+    },
+    #[error("tool '{tool}' failed: {}", describe_tool_error(error))]
+    ToolFailed { tool: String, error: ToolError },
+    #[error("tool '{tool}' returned output that is not JSON ({reason}); this is a bug in the tool")]
+    OutputNotJson { tool: String, reason: String },
+    #[error("tool '{tool}' broke its own contract: {error}; this is a bug in the tool")]
+    OutputSchema { tool: String, error: SchemaError },
+    #[error("cannot start the WebAssembly engine: {0}")]
+    Engine(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::ToolFailed { .. } | Error::OutputNotJson { .. } | Error::OutputSchema { .. } => {
+                exit::TOOL_FAILED
+            }
+            Error::Sandbox {
+                error: SandboxError::Limit(_),
+                ..
+            } => exit::LIMIT,
+            Error::Sandbox {
+                error: SandboxError::Trap { .. },
+                ..
+            } => exit::TOOL_FAILED,
+            Error::Load(_)
+            | Error::Policy(_)
+            | Error::BadInfo { .. }
+            | Error::WrongWorld { .. }
+            | Error::InputUnreadable(_)
+            | Error::InputNotJson { .. }
+            | Error::InputSchema { .. }
+            | Error::Sandbox { .. }
+            | Error::Engine(_) => exit::BAD_INPUT,
+        }
+    }
+}
+
+fn describe_sandbox_error(who: &str, error: &SandboxError, limits: &ResolvedLimits) -> String {
+    match error {
+        SandboxError::Limit(limit) => match limit.kind() {
+            Some(kind) => format!(
+                "{who} {limit} (limit from {}; raise it with {})",
+                limits.source(kind),
+                kind.flag()
+            ),
+            None => format!(
+                "{who} {limit}; the call stack size is fixed, so the component must recurse less"
+            ),
+        },
+        SandboxError::Trap { .. } => format!("{who} {error}; this is a bug in the component"),
+        SandboxError::Instantiate { .. } => format!("{who} {error}"),
+    }
+}
+
+fn describe_tool_error(error: &ToolError) -> String {
+    match error {
+        ToolError::InvalidInput(m) => format!("invalid input: {}", one_line(m)),
+        ToolError::Failed(m) => one_line(m),
+        ToolError::Host(e) => format!("a host call failed: {}", describe_host_error(e)),
+    }
+}
+
+fn describe_host_error(error: &HostError) -> String {
+    let (kind, message) = match error {
+        HostError::NotGranted(m) => ("not granted", m),
+        HostError::InvalidArgument(m) => ("invalid argument", m),
+        HostError::BudgetExceeded(m) => ("budget exceeded", m),
+        HostError::Timeout(m) => ("timeout", m),
+        HostError::Unavailable(m) => ("unavailable", m),
+        HostError::Failed(m) => ("failed", m),
+    };
+    format!("{kind}: {}", one_line(message))
+}
+
+/// Guest-supplied text, made safe for a one-line message.
+fn one_line(text: &str) -> String {
+    crate::sandbox::truncate(&crate::loader::one_line(text), 500)
+}

@@ -1,0 +1,28 @@
+//! Baton: a host runtime for LLM tools, prompts and planners built as WebAssembly components.
+//!
+//! A [`Host`] loads components (checking their bytes, compiling them through a persistent
+//! cache, refusing anything outside the `baton:plugin` contract in `wit/`), and calls them in
+//! a fresh sandbox per invocation under the limits its policy sets: fuel, memory, wall-clock
+//! time and output size. Each way a call can go wrong is a distinct [`Error`].
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), baton::Error> {
+//! let host = baton::Host::new(baton::HostOptions::default())?;
+//! let calc = host.load("calc.wasm".as_ref()).await?;
+//! let call = host.call_tool(&calc, r#"{"expression": "6 * 7"}"#).await?;
+//! assert_eq!(call.output["value"], 42.0);
+//! # Ok(()) }
+//! ```
+
+pub mod bindings;
+pub mod caps;
+pub mod error;
+pub mod loader;
+pub mod policy;
+pub mod runtime;
+pub mod sandbox;
+pub mod schema;
+pub mod state;
+
+pub use error::Error;
+pub use runtime::{Host, HostOptions, Info, Plugin, ToolCall};

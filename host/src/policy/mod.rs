@@ -1,0 +1,314 @@
+//! Policy files: the limits each plugin runs under (and, as Baton grows, what it may reach).
+//!
+//! A policy is a stack of layers: the built-in `policies/default.toml`, then the file given
+//! with `--policy`. Within each layer `[plugins.<name>]` overrides `[limits]`; command-line
+//! flags override everything. Every resolved value remembers where it came from, so an error
+//! can say which file set the limit that was hit.
+
+pub mod values;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::sandbox::limits::{LimitKind, Limits};
+
+/// The built-in default policy, kept in the repository as `policies/default.toml`.
+const DEFAULT_POLICY: &str = include_str!("../../../policies/default.toml");
+const DEFAULT_POLICY_NAME: &str = "policies/default.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy {}: {source}; check the path given with --policy", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("policy {file}, line {line}, column {column}: {message}")]
+    Parse {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// Limits as written in one place: any of them may be missing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    #[serde(default, deserialize_with = "values::de::fuel")]
+    pub fuel: Option<u64>,
+    #[serde(default, deserialize_with = "values::de::memory")]
+    pub memory: Option<u64>,
+    #[serde(default, deserialize_with = "values::de::timeout")]
+    pub timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "values::de::output")]
+    pub output: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PluginSection {
+    #[serde(default)]
+    limits: LimitsSpec,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    limits: LimitsSpec,
+    #[serde(default)]
+    plugins: BTreeMap<String, PluginSection>,
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    /// How messages name this file.
+    name: String,
+    file: PolicyFile,
+}
+
+/// Where a resolved limit came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `[limits]` of a policy file.
+    File(String),
+    /// `[plugins.<plugin>.limits]` of a policy file.
+    PluginSection {
+        file: String,
+        plugin: String,
+    },
+    CommandLine,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(file) => f.write_str(file),
+            Source::PluginSection { file, plugin } => {
+                write!(f, "{file} [plugins.{plugin}.limits]")
+            }
+            Source::CommandLine => f.write_str("the command line"),
+        }
+    }
+}
+
+/// Limits for one plugin, with the source of each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedLimits {
+    pub limits: Limits,
+    pub fuel: Source,
+    pub memory: Source,
+    pub timeout: Source,
+    pub output: Source,
+}
+
+impl ResolvedLimits {
+    pub fn source(&self, kind: LimitKind) -> &Source {
+        match kind {
+            LimitKind::Fuel => &self.fuel,
+            LimitKind::Memory => &self.memory,
+            LimitKind::Timeout => &self.timeout,
+            LimitKind::Output => &self.output,
+        }
+    }
+
+    fn apply(&mut self, spec: &LimitsSpec, source: &Source) {
+        if let Some(v) = spec.fuel {
+            (self.limits.fuel, self.fuel) = (v, source.clone());
+        }
+        if let Some(v) = spec.memory {
+            (self.limits.memory, self.memory) = (v, source.clone());
+        }
+        if let Some(v) = spec.timeout {
+            (self.limits.timeout, self.timeout) = (v, source.clone());
+        }
+        if let Some(v) = spec.output {
+            (self.limits.output, self.output) = (v, source.clone());
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The built-in defaults, complete.
+    base: Limits,
+    layers: Vec<Layer>,
+}
+
+impl Policy {
+    /// The built-in default policy alone.
+    pub fn builtin() -> Self {
+        // Both expectations are checked by `builtin_policy_matches_the_documented_defaults`.
+        let file = parse(DEFAULT_POLICY_NAME, DEFAULT_POLICY).expect("default policy parses");
+        let l = &file.limits;
+        let base = l
+            .fuel
+            .zip(l.memory)
+            .zip(l.timeout.zip(l.output))
+            .map(|((fuel, memory), (timeout, output))| Limits {
+                fuel,
+                memory,
+                timeout,
+                output,
+            })
+            .expect("the default policy sets every limit");
+        Policy {
+            base,
+            layers: vec![Layer {
+                name: DEFAULT_POLICY_NAME.into(),
+                file,
+            }],
+        }
+    }
+
+    /// The built-in defaults with the policy file at `path` on top.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let name = path.display().to_string();
+        let file = parse(&name, &text)?;
+        let mut policy = Self::builtin();
+        policy.layers.push(Layer { name, file });
+        Ok(policy)
+    }
+
+    /// The limits for `plugin`, with `overrides` from the command line applied last.
+    pub fn limits_for(&self, plugin: &str, overrides: &LimitsSpec) -> ResolvedLimits {
+        let origin = Source::File(DEFAULT_POLICY_NAME.into());
+        let mut resolved = ResolvedLimits {
+            limits: self.base,
+            fuel: origin.clone(),
+            memory: origin.clone(),
+            timeout: origin.clone(),
+            output: origin,
+        };
+        for layer in &self.layers {
+            resolved.apply(&layer.file.limits, &Source::File(layer.name.clone()));
+            if let Some(section) = layer.file.plugins.get(plugin) {
+                let source = Source::PluginSection {
+                    file: layer.name.clone(),
+                    plugin: plugin.into(),
+                };
+                resolved.apply(&section.limits, &source);
+            }
+        }
+        resolved.apply(overrides, &Source::CommandLine);
+        resolved
+    }
+}
+
+fn parse(name: &str, text: &str) -> Result<PolicyFile, PolicyError> {
+    toml::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|span| line_and_column(text, span.start))
+            .unwrap_or((1, 1));
+        PolicyError::Parse {
+            file: name.into(),
+            line,
+            column,
+            message: e.message().trim().replace('\n', " "),
+        }
+    })
+}
+
+/// 1-based line and column of a byte offset.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy_from(text: &str) -> Result<Policy, PolicyError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, text).unwrap();
+        Policy::load(&path)
+    }
+
+    #[test]
+    fn builtin_policy_matches_the_documented_defaults() {
+        let resolved = Policy::builtin().limits_for("any", &LimitsSpec::default());
+        assert_eq!(
+            resolved.limits,
+            Limits {
+                fuel: 1_000_000_000,
+                memory: 64 << 20,
+                timeout: Duration::from_secs(5),
+                output: 1 << 20,
+            }
+        );
+        assert_eq!(resolved.fuel, Source::File("policies/default.toml".into()));
+    }
+
+    #[test]
+    fn plugin_sections_override_defaults_and_flags_override_both() {
+        let policy = policy_from(
+            "[limits]\nmemory = \"32 MiB\"\n[plugins.calc.limits]\nfuel = 5000\ntimeout = \"1s\"\n",
+        )
+        .unwrap();
+        let flags = LimitsSpec {
+            timeout: Some(Duration::from_millis(250)),
+            ..LimitsSpec::default()
+        };
+        let calc = policy.limits_for("calc", &flags);
+        assert_eq!(calc.limits.fuel, 5000);
+        assert!(matches!(&calc.fuel, Source::PluginSection { plugin, .. } if plugin == "calc"));
+        assert_eq!(calc.limits.memory, 32 << 20);
+        assert!(matches!(&calc.memory, Source::File(f) if f.ends_with("p.toml")));
+        assert_eq!(calc.limits.timeout, Duration::from_millis(250));
+        assert_eq!(calc.timeout, Source::CommandLine);
+
+        let other = policy.limits_for("text-stats", &LimitsSpec::default());
+        assert_eq!(other.limits.fuel, 1_000_000_000);
+        assert_eq!(other.limits.timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_line_and_column() {
+        let err = policy_from("[limits]\nfuel = 10\nfule = 20\n").unwrap_err();
+        let PolicyError::Parse {
+            line,
+            column,
+            message,
+            ..
+        } = &err
+        else {
+            panic!("expected a parse error, got {err}");
+        };
+        assert_eq!((*line, *column), (3, 1));
+        assert!(message.contains("unknown field `fule`"), "{message}");
+    }
+
+    #[test]
+    fn bad_values_are_errors_at_their_position() {
+        let err = policy_from("[plugins.x.limits]\nmemory = \"9 GiB\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("line 2"), "{text}");
+        assert!(text.contains("between 64 KiB and 4 GiB"), "{text}");
+        let err = policy_from("[limits]\ntimeout = 5\n").unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_policy_file_says_so() {
+        let err = Policy::load(Path::new("/nonexistent/policy.toml")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot read policy /nonexistent/policy.toml")
+        );
+    }
+}

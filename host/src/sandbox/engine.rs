@@ -1,0 +1,55 @@
+//! The one wasmtime `Engine` a host uses, and the ticker that drives its epochs.
+
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances. A CPU-bound guest is checked against its deadline (and
+/// yields to other tasks) this often.
+pub const TICK: Duration = Duration::from_millis(10);
+
+/// Instances the pool keeps room for at once (concurrent calls, nested tool calls included).
+const POOL_INSTANCES: u32 = 256;
+
+pub fn build_engine() -> wasmtime::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(POOL_INSTANCES)
+        .total_core_instances(POOL_INSTANCES * 8)
+        .total_memories(POOL_INSTANCES * 2)
+        .total_tables(POOL_INSTANCES * 8)
+        .total_stacks(POOL_INSTANCES)
+        .max_core_instances_per_component(16)
+        .max_memories_per_component(4)
+        .max_tables_per_component(16);
+
+    let mut config = Config::new();
+    config
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        // Same results on every machine: replay depends on it.
+        .cranelift_nan_canonicalization(true)
+        .relaxed_simd_deterministic(true);
+    Engine::new(&config)
+}
+
+/// Advances the engine's epoch every `TICK` until the engine is dropped.
+pub struct EpochTicker {
+    _thread: JoinHandle<()>,
+}
+
+impl EpochTicker {
+    pub fn start(engine: EngineWeak) -> std::io::Result<Self> {
+        let thread = std::thread::Builder::new()
+            .name("baton-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = engine.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(TICK);
+                }
+            })?;
+        Ok(Self { _thread: thread })
+    }
+}

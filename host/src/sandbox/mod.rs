@@ -1,0 +1,206 @@
+//! Running a component under limits: one engine, a fresh `Store` per invocation, and a typed
+//! error for every way a call can be cut short.
+//!
+//! - fuel: `Store::set_fuel`; exhaustion is wasmtime's `OutOfFuel` trap.
+//! - memory: `MemoryLimiter`, a `ResourceLimiter` with a typed error.
+//! - time: an epoch deadline checked every `engine::TICK` against the wall clock (which also
+//!   yields to other tasks), plus a tokio timeout around the whole call, because an epoch
+//!   cannot interrupt a call that is blocked in the host.
+//! - output: the returned document is measured by the caller; stdout and stderr go to
+//!   `BoundedPipe`s that trap when full.
+
+pub mod engine;
+pub mod limits;
+pub mod memory;
+pub mod output;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, Instance, InstancePre, Linker, ResourceTable};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use crate::caps;
+use crate::caps::http::EgressHooks;
+use crate::state::HostState;
+use engine::EpochTicker;
+use limits::{LimitExceeded, Limits, OutputStream};
+use memory::MemoryLimiter;
+use output::BoundedPipe;
+
+/// How a call ended, when it did not return.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SandboxError {
+    #[error("{0}")]
+    Limit(LimitExceeded),
+    /// The guest trapped (a panic, an out-of-bounds access, ...).
+    #[error("crashed: {message}")]
+    Trap { message: String },
+    /// The component could not be instantiated (a host-side problem, not the guest's).
+    #[error("could not be instantiated: {message}")]
+    Instantiate { message: String },
+}
+
+/// What a call consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub fuel: u64,
+    pub peak_memory: u64,
+    pub duration: Duration,
+}
+
+/// The result of one call in a sandbox, with what it consumed and what it printed.
+#[derive(Debug)]
+pub struct Outcome<R> {
+    pub result: Result<R, SandboxError>,
+    pub usage: Usage,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<HostState>,
+    _ticker: EpochTicker,
+}
+
+impl Sandbox {
+    pub fn new() -> wasmtime::Result<Self> {
+        let engine = engine::build_engine()?;
+        let mut linker = Linker::new(&engine);
+        caps::add_to_linker(&mut linker)?;
+        let ticker = EpochTicker::start(engine.weak())?;
+        Ok(Self {
+            engine,
+            linker,
+            _ticker: ticker,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Links a component once; each call then instantiates it in a fresh store.
+    pub fn prepare(&self, component: &Component) -> wasmtime::Result<InstancePre<HostState>> {
+        self.linker.instantiate_pre(component)
+    }
+
+    /// Instantiates `pre` in a fresh store under `limits` and runs `call` on the instance.
+    pub async fn run<R>(
+        &self,
+        pre: &InstancePre<HostState>,
+        plugin: &Arc<str>,
+        limits: &Limits,
+        call: impl AsyncFnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<R>,
+    ) -> Outcome<R> {
+        let stdout = BoundedPipe::new(OutputStream::Stdout, limits.output);
+        let stderr = BoundedPipe::new(OutputStream::Stderr, limits.output);
+        // Nothing is granted: no environment, arguments, preopened directories or network.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        let state = HostState {
+            table: ResourceTable::new(),
+            wasi,
+            http: WasiHttpCtx::new(),
+            egress: EgressHooks,
+            memory: MemoryLimiter::new(limits.memory),
+            plugin: plugin.clone(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.memory);
+        store
+            .set_fuel(limits.fuel)
+            .expect("the engine is built with fuel consumption on");
+        let started = Instant::now();
+        let deadline = started + limits.timeout;
+        let timeout = limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(wasmtime::Error::new(LimitExceeded::Timeout {
+                    limit: timeout,
+                }))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let run = async {
+            let instance = pre.instantiate_async(&mut store).await.map_err(|e| {
+                classify(e, limits, &stderr, |message| SandboxError::Instantiate {
+                    message,
+                })
+            })?;
+            call(&mut store, &instance)
+                .await
+                .map_err(|e| classify(e, limits, &stderr, |message| SandboxError::Trap { message }))
+        };
+        let result = tokio::time::timeout(timeout, run)
+            .await
+            .unwrap_or(Err(SandboxError::Limit(LimitExceeded::Timeout {
+                limit: timeout,
+            })));
+        let usage = Usage {
+            fuel: limits.fuel - store.get_fuel().unwrap_or(0),
+            peak_memory: store.data().memory.peak(),
+            duration: started.elapsed(),
+        };
+        Outcome {
+            result,
+            usage,
+            stdout: stdout.contents(),
+            stderr: stderr.contents(),
+        }
+    }
+}
+
+/// Recovers the typed limit behind a failed call, or describes the failure in one line
+/// (with the tail of the guest's stderr, where a panic message lands) and wraps it with
+/// `otherwise`.
+fn classify(
+    error: wasmtime::Error,
+    limits: &Limits,
+    stderr: &BoundedPipe,
+    otherwise: fn(String) -> SandboxError,
+) -> SandboxError {
+    if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
+        return SandboxError::Limit(limit.clone());
+    }
+    let trap = error.downcast_ref::<Trap>();
+    match trap {
+        Some(Trap::OutOfFuel) => {
+            return SandboxError::Limit(LimitExceeded::Fuel { limit: limits.fuel });
+        }
+        Some(Trap::StackOverflow) => return SandboxError::Limit(LimitExceeded::Stack),
+        _ => {}
+    }
+    let mut message = match (error.downcast_ref::<wasmtime_wasi::I32Exit>(), trap) {
+        (Some(exit), _) => format!("the component called exit({})", exit.0),
+        (None, Some(trap)) => trap.to_string(),
+        (None, None) => crate::loader::one_line(&format!("{error:#}")),
+    };
+    let said = String::from_utf8_lossy(&stderr.contents()).into_owned();
+    // Rust's advice to set RUST_BACKTRACE concerns the guest's environment, not the user's.
+    let lines: Vec<&str> = said
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    if !lines.is_empty() {
+        let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
+        message.push_str(&format!(" (guest stderr: {})", truncate(&tail, 300)));
+    }
+    otherwise(message)
+}
+
+/// At most `max` characters of `text`, marked when cut.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}

@@ -1,0 +1,121 @@
+//! Every kind of bad input: one clear line, exit status 2, no panic.
+
+use crate::common::*;
+
+fn write_temp(name: &str, bytes: &[u8]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    (dir, path.to_str().unwrap().to_string())
+}
+
+#[test]
+fn a_file_that_is_not_wasm() {
+    let (_dir, path) = write_temp("notes.wasm", b"these are not the bytes you are looking for");
+    let line = error_line(&run(&["call", &path, "--input", "{}"]), 2);
+    assert_contains(
+        &line,
+        &[
+            "notes.wasm is not a WebAssembly file (it starts with these ar)",
+            "wasm32-wasip2",
+        ],
+    );
+}
+
+#[test]
+fn an_empty_file() {
+    let (_dir, path) = write_temp("empty.wasm", b"");
+    let line = error_line(&run(&["inspect", &path]), 2);
+    assert_contains(
+        &line,
+        &["empty.wasm is not a WebAssembly file (the file is empty)"],
+    );
+}
+
+#[test]
+fn a_core_module_instead_of_a_component() {
+    // The smallest valid core module: magic and version 1, no sections.
+    let (_dir, path) = write_temp("core.wasm", b"\0asm\x01\0\0\0");
+    let line = error_line(&run(&["call", &path, "--input", "{}"]), 2);
+    assert_contains(
+        &line,
+        &["core.wasm is a core WebAssembly module, not a component"],
+    );
+}
+
+#[test]
+fn a_component_of_an_unknown_world() {
+    let path = plugin("testing/unknown-world.wasm");
+    let line = error_line(&run(&["inspect", path.to_str().unwrap()]), 2);
+    assert_contains(
+        &line,
+        &[
+            "cannot be used as a Baton plugin: it exports wasi:cli/run@0.2.",
+            "which is not a Baton world",
+            "baton:plugin/tool-api@0.1.0",
+        ],
+    );
+}
+
+#[test]
+fn a_truncated_component() {
+    let bytes = std::fs::read(plugin("calc.wasm")).unwrap();
+    let (_dir, path) = write_temp("truncated.wasm", &bytes[..bytes.len() / 2]);
+    let line = error_line(&run(&["call", &path, "--input", "{}"]), 2);
+    assert_contains(
+        &line,
+        &[
+            "truncated.wasm is not a valid component: ",
+            "truncated or corrupt",
+        ],
+    );
+}
+
+#[test]
+fn a_file_that_does_not_exist() {
+    let line = error_line(
+        &run(&["call", "/nonexistent/tool.wasm", "--input", "{}"]),
+        2,
+    );
+    assert_contains(&line, &["cannot read /nonexistent/tool.wasm"]);
+}
+
+#[test]
+fn input_that_is_not_json() {
+    let line = error_line(&call("calc.wasm", "expression: 1+1", &[]), 2);
+    assert_contains(
+        &line,
+        &["input is not JSON: expected value at line 1 column 1"],
+    );
+}
+
+#[test]
+fn input_that_violates_the_schema_names_the_path() {
+    let line = error_line(&call("calc.wasm", r#"{"expression": 12}"#, &[]), 2);
+    assert_contains(
+        &line,
+        &[
+            "tool 'calc' refused the call: input does not match the input schema at /expression",
+            "is not of type \"string\"",
+        ],
+    );
+}
+
+#[test]
+fn input_missing_a_required_property_is_refused_at_the_root() {
+    let line = error_line(&call("calc.wasm", r#"{"expr": "1 + 1"}"#, &[]), 2);
+    assert_contains(&line, &["input does not match the input schema at /:"]);
+}
+
+#[test]
+fn bad_limit_flags_are_usage_errors() {
+    let out = call("calc.wasm", "{}", &["--memory", "9 GiB"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_contains(
+        &String::from_utf8_lossy(&out.stderr),
+        &[
+            "invalid value '9 GiB' for '--memory <SIZE>'",
+            "between 64 KiB and 4 GiB",
+        ],
+    );
+}

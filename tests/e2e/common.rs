@@ -1,0 +1,88 @@
+//! Helpers shared by the end-to-end tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// A built plugin, e.g. `plugin("calc.wasm")` or `plugin("testing/spin.wasm")`.
+pub fn plugin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("BATON_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"));
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the plugins first with `cargo xtask plugins`",
+        path.display()
+    );
+    path
+}
+
+/// One compile cache for the whole test run, outside the user's own.
+pub fn cache_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("temporary directory"))
+        .path()
+}
+
+/// The `baton` binary, isolated from the user's environment.
+pub fn baton() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_baton"));
+    command
+        .env("BATON_CACHE_DIR", cache_dir())
+        .env_remove("BATON_POLICY")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    command
+}
+
+pub fn run(args: &[&str]) -> Output {
+    baton().args(args).output().expect("baton runs")
+}
+
+/// Runs `baton call <plugin> --input <input> [extra...]`.
+pub fn call(plugin_name: &str, input: &str, extra: &[&str]) -> Output {
+    let path = plugin(plugin_name);
+    let mut args = vec!["call", path.to_str().unwrap(), "--input", input];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// Asserts success and returns stdout parsed as JSON.
+pub fn json_output(output: &Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "baton failed with {}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+}
+
+/// Asserts that baton failed with `code`, printed nothing on stdout and exactly one line on
+/// stderr starting with "error: " (a panic would print more), and returns that line.
+pub fn error_line(output: &Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "expected exit status {code}; stderr: {stderr}"
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "stdout: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    lines[0].to_string()
+}
+
+/// Asserts that `text` contains every one of `parts`.
+#[track_caller]
+pub fn assert_contains(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "expected {part:?} in: {text}");
+    }
+}

@@ -1,0 +1,123 @@
+//! Each hostile plugin is contained with a typed error, the right exit status and one line
+//! that says what happened and what to do.
+
+use crate::common::*;
+
+#[test]
+fn an_infinite_loop_runs_out_of_fuel() {
+    let line = error_line(&call("testing/spin.wasm", "{}", &[]), 3);
+    assert_eq!(
+        line,
+        "error: tool 'spin' ran out of fuel after 1000000000 units (limit from \
+         policies/default.toml; raise it with --fuel)"
+    );
+}
+
+#[test]
+fn an_infinite_loop_with_ample_fuel_hits_its_deadline() {
+    let out = call(
+        "testing/spin.wasm",
+        "{}",
+        &["--fuel", "1_000_000_000_000", "--timeout", "300ms"],
+    );
+    let line = error_line(&out, 3);
+    assert_eq!(
+        line,
+        "error: tool 'spin' did not finish within its 300ms deadline (limit from the command \
+         line; raise it with --timeout)"
+    );
+}
+
+#[test]
+fn a_call_blocked_in_the_host_still_hits_its_deadline() {
+    let line = error_line(
+        &call("testing/sleeper.wasm", "{}", &["--timeout", "500ms"]),
+        3,
+    );
+    assert_contains(
+        &line,
+        &["tool 'sleeper' did not finish within its 500ms deadline"],
+    );
+}
+
+#[test]
+fn a_memory_bomb_hits_the_memory_limit() {
+    let line = error_line(&call("testing/memory-bomb.wasm", "{}", &[]), 3);
+    assert_contains(
+        &line,
+        &[
+            "tool 'memory-bomb' hit its memory limit of 64 MiB when growing to ",
+            "(limit from policies/default.toml; raise it with --memory)",
+        ],
+    );
+}
+
+#[test]
+fn a_smaller_memory_limit_is_enforced() {
+    let line = error_line(
+        &call("testing/memory-bomb.wasm", "{}", &["--memory", "4 MiB"]),
+        3,
+    );
+    assert_contains(
+        &line,
+        &["hit its memory limit of 4 MiB", "the command line"],
+    );
+}
+
+#[test]
+fn unbounded_recursion_exhausts_the_stack() {
+    let line = error_line(&call("testing/recursion.wasm", "{}", &[]), 3);
+    assert_contains(&line, &["tool 'recursion' exhausted its call stack"]);
+}
+
+#[test]
+fn an_output_flood_is_too_large() {
+    let line = error_line(&call("testing/output-flood.wasm", "{}", &[]), 3);
+    assert_eq!(
+        line,
+        "error: tool 'output-flood' produced more than 1 MiB of output (limit from \
+         policies/default.toml; raise it with --max-output)"
+    );
+}
+
+#[test]
+fn a_panic_is_a_crash_with_the_panic_message() {
+    let line = error_line(&call("testing/panic.wasm", "{}", &[]), 1);
+    assert_contains(
+        &line,
+        &[
+            "tool 'panic' crashed: wasm trap: ",
+            "deliberate panic in a hostile tool",
+            "this is a bug in the component",
+        ],
+    );
+}
+
+#[test]
+fn output_that_is_not_json_is_a_tool_failure() {
+    let line = error_line(&call("testing/bad-json.wasm", "{}", &[]), 1);
+    assert_contains(&line, &["tool 'bad-json' returned output that is not JSON"]);
+}
+
+#[test]
+fn output_that_violates_the_schema_is_a_tool_failure() {
+    let line = error_line(&call("testing/schema-violation.wasm", "{}", &[]), 1);
+    assert_contains(
+        &line,
+        &[
+            "tool 'schema-violation' broke its own contract: output does not match the output \
+             schema at /value",
+        ],
+    );
+}
+
+#[test]
+fn a_forbidden_import_is_refused_before_running_and_named() {
+    let line = error_line(&call("testing/forbidden-import.wasm", "{}", &[]), 2);
+    assert_contains(
+        &line,
+        &[
+            "forbidden-import.wasm cannot be used as a Baton plugin: it imports 'testing:forbidden/shell'",
+        ],
+    );
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `baton` binary (and the library, as an embedder uses it) against
+//! the reference and hostile plugins built by `cargo xtask plugins`.
+
+mod common;
+
+mod bad_input;
+mod call;
+mod hostile;
+mod inspect;
+mod library;

@@ -1,0 +1,353 @@
+//! Baton's build steps, run as `cargo xtask <command>`:
+//!
+//! - `plugins`: build every component under `plugins/` for wasm32-wasip2 into
+//!   `target/plugins/` (installing the rustup target if it is missing).
+//! - `demo`: build the plugins and the host, then show `baton` at work.
+//! - `test`: build the plugins, check formatting and lints, and run the whole test suite.
+//! - `bench`: build the plugins and run the criterion benchmarks.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use serde_json::Value;
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+const PLUGIN_PROFILE: &str = "plugin";
+
+type Result<T> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("plugins") => build_plugins().map(|_| ()),
+        Some("demo") => demo(),
+        Some("test") => test(&args[1..]),
+        Some("bench") => bench(&args[1..]),
+        _ => Err("usage: cargo xtask <plugins|demo|test|bench> [args for cargo]".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a command, failing with its name if it does not succeed.
+fn run(command: &mut Command) -> Result<()> {
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot start {command:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{command:?} failed with {status}"))
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// A plugin package from `cargo metadata`.
+struct Plugin {
+    package: String,
+    /// `tools`, `testing`, ... (the folder under `plugins/`).
+    group: String,
+    /// Features to build one at a time, each into its own component (empty: build once).
+    features: Vec<String>,
+    /// The artifact's file stem: the lib name (`-` → `_`) or the bin name.
+    artifact: String,
+}
+
+struct Workspace {
+    root: PathBuf,
+    target: PathBuf,
+    plugins: Vec<Plugin>,
+}
+
+fn workspace() -> Result<Workspace> {
+    let output = cargo()
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .output()
+        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let meta: Value = serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
+    let root = PathBuf::from(meta["workspace_root"].as_str().unwrap_or("."));
+    let target = PathBuf::from(meta["target_directory"].as_str().unwrap_or("target"));
+    let plugins_dir = root.join("plugins");
+    let mut plugins = Vec::new();
+    for package in meta["packages"].as_array().into_iter().flatten() {
+        let manifest = PathBuf::from(package["manifest_path"].as_str().unwrap_or_default());
+        let Ok(relative) = manifest.strip_prefix(&plugins_dir) else {
+            continue;
+        };
+        let group = relative
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+            .unwrap_or_default()
+            .to_string();
+        let target = &package["targets"][0];
+        let name = target["name"].as_str().unwrap_or_default();
+        // Libraries' artifacts use underscores; binaries keep their name.
+        let is_bin = target["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "bin"));
+        let artifact = if is_bin {
+            name.to_string()
+        } else {
+            name.replace('-', "_")
+        };
+        let features = package["features"]
+            .as_object()
+            .map(|f| f.keys().filter(|k| *k != "default").cloned().collect())
+            .unwrap_or_default();
+        plugins.push(Plugin {
+            package: package["name"].as_str().unwrap_or_default().to_string(),
+            group,
+            features,
+            artifact,
+        });
+    }
+    Ok(Workspace {
+        root,
+        target,
+        plugins,
+    })
+}
+
+fn ensure_wasm_target() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("cannot run rustup (is Rust installed with rustup?): {e}"))?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == WASM_TARGET)
+    {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the {WASM_TARGET} target");
+    run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+/// Builds every plugin into `target/plugins/<group>/<name>.wasm` (tools directly in
+/// `target/plugins/`), returning that directory.
+fn build_plugins() -> Result<PathBuf> {
+    ensure_wasm_target()?;
+    let ws = workspace()?;
+    let out = ws.target.join("plugins");
+    let built = ws.target.join(WASM_TARGET).join(PLUGIN_PROFILE);
+    let wasm_build = || {
+        let mut c = cargo();
+        c.args([
+            "build",
+            "--quiet",
+            "--profile",
+            PLUGIN_PROFILE,
+            "--target",
+            WASM_TARGET,
+        ]);
+        c
+    };
+
+    // Packages without features build together in one cargo invocation.
+    let mut plain = wasm_build();
+    for plugin in ws.plugins.iter().filter(|p| p.features.is_empty()) {
+        plain.args(["-p", &plugin.package]);
+    }
+    eprintln!("xtask: building plugins for {WASM_TARGET}");
+    run(&mut plain)?;
+    for plugin in &ws.plugins {
+        let dir = match plugin.group.as_str() {
+            "tools" => out.clone(),
+            group => out.join(group),
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {dir:?}: {e}"))?;
+        let artifact = built.join(format!("{}.wasm", plugin.artifact));
+        if plugin.features.is_empty() {
+            copy(&artifact, &dir.join(format!("{}.wasm", plugin.package)))?;
+            continue;
+        }
+        for feature in &plugin.features {
+            run(wasm_build().args(["-p", &plugin.package, "--features", feature]))?;
+            copy(&artifact, &dir.join(format!("{feature}.wasm")))?;
+        }
+    }
+    eprintln!("xtask: plugins are in {}", out.display());
+    Ok(out)
+}
+
+fn copy(from: &Path, to: &Path) -> Result<()> {
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    let plugins = build_plugins()?;
+    let ws = workspace()?;
+    eprintln!("xtask: checking formatting");
+    run(cargo()
+        .current_dir(&ws.root)
+        .args(["fmt", "--all", "--", "--check"]))?;
+    eprintln!("xtask: running clippy");
+    run(cargo().current_dir(&ws.root).args([
+        "clippy",
+        "--quiet",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    eprintln!("xtask: running the test suite");
+    run(cargo()
+        .current_dir(&ws.root)
+        .env("BATON_PLUGIN_DIR", &plugins)
+        .arg("test")
+        .args(extra))
+}
+
+fn bench(extra: &[String]) -> Result<()> {
+    let plugins = build_plugins()?;
+    run(cargo()
+        .env("BATON_PLUGIN_DIR", &plugins)
+        .args(["bench", "-p", "baton"])
+        .args(extra))
+}
+
+/// One step of the demo: the arguments to `baton` and the exit status it must give.
+struct Step {
+    explain: &'static str,
+    args: Vec<String>,
+    expect: i32,
+}
+
+fn demo() -> Result<()> {
+    let plugins = build_plugins()?;
+    let ws = workspace()?;
+    eprintln!("xtask: building baton");
+    run(cargo().args(["build", "--quiet", "-p", "baton"]))?;
+    let baton = ws.target.join("debug").join("baton");
+    // Paths relative to the workspace root (where the steps run) read better.
+    let shown = plugins
+        .strip_prefix(&ws.root)
+        .unwrap_or(&plugins)
+        .to_owned();
+    let p = |name: &str| shown.join(name).display().to_string();
+    let step = |explain, args: &[&str], expect| Step {
+        explain,
+        args: args.iter().map(|a| a.to_string()).collect(),
+        expect,
+    };
+    let calc = p("calc.wasm");
+    let steps = [
+        step(
+            "What a component is, before running it:",
+            &["inspect", &calc],
+            0,
+        ),
+        step(
+            "A tool call: input checked against the tool's schema, run in a sandbox:",
+            &[
+                "call",
+                &calc,
+                "--input",
+                r#"{"expression": "2 * (3 + 4) ^ 2"}"#,
+            ],
+            0,
+        ),
+        step(
+            "Another tool:",
+            &[
+                "call",
+                &p("text-stats.wasm"),
+                "--input",
+                r#"{"text": "one two\nthree"}"#,
+            ],
+            0,
+        ),
+        step(
+            "A JSONPath query:",
+            &[
+                "call",
+                &p("json-query.wasm"),
+                "--input",
+                r#"{"document": {"items": [{"name": "pen", "price": 2}, {"name": "ink", "price": 12}]}, "query": "$.items[?@.price < 10].name"}"#,
+            ],
+            0,
+        ),
+        step(
+            "Input that violates the schema never reaches the tool (exit 2):",
+            &["call", &calc, "--input", r#"{"expr": "1 + 1"}"#],
+            2,
+        ),
+        step(
+            "A tool that loops forever runs out of fuel (exit 3):",
+            &["call", &p("testing/spin.wasm"), "--input", "{}"],
+            3,
+        ),
+        step(
+            "A memory bomb hits its memory limit (exit 3):",
+            &["call", &p("testing/memory-bomb.wasm"), "--input", "{}"],
+            3,
+        ),
+        step(
+            "A tool that blocks in a host call is stopped by its deadline (exit 3):",
+            &[
+                "call",
+                &p("testing/sleeper.wasm"),
+                "--input",
+                "{}",
+                "--timeout",
+                "1s",
+            ],
+            3,
+        ),
+        step(
+            "A component that imports something Baton does not provide is refused (exit 2):",
+            &["call", &p("testing/forbidden-import.wasm"), "--input", "{}"],
+            2,
+        ),
+    ];
+    for Step {
+        explain,
+        args,
+        expect,
+    } in steps
+    {
+        println!("\n# {explain}\n$ baton {}", shell_words(&args));
+        let status = Command::new(&baton)
+            .current_dir(&ws.root)
+            .args(&args)
+            .status()
+            .map_err(|e| format!("cannot run {}: {e}", baton.display()))?;
+        if status.code() != Some(expect) {
+            return Err(format!("expected exit status {expect}, got {status}"));
+        }
+    }
+    println!("\nAll demo steps behaved as expected.");
+    Ok(())
+}
+
+fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{a}'")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
