@@ -70,6 +70,7 @@ pub struct Plugin {
     pub info: Info,
     name: Arc<str>,
     pre: InstancePre<HostState>,
+    entry: Entry,
     /// Only tools have schemas the host enforces.
     schemas: Option<ToolSchemas>,
 }
@@ -77,6 +78,23 @@ pub struct Plugin {
 impl Plugin {
     pub fn name(&self) -> &str {
         &self.name
+    }
+}
+
+/// Where a plugin's exports are, looked up once at load.
+enum Entry {
+    Tool(tool_api::GuestIndices),
+    Prompt(prompt_api::GuestIndices),
+    Planner(planner_api::GuestIndices),
+}
+
+impl Entry {
+    fn new(world: World, pre: &InstancePre<HostState>) -> wasmtime::Result<Self> {
+        Ok(match world {
+            World::Tool => Entry::Tool(tool_api::GuestIndices::new(pre)?),
+            World::Prompt => Entry::Prompt(prompt_api::GuestIndices::new(pre)?),
+            World::Planner => Entry::Planner(planner_api::GuestIndices::new(pre)?),
+        })
     }
 }
 
@@ -132,7 +150,11 @@ impl Host {
                     crate::loader::one_line(&format!("{e:#}"))
                 ),
             })?;
-        let info = self.describe(path, &loaded, &pre).await?;
+        let entry = Entry::new(loaded.shape.world, &pre).map_err(|e| Error::BadInfo {
+            path: path.to_owned(),
+            reason: crate::loader::one_line(&format!("{e:#}")),
+        })?;
+        let info = self.describe(path, &pre, &entry).await?;
         let bad_info = |reason: String| Error::BadInfo {
             path: path.to_owned(),
             reason,
@@ -156,6 +178,7 @@ impl Host {
             loaded,
             info,
             pre,
+            entry,
             schemas,
         })
     }
@@ -164,31 +187,27 @@ impl Host {
     async fn describe(
         &self,
         path: &Path,
-        loaded: &Loaded,
         pre: &InstancePre<HostState>,
+        entry: &Entry,
     ) -> Result<Info, Error> {
         let limits = self.policy.limits_for("", &LimitsSpec::default());
         let who: Arc<str> = path.display().to_string().into();
-        let world = loaded.shape.world;
         let outcome = self
             .sandbox
             .run(pre, &who, &limits.limits, async |store, instance| {
-                Ok(match world {
-                    World::Tool => Info::Tool(
-                        tool_api::GuestIndices::new(pre)?
-                            .load(&mut *store, instance)?
+                Ok(match entry {
+                    Entry::Tool(e) => Info::Tool(
+                        e.load(&mut *store, instance)?
                             .call_describe(&mut *store)
                             .await?,
                     ),
-                    World::Prompt => Info::Prompt(
-                        prompt_api::GuestIndices::new(pre)?
-                            .load(&mut *store, instance)?
+                    Entry::Prompt(e) => Info::Prompt(
+                        e.load(&mut *store, instance)?
                             .call_describe(&mut *store)
                             .await?,
                     ),
-                    World::Planner => Info::Planner(
-                        planner_api::GuestIndices::new(pre)?
-                            .load(&mut *store, instance)?
+                    Entry::Planner(e) => Info::Planner(
+                        e.load(&mut *store, instance)?
                             .call_describe(&mut *store)
                             .await?,
                     ),
@@ -205,7 +224,7 @@ impl Host {
     /// Calls a tool with `input` (JSON text): validates the input, runs `invoke` in a fresh
     /// sandbox under the tool's limits, then checks the output's size, syntax and schema.
     pub async fn call_tool(&self, plugin: &Plugin, input: &str) -> Result<ToolCall, Error> {
-        let Some(schemas) = &plugin.schemas else {
+        let (Entry::Tool(entry), Some(schemas)) = (&plugin.entry, &plugin.schemas) else {
             return Err(Error::WrongWorld {
                 path: plugin.loaded.source.clone(),
                 world: plugin.loaded.shape.world,
@@ -224,15 +243,14 @@ impl Host {
             })?;
 
         let limits = self.limits_for(plugin.name());
-        let pre = &plugin.pre;
         let Outcome { result, usage, .. } = self
             .sandbox
             .run(
-                pre,
+                &plugin.pre,
                 &plugin.name,
                 &limits.limits,
                 async |store, instance| {
-                    tool_api::GuestIndices::new(pre)?
+                    entry
                         .load(&mut *store, instance)?
                         .call_invoke(&mut *store, input)
                         .await

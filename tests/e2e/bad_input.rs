@@ -119,3 +119,22 @@ fn bad_limit_flags_are_usage_errors() {
         ],
     );
 }
+
+#[test]
+fn a_component_exporting_two_worlds() {
+    let path = plugin("testing/two-worlds.wasm");
+    let line = error_line(&run(&["inspect", path.to_str().unwrap()]), 2);
+    assert_contains(
+        &line,
+        &["it exports more than one Baton world (tool, prompt); a plugin must be exactly one"],
+    );
+}
+
+#[test]
+fn calling_a_prompt_component_is_a_usage_error() {
+    let line = error_line(&call("testing/echo-prompt.wasm", "{}", &[]), 2);
+    assert_contains(
+        &line,
+        &["echo-prompt.wasm is a prompt component; only tools can be called with input"],
+    );
+}

@@ -70,3 +70,21 @@ fn inspect_applies_the_command_line_limits() {
     ]));
     assert_eq!(v["limits"]["timeout_ms"], 2000);
 }
+
+#[test]
+fn inspect_recognises_prompt_components() {
+    let path = plugin("testing/echo-prompt.wasm");
+    let v = json_output(&run(&["inspect", path.to_str().unwrap(), "--json"]));
+    assert_eq!(v["world"], "prompt");
+    assert_eq!(v["name"], "echo-prompt");
+    assert_eq!(v["schemas"]["vars"]["type"], "object");
+}
+
+#[test]
+fn inspect_recognises_planner_components() {
+    let path = plugin("testing/finish-planner.wasm");
+    let v = json_output(&run(&["inspect", path.to_str().unwrap(), "--json"]));
+    assert_eq!(v["world"], "planner");
+    assert_eq!(v["name"], "finish-planner");
+    assert_eq!(v["schemas"]["config"]["type"], "null");
+}

@@ -219,8 +219,36 @@ fn bench(extra: &[String]) -> Result<()> {
     let plugins = build_plugins()?;
     run(cargo()
         .env("BATON_PLUGIN_DIR", &plugins)
-        .args(["bench", "-p", "baton"])
-        .args(extra))
+        .args(["bench", "-p", "baton", "--benches"])
+        .args(extra))?;
+    report_ratios(&workspace()?.target.join("criterion"))
+}
+
+/// Benchmarks reported as a ratio to a baseline measured in the same run: (name, baseline).
+const RATIOS: &[(&str, &str)] = &[
+    ("call/baton_sandbox", "call/raw_wasmtime_pooling"),
+    ("call/baton_sandbox", "call/raw_wasmtime"),
+    ("call/baton_call_tool", "call/raw_wasmtime_pooling"),
+    ("load/from_compile_cache", "load/compile"),
+];
+
+/// Prints the criterion medians of the ratio pairs that were measured.
+fn report_ratios(criterion: &Path) -> Result<()> {
+    let median = |name: &str| -> Option<f64> {
+        let path = criterion.join(name).join("new/estimates.json");
+        let estimates: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        estimates["median"]["point_estimate"].as_f64()
+    };
+    println!("\nmedians (ns) and ratios:");
+    for (name, baseline) in RATIOS {
+        if let (Some(m), Some(b)) = (median(name), median(baseline)) {
+            println!(
+                "  {name:<26} {m:>12.0}  / {baseline:<26} {b:>12.0}  = {:.3}",
+                m / b
+            );
+        }
+    }
+    Ok(())
 }
 
 /// One step of the demo: the arguments to `baton` and the exit status it must give.

@@ -17,9 +17,15 @@ pub fn fuel(text: &str) -> Result<u64, String> {
     check_fuel(n)
 }
 
+/// Largest fuel limit: journals store numbers as IEEE doubles (RFC 8785), exact to 2^53.
+const MAX_FUEL: u64 = (1 << 53) - 1;
+
 fn check_fuel(n: u64) -> Result<u64, String> {
     if n == 0 {
         return Err("fuel must be greater than 0".into());
+    }
+    if n > MAX_FUEL {
+        return Err(format!("fuel must be at most {MAX_FUEL}"));
     }
     Ok(n)
 }
@@ -153,6 +159,7 @@ mod tests {
         );
         assert!(memory("lots").unwrap_err().contains("is not a size"));
         assert!(fuel("0").unwrap_err().contains("greater than 0"));
+        assert!(fuel("9007199254740992").unwrap_err().contains("at most"));
         assert!(timeout("0s").unwrap_err().contains("greater than 0"));
         assert!(
             timeout("5 parsecs")

@@ -12,7 +12,9 @@ pub const TICK: Duration = Duration::from_millis(10);
 /// Instances the pool keeps room for at once (concurrent calls, nested tool calls included).
 const POOL_INSTANCES: u32 = 256;
 
-pub fn build_engine() -> wasmtime::Result<Engine> {
+/// The instance pool every Baton engine uses (public so benchmarks can build a raw wasmtime
+/// engine on the same allocator).
+pub fn pooling_config() -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(POOL_INSTANCES)
         .total_core_instances(POOL_INSTANCES * 8)
@@ -22,10 +24,13 @@ pub fn build_engine() -> wasmtime::Result<Engine> {
         .max_core_instances_per_component(16)
         .max_memories_per_component(4)
         .max_tables_per_component(16);
+    pool
+}
 
+pub fn build_engine() -> wasmtime::Result<Engine> {
     let mut config = Config::new();
     config
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config()))
         .consume_fuel(true)
         .epoch_interruption(true)
         // Same results on every machine: replay depends on it.
