@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 
 use crate::bindings::types::{Error as HostError, ToolError};
+use crate::effect::Divergence;
+use crate::journal::chain::ChainBreak;
+use crate::journal::store::StoreError;
 use crate::loader::LoadError;
 use crate::policy::{PolicyError, ResolvedLimits};
 use crate::sandbox::SandboxError;
@@ -14,6 +17,8 @@ pub mod exit {
     pub const TOOL_FAILED: u8 = 1;
     pub const BAD_INPUT: u8 = 2;
     pub const LIMIT: u8 = 3;
+    /// Replay divergence, or a journal or bundle that fails verification.
+    pub const VERIFICATION: u8 = 6;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +61,16 @@ pub enum Error {
     OutputSchema { tool: String, error: SchemaError },
     #[error("cannot start the WebAssembly engine: {0}")]
     Engine(String),
+    #[error(transparent)]
+    Journal(#[from] StoreError),
+    /// A journal or bundle whose hash chains do not verify.
+    #[error("{} fails verification: {source}; it was altered or damaged after it was written", path.display())]
+    Tampered { path: PathBuf, source: ChainBreak },
+    /// A bundle that verifies but cannot be replayed.
+    #[error("{} cannot be replayed: {reason}", path.display())]
+    BundleInvalid { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Diverged(Divergence),
 }
 
 impl Error {
@@ -72,7 +87,11 @@ impl Error {
                 error: SandboxError::Trap { .. },
                 ..
             } => exit::TOOL_FAILED,
+            Error::Tampered { .. } | Error::BundleInvalid { .. } | Error::Diverged(_) => {
+                exit::VERIFICATION
+            }
             Error::Load(_)
+            | Error::Journal(_)
             | Error::Policy(_)
             | Error::BadInfo { .. }
             | Error::WrongWorld { .. }

@@ -16,13 +16,17 @@
 
 pub mod bindings;
 pub mod caps;
+pub mod effect;
 pub mod error;
+pub mod journal;
 pub mod loader;
 pub mod policy;
+pub mod run;
 pub mod runtime;
 pub mod sandbox;
 pub mod schema;
 pub mod state;
 
 pub use error::Error;
-pub use runtime::{Host, HostOptions, Info, Plugin, ToolCall};
+pub use run::RunRecord;
+pub use runtime::{Host, HostOptions, Info, Plugin, ReplayReport, ToolCall};

@@ -6,15 +6,24 @@ use std::sync::Arc;
 use serde_json::Value;
 use wasmtime::component::InstancePre;
 
-use crate::bindings::types::{PlannerInfo, PromptInfo, ToolInfo};
+use crate::bindings::types::{PlannerInfo, PromptInfo, ToolError, ToolInfo};
 use crate::bindings::{planner_api, prompt_api, tool_api};
+use crate::effect::{Gate, NoSecrets};
 use crate::error::Error;
+use crate::journal::event::{Event, EventKind, InvocationOutcome, LimitsRecord, step_chain};
+use crate::journal::store::Journal;
+use crate::journal::verify_run;
+use crate::loader::LoadError;
 use crate::loader::cache::CompileCache;
+use crate::loader::digest::Digest;
 use crate::loader::trust::AcceptUnsigned;
 use crate::loader::world::World;
 use crate::loader::{Loaded, Loader};
+use crate::policy::Source;
 use crate::policy::{LimitsSpec, Policy, ResolvedLimits};
+use crate::run::{RunJournal, RunRecord};
 use crate::sandbox::limits::{LimitExceeded, OutputStream};
+use crate::sandbox::limits::{LimitKind, Limits};
 use crate::sandbox::{Outcome, Sandbox, SandboxError, Usage};
 use crate::schema::{Direction, ToolSchemas};
 use crate::state::HostState;
@@ -28,6 +37,8 @@ pub struct HostOptions {
     pub limits: LimitsSpec,
     /// Where compiled components are cached; `None` turns the cache off.
     pub cache_dir: Option<PathBuf>,
+    /// The journal every call is recorded in; `None` records nothing.
+    pub store: Option<PathBuf>,
 }
 
 /// What a plugin says about itself, by world.
@@ -110,6 +121,7 @@ pub struct Host {
     loader: Loader,
     policy: Policy,
     overrides: LimitsSpec,
+    journal: Option<Journal>,
 }
 
 impl Host {
@@ -123,12 +135,19 @@ impl Host {
             Some(dir) => CompileCache::new(dir, sandbox.engine()),
             None => CompileCache::disabled(),
         };
+        let journal = options.store.as_deref().map(Journal::open).transpose()?;
         Ok(Self {
             sandbox,
             loader: Loader::new(cache, Box::new(AcceptUnsigned)),
             policy,
             overrides: options.limits,
+            journal,
         })
+    }
+
+    /// The journal calls are recorded in, if any.
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
     }
 
     /// The limits `plugin` runs under.
@@ -138,7 +157,16 @@ impl Host {
 
     /// Loads, checks, links and describes the component at `path`.
     pub async fn load(&self, path: &Path) -> Result<Plugin, Error> {
-        let loaded = self.loader.load(self.sandbox.engine(), path)?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.load_bytes(path, &bytes).await
+    }
+
+    /// Loads, checks, links and describes `bytes`; `path` names them in messages.
+    pub async fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Plugin, Error> {
+        let loaded = self.loader.load_bytes(self.sandbox.engine(), path, bytes)?;
         let pre = self
             .sandbox
             .prepare(&loaded.component)
@@ -192,9 +220,11 @@ impl Host {
     ) -> Result<Info, Error> {
         let limits = self.policy.limits_for("", &LimitsSpec::default());
         let who: Arc<str> = path.display().to_string().into();
+        // Loading is not part of any run: describe's effects are performed but not recorded.
+        let gate = Gate::live("", "describe".into(), None, Arc::new(NoSecrets));
         let outcome = self
             .sandbox
-            .run(pre, &who, &limits.limits, async |store, instance| {
+            .run(pre, &who, &gate, &limits.limits, async |store, instance| {
                 Ok(match entry {
                     Entry::Tool(e) => Info::Tool(
                         e.load(&mut *store, instance)?
@@ -223,31 +253,169 @@ impl Host {
 
     /// Calls a tool with `input` (JSON text): validates the input, runs `invoke` in a fresh
     /// sandbox under the tool's limits, then checks the output's size, syntax and schema.
+    /// The call is journaled as a run when the host has a journal.
     pub async fn call_tool(&self, plugin: &Plugin, input: &str) -> Result<ToolCall, Error> {
-        let (Entry::Tool(entry), Some(schemas)) = (&plugin.entry, &plugin.schemas) else {
-            return Err(Error::WrongWorld {
-                path: plugin.loaded.source.clone(),
-                world: plugin.loaded.shape.world,
-                what: "only tools can be called with input; prompts and planners run inside a workflow",
+        self.run_tool(plugin, input).await.1
+    }
+
+    /// Like `call_tool`, and also returns the run that journaled the call (`None` when the
+    /// input was refused before the run started).
+    pub async fn run_tool(
+        &self,
+        plugin: &Plugin,
+        input: &str,
+    ) -> (Option<RunRecord>, Result<ToolCall, Error>) {
+        if let Err(e) = check_input(plugin, input) {
+            return (None, Err(e));
+        }
+        let recorder = self.journal.as_ref().and_then(|j| j.recorder().cloned());
+        let mut run = RunJournal::live(recorder.clone(), "call");
+        let digest = plugin.loaded.digest.to_string();
+        run.blob("component", &digest, &plugin.loaded.bytes);
+        for (_, text) in self.policy.texts() {
+            run.blob(
+                "policy",
+                &Digest::of(text.as_bytes()).to_string(),
+                text.as_bytes(),
+            );
+        }
+        let limits = self.limits_for(plugin.name());
+        let gate = run
+            .start_step(CALL_STEP, plugin.name(), &digest)
+            .expect("a live run records, it cannot diverge");
+        let result = self.invoke(plugin, input, &limits, &gate, None).await;
+        // A live run records what happens; it cannot diverge.
+        let _ = run.end_step(CALL_STEP, &gate);
+        let record = run.finish(status_of(&result)).ok();
+        if let Some(r) = &recorder
+            && let Err(e) = r.flush()
+        {
+            tracing::error!("{e}");
+        }
+        (record, result)
+    }
+
+    /// Re-runs the run recorded in `bundle` with the recorded inputs and effects, comparing
+    /// every event. `component` replaces the recorded component (to test a new version
+    /// against a recorded run).
+    pub async fn replay(
+        &self,
+        bundle: &Path,
+        component: Option<&Path>,
+    ) -> Result<ReplayReport, Error> {
+        let journal = Journal::open_read_only(bundle)?;
+        let runs = journal.runs(2)?;
+        let [summary] = runs.as_slice() else {
+            return Err(Error::BundleInvalid {
+                path: bundle.to_owned(),
+                reason: format!("it holds {} runs instead of one", runs.len()),
             });
         };
-        let tool = || plugin.name().to_string();
-        let document: Value = serde_json::from_str(input).map_err(|e| Error::InputNotJson {
-            reason: e.to_string(),
+        let events = journal.events(&summary.run)?;
+        let verified = verify_run(&events).map_err(|source| Error::Tampered {
+            path: bundle.to_owned(),
+            source,
         })?;
-        schemas
-            .check(Direction::Input, &document)
-            .map_err(|error| Error::InputSchema {
-                tool: tool(),
-                error,
-            })?;
+        if !verified.complete {
+            return Err(Error::BundleInvalid {
+                path: bundle.to_owned(),
+                reason: format!(
+                    "run {} did not finish (it was interrupted while recording)",
+                    summary.run
+                ),
+            });
+        }
+        let recorded = RecordedCall::find(&events).ok_or_else(|| Error::BundleInvalid {
+            path: bundle.to_owned(),
+            reason: "it records no tool call".into(),
+        })?;
+        let plugin = match component {
+            Some(path) => self.load(path).await?,
+            None => {
+                let bytes = journal
+                    .blobs(&summary.run, "component")?
+                    .into_iter()
+                    .find(|(digest, _)| *digest == recorded.digest)
+                    .map(|(_, bytes)| bytes)
+                    .ok_or_else(|| Error::BundleInvalid {
+                        path: bundle.to_owned(),
+                        reason: format!("it lacks the bytes of component {}", recorded.digest),
+                    })?;
+                let actual = Digest::of(&bytes).to_string();
+                if actual != recorded.digest {
+                    return Err(Error::BundleInvalid {
+                        path: bundle.to_owned(),
+                        reason: format!(
+                            "the bytes stored for component {} hash to {actual}",
+                            recorded.digest
+                        ),
+                    });
+                }
+                let label = bundle.join(&recorded.digest);
+                self.load_bytes(&label, &bytes).await?
+            }
+        };
+        let source = Source::File(format!("{} (recorded)", bundle.display()));
+        let limits = ResolvedLimits {
+            limits: Limits::from(&recorded.limits),
+            fuel: source.clone(),
+            memory: source.clone(),
+            timeout: source.clone(),
+            output: source,
+        };
+        let mut run = RunJournal::replay(&events);
+        let gate = run
+            .start_step(CALL_STEP, plugin.name(), &plugin.loaded.digest.to_string())
+            .map_err(Error::Diverged)?;
+        let result = self
+            .invoke(
+                &plugin,
+                &recorded.input,
+                &limits,
+                &gate,
+                recorded.timed_out_after,
+            )
+            .await;
+        run.end_step(CALL_STEP, &gate).map_err(Error::Diverged)?;
+        let record = run.finish(status_of(&result)).map_err(Error::Diverged)?;
+        Ok(ReplayReport {
+            run: record.id,
+            events: record.events,
+            root: record.root,
+            result,
+        })
+    }
 
-        let limits = self.limits_for(plugin.name());
-        let Outcome { result, usage, .. } = self
+    /// One invocation of a tool in its step's chain: `invocation_started`, the sandboxed
+    /// call (effects through `gate`), `invocation_ended`, then the output checks.
+    ///
+    /// `timed_out_after` replays a recorded timeout deterministically: the call gets exactly
+    /// the fuel it had burned when its deadline struck, and running out of it is that same
+    /// timeout.
+    async fn invoke(
+        &self,
+        plugin: &Plugin,
+        input: &str,
+        limits: &ResolvedLimits,
+        gate: &Arc<Gate>,
+        timed_out_after: Option<u64>,
+    ) -> Result<ToolCall, Error> {
+        let (Entry::Tool(entry), Some(schemas)) = (&plugin.entry, &plugin.schemas) else {
+            return Err(wrong_world(plugin));
+        };
+        gate.emit(EventKind::InvocationStarted {
+            digest: plugin.loaded.digest.to_string(),
+            input: input.into(),
+            limits: LimitsRecord::from(&limits.limits),
+        });
+        let Outcome {
+            mut result, usage, ..
+        } = self
             .sandbox
             .run(
                 &plugin.pre,
                 &plugin.name,
+                gate,
                 &limits.limits,
                 async |store, instance| {
                     entry
@@ -257,23 +425,41 @@ impl Host {
                 },
             )
             .await;
+        if timed_out_after.is_some()
+            && let Err(SandboxError::Limit(LimitExceeded::Fuel { .. })) = result
+        {
+            result = Err(SandboxError::Limit(LimitExceeded::Timeout {
+                limit: limits.limits.timeout,
+            }));
+        }
+        let tool = || plugin.name().to_string();
         let sandbox_error = |error| Error::Sandbox {
             who: format!("tool '{}'", plugin.name()),
             error,
             limits: Box::new(limits.clone()),
         };
+        // Output past the limit is not journaled; everything else is, as returned.
+        let result = match result {
+            Ok(Ok(output)) if output.len() as u64 > limits.limits.output => {
+                Err(SandboxError::Limit(LimitExceeded::Output {
+                    limit: limits.limits.output,
+                    stream: OutputStream::Result,
+                }))
+            }
+            other => other,
+        };
+        gate.emit(EventKind::InvocationEnded {
+            outcome: outcome_record(&result),
+            fuel: usage.fuel,
+            peak_memory: usage.peak_memory,
+            duration_ms: usage.duration.as_secs_f64() * 1000.0,
+        });
         let output = result
             .map_err(sandbox_error)?
             .map_err(|error| Error::ToolFailed {
                 tool: tool(),
                 error,
             })?;
-        if output.len() as u64 > limits.limits.output {
-            return Err(sandbox_error(SandboxError::Limit(LimitExceeded::Output {
-                limit: limits.limits.output,
-                stream: OutputStream::Result,
-            })));
-        }
         let output: Value = serde_json::from_str(&output).map_err(|e| Error::OutputNotJson {
             tool: tool(),
             reason: e.to_string(),
@@ -286,6 +472,112 @@ impl Host {
             })?;
         Ok(ToolCall { output, usage })
     }
+}
+
+/// The step id of a `baton call` run.
+const CALL_STEP: &str = "call";
+
+fn wrong_world(plugin: &Plugin) -> Error {
+    Error::WrongWorld {
+        path: plugin.loaded.source.clone(),
+        world: plugin.loaded.shape.world,
+        what: "only tools can be called with input; prompts and planners run inside a workflow",
+    }
+}
+
+/// Refuses input that is not JSON or breaks the tool's input schema.
+fn check_input(plugin: &Plugin, input: &str) -> Result<(), Error> {
+    let Some(schemas) = &plugin.schemas else {
+        return Err(wrong_world(plugin));
+    };
+    let document: Value = serde_json::from_str(input).map_err(|e| Error::InputNotJson {
+        reason: e.to_string(),
+    })?;
+    schemas
+        .check(Direction::Input, &document)
+        .map_err(|error| Error::InputSchema {
+            tool: plugin.name().to_string(),
+            error,
+        })
+}
+
+fn status_of<T>(result: &Result<T, Error>) -> &'static str {
+    if result.is_ok() { "ok" } else { "failed" }
+}
+
+/// How an invocation ended, as journaled.
+fn outcome_record(result: &Result<Result<String, ToolError>, SandboxError>) -> InvocationOutcome {
+    match result {
+        Ok(Ok(output)) => InvocationOutcome::Returned {
+            output: output.clone(),
+        },
+        Ok(Err(error)) => {
+            let (kind, message) = match error {
+                ToolError::InvalidInput(m) => ("invalid_input", m.clone()),
+                ToolError::Failed(m) => ("failed", m.clone()),
+                ToolError::Host(e) => ("host", format!("{e:?}")),
+            };
+            InvocationOutcome::ToolError {
+                kind: kind.into(),
+                message,
+            }
+        }
+        Err(SandboxError::Limit(limit)) => InvocationOutcome::Limit {
+            limit: limit.kind().map_or("stack", LimitKind::name).into(),
+            message: limit.to_string(),
+        },
+        Err(error) => InvocationOutcome::Trap {
+            message: error.to_string(),
+        },
+    }
+}
+
+/// What a bundle recorded about its tool call.
+struct RecordedCall {
+    digest: String,
+    input: String,
+    limits: LimitsRecord,
+    /// The fuel burned when a recorded timeout struck.
+    timed_out_after: Option<u64>,
+}
+
+impl RecordedCall {
+    fn find(events: &[Event]) -> Option<Self> {
+        let chain = step_chain(CALL_STEP);
+        let mut steps = events.iter().filter(|e| e.chain == chain);
+        let EventKind::InvocationStarted {
+            digest,
+            input,
+            limits,
+        } = &steps.next()?.kind
+        else {
+            return None;
+        };
+        let timed_out_after = steps.find_map(|e| match &e.kind {
+            EventKind::InvocationEnded {
+                outcome: InvocationOutcome::Limit { limit, .. },
+                fuel,
+                ..
+            } if limit == LimitKind::Timeout.name() => Some(*fuel),
+            _ => None,
+        });
+        Some(Self {
+            digest: digest.clone(),
+            input: input.clone(),
+            limits: *limits,
+            timed_out_after,
+        })
+    }
+}
+
+/// The result of a replay whose every event matched the record.
+#[derive(Debug)]
+pub struct ReplayReport {
+    pub run: String,
+    pub events: usize,
+    pub root: String,
+    /// The replayed call's result (a recorded failure replays as the same failure).
+    pub result: Result<ToolCall, Error>,
 }
 
 /// Plugin names key policy sections, so they must be plain identifiers.

@@ -8,6 +8,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::caps::http::EgressHooks;
+use crate::effect::Gate;
 use crate::sandbox::memory::MemoryLimiter;
 
 pub struct HostState {
@@ -18,6 +19,8 @@ pub struct HostState {
     pub(crate) memory: MemoryLimiter,
     /// The plugin's name, for logs and denial messages.
     pub(crate) plugin: Arc<str>,
+    /// The invocation's effect gate: every effect of the guest goes through it.
+    pub(crate) gate: Arc<Gate>,
 }
 
 impl WasiView for HostState {

@@ -25,11 +25,17 @@ pub fn cache_dir() -> &'static Path {
         .path()
 }
 
+/// A journal shared by tests that do not inspect it, outside the user's own.
+pub fn shared_store() -> PathBuf {
+    cache_dir().join("journal.db")
+}
+
 /// The `baton` binary, isolated from the user's environment.
 pub fn baton() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_baton"));
     command
         .env("BATON_CACHE_DIR", cache_dir())
+        .env("BATON_STORE", shared_store())
         .env_remove("BATON_POLICY")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
@@ -38,6 +44,26 @@ pub fn baton() -> Command {
 
 pub fn run(args: &[&str]) -> Output {
     baton().args(args).output().expect("baton runs")
+}
+
+/// Runs baton with its journal at `store`.
+pub fn run_with_store(store: &Path, args: &[&str]) -> Output {
+    baton()
+        .env("BATON_STORE", store)
+        .args(args)
+        .output()
+        .expect("baton runs")
+}
+
+/// Asserts success and returns stdout as text.
+pub fn text_output(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "baton failed with {}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Runs `baton call <plugin> --input <input> [extra...]`.

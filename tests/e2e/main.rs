@@ -7,4 +7,6 @@ mod bad_input;
 mod call;
 mod hostile;
 mod inspect;
+mod journal;
 mod library;
+mod replay;

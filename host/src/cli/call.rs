@@ -14,6 +14,10 @@ pub struct CallArgs {
     /// The input document (JSON); "-" reads it from standard input
     #[arg(long, short, value_name = "JSON")]
     input: String,
+    /// Also write the run (journal, component, policy) to this bundle file, for
+    /// `baton replay`; written even when the call fails
+    #[arg(long, value_name = "FILE")]
+    bundle: Option<PathBuf>,
 }
 
 pub async fn run(host: &Host, args: CallArgs) -> Result<(), Error> {
@@ -27,7 +31,20 @@ pub async fn run(host: &Host, args: CallArgs) -> Result<(), Error> {
         args.input
     };
     let plugin = host.load(&args.component).await?;
-    let call = host.call_tool(&plugin, &input).await?;
+    let (run, result) = host.run_tool(&plugin, &input).await;
+    if let (Some(run), Some(journal)) = (&run, host.journal()) {
+        tracing::info!(
+            "run {} recorded in {} (root {})",
+            run.id,
+            journal.path().display(),
+            run.root
+        );
+        if let Some(bundle) = &args.bundle {
+            journal.export(&run.id, bundle)?;
+            tracing::info!("bundle written to {}", bundle.display());
+        }
+    }
+    let call = result?;
     super::print_json(&call.output);
     tracing::info!(
         "{} {}: {} fuel, {} peak memory, {:.2?}",

@@ -3,6 +3,8 @@
 
 mod call;
 mod inspect;
+mod replay;
+mod trace;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,7 +20,8 @@ use clap::{ArgAction, Args, Parser, Subcommand};
     about = "Run LLM tools, prompts and planners built as WebAssembly components, sandboxed \
              under policy",
     after_help = "Exit status: 0 success; 1 the tool failed; 2 bad usage or input; \
-                  3 a sandbox limit was hit."
+                  3 a sandbox limit was hit; 6 a replay diverged or a journal failed \
+                  verification."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -50,12 +53,25 @@ pub struct GlobalArgs {
     /// Compile components afresh instead of using the compile cache
     #[arg(long, global = true)]
     no_cache: bool,
+    /// The journal (SQLite) every run is recorded in [default: journal.db in the user's data
+    /// directory]
+    #[arg(long, global = true, env = "BATON_STORE", value_name = "FILE")]
+    store: Option<PathBuf>,
     /// Show more of what happens (-v: call statistics, -vv: debug logs); RUST_LOG overrides
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
 }
 
 impl GlobalArgs {
+    fn store(&self) -> PathBuf {
+        self.store.clone().unwrap_or_else(|| {
+            dirs::data_dir()
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join("baton")
+                .join("journal.db")
+        })
+    }
+
     fn host_options(&self) -> HostOptions {
         HostOptions {
             policy: self.policy.clone(),
@@ -72,6 +88,7 @@ impl GlobalArgs {
                     .clone()
                     .or_else(baton::loader::cache::CompileCache::default_dir)
             },
+            store: Some(self.store()),
         }
     }
 }
@@ -82,6 +99,11 @@ enum Command {
     Call(call::CallArgs),
     /// Show what a component is: world, name, version, schemas, imports, digest, limits
     Inspect(inspect::InspectArgs),
+    /// Re-run a recorded run from its bundle and check that every event is identical
+    Replay(replay::ReplayArgs),
+    /// List, show, verify, export and prune recorded runs
+    #[command(subcommand)]
+    Trace(trace::TraceCommand),
 }
 
 pub fn run(cli: Cli) -> Result<(), Error> {
@@ -89,11 +111,21 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Engine(format!("cannot start the async runtime: {e}")))?;
+    if let Command::Trace(command) = cli.command {
+        return trace::run(&cli.global.store(), command);
+    }
     runtime.block_on(async {
-        let host = Host::new(cli.global.host_options())?;
+        let mut options = cli.global.host_options();
+        if !matches!(cli.command, Command::Call(_)) {
+            // Only calls are recorded; a replay compares, and inspecting runs nothing.
+            options.store = None;
+        }
+        let host = Host::new(options)?;
         match cli.command {
             Command::Call(args) => call::run(&host, args).await,
             Command::Inspect(args) => inspect::run(&host, args).await,
+            Command::Replay(args) => replay::run(&host, args).await,
+            Command::Trace(_) => unreachable!("handled above"),
         }
     })
 }
@@ -110,6 +142,8 @@ pub fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
         .without_time()
         .init();
 }

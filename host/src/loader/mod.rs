@@ -8,6 +8,7 @@ pub mod trust;
 pub mod world;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -52,6 +53,8 @@ pub enum LoadError {
 #[derive(Clone)]
 pub struct Loaded {
     pub source: PathBuf,
+    /// The exact bytes, for bundles.
+    pub bytes: Arc<[u8]>,
     pub digest: Digest,
     pub size: usize,
     pub provenance: Provenance,
@@ -113,6 +116,7 @@ impl Loader {
         })?;
         Ok(Loaded {
             source: path(),
+            bytes: bytes.into(),
             digest,
             size: bytes.len(),
             provenance,

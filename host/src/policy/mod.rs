@@ -70,6 +70,8 @@ struct PolicyFile {
 struct Layer {
     /// How messages name this file.
     name: String,
+    /// The file as written, for bundles.
+    text: String,
     file: PolicyFile,
 }
 
@@ -162,6 +164,7 @@ impl Policy {
             base,
             layers: vec![Layer {
                 name: DEFAULT_POLICY_NAME.into(),
+                text: DEFAULT_POLICY.into(),
                 file,
             }],
         }
@@ -176,8 +179,15 @@ impl Policy {
         let name = path.display().to_string();
         let file = parse(&name, &text)?;
         let mut policy = Self::builtin();
-        policy.layers.push(Layer { name, file });
+        policy.layers.push(Layer { name, text, file });
         Ok(policy)
+    }
+
+    /// Each layer's name and text, built-in defaults first.
+    pub fn texts(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.layers
+            .iter()
+            .map(|l| (l.name.as_str(), l.text.as_str()))
     }
 
     /// The limits for `plugin`, with `overrides` from the command line applied last.

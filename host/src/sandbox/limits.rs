@@ -29,6 +29,16 @@ pub enum LimitKind {
 }
 
 impl LimitKind {
+    /// The limit's key in policy files and journals.
+    pub fn name(self) -> &'static str {
+        match self {
+            LimitKind::Fuel => "fuel",
+            LimitKind::Memory => "memory",
+            LimitKind::Timeout => "timeout",
+            LimitKind::Output => "output",
+        }
+    }
+
     /// The command-line flag that overrides this limit.
     pub fn flag(self) -> &'static str {
         match self {

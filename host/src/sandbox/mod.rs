@@ -24,6 +24,8 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::caps;
 use crate::caps::http::EgressHooks;
+use crate::effect::{Gate, wasi};
+use crate::journal::event::RandomSource;
 use crate::state::HostState;
 use engine::EpochTicker;
 use limits::{LimitExceeded, Limits, OutputStream};
@@ -89,19 +91,33 @@ impl Sandbox {
     }
 
     /// Instantiates `pre` in a fresh store under `limits` and runs `call` on the instance.
+    /// Every clock reading, random draw and host effect of the guest goes through `gate`.
     pub async fn run<R>(
         &self,
         pre: &InstancePre<HostState>,
         plugin: &Arc<str>,
+        gate: &Arc<Gate>,
         limits: &Limits,
         call: impl AsyncFnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<R>,
     ) -> Outcome<R> {
         let stdout = BoundedPipe::new(OutputStream::Stdout, limits.output);
         let stderr = BoundedPipe::new(OutputStream::Stderr, limits.output);
         // Nothing is granted: no environment, arguments, preopened directories or network.
+        // Time and randomness come from the gate.
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
+            .wall_clock(wasi::WallClock(gate.clone()))
+            .monotonic_clock(wasi::MonotonicClock(gate.clone()))
+            .secure_random(wasi::Random {
+                gate: gate.clone(),
+                source: RandomSource::Secure,
+            })
+            .insecure_random(wasi::Random {
+                gate: gate.clone(),
+                source: RandomSource::Insecure,
+            })
+            .insecure_random_seed(wasi::insecure_seed(gate))
             .build();
         let state = HostState {
             table: ResourceTable::new(),
@@ -110,6 +126,7 @@ impl Sandbox {
             egress: EgressHooks,
             memory: MemoryLimiter::new(limits.memory),
             plugin: plugin.clone(),
+            gate: gate.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
@@ -198,7 +215,7 @@ fn classify(
 }
 
 /// At most `max` characters of `text`, marked when cut.
-pub(crate) fn truncate(text: &str, max: usize) -> String {
+pub fn truncate(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_string(),

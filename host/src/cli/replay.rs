@@ -1,0 +1,26 @@
+//! `baton replay`: re-run a recorded run from its bundle, offline, and compare every event.
+
+use std::path::PathBuf;
+
+use baton::{Error, Host};
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The bundle (written by `baton call --bundle` or `baton trace export`)
+    bundle: PathBuf,
+    /// Replay with this component instead of the recorded one (e.g. a new version of it), to
+    /// see whether and where it behaves differently
+    #[arg(long, value_name = "WASM")]
+    component: Option<PathBuf>,
+}
+
+pub async fn run(host: &Host, args: ReplayArgs) -> Result<(), Error> {
+    let report = host.replay(&args.bundle, args.component.as_deref()).await?;
+    println!("identical: {} events, root {}", report.events, report.root);
+    match &report.result {
+        Ok(call) => tracing::info!("replayed output: {}", call.output),
+        Err(e) => tracing::info!("replayed the recorded failure: {e}"),
+    }
+    Ok(())
+}

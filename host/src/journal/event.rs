@@ -1,0 +1,290 @@
+//! Journal events: what happened in a run, one typed event at a time.
+//!
+//! Each event kind says what "the same" means for replay (`same_as`): host-produced events
+//! must match exactly; an effect matches when its *request* matches (the recorded response is
+//! what replay serves); measured durations are adopted from the record, because wall time is
+//! itself a nondeterministic input.
+
+use serde::{Deserialize, Serialize};
+
+use crate::sandbox::limits::Limits;
+
+/// Format version of events and stores. Readers accept every version up to this one.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The chain an event belongs to: the run's own chain, or one step's.
+pub type ChainId = String;
+
+/// The run's chain id.
+pub const RUN_CHAIN: &str = "run";
+
+/// A step's chain id.
+pub fn step_chain(step: &str) -> ChainId {
+    format!("step:{step}")
+}
+
+/// One journal entry, as stored: canonical JSON of everything but `hash`, hashed with the
+/// previous entry's hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub run: String,
+    pub chain: ChainId,
+    pub seq: u64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+    /// Hex sha256 of the previous event in this chain (64 zeros for the first).
+    pub prev: String,
+    /// Hex sha256 of `prev ‖ canonical(event without hash)`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hash: String,
+}
+
+/// Which WASI random interface was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RandomSource {
+    Secure,
+    Insecure,
+}
+
+/// Limits as journaled (durations in milliseconds, since canonical JSON numbers are doubles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsRecord {
+    pub fuel: u64,
+    pub memory: u64,
+    pub timeout_ms: u64,
+    pub output: u64,
+}
+
+impl From<&Limits> for LimitsRecord {
+    fn from(l: &Limits) -> Self {
+        Self {
+            fuel: l.fuel,
+            memory: l.memory,
+            timeout_ms: l.timeout.as_millis() as u64,
+            output: l.output,
+        }
+    }
+}
+
+impl From<&LimitsRecord> for Limits {
+    fn from(l: &LimitsRecord) -> Self {
+        Self {
+            fuel: l.fuel,
+            memory: l.memory,
+            timeout: std::time::Duration::from_millis(l.timeout_ms),
+            output: l.output,
+        }
+    }
+}
+
+/// How an invocation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
+pub enum InvocationOutcome {
+    /// The component returned; `output` is exactly what it returned.
+    Returned {
+        output: String,
+    },
+    /// The tool returned an error (`kind`: invalid_input, failed, host).
+    ToolError {
+        kind: String,
+        message: String,
+    },
+    /// A limit stopped it (`limit`: fuel, memory, timeout, output, stack).
+    Limit {
+        limit: String,
+        message: String,
+    },
+    Trap {
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    content = "payload",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
+pub enum EventKind {
+    /// First event of the run chain.
+    RunStarted {
+        format: u32,
+        baton: String,
+        command: String,
+        /// RFC 3339 time the run started.
+        started_at: String,
+    },
+    /// A step begins (run chain, in plan order).
+    StepStarted {
+        step: String,
+        tool: String,
+        digest: String,
+    },
+    /// First event of a step chain.
+    InvocationStarted {
+        digest: String,
+        input: String,
+        limits: LimitsRecord,
+    },
+    WallClock {
+        seconds: u64,
+        nanos: u32,
+    },
+    MonotonicClock {
+        seconds: u64,
+        nanos: u32,
+    },
+    Random {
+        source: RandomSource,
+        /// Hex of the bytes handed to the guest.
+        bytes: String,
+    },
+    /// The seed of wasi:random/insecure-seed, as decimal text (a u128).
+    RandomSeed {
+        value: String,
+    },
+    Log {
+        level: String,
+        message: String,
+    },
+    /// Last event of a step chain.
+    InvocationEnded {
+        outcome: InvocationOutcome,
+        fuel: u64,
+        peak_memory: u64,
+        duration_ms: f64,
+    },
+    /// A step ends (run chain), sealing the step chain's root hash.
+    StepEnded {
+        step: String,
+        root: String,
+        events: u64,
+    },
+    /// Last event of the run chain.
+    RunEnded {
+        status: String,
+    },
+}
+
+impl EventKind {
+    /// The snake_case name stored in the `kind` column and shown in messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::RunStarted { .. } => "run_started",
+            EventKind::StepStarted { .. } => "step_started",
+            EventKind::InvocationStarted { .. } => "invocation_started",
+            EventKind::WallClock { .. } => "wall_clock",
+            EventKind::MonotonicClock { .. } => "monotonic_clock",
+            EventKind::Random { .. } => "random",
+            EventKind::RandomSeed { .. } => "random_seed",
+            EventKind::Log { .. } => "log",
+            EventKind::InvocationEnded { .. } => "invocation_ended",
+            EventKind::StepEnded { .. } => "step_ended",
+            EventKind::RunEnded { .. } => "run_ended",
+        }
+    }
+
+    /// Whether `self` (produced now) is the same as `recorded` for replay.
+    pub fn same_as(&self, recorded: &EventKind) -> bool {
+        use EventKind::*;
+        match (self, recorded) {
+            // Effects: the request is what must match; the response is served from the record.
+            (WallClock { .. }, WallClock { .. })
+            | (MonotonicClock { .. }, MonotonicClock { .. })
+            | (RandomSeed { .. }, RandomSeed { .. }) => true,
+            (
+                Random {
+                    source: s,
+                    bytes: b,
+                },
+                Random {
+                    source: rs,
+                    bytes: rb,
+                },
+            ) => s == rs && b.len() == rb.len(),
+            _ => self == recorded,
+        }
+    }
+
+    /// Takes over from `recorded` what replay cannot reproduce and must not compare: when
+    /// the run started, which Baton recorded it, and how long an invocation took.
+    pub fn adopt_recorded(&mut self, recorded: &EventKind) {
+        match (self, recorded) {
+            (
+                EventKind::InvocationEnded { duration_ms, .. },
+                EventKind::InvocationEnded {
+                    duration_ms: recorded_ms,
+                    ..
+                },
+            ) => *duration_ms = *recorded_ms,
+            (
+                EventKind::RunStarted {
+                    baton, started_at, ..
+                },
+                EventKind::RunStarted {
+                    baton: recorded_baton,
+                    started_at: recorded_at,
+                    ..
+                },
+            ) => {
+                baton.clone_from(recorded_baton);
+                started_at.clone_from(recorded_at);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialize_with_kind_and_payload() {
+        let event = Event {
+            run: "r".into(),
+            chain: step_chain("call"),
+            seq: 1,
+            kind: EventKind::WallClock {
+                seconds: 5,
+                nanos: 7,
+            },
+            prev: "00".into(),
+            hash: String::new(),
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["kind"], "wall_clock");
+        assert_eq!(json["payload"]["seconds"], 5);
+        assert!(json.get("hash").is_none());
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn effects_match_on_their_request_only() {
+        let a = EventKind::Random {
+            source: RandomSource::Secure,
+            bytes: "0011".into(),
+        };
+        let same_len = EventKind::Random {
+            source: RandomSource::Secure,
+            bytes: "ffee".into(),
+        };
+        let longer = EventKind::Random {
+            source: RandomSource::Secure,
+            bytes: "ffeedd".into(),
+        };
+        assert!(a.same_as(&same_len));
+        assert!(!a.same_as(&longer));
+        let log = |m: &str| EventKind::Log {
+            level: "info".into(),
+            message: m.into(),
+        };
+        assert!(log("x").same_as(&log("x")));
+        assert!(!log("x").same_as(&log("y")));
+    }
+}

@@ -1,0 +1,557 @@
+//! The journal's SQLite store: WAL mode, one writer thread that batches what it receives into
+//! transactions, readers on their own connections. A bundle is a standalone file with the
+//! same schema holding one run.
+//!
+//! Durability: every batch is one transaction, so a crash (even `kill -9`) leaves a database
+//! whose committed events form a prefix of each chain, which verifies.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use super::event::{Event, FORMAT_VERSION, RUN_CHAIN};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    command TEXT NOT NULL,
+    status TEXT NOT NULL,
+    root TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    run TEXT NOT NULL,
+    chain TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (run, chain, seq)
+);
+CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, bytes BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS run_blobs (
+    run TEXT NOT NULL,
+    role TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (run, role, digest)
+);
+";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open journal {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{} is not a Baton journal or bundle ({reason})", path.display())]
+    Foreign { path: PathBuf, reason: String },
+    #[error(
+        "{} uses journal format {found}, newer than this Baton understands ({FORMAT_VERSION}); \
+         upgrade Baton to read it",
+        path.display()
+    )]
+    NewerFormat { path: PathBuf, found: u32 },
+    #[error("journal {}: {source}", path.display())]
+    Sql {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("journal {}: event {run}/{chain}/{seq} is not readable: {reason}", path.display())]
+    BadEvent {
+        path: PathBuf,
+        run: String,
+        chain: String,
+        seq: i64,
+        reason: String,
+    },
+    #[error("the journal writer stopped; events may not have been saved")]
+    WriterGone,
+}
+
+/// A run as listed by `trace ls`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RunSummary {
+    pub run: String,
+    pub started_at: String,
+    pub command: String,
+    pub status: String,
+    pub root: Option<String>,
+    pub events: u64,
+}
+
+/// What the writer thread is asked to do, in order.
+enum Write {
+    RunStarted {
+        run: String,
+        started_at: String,
+        command: String,
+    },
+    Event(Box<Event>),
+    Blob {
+        run: String,
+        role: String,
+        digest: String,
+        bytes: Vec<u8>,
+    },
+    RunEnded {
+        run: String,
+        status: String,
+        root: String,
+    },
+    Flush(mpsc::SyncSender<Result<(), String>>),
+}
+
+/// Sends writes to the journal's writer thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<Write>,
+}
+
+impl Recorder {
+    fn send(&self, write: Write) {
+        // A send fails only when the writer is gone, which `flush` reports.
+        let _ = self.tx.send(write);
+    }
+
+    pub fn run_started(&self, run: &str, started_at: &str, command: &str) {
+        self.send(Write::RunStarted {
+            run: run.into(),
+            started_at: started_at.into(),
+            command: command.into(),
+        });
+    }
+
+    pub fn event(&self, event: Event) {
+        self.send(Write::Event(Box::new(event)));
+    }
+
+    /// Stores `bytes` under `digest` (once) and links it to `run` in `role`
+    /// (`component`, `policy`, ...).
+    pub fn blob(&self, run: &str, role: &str, digest: &str, bytes: Vec<u8>) {
+        self.send(Write::Blob {
+            run: run.into(),
+            role: role.into(),
+            digest: digest.into(),
+            bytes,
+        });
+    }
+
+    pub fn run_ended(&self, run: &str, status: &str, root: &str) {
+        self.send(Write::RunEnded {
+            run: run.into(),
+            status: status.into(),
+            root: root.into(),
+        });
+    }
+
+    /// Waits until everything sent so far is committed.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.tx
+            .send(Write::Flush(tx))
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.recv()
+            .map_err(|_| StoreError::WriterGone)?
+            .map_err(|_| StoreError::WriterGone)
+    }
+}
+
+/// A journal file (the store, or a bundle).
+pub struct Journal {
+    path: PathBuf,
+    recorder: Option<(Recorder, JoinHandle<()>)>,
+}
+
+impl Journal {
+    /// Opens (creating if needed) a journal for reading and writing.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            })?;
+        }
+        let conn = open_writable(path)?;
+        let (tx, rx) = mpsc::channel();
+        let writer_path = path.to_owned();
+        let handle = std::thread::Builder::new()
+            .name("baton-journal".into())
+            .spawn(move || writer(conn, rx, &writer_path))
+            .map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            })?;
+        Ok(Self {
+            path: path.to_owned(),
+            recorder: Some((Recorder { tx }, handle)),
+        })
+    }
+
+    /// Opens an existing journal or bundle read-only.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        check_format(&open_reader(path)?, path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            recorder: None,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The recorder of a writable journal.
+    pub fn recorder(&self) -> Option<&Recorder> {
+        self.recorder.as_ref().map(|(r, _)| r)
+    }
+
+    fn sql<T>(&self, result: rusqlite::Result<T>) -> Result<T, StoreError> {
+        result.map_err(|source| StoreError::Sql {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn reader(&self) -> Result<Connection, StoreError> {
+        open_reader(&self.path)
+    }
+
+    /// Runs, newest first.
+    pub fn runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
+        let conn = self.reader()?;
+        let mut stmt = self.sql(conn.prepare(
+            "SELECT r.run, r.started_at, r.command, r.status, r.root,
+                    (SELECT count(*) FROM events e WHERE e.run = r.run)
+             FROM runs r ORDER BY r.started_at DESC, r.run DESC LIMIT ?1",
+        ))?;
+        let rows = stmt.query_map([limit as i64], |row| {
+            Ok(RunSummary {
+                run: row.get(0)?,
+                started_at: row.get(1)?,
+                command: row.get(2)?,
+                status: row.get(3)?,
+                root: row.get(4)?,
+                events: row.get::<_, i64>(5)? as u64,
+            })
+        });
+        self.sql(self.sql(rows)?.collect())
+    }
+
+    /// The run whose id is `run` or starts with it (when that prefix is unique).
+    pub fn find_run(&self, run: &str) -> Result<Option<RunSummary>, StoreError> {
+        let all = self.runs(usize::MAX >> 1)?;
+        let exact = all.iter().find(|r| r.run == run).cloned();
+        if exact.is_some() {
+            return Ok(exact);
+        }
+        let mut matches = all.into_iter().filter(|r| r.run.starts_with(run));
+        Ok(match (matches.next(), matches.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
+        })
+    }
+
+    /// All events of `run`: the run chain first, then each step chain, each in order.
+    pub fn events(&self, run: &str) -> Result<Vec<Event>, StoreError> {
+        let conn = self.reader()?;
+        let mut stmt = self.sql(conn.prepare(
+            "SELECT chain, seq, body FROM events WHERE run = ?1
+             ORDER BY chain <> ?2, chain, seq",
+        ))?;
+        let rows = self.sql(stmt.query_map(params![run, RUN_CHAIN], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        }))?;
+        let mut events = Vec::new();
+        for row in rows {
+            let (chain, seq, body) = self.sql(row)?;
+            let event = serde_json::from_str(&body).map_err(|e| StoreError::BadEvent {
+                path: self.path.clone(),
+                run: run.into(),
+                chain,
+                seq,
+                reason: e.to_string(),
+            })?;
+            events.push(event);
+        }
+        Ok(events)
+    }
+
+    /// The blobs linked to `run` in `role`, as (digest, bytes).
+    pub fn blobs(&self, run: &str, role: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let conn = self.reader()?;
+        let mut stmt = self.sql(conn.prepare(
+            "SELECT b.digest, b.bytes FROM run_blobs l JOIN blobs b ON b.digest = l.digest
+             WHERE l.run = ?1 AND l.role = ?2 ORDER BY b.digest",
+        ))?;
+        let rows =
+            self.sql(stmt.query_map(params![run, role], |row| Ok((row.get(0)?, row.get(1)?))))?;
+        self.sql(rows.collect())
+    }
+
+    /// Writes `run` with its events and blobs to a new bundle file at `dest`, atomically: the
+    /// file appears complete or not at all.
+    pub fn export(&self, run: &str, dest: &Path) -> Result<(), StoreError> {
+        if let Some((recorder, _)) = &self.recorder {
+            recorder.flush()?;
+        }
+        let dir = dest
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let io = |e: std::io::Error| StoreError::Open {
+            path: dest.to_owned(),
+            source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+        };
+        let temp = tempfile::Builder::new()
+            .prefix(".baton-bundle")
+            .tempfile_in(dir)
+            .map_err(io)?;
+        {
+            let out = open_writable(temp.path())?;
+            let sql = |r: rusqlite::Result<usize>| {
+                r.map_err(|source| StoreError::Sql {
+                    path: dest.to_owned(),
+                    source,
+                })
+            };
+            let source = self.path.to_string_lossy().into_owned();
+            sql(out.execute("ATTACH DATABASE ?1 AS src", [source]))?;
+            for statement in [
+                "INSERT INTO runs SELECT * FROM src.runs WHERE run = ?1",
+                "INSERT INTO events SELECT * FROM src.events WHERE run = ?1",
+                "INSERT INTO run_blobs SELECT * FROM src.run_blobs WHERE run = ?1",
+                "INSERT INTO blobs SELECT * FROM src.blobs WHERE digest IN
+                    (SELECT digest FROM src.run_blobs WHERE run = ?1)",
+            ] {
+                sql(out.execute(statement, [run]))?;
+            }
+            sql(out.execute("DETACH DATABASE src", []))?;
+            // A bundle is one self-contained file: no WAL beside it.
+            out.pragma_update(None, "journal_mode", "DELETE")
+                .map_err(|source| StoreError::Sql {
+                    path: dest.to_owned(),
+                    source,
+                })?;
+        }
+        temp.persist(dest).map_err(|e| io(e.error))?;
+        Ok(())
+    }
+
+    /// Deletes runs started before `cutoff` (RFC 3339) and blobs no run uses any more.
+    pub fn prune(&self, cutoff: &str) -> Result<usize, StoreError> {
+        if let Some((recorder, _)) = &self.recorder {
+            recorder.flush()?;
+        }
+        let mut conn = open_writable(&self.path)?;
+        let tx = self.sql(conn.transaction())?;
+        let runs: Vec<String> = {
+            let mut stmt = self.sql(tx.prepare("SELECT run FROM runs WHERE started_at < ?1"))?;
+            let rows = self.sql(stmt.query_map([cutoff], |r| r.get(0)))?;
+            self.sql(rows.collect())?
+        };
+        for run in &runs {
+            for table in ["events", "run_blobs", "runs"] {
+                self.sql(tx.execute(&format!("DELETE FROM {table} WHERE run = ?1"), [run]))?;
+            }
+        }
+        self.sql(tx.execute(
+            "DELETE FROM blobs WHERE digest NOT IN (SELECT digest FROM run_blobs)",
+            [],
+        ))?;
+        self.sql(tx.commit())?;
+        Ok(runs.len())
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        if let Some((recorder, handle)) = self.recorder.take() {
+            drop(recorder);
+            // The writer drains what it was sent, then exits when all senders are gone.
+            let _ = handle.join();
+        }
+    }
+}
+
+fn open_writable(path: &Path) -> Result<Connection, StoreError> {
+    // Two processes opening the same journal at once can find it locked in ways SQLite's
+    // busy handler does not wait out (creating it, switching it to WAL); such an open is
+    // retried.
+    let mut attempts = 0;
+    loop {
+        match try_open_writable(path) {
+            Err(StoreError::Open {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            }) if e.code == rusqlite::ErrorCode::DatabaseBusy && attempts < 100 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            result => return result,
+        }
+    }
+}
+
+fn try_open_writable(path: &Path) -> Result<Connection, StoreError> {
+    let open = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(open)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(open)?;
+    check_format(&conn, path)?;
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .map_err(open)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open)?;
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(open)?;
+    conn.execute_batch(SCHEMA).map_err(open)?;
+    conn.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?1)",
+        [FORMAT_VERSION.to_string()],
+    )
+    .map_err(open)?;
+    Ok(conn)
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Open {
+            path: path.to_owned(),
+            source: rusqlite::Error::InvalidPath(path.to_owned()),
+        });
+    }
+    let conn =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|source| {
+            StoreError::Open {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(conn)
+}
+
+/// Refuses files that are not SQLite, SQLite files that are not journals, and journals of a
+/// newer format. An empty file (a journal about to be created) passes.
+fn check_format(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let foreign = |reason: String| StoreError::Foreign {
+        path: path.to_owned(),
+        reason,
+    };
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(|e| foreign(e.to_string()))?;
+    if tables.is_empty() {
+        return Ok(());
+    }
+    if !tables.iter().any(|t| t == "meta") {
+        return Err(foreign("it has no meta table".into()));
+    }
+    let format: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(|e| foreign(e.to_string()))?;
+    let found: u32 = format
+        .as_deref()
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| foreign("it has no format version".into()))?;
+    if found > FORMAT_VERSION {
+        return Err(StoreError::NewerFormat {
+            path: path.to_owned(),
+            found,
+        });
+    }
+    Ok(())
+}
+
+/// The writer thread: receives writes, commits them in batches.
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Write>, path: &Path) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter().take(4095));
+        let mut flushes = Vec::new();
+        let result = commit(&mut conn, batch, &mut flushes);
+        if let Err(e) = &result {
+            tracing::error!(journal = %path.display(), "cannot write the journal: {e}");
+        }
+        for flush in flushes {
+            let _ = flush.send(result.clone().map_err(|e| e.to_string()));
+        }
+    }
+}
+
+fn commit(
+    conn: &mut Connection,
+    batch: Vec<Write>,
+    flushes: &mut Vec<mpsc::SyncSender<Result<(), String>>>,
+) -> Result<(), String> {
+    let tx = conn.transaction().map_err(|e| e.to_string())?;
+    for write in batch {
+        let done =
+            match write {
+                Write::RunStarted {
+                    run,
+                    started_at,
+                    command,
+                } => tx.execute(
+                    "INSERT OR IGNORE INTO runs (run, started_at, command, status)
+                 VALUES (?1, ?2, ?3, 'running')",
+                    params![run, started_at, command],
+                ),
+                Write::Event(event) => {
+                    let body =
+                        serde_json_canonicalizer::to_string(&*event).expect("events serialize");
+                    tx.execute(
+                    "INSERT INTO events (run, chain, seq, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![event.run, event.chain, event.seq as i64, event.kind.name(), body],
+                )
+                }
+                Write::Blob {
+                    run,
+                    role,
+                    digest,
+                    bytes,
+                } => tx
+                    .execute(
+                        "INSERT OR IGNORE INTO blobs (digest, bytes) VALUES (?1, ?2)",
+                        params![digest, bytes],
+                    )
+                    .and_then(|_| {
+                        tx.execute(
+                        "INSERT OR IGNORE INTO run_blobs (run, role, digest) VALUES (?1, ?2, ?3)",
+                        params![run, role, digest],
+                    )
+                    }),
+                Write::RunEnded { run, status, root } => tx.execute(
+                    "UPDATE runs SET status = ?2, root = ?3 WHERE run = ?1",
+                    params![run, status, root],
+                ),
+                Write::Flush(reply) => {
+                    flushes.push(reply);
+                    Ok(0)
+                }
+            };
+        done.map_err(|e| e.to_string())?;
+    }
+    tx.commit().map_err(|e| e.to_string())
+}

@@ -1,0 +1,155 @@
+//! A run's journal: its run chain, one gate per step, and the blobs a bundle needs to replay
+//! it (component bytes, policy, input). Built either live (recording) or from a record
+//! (replaying and comparing).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::effect::{Divergence, Gate, NoSecrets, Sealed};
+use crate::journal::event::{Event, EventKind, FORMAT_VERSION, RUN_CHAIN, step_chain};
+use crate::journal::store::Recorder;
+
+/// A finished run, as reported to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    pub id: String,
+    /// Hash of the run chain's last event.
+    pub root: String,
+    /// Events in all chains of the run.
+    pub events: usize,
+}
+
+enum Source {
+    Live(Option<Recorder>),
+    /// Recorded events by chain.
+    Replay(BTreeMap<String, Vec<Event>>),
+}
+
+pub(crate) struct RunJournal {
+    id: String,
+    run_gate: Arc<Gate>,
+    source: Source,
+    /// Events sealed in step chains so far.
+    events: u64,
+}
+
+impl RunJournal {
+    /// Starts recording a new run of `command`.
+    pub fn live(recorder: Option<Recorder>, command: &str) -> Self {
+        let id = ulid::Ulid::generate().to_string().to_lowercase();
+        let started_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        if let Some(r) = &recorder {
+            r.run_started(&id, &started_at, command);
+        }
+        let run_gate = Gate::live(&id, RUN_CHAIN.into(), recorder.clone(), Arc::new(NoSecrets));
+        let journal = Self {
+            id,
+            run_gate,
+            source: Source::Live(recorder),
+            events: 0,
+        };
+        journal.run_gate.emit(EventKind::RunStarted {
+            format: FORMAT_VERSION,
+            baton: env!("CARGO_PKG_VERSION").into(),
+            command: command.into(),
+            started_at,
+        });
+        journal
+    }
+
+    /// Re-runs the record of a run: every event produced is compared with `recorded`.
+    pub fn replay(recorded: &[Event]) -> Self {
+        let id = recorded.first().map(|e| e.run.clone()).unwrap_or_default();
+        let mut chains: BTreeMap<String, Vec<Event>> = BTreeMap::new();
+        for event in recorded {
+            chains
+                .entry(event.chain.clone())
+                .or_default()
+                .push(event.clone());
+        }
+        let run_chain = chains.remove(RUN_CHAIN).unwrap_or_default();
+        let command = match run_chain.first().map(|e| &e.kind) {
+            Some(EventKind::RunStarted { command, .. }) => command.clone(),
+            _ => String::new(),
+        };
+        let run_gate = Gate::replay(&id, RUN_CHAIN.into(), run_chain);
+        let journal = Self {
+            id,
+            run_gate,
+            source: Source::Replay(chains),
+            events: 0,
+        };
+        journal.run_gate.emit(EventKind::RunStarted {
+            format: FORMAT_VERSION,
+            baton: env!("CARGO_PKG_VERSION").into(),
+            command,
+            started_at: String::new(),
+        });
+        journal
+    }
+
+    /// Stores a blob the run's bundle must carry (live only; a replay has them already).
+    pub fn blob(&self, role: &str, digest: &str, bytes: &[u8]) {
+        if let Source::Live(Some(recorder)) = &self.source {
+            recorder.blob(&self.id, role, digest, bytes.to_vec());
+        }
+    }
+
+    /// Starts a step: records it in the run chain and returns the gate of its own chain. A
+    /// replay whose run chain already differs from the record stops here.
+    pub fn start_step(
+        &self,
+        step: &str,
+        tool: &str,
+        digest: &str,
+    ) -> Result<Arc<Gate>, Divergence> {
+        self.run_gate.emit(EventKind::StepStarted {
+            step: step.into(),
+            tool: tool.into(),
+            digest: digest.into(),
+        });
+        if let Some(divergence) = self.run_gate.divergence() {
+            return Err(divergence);
+        }
+        Ok(match &self.source {
+            Source::Live(recorder) => Gate::live(
+                &self.id,
+                step_chain(step),
+                recorder.clone(),
+                Arc::new(NoSecrets),
+            ),
+            Source::Replay(chains) => {
+                let recorded = chains.get(&step_chain(step)).cloned().unwrap_or_default();
+                Gate::replay(&self.id, step_chain(step), recorded)
+            }
+        })
+    }
+
+    /// Seals a step's chain into the run chain.
+    pub fn end_step(&mut self, step: &str, gate: &Gate) -> Result<(), Divergence> {
+        let Sealed { root, events } = gate.seal()?;
+        self.events += events;
+        self.run_gate.emit(EventKind::StepEnded {
+            step: step.into(),
+            root,
+            events,
+        });
+        Ok(())
+    }
+
+    /// Ends the run with `status` and returns its record (or a replay's first divergence).
+    pub fn finish(self, status: &str) -> Result<RunRecord, Divergence> {
+        self.run_gate.emit(EventKind::RunEnded {
+            status: status.into(),
+        });
+        let Sealed { root, events } = self.run_gate.seal()?;
+        if let Source::Live(Some(recorder)) = &self.source {
+            recorder.run_ended(&self.id, status, &root);
+        }
+        Ok(RunRecord {
+            id: self.id,
+            root,
+            events: (self.events + events) as usize,
+        })
+    }
+}
