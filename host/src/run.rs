@@ -89,9 +89,9 @@ impl RunJournal {
     }
 
     /// Stores a blob the run's bundle must carry (live only; a replay has them already).
-    pub fn blob(&self, role: &str, digest: &str, bytes: &[u8]) {
+    pub fn blob(&self, role: &str, digest: &str, bytes: &Arc<[u8]>) {
         if let Source::Live(Some(recorder)) = &self.source {
-            recorder.blob(&self.id, role, digest, bytes.to_vec());
+            recorder.blob(&self.id, role, digest, bytes.clone());
         }
     }
 

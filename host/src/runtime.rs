@@ -122,6 +122,8 @@ pub struct Host {
     policy: Policy,
     overrides: LimitsSpec,
     journal: Option<Journal>,
+    /// The policy files' texts by digest, as bundles carry them.
+    policy_blobs: Vec<(String, Arc<[u8]>)>,
 }
 
 impl Host {
@@ -136,7 +138,17 @@ impl Host {
             None => CompileCache::disabled(),
         };
         let journal = options.store.as_deref().map(Journal::open).transpose()?;
+        let policy_blobs = policy
+            .texts()
+            .map(|(_, text)| {
+                (
+                    Digest::of(text.as_bytes()).to_string(),
+                    text.as_bytes().into(),
+                )
+            })
+            .collect();
         Ok(Self {
+            policy_blobs,
             sandbox,
             loader: Loader::new(cache, Box::new(AcceptUnsigned)),
             policy,
@@ -272,12 +284,8 @@ impl Host {
         let mut run = RunJournal::live(recorder.clone(), "call");
         let digest = plugin.loaded.digest.to_string();
         run.blob("component", &digest, &plugin.loaded.bytes);
-        for (_, text) in self.policy.texts() {
-            run.blob(
-                "policy",
-                &Digest::of(text.as_bytes()).to_string(),
-                text.as_bytes(),
-            );
+        for (digest, text) in &self.policy_blobs {
+            run.blob("policy", digest, text);
         }
         let limits = self.limits_for(plugin.name());
         let gate = run

@@ -5,6 +5,7 @@ mod common;
 
 mod bad_input;
 mod call;
+mod capabilities;
 mod hostile;
 mod inspect;
 mod journal;

@@ -77,7 +77,7 @@ fn mutated(bundle: &Path, mutate: impl FnOnce(&mut Vec<Event>)) -> PathBuf {
         recorder.event(event);
     }
     for (digest, bytes) in source.blobs(&run.run, "component").unwrap() {
-        recorder.blob(&run.run, "component", &digest, bytes);
+        recorder.blob(&run.run, "component", &digest, bytes.into());
     }
     recorder.run_ended(&run.run, &run.status, writer.head());
     recorder.flush().unwrap();

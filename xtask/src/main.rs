@@ -230,6 +230,7 @@ const RATIOS: &[(&str, &str)] = &[
     ("call/baton_sandbox", "call/raw_wasmtime"),
     ("call/baton_call_tool", "call/raw_wasmtime_pooling"),
     ("load/from_compile_cache", "load/compile"),
+    ("journaled_call/recorded", "journaled_call/unrecorded"),
 ];
 
 /// Prints the criterion medians of the ratio pairs that were measured.

@@ -1,6 +1,6 @@
 //! Outgoing HTTP (`wasi:http/outgoing-handler`). No policy grants egress yet, so every
 //! request is refused with wasi:http's `HTTP-request-denied` error code, which the guest
-//! sees as an ordinary error it can handle.
+//! sees as an ordinary error it can handle, and the denial is journaled.
 
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -16,8 +16,14 @@ type SendFuture = Box<
         > + Send,
 >;
 
-#[derive(Debug, Default)]
-pub struct EgressHooks;
+use std::sync::Arc;
+
+use crate::effect::Gate;
+use crate::journal::event::EventKind;
+
+pub struct EgressHooks {
+    pub(crate) gate: Arc<Gate>,
+}
 
 impl WasiHttpHooks for EgressHooks {
     fn send_request(
@@ -26,7 +32,14 @@ impl WasiHttpHooks for EgressHooks {
         _options: Option<RequestOptions>,
         _body_sent: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
-        tracing::warn!(uri = %request.uri(), "outgoing HTTP request denied: no egress is granted");
+        self.gate.emit(EventKind::Denied {
+            capability: "http".into(),
+            message: format!(
+                "{} {} is not granted: no egress is granted",
+                request.method(),
+                request.uri()
+            ),
+        });
         Box::new(async { Err(Error::HttpRequestDenied) })
     }
 }

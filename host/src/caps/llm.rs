@@ -10,7 +10,7 @@ impl Host for HostState {
         request: CompletionRequest,
     ) -> wasmtime::Result<Result<CompletionResponse, Error>> {
         let what = format!("LLM model '{}'", request.model);
-        Ok(Err(super::not_granted(&self.plugin, &what)))
+        Ok(Err(super::deny(self, "llm", &what)))
     }
 
     async fn embed(
@@ -19,7 +19,7 @@ impl Host for HostState {
         _texts: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Vec<f32>>, Error>> {
         let what = format!("embedding model '{model}'");
-        Ok(Err(super::not_granted(&self.plugin, &what)))
+        Ok(Err(super::deny(self, "llm", &what)))
     }
 
     async fn count_tokens(
@@ -28,7 +28,7 @@ impl Host for HostState {
         _text: String,
     ) -> wasmtime::Result<Result<u32, Error>> {
         let what = format!("tokenizer of model '{model}'");
-        Ok(Err(super::not_granted(&self.plugin, &what)))
+        Ok(Err(super::deny(self, "llm", &what)))
     }
 }
 

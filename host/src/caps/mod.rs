@@ -10,6 +10,7 @@ pub mod wasi;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::baton::plugin;
+use crate::journal::event::EventKind;
 use crate::state::HostState;
 
 /// Links every interface a plugin may import, and nothing else.
@@ -23,7 +24,13 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
-/// The error a guest sees when its policy does not grant a capability.
-pub(crate) fn not_granted(plugin: &str, what: &str) -> plugin::types::Error {
-    plugin::types::Error::NotGranted(format!("{what} is not granted to '{plugin}' by its policy"))
+/// Refuses a capability the policy does not grant: journals the denial through the gate and
+/// returns the error the guest sees.
+pub(crate) fn deny(state: &HostState, capability: &str, what: &str) -> plugin::types::Error {
+    let message = format!("{what} is not granted to '{}' by its policy", state.plugin);
+    state.gate.emit(EventKind::Denied {
+        capability: capability.into(),
+        message: message.clone(),
+    });
+    plugin::types::Error::NotGranted(message)
 }

@@ -12,6 +12,6 @@ impl Host for HostState {
         _input: String,
     ) -> wasmtime::Result<Result<String, Error>> {
         let what = format!("calling tool '{name}'");
-        Ok(Err(super::not_granted(&self.plugin, &what)))
+        Ok(Err(super::deny(self, "tools", &what)))
     }
 }

@@ -183,6 +183,10 @@ fn detail(kind: &EventKind) -> String {
         EventKind::Random { source, bytes } => format!("{source:?} {} bytes", bytes.len() / 2),
         EventKind::RandomSeed { .. } => String::new(),
         EventKind::Log { level, message } => format!("{level}: {}", cut(message)),
+        EventKind::Denied {
+            capability,
+            message,
+        } => format!("{capability}: {}", cut(message)),
         EventKind::InvocationEnded {
             outcome,
             fuel,

@@ -151,6 +151,11 @@ pub enum EventKind {
         level: String,
         message: String,
     },
+    /// The policy refused a capability the guest asked for (`capability`: llm, tools, http).
+    Denied {
+        capability: String,
+        message: String,
+    },
     /// Last event of a step chain.
     InvocationEnded {
         outcome: InvocationOutcome,
@@ -182,6 +187,7 @@ impl EventKind {
             EventKind::Random { .. } => "random",
             EventKind::RandomSeed { .. } => "random_seed",
             EventKind::Log { .. } => "log",
+            EventKind::Denied { .. } => "denied",
             EventKind::InvocationEnded { .. } => "invocation_ended",
             EventKind::StepEnded { .. } => "step_ended",
             EventKind::RunEnded { .. } => "run_ended",

@@ -6,7 +6,7 @@
 //! whose committed events form a prefix of each chain, which verifies.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -94,7 +94,7 @@ enum Write {
         run: String,
         role: String,
         digest: String,
-        bytes: Vec<u8>,
+        bytes: Arc<[u8]>,
     },
     RunEnded {
         run: String,
@@ -130,7 +130,7 @@ impl Recorder {
 
     /// Stores `bytes` under `digest` (once) and links it to `run` in `role`
     /// (`component`, `policy`, ...).
-    pub fn blob(&self, run: &str, role: &str, digest: &str, bytes: Vec<u8>) {
+    pub fn blob(&self, run: &str, role: &str, digest: &str, bytes: Arc<[u8]>) {
         self.send(Write::Blob {
             run: run.into(),
             role: role.into(),

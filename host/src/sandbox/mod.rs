@@ -123,7 +123,7 @@ impl Sandbox {
             table: ResourceTable::new(),
             wasi,
             http: WasiHttpCtx::new(),
-            egress: EgressHooks,
+            egress: EgressHooks { gate: gate.clone() },
             memory: MemoryLimiter::new(limits.memory),
             plugin: plugin.clone(),
             gate: gate.clone(),

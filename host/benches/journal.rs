@@ -1,0 +1,106 @@
+//! The journal's cost: batched append throughput, and what recording adds to a tool call.
+//!
+//! - `journal/append_10k`: 10,000 pre-hashed events sent to the writer and committed (one
+//!   flush), i.e. the store's batched write path.
+//! - `journal/hash_and_append_10k`: the same, with each event numbered, canonicalized and
+//!   hashed by the chain writer first: the whole recording path of an effect.
+//! - `journaled_call/*`: `Host::call_tool` on `calc` without a journal and with one.
+//!
+//! Run with `cargo xtask bench`.
+
+use std::path::PathBuf;
+
+use baton::journal::chain::ChainWriter;
+use baton::journal::event::{Event, EventKind};
+use baton::journal::store::Journal;
+use baton::{Host, HostOptions};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+const EVENTS: u64 = 10_000;
+
+fn log_event(i: u64) -> EventKind {
+    EventKind::Log {
+        level: "info".into(),
+        message: format!("processed record {i} of the batch"),
+    }
+}
+
+fn chain(run: &str) -> Vec<Event> {
+    let mut writer = ChainWriter::new(run, "step:bench".into());
+    (0..EVENTS).map(|i| writer.append(log_event(i))).collect()
+}
+
+fn appends(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(&dir.path().join("journal.db")).unwrap();
+    let recorder = journal.recorder().unwrap().clone();
+    let mut group = c.benchmark_group("journal");
+    group.throughput(Throughput::Elements(EVENTS));
+    group.sample_size(20);
+    let mut runs = 0u64;
+    group.bench_function("append_10k", |b| {
+        b.iter_batched(
+            || {
+                runs += 1;
+                chain(&format!("run{runs}"))
+            },
+            |events| {
+                for event in events {
+                    recorder.event(event);
+                }
+                recorder.flush().unwrap();
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("hash_and_append_10k", |b| {
+        b.iter(|| {
+            runs += 1;
+            let mut writer = ChainWriter::new(&format!("run{runs}"), "step:bench".into());
+            for i in 0..EVENTS {
+                recorder.event(writer.append(log_event(i)));
+            }
+            recorder.flush().unwrap();
+        })
+    });
+    group.finish();
+}
+
+fn plugin(name: &str) -> PathBuf {
+    std::env::var_os("BATON_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"))
+        .join(name)
+}
+
+fn journaled_calls(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = plugin("calc.wasm");
+    let mut group = c.benchmark_group("journaled_call");
+    for (name, store) in [
+        ("unrecorded", None),
+        ("recorded", Some(dir.path().join("journal.db"))),
+    ] {
+        let host = Host::new(HostOptions {
+            store,
+            ..HostOptions::default()
+        })
+        .unwrap();
+        let calc = rt.block_on(host.load(&path)).unwrap();
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                host.call_tool(&calc, r#"{"expression": "1 + 2"}"#)
+                    .await
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, appends, journaled_calls);
+criterion_main!(benches);
