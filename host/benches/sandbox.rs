@@ -22,8 +22,8 @@ use baton::effect::{Gate, NoSecrets};
 use baton::loader::Loader;
 use baton::loader::cache::CompileCache;
 use baton::loader::trust::AcceptUnsigned;
-use baton::policy::{LimitsSpec, Policy};
-use baton::sandbox::Sandbox;
+use baton::policy::{Grants, LimitsSpec, Policy};
+use baton::sandbox::{Invocation, Sandbox};
 use baton::{Host, HostOptions};
 use criterion::{Criterion, criterion_group, criterion_main};
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -106,9 +106,14 @@ fn calls(c: &mut Criterion) {
     group.bench_function("baton_sandbox", |b| {
         b.to_async(&rt).iter(|| async {
             // A gate that records nothing: the journal's cost is measured separately.
-            let gate = Gate::live("", "step:bench".into(), None, Arc::new(NoSecrets));
+            let invocation = Invocation {
+                plugin: name.clone(),
+                gate: Gate::live("", "step:bench".into(), None, Arc::new(NoSecrets)),
+                limits,
+                grants: Grants::default(),
+            };
             sandbox
-                .run(&pre, &name, &gate, &limits, async |store, instance| {
+                .run(&pre, &invocation, async |store, instance| {
                     indices
                         .load(&mut *store, instance)?
                         .call_invoke(&mut *store, INPUT)

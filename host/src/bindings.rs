@@ -22,5 +22,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use baton::plugin::types;
-pub use exports::baton::plugin::{planner_api, prompt_api, tool_api};
+pub use self::baton::plugin::types;
+pub use self::exports::baton::plugin::{planner_api, prompt_api, tool_api};

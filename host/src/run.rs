@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::effect::{Divergence, Gate, NoSecrets, Sealed};
-use crate::journal::event::{Event, EventKind, FORMAT_VERSION, RUN_CHAIN, step_chain};
+use crate::journal::event::{Event, EventKind, FORMAT_VERSION, PolicyRef, RUN_CHAIN, step_chain};
 use crate::journal::store::Recorder;
 
 /// A finished run, as reported to the user.
@@ -34,8 +34,8 @@ pub(crate) struct RunJournal {
 }
 
 impl RunJournal {
-    /// Starts recording a new run of `command`.
-    pub fn live(recorder: Option<Recorder>, command: &str) -> Self {
+    /// Starts recording a new run of `command` under `policies`.
+    pub fn live(recorder: Option<Recorder>, command: &str, policies: Vec<PolicyRef>) -> Self {
         let id = ulid::Ulid::generate().to_string().to_lowercase();
         let started_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         if let Some(r) = &recorder {
@@ -53,6 +53,7 @@ impl RunJournal {
             baton: env!("CARGO_PKG_VERSION").into(),
             command: command.into(),
             started_at,
+            policies,
         });
         journal
     }
@@ -68,9 +69,11 @@ impl RunJournal {
                 .push(event.clone());
         }
         let run_chain = chains.remove(RUN_CHAIN).unwrap_or_default();
-        let command = match run_chain.first().map(|e| &e.kind) {
-            Some(EventKind::RunStarted { command, .. }) => command.clone(),
-            _ => String::new(),
+        let (command, policies) = match run_chain.first().map(|e| &e.kind) {
+            Some(EventKind::RunStarted {
+                command, policies, ..
+            }) => (command.clone(), policies.clone()),
+            _ => Default::default(),
         };
         let run_gate = Gate::replay(&id, RUN_CHAIN.into(), run_chain);
         let journal = Self {
@@ -84,6 +87,7 @@ impl RunJournal {
             baton: env!("CARGO_PKG_VERSION").into(),
             command,
             started_at: String::new(),
+            policies,
         });
         journal
     }

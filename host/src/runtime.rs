@@ -10,7 +10,9 @@ use crate::bindings::types::{PlannerInfo, PromptInfo, ToolError, ToolInfo};
 use crate::bindings::{planner_api, prompt_api, tool_api};
 use crate::effect::{Gate, NoSecrets};
 use crate::error::Error;
-use crate::journal::event::{Event, EventKind, InvocationOutcome, LimitsRecord, step_chain};
+use crate::journal::event::{
+    Event, EventKind, InvocationOutcome, LimitsRecord, PolicyRef, step_chain,
+};
 use crate::journal::store::Journal;
 use crate::journal::verify_run;
 use crate::loader::LoadError;
@@ -20,11 +22,11 @@ use crate::loader::trust::AcceptUnsigned;
 use crate::loader::world::World;
 use crate::loader::{Loaded, Loader};
 use crate::policy::Source;
-use crate::policy::{LimitsSpec, Policy, ResolvedLimits};
+use crate::policy::{Grants, LimitsSpec, Policy, ResolvedLimits};
 use crate::run::{RunJournal, RunRecord};
 use crate::sandbox::limits::{LimitExceeded, OutputStream};
 use crate::sandbox::limits::{LimitKind, Limits};
-use crate::sandbox::{Outcome, Sandbox, SandboxError, Usage};
+use crate::sandbox::{Invocation, Outcome, Sandbox, SandboxError, Usage};
 use crate::schema::{Direction, ToolSchemas};
 use crate::state::HostState;
 
@@ -122,8 +124,8 @@ pub struct Host {
     policy: Policy,
     overrides: LimitsSpec,
     journal: Option<Journal>,
-    /// The policy files' texts by digest, as bundles carry them.
-    policy_blobs: Vec<(String, Arc<[u8]>)>,
+    /// The policy files in force and their texts, as runs record and bundles carry them.
+    policy_files: Vec<(PolicyRef, Arc<[u8]>)>,
 }
 
 impl Host {
@@ -138,17 +140,18 @@ impl Host {
             None => CompileCache::disabled(),
         };
         let journal = options.store.as_deref().map(Journal::open).transpose()?;
-        let policy_blobs = policy
+        let policy_files = policy
             .texts()
-            .map(|(_, text)| {
-                (
-                    Digest::of(text.as_bytes()).to_string(),
-                    text.as_bytes().into(),
-                )
+            .map(|(name, text)| {
+                let reference = PolicyRef {
+                    name: name.into(),
+                    digest: Digest::of(text.as_bytes()).to_string(),
+                };
+                (reference, text.as_bytes().into())
             })
             .collect();
         Ok(Self {
-            policy_blobs,
+            policy_files,
             sandbox,
             loader: Loader::new(cache, Box::new(AcceptUnsigned)),
             policy,
@@ -233,10 +236,15 @@ impl Host {
         let limits = self.policy.limits_for("", &LimitsSpec::default());
         let who: Arc<str> = path.display().to_string().into();
         // Loading is not part of any run: describe's effects are performed but not recorded.
-        let gate = Gate::live("", "describe".into(), None, Arc::new(NoSecrets));
+        let invocation = Invocation {
+            plugin: who,
+            gate: Gate::live("", "describe".into(), None, Arc::new(NoSecrets)),
+            limits: limits.limits,
+            grants: Grants::default(),
+        };
         let outcome = self
             .sandbox
-            .run(pre, &who, &gate, &limits.limits, async |store, instance| {
+            .run(pre, &invocation, async |store, instance| {
                 Ok(match entry {
                     Entry::Tool(e) => Info::Tool(
                         e.load(&mut *store, instance)?
@@ -281,17 +289,21 @@ impl Host {
             return (None, Err(e));
         }
         let recorder = self.journal.as_ref().and_then(|j| j.recorder().cloned());
-        let mut run = RunJournal::live(recorder.clone(), "call");
+        let policies = self.policy_files.iter().map(|(r, _)| r.clone()).collect();
+        let mut run = RunJournal::live(recorder.clone(), "call", policies);
         let digest = plugin.loaded.digest.to_string();
         run.blob("component", &digest, &plugin.loaded.bytes);
-        for (digest, text) in &self.policy_blobs {
-            run.blob("policy", digest, text);
+        for (reference, text) in &self.policy_files {
+            run.blob("policy", &reference.digest, text);
         }
         let limits = self.limits_for(plugin.name());
         let gate = run
             .start_step(CALL_STEP, plugin.name(), &digest)
             .expect("a live run records, it cannot diverge");
-        let result = self.invoke(plugin, input, &limits, &gate, None).await;
+        let grants = self.policy.grants_for(plugin.name(), &digest);
+        let result = self
+            .invoke(plugin, input, &limits, grants, &gate, CallMode::Live)
+            .await;
         // A live run records what happens; it cannot diverge.
         let _ = run.end_step(CALL_STEP, &gate);
         let record = run.finish(status_of(&result)).ok();
@@ -363,6 +375,13 @@ impl Host {
                 self.load_bytes(&label, &bytes).await?
             }
         };
+        let policy = recorded_policy(&journal, &summary.run, &events).map_err(|reason| {
+            Error::BundleInvalid {
+                path: bundle.to_owned(),
+                reason,
+            }
+        })?;
+        let grants = policy.grants_for(plugin.name(), &plugin.loaded.digest.to_string());
         let source = Source::File(format!("{} (recorded)", bundle.display()));
         let limits = ResolvedLimits {
             limits: Limits::from(&recorded.limits),
@@ -380,8 +399,11 @@ impl Host {
                 &plugin,
                 &recorded.input,
                 &limits,
+                grants,
                 &gate,
-                recorded.timed_out_after,
+                CallMode::Replay {
+                    timed_out_after: recorded.timed_out_after,
+                },
             )
             .await;
         run.end_step(CALL_STEP, &gate).map_err(Error::Diverged)?;
@@ -397,16 +419,16 @@ impl Host {
     /// One invocation of a tool in its step's chain: `invocation_started`, the sandboxed
     /// call (effects through `gate`), `invocation_ended`, then the output checks.
     ///
-    /// `timed_out_after` replays a recorded timeout deterministically: the call gets exactly
-    /// the fuel it had burned when its deadline struck, and running out of it is that same
-    /// timeout.
+    /// A replay of a recorded timeout is deterministic: the call gets exactly the fuel it had
+    /// burned when its deadline struck, and running out of it is that same timeout.
     async fn invoke(
         &self,
         plugin: &Plugin,
         input: &str,
         limits: &ResolvedLimits,
+        grants: Grants,
         gate: &Arc<Gate>,
-        timed_out_after: Option<u64>,
+        mode: CallMode,
     ) -> Result<ToolCall, Error> {
         let (Entry::Tool(entry), Some(schemas)) = (&plugin.entry, &plugin.schemas) else {
             return Err(wrong_world(plugin));
@@ -416,22 +438,35 @@ impl Host {
             input: input.into(),
             limits: LimitsRecord::from(&limits.limits),
         });
+        let timed_out_after = match mode {
+            CallMode::Replay { timed_out_after } => timed_out_after,
+            CallMode::Live => None,
+        };
+        let mut run_limits = limits.limits;
+        if let Some(fuel) = timed_out_after {
+            run_limits.fuel = fuel.max(1);
+        }
+        if let CallMode::Replay { .. } = mode {
+            // In a replay, fuel is the CPU limit; wall time (recorded effects are served at
+            // once) is only a safety net, loose enough for a slower machine.
+            run_limits.timeout = run_limits.timeout * 10 + REPLAY_TIMEOUT_SLACK;
+        }
+        let invocation = Invocation {
+            plugin: plugin.name.clone(),
+            gate: gate.clone(),
+            limits: run_limits,
+            grants,
+        };
         let Outcome {
             mut result, usage, ..
         } = self
             .sandbox
-            .run(
-                &plugin.pre,
-                &plugin.name,
-                gate,
-                &limits.limits,
-                async |store, instance| {
-                    entry
-                        .load(&mut *store, instance)?
-                        .call_invoke(&mut *store, input)
-                        .await
-                },
-            )
+            .run(&plugin.pre, &invocation, async |store, instance| {
+                entry
+                    .load(&mut *store, instance)?
+                    .call_invoke(&mut *store, input)
+                    .await
+            })
             .await;
         if timed_out_after.is_some()
             && let Err(SandboxError::Limit(LimitExceeded::Fuel { .. })) = result
@@ -482,6 +517,19 @@ impl Host {
     }
 }
 
+/// Whether a call happens for the first time or replays its record.
+#[derive(Debug, Clone, Copy)]
+enum CallMode {
+    Live,
+    /// `timed_out_after`: the fuel a recorded timeout had burned (see `Host::invoke`).
+    Replay {
+        timed_out_after: Option<u64>,
+    },
+}
+
+/// Added to ten times the recorded timeout of a replayed call.
+const REPLAY_TIMEOUT_SLACK: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The step id of a `baton call` run.
 const CALL_STEP: &str = "call";
 
@@ -491,6 +539,27 @@ fn wrong_world(plugin: &Plugin) -> Error {
         world: plugin.loaded.shape.world,
         what: "only tools can be called with input; prompts and planners run inside a workflow",
     }
+}
+
+/// The policy a recorded run was governed by, rebuilt from the bundle's policy texts.
+fn recorded_policy(journal: &Journal, run: &str, events: &[Event]) -> Result<Policy, String> {
+    let Some(EventKind::RunStarted { policies, .. }) = events.first().map(|e| &e.kind) else {
+        return Err("its run does not start with run_started".into());
+    };
+    let texts = journal.blobs(run, "policy").map_err(|e| e.to_string())?;
+    let layers = policies
+        .iter()
+        .map(|reference| {
+            let (_, bytes) = texts
+                .iter()
+                .find(|(digest, _)| *digest == reference.digest)
+                .ok_or_else(|| format!("it lacks the text of policy {}", reference.name))?;
+            let text = String::from_utf8(bytes.clone())
+                .map_err(|_| format!("policy {} is not UTF-8", reference.name))?;
+            Ok((reference.name.clone(), text))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Policy::from_texts(layers).map_err(|e| e.to_string())
 }
 
 /// Refuses input that is not JSON or breaks the tool's input schema.

@@ -76,8 +76,10 @@ fn mutated(bundle: &Path, mutate: impl FnOnce(&mut Vec<Event>)) -> PathBuf {
     for event in rewritten {
         recorder.event(event);
     }
-    for (digest, bytes) in source.blobs(&run.run, "component").unwrap() {
-        recorder.blob(&run.run, "component", &digest, bytes.into());
+    for role in ["component", "policy"] {
+        for (digest, bytes) in source.blobs(&run.run, role).unwrap() {
+            recorder.blob(&run.run, role, &digest, bytes.into());
+        }
     }
     recorder.run_ended(&run.run, &run.status, writer.head());
     recorder.flush().unwrap();

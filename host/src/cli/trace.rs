@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use baton::Error;
-use baton::journal::event::{Event, EventKind, InvocationOutcome};
+use baton::journal::event::{Event, EventKind, HttpOutcome, InvocationOutcome};
 use baton::journal::store::{Journal, RunSummary};
 use baton::journal::verify_run;
 use clap::Subcommand;
@@ -187,6 +187,18 @@ fn detail(kind: &EventKind) -> String {
             capability,
             message,
         } => format!("{capability}: {}", cut(message)),
+        EventKind::Http { request, outcome } => {
+            let outcome = match outcome {
+                HttpOutcome::Response {
+                    status,
+                    size,
+                    address,
+                    ..
+                } => format!("{status}, {size} bytes from {address}"),
+                HttpOutcome::Failed { code, message } => format!("{code}: {}", cut(message)),
+            };
+            format!("{} {} -> {outcome}", request.method, request.url)
+        }
         EventKind::InvocationEnded {
             outcome,
             fuel,

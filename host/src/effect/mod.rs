@@ -7,6 +7,7 @@
 //! the recorded one, touching nothing. Capabilities get a gate and nothing else, so they
 //! cannot reach the world another way.
 
+pub mod http;
 pub mod wasi;
 mod world;
 
@@ -14,7 +15,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::journal::chain::ChainWriter;
-use crate::journal::event::{ChainId, Event, EventKind, RandomSource};
+use crate::journal::event::{
+    ChainId, Event, EventKind, HttpOutcome, HttpRequestRecord, RandomSource,
+};
 use crate::journal::store::Recorder;
 
 /// What a component asks of the world.
@@ -63,6 +66,29 @@ struct Inner {
     chain: ChainWriter,
     mode: Mode,
     divergence: Option<Divergence>,
+    /// Live events waiting behind a reserved slot, in chain order.
+    queue: VecDeque<Queued>,
+    next_slot: u64,
+}
+
+enum Queued {
+    Ready(EventKind),
+    /// A slot reserved for an effect still in flight, with the event to record if it never
+    /// completes.
+    Waiting {
+        slot: u64,
+        abandoned: EventKind,
+    },
+}
+
+/// A position in a chain held for an effect that completes later (an HTTP exchange): the
+/// event's place is where the guest asked, however long the answer takes.
+#[derive(Debug)]
+pub enum Reservation {
+    /// Live: fill it with `Gate::fill`.
+    Live(u64),
+    /// Replay: the recorded event at that position (`None` once the replay has diverged).
+    Replayed(Option<Box<Event>>),
 }
 
 /// How a chain ended.
@@ -100,6 +126,8 @@ impl Gate {
                 chain: ChainWriter::new(run, chain),
                 mode,
                 divergence: None,
+                queue: VecDeque::new(),
+                next_slot: 0,
             }),
             redactor,
         })
@@ -137,6 +165,87 @@ impl Gate {
         }
     }
 
+    /// Holds the chain position of an effect that completes later. `probe` is the event as far
+    /// as it is known now (the request); in a replay it is compared with the record, and it is
+    /// what a live chain records if the effect is abandoned.
+    pub fn reserve(&self, probe: EventKind) -> Reservation {
+        let mut inner = self.lock();
+        match inner.mode {
+            Mode::Live { .. } => {
+                let slot = inner.next_slot;
+                inner.next_slot += 1;
+                inner.queue.push_back(Queued::Waiting {
+                    slot,
+                    abandoned: probe,
+                });
+                Reservation::Live(slot)
+            }
+            Mode::Replay { .. } => {
+                let seq = inner.chain.len();
+                let run = inner.chain.run().to_string();
+                let chain = inner.chain_id();
+                Reservation::Replayed(inner.check(probe).map(|kind| {
+                    Box::new(Event {
+                        run,
+                        chain,
+                        seq,
+                        kind,
+                        prev: String::new(),
+                        hash: String::new(),
+                    })
+                }))
+            }
+        }
+    }
+
+    /// Sends a live HTTP request through the world's client and fills its reservation with
+    /// the exchange.
+    pub async fn send_http(
+        &self,
+        slot: u64,
+        request: HttpRequestRecord,
+        body: bytes::Bytes,
+        egress: &http::Egress,
+    ) -> HttpOutcome {
+        let outcome = http::send(&request, body, egress).await;
+        self.fill(
+            slot,
+            EventKind::Http {
+                request,
+                outcome: outcome.clone(),
+            },
+        );
+        outcome
+    }
+
+    /// Completes a live reservation; events queued behind it are chained in order.
+    pub fn fill(&self, slot: u64, kind: EventKind) {
+        let mut inner = self.lock();
+        let waiting = inner
+            .queue
+            .iter_mut()
+            .find(|q| matches!(q, Queued::Waiting { slot: s, .. } if *s == slot));
+        if let Some(entry) = waiting {
+            *entry = Queued::Ready(kind);
+        }
+        inner.drain(&*self.redactor);
+    }
+
+    /// In a replay, compares what became known after a reservation (`produced`, complete)
+    /// with the recorded event it was served.
+    pub fn confirm(&self, recorded: &Event, produced: &EventKind) {
+        let mut inner = self.lock();
+        if inner.divergence.is_none() && !produced.same_as(&recorded.kind) {
+            inner.divergence = Some(Divergence {
+                chain: recorded.chain.clone(),
+                seq: recorded.seq,
+                kind: recorded.kind.name().into(),
+                expected: describe(&recorded.kind),
+                found: describe(produced),
+            });
+        }
+    }
+
     /// The first divergence of a replay so far.
     pub fn divergence(&self) -> Option<Divergence> {
         self.lock().divergence.clone()
@@ -151,6 +260,13 @@ impl Gate {
     /// recorded events the replay never produced).
     pub fn seal(&self) -> Result<Sealed, Divergence> {
         let mut inner = self.lock();
+        // Effects still in flight are recorded as abandoned.
+        for queued in inner.queue.iter_mut() {
+            if let Queued::Waiting { abandoned, .. } = queued {
+                *queued = Queued::Ready(abandoned.clone());
+            }
+        }
+        inner.drain(&*self.redactor);
         if let Some(d) = inner.divergence.take() {
             return Err(d);
         }
@@ -173,7 +289,22 @@ impl Gate {
 }
 
 impl Inner {
-    fn append(&mut self, mut kind: EventKind, redactor: &dyn Redactor) {
+    fn append(&mut self, kind: EventKind, redactor: &dyn Redactor) {
+        self.queue.push_back(Queued::Ready(kind));
+        self.drain(redactor);
+    }
+
+    /// Chains the ready events at the front of the queue.
+    fn drain(&mut self, redactor: &dyn Redactor) {
+        while let Some(Queued::Ready(_)) = self.queue.front() {
+            let Some(Queued::Ready(kind)) = self.queue.pop_front() else {
+                unreachable!("the front was just seen ready");
+            };
+            self.chain_event(kind, redactor);
+        }
+    }
+
+    fn chain_event(&mut self, mut kind: EventKind, redactor: &dyn Redactor) {
         redactor.redact(&mut kind);
         let event = self.chain.append(kind);
         if let Mode::Live {

@@ -64,6 +64,10 @@ impl ChainWriter {
         &self.chain
     }
 
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+
     /// Hash of the last event (the chain's root so far).
     pub fn head(&self) -> &str {
         &self.head

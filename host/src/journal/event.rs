@@ -39,6 +39,16 @@ pub struct Event {
     pub hash: String,
 }
 
+/// A policy file a run was governed by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRef {
+    /// How the file was named (its path, or `policies/default.toml` for the built-in one).
+    pub name: String,
+    /// `sha256:` digest of its text.
+    pub digest: String,
+}
+
 /// Which WASI random interface was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,6 +89,38 @@ impl From<&LimitsRecord> for Limits {
     }
 }
 
+/// An outgoing HTTP request, as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRequestRecord {
+    pub method: String,
+    pub url: String,
+    /// Header names (lowercase) and values, in the order sent.
+    pub headers: Vec<(String, String)>,
+    /// Base64 of the body.
+    pub body: String,
+    /// Hex sha256 of the body.
+    pub body_digest: String,
+}
+
+/// How an outgoing HTTP request ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HttpOutcome {
+    Response {
+        status: u16,
+        headers: Vec<(String, String)>,
+        /// Base64 of the body.
+        body: String,
+        size: u64,
+        body_digest: String,
+        /// The address actually connected to.
+        address: String,
+    },
+    /// `code` is the wasi:http error code the guest received.
+    Failed { code: String, message: String },
+}
+
 /// How an invocation ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
@@ -117,6 +159,8 @@ pub enum EventKind {
         command: String,
         /// RFC 3339 time the run started.
         started_at: String,
+        /// The policy files in force, built-in defaults first; their texts are bundle blobs.
+        policies: Vec<PolicyRef>,
     },
     /// A step begins (run chain, in plan order).
     StepStarted {
@@ -150,6 +194,11 @@ pub enum EventKind {
     Log {
         level: String,
         message: String,
+    },
+    /// An outgoing HTTP exchange, in the position where the guest sent the request.
+    Http {
+        request: HttpRequestRecord,
+        outcome: HttpOutcome,
     },
     /// The policy refused a capability the guest asked for (`capability`: llm, tools, http).
     Denied {
@@ -188,6 +237,7 @@ impl EventKind {
             EventKind::RandomSeed { .. } => "random_seed",
             EventKind::Log { .. } => "log",
             EventKind::Denied { .. } => "denied",
+            EventKind::Http { .. } => "http",
             EventKind::InvocationEnded { .. } => "invocation_ended",
             EventKind::StepEnded { .. } => "step_ended",
             EventKind::RunEnded { .. } => "run_ended",
@@ -212,6 +262,14 @@ impl EventKind {
                     bytes: rb,
                 },
             ) => s == rs && b.len() == rb.len(),
+            // A request's body is not known when its place is reserved (empty digest); it is
+            // compared once it is.
+            (Http { request: a, .. }, Http { request: b, .. }) => {
+                a.method == b.method
+                    && a.url == b.url
+                    && a.headers == b.headers
+                    && (a.body_digest.is_empty() || a.body_digest == b.body_digest)
+            }
             _ => self == recorded,
         }
     }

@@ -5,6 +5,7 @@
 //! flags override everything. Every resolved value remembers where it came from, so an error
 //! can say which file set the limit that was hit.
 
+pub mod net;
 pub mod values;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::sandbox::limits::{LimitKind, Limits};
+use net::NetPattern;
 
 /// The built-in default policy, kept in the repository as `policies/default.toml`.
 const DEFAULT_POLICY: &str = include_str!("../../../policies/default.toml");
@@ -53,9 +55,88 @@ pub struct LimitsSpec {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PluginSection {
+    /// When set, the section applies only to the component with this digest.
+    #[serde(default, deserialize_with = "digest")]
+    digest: Option<String>,
     #[serde(default)]
     limits: LimitsSpec,
+    net: Option<NetSpec>,
 }
+
+/// `[plugins.<name>.net]`: outgoing HTTP.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetSpec {
+    #[serde(default)]
+    allow: Vec<NetPattern>,
+    methods: Option<Vec<Method>>,
+    #[serde(default, deserialize_with = "values::de::output")]
+    max_response_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "values::de::timeout")]
+    timeout: Option<Duration>,
+}
+
+/// An HTTP method name, uppercase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Method(String);
+
+impl<'de> Deserialize<'de> for Method {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const KNOWN: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+        let text = String::deserialize(d)?.to_ascii_uppercase();
+        if KNOWN.contains(&text.as_str()) {
+            Ok(Method(text))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "'{text}' is not an HTTP method Baton grants ({})",
+                KNOWN.join(", ")
+            )))
+        }
+    }
+}
+
+fn digest<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(d)?;
+    let hex = text.strip_prefix("sha256:").unwrap_or_default();
+    if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(Some(text.to_ascii_lowercase()))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "'{text}' is not a digest of the form sha256:<64 hex digits> (see `baton inspect`)"
+        )))
+    }
+}
+
+/// What a plugin may reach over HTTP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetGrant {
+    pub allow: Vec<NetPattern>,
+    /// Uppercase method names.
+    pub methods: Vec<String>,
+    pub max_response_bytes: u64,
+    /// Host-side deadline of one request (connect to last byte).
+    pub timeout: Duration,
+    /// The file that granted it.
+    pub source: String,
+}
+
+impl NetGrant {
+    /// The pattern that allows `scheme://host:port`, if any.
+    pub fn pattern_for(&self, scheme: &str, host: &str, port: u16) -> Option<&NetPattern> {
+        self.allow.iter().find(|p| p.matches(scheme, host, port))
+    }
+}
+
+/// Everything a policy grants one plugin. Nothing granted means nothing reachable.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Grants {
+    pub net: Option<NetGrant>,
+}
+
+/// Defaults of a `[net]` section.
+const DEFAULT_METHODS: [&str; 2] = ["GET", "HEAD"];
+const DEFAULT_MAX_RESPONSE: u64 = 1 << 20;
+const DEFAULT_NET_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,9 +227,39 @@ pub struct Policy {
 impl Policy {
     /// The built-in default policy alone.
     pub fn builtin() -> Self {
-        // Both expectations are checked by `builtin_policy_matches_the_documented_defaults`.
-        let file = parse(DEFAULT_POLICY_NAME, DEFAULT_POLICY).expect("default policy parses");
-        let l = &file.limits;
+        Self::from_texts(vec![(DEFAULT_POLICY_NAME.into(), DEFAULT_POLICY.into())])
+            .expect("policies/default.toml is checked by the test suite")
+    }
+
+    /// The built-in defaults with the policy file at `path` on top.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_texts(vec![
+            (DEFAULT_POLICY_NAME.into(), DEFAULT_POLICY.into()),
+            (path.display().to_string(), text),
+        ])
+    }
+
+    /// A policy from named texts, layered in order. The first must set every limit (as the
+    /// built-in `policies/default.toml` does); a replay rebuilds a run's policy this way.
+    pub fn from_texts(texts: Vec<(String, String)>) -> Result<Self, PolicyError> {
+        let mut layers = Vec::new();
+        for (name, text) in texts {
+            let file = parse(&name, &text)?;
+            layers.push(Layer { name, text, file });
+        }
+        let incomplete = |name: &str| PolicyError::Parse {
+            file: name.into(),
+            line: 1,
+            column: 1,
+            message: "the first policy must set fuel, memory, timeout and output in [limits]"
+                .into(),
+        };
+        let first = layers.first().ok_or_else(|| incomplete("(none)"))?;
+        let l = &first.file.limits;
         let base = l
             .fuel
             .zip(l.memory)
@@ -159,28 +270,8 @@ impl Policy {
                 timeout,
                 output,
             })
-            .expect("the default policy sets every limit");
-        Policy {
-            base,
-            layers: vec![Layer {
-                name: DEFAULT_POLICY_NAME.into(),
-                text: DEFAULT_POLICY.into(),
-                file,
-            }],
-        }
-    }
-
-    /// The built-in defaults with the policy file at `path` on top.
-    pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let name = path.display().to_string();
-        let file = parse(&name, &text)?;
-        let mut policy = Self::builtin();
-        policy.layers.push(Layer { name, text, file });
-        Ok(policy)
+            .ok_or_else(|| incomplete(&first.name))?;
+        Ok(Policy { base, layers })
     }
 
     /// Each layer's name and text, built-in defaults first.
@@ -190,9 +281,42 @@ impl Policy {
             .map(|l| (l.name.as_str(), l.text.as_str()))
     }
 
+    /// The sections for `plugin` that apply to the component with `digest`, each with the
+    /// name of its file, built-in first.
+    fn sections(&self, plugin: &str, digest: &str) -> impl Iterator<Item = (&str, &PluginSection)> {
+        self.layers.iter().filter_map(move |layer| {
+            let section = layer.file.plugins.get(plugin)?;
+            match &section.digest {
+                Some(pinned) if pinned != digest => None,
+                _ => Some((layer.name.as_str(), section)),
+            }
+        })
+    }
+
+    /// What the policy grants `plugin` when its component has `digest`. A section pinned to
+    /// another digest grants nothing. The last file that grants a capability decides it.
+    pub fn grants_for(&self, plugin: &str, digest: &str) -> Grants {
+        let mut grants = Grants::default();
+        for (file, section) in self.sections(plugin, digest) {
+            if let Some(net) = &section.net {
+                grants.net = Some(NetGrant {
+                    allow: net.allow.clone(),
+                    methods: net.methods.as_ref().map_or_else(
+                        || DEFAULT_METHODS.map(String::from).to_vec(),
+                        |m| m.iter().map(|m| m.0.clone()).collect(),
+                    ),
+                    max_response_bytes: net.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE),
+                    timeout: net.timeout.unwrap_or(DEFAULT_NET_TIMEOUT),
+                    source: file.to_string(),
+                });
+            }
+        }
+        grants
+    }
+
     /// The limits for `plugin`, with `overrides` from the command line applied last.
     pub fn limits_for(&self, plugin: &str, overrides: &LimitsSpec) -> ResolvedLimits {
-        let origin = Source::File(DEFAULT_POLICY_NAME.into());
+        let origin = Source::File(self.layers[0].name.clone());
         let mut resolved = ResolvedLimits {
             limits: self.base,
             fuel: origin.clone(),

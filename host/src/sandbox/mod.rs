@@ -26,6 +26,7 @@ use crate::caps;
 use crate::caps::http::EgressHooks;
 use crate::effect::{Gate, wasi};
 use crate::journal::event::RandomSource;
+use crate::policy::Grants;
 use crate::state::HostState;
 use engine::EpochTicker;
 use limits::{LimitExceeded, Limits, OutputStream};
@@ -43,6 +44,20 @@ pub enum SandboxError {
     /// The component could not be instantiated (a host-side problem, not the guest's).
     #[error("could not be instantiated: {message}")]
     Instantiate { message: String },
+}
+
+/// Fuel between two yields of a running guest (about 10 ms of CPU).
+const FUEL_SLICE: u64 = 10_000_000;
+
+/// How long past its deadline a call blocked in the host may take before it is dropped.
+const HOST_CALL_GRACE: Duration = Duration::from_millis(50);
+
+/// Who runs, under which limits and grants, journaled through which gate.
+pub struct Invocation {
+    pub plugin: Arc<str>,
+    pub gate: Arc<Gate>,
+    pub limits: Limits,
+    pub grants: Grants,
 }
 
 /// What a call consumed.
@@ -90,16 +105,20 @@ impl Sandbox {
         self.linker.instantiate_pre(component)
     }
 
-    /// Instantiates `pre` in a fresh store under `limits` and runs `call` on the instance.
-    /// Every clock reading, random draw and host effect of the guest goes through `gate`.
+    /// Instantiates `pre` in a fresh store for `invocation` and runs `call` on the instance.
+    /// Every clock reading, random draw and host effect of the guest goes through its gate.
     pub async fn run<R>(
         &self,
         pre: &InstancePre<HostState>,
-        plugin: &Arc<str>,
-        gate: &Arc<Gate>,
-        limits: &Limits,
+        invocation: &Invocation,
         call: impl AsyncFnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<R>,
     ) -> Outcome<R> {
+        let Invocation {
+            plugin,
+            gate,
+            limits,
+            grants,
+        } = invocation;
         let stdout = BoundedPipe::new(OutputStream::Stdout, limits.output);
         let stderr = BoundedPipe::new(OutputStream::Stderr, limits.output);
         // Nothing is granted: no environment, arguments, preopened directories or network.
@@ -123,7 +142,11 @@ impl Sandbox {
             table: ResourceTable::new(),
             wasi,
             http: WasiHttpCtx::new(),
-            egress: EgressHooks { gate: gate.clone() },
+            egress: EgressHooks {
+                gate: gate.clone(),
+                grant: grants.net.clone(),
+                plugin: plugin.clone(),
+            },
             memory: MemoryLimiter::new(limits.memory),
             plugin: plugin.clone(),
             gate: gate.clone(),
@@ -132,6 +155,11 @@ impl Sandbox {
         store.limiter(|state| &mut state.memory);
         store
             .set_fuel(limits.fuel)
+            .expect("the engine is built with fuel consumption on");
+        // Fuel is accounted (and the guest yields to other tasks) every slice; a deadline that
+        // interrupts a slice leaves the fuel count exact to within one slice.
+        store
+            .fuel_async_yield_interval(Some(FUEL_SLICE))
             .expect("the engine is built with fuel consumption on");
         let started = Instant::now();
         let deadline = started + limits.timeout;
@@ -143,7 +171,7 @@ impl Sandbox {
                     limit: timeout,
                 }))
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                Ok(UpdateDeadline::Continue(1))
             }
         });
         let run = async {
@@ -156,7 +184,9 @@ impl Sandbox {
                 .await
                 .map_err(|e| classify(e, limits, &stderr, |message| SandboxError::Trap { message }))
         };
-        let result = tokio::time::timeout(timeout, run)
+        // The epoch deadline stops running wasm (with exact fuel accounting); this timeout,
+        // a few ticks later, stops a call that is blocked in the host and never returns to wasm.
+        let result = tokio::time::timeout(timeout + HOST_CALL_GRACE, run)
             .await
             .unwrap_or(Err(SandboxError::Limit(LimitExceeded::Timeout {
                 limit: timeout,
