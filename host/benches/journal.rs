@@ -102,5 +102,53 @@ fn journaled_calls(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, appends, journaled_calls);
+/// A tool whose one effect waits 200 ms (an HTTP response from a slow loopback server), live
+/// and replayed from its bundle, where the recorded response is served at once.
+fn replays(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = server::Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    let grant = format!(
+        "[plugins.fetch.net]\nallow = [\"http://127.0.0.1:{}\"]\n",
+        server.port
+    );
+    std::fs::write(&policy, grant).unwrap();
+    let host = Host::new(HostOptions {
+        policy: Some(policy),
+        store: Some(dir.path().join("journal.db")),
+        ..HostOptions::default()
+    })
+    .unwrap();
+    let fetch = rt.block_on(host.load(&plugin("fetch.wasm"))).unwrap();
+    let input = format!(r#"{{"url": "{}"}}"#, server.url("/slow"));
+    let (run, result) = rt.block_on(host.run_tool(&fetch, &input));
+    result.unwrap();
+    let bundle = dir.path().join("slow.bundle");
+    host.journal()
+        .unwrap()
+        .export(&run.unwrap().id, &bundle)
+        .unwrap();
+
+    let mut group = c.benchmark_group("replay");
+    group.sample_size(10);
+    group.bench_function("live", |b| {
+        b.to_async(&rt)
+            .iter(|| async { host.call_tool(&fetch, &input).await.unwrap() })
+    });
+    group.bench_function("replayed", |b| {
+        b.to_async(&rt)
+            .iter(|| async { host.replay(&bundle, None).await.unwrap() })
+    });
+    group.finish();
+}
+
+#[allow(dead_code)]
+#[path = "../../tests/e2e/server.rs"]
+mod server;
+
+criterion_group!(benches, appends, journaled_calls, replays);
 criterion_main!(benches);

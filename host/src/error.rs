@@ -17,6 +17,8 @@ pub mod exit {
     pub const TOOL_FAILED: u8 = 1;
     pub const BAD_INPUT: u8 = 2;
     pub const LIMIT: u8 = 3;
+    /// A policy that cannot be used (malformed, or missing what it refers to).
+    pub const POLICY: u8 = 5;
     /// Replay divergence, or a journal or bundle that fails verification.
     pub const VERIFICATION: u8 = 6;
 }
@@ -63,6 +65,12 @@ pub enum Error {
     Engine(String),
     #[error(transparent)]
     Journal(#[from] StoreError),
+    #[error("secret '{name}' granted to '{plugin}' has no value: {hint}")]
+    SecretMissing {
+        plugin: String,
+        name: String,
+        hint: String,
+    },
     /// A journal or bundle whose hash chains do not verify.
     #[error("{} fails verification: {source}; it was altered or damaged after it was written", path.display())]
     Tampered { path: PathBuf, source: ChainBreak },
@@ -90,9 +98,9 @@ impl Error {
             Error::Tampered { .. } | Error::BundleInvalid { .. } | Error::Diverged(_) => {
                 exit::VERIFICATION
             }
+            Error::Policy(_) | Error::SecretMissing { .. } => exit::POLICY,
             Error::Load(_)
             | Error::Journal(_)
-            | Error::Policy(_)
             | Error::BadInfo { .. }
             | Error::WrongWorld { .. }
             | Error::InputUnreadable(_)

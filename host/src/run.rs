@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::effect::{Divergence, Gate, NoSecrets, Sealed};
+use crate::effect::{Divergence, Gate, NoSecrets, Redactor, Sealed};
 use crate::journal::event::{Event, EventKind, FORMAT_VERSION, PolicyRef, RUN_CHAIN, step_chain};
 use crate::journal::store::Recorder;
 
@@ -106,6 +106,7 @@ impl RunJournal {
         step: &str,
         tool: &str,
         digest: &str,
+        redactor: Arc<dyn Redactor>,
     ) -> Result<Arc<Gate>, Divergence> {
         self.run_gate.emit(EventKind::StepStarted {
             step: step.into(),
@@ -116,12 +117,9 @@ impl RunJournal {
             return Err(divergence);
         }
         Ok(match &self.source {
-            Source::Live(recorder) => Gate::live(
-                &self.id,
-                step_chain(step),
-                recorder.clone(),
-                Arc::new(NoSecrets),
-            ),
+            Source::Live(recorder) => {
+                Gate::live(&self.id, step_chain(step), recorder.clone(), redactor)
+            }
             Source::Replay(chains) => {
                 let recorded = chains.get(&step_chain(step)).cloned().unwrap_or_default();
                 Gate::replay(&self.id, step_chain(step), recorded)

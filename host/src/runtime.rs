@@ -8,7 +8,7 @@ use wasmtime::component::InstancePre;
 
 use crate::bindings::types::{PlannerInfo, PromptInfo, ToolError, ToolInfo};
 use crate::bindings::{planner_api, prompt_api, tool_api};
-use crate::effect::{Gate, NoSecrets};
+use crate::effect::{Gate, NoSecrets, SecretRedactor};
 use crate::error::Error;
 use crate::journal::event::{
     Event, EventKind, InvocationOutcome, LimitsRecord, PolicyRef, step_chain,
@@ -241,6 +241,7 @@ impl Host {
             gate: Gate::live("", "describe".into(), None, Arc::new(NoSecrets)),
             limits: limits.limits,
             grants: Grants::default(),
+            secrets: Vec::new(),
         };
         let outcome = self
             .sandbox
@@ -288,21 +289,33 @@ impl Host {
         if let Err(e) = check_input(plugin, input) {
             return (None, Err(e));
         }
+        let digest = plugin.loaded.digest.to_string();
+        let grants = self.policy.grants_for(plugin.name(), &digest);
+        let secrets = match self.resolve_secrets(plugin, &grants) {
+            Ok(secrets) => secrets,
+            Err(e) => return (None, Err(e)),
+        };
         let recorder = self.journal.as_ref().and_then(|j| j.recorder().cloned());
         let policies = self.policy_files.iter().map(|(r, _)| r.clone()).collect();
         let mut run = RunJournal::live(recorder.clone(), "call", policies);
-        let digest = plugin.loaded.digest.to_string();
         run.blob("component", &digest, &plugin.loaded.bytes);
         for (reference, text) in &self.policy_files {
             run.blob("policy", &reference.digest, text);
         }
         let limits = self.limits_for(plugin.name());
+        let redactor = Arc::new(SecretRedactor::new(&secrets));
         let gate = run
-            .start_step(CALL_STEP, plugin.name(), &digest)
+            .start_step(CALL_STEP, plugin.name(), &digest, redactor)
             .expect("a live run records, it cannot diverge");
-        let grants = self.policy.grants_for(plugin.name(), &digest);
         let result = self
-            .invoke(plugin, input, &limits, grants, &gate, CallMode::Live)
+            .invoke(
+                plugin,
+                input,
+                &limits,
+                (grants, secrets),
+                &gate,
+                CallMode::Live,
+            )
             .await;
         // A live run records what happens; it cannot diverge.
         let _ = run.end_step(CALL_STEP, &gate);
@@ -392,14 +405,19 @@ impl Host {
         };
         let mut run = RunJournal::replay(&events);
         let gate = run
-            .start_step(CALL_STEP, plugin.name(), &plugin.loaded.digest.to_string())
+            .start_step(
+                CALL_STEP,
+                plugin.name(),
+                &plugin.loaded.digest.to_string(),
+                Arc::new(NoSecrets),
+            )
             .map_err(Error::Diverged)?;
         let result = self
             .invoke(
                 &plugin,
                 &recorded.input,
                 &limits,
-                grants,
+                (grants, Vec::new()),
                 &gate,
                 CallMode::Replay {
                     timed_out_after: recorded.timed_out_after,
@@ -416,6 +434,28 @@ impl Host {
         })
     }
 
+    /// The values of the secrets granted to `plugin`.
+    fn resolve_secrets(
+        &self,
+        plugin: &Plugin,
+        grants: &Grants,
+    ) -> Result<Vec<(String, String)>, Error> {
+        grants
+            .secrets
+            .iter()
+            .map(|name| {
+                self.policy
+                    .secret(name)
+                    .map(|value| (name.clone(), value))
+                    .map_err(|hint| Error::SecretMissing {
+                        plugin: plugin.name().into(),
+                        name: name.clone(),
+                        hint,
+                    })
+            })
+            .collect()
+    }
+
     /// One invocation of a tool in its step's chain: `invocation_started`, the sandboxed
     /// call (effects through `gate`), `invocation_ended`, then the output checks.
     ///
@@ -426,7 +466,7 @@ impl Host {
         plugin: &Plugin,
         input: &str,
         limits: &ResolvedLimits,
-        grants: Grants,
+        (grants, secrets): (Grants, Vec<(String, String)>),
         gate: &Arc<Gate>,
         mode: CallMode,
     ) -> Result<ToolCall, Error> {
@@ -437,7 +477,13 @@ impl Host {
             digest: plugin.loaded.digest.to_string(),
             input: input.into(),
             limits: LimitsRecord::from(&limits.limits),
+            secrets: grants.secrets.clone(),
         });
+        if let CallMode::Replay { .. } = mode
+            && !grants.secrets.is_empty()
+        {
+            gate.adopt_recorded_usage();
+        }
         let timed_out_after = match mode {
             CallMode::Replay { timed_out_after } => timed_out_after,
             CallMode::Live => None,
@@ -456,6 +502,7 @@ impl Host {
             gate: gate.clone(),
             limits: run_limits,
             grants,
+            secrets,
         };
         let Outcome {
             mut result, usage, ..
@@ -626,6 +673,7 @@ impl RecordedCall {
             digest,
             input,
             limits,
+            ..
         } = &steps.next()?.kind
         else {
             return None;

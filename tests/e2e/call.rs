@@ -128,7 +128,7 @@ fn a_policy_file_with_an_unknown_key_is_refused_with_its_line() {
     let policy = dir.path().join("typo.toml");
     std::fs::write(&policy, "[limits]\nfuel = 10\nmemroy = \"1 MiB\"\n").unwrap();
     let out = call("calc.wasm", "{}", &["--policy", policy.to_str().unwrap()]);
-    let line = error_line(&out, 2);
+    let line = error_line(&out, 5);
     assert_contains(
         &line,
         &["typo.toml, line 3, column 1", "unknown field `memroy`"],
@@ -138,6 +138,6 @@ fn a_policy_file_with_an_unknown_key_is_refused_with_its_line() {
 #[test]
 fn a_missing_policy_file_is_refused() {
     let out = call("calc.wasm", "{}", &["--policy", "/nonexistent/policy.toml"]);
-    let line = error_line(&out, 2);
+    let line = error_line(&out, 5);
     assert_contains(&line, &["cannot read policy /nonexistent/policy.toml"]);
 }

@@ -206,7 +206,7 @@ fn a_malformed_pattern_is_a_policy_error_with_its_line() {
         serde_json::json!({ "url": "http://127.0.0.1:8080/" }),
     );
     assert_contains(
-        &error_line(&out, 2),
+        &error_line(&out, 5),
         &[
             "policy.toml, line 2",
             "'127.0.0.1:8080' is not a scheme://host[:port] pattern (no scheme)",

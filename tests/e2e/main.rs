@@ -12,4 +12,5 @@ mod inspect;
 mod journal;
 mod library;
 mod replay;
+mod secrets;
 mod server;

@@ -231,6 +231,7 @@ const RATIOS: &[(&str, &str)] = &[
     ("call/baton_call_tool", "call/raw_wasmtime_pooling"),
     ("load/from_compile_cache", "load/compile"),
     ("journaled_call/recorded", "journaled_call/unrecorded"),
+    ("replay/live", "replay/replayed"),
 ];
 
 /// Prints the criterion medians of the ratio pairs that were measured.

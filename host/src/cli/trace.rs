@@ -182,6 +182,11 @@ fn detail(kind: &EventKind) -> String {
         }
         EventKind::Random { source, bytes } => format!("{source:?} {} bytes", bytes.len() / 2),
         EventKind::RandomSeed { .. } => String::new(),
+        EventKind::Environment { vars } => vars
+            .iter()
+            .map(|(name, value)| format!("{name}={}", cut(value)))
+            .collect::<Vec<_>>()
+            .join(" "),
         EventKind::Log { level, message } => format!("{level}: {}", cut(message)),
         EventKind::Denied {
             capability,

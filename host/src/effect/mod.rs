@@ -25,9 +25,21 @@ use crate::journal::store::Recorder;
 pub enum Effect {
     WallClock,
     MonotonicClock,
-    Random { source: RandomSource, len: usize },
+    Random {
+        source: RandomSource,
+        len: usize,
+    },
     RandomSeed,
-    Log { level: String, message: String },
+    Log {
+        level: String,
+        message: String,
+    },
+    /// The guest's environment: the host variables named in `names` (those set), then
+    /// `secrets` as given.
+    Environment {
+        names: Vec<String>,
+        secrets: Vec<(String, String)>,
+    },
 }
 
 /// The first event at which a replay differs from its record.
@@ -49,6 +61,88 @@ pub trait Redactor: Send + Sync {
     fn redact(&self, event: &mut EventKind);
 }
 
+/// Replaces every secret value, wherever it appears in an event (HTTP bodies included), with
+/// `[secret:NAME]`, the value a replay gives the guest in its place, so that live and
+/// replayed events are identical and no journal holds a secret.
+#[derive(Debug, Default)]
+pub struct SecretRedactor {
+    /// (name, value), longest value first so that no secret is replaced inside another.
+    secrets: Vec<(String, String)>,
+}
+
+impl SecretRedactor {
+    pub fn new(secrets: &[(String, String)]) -> Self {
+        let mut secrets: Vec<(String, String)> = secrets
+            .iter()
+            .filter(|(_, value)| !value.is_empty())
+            .cloned()
+            .collect();
+        secrets.sort_by_key(|(_, value)| std::cmp::Reverse(value.len()));
+        Self { secrets }
+    }
+
+    pub fn placeholder(name: &str) -> String {
+        format!("[secret:{name}]")
+    }
+
+    fn scrub(&self, text: &str) -> Option<String> {
+        let mut out = None::<String>;
+        for (name, value) in &self.secrets {
+            let current = out.as_deref().unwrap_or(text);
+            if current.contains(value.as_str()) {
+                out = Some(current.replace(value.as_str(), &Self::placeholder(name)));
+            }
+        }
+        out
+    }
+
+    fn scrub_json(&self, value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) => {
+                if let Some(clean) = self.scrub(s) {
+                    *s = clean;
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.scrub_json(v)),
+            serde_json::Value::Object(map) => map.values_mut().for_each(|v| self.scrub_json(v)),
+            _ => {}
+        }
+    }
+
+    /// Scrubs a base64 body, returning the new body and digest if it held a secret.
+    fn scrub_body(&self, body: &str) -> Option<(String, String)> {
+        let bytes = http::decode_body(body);
+        let clean = self.scrub(&String::from_utf8_lossy(&bytes))?;
+        let (digest, encoded) = http::encode_body(clean.as_bytes());
+        Some((encoded, digest))
+    }
+}
+
+impl Redactor for SecretRedactor {
+    fn redact(&self, event: &mut EventKind) {
+        if self.secrets.is_empty() {
+            return;
+        }
+        if let EventKind::Http { request, outcome } = event {
+            if let Some((body, digest)) = self.scrub_body(&request.body) {
+                (request.body, request.body_digest) = (body, digest);
+            }
+            if let HttpOutcome::Response {
+                body, body_digest, ..
+            } = outcome
+                && let Some((clean, digest)) = self.scrub_body(body)
+            {
+                (*body, *body_digest) = (clean, digest);
+            }
+        }
+        let mut json = serde_json::to_value(&*event).expect("events serialize");
+        self.scrub_json(&mut json);
+        if let Ok(clean) = serde_json::from_value(json) {
+            *event = clean;
+        }
+    }
+}
+
 /// The redactor used while no policy defines secrets: changes nothing.
 #[derive(Debug, Default)]
 pub struct NoSecrets;
@@ -66,6 +160,8 @@ struct Inner {
     chain: ChainWriter,
     mode: Mode,
     divergence: Option<Divergence>,
+    /// Replay only: take fuel and peak memory of `invocation_ended` from the record.
+    adopt_usage: bool,
     /// Live events waiting behind a reserved slot, in chain order.
     queue: VecDeque<Queued>,
     next_slot: u64,
@@ -126,6 +222,7 @@ impl Gate {
                 chain: ChainWriter::new(run, chain),
                 mode,
                 divergence: None,
+                adopt_usage: false,
                 queue: VecDeque::new(),
                 next_slot: 0,
             }),
@@ -246,6 +343,13 @@ impl Gate {
         }
     }
 
+    /// In a replay of a call that was given secrets, the guest runs on placeholders instead
+    /// of the secret values, so its CPU and memory use may differ slightly: fuel and peak
+    /// memory are then taken from the record, and everything else is still compared.
+    pub fn adopt_recorded_usage(&self) {
+        self.lock().adopt_usage = true;
+    }
+
     /// The first divergence of a replay so far.
     pub fn divergence(&self) -> Option<Divergence> {
         self.lock().divergence.clone()
@@ -336,6 +440,20 @@ impl Inner {
             return None;
         };
         produced.adopt_recorded(&recorded.kind);
+        if self.adopt_usage
+            && let (
+                EventKind::InvocationEnded {
+                    fuel, peak_memory, ..
+                },
+                EventKind::InvocationEnded {
+                    fuel: recorded_fuel,
+                    peak_memory: recorded_peak,
+                    ..
+                },
+            ) = (&mut produced, &recorded.kind)
+        {
+            (*fuel, *peak_memory) = (*recorded_fuel, *recorded_peak);
+        }
         if !produced.same_as(&recorded.kind) {
             self.divergence = Some(Divergence {
                 chain: recorded.chain.clone(),

@@ -41,6 +41,13 @@ pub(super) fn perform(effect: &Effect) -> EventKind {
         Effect::RandomSeed => EventKind::RandomSeed {
             value: rand::rng().random::<u128>().to_string(),
         },
+        Effect::Environment { names, secrets } => EventKind::Environment {
+            vars: names
+                .iter()
+                .filter_map(|n| std::env::var(n).ok().map(|v| (n.clone(), v)))
+                .chain(secrets.iter().cloned())
+                .collect(),
+        },
         Effect::Log { level, message } => {
             log(level, message);
             EventKind::Log {
@@ -72,6 +79,9 @@ pub(super) fn probe(effect: &Effect) -> EventKind {
             level: level.clone(),
             message: message.clone(),
         },
+        // What is asked for follows from the recorded policy; a replay serves the recorded
+        // values, never the replaying machine's.
+        Effect::Environment { .. } => EventKind::Environment { vars: Vec::new() },
     }
 }
 

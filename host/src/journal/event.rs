@@ -173,6 +173,8 @@ pub enum EventKind {
         digest: String,
         input: String,
         limits: LimitsRecord,
+        /// Names of the secrets injected (their values never appear in a journal).
+        secrets: Vec<String>,
     },
     WallClock {
         seconds: u64,
@@ -194,6 +196,10 @@ pub enum EventKind {
     Log {
         level: String,
         message: String,
+    },
+    /// The environment variables the guest was given (secrets appear redacted).
+    Environment {
+        vars: Vec<(String, String)>,
     },
     /// An outgoing HTTP exchange, in the position where the guest sent the request.
     Http {
@@ -238,6 +244,7 @@ impl EventKind {
             EventKind::Log { .. } => "log",
             EventKind::Denied { .. } => "denied",
             EventKind::Http { .. } => "http",
+            EventKind::Environment { .. } => "environment",
             EventKind::InvocationEnded { .. } => "invocation_ended",
             EventKind::StepEnded { .. } => "step_ended",
             EventKind::RunEnded { .. } => "run_ended",
@@ -251,7 +258,8 @@ impl EventKind {
             // Effects: the request is what must match; the response is served from the record.
             (WallClock { .. }, WallClock { .. })
             | (MonotonicClock { .. }, MonotonicClock { .. })
-            | (RandomSeed { .. }, RandomSeed { .. }) => true,
+            | (RandomSeed { .. }, RandomSeed { .. })
+            | (Environment { .. }, Environment { .. }) => true,
             (
                 Random {
                     source: s,

@@ -61,6 +61,44 @@ struct PluginSection {
     #[serde(default)]
     limits: LimitsSpec,
     net: Option<NetSpec>,
+    env: Option<EnvSpec>,
+    /// Names of secrets injected into this plugin's environment.
+    secrets: Option<Vec<VarName>>,
+}
+
+/// `[plugins.<name>.env]`: host environment variables passed through.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvSpec {
+    #[serde(default)]
+    allow: Vec<VarName>,
+}
+
+/// An environment variable name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct VarName(String);
+
+impl<'de> Deserialize<'de> for VarName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if valid {
+            Ok(VarName(name))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "'{name}' is not an environment variable name (letters, digits and _)"
+            )))
+        }
+    }
+}
+
+/// `[secrets]`: where secret values come from besides the host environment.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretsSpec {
+    /// A TOML file of `NAME = "value"` lines, relative to the policy file.
+    file: Option<PathBuf>,
 }
 
 /// `[plugins.<name>.net]`: outgoing HTTP.
@@ -131,6 +169,10 @@ impl NetGrant {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Grants {
     pub net: Option<NetGrant>,
+    /// Host environment variables passed through (when set).
+    pub env: Vec<String>,
+    /// Secrets injected as environment variables.
+    pub secrets: Vec<String>,
 }
 
 /// Defaults of a `[net]` section.
@@ -144,6 +186,8 @@ struct PolicyFile {
     #[serde(default)]
     limits: LimitsSpec,
     #[serde(default)]
+    secrets: SecretsSpec,
+    #[serde(default)]
     plugins: BTreeMap<String, PluginSection>,
 }
 
@@ -154,6 +198,9 @@ struct Layer {
     /// The file as written, for bundles.
     text: String,
     file: PolicyFile,
+    /// The secrets file named in `[secrets]`, resolved, and its values (never journaled).
+    secrets_file: Option<PathBuf>,
+    secrets: BTreeMap<String, String>,
 }
 
 /// Where a resolved limit came from.
@@ -227,8 +274,11 @@ pub struct Policy {
 impl Policy {
     /// The built-in default policy alone.
     pub fn builtin() -> Self {
-        Self::from_texts(vec![(DEFAULT_POLICY_NAME.into(), DEFAULT_POLICY.into())])
-            .expect("policies/default.toml is checked by the test suite")
+        Self::layered(
+            vec![(DEFAULT_POLICY_NAME.into(), DEFAULT_POLICY.into())],
+            true,
+        )
+        .expect("policies/default.toml is checked by the test suite")
     }
 
     /// The built-in defaults with the policy file at `path` on top.
@@ -237,19 +287,38 @@ impl Policy {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_texts(vec![
-            (DEFAULT_POLICY_NAME.into(), DEFAULT_POLICY.into()),
-            (path.display().to_string(), text),
-        ])
+        Self::layered(
+            vec![
+                (DEFAULT_POLICY_NAME.into(), DEFAULT_POLICY.into()),
+                (path.display().to_string(), text),
+            ],
+            true,
+        )
     }
 
-    /// A policy from named texts, layered in order. The first must set every limit (as the
-    /// built-in `policies/default.toml` does); a replay rebuilds a run's policy this way.
+    /// A policy from named texts, layered in order, as a replay rebuilds a recorded run's
+    /// policy. Secrets files are not read: a replay serves the recorded (redacted) values.
     pub fn from_texts(texts: Vec<(String, String)>) -> Result<Self, PolicyError> {
+        Self::layered(texts, false)
+    }
+
+    /// Layers named texts in order. The first must set every limit (as the built-in
+    /// `policies/default.toml` does).
+    fn layered(texts: Vec<(String, String)>, read_secrets: bool) -> Result<Self, PolicyError> {
         let mut layers = Vec::new();
         for (name, text) in texts {
             let file = parse(&name, &text)?;
-            layers.push(Layer { name, text, file });
+            let (secrets_file, secrets) = match read_secrets {
+                true => load_secrets(&name, &file)?,
+                false => (None, BTreeMap::new()),
+            };
+            layers.push(Layer {
+                name,
+                text,
+                file,
+                secrets_file,
+                secrets,
+            });
         }
         let incomplete = |name: &str| PolicyError::Parse {
             file: name.into(),
@@ -272,6 +341,27 @@ impl Policy {
             })
             .ok_or_else(|| incomplete(&first.name))?;
         Ok(Policy { base, layers })
+    }
+
+    /// The value of secret `name`: from the secrets files (the last layer's first), else from
+    /// the host environment.
+    pub fn secret(&self, name: &str) -> Result<String, String> {
+        for layer in self.layers.iter().rev() {
+            if let Some(value) = layer.secrets.get(name) {
+                return Ok(value.clone());
+            }
+        }
+        std::env::var(name).map_err(|_| {
+            let files: Vec<String> = self
+                .layers
+                .iter()
+                .filter_map(|l| l.secrets_file.as_ref().map(|f| f.display().to_string()))
+                .collect();
+            match files.as_slice() {
+                [] => format!("set {name} in the environment"),
+                _ => format!("set {name} in the environment or in {}", files.join(", ")),
+            }
+        })
     }
 
     /// Each layer's name and text, built-in defaults first.
@@ -298,6 +388,12 @@ impl Policy {
     pub fn grants_for(&self, plugin: &str, digest: &str) -> Grants {
         let mut grants = Grants::default();
         for (file, section) in self.sections(plugin, digest) {
+            if let Some(env) = &section.env {
+                grants.env = env.allow.iter().map(|v| v.0.clone()).collect();
+            }
+            if let Some(secrets) = &section.secrets {
+                grants.secrets = secrets.iter().map(|v| v.0.clone()).collect();
+            }
             if let Some(net) = &section.net {
                 grants.net = Some(NetGrant {
                     allow: net.allow.clone(),
@@ -337,6 +433,32 @@ impl Policy {
         resolved.apply(overrides, &Source::CommandLine);
         resolved
     }
+}
+
+/// Reads the secrets file a policy names, relative to the policy's directory.
+fn load_secrets(
+    name: &str,
+    file: &PolicyFile,
+) -> Result<(Option<PathBuf>, BTreeMap<String, String>), PolicyError> {
+    let Some(relative) = &file.secrets.file else {
+        return Ok((None, BTreeMap::new()));
+    };
+    let dir = Path::new(name).parent().unwrap_or(Path::new("."));
+    let path = dir.join(relative);
+    let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let values: BTreeMap<String, String> = toml::from_str(&text).map_err(|e| {
+        // The message never quotes the file, which holds secrets.
+        PolicyError::Parse {
+            file: path.display().to_string(),
+            line: e.span().map_or(1, |s| line_and_column(&text, s.start).0),
+            column: 1,
+            message: "a secrets file holds only NAME = \"value\" lines".into(),
+        }
+    })?;
+    Ok((Some(path), values))
 }
 
 fn parse(name: &str, text: &str) -> Result<PolicyFile, PolicyError> {

@@ -24,8 +24,8 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::caps;
 use crate::caps::http::EgressHooks;
-use crate::effect::{Gate, wasi};
-use crate::journal::event::RandomSource;
+use crate::effect::{Effect, Gate, wasi};
+use crate::journal::event::{EventKind, RandomSource};
 use crate::policy::Grants;
 use crate::state::HostState;
 use engine::EpochTicker;
@@ -58,6 +58,8 @@ pub struct Invocation {
     pub gate: Arc<Gate>,
     pub limits: Limits,
     pub grants: Grants,
+    /// Values of the granted secrets (empty in a replay, which serves the recorded ones).
+    pub secrets: Vec<(String, String)>,
 }
 
 /// What a call consumed.
@@ -118,12 +120,23 @@ impl Sandbox {
             gate,
             limits,
             grants,
+            secrets,
         } = invocation;
         let stdout = BoundedPipe::new(OutputStream::Stdout, limits.output);
         let stderr = BoundedPipe::new(OutputStream::Stderr, limits.output);
-        // Nothing is granted: no environment, arguments, preopened directories or network.
-        // Time and randomness come from the gate.
-        let wasi = WasiCtxBuilder::new()
+        // Only what is granted: no arguments, no preopened directories, no sockets; the
+        // environment, time and randomness come from the gate.
+        let mut builder = WasiCtxBuilder::new();
+        if !grants.env.is_empty() || !grants.secrets.is_empty() {
+            let effect = Effect::Environment {
+                names: grants.env.clone(),
+                secrets: secrets.clone(),
+            };
+            if let EventKind::Environment { vars } = gate.effect(effect) {
+                builder.envs(&vars);
+            }
+        }
+        let wasi = builder
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .wall_clock(wasi::WallClock(gate.clone()))

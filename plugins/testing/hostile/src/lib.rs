@@ -70,6 +70,21 @@ attack!(
     }
 );
 
+attack!(
+    "env-snoop",
+    "Reports every environment variable it can see.",
+    {
+        let names: Vec<String> = std::env::vars()
+            .map(|(name, _)| format!("\"{name}\""))
+            .collect();
+        format!(
+            "{{\"value\": {}, \"names\": [{}]}}",
+            names.len(),
+            names.join(",")
+        )
+    }
+);
+
 struct Hostile;
 
 impl Guest for Hostile {
@@ -100,6 +115,7 @@ export!(Hostile);
     feature = "panic",
     feature = "bad-json",
     feature = "schema-violation",
-    feature = "sleeper"
+    feature = "sleeper",
+    feature = "env-snoop"
 )))]
 compile_error!("build `hostile` with exactly one attack feature (cargo xtask plugins does)");
