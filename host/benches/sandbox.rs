@@ -111,6 +111,7 @@ fn calls(c: &mut Criterion) {
                 gate: Gate::live("", "step:bench".into(), None, Arc::new(NoSecrets)),
                 limits,
                 grants: Grants::default(),
+                secrets: Vec::new(),
             };
             sandbox
                 .run(&pre, &invocation, async |store, instance| {
