@@ -165,6 +165,11 @@ impl Host {
         self.journal.as_ref()
     }
 
+    /// The policy this host enforces.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     /// The limits `plugin` runs under.
     pub fn limits_for(&self, plugin: &str) -> ResolvedLimits {
         self.policy.limits_for(plugin, &self.overrides)

@@ -11,6 +11,7 @@ mod hostile;
 mod inspect;
 mod journal;
 mod library;
+mod policy;
 mod replay;
 mod secrets;
 mod server;

@@ -3,6 +3,7 @@
 
 mod call;
 mod inspect;
+mod policy;
 mod replay;
 mod trace;
 
@@ -20,8 +21,8 @@ use clap::{ArgAction, Args, Parser, Subcommand};
     about = "Run LLM tools, prompts and planners built as WebAssembly components, sandboxed \
              under policy",
     after_help = "Exit status: 0 success; 1 the tool failed; 2 bad usage or input; \
-                  3 a sandbox limit was hit; 6 a replay diverged or a journal failed \
-                  verification."
+                  3 a sandbox limit was hit; 5 a policy problem; 6 a replay diverged or a \
+                  journal failed verification."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -104,6 +105,9 @@ enum Command {
     /// List, show, verify, export and prune recorded runs
     #[command(subcommand)]
     Trace(trace::TraceCommand),
+    /// Check a policy file, or explain what it grants a component
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 pub fn run(cli: Cli) -> Result<(), Error> {
@@ -125,6 +129,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             Command::Call(args) => call::run(&host, args).await,
             Command::Inspect(args) => inspect::run(&host, args).await,
             Command::Replay(args) => replay::run(&host, args).await,
+            Command::Policy(command) => policy::run(&host, command).await,
             Command::Trace(_) => unreachable!("handled above"),
         }
     })

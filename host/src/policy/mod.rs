@@ -5,6 +5,7 @@
 //! flags override everything. Every resolved value remembers where it came from, so an error
 //! can say which file set the limit that was hit.
 
+pub mod explain;
 pub mod net;
 pub mod values;
 
@@ -381,6 +382,26 @@ impl Policy {
                 _ => Some((layer.name.as_str(), section)),
             }
         })
+    }
+
+    /// The files whose section for `plugin` is pinned to a digest other than `digest`.
+    pub fn pinned_elsewhere(&self, plugin: &str, digest: &str) -> Vec<String> {
+        self.layers
+            .iter()
+            .filter_map(|layer| {
+                let pinned = layer.file.plugins.get(plugin)?.digest.as_ref()?;
+                (pinned != digest)
+                    .then(|| format!("{} pins [plugins.{plugin}] to {pinned}", layer.name))
+            })
+            .collect()
+    }
+
+    /// The plugin sections each layer defines, as (file, names).
+    pub fn sections_by_file(&self) -> Vec<(String, Vec<String>)> {
+        self.layers
+            .iter()
+            .map(|l| (l.name.clone(), l.file.plugins.keys().cloned().collect()))
+            .collect()
     }
 
     /// What the policy grants `plugin` when its component has `digest`. A section pinned to
