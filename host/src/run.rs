@@ -17,6 +17,8 @@ pub struct RunRecord {
     pub root: String,
     /// Events in all chains of the run.
     pub events: usize,
+    /// What the policy refused during the run ("capability: message").
+    pub denials: Vec<String>,
 }
 
 enum Source {
@@ -31,6 +33,7 @@ pub(crate) struct RunJournal {
     source: Source,
     /// Events sealed in step chains so far.
     events: u64,
+    denials: Vec<String>,
 }
 
 impl RunJournal {
@@ -47,6 +50,7 @@ impl RunJournal {
             run_gate,
             source: Source::Live(recorder),
             events: 0,
+            denials: Vec::new(),
         };
         journal.run_gate.emit(EventKind::RunStarted {
             format: FORMAT_VERSION,
@@ -81,6 +85,7 @@ impl RunJournal {
             run_gate,
             source: Source::Replay(chains),
             events: 0,
+            denials: Vec::new(),
         };
         journal.run_gate.emit(EventKind::RunStarted {
             format: FORMAT_VERSION,
@@ -129,8 +134,13 @@ impl RunJournal {
 
     /// Seals a step's chain into the run chain.
     pub fn end_step(&mut self, step: &str, gate: &Gate) -> Result<(), Divergence> {
-        let Sealed { root, events } = gate.seal()?;
+        let Sealed {
+            root,
+            events,
+            denials,
+        } = gate.seal()?;
         self.events += events;
+        self.denials.extend(denials);
         self.run_gate.emit(EventKind::StepEnded {
             step: step.into(),
             root,
@@ -144,7 +154,7 @@ impl RunJournal {
         self.run_gate.emit(EventKind::RunEnded {
             status: status.into(),
         });
-        let Sealed { root, events } = self.run_gate.seal()?;
+        let Sealed { root, events, .. } = self.run_gate.seal()?;
         if let Source::Live(Some(recorder)) = &self.source {
             recorder.run_ended(&self.id, status, &root);
         }
@@ -152,6 +162,7 @@ impl RunJournal {
             id: self.id,
             root,
             events: (self.events + events) as usize,
+            denials: self.denials,
         })
     }
 }

@@ -86,7 +86,8 @@ pub fn json_output(output: &Output) -> serde_json::Value {
 }
 
 /// Asserts that baton failed with `code`, printed nothing on stdout and exactly one line on
-/// stderr starting with "error: " (a panic would print more), and returns that line.
+/// stderr starting with "error: " (a panic would print more) besides its summary of
+/// denials, and returns that line.
 pub fn error_line(output: &Output, code: i32) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(
@@ -99,7 +100,10 @@ pub fn error_line(output: &Output, code: i32) -> String {
         "stdout: {}",
         String::from_utf8_lossy(&output.stdout)
     );
-    let lines: Vec<&str> = stderr.lines().collect();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("denied: "))
+        .collect();
     assert_eq!(lines.len(), 1, "expected one line on stderr, got: {stderr}");
     assert!(lines[0].starts_with("error: "), "{stderr}");
     lines[0].to_string()

@@ -45,15 +45,18 @@ fn an_allowed_host_is_reached() {
 #[test]
 fn a_host_without_a_grant_is_denied_and_never_contacted() {
     let server = Server::start();
-    let line = error_line(
-        &call(
-            "fetch.wasm",
-            &serde_json::json!({ "url": server.url("/hello") }).to_string(),
-            &[],
-        ),
-        1,
-    );
+    let input = serde_json::json!({ "url": server.url("/hello") }).to_string();
+    let out = call("fetch.wasm", &input, &[]);
+    let line = error_line(&out, 1);
     assert_contains(&line, &["tool 'fetch' failed: ", "HttpRequestDenied"]);
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert_contains(
+        &summary,
+        &[&format!(
+            "denied: http: GET {} is not granted: the policy grants 'fetch' no egress (net.allow)",
+            server.url("/hello")
+        )],
+    );
     assert!(server.seen().is_empty());
 }
 
@@ -93,6 +96,12 @@ fn an_allowed_name_that_resolves_to_a_loopback_address_is_denied() {
     let url = format!("http://{name}:{}/hello", server.port);
     let out = fetch(&policy, serde_json::json!({ "url": url }));
     assert_contains(&error_line(&out, 1), &["HttpRequestDenied"]);
+    assert_contains(
+        &String::from_utf8_lossy(&out.stderr),
+        &[&format!(
+            "denied: http: {name} resolves to {resolved} (a loopback address), which"
+        )],
+    );
     assert!(server.seen().is_empty());
 }
 

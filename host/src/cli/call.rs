@@ -32,6 +32,9 @@ pub async fn run(host: &Host, args: CallArgs) -> Result<(), Error> {
     };
     let plugin = host.load(&args.component).await?;
     let (run, result) = host.run_tool(&plugin, &input).await;
+    for denial in run.iter().flat_map(|r| &r.denials) {
+        eprintln!("denied: {denial}");
+    }
     if let (Some(run), Some(journal)) = (&run, host.journal()) {
         tracing::info!(
             "run {} recorded in {} (root {})",

@@ -107,7 +107,7 @@ async fn exchange(request: &HttpRequestRecord, body: Bytes, egress: &Egress) -> 
             .first()
             .map(|a| {
                 format!(
-                    "{} is {}",
+                    "{} ({})",
                     a.ip(),
                     special(a.ip()).unwrap_or("not reachable")
                 )

@@ -162,6 +162,8 @@ struct Inner {
     divergence: Option<Divergence>,
     /// Replay only: take fuel and peak memory of `invocation_ended` from the record.
     adopt_usage: bool,
+    /// Live only: what the policy refused, for the caller's summary.
+    denials: Vec<String>,
     /// Live events waiting behind a reserved slot, in chain order.
     queue: VecDeque<Queued>,
     next_slot: u64,
@@ -192,6 +194,8 @@ pub enum Reservation {
 pub struct Sealed {
     pub root: String,
     pub events: u64,
+    /// What the policy refused in this chain ("capability: message").
+    pub denials: Vec<String>,
 }
 
 pub struct Gate {
@@ -223,6 +227,7 @@ impl Gate {
                 mode,
                 divergence: None,
                 adopt_usage: false,
+                denials: Vec::new(),
                 queue: VecDeque::new(),
                 next_slot: 0,
             }),
@@ -388,6 +393,7 @@ impl Gate {
         Ok(Sealed {
             root: inner.chain.head().to_string(),
             events: inner.chain.len(),
+            denials: std::mem::take(&mut inner.denials),
         })
     }
 }
@@ -410,6 +416,17 @@ impl Inner {
 
     fn chain_event(&mut self, mut kind: EventKind, redactor: &dyn Redactor) {
         redactor.redact(&mut kind);
+        match &kind {
+            EventKind::Denied {
+                capability,
+                message,
+            } => self.denials.push(format!("{capability}: {message}")),
+            EventKind::Http {
+                outcome: HttpOutcome::Failed { code, message },
+                ..
+            } if code == http::code::DENIED => self.denials.push(format!("http: {message}")),
+            _ => {}
+        }
         let event = self.chain.append(kind);
         if let Mode::Live {
             recorder: Some(recorder),
