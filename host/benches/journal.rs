@@ -117,10 +117,12 @@ fn replays(c: &mut Criterion) {
         server.port
     );
     std::fs::write(&policy, grant).unwrap();
+    // With the compile cache, as `baton replay` runs: a replay loads the bundled component.
     let host = Host::new(HostOptions {
         policy: Some(policy),
         store: Some(dir.path().join("journal.db")),
-        ..HostOptions::default()
+        cache_dir: Some(dir.path().join("cache")),
+        limits: Default::default(),
     })
     .unwrap();
     let fetch = rt.block_on(host.load(&plugin("fetch.wasm"))).unwrap();

@@ -324,12 +324,9 @@ impl Host {
             .await;
         // A live run records what happens; it cannot diverge.
         let _ = run.end_step(CALL_STEP, &gate);
+        // The journal's writer commits in the background; `Journal::export` and dropping the
+        // journal wait for it.
         let record = run.finish(status_of(&result)).ok();
-        if let Some(r) = &recorder
-            && let Err(e) = r.flush()
-        {
-            tracing::error!("{e}");
-        }
         (record, result)
     }
 

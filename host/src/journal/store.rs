@@ -507,51 +507,65 @@ fn commit(
 ) -> Result<(), String> {
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     for write in batch {
-        let done =
-            match write {
-                Write::RunStarted {
-                    run,
-                    started_at,
-                    command,
-                } => tx.execute(
+        let done = match write {
+            Write::RunStarted {
+                run,
+                started_at,
+                command,
+            } => tx
+                .prepare_cached(
                     "INSERT OR IGNORE INTO runs (run, started_at, command, status)
-                 VALUES (?1, ?2, ?3, 'running')",
-                    params![run, started_at, command],
-                ),
-                Write::Event(event) => {
-                    let body =
-                        serde_json_canonicalizer::to_string(&*event).expect("events serialize");
-                    tx.execute(
-                    "INSERT INTO events (run, chain, seq, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![event.run, event.chain, event.seq as i64, event.kind.name(), body],
+                     VALUES (?1, ?2, ?3, 'running')",
                 )
-                }
-                Write::Blob {
-                    run,
-                    role,
-                    digest,
-                    bytes,
-                } => tx
-                    .execute(
-                        "INSERT OR IGNORE INTO blobs (digest, bytes) VALUES (?1, ?2)",
-                        params![digest, bytes],
-                    )
-                    .and_then(|_| {
-                        tx.execute(
-                        "INSERT OR IGNORE INTO run_blobs (run, role, digest) VALUES (?1, ?2, ?3)",
-                        params![run, role, digest],
-                    )
-                    }),
-                Write::RunEnded { run, status, root } => tx.execute(
-                    "UPDATE runs SET status = ?2, root = ?3 WHERE run = ?1",
-                    params![run, status, root],
-                ),
-                Write::Flush(reply) => {
-                    flushes.push(reply);
-                    Ok(0)
-                }
-            };
+                .and_then(|mut s| s.execute(params![run, started_at, command])),
+            Write::Event(event) => {
+                let body = serde_json_canonicalizer::to_string(&*event).expect("events serialize");
+                tx.prepare_cached(
+                    "INSERT INTO events (run, chain, seq, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        event.run,
+                        event.chain,
+                        event.seq as i64,
+                        event.kind.name(),
+                        body
+                    ])
+                })
+            }
+            Write::Blob {
+                run,
+                role,
+                digest,
+                bytes,
+            } => store_blob(&tx, &digest, &bytes).and_then(|_| {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO run_blobs (run, role, digest) VALUES (?1, ?2, ?3)",
+                )
+                .and_then(|mut s| s.execute(params![run, role, digest]))
+            }),
+            Write::RunEnded { run, status, root } => tx
+                .prepare_cached("UPDATE runs SET status = ?2, root = ?3 WHERE run = ?1")
+                .and_then(|mut s| s.execute(params![run, status, root])),
+            Write::Flush(reply) => {
+                flushes.push(reply);
+                Ok(0)
+            }
+        };
         done.map_err(|e| e.to_string())?;
     }
     tx.commit().map_err(|e| e.to_string())
+}
+
+/// Stores content-addressed bytes once: bytes already stored under a digest are not bound
+/// or written again.
+fn store_blob(tx: &rusqlite::Transaction, digest: &str, bytes: &[u8]) -> rusqlite::Result<usize> {
+    let stored: i64 = tx
+        .prepare_cached("SELECT count(*) FROM blobs WHERE digest = ?1")?
+        .query_row([digest], |r| r.get(0))?;
+    if stored > 0 {
+        return Ok(0);
+    }
+    tx.prepare_cached("INSERT INTO blobs (digest, bytes) VALUES (?1, ?2)")?
+        .execute(params![digest, bytes])
 }
