@@ -285,7 +285,7 @@ impl Host {
     }
 
     /// Like `call_tool`, and also returns the run that journaled the call (`None` when the
-    /// input was refused before the run started).
+    /// host has no journal, or the input was refused before the run started).
     pub async fn run_tool(
         &self,
         plugin: &Plugin,
@@ -327,7 +327,8 @@ impl Host {
         // The journal's writer commits in the background; `Journal::export` and dropping the
         // journal wait for it.
         let record = run.finish(status_of(&result)).ok();
-        (record, result)
+        // Without a journal nothing was recorded, so there is no run to report.
+        (record.filter(|_| recorder.is_some()), result)
     }
 
     /// Re-runs the run recorded in `bundle` with the recorded inputs and effects, comparing

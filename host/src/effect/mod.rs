@@ -427,12 +427,15 @@ impl Inner {
             } if code == http::code::DENIED => self.denials.push(format!("http: {message}")),
             _ => {}
         }
-        let event = self.chain.append(kind);
-        if let Mode::Live {
-            recorder: Some(recorder),
-        } = &self.mode
-        {
-            recorder.event(event);
+        match &self.mode {
+            Mode::Live {
+                recorder: Some(recorder),
+            } => recorder.event(self.chain.append(kind)),
+            // Nothing keeps an unrecorded chain, so it is only counted, never hashed.
+            Mode::Live { recorder: None } => self.chain.skip(),
+            Mode::Replay { .. } => {
+                self.chain.append(kind);
+            }
         }
     }
 
