@@ -278,6 +278,15 @@ fn demo() -> Result<()> {
         expect,
     };
     let calc = p("calc.wasm");
+    // The demo keeps its journal and bundle under target/demo/, away from the user's own.
+    let demo_dir = ws.target.join("demo");
+    let _ = std::fs::remove_dir_all(&demo_dir);
+    std::fs::create_dir_all(&demo_dir).map_err(|e| format!("cannot create {demo_dir:?}: {e}"))?;
+    let shown_demo = demo_dir
+        .strip_prefix(&ws.root)
+        .unwrap_or(&demo_dir)
+        .to_owned();
+    let bundle = shown_demo.join("effects.bundle").display().to_string();
     let steps = [
         step(
             "What a component is, before running it:",
@@ -346,6 +355,34 @@ fn demo() -> Result<()> {
             &["call", &p("testing/forbidden-import.wasm"), "--input", "{}"],
             2,
         ),
+        step(
+            "Nothing is reachable without a grant: a fetch is denied, and the denial journaled (exit 1):",
+            &[
+                "call",
+                &p("fetch.wasm"),
+                "--input",
+                r#"{"url": "http://169.254.169.254/latest/meta-data"}"#,
+            ],
+            1,
+        ),
+        step(
+            "Every call is recorded in a hash-chained journal; this one also goes to a bundle:",
+            &[
+                "call",
+                &p("testing/effects.wasm"),
+                "--input",
+                r#"{"random_bytes": 8, "logs": 2}"#,
+                "--bundle",
+                &bundle,
+            ],
+            0,
+        ),
+        step(
+            "The bundle replays offline, bit for bit: same clock readings, same random bytes:",
+            &["replay", &bundle],
+            0,
+        ),
+        step("Its timeline:", &["trace", "show", &bundle], 0),
     ];
     for Step {
         explain,
@@ -356,6 +393,7 @@ fn demo() -> Result<()> {
         println!("\n# {explain}\n$ baton {}", shell_words(&args));
         let status = Command::new(&baton)
             .current_dir(&ws.root)
+            .env("BATON_STORE", demo_dir.join("journal.db"))
             .args(&args)
             .status()
             .map_err(|e| format!("cannot run {}: {e}", baton.display()))?;
