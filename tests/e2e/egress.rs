@@ -13,6 +13,16 @@ fn policy(dir: &tempfile::TempDir, net: &str) -> PathBuf {
     path
 }
 
+/// A policy granting `fetch` exactly `server`'s address.
+fn granted(server: &Server) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy(
+        &dir,
+        &format!("allow = [\"http://127.0.0.1:{}\"]", server.port),
+    );
+    (dir, policy)
+}
+
 fn fetch(policy: &std::path::Path, input: serde_json::Value) -> std::process::Output {
     call(
         "fetch.wasm",
@@ -24,11 +34,7 @@ fn fetch(policy: &std::path::Path, input: serde_json::Value) -> std::process::Ou
 #[test]
 fn an_allowed_host_is_reached() {
     let server = Server::start();
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy(
-        &dir,
-        &format!("allow = [\"http://127.0.0.1:{}\"]", server.port),
-    );
+    let (_dir, policy) = granted(&server);
     let out = json_output(&fetch(
         &policy,
         serde_json::json!({ "url": server.url("/hello") }),
@@ -64,11 +70,7 @@ fn a_host_without_a_grant_is_denied_and_never_contacted() {
 fn a_port_outside_the_pattern_is_denied() {
     let server = Server::start();
     let other = Server::start();
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy(
-        &dir,
-        &format!("allow = [\"http://127.0.0.1:{}\"]", server.port),
-    );
+    let (_dir, policy) = granted(&server);
     let out = fetch(&policy, serde_json::json!({ "url": other.url("/hello") }));
     assert_contains(&error_line(&out, 1), &["HttpRequestDenied"]);
     assert!(other.seen().is_empty());
@@ -108,11 +110,7 @@ fn an_allowed_name_that_resolves_to_a_loopback_address_is_denied() {
 #[test]
 fn a_redirect_is_seen_by_the_guest_and_the_next_hop_is_checked_again() {
     let server = Server::start();
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy(
-        &dir,
-        &format!("allow = [\"http://127.0.0.1:{}\"]", server.port),
-    );
+    let (_dir, policy) = granted(&server);
     let out = json_output(&fetch(
         &policy,
         serde_json::json!({ "url": server.url("/redirect") }),
@@ -143,11 +141,7 @@ fn a_wildcard_does_not_match_the_bare_domain() {
 #[test]
 fn methods_outside_the_grant_are_denied() {
     let server = Server::start();
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy(
-        &dir,
-        &format!("allow = [\"http://127.0.0.1:{}\"]", server.port),
-    );
+    let (dir, policy) = granted(&server);
     let out = fetch(
         &policy,
         serde_json::json!({ "url": server.url("/hello"), "method": "POST", "body": "x" }),
@@ -178,11 +172,7 @@ fn policy_with_post(dir: &tempfile::TempDir, port: u16) -> PathBuf {
 #[test]
 fn a_guest_cannot_set_its_own_host_header() {
     let server = Server::start();
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy(
-        &dir,
-        &format!("allow = [\"http://127.0.0.1:{}\"]", server.port),
-    );
+    let (_dir, policy) = granted(&server);
     let out = fetch(
         &policy,
         serde_json::json!({ "url": server.url("/hello"), "headers": { "host": "169.254.169.254" } }),
@@ -226,11 +216,7 @@ fn a_malformed_pattern_is_a_policy_error_with_its_line() {
 #[test]
 fn an_http_run_replays_without_the_network() {
     let server = Server::start();
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy(
-        &dir,
-        &format!("allow = [\"http://127.0.0.1:{}\"]", server.port),
-    );
+    let (dir, policy) = granted(&server);
     let bundle = dir.path().join("fetch.bundle");
     let input = serde_json::json!({ "url": server.url("/hello") }).to_string();
     let out = call(
