@@ -545,7 +545,7 @@ impl Host {
             outcome: outcome_record(&result),
             fuel: usage.fuel,
             peak_memory: usage.peak_memory,
-            duration_ms: usage.duration.as_secs_f64() * 1000.0,
+            duration_us: usage.duration.as_micros() as u64,
         });
         let output = result
             .map_err(sandbox_error)?

@@ -208,7 +208,7 @@ fn detail(kind: &EventKind) -> String {
             outcome,
             fuel,
             peak_memory,
-            duration_ms,
+            duration_us,
         } => {
             let outcome = match outcome {
                 InvocationOutcome::Returned { output } => format!("returned {}", cut(output)),
@@ -219,8 +219,9 @@ fn detail(kind: &EventKind) -> String {
                 InvocationOutcome::Trap { message } => cut(message),
             };
             format!(
-                "{outcome}; {fuel} fuel, {} peak memory, {duration_ms:.2} ms",
-                baton::sandbox::limits::size(*peak_memory)
+                "{outcome}; {fuel} fuel, {} peak memory, {:.2} ms",
+                baton::sandbox::limits::size(*peak_memory),
+                *duration_us as f64 / 1000.0
             )
         }
         EventKind::StepEnded { step, root, events } => {

@@ -10,20 +10,27 @@ use super::event::{ChainId, Event, EventKind};
 /// The `prev` of a chain's first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Canonical bytes of an event (without its hash): the bytes that are hashed and stored.
+/// RFC 8785 canonical JSON of an event: the bytes that are hashed (without `hash`) and stored
+/// (with it). Event types are declared so that serde_json writes them canonically (sorted
+/// keys, integers and strings only; see `journal::event`), which the tests below check
+/// against a reference canonicalizer for every kind.
 pub fn canonical(event: &Event) -> Vec<u8> {
-    debug_assert!(event.hash.is_empty(), "canonical form excludes the hash");
-    serde_json_canonicalizer::to_vec(event).expect("events serialize to JSON")
+    serde_json::to_vec(event).expect("events serialize to JSON")
 }
 
-/// The hash of `event` given its `prev`.
+/// The hash of an event whose `hash` field is still empty.
+fn hash_unhashed(event: &Event) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(event.prev.as_bytes());
+    hasher.update(canonical(event));
+    hex::encode(hasher.finalize())
+}
+
+/// The hash `event` should carry given its `prev`.
 pub fn hash_of(event: &Event) -> String {
     let mut unhashed = event.clone();
     unhashed.hash.clear();
-    let mut hasher = Sha256::new();
-    hasher.update(event.prev.as_bytes());
-    hasher.update(canonical(&unhashed));
-    hex::encode(hasher.finalize())
+    hash_unhashed(&unhashed)
 }
 
 /// Appends events to one chain, numbering and hashing them.
@@ -54,7 +61,7 @@ impl ChainWriter {
             prev: self.head.clone(),
             hash: String::new(),
         };
-        event.hash = hash_of(&event);
+        event.hash = hash_unhashed(&event);
         self.next_seq += 1;
         self.head = event.hash.clone();
         event
@@ -184,6 +191,153 @@ mod tests {
         let mut inserted = good.clone();
         inserted.insert(4, good[0].clone());
         assert_eq!(verify("step:a", &inserted).unwrap_err().seq, 4);
+    }
+
+    /// One event of every kind, with strings that need escaping.
+    fn every_kind() -> Vec<EventKind> {
+        use super::super::event::*;
+        let tricky = "quote \" backslash \\ tab \t nl \n ctl \u{1} del \u{7f} é ✓ \u{2028} 🦀";
+        let pair = vec![(tricky.to_string(), "v".to_string())];
+        let limits = LimitsRecord {
+            fuel: (1 << 53) - 1,
+            memory: 64 << 20,
+            output: 1,
+            timeout_ms: 5000,
+        };
+        vec![
+            EventKind::RunStarted {
+                baton: "0.1.0".into(),
+                command: "call".into(),
+                format: FORMAT_VERSION,
+                policies: vec![PolicyRef {
+                    digest: "sha256:00".into(),
+                    name: tricky.into(),
+                }],
+                started_at: "2026-11-21T00:00:00.000Z".into(),
+            },
+            EventKind::StepStarted {
+                digest: "d".into(),
+                step: "call".into(),
+                tool: tricky.into(),
+            },
+            EventKind::InvocationStarted {
+                digest: "d".into(),
+                input: tricky.into(),
+                limits,
+                secrets: vec!["A".into()],
+            },
+            EventKind::WallClock {
+                nanos: 7,
+                seconds: 1_795_000_000,
+            },
+            EventKind::MonotonicClock {
+                nanos: 0,
+                seconds: 0,
+            },
+            EventKind::Random {
+                bytes: "00ff".into(),
+                source: RandomSource::Insecure,
+            },
+            EventKind::RandomSeed {
+                value: u128::MAX.to_string(),
+            },
+            EventKind::Log {
+                level: "info".into(),
+                message: tricky.into(),
+            },
+            EventKind::Environment { vars: pair.clone() },
+            EventKind::Denied {
+                capability: "http".into(),
+                message: tricky.into(),
+            },
+            EventKind::Http {
+                outcome: HttpOutcome::Response {
+                    address: "127.0.0.1:80".into(),
+                    body: "aGk=".into(),
+                    body_digest: "x".into(),
+                    headers: pair.clone(),
+                    size: 2,
+                    status: 200,
+                },
+                request: HttpRequestRecord {
+                    body: String::new(),
+                    body_digest: "e3".into(),
+                    headers: pair.clone(),
+                    method: "GET".into(),
+                    url: "http://h/".into(),
+                },
+            },
+            EventKind::Http {
+                outcome: HttpOutcome::Failed {
+                    code: "c".into(),
+                    message: tricky.into(),
+                },
+                request: HttpRequestRecord {
+                    body: String::new(),
+                    body_digest: String::new(),
+                    headers: Vec::new(),
+                    method: "GET".into(),
+                    url: "u".into(),
+                },
+            },
+            EventKind::InvocationEnded {
+                duration_us: 1234,
+                fuel: 99,
+                outcome: InvocationOutcome::Returned {
+                    output: tricky.into(),
+                },
+                peak_memory: 65536,
+            },
+            EventKind::InvocationEnded {
+                duration_us: 1,
+                fuel: 1,
+                outcome: InvocationOutcome::ToolError {
+                    kind: "failed".into(),
+                    message: "m".into(),
+                },
+                peak_memory: 0,
+            },
+            EventKind::InvocationEnded {
+                duration_us: 1,
+                fuel: 1,
+                outcome: InvocationOutcome::Limit {
+                    limit: "fuel".into(),
+                    message: "m".into(),
+                },
+                peak_memory: 0,
+            },
+            EventKind::InvocationEnded {
+                duration_us: 1,
+                fuel: 1,
+                outcome: InvocationOutcome::Trap {
+                    message: "m".into(),
+                },
+                peak_memory: 0,
+            },
+            EventKind::StepEnded {
+                events: 3,
+                root: "r".into(),
+                step: "call".into(),
+            },
+            EventKind::RunEnded {
+                status: "ok".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn serde_output_is_rfc_8785_canonical_for_every_kind() {
+        let mut writer = ChainWriter::new("run\u{1}é", "step:a".into());
+        for kind in every_kind() {
+            let hashed = writer.append(kind);
+            let mut unhashed = hashed.clone();
+            unhashed.hash.clear();
+            for event in [&hashed, &unhashed] {
+                let fast = String::from_utf8(canonical(event)).unwrap();
+                let reference = serde_json_canonicalizer::to_string(event).unwrap();
+                assert_eq!(fast, reference, "{}", event.kind.name());
+            }
+        }
     }
 
     #[test]

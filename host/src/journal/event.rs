@@ -25,28 +25,33 @@ pub fn step_chain(step: &str) -> ChainId {
 
 /// One journal entry, as stored: canonical JSON of everything but `hash`, hashed with the
 /// previous entry's hash.
+///
+/// Every serialized type here declares its fields in sorted key order, uses only integers
+/// and strings, and tags enums externally or adjacently (`kind`, `payload`), so that plain
+/// serde_json output is already RFC 8785 canonical JSON; `chain::tests` checks this against
+/// a reference canonicalizer for every kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    pub run: String,
     pub chain: ChainId,
-    pub seq: u64,
+    /// Hex sha256 of `prev ‖ canonical(event without hash)`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hash: String,
     #[serde(flatten)]
     pub kind: EventKind,
     /// Hex sha256 of the previous event in this chain (64 zeros for the first).
     pub prev: String,
-    /// Hex sha256 of `prev ‖ canonical(event without hash)`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub hash: String,
+    pub run: String,
+    pub seq: u64,
 }
 
 /// A policy file a run was governed by.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyRef {
-    /// How the file was named (its path, or `policies/default.toml` for the built-in one).
-    pub name: String,
     /// `sha256:` digest of its text.
     pub digest: String,
+    /// How the file was named (its path, or `policies/default.toml` for the built-in one).
+    pub name: String,
 }
 
 /// Which WASI random interface was read.
@@ -63,8 +68,8 @@ pub enum RandomSource {
 pub struct LimitsRecord {
     pub fuel: u64,
     pub memory: u64,
-    pub timeout_ms: u64,
     pub output: u64,
+    pub timeout_ms: u64,
 }
 
 impl From<&Limits> for LimitsRecord {
@@ -93,38 +98,43 @@ impl From<&LimitsRecord> for Limits {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpRequestRecord {
-    pub method: String,
-    pub url: String,
-    /// Header names (lowercase) and values, in the order sent.
-    pub headers: Vec<(String, String)>,
     /// Base64 of the body.
     pub body: String,
     /// Hex sha256 of the body.
     pub body_digest: String,
+    /// Header names (lowercase) and values, in the order sent.
+    pub headers: Vec<(String, String)>,
+    pub method: String,
+    pub url: String,
 }
 
 /// How an outgoing HTTP request ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum HttpOutcome {
-    Response {
-        status: u16,
-        headers: Vec<(String, String)>,
-        /// Base64 of the body.
-        body: String,
-        size: u64,
-        body_digest: String,
-        /// The address actually connected to.
-        address: String,
-    },
     /// `code` is the wasi:http error code the guest received.
     Failed { code: String, message: String },
+    Response {
+        /// The address actually connected to.
+        address: String,
+        /// Base64 of the body.
+        body: String,
+        body_digest: String,
+        headers: Vec<(String, String)>,
+        size: u64,
+        status: u16,
+    },
 }
 
 /// How an invocation ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum InvocationOutcome {
+    /// A limit stopped it (`limit`: fuel, memory, timeout, output, stack).
+    Limit {
+        limit: String,
+        message: String,
+    },
     /// The component returned; `output` is exactly what it returned.
     Returned {
         output: String,
@@ -132,11 +142,6 @@ pub enum InvocationOutcome {
     /// The tool returned an error (`kind`: invalid_input, failed, host).
     ToolError {
         kind: String,
-        message: String,
-    },
-    /// A limit stopped it (`limit`: fuel, memory, timeout, output, stack).
-    Limit {
-        limit: String,
         message: String,
     },
     Trap {
@@ -154,19 +159,19 @@ pub enum InvocationOutcome {
 pub enum EventKind {
     /// First event of the run chain.
     RunStarted {
-        format: u32,
         baton: String,
         command: String,
-        /// RFC 3339 time the run started.
-        started_at: String,
+        format: u32,
         /// The policy files in force, built-in defaults first; their texts are bundle blobs.
         policies: Vec<PolicyRef>,
+        /// RFC 3339 time the run started.
+        started_at: String,
     },
     /// A step begins (run chain, in plan order).
     StepStarted {
+        digest: String,
         step: String,
         tool: String,
-        digest: String,
     },
     /// First event of a step chain.
     InvocationStarted {
@@ -177,17 +182,17 @@ pub enum EventKind {
         secrets: Vec<String>,
     },
     WallClock {
-        seconds: u64,
         nanos: u32,
+        seconds: u64,
     },
     MonotonicClock {
-        seconds: u64,
         nanos: u32,
+        seconds: u64,
     },
     Random {
-        source: RandomSource,
         /// Hex of the bytes handed to the guest.
         bytes: String,
+        source: RandomSource,
     },
     /// The seed of wasi:random/insecure-seed, as decimal text (a u128).
     RandomSeed {
@@ -203,8 +208,8 @@ pub enum EventKind {
     },
     /// An outgoing HTTP exchange, in the position where the guest sent the request.
     Http {
-        request: HttpRequestRecord,
         outcome: HttpOutcome,
+        request: HttpRequestRecord,
     },
     /// The policy refused a capability the guest asked for (`capability`: llm, tools, http).
     Denied {
@@ -213,16 +218,17 @@ pub enum EventKind {
     },
     /// Last event of a step chain.
     InvocationEnded {
-        outcome: InvocationOutcome,
+        /// Wall time in microseconds.
+        duration_us: u64,
         fuel: u64,
+        outcome: InvocationOutcome,
         peak_memory: u64,
-        duration_ms: f64,
     },
     /// A step ends (run chain), sealing the step chain's root hash.
     StepEnded {
-        step: String,
-        root: String,
         events: u64,
+        root: String,
+        step: String,
     },
     /// Last event of the run chain.
     RunEnded {
@@ -287,12 +293,12 @@ impl EventKind {
     pub fn adopt_recorded(&mut self, recorded: &EventKind) {
         match (self, recorded) {
             (
-                EventKind::InvocationEnded { duration_ms, .. },
+                EventKind::InvocationEnded { duration_us, .. },
                 EventKind::InvocationEnded {
-                    duration_ms: recorded_ms,
+                    duration_us: recorded_us,
                     ..
                 },
-            ) => *duration_ms = *recorded_ms,
+            ) => *duration_us = *recorded_us,
             (
                 EventKind::RunStarted {
                     baton, started_at, ..

@@ -519,7 +519,8 @@ fn commit(
                 )
                 .and_then(|mut s| s.execute(params![run, started_at, command])),
             Write::Event(event) => {
-                let body = serde_json_canonicalizer::to_string(&*event).expect("events serialize");
+                let body =
+                    String::from_utf8(super::chain::canonical(&event)).expect("JSON is UTF-8");
                 tx.prepare_cached(
                     "INSERT INTO events (run, chain, seq, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
