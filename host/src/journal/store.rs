@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS events (
     kind TEXT NOT NULL,
     body TEXT NOT NULL,
     PRIMARY KEY (run, chain, seq)
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, bytes BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS run_blobs (
     run TEXT NOT NULL,
@@ -89,7 +89,7 @@ enum Write {
         started_at: String,
         command: String,
     },
-    Event(Box<Event>),
+    Events(Vec<Event>),
     Blob {
         run: String,
         role: String,
@@ -125,7 +125,14 @@ impl Recorder {
     }
 
     pub fn event(&self, event: Event) {
-        self.send(Write::Event(Box::new(event)));
+        self.events(vec![event]);
+    }
+
+    /// Sends several events at once (one wake-up of the writer).
+    pub fn events(&self, events: Vec<Event>) {
+        if !events.is_empty() {
+            self.send(Write::Events(events));
+        }
     }
 
     /// Stores `bytes` under `digest` (once) and links it to `run` in `role`
@@ -518,22 +525,24 @@ fn commit(
                      VALUES (?1, ?2, ?3, 'running')",
                 )
                 .and_then(|mut s| s.execute(params![run, started_at, command])),
-            Write::Event(event) => {
-                let body =
-                    String::from_utf8(super::chain::canonical(&event)).expect("JSON is UTF-8");
-                tx.prepare_cached(
+            Write::Events(events) => tx
+                .prepare_cached(
                     "INSERT INTO events (run, chain, seq, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        event.run,
-                        event.chain,
-                        event.seq as i64,
-                        event.kind.name(),
-                        body
-                    ])
-                })
-            }
+                .and_then(|mut insert| {
+                    for event in &events {
+                        let body = String::from_utf8(super::chain::canonical(event))
+                            .expect("JSON is UTF-8");
+                        insert.execute(params![
+                            event.run,
+                            event.chain,
+                            event.seq as i64,
+                            event.kind.name(),
+                            body
+                        ])?;
+                    }
+                    Ok(events.len())
+                }),
             Write::Blob {
                 run,
                 role,
