@@ -9,6 +9,9 @@ use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAl
 /// yields to other tasks) this often.
 pub const TICK: Duration = Duration::from_millis(10);
 
+/// Instance slots whose memory is returned to the OS together.
+const DECOMMIT_BATCH: usize = 16;
+
 /// Instances the pool keeps room for at once (concurrent calls, nested tool calls included).
 const POOL_INSTANCES: u32 = 256;
 
@@ -23,7 +26,10 @@ pub fn pooling_config() -> PoolingAllocationConfig {
         .total_stacks(POOL_INSTANCES)
         .max_core_instances_per_component(16)
         .max_memories_per_component(4)
-        .max_tables_per_component(16);
+        .max_tables_per_component(16)
+        // Returning an instance's memory to the OS interrupts every other core running one
+        // of our threads (a TLB shootdown); batching decommits pays that once per batch.
+        .decommit_batch_size(DECOMMIT_BATCH);
     pool
 }
 
