@@ -232,6 +232,7 @@ const RATIOS: &[(&str, &str)] = &[
     ("load/from_compile_cache", "load/compile"),
     ("journaled_call/recorded", "journaled_call/unrecorded"),
     ("replay/live", "replay/replayed"),
+    ("get/sandboxed", "get/native_reqwest"),
 ];
 
 /// Prints the criterion medians of the ratio pairs that were measured.

@@ -19,7 +19,7 @@ use crate::effect::http::{Egress, code, decode_body, encode_body, failed};
 use crate::effect::{Gate, Reservation};
 use crate::journal::event::{EventKind, HttpOutcome, HttpRequestRecord};
 use crate::policy::NetGrant;
-use crate::policy::net::default_port;
+use crate::policy::net::{NetPattern, default_port};
 
 /// Largest request body a plugin may send.
 const MAX_REQUEST_BODY: usize = 8 << 20;
@@ -49,6 +49,50 @@ impl EgressHooks {
     }
 }
 
+/// The policy's verdict on a request: the grant and the pattern that allow it, or why not.
+pub fn check<'g>(
+    grant: Option<&'g NetGrant>,
+    plugin: &str,
+    request: &http::request::Parts,
+) -> Result<(&'g NetGrant, &'g NetPattern), String> {
+    let method = request.method.as_str();
+    let url = &request.uri;
+    let Some(grant) = grant else {
+        return Err(format!(
+            "{method} {url} is not granted: the policy grants '{plugin}' no egress (net.allow)"
+        ));
+    };
+    let scheme = url.scheme_str().unwrap_or("http");
+    let host = url.host().unwrap_or_default();
+    let Some(port) = url.port_u16().or_else(|| default_port(scheme)) else {
+        return Err(format!("{method} {url} is not granted: unknown scheme"));
+    };
+    let Some(pattern) = grant.pattern_for(scheme, host, port) else {
+        return Err(format!(
+            "{method} {url} is not granted: {scheme}://{host}:{port} matches no net.allow \
+             pattern of '{plugin}' in {}",
+            grant.source
+        ));
+    };
+    if !grant.methods.iter().any(|m| m == method) {
+        return Err(format!(
+            "{method} {url} is not granted: '{plugin}' may use only {} (net.methods)",
+            grant.methods.join(", ")
+        ));
+    }
+    let authority = url.authority().map(|a| a.as_str()).unwrap_or_default();
+    if let Some(value) = request.headers.get(http::header::HOST)
+        && !value.as_bytes().eq_ignore_ascii_case(authority.as_bytes())
+    {
+        return Err(format!(
+            "{method} {url} is not granted: its Host header '{}' disagrees with the URL's \
+             authority '{authority}'",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
+    }
+    Ok((grant, pattern))
+}
+
 impl WasiHttpHooks for EgressHooks {
     fn send_request(
         &mut self,
@@ -59,30 +103,11 @@ impl WasiHttpHooks for EgressHooks {
         let (parts, body) = request.into_parts();
         let method = parts.method.as_str().to_string();
         let url = parts.uri.to_string();
-        let plugin = &self.plugin;
-        let Some(grant) = &self.grant else {
-            return self.deny(format!(
-                "{method} {url} is not granted: the policy grants '{plugin}' no egress (net.allow)"
-            ));
+        let checked = check(self.grant.as_ref(), &self.plugin, &parts);
+        let (grant, pattern) = match checked {
+            Ok(allowed) => allowed,
+            Err(message) => return self.deny(message),
         };
-        let scheme = parts.uri.scheme_str().unwrap_or("http");
-        let host = parts.uri.host().unwrap_or_default();
-        let Some(port) = parts.uri.port_u16().or_else(|| default_port(scheme)) else {
-            return self.deny(format!("{method} {url} is not granted: unknown scheme"));
-        };
-        let Some(pattern) = grant.pattern_for(scheme, host, port) else {
-            return self.deny(format!(
-                "{method} {url} is not granted: {scheme}://{host}:{port} matches no net.allow \
-                 pattern of '{plugin}' in {}",
-                grant.source
-            ));
-        };
-        if !grant.methods.contains(&method) {
-            return self.deny(format!(
-                "{method} {url} is not granted: '{plugin}' may use only {} (net.methods)",
-                grant.methods.join(", ")
-            ));
-        }
         let headers: Vec<(String, String)> = parts
             .headers
             .iter()
@@ -93,19 +118,6 @@ impl WasiHttpHooks for EgressHooks {
                 )
             })
             .collect();
-        let authority = parts
-            .uri
-            .authority()
-            .map(|a| a.as_str())
-            .unwrap_or_default();
-        if let Some((_, value)) = headers.iter().find(|(n, _)| n == "host")
-            && !value.eq_ignore_ascii_case(authority)
-        {
-            return self.deny(format!(
-                "{method} {url} is not granted: its Host header '{value}' disagrees with the \
-                 URL's authority '{authority}'"
-            ));
-        }
 
         // The request's place in the chain is fixed now, when the guest sends it.
         let head = HttpRequestRecord {
