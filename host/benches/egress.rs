@@ -46,6 +46,7 @@ fn policy_check(c: &mut Criterion) {
         methods: vec!["GET".into(), "HEAD".into(), "POST".into()],
         max_response_bytes: 1 << 20,
         timeout: std::time::Duration::from_secs(10),
+        ca: None,
         source: "bench.toml".into(),
     };
     let (request, ()) = http::Request::post("https://uploads.example.com/v1/files?part=2")

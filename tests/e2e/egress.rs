@@ -243,3 +243,52 @@ fn an_http_run_replays_without_the_network() {
     let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
     assert!(replayed.starts_with("identical: "), "{replayed}");
 }
+
+/// A certificate authority and a server certificate for `localhost` signed by it.
+fn tls_server() -> (Server, String) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificate = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certificate.der().clone()], key.into())
+        .unwrap();
+    (Server::start_tls(std::sync::Arc::new(config)), ca.pem())
+}
+
+#[test]
+fn https_is_verified_against_the_granted_authorities() {
+    let (server, ca) = tls_server();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("internal-ca.pem"), ca).unwrap();
+    let allow = format!("allow = [\"https://localhost:{}\"]", server.port);
+    let url = format!("https://localhost:{}/hello", server.port);
+
+    // Trusted through net.ca: the request succeeds over TLS.
+    let trusting = policy(&dir, &format!("{allow}\nca = \"internal-ca.pem\""));
+    let out = json_output(&fetch(&trusting, serde_json::json!({ "url": url })));
+    assert_eq!(
+        (out["status"].as_i64(), out["body"].as_str()),
+        (Some(200), Some("hello"))
+    );
+    assert_eq!(server.seen().len(), 1);
+
+    // Without it, the certificate is not trusted and nothing is sent.
+    let strict = policy(&dir, &allow);
+    let out = fetch(&strict, serde_json::json!({ "url": url }));
+    assert_contains(
+        &error_line(&out, 1),
+        &["tool 'fetch' failed: ", "TlsCertificateError"],
+    );
+    assert_eq!(server.seen().len(), 1);
+}

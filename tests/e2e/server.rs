@@ -32,6 +32,16 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Self {
+        Self::spawn(None)
+    }
+
+    /// A server speaking TLS with `config` (its URLs are still built with `url`, so use
+    /// `https://localhost:<port>` for requests).
+    pub fn start_tls(config: Arc<rustls::ServerConfig>) -> Self {
+        Self::spawn(Some(config))
+    }
+
+    fn spawn(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -44,8 +54,19 @@ impl Server {
                         break;
                     }
                     if let Ok(stream) = stream {
-                        let seen = seen.clone();
-                        std::thread::spawn(move || serve(stream, port, &seen));
+                        let (seen, tls) = (seen.clone(), tls.clone());
+                        std::thread::spawn(move || match tls {
+                            None => serve(stream, port, &seen),
+                            Some(config) => {
+                                let Ok(connection) = rustls::ServerConnection::new(config) else {
+                                    return;
+                                };
+                                let mut stream = rustls::StreamOwned::new(connection, stream);
+                                serve(&mut stream, port, &seen);
+                                stream.conn.send_close_notify();
+                                let _ = stream.flush();
+                            }
+                        });
                     }
                 }
             })
@@ -78,8 +99,8 @@ impl Drop for Server {
     }
 }
 
-fn serve(stream: TcpStream, port: u16, seen: &Mutex<Vec<Seen>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+fn serve<S: Read + Write>(stream: S, port: u16, seen: &Mutex<Vec<Seen>>) {
+    let mut reader = BufReader::new(stream);
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
         return;
@@ -124,7 +145,7 @@ fn serve(stream: TcpStream, port: u16, seen: &Mutex<Vec<Seen>>) {
         }
         _ => ("404 Not Found", String::new(), b"no such page".to_vec()),
     };
-    let mut stream = stream;
+    let stream = reader.get_mut();
     let head = format!(
         "HTTP/1.1 {status}\r\ncontent-length: {}\r\ncontent-type: text/plain\r\n{extra}connection: close\r\n\r\n",
         body.len()

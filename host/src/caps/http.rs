@@ -139,6 +139,7 @@ impl WasiHttpHooks for EgressHooks {
             pattern: pattern.clone(),
             max_response_bytes: grant.max_response_bytes,
             timeout: grant.timeout,
+            ca: grant.ca.clone(),
         };
         Box::new(async move {
             let (body, too_large) = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
@@ -215,6 +216,7 @@ fn respond(outcome: HttpOutcome) -> Exchange {
             code::RESPONSE_TOO_LARGE => Error::HttpResponseBodySize(None),
             code::REQUEST_TOO_LARGE => Error::HttpRequestBodySize(None),
             code::TLS => Error::TlsProtocolError,
+            code::TLS_CERTIFICATE => Error::TlsCertificateError,
             code::PROTOCOL => Error::HttpProtocolError,
             _ => Error::InternalError(Some(message)),
         }),

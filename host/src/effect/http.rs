@@ -30,6 +30,7 @@ pub mod code {
     pub const REQUEST_TOO_LARGE: &str = "HTTP-request-body-size";
     pub const PROTOCOL: &str = "HTTP-protocol-error";
     pub const TLS: &str = "TLS-protocol-error";
+    pub const TLS_CERTIFICATE: &str = "TLS-certificate-error";
     pub const ABANDONED: &str = "abandoned";
 }
 
@@ -40,6 +41,8 @@ pub struct Egress {
     pub pattern: NetPattern,
     pub max_response_bytes: u64,
     pub timeout: Duration,
+    /// Extra certificate authorities (a PEM file) trusted for https.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 pub fn failed(code: &str, message: impl Into<String>) -> HttpOutcome {
@@ -83,13 +86,12 @@ async fn exchange(request: &HttpRequestRecord, body: Bytes, egress: &Egress) -> 
     let (Some(host), Some(scheme)) = (uri.host(), uri.scheme_str()) else {
         return failed(code::PROTOCOL, format!("'{}' has no host", request.url));
     };
-    if scheme != "http" {
-        return failed(
-            code::TLS,
-            format!("{scheme} egress is not supported by this version of Baton; use http"),
-        );
-    }
-    let port = uri.port_u16().unwrap_or(80);
+    let tls = match scheme {
+        "http" => false,
+        "https" => true,
+        other => return failed(code::PROTOCOL, format!("'{other}' is not http or https")),
+    };
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let host = host.trim_start_matches('[').trim_end_matches(']');
 
     let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
@@ -143,6 +145,77 @@ async fn exchange(request: &HttpRequestRecord, body: Bytes, egress: &Egress) -> 
             ),
         );
     };
+    if !tls {
+        return send_over(stream, address, &uri, host, request, body, egress).await;
+    }
+    let connector = match tls_connector(egress.ca.as_deref()) {
+        Ok(connector) => connector,
+        Err(message) => return failed(code::TLS, message),
+    };
+    let Ok(name) = rustls::pki_types::ServerName::try_from(host.to_string()) else {
+        return failed(code::TLS, format!("'{host}' is not a name TLS can verify"));
+    };
+    match connector.connect(name, stream).await {
+        Ok(stream) => send_over(stream, address, &uri, host, request, body, egress).await,
+        Err(e) => {
+            // rustls reports a rejected certificate as an InvalidData error wrapping its own.
+            let certificate = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)));
+            let code = if certificate {
+                code::TLS_CERTIFICATE
+            } else {
+                code::TLS
+            };
+            failed(code, format!("TLS with {host} ({address}): {e}"))
+        }
+    }
+}
+
+/// A TLS client trusting the public roots and, if given, the authorities in `ca`.
+fn tls_connector(ca: Option<&std::path::Path>) -> Result<tokio_rustls::TlsConnector, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = ca {
+        let certificates = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("cannot read net.ca {}: {e}", path.display()))?;
+        for certificate in certificates {
+            let certificate = certificate
+                .map_err(|e| format!("net.ca {} is not PEM certificates: {e}", path.display()))?;
+            roots
+                .add(certificate)
+                .map_err(|e| format!("net.ca {}: {e}", path.display()))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
+}
+
+/// Sends the request over a connected stream (plain or TLS) and collects the response.
+async fn send_over<S>(
+    stream: S,
+    address: SocketAddr,
+    uri: &http::Uri,
+    host: &str,
+    request: &HttpRequestRecord,
+    body: Bytes,
+    egress: &Egress,
+) -> HttpOutcome
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     let (mut sender, connection) =
         match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
             Ok(pair) => pair,

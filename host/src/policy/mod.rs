@@ -113,6 +113,8 @@ struct NetSpec {
     max_response_bytes: Option<u64>,
     #[serde(default, deserialize_with = "values::de::timeout")]
     timeout: Option<Duration>,
+    /// A PEM file of certificate authorities trusted for https, besides the public ones.
+    ca: Option<PathBuf>,
 }
 
 /// An HTTP method name, uppercase.
@@ -155,6 +157,8 @@ pub struct NetGrant {
     pub max_response_bytes: u64,
     /// Host-side deadline of one request (connect to last byte).
     pub timeout: Duration,
+    /// Extra certificate authorities (a PEM file) trusted for https.
+    pub ca: Option<PathBuf>,
     /// The file that granted it.
     pub source: String,
 }
@@ -424,6 +428,7 @@ impl Policy {
                     ),
                     max_response_bytes: net.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE),
                     timeout: net.timeout.unwrap_or(DEFAULT_NET_TIMEOUT),
+                    ca: net.ca.as_ref().map(|ca| relative_to(file, ca)),
                     source: file.to_string(),
                 });
             }
@@ -456,6 +461,14 @@ impl Policy {
     }
 }
 
+/// `path` as named in the policy file `file`: relative paths are relative to its directory.
+fn relative_to(file: &str, path: &Path) -> PathBuf {
+    Path::new(file)
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(path)
+}
+
 /// Reads the secrets file a policy names, relative to the policy's directory.
 fn load_secrets(
     name: &str,
@@ -464,8 +477,7 @@ fn load_secrets(
     let Some(relative) = &file.secrets.file else {
         return Ok((None, BTreeMap::new()));
     };
-    let dir = Path::new(name).parent().unwrap_or(Path::new("."));
-    let path = dir.join(relative);
+    let path = relative_to(name, relative);
     let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
         path: path.clone(),
         source,
