@@ -380,3 +380,31 @@ mod bad_bundles {
         assert_contains(&line, &["cannot open journal /nonexistent/run.bundle"]);
     }
 }
+
+#[test]
+fn a_bundle_in_a_missing_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("no/such/dir/run.bundle");
+    let calc = plugin("calc.wasm");
+    let out = run_with_store(
+        &dir.path().join("journal.db"),
+        &[
+            "call",
+            calc.to_str().unwrap(),
+            "--input",
+            r#"{"expression": "1"}"#,
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    let line = error_line(&out, 2);
+    assert_contains(
+        &line,
+        &[
+            "cannot write bundle ",
+            "no/such/dir/run.bundle",
+            "check that its directory exists",
+        ],
+    );
+    assert!(!bundle.exists());
+}

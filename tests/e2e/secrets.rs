@@ -142,3 +142,19 @@ fn a_granted_secret_without_a_value_is_a_policy_error() {
         ],
     );
 }
+
+#[test]
+fn a_missing_secrets_file_names_the_file_and_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, "[secrets]\nfile = \"absent.toml\"\n").unwrap();
+    let line = error_line(&read_env(dir.path(), Some(&path), &[]), 5);
+    assert_contains(
+        &line,
+        &[
+            "cannot read secrets file ",
+            "absent.toml named in [secrets] of ",
+            "policy.toml",
+        ],
+    );
+}

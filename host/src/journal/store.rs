@@ -69,6 +69,11 @@ pub enum StoreError {
     },
     #[error("the journal writer stopped; events may not have been saved")]
     WriterGone,
+    #[error("cannot write bundle {}: {source}; check that its directory exists and is writable", path.display())]
+    WriteBundle {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A run as listed by `trace ls`.
@@ -312,9 +317,9 @@ impl Journal {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let io = |e: std::io::Error| StoreError::Open {
+        let io = |source: std::io::Error| StoreError::WriteBundle {
             path: dest.to_owned(),
-            source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            source,
         };
         let temp = tempfile::Builder::new()
             .prefix(".baton-bundle")

@@ -30,6 +30,15 @@ pub enum PolicyError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "cannot read secrets file {} named in [secrets] of {policy}: {source}",
+        path.display()
+    )]
+    ReadSecrets {
+        path: PathBuf,
+        policy: String,
+        source: std::io::Error,
+    },
     #[error("policy {file}, line {line}, column {column}: {message}")]
     Parse {
         file: String,
@@ -478,8 +487,9 @@ fn load_secrets(
         return Ok((None, BTreeMap::new()));
     };
     let path = relative_to(name, relative);
-    let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
+    let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::ReadSecrets {
         path: path.clone(),
+        policy: name.into(),
         source,
     })?;
     let values: BTreeMap<String, String> = toml::from_str(&text).map_err(|e| {
