@@ -15,3 +15,4 @@ mod policy;
 mod replay;
 mod secrets;
 mod server;
+mod sigstore;

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod digest;
+pub mod sigstore;
 pub mod trust;
 pub mod world;
 

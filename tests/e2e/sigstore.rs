@@ -1,0 +1,68 @@
+//! Every offline case of the Sigstore conformance suite (`shared/conformance/
+//! sigstore-bundle-verify`, beside the repository): `_fail` cases must be rejected, the others
+//! accepted.
+
+use std::path::{Path, PathBuf};
+
+use baton::loader::sigstore::{Signer, verify_bundle};
+
+const DEFAULT_IDENTITY: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
+const DEFAULT_ISSUER: &str = "https://token.actions.githubusercontent.com";
+
+fn suite() -> PathBuf {
+    std::env::var_os("BATON_CONFORMANCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance"))
+        .join("sigstore-bundle-verify")
+}
+
+fn read(dir: &Path, name: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(name))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+#[test]
+fn sigstore_conformance_cases() {
+    let suite = suite();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&suite)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (the conformance suite lives in shared/)",
+                suite.display()
+            )
+        })
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("bundle.sigstore.json").exists())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 70, "found only {} cases", cases.len());
+
+    let mut wrong = Vec::new();
+    for case in &cases {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let artifact = std::fs::read(case.join("artifact"))
+            .unwrap_or_else(|_| std::fs::read(suite.join("a.txt")).unwrap());
+        let bundle = std::fs::read_to_string(case.join("bundle.sigstore.json")).unwrap();
+        let signer = match read(case, "key.pub") {
+            Some(pem) => Signer::Key { pem },
+            None => Signer::Keyless {
+                identity: read(case, "identity").unwrap_or_else(|| DEFAULT_IDENTITY.into()),
+                issuer: read(case, "issuer").unwrap_or_else(|| DEFAULT_ISSUER.into()),
+            },
+        };
+        let root = read(case, "trusted_root.json");
+        let result = verify_bundle(&artifact, &bundle, &signer, root.as_deref());
+        let should_fail = name.ends_with("_fail");
+        if result.is_ok() == should_fail {
+            wrong.push(format!("{name}: {result:?}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cases went wrong:\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong.join("\n")
+    );
+}
