@@ -10,23 +10,14 @@
 //!
 //! Run with `cargo xtask bench`.
 
-use std::path::PathBuf;
-
 use baton::caps::http::check;
 use baton::policy::NetGrant;
 use baton::{Host, HostOptions};
-use criterion::{Criterion, criterion_group, criterion_main};
-
 #[allow(dead_code)]
-#[path = "../../tests/e2e/server.rs"]
-mod server;
+mod common;
 
-fn plugin(name: &str) -> PathBuf {
-    std::env::var_os("BATON_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"))
-        .join(name)
-}
+use common::plugin;
+use criterion::{Criterion, criterion_group, criterion_main};
 
 fn policy_check(c: &mut Criterion) {
     let patterns = [
@@ -64,15 +55,10 @@ fn gets(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let server = server::Server::start();
+    let server = common::server::Server::start();
     let url = server.url("/hello");
     let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.toml");
-    let grant = format!(
-        "[plugins.fetch.net]\nallow = [\"http://127.0.0.1:{}\"]\n",
-        server.port
-    );
-    std::fs::write(&policy, grant).unwrap();
+    let policy = common::fetch_policy(dir.path(), &server);
     let host = Host::new(HostOptions {
         policy: Some(policy),
         ..HostOptions::default()

@@ -8,12 +8,14 @@
 //!
 //! Run with `cargo xtask bench`.
 
-use std::path::PathBuf;
-
 use baton::journal::chain::ChainWriter;
 use baton::journal::event::{Event, EventKind};
 use baton::journal::store::Journal;
 use baton::{Host, HostOptions};
+#[allow(dead_code)]
+mod common;
+
+use common::plugin;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 const EVENTS: u64 = 10_000;
@@ -66,13 +68,6 @@ fn appends(c: &mut Criterion) {
     group.finish();
 }
 
-fn plugin(name: &str) -> PathBuf {
-    std::env::var_os("BATON_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"))
-        .join(name)
-}
-
 fn journaled_calls(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -109,14 +104,9 @@ fn replays(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let server = server::Server::start();
+    let server = common::server::Server::start();
     let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.toml");
-    let grant = format!(
-        "[plugins.fetch.net]\nallow = [\"http://127.0.0.1:{}\"]\n",
-        server.port
-    );
-    std::fs::write(&policy, grant).unwrap();
+    let policy = common::fetch_policy(dir.path(), &server);
     // With the compile cache, as `baton replay` runs: a replay loads the bundled component.
     let host = Host::new(HostOptions {
         policy: Some(policy),
@@ -147,10 +137,6 @@ fn replays(c: &mut Criterion) {
     });
     group.finish();
 }
-
-#[allow(dead_code)]
-#[path = "../../tests/e2e/server.rs"]
-mod server;
 
 criterion_group!(benches, appends, journaled_calls, replays);
 criterion_main!(benches);

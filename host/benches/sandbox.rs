@@ -14,7 +14,6 @@
 //!
 //! Run with `cargo xtask bench` (which builds the plugins first).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use baton::bindings::tool_api;
@@ -25,19 +24,16 @@ use baton::loader::trust::AcceptUnsigned;
 use baton::policy::{Grants, LimitsSpec, Policy};
 use baton::sandbox::{Invocation, Sandbox};
 use baton::{Host, HostOptions};
+#[allow(dead_code)]
+mod common;
+
+use common::plugin;
 use criterion::{Criterion, criterion_group, criterion_main};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 const INPUT: &str = r#"{"expression": "1 + 2"}"#;
-
-fn plugin(name: &str) -> PathBuf {
-    std::env::var_os("BATON_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"))
-        .join(name)
-}
 
 struct RawState {
     table: ResourceTable,
@@ -100,7 +96,7 @@ fn calls(c: &mut Criterion) {
     let pre = sandbox.prepare(&loaded.component).unwrap();
     let indices = tool_api::GuestIndices::new(&pre).unwrap();
     let limits = Policy::builtin()
-        .limits_for("calc", &LimitsSpec::default())
+        .limits_for("calc", "", &LimitsSpec::default())
         .limits;
     let name: Arc<str> = "calc".into();
     group.bench_function("baton_sandbox", |b| {

@@ -171,8 +171,10 @@ impl Host {
     }
 
     /// The limits `plugin` runs under.
-    pub fn limits_for(&self, plugin: &str) -> ResolvedLimits {
-        self.policy.limits_for(plugin, &self.overrides)
+    pub fn limits_for(&self, plugin: &Plugin) -> ResolvedLimits {
+        let digest = plugin.loaded.digest.to_string();
+        self.policy
+            .limits_for(plugin.name(), &digest, &self.overrides)
     }
 
     /// Loads, checks, links and describes the component at `path`.
@@ -238,7 +240,7 @@ impl Host {
         pre: &InstancePre<HostState>,
         entry: &Entry,
     ) -> Result<Info, Error> {
-        let limits = self.policy.limits_for("", &LimitsSpec::default());
+        let limits = self.policy.limits_for("", "", &LimitsSpec::default());
         let who: Arc<str> = path.display().to_string().into();
         // Loading is not part of any run: describe's effects are performed but not recorded.
         let invocation = Invocation {
@@ -307,7 +309,7 @@ impl Host {
         for (reference, text) in &self.policy_files {
             run.blob("policy", &reference.digest, text);
         }
-        let limits = self.limits_for(plugin.name());
+        let limits = self.limits_for(plugin);
         let redactor = Arc::new(SecretRedactor::new(&secrets));
         let gate = run
             .start_step(CALL_STEP, plugin.name(), &digest, redactor)
@@ -507,9 +509,7 @@ impl Host {
             grants,
             secrets,
         };
-        let Outcome {
-            mut result, usage, ..
-        } = self
+        let Outcome { mut result, usage } = self
             .sandbox
             .run(&plugin.pre, &invocation, async |store, instance| {
                 entry

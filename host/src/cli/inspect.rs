@@ -46,7 +46,7 @@ struct Limits {
 
 pub async fn run(host: &Host, args: InspectArgs) -> Result<(), Error> {
     let plugin = host.load(&args.component).await?;
-    let limits = host.limits_for(plugin.name());
+    let limits = host.limits_for(&plugin);
     let report = report(&plugin, &limits);
     if args.json {
         super::print_json(&serde_json::to_value(&report).expect("the report serializes"));

@@ -29,7 +29,7 @@ pub async fn run(host: &Host, command: PolicyCommand) -> Result<(), Error> {
     match command {
         PolicyCommand::Check { file } => {
             let policy = Policy::load(&file)?;
-            let (_, plugins) = policy.sections_by_file().pop().unwrap_or_default();
+            let plugins = policy.plugin_sections();
             let sections = match plugins.as_slice() {
                 [] => "no plugin sections".to_string(),
                 names => format!("sections for {}", names.join(", ")),

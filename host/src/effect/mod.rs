@@ -367,11 +367,6 @@ impl Gate {
         self.lock().divergence.clone()
     }
 
-    /// Hash of the chain's last event.
-    pub fn head(&self) -> String {
-        self.lock().chain.head().to_string()
-    }
-
     /// Ends the chain: its root and events, or the first divergence of a replay (including
     /// recorded events the replay never produced).
     pub fn seal(&self) -> Result<Sealed, Divergence> {
@@ -441,20 +436,19 @@ impl Inner {
             } if code == http::code::DENIED => self.denials.push(format!("http: {message}")),
             _ => {}
         }
-        match &self.mode {
-            Mode::Live {
-                recorder: Some(recorder),
-            } => {
+        // Only live chains queue events; a replay chains the recorded ones in `check`.
+        let Mode::Live { recorder } = &self.mode else {
+            unreachable!("replayed events are chained by check()")
+        };
+        match recorder {
+            Some(recorder) => {
                 self.unsent.push(self.chain.append(kind));
                 if self.unsent.len() >= SEND_BATCH {
                     recorder.events(std::mem::take(&mut self.unsent));
                 }
             }
             // Nothing keeps an unrecorded chain, so it is only counted, never hashed.
-            Mode::Live { recorder: None } => self.chain.skip(),
-            Mode::Replay { .. } => {
-                self.chain.append(kind);
-            }
+            None => self.chain.skip(),
         }
     }
 

@@ -217,6 +217,17 @@ struct Layer {
     secrets: BTreeMap<String, String>,
 }
 
+impl Layer {
+    /// This file's section for `plugin`, unless it is pinned to a digest other than `digest`.
+    fn section(&self, plugin: &str, digest: &str) -> Option<&PluginSection> {
+        let section = self.file.plugins.get(plugin)?;
+        match &section.digest {
+            Some(pinned) if pinned != digest => None,
+            _ => Some(section),
+        }
+    }
+}
+
 /// Where a resolved limit came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -388,13 +399,9 @@ impl Policy {
     /// The sections for `plugin` that apply to the component with `digest`, each with the
     /// name of its file, built-in first.
     fn sections(&self, plugin: &str, digest: &str) -> impl Iterator<Item = (&str, &PluginSection)> {
-        self.layers.iter().filter_map(move |layer| {
-            let section = layer.file.plugins.get(plugin)?;
-            match &section.digest {
-                Some(pinned) if pinned != digest => None,
-                _ => Some((layer.name.as_str(), section)),
-            }
-        })
+        self.layers
+            .iter()
+            .filter_map(move |layer| Some((layer.name.as_str(), layer.section(plugin, digest)?)))
     }
 
     /// The files whose section for `plugin` is pinned to a digest other than `digest`.
@@ -409,12 +416,13 @@ impl Policy {
             .collect()
     }
 
-    /// The plugin sections each layer defines, as (file, names).
-    pub fn sections_by_file(&self) -> Vec<(String, Vec<String>)> {
-        self.layers
-            .iter()
-            .map(|l| (l.name.clone(), l.file.plugins.keys().cloned().collect()))
-            .collect()
+    /// The plugins the topmost policy file has sections for.
+    pub fn plugin_sections(&self) -> Vec<String> {
+        let top = self
+            .layers
+            .last()
+            .expect("a policy has at least the built-in layer");
+        top.file.plugins.keys().cloned().collect()
     }
 
     /// What the policy grants `plugin` when its component has `digest`. A section pinned to
@@ -446,7 +454,8 @@ impl Policy {
     }
 
     /// The limits for `plugin`, with `overrides` from the command line applied last.
-    pub fn limits_for(&self, plugin: &str, overrides: &LimitsSpec) -> ResolvedLimits {
+    /// A section pinned to another digest does not apply.
+    pub fn limits_for(&self, plugin: &str, digest: &str, overrides: &LimitsSpec) -> ResolvedLimits {
         let origin = Source::File(self.layers[0].name.clone());
         let mut resolved = ResolvedLimits {
             limits: self.base,
@@ -457,7 +466,7 @@ impl Policy {
         };
         for layer in &self.layers {
             resolved.apply(&layer.file.limits, &Source::File(layer.name.clone()));
-            if let Some(section) = layer.file.plugins.get(plugin) {
+            if let Some(section) = layer.section(plugin, digest) {
                 let source = Source::PluginSection {
                     file: layer.name.clone(),
                     plugin: plugin.into(),
@@ -540,7 +549,7 @@ mod tests {
 
     #[test]
     fn builtin_policy_matches_the_documented_defaults() {
-        let resolved = Policy::builtin().limits_for("any", &LimitsSpec::default());
+        let resolved = Policy::builtin().limits_for("any", "", &LimitsSpec::default());
         assert_eq!(
             resolved.limits,
             Limits {
@@ -563,7 +572,7 @@ mod tests {
             timeout: Some(Duration::from_millis(250)),
             ..LimitsSpec::default()
         };
-        let calc = policy.limits_for("calc", &flags);
+        let calc = policy.limits_for("calc", "", &flags);
         assert_eq!(calc.limits.fuel, 5000);
         assert!(matches!(&calc.fuel, Source::PluginSection { plugin, .. } if plugin == "calc"));
         assert_eq!(calc.limits.memory, 32 << 20);
@@ -571,9 +580,23 @@ mod tests {
         assert_eq!(calc.limits.timeout, Duration::from_millis(250));
         assert_eq!(calc.timeout, Source::CommandLine);
 
-        let other = policy.limits_for("text-stats", &LimitsSpec::default());
+        let other = policy.limits_for("text-stats", "", &LimitsSpec::default());
         assert_eq!(other.limits.fuel, 1_000_000_000);
         assert_eq!(other.limits.timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_section_pinned_to_another_digest_sets_no_limits() {
+        let pinned = format!("sha256:{}", "a".repeat(64));
+        let policy = policy_from(&format!(
+            "[plugins.calc]\ndigest = \"{pinned}\"\n[plugins.calc.limits]\nfuel = 5000\n"
+        ))
+        .unwrap();
+        let none = LimitsSpec::default();
+        assert_eq!(policy.limits_for("calc", &pinned, &none).limits.fuel, 5000);
+        let other = policy.limits_for("calc", &format!("sha256:{}", "b".repeat(64)), &none);
+        assert_eq!(other.limits.fuel, 1_000_000_000);
+        assert_eq!(other.fuel, Source::File("policies/default.toml".into()));
     }
 
     #[test]

@@ -70,13 +70,11 @@ pub struct Usage {
     pub duration: Duration,
 }
 
-/// The result of one call in a sandbox, with what it consumed and what it printed.
+/// The result of one call in a sandbox, with what it consumed.
 #[derive(Debug)]
 pub struct Outcome<R> {
     pub result: Result<R, SandboxError>,
     pub usage: Usage,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
 }
 
 pub struct Sandbox {
@@ -209,12 +207,7 @@ impl Sandbox {
             peak_memory: store.data().memory.peak(),
             duration: started.elapsed(),
         };
-        Outcome {
-            result,
-            usage,
-            stdout: stdout.contents(),
-            stderr: stderr.contents(),
-        }
+        Outcome { result, usage }
     }
 }
 
