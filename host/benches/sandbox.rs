@@ -108,6 +108,7 @@ fn calls(c: &mut Criterion) {
                 limits,
                 grants: Grants::default(),
                 secrets: Vec::new(),
+                preopens: Vec::new(),
             };
             sandbox
                 .run(&pre, &invocation, async |store, instance| {

@@ -71,6 +71,16 @@ pub enum Error {
         name: String,
         hint: String,
     },
+    #[error(
+        "directory {} granted to '{plugin}' by {policy} cannot be opened: {reason}; create it or fix the policy",
+        host.display()
+    )]
+    FsMount {
+        plugin: String,
+        host: PathBuf,
+        policy: String,
+        reason: std::io::Error,
+    },
     /// A journal or bundle whose hash chains do not verify.
     #[error("{} fails verification: {source}; it was altered or damaged after it was written", path.display())]
     Tampered { path: PathBuf, source: ChainBreak },
@@ -98,7 +108,7 @@ impl Error {
             Error::Tampered { .. } | Error::BundleInvalid { .. } | Error::Diverged(_) => {
                 exit::VERIFICATION
             }
-            Error::Policy(_) | Error::SecretMissing { .. } => exit::POLICY,
+            Error::Policy(_) | Error::SecretMissing { .. } | Error::FsMount { .. } => exit::POLICY,
             Error::Load(_)
             | Error::Journal(_)
             | Error::BadInfo { .. }

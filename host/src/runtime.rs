@@ -8,6 +8,7 @@ use wasmtime::component::InstancePre;
 
 use crate::bindings::types::{PlannerInfo, PromptInfo, ToolError, ToolInfo};
 use crate::bindings::{planner_api, prompt_api, tool_api};
+use crate::effect::fs::Node;
 use crate::effect::{Gate, NoSecrets, SecretRedactor};
 use crate::error::Error;
 use crate::journal::event::{
@@ -249,6 +250,7 @@ impl Host {
             limits: limits.limits,
             grants: Grants::default(),
             secrets: Vec::new(),
+            preopens: Vec::new(),
         };
         let outcome = self
             .sandbox
@@ -297,9 +299,8 @@ impl Host {
             return (None, Err(e));
         }
         let digest = plugin.loaded.digest.to_string();
-        let grants = self.policy.grants_for(plugin.name(), &digest);
-        let secrets = match self.resolve_secrets(plugin, &grants) {
-            Ok(secrets) => secrets,
+        let access = match self.live_access(plugin) {
+            Ok(access) => access,
             Err(e) => return (None, Err(e)),
         };
         let recorder = self.journal.as_ref().and_then(|j| j.recorder().cloned());
@@ -310,19 +311,12 @@ impl Host {
             run.blob("policy", &reference.digest, text);
         }
         let limits = self.limits_for(plugin);
-        let redactor = Arc::new(SecretRedactor::new(&secrets));
+        let redactor = Arc::new(SecretRedactor::new(&access.secrets));
         let gate = run
             .start_step(CALL_STEP, plugin.name(), &digest, redactor)
             .expect("a live run records, it cannot diverge");
         let result = self
-            .invoke(
-                plugin,
-                input,
-                &limits,
-                (grants, secrets),
-                &gate,
-                CallMode::Live,
-            )
+            .invoke(plugin, input, &limits, access, &gate, CallMode::Live)
             .await;
         // A live run records what happens; it cannot diverge.
         let _ = run.end_step(CALL_STEP, &gate);
@@ -400,6 +394,11 @@ impl Host {
             }
         })?;
         let grants = policy.grants_for(plugin.name(), &plugin.loaded.digest.to_string());
+        let access = Access {
+            preopens: grants.fs.iter().map(Node::replayed).collect(),
+            grants,
+            secrets: Vec::new(),
+        };
         let source = Source::File(format!("{} (recorded)", bundle.display()));
         let limits = ResolvedLimits {
             limits: Limits::from(&recorded.limits),
@@ -422,7 +421,7 @@ impl Host {
                 &plugin,
                 &recorded.input,
                 &limits,
-                (grants, Vec::new()),
+                access,
                 &gate,
                 CallMode::Replay {
                     timed_out_after: recorded.timed_out_after,
@@ -436,6 +435,28 @@ impl Host {
             events: record.events,
             root: record.root,
             result,
+        })
+    }
+
+    /// What `plugin` may reach in a live call: its grants, the values of its secrets and its
+    /// directories, opened.
+    fn live_access(&self, plugin: &Plugin) -> Result<Access, Error> {
+        let grants = self
+            .policy
+            .grants_for(plugin.name(), &plugin.loaded.digest.to_string());
+        let secrets = self.resolve_secrets(plugin, &grants)?;
+        let preopens = crate::effect::fs::preopen_all(&grants.fs).map_err(|(mount, reason)| {
+            Error::FsMount {
+                plugin: plugin.name().into(),
+                host: mount.host,
+                policy: mount.source,
+                reason,
+            }
+        })?;
+        Ok(Access {
+            grants,
+            secrets,
+            preopens,
         })
     }
 
@@ -471,7 +492,11 @@ impl Host {
         plugin: &Plugin,
         input: &str,
         limits: &ResolvedLimits,
-        (grants, secrets): (Grants, Vec<(String, String)>),
+        Access {
+            grants,
+            secrets,
+            preopens,
+        }: Access,
         gate: &Arc<Gate>,
         mode: CallMode,
     ) -> Result<ToolCall, Error> {
@@ -508,6 +533,7 @@ impl Host {
             limits: run_limits,
             grants,
             secrets,
+            preopens,
         };
         let Outcome { mut result, usage } = self
             .sandbox
@@ -565,6 +591,14 @@ impl Host {
             })?;
         Ok(ToolCall { output, usage })
     }
+}
+
+/// What one invocation of a plugin may reach.
+struct Access {
+    grants: Grants,
+    /// Values of the granted secrets (none in a replay).
+    secrets: Vec<(String, String)>,
+    preopens: Vec<Node>,
 }
 
 /// Whether a call happens for the first time or replays its record.

@@ -9,6 +9,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::caps::http::EgressHooks;
 use crate::effect::Gate;
+use crate::effect::fs::Node;
 use crate::sandbox::memory::MemoryLimiter;
 
 pub struct HostState {
@@ -21,6 +22,8 @@ pub struct HostState {
     pub(crate) plugin: Arc<str>,
     /// The invocation's effect gate: every effect of the guest goes through it.
     pub(crate) gate: Arc<Gate>,
+    /// The directories the policy grants, preopened.
+    pub(crate) preopens: Vec<Node>,
 }
 
 impl WasiView for HostState {

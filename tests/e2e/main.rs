@@ -7,6 +7,7 @@ mod bad_input;
 mod call;
 mod capabilities;
 mod egress;
+mod filesystem;
 mod hostile;
 mod inspect;
 mod journal;

@@ -1,6 +1,7 @@
 //! Host capabilities: one module each, each linking its own interfaces. What a plugin may
 //! reach is decided inside the capability, on the store's per-call state.
 
+pub mod fs;
 pub mod http;
 pub mod llm;
 pub mod log;
@@ -16,6 +17,7 @@ use crate::state::HostState;
 /// Links every interface a plugin may import, and nothing else.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasi::add_to_linker(linker)?;
+    fs::add_to_linker(linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     plugin::types::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
     plugin::log::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;

@@ -1,12 +1,11 @@
-//! The WASI interfaces a plugin may import: I/O streams, clocks, random, CLI environment and
-//! stdio, filesystem (preopens only) — but no sockets: network egress goes through
-//! `wasi:http` alone, where the `http` capability checks it.
+//! The WASI interfaces a plugin may import from wasmtime-wasi: I/O streams, clocks, random,
+//! CLI environment and stdio — but no sockets: network egress goes through `wasi:http` alone,
+//! where the `http` capability checks it. The filesystem is Baton's own (`caps::fs`).
 
 use wasmtime::component::Linker;
 use wasmtime_wasi::cli::{WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
-use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
-use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
+use wasmtime_wasi::p2::bindings::{cli, clocks, random};
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
 
 use crate::state::HostState;
@@ -15,8 +14,6 @@ pub fn add_to_linker(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasmtime_wasi_io::add_to_linker_async(l)?;
     clocks::wall_clock::add_to_linker::<_, WasiClocks>(l, HostState::clocks)?;
     clocks::monotonic_clock::add_to_linker::<_, WasiClocks>(l, HostState::clocks)?;
-    filesystem::types::add_to_linker::<_, WasiFilesystem>(l, HostState::filesystem)?;
-    filesystem::preopens::add_to_linker::<_, WasiFilesystem>(l, HostState::filesystem)?;
     random::random::add_to_linker::<_, WasiRandom>(l, HostState::random)?;
     random::insecure::add_to_linker::<_, WasiRandom>(l, HostState::random)?;
     random::insecure_seed::add_to_linker::<_, WasiRandom>(l, HostState::random)?;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use baton::Error;
-use baton::journal::event::{Event, EventKind, HttpOutcome, InvocationOutcome};
+use baton::journal::event::{Event, EventKind, FsAnswer, HttpOutcome, InvocationOutcome};
 use baton::journal::store::{Journal, RunSummary};
 use baton::journal::verify_run;
 use clap::Subcommand;
@@ -203,6 +203,27 @@ fn detail(kind: &EventKind) -> String {
                 HttpOutcome::Failed { code, message } => format!("{code}: {}", cut(message)),
             };
             format!("{} {} -> {outcome}", request.method, request.url)
+        }
+        EventKind::Fs {
+            answer,
+            args,
+            op,
+            path,
+        } => {
+            let answer = match answer {
+                FsAnswer::Bytes { data, end } => {
+                    let n = baton::effect::http::decode_body(data).len();
+                    format!("{n} bytes{}", if *end { ", end" } else { "" })
+                }
+                FsAnswer::Count { count } => format!("{count} bytes written"),
+                FsAnswer::Done => "done".into(),
+                FsAnswer::Entries { entries } => format!("{} entries", entries.len()),
+                FsAnswer::Failed { code } => format!("error {code}"),
+                FsAnswer::Opened { node } => format!("opened {node}"),
+                FsAnswer::Stat { stat } => format!("{}, {} bytes", stat.node, stat.size),
+                FsAnswer::Text { text } => cut(text),
+            };
+            format!("{op} {path} {} -> {answer}", cut(args))
         }
         EventKind::InvocationEnded {
             outcome,

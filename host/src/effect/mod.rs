@@ -7,6 +7,7 @@
 //! the recorded one, touching nothing. Capabilities get a gate and nothing else, so they
 //! cannot reach the world another way.
 
+pub mod fs;
 pub mod http;
 pub mod wasi;
 mod world;
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::journal::chain::ChainWriter;
 use crate::journal::event::{
-    ChainId, Event, EventKind, HttpOutcome, HttpRequestRecord, RandomSource,
+    ChainId, Event, EventKind, FsAnswer, HttpOutcome, HttpRequestRecord, RandomSource,
 };
 use crate::journal::store::Recorder;
 
@@ -139,6 +140,14 @@ impl Redactor for SecretRedactor {
                 (*body, *body_digest) = (clean, digest);
             }
         }
+        if let EventKind::Fs {
+            answer: FsAnswer::Bytes { data, .. },
+            ..
+        } = event
+            && let Some((clean, _)) = self.scrub_body(data)
+        {
+            *data = clean;
+        }
         let mut json = serde_json::to_value(&*event).expect("events serialize");
         self.scrub_json(&mut json);
         if let Ok(clean) = serde_json::from_value(json) {
@@ -259,6 +268,33 @@ impl Gate {
                 // The produced event, with a placeholder response, to compare requests.
                 let probe = world::probe(&effect);
                 inner.check(probe.clone()).unwrap_or(probe)
+            }
+        }
+    }
+
+    /// Performs (live) or serves (replay) a filesystem operation on `node`.
+    pub fn fs(&self, node: &fs::Node, op: fs::FsOp) -> (FsAnswer, fs::Opened) {
+        let mut inner = self.lock();
+        let event = |answer| EventKind::Fs {
+            answer,
+            args: op.args(),
+            op: op.name().into(),
+            path: node.path().into(),
+        };
+        match inner.mode {
+            Mode::Live { .. } => {
+                let (answer, opened) = fs::perform(node, &op);
+                inner.append(event(answer.clone()), &*self.redactor);
+                (answer, opened)
+            }
+            Mode::Replay { .. } => {
+                let answer = match inner.check(event(FsAnswer::Done)) {
+                    Some(EventKind::Fs { answer, .. }) => answer,
+                    // Diverged: the run is lost anyway; the guest sees an I/O error.
+                    _ => FsAnswer::Failed { code: "io".into() },
+                };
+                let opened = fs::replayed(node, &op, &answer);
+                (answer, opened)
             }
         }
     }

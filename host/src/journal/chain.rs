@@ -280,6 +280,46 @@ mod tests {
                     url: "u".into(),
                 },
             },
+            EventKind::Fs {
+                answer: FsAnswer::Stat {
+                    stat: FileStat {
+                        accessed: None,
+                        links: 1,
+                        modified: Some(Timestamp {
+                            nanos: 5,
+                            seconds: 1_795_000_000,
+                        }),
+                        node: "regular-file".into(),
+                        size: 12,
+                    },
+                },
+                args: "path=a/b follow=true".into(),
+                op: "stat_at".into(),
+                path: tricky.into(),
+            },
+            EventKind::Fs {
+                answer: FsAnswer::Entries {
+                    entries: pair.clone(),
+                },
+                args: String::new(),
+                op: "read_directory".into(),
+                path: "/data".into(),
+            },
+            EventKind::Fs {
+                answer: FsAnswer::Bytes {
+                    data: "aGk=".into(),
+                    end: true,
+                },
+                args: "offset=0 len=4096".into(),
+                op: "read".into(),
+                path: "/data/x".into(),
+            },
+            EventKind::Fs {
+                answer: FsAnswer::Done,
+                args: String::new(),
+                op: "sync".into(),
+                path: "/data/x".into(),
+            },
             EventKind::InvocationEnded {
                 duration_us: 1234,
                 fuel: 99,

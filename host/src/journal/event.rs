@@ -126,6 +126,62 @@ pub enum HttpOutcome {
     },
 }
 
+/// A point in time, as seconds and nanoseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timestamp {
+    pub nanos: u32,
+    pub seconds: u64,
+}
+
+/// A file's metadata as the guest received it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStat {
+    pub accessed: Option<Timestamp>,
+    pub links: u64,
+    pub modified: Option<Timestamp>,
+    /// The wasi:filesystem descriptor type (`regular-file`, `directory`, ...).
+    pub node: String,
+    pub size: u64,
+}
+
+/// What a filesystem operation answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum FsAnswer {
+    /// Bytes read (base64), and whether they reach the end of the file.
+    Bytes {
+        data: String,
+        end: bool,
+    },
+    /// Bytes written.
+    Count {
+        count: u64,
+    },
+    Done,
+    /// A directory's entries: (name, descriptor type), sorted by name.
+    Entries {
+        entries: Vec<(String, String)>,
+    },
+    /// The wasi:filesystem error code by its WIT name, or `escape` for a path that led
+    /// outside its preopened directory (the guest sees `not-permitted`).
+    Failed {
+        code: String,
+    },
+    /// `open-at` opened something of this descriptor type.
+    Opened {
+        node: String,
+    },
+    Stat {
+        stat: FileStat,
+    },
+    /// A symbolic link's target.
+    Text {
+        text: String,
+    },
+}
+
 /// How an invocation ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -211,7 +267,17 @@ pub enum EventKind {
         outcome: HttpOutcome,
         request: HttpRequestRecord,
     },
-    /// The policy refused a capability the guest asked for (`capability`: llm, tools, http).
+    /// A filesystem operation on a preopened directory or something beneath it.
+    Fs {
+        answer: FsAnswer,
+        /// The operation's arguments (written data appears as its size and digest).
+        args: String,
+        op: String,
+        /// The guest path of the descriptor it was made on.
+        path: String,
+    },
+    /// The policy refused a capability the guest asked for (`capability`: llm, tools, http,
+    /// fs).
     Denied {
         capability: String,
         message: String,
@@ -250,6 +316,7 @@ impl EventKind {
             EventKind::Log { .. } => "log",
             EventKind::Denied { .. } => "denied",
             EventKind::Http { .. } => "http",
+            EventKind::Fs { .. } => "fs",
             EventKind::Environment { .. } => "environment",
             EventKind::InvocationEnded { .. } => "invocation_ended",
             EventKind::StepEnded { .. } => "step_ended",
@@ -284,6 +351,15 @@ impl EventKind {
                     && a.headers == b.headers
                     && (a.body_digest.is_empty() || a.body_digest == b.body_digest)
             }
+            (
+                Fs { op, path, args, .. },
+                Fs {
+                    op: rop,
+                    path: rpath,
+                    args: rargs,
+                    ..
+                },
+            ) => op == rop && path == rpath && args == rargs,
             _ => self == recorded,
         }
     }

@@ -44,7 +44,14 @@ pub fn explain(
     digest: &str,
     component_imports: &[String],
 ) -> Explanation {
-    let Grants { net, env, secrets } = policy.grants_for(plugin, digest);
+    let Grants {
+        net,
+        env,
+        secrets,
+        fs,
+        tools,
+        llm,
+    } = policy.grants_for(plugin, digest);
     let mut report = Explanation {
         granted: Vec::new(),
         denied: Vec::new(),
@@ -95,27 +102,66 @@ pub fn explain(
         }
     }
 
-    for (interface, capability, why) in [
+    let fs: Vec<String> = fs
+        .iter()
+        .map(|m| {
+            let mode = if m.writable {
+                "read-write"
+            } else {
+                "read-only"
+            };
+            format!(
+                "{} at {} ({mode}, from {})",
+                m.host.display(),
+                m.guest,
+                m.source
+            )
+        })
+        .collect();
+    let llm = llm.map(|grant| {
+        let models = match grant.models.as_slice() {
+            [] => "no models".to_string(),
+            models => models.join(", "),
+        };
+        match grant.max_tokens {
+            Some(max) => vec![format!("{models}; at most {max} tokens per completion")],
+            None => vec![models],
+        }
+    });
+    for (interface, capability, granted, why) in [
         (
             "baton:plugin/llm",
             "llm",
+            llm.unwrap_or_default(),
             "no models are granted: every call will be refused",
         ),
         (
             "baton:plugin/tools",
             "tools",
+            tools,
             "no tools.call is granted: every call will be refused",
         ),
         (
             "wasi:filesystem/preopens",
             "fs",
+            fs,
             "no directories are preopened: the component sees no files",
         ),
     ] {
-        if imports(component_imports, interface) {
-            report
+        let uses = imports(component_imports, interface);
+        match (granted.is_empty(), uses) {
+            (true, true) => report
                 .denied
-                .push(item(capability, format!("imports {interface}, but {why}")));
+                .push(item(capability, format!("imports {interface}, but {why}"))),
+            (true, false) => {}
+            (false, true) => report.granted.push(item(capability, granted.join("; "))),
+            (false, false) => report.unused.push(item(
+                capability,
+                format!(
+                    "{}; the component does not import {interface}",
+                    granted.join("; ")
+                ),
+            )),
         }
     }
     report

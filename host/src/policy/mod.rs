@@ -74,6 +74,128 @@ struct PluginSection {
     env: Option<EnvSpec>,
     /// Names of secrets injected into this plugin's environment.
     secrets: Option<Vec<VarName>>,
+    fs: Option<FsSpec>,
+    tools: Option<ToolsSpec>,
+    llm: Option<LlmSpec>,
+}
+
+/// `[plugins.<name>.fs]`: host directories preopened for the plugin.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, try_from = "RawFsSpec")]
+struct FsSpec {
+    read: Vec<MountSpec>,
+    write: Vec<MountSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFsSpec {
+    #[serde(default)]
+    read: Vec<MountSpec>,
+    #[serde(default)]
+    write: Vec<MountSpec>,
+}
+
+impl TryFrom<RawFsSpec> for FsSpec {
+    type Error = String;
+
+    fn try_from(raw: RawFsSpec) -> Result<Self, String> {
+        let mut seen = std::collections::BTreeSet::new();
+        for mount in raw.read.iter().chain(&raw.write) {
+            if !seen.insert(mount.guest.as_str()) {
+                return Err(format!(
+                    "guest path {} is mounted twice; give each directory its own guest path \
+                     (HOST:/GUEST)",
+                    mount.guest
+                ));
+            }
+        }
+        Ok(FsSpec {
+            read: raw.read,
+            write: raw.write,
+        })
+    }
+}
+
+/// One preopen: `"HOST"` or `"HOST:/GUEST"`. Without a guest path the directory appears at
+/// `/<its last component>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MountSpec {
+    host: PathBuf,
+    guest: String,
+}
+
+impl<'de> Deserialize<'de> for MountSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        MountSpec::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl MountSpec {
+    fn parse(text: &str) -> Result<Self, String> {
+        // Split at the last ':' followed by '/', so that `C:\data` stays a host path.
+        let (host, guest) = match text.rfind(":/") {
+            Some(at) => (&text[..at], Some(&text[at + 1..])),
+            None => (text, None),
+        };
+        if host.is_empty() {
+            return Err(format!("'{text}' names no host directory"));
+        }
+        let host = PathBuf::from(host);
+        let guest = match guest {
+            Some(guest) => guest.trim_end_matches('/').to_string(),
+            None => {
+                let last = host
+                    .components()
+                    .next_back()
+                    .and_then(|c| match c {
+                        std::path::Component::Normal(name) => name.to_str(),
+                        _ => None,
+                    })
+                    .ok_or_else(|| {
+                        format!("'{text}' has no name to mount it at; write it as '{text}:/GUEST'")
+                    })?;
+                format!("/{last}")
+            }
+        };
+        let plain = guest.len() > 1
+            && guest.starts_with('/')
+            && guest[1..]
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..");
+        if !plain {
+            return Err(format!(
+                "'{text}': the guest path must be absolute, not '/', without '.' or '..' parts"
+            ));
+        }
+        Ok(MountSpec { host, guest })
+    }
+}
+
+/// `[plugins.<name>.tools]`: tools the plugin may call through the host.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolsSpec {
+    #[serde(default)]
+    call: Vec<String>,
+}
+
+/// `[plugins.<name>.llm]`: models the plugin may use through the host.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LlmSpec {
+    #[serde(default)]
+    models: Vec<String>,
+    max_tokens: Option<u32>,
+}
+
+/// Top-level `[tools]`: bounds on tool-to-tool calls.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolBoundsSpec {
+    max_depth: Option<u32>,
+    max_calls: Option<u32>,
 }
 
 /// `[plugins.<name>.env]`: host environment variables passed through.
@@ -179,6 +301,26 @@ impl NetGrant {
     }
 }
 
+/// A host directory preopened for a plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsMount {
+    /// The host directory, relative paths resolved against the policy file's directory.
+    pub host: PathBuf,
+    /// Where the guest sees it (absolute).
+    pub guest: String,
+    pub writable: bool,
+    /// The file that granted it.
+    pub source: String,
+}
+
+/// Which models a plugin may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlmGrant {
+    pub models: Vec<String>,
+    /// The most tokens one completion may ask for.
+    pub max_tokens: Option<u32>,
+}
+
 /// Everything a policy grants one plugin. Nothing granted means nothing reachable.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Grants {
@@ -187,6 +329,27 @@ pub struct Grants {
     pub env: Vec<String>,
     /// Secrets injected as environment variables.
     pub secrets: Vec<String>,
+    /// Preopened directories.
+    pub fs: Vec<FsMount>,
+    /// Tools it may call through the host, by name.
+    pub tools: Vec<String>,
+    pub llm: Option<LlmGrant>,
+}
+
+/// How deep tool-to-tool calls may nest, and how many one top-level call may make in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToolBounds {
+    pub max_depth: u32,
+    pub max_calls: u32,
+}
+
+impl Default for ToolBounds {
+    fn default() -> Self {
+        Self {
+            max_depth: 4,
+            max_calls: 64,
+        }
+    }
 }
 
 /// Defaults of a `[net]` section.
@@ -201,6 +364,8 @@ struct PolicyFile {
     limits: LimitsSpec,
     #[serde(default)]
     secrets: SecretsSpec,
+    #[serde(default)]
+    tools: ToolBoundsSpec,
     #[serde(default)]
     plugins: BTreeMap<String, PluginSection>,
 }
@@ -436,6 +601,26 @@ impl Policy {
             if let Some(secrets) = &section.secrets {
                 grants.secrets = secrets.iter().map(|v| v.0.clone()).collect();
             }
+            if let Some(fs) = &section.fs {
+                let mount = |m: &MountSpec, writable| FsMount {
+                    host: relative_to(file, &m.host),
+                    guest: m.guest.clone(),
+                    writable,
+                    source: file.to_string(),
+                };
+                grants.fs = (fs.read.iter().map(|m| mount(m, false)))
+                    .chain(fs.write.iter().map(|m| mount(m, true)))
+                    .collect();
+            }
+            if let Some(tools) = &section.tools {
+                grants.tools = tools.call.clone();
+            }
+            if let Some(llm) = &section.llm {
+                grants.llm = Some(LlmGrant {
+                    models: llm.models.clone(),
+                    max_tokens: llm.max_tokens,
+                });
+            }
             if let Some(net) = &section.net {
                 grants.net = Some(NetGrant {
                     allow: net.allow.clone(),
@@ -451,6 +636,17 @@ impl Policy {
             }
         }
         grants
+    }
+
+    /// Bounds on tool-to-tool calls: the last file that sets each wins.
+    pub fn tool_bounds(&self) -> ToolBounds {
+        let mut bounds = ToolBounds::default();
+        for layer in &self.layers {
+            let spec = layer.file.tools;
+            bounds.max_depth = spec.max_depth.unwrap_or(bounds.max_depth);
+            bounds.max_calls = spec.max_calls.unwrap_or(bounds.max_calls);
+        }
+        bounds
     }
 
     /// The limits for `plugin`, with `overrides` from the command line applied last.
@@ -623,6 +819,33 @@ mod tests {
         assert!(text.contains("between 64 KiB and 4 GiB"), "{text}");
         let err = policy_from("[limits]\ntimeout = 5\n").unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn fs_grants_resolve_beside_the_policy_with_their_guest_paths() {
+        let policy = policy_from(
+            "[plugins.notes.fs]\nread = [\"fixtures/notes\", \"/srv/a:/docs\"]\nwrite = [\"out:/out\"]\n",
+        )
+        .unwrap();
+        let fs = policy.grants_for("notes", "").fs;
+        let got: Vec<(String, &str, bool)> = fs
+            .iter()
+            .map(|m| {
+                let host = m.host.file_name().unwrap().to_string_lossy().into_owned();
+                (host, m.guest.as_str(), m.writable)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("notes".into(), "/notes", false),
+                ("a".into(), "/docs", false),
+                ("out".into(), "/out", true),
+            ]
+        );
+        assert!(fs[0].host.ends_with("fixtures/notes"));
+        assert_eq!(fs[1].host, Path::new("/srv/a"));
+        assert!(policy.grants_for("other", "").fs.is_empty());
     }
 
     #[test]

@@ -24,6 +24,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::caps;
 use crate::caps::http::EgressHooks;
+use crate::effect::fs::Node;
 use crate::effect::{Effect, Gate, wasi};
 use crate::journal::event::{EventKind, RandomSource};
 use crate::policy::Grants;
@@ -60,6 +61,8 @@ pub struct Invocation {
     pub grants: Grants,
     /// Values of the granted secrets (empty in a replay, which serves the recorded ones).
     pub secrets: Vec<(String, String)>,
+    /// The granted directories (see `effect::fs::Node`).
+    pub preopens: Vec<Node>,
 }
 
 /// What a call consumed.
@@ -119,11 +122,12 @@ impl Sandbox {
             limits,
             grants,
             secrets,
+            preopens,
         } = invocation;
         let stdout = BoundedPipe::new(OutputStream::Stdout, limits.output);
         let stderr = BoundedPipe::new(OutputStream::Stderr, limits.output);
-        // Only what is granted: no arguments, no preopened directories, no sockets; the
-        // environment, time and randomness come from the gate.
+        // Only what is granted: no arguments, no sockets; the environment, time, randomness
+        // and the granted directories' files come from the gate.
         let mut builder = WasiCtxBuilder::new();
         if !grants.env.is_empty() || !grants.secrets.is_empty() {
             let effect = Effect::Environment {
@@ -161,6 +165,7 @@ impl Sandbox {
             memory: MemoryLimiter::new(limits.memory),
             plugin: plugin.clone(),
             gate: gate.clone(),
+            preopens: preopens.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
