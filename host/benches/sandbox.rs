@@ -109,6 +109,7 @@ fn calls(c: &mut Criterion) {
                 grants: Grants::default(),
                 secrets: Vec::new(),
                 preopens: Vec::new(),
+                caller: None,
             };
             sandbox
                 .run(&pre, &invocation, async |store, instance| {

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::effect::{Divergence, Gate, NoSecrets, Redactor, Sealed};
-use crate::journal::event::{Event, EventKind, FORMAT_VERSION, PolicyRef, RUN_CHAIN, step_chain};
+use crate::journal::event::{
+    ChainId, Event, EventKind, FORMAT_VERSION, PolicyRef, RUN_CHAIN, step_chain,
+};
 use crate::journal::store::Recorder;
 
 /// A finished run, as reported to the user.
@@ -21,10 +23,46 @@ pub struct RunRecord {
     pub denials: Vec<String>,
 }
 
+#[derive(Clone)]
 enum Source {
     Live(Option<Recorder>),
     /// Recorded events by chain.
-    Replay(BTreeMap<String, Vec<Event>>),
+    Replay(Arc<BTreeMap<String, Vec<Event>>>),
+}
+
+/// Opens further chains of a run, for the calls a step makes to other tools: live, a chain
+/// that records; in a replay, one that serves and compares the recorded chain of that id.
+#[derive(Clone)]
+pub(crate) struct Chains {
+    run: String,
+    source: Source,
+}
+
+impl Chains {
+    pub fn gate(&self, chain: ChainId, redactor: Arc<dyn Redactor>) -> Arc<Gate> {
+        match &self.source {
+            Source::Live(recorder) => Gate::live(&self.run, chain, recorder.clone(), redactor),
+            Source::Replay(chains) => {
+                let recorded = chains.get(&chain).cloned().unwrap_or_default();
+                Gate::replay(&self.run, chain, recorded)
+            }
+        }
+    }
+
+    /// The recorded events of `chain` (replay only).
+    pub fn recorded(&self, chain: &str) -> Option<&[Event]> {
+        match &self.source {
+            Source::Live(_) => None,
+            Source::Replay(chains) => chains.get(chain).map(Vec::as_slice),
+        }
+    }
+
+    /// Stores a blob the run's bundle must carry (live only; a replay has them already).
+    pub fn blob(&self, role: &str, digest: &str, bytes: &Arc<[u8]>) {
+        if let Source::Live(Some(recorder)) = &self.source {
+            recorder.blob(&self.run, role, digest, bytes.clone());
+        }
+    }
 }
 
 pub(crate) struct RunJournal {
@@ -83,7 +121,7 @@ impl RunJournal {
         let journal = Self {
             id,
             run_gate,
-            source: Source::Replay(chains),
+            source: Source::Replay(Arc::new(chains)),
             events: 0,
             denials: Vec::new(),
         };
@@ -99,8 +137,14 @@ impl RunJournal {
 
     /// Stores a blob the run's bundle must carry (live only; a replay has them already).
     pub fn blob(&self, role: &str, digest: &str, bytes: &Arc<[u8]>) {
-        if let Source::Live(Some(recorder)) = &self.source {
-            recorder.blob(&self.id, role, digest, bytes.clone());
+        self.chains().blob(role, digest, bytes);
+    }
+
+    /// A handle that opens further chains of this run.
+    pub fn chains(&self) -> Chains {
+        Chains {
+            run: self.id.clone(),
+            source: self.source.clone(),
         }
     }
 
@@ -121,15 +165,7 @@ impl RunJournal {
         if let Some(divergence) = self.run_gate.divergence() {
             return Err(divergence);
         }
-        Ok(match &self.source {
-            Source::Live(recorder) => {
-                Gate::live(&self.id, step_chain(step), recorder.clone(), redactor)
-            }
-            Source::Replay(chains) => {
-                let recorded = chains.get(&step_chain(step)).cloned().unwrap_or_default();
-                Gate::replay(&self.id, step_chain(step), recorded)
-            }
-        })
+        Ok(self.chains().gate(step_chain(step), redactor))
     }
 
     /// Seals a step's chain into the run chain.
@@ -138,8 +174,9 @@ impl RunJournal {
             root,
             events,
             denials,
+            nested,
         } = gate.seal()?;
-        self.events += events;
+        self.events += events + nested;
         self.denials.extend(denials);
         self.run_gate.emit(EventKind::StepEnded {
             step: step.into(),

@@ -1,18 +1,21 @@
 //! The library face: a `Host` loads plugins and calls them under policy.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
 use wasmtime::component::InstancePre;
 
-use crate::bindings::types::{PlannerInfo, PromptInfo, ToolError, ToolInfo};
+use crate::bindings::types::{Error as HostError, PlannerInfo, PromptInfo, ToolError, ToolInfo};
 use crate::bindings::{planner_api, prompt_api, tool_api};
+use crate::caps::tools::Caller;
 use crate::effect::fs::Node;
-use crate::effect::{Gate, NoSecrets, SecretRedactor};
+use crate::effect::{Gate, NoSecrets, Redactor, Sealed, SecretRedactor};
 use crate::error::Error;
 use crate::journal::event::{
-    Event, EventKind, InvocationOutcome, LimitsRecord, PolicyRef, step_chain,
+    Event, EventKind, InvocationOutcome, LimitsRecord, PolicyRef, ToolCallOutcome, step_chain,
 };
 use crate::journal::store::Journal;
 use crate::journal::verify_run;
@@ -23,8 +26,8 @@ use crate::loader::trust::AcceptUnsigned;
 use crate::loader::world::World;
 use crate::loader::{Loaded, Loader};
 use crate::policy::Source;
-use crate::policy::{Grants, LimitsSpec, Policy, ResolvedLimits};
-use crate::run::{RunJournal, RunRecord};
+use crate::policy::{Grants, LimitsSpec, Policy, ResolvedLimits, ToolBounds};
+use crate::run::{Chains, RunJournal, RunRecord};
 use crate::sandbox::limits::{LimitExceeded, OutputStream};
 use crate::sandbox::limits::{LimitKind, Limits};
 use crate::sandbox::{Invocation, Outcome, Sandbox, SandboxError, Usage};
@@ -120,10 +123,12 @@ pub struct ToolCall {
 }
 
 pub struct Host {
-    sandbox: Sandbox,
+    sandbox: Arc<Sandbox>,
     loader: Loader,
-    policy: Policy,
+    policy: Arc<Policy>,
     overrides: LimitsSpec,
+    /// Tools other tools may call through the host (as their policy allows), by name.
+    tools: Arc<BTreeMap<String, Arc<Plugin>>>,
     journal: Option<Journal>,
     /// The policy files in force and their texts, as runs record and bundles carry them.
     policy_files: Vec<(PolicyRef, Arc<[u8]>)>,
@@ -153,12 +158,58 @@ impl Host {
             .collect();
         Ok(Self {
             policy_files,
-            sandbox,
+            sandbox: Arc::new(sandbox),
             loader: Loader::new(cache, Box::new(AcceptUnsigned)),
-            policy,
+            policy: Arc::new(policy),
             overrides: options.limits,
+            tools: Arc::default(),
             journal,
         })
+    }
+
+    /// Makes a loaded tool callable by other tools through the `tools` import, under its
+    /// name (a later tool of the same name replaces it). Prompts and planners are refused.
+    pub fn add_tool(&mut self, plugin: Plugin) -> Result<(), Error> {
+        if plugin.schemas.is_none() {
+            return Err(Error::WrongWorld {
+                path: plugin.loaded.source.clone(),
+                world: plugin.loaded.shape.world,
+                what: "only tools can be called by other tools",
+            });
+        }
+        Arc::make_mut(&mut self.tools).insert(plugin.name().to_string(), Arc::new(plugin));
+        Ok(())
+    }
+
+    /// Loads every tool component (`*.wasm`) in `dir`, in name order, and makes each callable
+    /// by other tools (components of other worlds are skipped). Returns the tools' names.
+    pub async fn add_tools_from(&mut self, dir: &Path) -> Result<Vec<String>, Error> {
+        let unreadable = |source| LoadError::Read {
+            path: dir.to_owned(),
+            source,
+        };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+            let path = entry.map_err(unreadable)?.path();
+            if path.extension().is_some_and(|e| e == "wasm") && path.is_file() {
+                files.push(path);
+            }
+        }
+        files.sort();
+        let mut names = Vec::new();
+        for path in files {
+            let plugin = self.load(&path).await?;
+            if plugin.schemas.is_some() {
+                names.push(plugin.name().to_string());
+                self.add_tool(plugin)?;
+            }
+        }
+        Ok(names)
+    }
+
+    /// The names of the tools other tools may call.
+    pub fn tool_names(&self) -> impl Iterator<Item = &str> {
+        self.tools.keys().map(String::as_str)
     }
 
     /// The journal calls are recorded in, if any.
@@ -251,6 +302,7 @@ impl Host {
             grants: Grants::default(),
             secrets: Vec::new(),
             preopens: Vec::new(),
+            caller: None,
         };
         let outcome = self
             .sandbox
@@ -299,7 +351,7 @@ impl Host {
             return (None, Err(e));
         }
         let digest = plugin.loaded.digest.to_string();
-        let access = match self.live_access(plugin) {
+        let access = match live_access(&self.policy, plugin) {
             Ok(access) => access,
             Err(e) => return (None, Err(e)),
         };
@@ -315,8 +367,18 @@ impl Host {
         let gate = run
             .start_step(CALL_STEP, plugin.name(), &digest, redactor)
             .expect("a live run records, it cannot diverge");
-        let result = self
-            .invoke(plugin, input, &limits, access, &gate, CallMode::Live)
+        let ctx = Arc::new(RunContext {
+            sandbox: self.sandbox.clone(),
+            policy: self.policy.clone(),
+            overrides: self.overrides,
+            tools: self.tools.clone(),
+            bounds: self.policy.tool_bounds(),
+            chains: run.chains(),
+            calls: AtomicU32::new(0),
+            replay: false,
+        });
+        let result = ctx
+            .invoke(plugin, input, &limits, access, &gate, CallMode::Live, 0)
             .await;
         // A live run records what happens; it cannot diverge.
         let _ = run.end_step(CALL_STEP, &gate);
@@ -357,35 +419,41 @@ impl Host {
                 ),
             });
         }
-        let recorded = RecordedCall::find(&events).ok_or_else(|| Error::BundleInvalid {
-            path: bundle.to_owned(),
-            reason: "it records no tool call".into(),
-        })?;
-        let plugin = match component {
-            Some(path) => self.load(path).await?,
-            None => {
-                let bytes = journal
-                    .blobs(&summary.run, "component")?
-                    .into_iter()
-                    .find(|(digest, _)| *digest == recorded.digest)
-                    .map(|(_, bytes)| bytes)
-                    .ok_or_else(|| Error::BundleInvalid {
-                        path: bundle.to_owned(),
-                        reason: format!("it lacks the bytes of component {}", recorded.digest),
-                    })?;
-                let actual = Digest::of(&bytes).to_string();
-                if actual != recorded.digest {
-                    return Err(Error::BundleInvalid {
-                        path: bundle.to_owned(),
-                        reason: format!(
-                            "the bytes stored for component {} hash to {actual}",
-                            recorded.digest
-                        ),
-                    });
-                }
-                let label = bundle.join(&recorded.digest);
-                self.load_bytes(&label, &bytes).await?
+        let recorded = RecordedCall::find(&events, &step_chain(CALL_STEP)).ok_or_else(|| {
+            Error::BundleInvalid {
+                path: bundle.to_owned(),
+                reason: "it records no tool call".into(),
             }
+        })?;
+        // Every component the run used, the called tools among them, by name.
+        let mut tools = BTreeMap::new();
+        let mut main = None;
+        for (digest, bytes) in journal.blobs(&summary.run, "component")? {
+            let actual = Digest::of(&bytes).to_string();
+            if actual != digest {
+                return Err(Error::BundleInvalid {
+                    path: bundle.to_owned(),
+                    reason: format!("the bytes stored for component {digest} hash to {actual}"),
+                });
+            }
+            let loaded = Arc::new(self.load_bytes(&bundle.join(&digest), &bytes).await?);
+            if digest == recorded.digest {
+                main = Some(loaded.clone());
+            }
+            if loaded.schemas.is_some() {
+                tools.insert(loaded.name().to_string(), loaded);
+            }
+        }
+        let plugin = match component {
+            Some(path) => {
+                let replacement = Arc::new(self.load(path).await?);
+                tools.insert(replacement.name().to_string(), replacement.clone());
+                replacement
+            }
+            None => main.ok_or_else(|| Error::BundleInvalid {
+                path: bundle.to_owned(),
+                reason: format!("it lacks the bytes of component {}", recorded.digest),
+            })?,
         };
         let policy = recorded_policy(&journal, &summary.run, &events).map_err(|reason| {
             Error::BundleInvalid {
@@ -393,20 +461,8 @@ impl Host {
                 reason,
             }
         })?;
-        let grants = policy.grants_for(plugin.name(), &plugin.loaded.digest.to_string());
-        let access = Access {
-            preopens: grants.fs.iter().map(Node::replayed).collect(),
-            grants,
-            secrets: Vec::new(),
-        };
-        let source = Source::File(format!("{} (recorded)", bundle.display()));
-        let limits = ResolvedLimits {
-            limits: Limits::from(&recorded.limits),
-            fuel: source.clone(),
-            memory: source.clone(),
-            timeout: source.clone(),
-            output: source,
-        };
+        let access = replay_access(&policy, &plugin);
+        let limits = recorded_limits(&recorded, &format!("{} (recorded)", bundle.display()));
         let mut run = RunJournal::replay(&events);
         let gate = run
             .start_step(
@@ -416,17 +472,21 @@ impl Host {
                 Arc::new(NoSecrets),
             )
             .map_err(Error::Diverged)?;
-        let result = self
-            .invoke(
-                &plugin,
-                &recorded.input,
-                &limits,
-                access,
-                &gate,
-                CallMode::Replay {
-                    timed_out_after: recorded.timed_out_after,
-                },
-            )
+        let ctx = Arc::new(RunContext {
+            sandbox: self.sandbox.clone(),
+            bounds: policy.tool_bounds(),
+            policy: Arc::new(policy),
+            overrides: LimitsSpec::default(),
+            tools: Arc::new(tools),
+            chains: run.chains(),
+            calls: AtomicU32::new(0),
+            replay: true,
+        });
+        let mode = CallMode::Replay {
+            timed_out_after: recorded.timed_out_after,
+        };
+        let result = ctx
+            .invoke(&plugin, &recorded.input, &limits, access, &gate, mode, 0)
             .await;
         run.end_step(CALL_STEP, &gate).map_err(Error::Diverged)?;
         let record = run.finish(status_of(&result)).map_err(Error::Diverged)?;
@@ -437,49 +497,156 @@ impl Host {
             result,
         })
     }
+}
 
-    /// What `plugin` may reach in a live call: its grants, the values of its secrets and its
-    /// directories, opened.
-    fn live_access(&self, plugin: &Plugin) -> Result<Access, Error> {
-        let grants = self
-            .policy
-            .grants_for(plugin.name(), &plugin.loaded.digest.to_string());
-        let secrets = self.resolve_secrets(plugin, &grants)?;
-        let preopens = crate::effect::fs::preopen_all(&grants.fs).map_err(|(mount, reason)| {
-            Error::FsMount {
-                plugin: plugin.name().into(),
-                host: mount.host,
-                policy: mount.source,
-                reason,
+/// What the invocations of one run share, nested calls to other tools included: the sandbox,
+/// the policy in force (in a replay, the recorded one), the tools that may be called, and
+/// the run's chains.
+pub(crate) struct RunContext {
+    sandbox: Arc<Sandbox>,
+    policy: Arc<Policy>,
+    overrides: LimitsSpec,
+    tools: Arc<BTreeMap<String, Arc<Plugin>>>,
+    bounds: ToolBounds,
+    chains: Chains,
+    /// Calls to other tools made so far in this run.
+    calls: AtomicU32,
+    replay: bool,
+}
+
+impl RunContext {
+    /// A call from the tool `caller_name`, running in `caller`'s chain, to the tool `name`:
+    /// checked against the run's bounds, run in its own sandbox under its own policy and
+    /// limits with its own chain (`<caller chain>/<index>`), and recorded in the caller's
+    /// chain as a `tool_call` event sealing that chain. Returns what the caller receives.
+    pub(crate) async fn call_tool(
+        self: &Arc<Self>,
+        caller: &Caller,
+        caller_gate: &Arc<Gate>,
+        caller_name: &str,
+        index: u32,
+        name: &str,
+        input: &str,
+    ) -> Result<String, HostError> {
+        let refuse = |message: String| {
+            caller_gate.emit(EventKind::Denied {
+                capability: "tools".into(),
+                message: message.clone(),
+            });
+            HostError::BudgetExceeded(message)
+        };
+        if caller.depth >= self.bounds.max_depth {
+            return Err(refuse(format!(
+                "'{caller_name}' calling tool '{name}' would nest tool calls deeper than {} \
+                 (tools.max_depth)",
+                self.bounds.max_depth
+            )));
+        }
+        let made = self.calls.fetch_add(1, Ordering::Relaxed);
+        if made >= self.bounds.max_calls {
+            return Err(refuse(format!(
+                "'{caller_name}' calling tool '{name}' would exceed {} tool calls in one run \
+                 (tools.max_calls)",
+                self.bounds.max_calls
+            )));
+        }
+        let record =
+            |chain: String, sealed: Option<Sealed>, outcome: &Result<String, HostError>| {
+                let (events, root) = sealed.map_or((0, String::new()), |s| (s.events, s.root));
+                EventKind::ToolCall {
+                    chain,
+                    events,
+                    input: input.into(),
+                    outcome: match outcome {
+                        Ok(output) => ToolCallOutcome::Returned {
+                            output: output.clone(),
+                        },
+                        Err(e) => {
+                            let (kind, message) = host_error_parts(e);
+                            ToolCallOutcome::Failed {
+                                kind: kind.into(),
+                                message: message.into(),
+                            }
+                        }
+                    },
+                    root,
+                    tool: name.into(),
+                }
+            };
+        let prepared = self.tools.get(name).cloned().ok_or_else(|| {
+            HostError::Unavailable(format!(
+                "no tool named '{name}' is loaded; give it to baton with --tools"
+            ))
+        });
+        let prepared = prepared.and_then(|callee| {
+            check_input(&callee, input).map_err(|e| HostError::InvalidArgument(e.to_string()))?;
+            let access = match self.replay {
+                true => Ok(replay_access(&self.policy, &callee)),
+                false => live_access(&self.policy, &callee),
+            };
+            let access = access.map_err(|e| HostError::Failed(e.to_string()))?;
+            Ok((callee, access))
+        });
+        let (callee, access) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                let result = Err(e);
+                caller_gate.emit(record(String::new(), None, &result));
+                return result;
             }
-        })?;
-        Ok(Access {
-            grants,
-            secrets,
-            preopens,
-        })
-    }
-
-    /// The values of the secrets granted to `plugin`.
-    fn resolve_secrets(
-        &self,
-        plugin: &Plugin,
-        grants: &Grants,
-    ) -> Result<Vec<(String, String)>, Error> {
-        grants
-            .secrets
-            .iter()
-            .map(|name| {
-                self.policy
-                    .secret(name)
-                    .map(|value| (name.clone(), value))
-                    .map_err(|hint| Error::SecretMissing {
-                        plugin: plugin.name().into(),
-                        name: name.clone(),
-                        hint,
-                    })
-            })
-            .collect()
+        };
+        let digest = callee.loaded.digest.to_string();
+        self.chains.blob("component", &digest, &callee.loaded.bytes);
+        let chain = format!("{}/{index}", caller.chain);
+        let recorded = self
+            .chains
+            .recorded(&chain)
+            .and_then(|events| RecordedCall::find(events, &chain));
+        let (limits, mode) = match &recorded {
+            Some(recorded) => (
+                recorded_limits(recorded, &format!("the recorded chain {chain}")),
+                CallMode::Replay {
+                    timed_out_after: recorded.timed_out_after,
+                },
+            ),
+            None => (
+                self.policy.limits_for(name, &digest, &self.overrides),
+                match self.replay {
+                    true => CallMode::Replay {
+                        timed_out_after: None,
+                    },
+                    false => CallMode::Live,
+                },
+            ),
+        };
+        let redactor = Arc::new(SecretRedactor::new(&access.secrets));
+        let gate = self.chains.gate(chain.clone(), redactor.clone());
+        let result = Box::pin(self.invoke(
+            &callee,
+            input,
+            &limits,
+            access,
+            &gate,
+            mode,
+            caller.depth + 1,
+        ))
+        .await;
+        let result = result
+            .map(|call| call.output.to_string())
+            .map_err(|e| callee_error(name, e));
+        let sealed = match gate.seal() {
+            Ok(sealed) => sealed,
+            Err(divergence) => {
+                caller_gate.diverged(divergence);
+                return Err(HostError::Failed("the replay diverged".into()));
+            }
+        };
+        caller_gate.absorb(&sealed);
+        // The callee's secrets stay out of the caller's chain too.
+        let mut event = record(chain, Some(sealed), &result);
+        redactor.redact(&mut event);
+        caller_gate.emit(event);
+        result
     }
 
     /// One invocation of a tool in its step's chain: `invocation_started`, the sandboxed
@@ -487,8 +654,9 @@ impl Host {
     ///
     /// A replay of a recorded timeout is deterministic: the call gets exactly the fuel it had
     /// burned when its deadline struck, and running out of it is that same timeout.
+    #[allow(clippy::too_many_arguments)]
     async fn invoke(
-        &self,
+        self: &Arc<Self>,
         plugin: &Plugin,
         input: &str,
         limits: &ResolvedLimits,
@@ -499,6 +667,7 @@ impl Host {
         }: Access,
         gate: &Arc<Gate>,
         mode: CallMode,
+        depth: u32,
     ) -> Result<ToolCall, Error> {
         let (Entry::Tool(entry), Some(schemas)) = (&plugin.entry, &plugin.schemas) else {
             return Err(wrong_world(plugin));
@@ -534,6 +703,11 @@ impl Host {
             grants,
             secrets,
             preopens,
+            caller: Some(Caller {
+                ctx: self.clone(),
+                chain: gate.chain(),
+                depth,
+            }),
         };
         let Outcome { mut result, usage } = self
             .sandbox
@@ -599,6 +773,105 @@ struct Access {
     /// Values of the granted secrets (none in a replay).
     secrets: Vec<(String, String)>,
     preopens: Vec<Node>,
+}
+
+/// What `plugin` may reach in a live call: its grants, the values of its secrets and its
+/// directories, opened.
+fn live_access(policy: &Policy, plugin: &Plugin) -> Result<Access, Error> {
+    let grants = policy.grants_for(plugin.name(), &plugin.loaded.digest.to_string());
+    let secrets = resolve_secrets(policy, plugin, &grants)?;
+    let preopens =
+        crate::effect::fs::preopen_all(&grants.fs).map_err(|(mount, reason)| Error::FsMount {
+            plugin: plugin.name().into(),
+            host: mount.host,
+            policy: mount.source,
+            reason,
+        })?;
+    Ok(Access {
+        grants,
+        secrets,
+        preopens,
+    })
+}
+
+/// What `plugin` may reach in a replay: its recorded grants, no secret values (the record
+/// holds placeholders) and no host directories (the record holds every answer).
+fn replay_access(policy: &Policy, plugin: &Plugin) -> Access {
+    let grants = policy.grants_for(plugin.name(), &plugin.loaded.digest.to_string());
+    Access {
+        preopens: grants.fs.iter().map(Node::replayed).collect(),
+        grants,
+        secrets: Vec::new(),
+    }
+}
+
+/// The limits a recorded call ran under, attributed to `source`.
+fn recorded_limits(recorded: &RecordedCall, source: &str) -> ResolvedLimits {
+    let source = Source::File(source.into());
+    ResolvedLimits {
+        limits: Limits::from(&recorded.limits),
+        fuel: source.clone(),
+        memory: source.clone(),
+        timeout: source.clone(),
+        output: source,
+    }
+}
+
+/// What a caller receives when the tool it called fails.
+fn callee_error(name: &str, error: Error) -> HostError {
+    match error {
+        Error::ToolFailed { error, .. } => match error {
+            ToolError::InvalidInput(m) => HostError::InvalidArgument(m),
+            ToolError::Failed(m) => HostError::Failed(m),
+            ToolError::Host(e) => e,
+        },
+        // Where the limit came from is the host's business (and differs in a replay).
+        Error::Sandbox {
+            error: SandboxError::Limit(limit),
+            ..
+        } => match limit {
+            LimitExceeded::Timeout { .. } => HostError::Timeout(format!("tool '{name}' {limit}")),
+            _ => HostError::Failed(format!("tool '{name}' {limit}")),
+        },
+        Error::InputNotJson { .. } | Error::InputSchema { .. } => {
+            HostError::InvalidArgument(error.to_string())
+        }
+        other => HostError::Failed(other.to_string()),
+    }
+}
+
+/// A baton:plugin error's variant name and message.
+fn host_error_parts(error: &HostError) -> (&'static str, &str) {
+    match error {
+        HostError::NotGranted(m) => ("not-granted", m),
+        HostError::InvalidArgument(m) => ("invalid-argument", m),
+        HostError::BudgetExceeded(m) => ("budget-exceeded", m),
+        HostError::Timeout(m) => ("timeout", m),
+        HostError::Unavailable(m) => ("unavailable", m),
+        HostError::Failed(m) => ("failed", m),
+    }
+}
+
+/// The values of the secrets granted to `plugin`.
+fn resolve_secrets(
+    policy: &Policy,
+    plugin: &Plugin,
+    grants: &Grants,
+) -> Result<Vec<(String, String)>, Error> {
+    grants
+        .secrets
+        .iter()
+        .map(|name| {
+            policy
+                .secret(name)
+                .map(|value| (name.clone(), value))
+                .map_err(|hint| Error::SecretMissing {
+                    plugin: plugin.name().into(),
+                    name: name.clone(),
+                    hint,
+                })
+        })
+        .collect()
 }
 
 /// Whether a call happens for the first time or replays its record.
@@ -703,8 +976,8 @@ struct RecordedCall {
 }
 
 impl RecordedCall {
-    fn find(events: &[Event]) -> Option<Self> {
-        let chain = step_chain(CALL_STEP);
+    /// The call recorded in `chain` of `events`.
+    fn find(events: &[Event], chain: &str) -> Option<Self> {
         let mut steps = events.iter().filter(|e| e.chain == chain);
         let EventKind::InvocationStarted {
             digest,

@@ -8,8 +8,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::caps::http::EgressHooks;
+use crate::caps::tools::Caller;
 use crate::effect::Gate;
 use crate::effect::fs::Node;
+use crate::policy::LlmGrant;
 use crate::sandbox::memory::MemoryLimiter;
 
 pub struct HostState {
@@ -24,6 +26,14 @@ pub struct HostState {
     pub(crate) gate: Arc<Gate>,
     /// The directories the policy grants, preopened.
     pub(crate) preopens: Vec<Node>,
+    /// How this invocation calls other tools (`None` while a component describes itself).
+    pub(crate) caller: Option<Caller>,
+    /// The models the policy lets it use.
+    pub(crate) llm: Option<LlmGrant>,
+    /// The tools the policy lets it call.
+    pub(crate) tool_grants: Vec<String>,
+    /// Calls to other tools it has made so far (numbering the callees' chains).
+    pub(crate) tool_calls: u32,
 }
 
 impl WasiView for HostState {

@@ -43,3 +43,41 @@ fn ungranted_capabilities_are_refused_journaled_and_replayed() {
     let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
     assert!(replayed.starts_with("identical: "), "{replayed}");
 }
+
+#[test]
+fn llm_grants_name_models_and_cap_max_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let prober = plugin("testing/prober.wasm");
+    let ask = |grant: &str| {
+        let policy = dir.path().join("llm.toml");
+        std::fs::write(&policy, format!("[plugins.prober.llm]\n{grant}\n")).unwrap();
+        let out = run(&[
+            "call",
+            prober.to_str().unwrap(),
+            "--input",
+            "{}",
+            "--policy",
+            policy.to_str().unwrap(),
+        ]);
+        json_output(&out)["llm"].as_str().unwrap().to_string()
+    };
+    // Another model only: still refused.
+    assert_contains(
+        &ask("models = [\"local-small\"]"),
+        &["NotGranted(\"LLM model 'gpt-4o' is not granted to 'prober' by its policy\")"],
+    );
+    // The prober asks for 16 tokens.
+    assert_contains(
+        &ask("models = [\"gpt-4o\"]\nmax_tokens = 8"),
+        &[
+            "NotGranted(\"LLM model 'gpt-4o' with max_tokens 16 (above llm.max_tokens 8) is not granted",
+        ],
+    );
+    // Granted: it passes the policy and reaches the (absent) provider.
+    assert_contains(
+        &ask("models = [\"gpt-4o\"]\nmax_tokens = 64"),
+        &[
+            "Unavailable(\"model 'gpt-4o' is granted, but this Baton has no LLM provider configured\")",
+        ],
+    );
+}

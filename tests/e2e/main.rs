@@ -17,3 +17,4 @@ mod replay;
 mod secrets;
 mod server;
 mod sigstore;
+mod tools;

@@ -125,3 +125,43 @@ fn a_malformed_digest_pin_is_refused() {
         ],
     );
 }
+
+#[test]
+fn explain_reports_models_tools_and_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(
+        &dir,
+        "[plugins.prober.tools]\ncall = [\"calc\"]\n[plugins.prober.llm]\nmodels = [\"gpt-4o\"]\n\
+         max_tokens = 100\n[plugins.prober.fs]\nread = [\"data\"]\n\
+         [plugins.fs-probe.fs]\nwrite = [\"out:/out\"]\n",
+    );
+    let prober = plugin("testing/prober.wasm");
+    let text = text_output(&run(&[
+        "policy",
+        "explain",
+        prober.to_str().unwrap(),
+        "--policy",
+        &policy,
+    ]));
+    assert_contains(
+        &text,
+        &[
+            "llm      gpt-4o; at most 100 tokens per completion",
+            "tools    calc",
+            "granted but unused:\n  fs       ",
+            "data at /data (read-only, from ",
+        ],
+    );
+    let fs_probe = plugin("testing/fs-probe.wasm");
+    let text = text_output(&run(&[
+        "policy",
+        "explain",
+        fs_probe.to_str().unwrap(),
+        "--policy",
+        &policy,
+    ]));
+    assert_contains(
+        &text,
+        &["granted:\n  fs       ", "out at /out (read-write, from "],
+    );
+}

@@ -18,9 +18,13 @@ pub struct CallArgs {
     /// `baton replay`; written even when the call fails
     #[arg(long, value_name = "FILE")]
     bundle: Option<PathBuf>,
+    /// A directory of tool components (.wasm) the tool may call through the host, as its
+    /// policy's tools.call allows; may be repeated
+    #[arg(long, value_name = "DIR")]
+    tools: Vec<PathBuf>,
 }
 
-pub async fn run(host: &Host, args: CallArgs) -> Result<(), Error> {
+pub async fn run(host: &mut Host, args: CallArgs) -> Result<(), Error> {
     let input = if args.input == "-" {
         let mut text = String::new();
         std::io::stdin()
@@ -30,6 +34,10 @@ pub async fn run(host: &Host, args: CallArgs) -> Result<(), Error> {
     } else {
         args.input
     };
+    for dir in &args.tools {
+        let names = host.add_tools_from(dir).await?;
+        tracing::info!("tools from {}: {}", dir.display(), names.join(", "));
+    }
     let plugin = host.load(&args.component).await?;
     let (run, result) = host.run_tool(&plugin, &input).await;
     for denial in run.iter().flat_map(|r| &r.denials) {

@@ -124,9 +124,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             // Only calls are recorded; a replay compares, and inspecting runs nothing.
             options.store = None;
         }
-        let host = Host::new(options)?;
+        let mut host = Host::new(options)?;
         match cli.command {
-            Command::Call(args) => call::run(&host, args).await,
+            Command::Call(args) => call::run(&mut host, args).await,
             Command::Inspect(args) => inspect::run(&host, args).await,
             Command::Replay(args) => replay::run(&host, args).await,
             Command::Policy(command) => policy::run(&host, command).await,

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use baton::Error;
-use baton::journal::event::{Event, EventKind, FsAnswer, HttpOutcome, InvocationOutcome};
+use baton::journal::event::{
+    Event, EventKind, FsAnswer, HttpOutcome, InvocationOutcome, ToolCallOutcome,
+};
 use baton::journal::store::{Journal, RunSummary};
 use baton::journal::verify_run;
 use clap::Subcommand;
@@ -224,6 +226,21 @@ fn detail(kind: &EventKind) -> String {
                 FsAnswer::Text { text } => cut(text),
             };
             format!("{op} {path} {} -> {answer}", cut(args))
+        }
+        EventKind::ToolCall {
+            tool,
+            chain,
+            outcome,
+            ..
+        } => {
+            let outcome = match outcome {
+                ToolCallOutcome::Returned { output } => format!("returned {}", cut(output)),
+                ToolCallOutcome::Failed { kind, message } => format!("{kind}: {}", cut(message)),
+            };
+            match chain.is_empty() {
+                true => format!("{tool} -> {outcome}"),
+                false => format!("{tool} ({chain}) -> {outcome}"),
+            }
         }
         EventKind::InvocationEnded {
             outcome,

@@ -177,6 +177,8 @@ struct Inner {
     adopt_usage: bool,
     /// Live only: what the policy refused, for the caller's summary.
     denials: Vec<String>,
+    /// Events in the chains this one called into.
+    nested: u64,
     /// Live only: chained events not yet handed to the recorder.
     unsent: Vec<Event>,
     /// Live events waiting behind a reserved slot, in chain order.
@@ -209,8 +211,11 @@ pub enum Reservation {
 pub struct Sealed {
     pub root: String,
     pub events: u64,
-    /// What the policy refused in this chain ("capability: message").
+    /// What the policy refused in this chain and the chains it called into
+    /// ("capability: message").
     pub denials: Vec<String>,
+    /// Events in the chains of the calls this chain made to other tools (at any depth).
+    pub nested: u64,
 }
 
 pub struct Gate {
@@ -243,6 +248,7 @@ impl Gate {
                 divergence: None,
                 adopt_usage: false,
                 denials: Vec::new(),
+                nested: 0,
                 unsent: Vec::new(),
                 queue: VecDeque::new(),
                 next_slot: 0,
@@ -398,6 +404,28 @@ impl Gate {
         self.lock().adopt_usage = true;
     }
 
+    /// This gate's chain.
+    pub fn chain(&self) -> ChainId {
+        self.lock().chain_id()
+    }
+
+    /// Takes over the denials and the event count of a chain this one called into, for the
+    /// run's summary.
+    pub fn absorb(&self, callee: &Sealed) {
+        let mut inner = self.lock();
+        inner.denials.extend(callee.denials.iter().cloned());
+        inner.nested += callee.events + callee.nested;
+    }
+
+    /// Records a divergence found in a chain this one called into (replay), unless one was
+    /// found already.
+    pub fn diverged(&self, divergence: Divergence) {
+        let mut inner = self.lock();
+        if inner.divergence.is_none() {
+            inner.divergence = Some(divergence);
+        }
+    }
+
     /// The first divergence of a replay so far.
     pub fn divergence(&self) -> Option<Divergence> {
         self.lock().divergence.clone()
@@ -439,6 +467,7 @@ impl Gate {
             root: inner.chain.head().to_string(),
             events: inner.chain.len(),
             denials: std::mem::take(&mut inner.denials),
+            nested: inner.nested,
         })
     }
 }

@@ -314,6 +314,27 @@ mod tests {
                 op: "read".into(),
                 path: "/data/x".into(),
             },
+            EventKind::ToolCall {
+                chain: "step:call/1".into(),
+                events: 3,
+                input: tricky.into(),
+                outcome: ToolCallOutcome::Returned {
+                    output: tricky.into(),
+                },
+                root: "ab".into(),
+                tool: "calc".into(),
+            },
+            EventKind::ToolCall {
+                chain: String::new(),
+                events: 0,
+                input: "{}".into(),
+                outcome: ToolCallOutcome::Failed {
+                    kind: "unavailable".into(),
+                    message: tricky.into(),
+                },
+                root: String::new(),
+                tool: "x".into(),
+            },
             EventKind::Fs {
                 answer: FsAnswer::Done,
                 args: String::new(),

@@ -182,6 +182,16 @@ pub enum FsAnswer {
     },
 }
 
+/// What a call to another tool gave the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ToolCallOutcome {
+    /// The callee's output, as the caller received it (JSON text).
+    Returned { output: String },
+    /// The baton:plugin error the caller received (`kind`: its variant, e.g. `failed`).
+    Failed { kind: String, message: String },
+}
+
 /// How an invocation ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -267,6 +277,17 @@ pub enum EventKind {
         outcome: HttpOutcome,
         request: HttpRequestRecord,
     },
+    /// A call to another tool through the host, recorded in the caller's chain once it
+    /// returns. The callee's own events are in `chain` (empty if it never ran), sealed here
+    /// by their count and root.
+    ToolCall {
+        chain: ChainId,
+        events: u64,
+        input: String,
+        outcome: ToolCallOutcome,
+        root: String,
+        tool: String,
+    },
     /// A filesystem operation on a preopened directory or something beneath it.
     Fs {
         answer: FsAnswer,
@@ -317,6 +338,7 @@ impl EventKind {
             EventKind::Denied { .. } => "denied",
             EventKind::Http { .. } => "http",
             EventKind::Fs { .. } => "fs",
+            EventKind::ToolCall { .. } => "tool_call",
             EventKind::Environment { .. } => "environment",
             EventKind::InvocationEnded { .. } => "invocation_ended",
             EventKind::StepEnded { .. } => "step_ended",

@@ -33,16 +33,24 @@ pub fn verify_run(events: &[Event]) -> Result<VerifiedRun, ChainBreak> {
     for (name, chain) in &chains {
         roots.insert(*name, (chain::verify(name, chain)?, chain.len() as u64));
     }
-    for sealed in &run_chain {
-        let EventKind::StepEnded {
-            step,
-            root: sealed_root,
-            events: sealed_count,
-        } = &sealed.kind
-        else {
-            continue;
-        };
-        let name = event::step_chain(step);
+    // Step chains are sealed by the run chain; the chains of calls a step made to other
+    // tools by the `tool_call` events of the caller's chain.
+    let seals = run_chain
+        .iter()
+        .chain(chains.values().flatten())
+        .filter_map(|e| match &e.kind {
+            EventKind::StepEnded { step, root, events } => {
+                Some((event::step_chain(step), root, events))
+            }
+            EventKind::ToolCall {
+                chain,
+                root,
+                events,
+                ..
+            } if !chain.is_empty() => Some((chain.clone(), root, events)),
+            _ => None,
+        });
+    for (name, sealed_root, sealed_count) in seals {
         let broken = |problem: String| ChainBreak {
             chain: name.clone(),
             seq: 0,

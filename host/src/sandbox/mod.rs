@@ -24,6 +24,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::caps;
 use crate::caps::http::EgressHooks;
+use crate::caps::tools::Caller;
 use crate::effect::fs::Node;
 use crate::effect::{Effect, Gate, wasi};
 use crate::journal::event::{EventKind, RandomSource};
@@ -63,6 +64,8 @@ pub struct Invocation {
     pub secrets: Vec<(String, String)>,
     /// The granted directories (see `effect::fs::Node`).
     pub preopens: Vec<Node>,
+    /// How it calls other tools (`None`: every call is refused).
+    pub caller: Option<Caller>,
 }
 
 /// What a call consumed.
@@ -123,6 +126,7 @@ impl Sandbox {
             grants,
             secrets,
             preopens,
+            caller,
         } = invocation;
         let stdout = BoundedPipe::new(OutputStream::Stdout, limits.output);
         let stderr = BoundedPipe::new(OutputStream::Stderr, limits.output);
@@ -166,6 +170,10 @@ impl Sandbox {
             plugin: plugin.clone(),
             gate: gate.clone(),
             preopens: preopens.clone(),
+            caller: caller.clone(),
+            tool_grants: grants.tools.clone(),
+            llm: grants.llm.clone(),
+            tool_calls: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
