@@ -18,6 +18,8 @@ pub mod exit {
     pub const BAD_INPUT: u8 = 2;
     pub const LIMIT: u8 = 3;
     /// A policy that cannot be used (malformed, or missing what it refers to).
+    /// A signature or attestation that does not verify, or is missing.
+    pub const UNTRUSTED: u8 = 4;
     pub const POLICY: u8 = 5;
     /// Replay divergence, or a journal or bundle that fails verification.
     pub const VERIFICATION: u8 = 6;
@@ -81,6 +83,19 @@ pub enum Error {
         policy: String,
         reason: std::io::Error,
     },
+    /// A key that cannot be made, read or used.
+    #[error("key {}: {reason}", path.display())]
+    Key { path: PathBuf, reason: String },
+    /// A file Baton does not know how to sign.
+    #[error("cannot sign {}: {reason}", path.display())]
+    Sign { path: PathBuf, reason: String },
+    /// A file whose signature or attestation is missing or does not verify.
+    #[error("{} ({digest}) is not verified: {reason}", path.display())]
+    Unverified {
+        path: PathBuf,
+        digest: String,
+        reason: String,
+    },
     /// A journal or bundle whose hash chains do not verify.
     #[error("{} fails verification: {source}; it was altered or damaged after it was written", path.display())]
     Tampered { path: PathBuf, source: ChainBreak },
@@ -109,6 +124,7 @@ impl Error {
                 exit::VERIFICATION
             }
             Error::Policy(_) | Error::SecretMissing { .. } | Error::FsMount { .. } => exit::POLICY,
+            Error::Unverified { .. } => exit::UNTRUSTED,
             Error::Load(_)
             | Error::Journal(_)
             | Error::BadInfo { .. }
@@ -117,6 +133,8 @@ impl Error {
             | Error::InputNotJson { .. }
             | Error::InputSchema { .. }
             | Error::Sandbox { .. }
+            | Error::Key { .. }
+            | Error::Sign { .. }
             | Error::Engine(_) => exit::BAD_INPUT,
         }
     }

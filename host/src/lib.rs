@@ -25,6 +25,7 @@ pub mod run;
 pub mod runtime;
 pub mod sandbox;
 pub mod schema;
+pub mod signing;
 pub mod state;
 
 pub use error::Error;

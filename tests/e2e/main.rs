@@ -16,5 +16,6 @@ mod policy;
 mod replay;
 mod secrets;
 mod server;
+mod signing;
 mod sigstore;
 mod tools;

@@ -138,6 +138,37 @@ fn ensure_wasm_target() -> Result<()> {
     run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
 }
 
+/// The signature interop tests check Baton's signatures with Python's `cryptography` package
+/// (and Baton against signatures it makes); installs it for the user if it is missing.
+fn ensure_python_cryptography() -> Result<()> {
+    let present = || {
+        Command::new("python3")
+            .args(["-c", "import cryptography"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if present() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Python's cryptography package (for the signature interop tests)");
+    // Newer pips refuse --user installs into a distribution's Python without the flag.
+    for flags in [&["--break-system-packages"][..], &[]] {
+        let _ = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--user"])
+            .args(flags)
+            .arg("cryptography")
+            .status();
+        if present() {
+            return Ok(());
+        }
+    }
+    Err(
+        "cannot install Python's cryptography package: install python3 with pip, then run \
+         `python3 -m pip install cryptography`"
+            .into(),
+    )
+}
+
 /// Builds every plugin into `target/plugins/<group>/<name>.wasm` (tools directly in
 /// `target/plugins/`), returning that directory.
 fn build_plugins() -> Result<PathBuf> {
@@ -193,6 +224,7 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
 
 fn test(extra: &[String]) -> Result<()> {
     let plugins = build_plugins()?;
+    ensure_python_cryptography()?;
     let ws = workspace()?;
     eprintln!("xtask: checking formatting");
     run(cargo()

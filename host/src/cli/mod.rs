@@ -5,6 +5,7 @@ mod call;
 mod inspect;
 mod policy;
 mod replay;
+mod sign;
 mod trace;
 
 use std::path::PathBuf;
@@ -108,6 +109,12 @@ enum Command {
     /// Check a policy file, or explain what it grants a component
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Make an ECDSA P-256 key pair in cosign's formats
+    Keygen(sign::KeygenArgs),
+    /// Sign a component or policy: FILE.sig (as cosign sign-blob) and FILE.intoto.json
+    Sign(sign::SignArgs),
+    /// Check a file's signature and attestation against a public key
+    Verify(sign::VerifyArgs),
 }
 
 pub fn run(cli: Cli) -> Result<(), Error> {
@@ -115,22 +122,28 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Engine(format!("cannot start the async runtime: {e}")))?;
-    if let Command::Trace(command) = cli.command {
-        return trace::run(&cli.global.store(), command);
-    }
+    let command = match cli.command {
+        Command::Trace(command) => return trace::run(&cli.global.store(), command),
+        Command::Keygen(args) => return sign::keygen(args),
+        Command::Verify(args) => return sign::verify(args),
+        command => command,
+    };
     runtime.block_on(async {
         let mut options = cli.global.host_options();
-        if !matches!(cli.command, Command::Call(_)) {
+        if !matches!(command, Command::Call(_)) {
             // Only calls are recorded; a replay compares, and inspecting runs nothing.
             options.store = None;
         }
         let mut host = Host::new(options)?;
-        match cli.command {
+        match command {
             Command::Call(args) => call::run(&mut host, args).await,
             Command::Inspect(args) => inspect::run(&host, args).await,
             Command::Replay(args) => replay::run(&host, args).await,
             Command::Policy(command) => policy::run(&host, command).await,
-            Command::Trace(_) => unreachable!("handled above"),
+            Command::Sign(args) => sign::sign(&host, args).await,
+            Command::Trace(_) | Command::Keygen(_) | Command::Verify(_) => {
+                unreachable!("handled above")
+            }
         }
     })
 }

@@ -1,0 +1,296 @@
+//! `baton keygen`, `baton sign` and `baton verify`: keys, detached signatures and in-toto
+//! attestations in the formats cosign and other Sigstore tools use (see `baton::signing`).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use baton::loader::digest::Digest;
+use baton::policy::Policy;
+use baton::runtime::Info;
+use baton::signing::{
+    Envelope, INTOTO_PAYLOAD_TYPE, PREDICATE_TYPE, PublicKey, STATEMENT_TYPE, SigningKey,
+};
+use baton::{Error, Host};
+use clap::Args;
+use serde_json::{Value, json};
+
+/// Where a signing key's password comes from when no terminal can be asked.
+const PASSWORD_VAR: &str = "BATON_KEY_PASSWORD";
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// The directory to write baton.key (encrypted private key) and baton.pub into
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The component (.wasm) or policy file (.toml) to sign
+    file: PathBuf,
+    /// The private key (from `baton keygen`, or cosign's); its password comes from
+    /// BATON_KEY_PASSWORD or a prompt
+    #[arg(long, value_name = "KEY")]
+    key: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The signed file; its signature is FILE.sig and its attestation FILE.intoto.json
+    file: PathBuf,
+    /// The public key the signature must verify with
+    #[arg(long, value_name = "KEY")]
+    key: PathBuf,
+}
+
+fn key_error(path: &Path, reason: impl ToString) -> Error {
+    Error::Key {
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The password for `key`: BATON_KEY_PASSWORD, else asked on the terminal (twice for a new
+/// key).
+fn password(key: &Path, new: bool) -> Result<String, Error> {
+    if let Ok(password) = std::env::var(PASSWORD_VAR) {
+        return Ok(password);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(key_error(
+            key,
+            format!("no password: set {PASSWORD_VAR}, or run baton in a terminal to be asked"),
+        ));
+    }
+    let ask = |prompt: &str| rpassword::prompt_password(prompt).map_err(|e| key_error(key, e));
+    let password = ask(&format!("Password for {}: ", key.display()))?;
+    if new && ask("Again: ")? != password {
+        return Err(key_error(key, "the passwords differ"));
+    }
+    Ok(password)
+}
+
+pub fn keygen(args: KeygenArgs) -> Result<(), Error> {
+    let private = args.out.join("baton.key");
+    let public = args.out.join("baton.pub");
+    for path in [&private, &public] {
+        if path.exists() {
+            return Err(key_error(
+                path,
+                "already exists; Baton never overwrites a key (choose another --out)",
+            ));
+        }
+    }
+    let password = password(&private, true)?;
+    let (private_pem, public_pem) =
+        baton::signing::generate(password.as_bytes()).map_err(|e| key_error(&private, e))?;
+    std::fs::create_dir_all(&args.out).map_err(|e| key_error(&args.out, e))?;
+    write_new(&private, private_pem.as_bytes(), true)?;
+    write_new(&public, public_pem.as_bytes(), false)?;
+    println!("private key {} (encrypted)", private.display());
+    println!("public key  {}", public.display());
+    Ok(())
+}
+
+/// Writes a file that must not exist yet, all at once (a private key readable by its owner
+/// only).
+fn write_new(path: &Path, bytes: &[u8], private: bool) -> Result<(), Error> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| key_error(path, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if private { 0o600 } else { 0o644 };
+        let _ = file
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode));
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    std::io::Write::write_all(&mut file, bytes).map_err(|e| key_error(path, e))?;
+    file.persist_noclobber(path)
+        .map_err(|e| key_error(path, e.error))?;
+    Ok(())
+}
+
+pub async fn sign(host: &Host, args: SignArgs) -> Result<(), Error> {
+    let cannot = |reason: String| Error::Sign {
+        path: args.file.clone(),
+        reason,
+    };
+    let bytes = std::fs::read(&args.file).map_err(|e| cannot(e.to_string()))?;
+    let predicate = describe(host, &args.file, &bytes).await?;
+    let key_text = std::fs::read_to_string(&args.key).map_err(|e| key_error(&args.key, e))?;
+    let password = password(&args.key, false)?;
+    let key = SigningKey::open(
+        &key_text,
+        &args.key.display().to_string(),
+        password.as_bytes(),
+    )
+    .map_err(|e| key_error(&args.key, e))?;
+
+    let signature = key.sign(&bytes).map_err(|e| key_error(&args.key, e))?;
+    let name = args
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let statement = json!({
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": name, "digest": {"sha256": Digest::of(&bytes).hex()}}],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": predicate,
+    });
+    let payload = serde_json::to_vec(&statement).expect("JSON serializes");
+    let envelope =
+        Envelope::sign(INTOTO_PAYLOAD_TYPE, &payload, &key).map_err(|e| key_error(&args.key, e))?;
+    let sig_path = with_suffix(&args.file, ".sig");
+    let attestation_path = with_suffix(&args.file, ".intoto.json");
+    let envelope = serde_json::to_string_pretty(&envelope).expect("JSON serializes");
+    write_replacing(&sig_path, BASE64.encode(signature).as_bytes())?;
+    write_replacing(&attestation_path, envelope.as_bytes())?;
+    println!("signature   {}", sig_path.display());
+    println!("attestation {}", attestation_path.display());
+    Ok(())
+}
+
+/// What the attestation says a file is: a component (its world, name and version from
+/// `describe()`) or a policy (which must be valid).
+async fn describe(host: &Host, path: &Path, bytes: &[u8]) -> Result<Value, Error> {
+    let builder = format!("baton {}", env!("CARGO_PKG_VERSION"));
+    let revision = std::env::var("BATON_SOURCE_REVISION").ok();
+    let mut predicate = if bytes.starts_with(b"\0asm") {
+        let plugin = host.load_bytes(path, bytes).await?;
+        let world = match &plugin.info {
+            Info::Tool(_) => "tool",
+            Info::Prompt(_) => "prompt",
+            Info::Planner(_) => "planner",
+        };
+        json!({
+            "kind": "component",
+            "world": world,
+            "name": plugin.name(),
+            "version": plugin.info.version(),
+        })
+    } else if path.extension().is_some_and(|e| e == "toml") {
+        Policy::load(path)?;
+        json!({ "kind": "policy" })
+    } else {
+        return Err(Error::Sign {
+            path: path.to_owned(),
+            reason: "Baton signs components (.wasm) and policy files (.toml)".into(),
+        });
+    };
+    predicate["builder"] = builder.into();
+    if let Some(revision) = revision {
+        predicate["source_revision"] = revision.into();
+    }
+    Ok(predicate)
+}
+
+fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let write = || -> std::io::Result<()> {
+        let mut file = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut file, bytes)?;
+        file.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    };
+    write().map_err(|e| Error::Sign {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+pub fn verify(args: VerifyArgs) -> Result<(), Error> {
+    let bytes = std::fs::read(&args.file).map_err(|e| Error::Sign {
+        path: args.file.clone(),
+        reason: e.to_string(),
+    })?;
+    let digest = Digest::of(&bytes);
+    let unverified = |reason: String| Error::Unverified {
+        path: args.file.clone(),
+        digest: digest.to_string(),
+        reason,
+    };
+    let key_text = std::fs::read_to_string(&args.key).map_err(|e| key_error(&args.key, e))?;
+    let key = PublicKey::parse(&key_text, &args.key.display().to_string())
+        .map_err(|e| key_error(&args.key, e))?;
+    let signer = format!("key {} ({})", args.key.display(), key.fingerprint);
+
+    let sig_path = with_suffix(&args.file, ".sig");
+    let sig_text = std::fs::read_to_string(&sig_path).map_err(|_| {
+        unverified(format!(
+            "it has no signature ({} is missing); sign it with `baton sign`",
+            sig_path.display()
+        ))
+    })?;
+    let signature = BASE64
+        .decode(sig_text.trim())
+        .map_err(|_| unverified(format!("{} is not base64", sig_path.display())))?;
+    if !key.verifies(&bytes, &signature) {
+        return Err(unverified(format!(
+            "its signature {} does not verify with {signer}: the file was changed, or someone \
+             else signed it",
+            sig_path.display()
+        )));
+    }
+    println!("verified {}", args.file.display());
+    println!("  digest       {digest}");
+    println!("  signed by    {signer}");
+
+    let attestation_path = with_suffix(&args.file, ".intoto.json");
+    let Ok(text) = std::fs::read_to_string(&attestation_path) else {
+        println!("  attestation  none");
+        return Ok(());
+    };
+    let bad = |why: &str| {
+        unverified(format!(
+            "its attestation {} {why}",
+            attestation_path.display()
+        ))
+    };
+    let envelope: Envelope =
+        serde_json::from_str(&text).map_err(|_| bad("is not a DSSE envelope"))?;
+    if envelope.payload_type != INTOTO_PAYLOAD_TYPE {
+        return Err(bad("is not an in-toto attestation"));
+    }
+    let payload = envelope
+        .open(&key)
+        .ok_or_else(|| bad(&format!("is not signed by {signer}")))?;
+    let statement: Value =
+        serde_json::from_slice(&payload).map_err(|_| bad("holds no in-toto statement"))?;
+    let attested = statement["subject"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|s| s["digest"]["sha256"].as_str() == Some(digest.hex().as_str()));
+    if statement["_type"] != STATEMENT_TYPE || !attested {
+        return Err(bad("is about another file"));
+    }
+    let predicate = &statement["predicate"];
+    let what = match predicate["kind"].as_str() {
+        Some("component") => format!(
+            "{} component {} {}",
+            predicate["world"].as_str().unwrap_or("?"),
+            predicate["name"].as_str().unwrap_or("?"),
+            predicate["version"].as_str().unwrap_or("?")
+        ),
+        Some(kind) => kind.to_string(),
+        None => "(no predicate)".into(),
+    };
+    let built = predicate["builder"].as_str().unwrap_or("unknown");
+    println!("  attestation  {what}, built by {built}");
+    if let Some(revision) = predicate["source_revision"].as_str() {
+        println!("  source       {revision}");
+    }
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! `baton keygen`, `sign` and `verify`: keys in cosign's formats, detached signatures that
+//! other tools verify (Python's `cryptography` here), and in-toto attestations over DSSE.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::common::*;
+
+const PASSWORD: &str = "correct horse battery";
+
+fn baton_with_password(args: &[&str]) -> Output {
+    baton()
+        .env("BATON_KEY_PASSWORD", PASSWORD)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A key pair in `dir/keys`, and a copy of calc.wasm in `dir` to sign.
+fn setup(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let keys = dir.join("keys");
+    text_output(&baton_with_password(&[
+        "keygen",
+        "--out",
+        keys.to_str().unwrap(),
+    ]));
+    let file = dir.join("calc.wasm");
+    std::fs::copy(plugin("calc.wasm"), &file).unwrap();
+    (keys.join("baton.key"), keys.join("baton.pub"), file)
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn a_signed_component_verifies_with_its_attestation_and_a_changed_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public, file) = setup(dir.path());
+    let key_text = std::fs::read_to_string(&private).unwrap();
+    assert!(key_text.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"));
+    assert!(!key_text.contains(PASSWORD));
+
+    let signed = text_output(
+        &baton()
+            .env("BATON_KEY_PASSWORD", PASSWORD)
+            .env("BATON_SOURCE_REVISION", "0123abc")
+            .args(["sign", s(&file), "--key", s(&private)])
+            .output()
+            .unwrap(),
+    );
+    assert_contains(&signed, &["calc.wasm.sig", "calc.wasm.intoto.json"]);
+    let verified = text_output(&run(&["verify", s(&file), "--key", s(&public)]));
+    assert_contains(
+        &verified,
+        &[
+            "signed by    key ",
+            "attestation  tool component calc 0.1.0, built by baton ",
+            "source       0123abc",
+        ],
+    );
+    // The attestation is an in-toto statement about exactly this file.
+    let envelope: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("calc.wasm.intoto.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(envelope["payloadType"], "application/vnd.in-toto+json");
+
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.push(0);
+    std::fs::write(&file, bytes).unwrap();
+    let line = error_line(&run(&["verify", s(&file), "--key", s(&public)]), 4);
+    assert_contains(
+        &line,
+        &[
+            "calc.wasm (sha256:",
+            "is not verified: its signature",
+            "does not verify with key",
+        ],
+    );
+}
+
+#[test]
+fn another_signer_a_wrong_password_and_a_missing_signature_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _, file) = setup(dir.path());
+    text_output(&baton_with_password(&[
+        "sign",
+        s(&file),
+        "--key",
+        s(&private),
+    ]));
+
+    let other = dir.path().join("other");
+    text_output(&baton_with_password(&["keygen", "--out", s(&other)]));
+    let line = error_line(
+        &run(&["verify", s(&file), "--key", s(&other.join("baton.pub"))]),
+        4,
+    );
+    assert_contains(&line, &["does not verify with key"]);
+
+    let wrong = baton()
+        .env("BATON_KEY_PASSWORD", "not it")
+        .args(["sign", s(&file), "--key", s(&private)])
+        .output()
+        .unwrap();
+    assert_contains(
+        &error_line(&wrong, 2),
+        &["the private key cannot be decrypted: wrong password"],
+    );
+    let no_password = baton()
+        .env_remove("BATON_KEY_PASSWORD")
+        .args(["sign", s(&file), "--key", s(&private)])
+        .output()
+        .unwrap();
+    assert_contains(
+        &error_line(&no_password, 2),
+        &["no password: set BATON_KEY_PASSWORD"],
+    );
+
+    let unsigned = dir.path().join("unsigned.wasm");
+    std::fs::copy(plugin("calc.wasm"), &unsigned).unwrap();
+    let line = error_line(
+        &run(&["verify", s(&unsigned), "--key", s(&other.join("baton.pub"))]),
+        4,
+    );
+    assert_contains(
+        &line,
+        &["it has no signature (", "unsigned.wasm.sig is missing)"],
+    );
+}
+
+#[test]
+fn keys_are_never_overwritten_and_only_components_and_policies_are_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _, _) = setup(dir.path());
+    let before = std::fs::read(&private).unwrap();
+    let again = baton_with_password(&["keygen", "--out", s(&dir.path().join("keys"))]);
+    assert_contains(
+        &error_line(&again, 2),
+        &["already exists; Baton never overwrites a key"],
+    );
+    assert_eq!(std::fs::read(&private).unwrap(), before);
+
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "hello").unwrap();
+    let out = baton_with_password(&["sign", s(&notes), "--key", s(&private)]);
+    assert_contains(
+        &error_line(&out, 2),
+        &["Baton signs components (.wasm) and policy files (.toml)"],
+    );
+    assert!(!dir.path().join("notes.txt.sig").exists());
+
+    let policy = dir.path().join("bad.toml");
+    std::fs::write(&policy, "[limits]\nfule = 1\n").unwrap();
+    let out = baton_with_password(&["sign", s(&policy), "--key", s(&private)]);
+    assert_contains(&error_line(&out, 5), &["bad.toml, line 2"]);
+    assert!(!dir.path().join("bad.toml.sig").exists());
+}
+
+const PYTHON_VERIFY: &str = r#"
+import base64, sys
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+key = serialization.load_pem_public_key(open(sys.argv[1], "rb").read())
+data = open(sys.argv[2], "rb").read()
+sig = base64.b64decode(open(sys.argv[2] + ".sig", "rb").read())
+key.verify(sig, data, ec.ECDSA(hashes.SHA256()))
+print("python verified")
+"#;
+
+const PYTHON_SIGN: &str = r#"
+import base64, sys
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+key = ec.generate_private_key(ec.SECP256R1())
+pub = key.public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+open(sys.argv[1], "wb").write(pub)
+data = open(sys.argv[2], "rb").read()
+open(sys.argv[2] + ".sig", "wb").write(base64.b64encode(key.sign(data, ec.ECDSA(hashes.SHA256()))))
+"#;
+
+fn python(script: &str, args: &[&Path]) -> Output {
+    Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 runs (cargo xtask test installs its cryptography package)")
+}
+
+#[test]
+fn signatures_interoperate_with_python_cryptography() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public, file) = setup(dir.path());
+    text_output(&baton_with_password(&[
+        "sign",
+        s(&file),
+        "--key",
+        s(&private),
+    ]));
+    let out = python(PYTHON_VERIFY, &[&public, &file]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "python verified",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let foreign = dir.path().join("python.pub");
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "[limits]\nfuel = 5000\n").unwrap();
+    let out = python(PYTHON_SIGN, &[&foreign, &policy]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verified = text_output(&run(&["verify", s(&policy), "--key", s(&foreign)]));
+    assert_contains(&verified, &["verified ", "attestation  none"]);
+}
