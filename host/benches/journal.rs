@@ -112,7 +112,7 @@ fn replays(c: &mut Criterion) {
         policy: Some(policy),
         store: Some(dir.path().join("journal.db")),
         cache_dir: Some(dir.path().join("cache")),
-        limits: Default::default(),
+        ..HostOptions::default()
     })
     .unwrap();
     let fetch = rt.block_on(host.load(&plugin("fetch.wasm"))).unwrap();

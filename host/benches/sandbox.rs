@@ -20,7 +20,7 @@ use baton::bindings::tool_api;
 use baton::effect::{Gate, NoSecrets};
 use baton::loader::Loader;
 use baton::loader::cache::CompileCache;
-use baton::loader::trust::AcceptUnsigned;
+use baton::loader::trust::PolicyTrust;
 use baton::policy::{Grants, LimitsSpec, Policy};
 use baton::sandbox::{Invocation, Sandbox};
 use baton::{Host, HostOptions};
@@ -91,8 +91,9 @@ fn calls(c: &mut Criterion) {
 
     // (b) Baton's sandbox, every limit on.
     let sandbox = Sandbox::new().unwrap();
-    let loader = Loader::new(CompileCache::disabled(), Box::new(AcceptUnsigned));
-    let loaded = loader.load(sandbox.engine(), &path).unwrap();
+    let loader = Loader::new(CompileCache::disabled());
+    let trust = PolicyTrust::accept_unsigned();
+    let loaded = loader.load(sandbox.engine(), &path, &trust).unwrap();
     let pre = sandbox.prepare(&loaded.component).unwrap();
     let indices = tool_api::GuestIndices::new(&pre).unwrap();
     let limits = Policy::builtin()
@@ -139,19 +140,18 @@ fn loads(c: &mut Criterion) {
     let path = plugin("calc.wasm");
     let cache_dir = tempfile::tempdir().unwrap();
     let sandbox = Sandbox::new().unwrap();
-    let cached = Loader::new(
-        CompileCache::new(cache_dir.path(), sandbox.engine()),
-        Box::new(AcceptUnsigned),
-    );
-    cached.load(sandbox.engine(), &path).unwrap();
+    // Loading verifies the signature beside the file, as the built-in policy requires.
+    let trust = PolicyTrust::new(Policy::builtin().trust()).unwrap();
+    let cached = Loader::new(CompileCache::new(cache_dir.path(), sandbox.engine()));
+    cached.load(sandbox.engine(), &path, &trust).unwrap();
     let mut group = c.benchmark_group("load");
     group.bench_function("from_compile_cache", |b| {
-        b.iter(|| cached.load(sandbox.engine(), &path).unwrap())
+        b.iter(|| cached.load(sandbox.engine(), &path, &trust).unwrap())
     });
-    let uncached = Loader::new(CompileCache::disabled(), Box::new(AcceptUnsigned));
+    let uncached = Loader::new(CompileCache::disabled());
     group.sample_size(10);
     group.bench_function("compile", |b| {
-        b.iter(|| uncached.load(sandbox.engine(), &path).unwrap())
+        b.iter(|| uncached.load(sandbox.engine(), &path, &trust).unwrap())
     });
     group.finish();
 }

@@ -83,6 +83,9 @@ pub enum Error {
         policy: String,
         reason: std::io::Error,
     },
+    /// A policy's `[trust]` names something that is not a usable key.
+    #[error("policy [trust]: {0}; fix the key file or the policy")]
+    TrustConfig(String),
     /// A key that cannot be made, read or used.
     #[error("key {}: {reason}", path.display())]
     Key { path: PathBuf, reason: String },
@@ -123,8 +126,11 @@ impl Error {
             Error::Tampered { .. } | Error::BundleInvalid { .. } | Error::Diverged(_) => {
                 exit::VERIFICATION
             }
-            Error::Policy(_) | Error::SecretMissing { .. } | Error::FsMount { .. } => exit::POLICY,
-            Error::Unverified { .. } => exit::UNTRUSTED,
+            Error::Policy(_)
+            | Error::SecretMissing { .. }
+            | Error::FsMount { .. }
+            | Error::TrustConfig(_) => exit::POLICY,
+            Error::Unverified { .. } | Error::Load(LoadError::Untrusted { .. }) => exit::UNTRUSTED,
             Error::Load(_)
             | Error::Journal(_)
             | Error::BadInfo { .. }

@@ -22,7 +22,9 @@ use crate::journal::verify_run;
 use crate::loader::LoadError;
 use crate::loader::cache::CompileCache;
 use crate::loader::digest::Digest;
-use crate::loader::trust::AcceptUnsigned;
+use crate::loader::trust::{
+    PolicyTrust, Provenance, RecordedTrust, Sidecars, TrustCheck, Verified,
+};
 use crate::loader::world::World;
 use crate::loader::{Loaded, Loader};
 use crate::policy::Source;
@@ -45,6 +47,8 @@ pub struct HostOptions {
     pub cache_dir: Option<PathBuf>,
     /// The journal every call is recorded in; `None` records nothing.
     pub store: Option<PathBuf>,
+    /// Load components whatever the policy's `[trust]` says (for signing them).
+    pub accept_unsigned: bool,
 }
 
 /// What a plugin says about itself, by world.
@@ -125,6 +129,8 @@ pub struct ToolCall {
 pub struct Host {
     sandbox: Arc<Sandbox>,
     loader: Loader,
+    /// Decides, by the policy's `[trust]`, which components may be compiled.
+    trust: PolicyTrust,
     policy: Arc<Policy>,
     overrides: LimitsSpec,
     /// Tools other tools may call through the host (as their policy allows), by name.
@@ -156,10 +162,15 @@ impl Host {
                 (reference, text.as_bytes().into())
             })
             .collect();
+        let trust = match options.accept_unsigned {
+            true => PolicyTrust::accept_unsigned(),
+            false => PolicyTrust::new(policy.trust()).map_err(|e| Error::TrustConfig(e.reason))?,
+        };
         Ok(Self {
             policy_files,
             sandbox: Arc::new(sandbox),
-            loader: Loader::new(cache, Box::new(AcceptUnsigned)),
+            loader: Loader::new(cache),
+            trust,
             policy: Arc::new(policy),
             overrides: options.limits,
             tools: Arc::default(),
@@ -238,9 +249,24 @@ impl Host {
         self.load_bytes(path, &bytes).await
     }
 
-    /// Loads, checks, links and describes `bytes`; `path` names them in messages.
+    /// Loads, checks, links and describes `bytes`, with the signatures found beside `path`
+    /// (which also names them in messages).
     pub async fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Plugin, Error> {
-        let loaded = self.loader.load_bytes(self.sandbox.engine(), path, bytes)?;
+        self.load_checked(path, bytes, &Sidecars::beside(path), &self.trust)
+            .await
+    }
+
+    /// Loads `bytes` if `trust` accepts them with `sidecars`.
+    async fn load_checked(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        sidecars: &Sidecars,
+        trust: &dyn TrustCheck,
+    ) -> Result<Plugin, Error> {
+        let loaded = self
+            .loader
+            .load_bytes(self.sandbox.engine(), path, bytes, sidecars, trust)?;
         let pre = self
             .sandbox
             .prepare(&loaded.component)
@@ -425,7 +451,11 @@ impl Host {
                 reason: "it records no tool call".into(),
             }
         })?;
-        // Every component the run used, the called tools among them, by name.
+        // Every component the run used, the called tools among them, by name; each must
+        // verify again with the signature and key the run recorded for it.
+        let trust = RecordedTrust {
+            recorded: events.iter().filter_map(recorded_signature).collect(),
+        };
         let mut tools = BTreeMap::new();
         let mut main = None;
         for (digest, bytes) in journal.blobs(&summary.run, "component")? {
@@ -436,7 +466,9 @@ impl Host {
                     reason: format!("the bytes stored for component {digest} hash to {actual}"),
                 });
             }
-            let loaded = Arc::new(self.load_bytes(&bundle.join(&digest), &bytes).await?);
+            let label = bundle.join(&digest);
+            let none = Sidecars::default();
+            let loaded = Arc::new(self.load_checked(&label, &bytes, &none, &trust).await?);
             if digest == recorded.digest {
                 main = Some(loaded.clone());
             }
@@ -678,6 +710,16 @@ impl RunContext {
             limits: LimitsRecord::from(&limits.limits),
             secrets: grants.secrets.clone(),
         });
+        if let Provenance::Verified(v) = &plugin.loaded.provenance {
+            gate.emit(EventKind::Verified {
+                attestation: v.attestation.clone(),
+                digest: plugin.loaded.digest.to_string(),
+                key: v.key.clone(),
+                name: v.name.clone(),
+                signature: v.signature.clone(),
+                signer: v.signer.clone(),
+            });
+        }
         if let CallMode::Replay { .. } = mode
             && !grants.secrets.is_empty()
         {
@@ -765,6 +807,29 @@ impl RunContext {
             })?;
         Ok(ToolCall { output, usage })
     }
+}
+
+/// The provenance a recorded `verified` event holds, by component digest.
+fn recorded_signature(event: &Event) -> Option<(String, Verified)> {
+    let EventKind::Verified {
+        attestation,
+        digest,
+        key,
+        name,
+        signature,
+        signer,
+    } = &event.kind
+    else {
+        return None;
+    };
+    let verified = Verified {
+        signer: signer.clone(),
+        name: name.clone(),
+        key: key.clone(),
+        signature: signature.clone(),
+        attestation: attestation.clone(),
+    };
+    Some((digest.clone(), verified))
 }
 
 /// What one invocation of a plugin may reach.

@@ -18,6 +18,22 @@ pub fn plugin(name: &str) -> PathBuf {
     path
 }
 
+/// Copies a built plugin into `dir` with its signature and attestation, so that it loads
+/// under the built-in policy (which requires signatures); returns the copy.
+pub fn copy_plugin(name: &str, dir: &Path) -> PathBuf {
+    let from = plugin(name);
+    let to = dir.join(from.file_name().unwrap());
+    std::fs::copy(&from, &to).unwrap();
+    for suffix in [".sig", ".intoto.json"] {
+        let mut side = from.clone().into_os_string();
+        side.push(suffix);
+        let mut copy = to.clone().into_os_string();
+        copy.push(suffix);
+        std::fs::copy(side, copy).unwrap();
+    }
+    to
+}
+
 /// One compile cache for the whole test run, outside the user's own.
 pub fn cache_dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();

@@ -51,7 +51,7 @@ fn verify(file: &Path) -> std::process::Output {
 fn every_call_is_recorded_listed_and_shown() {
     let (_dir, store, run_id) = recorded_effects();
     let listed = text_output(&run_with_store(&store, &["trace", "ls"]));
-    assert_contains(&listed, &[&run_id, "call", "ok", "13 events"]);
+    assert_contains(&listed, &[&run_id, "call", "ok", "14 events"]);
 
     let shown = text_output(&run_with_store(&store, &["trace", "show", &run_id[..10]]));
     assert_contains(
@@ -59,6 +59,7 @@ fn every_call_is_recorded_listed_and_shown() {
         &[
             "step:call",
             "invocation_started",
+            "verified           signed by key baton-dev (sha256:",
             "random_seed",
             "wall_clock",
             "random             Secure 8 bytes",
@@ -73,7 +74,7 @@ fn every_call_is_recorded_listed_and_shown() {
         &["trace", "show", &run_id, "--json"],
     ));
     let events: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
-    assert_eq!(events.len(), 13);
+    assert_eq!(events.len(), 14);
     assert!(
         events
             .iter()
@@ -110,7 +111,7 @@ fn a_recorded_run_verifies_to_the_root_replay_reproduces() {
     let (_dir, store, run_id) = recorded_effects();
     let verified = text_output(&run_with_store(&store, &["trace", "verify", &run_id]));
     assert!(
-        verified.starts_with("verified: 13 events, root "),
+        verified.starts_with("verified: 14 events, root "),
         "{verified}"
     );
     assert!(verified.trim_end().ends_with("complete"));
@@ -126,7 +127,7 @@ fn a_recorded_run_verifies_to_the_root_replay_reproduces() {
     let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
     assert_eq!(
         replayed.trim(),
-        format!("identical: 13 events, root {root}")
+        format!("identical: 14 events, root {root}")
     );
 }
 
@@ -137,12 +138,12 @@ fn a_flipped_byte_is_found_at_its_event() {
     sql(
         &bundle,
         "UPDATE events SET body = replace(body, 'line 1', 'line 7')
-         WHERE chain = 'step:call' AND seq = 6",
+         WHERE chain = 'step:call' AND seq = 7",
     );
     let line = error_line(&verify(&bundle), 6);
     assert_contains(
         &line,
-        &["fails verification: chain 'step:call' breaks at event 6: its content does not match"],
+        &["fails verification: chain 'step:call' breaks at event 7: its content does not match"],
     );
 }
 
@@ -208,7 +209,7 @@ fn a_truncated_chain_is_found_against_its_sealed_length() {
     assert_contains(
         &line,
         &[
-            "chain 'step:call' breaks at event 7: it has 7 events but the run chain sealed it with 9",
+            "chain 'step:call' breaks at event 7: it has 7 events but the run chain sealed it with 10",
         ],
     );
 }

@@ -104,7 +104,7 @@ fn step_event(events: &mut [Event], seq: u64) -> &mut EventKind {
 fn a_recorded_run_replays_identically_with_its_recorded_effects() {
     let (_dir, bundle) = record("testing/effects.wasm", EFFECTS_INPUT, &[]);
     let out = text_output(&replay(&bundle, &[]));
-    assert!(out.starts_with("identical: 13 events, root "), "{out}");
+    assert!(out.starts_with("identical: 14 events, root "), "{out}");
     // Replaying twice gives the same root: nothing live leaks in.
     assert_eq!(text_output(&replay(&bundle, &[])), out);
 }
@@ -146,13 +146,13 @@ fn a_changed_input_diverges_where_behaviour_first_differs() {
             *input = r#"{"random_bytes": 8, "logs": 3}"#.into();
         }
     });
-    // Events 0-6 (start, seed, clocks, random, two log lines) are the same; the third log
-    // line comes where the record has the closing clock reading.
+    // Events 0-7 (start, signature, seed, clocks, random, two log lines) are the same; the
+    // third log line comes where the record has the closing clock reading.
     let line = error_line(&replay(&changed, &[]), 6);
     assert_contains(
         &line,
         &[
-            "replay diverged at chain 'step:call', event 7 (monotonic_clock)",
+            "replay diverged at chain 'step:call', event 8 (monotonic_clock)",
             "found {\"kind\":\"log\"",
             "line 2",
         ],
@@ -163,7 +163,7 @@ fn a_changed_input_diverges_where_behaviour_first_differs() {
 fn a_changed_recorded_effect_diverges_at_the_output() {
     let (_dir, bundle) = record("testing/effects.wasm", EFFECTS_INPUT, &[]);
     let changed = mutated(&bundle, |events| {
-        if let EventKind::Random { bytes, .. } = step_event(events, 4) {
+        if let EventKind::Random { bytes, .. } = step_event(events, 5) {
             *bytes = "0123456789abcdef".into();
         }
     });
@@ -172,7 +172,7 @@ fn a_changed_recorded_effect_diverges_at_the_output() {
     assert_contains(
         &line,
         &[
-            "replay diverged at chain 'step:call', event 8 (invocation_ended)",
+            "replay diverged at chain 'step:call', event 9 (invocation_ended)",
             "0123456789abcdef",
         ],
     );
@@ -182,14 +182,34 @@ fn a_changed_recorded_effect_diverges_at_the_output() {
 fn a_changed_effect_request_diverges_at_that_effect() {
     let (_dir, bundle) = record("testing/effects.wasm", EFFECTS_INPUT, &[]);
     let changed = mutated(&bundle, |events| {
-        if let EventKind::Random { bytes, .. } = step_event(events, 4) {
+        if let EventKind::Random { bytes, .. } = step_event(events, 5) {
             *bytes = "00".repeat(16);
         }
     });
     let line = error_line(&replay(&changed, &[]), 6);
     assert_contains(
         &line,
-        &["replay diverged at chain 'step:call', event 4 (random)"],
+        &["replay diverged at chain 'step:call', event 5 (random)"],
+    );
+}
+
+#[test]
+fn a_replay_verifies_the_bundled_bytes_against_the_recorded_signature() {
+    let (_dir, bundle) = record("testing/effects.wasm", EFFECTS_INPUT, &[]);
+    let changed = mutated(&bundle, |events| {
+        if let EventKind::Verified { signature, .. } = step_event(events, 1) {
+            // A valid signature, but over other bytes.
+            *signature =
+                std::fs::read_to_string(plugin("calc.wasm").with_extension("wasm.sig")).unwrap();
+        }
+    });
+    let line = error_line(&replay(&changed, &[]), 4);
+    assert_contains(
+        &line,
+        &[
+            "is not trusted: the signature recorded for it does not verify with the recorded key",
+            "key baton-dev (sha256:",
+        ],
     );
 }
 

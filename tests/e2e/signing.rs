@@ -220,3 +220,100 @@ fn signatures_interoperate_with_python_cryptography() {
     let verified = text_output(&run(&["verify", s(&policy), "--key", s(&foreign)]));
     assert_contains(&verified, &["verified ", "attestation  none"]);
 }
+
+/// The loader verifies before it compiles: under the built-in policy only components signed
+/// by a trusted key load, and every refusal names the file, its digest and what failed.
+#[test]
+fn unsigned_tampered_and_untrusted_components_never_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = r#"{"expression": "1 + 2"}"#;
+    let signed = copy_plugin("calc.wasm", dir.path());
+    assert_eq!(
+        json_output(&run(&["call", s(&signed), "--input", input]))["value"],
+        3.0
+    );
+    let inspected = text_output(&run(&["inspect", s(&signed)]));
+    assert_contains(&inspected, &["signed by key baton-dev (sha256:"]);
+
+    // Unsigned.
+    let unsigned = dir.path().join("unsigned.wasm");
+    std::fs::copy(&signed, &unsigned).unwrap();
+    let line = error_line(&run(&["call", s(&unsigned), "--input", input]), 4);
+    assert_contains(
+        &line,
+        &[
+            "unsigned.wasm (sha256:",
+            "is not trusted: it is unsigned (no ",
+            "and the policy requires signatures",
+        ],
+    );
+
+    // Tampered: one byte changed after signing.
+    let mut bytes = std::fs::read(&signed).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&signed, &bytes).unwrap();
+    let line = error_line(&run(&["call", s(&signed), "--input", input]), 4);
+    assert_contains(
+        &line,
+        &["does not verify with any trusted key (trusted: key baton-dev)"],
+    );
+
+    // Signed, but by a key the policy does not trust.
+    let other = dir.path().join("other");
+    text_output(&baton_with_password(&["keygen", "--out", s(&other)]));
+    text_output(&baton_with_password(&[
+        "sign",
+        s(&unsigned),
+        "--key",
+        s(&other.join("baton.key")),
+    ]));
+    let line = error_line(&run(&["call", s(&unsigned), "--input", input]), 4);
+    assert_contains(&line, &["does not verify with any trusted key"]);
+
+    // Trusting that key (and only it) in a policy makes it load, and the dev key no longer.
+    let policy = dir.path().join("trust.toml");
+    std::fs::write(&policy, "[trust]\nkeys = [\"other/baton.pub\"]\n").unwrap();
+    let out = run(&[
+        "call",
+        s(&unsigned),
+        "--input",
+        input,
+        "--policy",
+        s(&policy),
+    ]);
+    assert_eq!(json_output(&out)["value"], 3.0);
+    let dev_signed = copy_plugin("text-stats.wasm", dir.path());
+    let line = error_line(
+        &run(&[
+            "call",
+            s(&dev_signed),
+            "--input",
+            "{\"text\": \"a\"}",
+            "--policy",
+            s(&policy),
+        ]),
+        4,
+    );
+    assert_contains(&line, &["(trusted: key baton)"]);
+}
+
+#[test]
+fn a_trusted_key_that_cannot_be_read_is_a_policy_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("trust.toml");
+    std::fs::write(&policy, "[trust]\nkeys = [\"missing.pub\"]\n").unwrap();
+    let signed = copy_plugin("calc.wasm", dir.path());
+    let out = run(&["call", s(&signed), "--input", "{}", "--policy", s(&policy)]);
+    assert_contains(
+        &error_line(&out, 5),
+        &["cannot read ", "missing.pub named in [trust] of "],
+    );
+    std::fs::write(dir.path().join("bad.pub"), "not a key").unwrap();
+    std::fs::write(&policy, "[trust]\nkeys = [\"bad.pub\"]\n").unwrap();
+    let out = run(&["call", s(&signed), "--input", "{}", "--policy", s(&policy)]);
+    assert_contains(
+        &error_line(&out, 5),
+        &["policy [trust]: trusted key ", "bad.pub"],
+    );
+}

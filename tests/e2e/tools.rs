@@ -14,8 +14,7 @@ fn tools_dir(dir: &Path, names: &[&str]) -> PathBuf {
     let tools = dir.join("tools");
     std::fs::create_dir_all(&tools).unwrap();
     for name in names {
-        let from = plugin(name);
-        std::fs::copy(&from, tools.join(from.file_name().unwrap())).unwrap();
+        copy_plugin(name, &tools);
     }
     tools
 }

@@ -170,7 +170,7 @@ fn ensure_python_cryptography() -> Result<()> {
 }
 
 /// Builds every plugin into `target/plugins/<group>/<name>.wasm` (tools directly in
-/// `target/plugins/`), returning that directory.
+/// `target/plugins/`) and signs each with the development key, returning that directory.
 fn build_plugins() -> Result<PathBuf> {
     ensure_wasm_target()?;
     let ws = workspace()?;
@@ -212,8 +212,55 @@ fn build_plugins() -> Result<PathBuf> {
             copy(&artifact, &dir.join(format!("{feature}.wasm")))?;
         }
     }
+    sign_plugins(&ws, &out)?;
     eprintln!("xtask: plugins are in {}", out.display());
     Ok(out)
+}
+
+/// The development key's password. The key signs what this repository builds, so that the
+/// built-in policy (which requires signatures) loads it; it is not a secret and must never
+/// be trusted in production.
+const DEV_KEY_PASSWORD: &str = "baton-dev";
+
+/// Signs every built plugin (`FILE.sig`, `FILE.intoto.json`) with `baton sign` and the
+/// development key in `attestations/keys/`.
+fn sign_plugins(ws: &Workspace, out: &Path) -> Result<()> {
+    let mut files = Vec::new();
+    for dir in [out.to_path_buf(), out.join("testing")] {
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot list {dir:?}: {e}"))?;
+        for entry in entries {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.extension().is_some_and(|e| e == "wasm") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    eprintln!(
+        "xtask: signing {} plugins with the development key",
+        files.len()
+    );
+    let key = ws.root.join("attestations/keys/baton-dev.key");
+    let mut sign = cargo();
+    sign.current_dir(&ws.root)
+        .env("BATON_KEY_PASSWORD", DEV_KEY_PASSWORD)
+        .env("BATON_CACHE_DIR", ws.target.join("baton-cache"))
+        .args(["run", "--quiet", "-p", "baton", "--", "sign", "--key"])
+        .arg(&key)
+        .args(&files);
+    if let Ok(revision) = std::env::var("BATON_SOURCE_REVISION") {
+        sign.env("BATON_SOURCE_REVISION", revision);
+    }
+    let output = sign
+        .output()
+        .map_err(|e| format!("cannot run baton sign: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "signing the plugins failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(())
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {

@@ -91,6 +91,7 @@ impl GlobalArgs {
                     .or_else(baton::loader::cache::CompileCache::default_dir)
             },
             store: Some(self.store()),
+            accept_unsigned: false,
         }
     }
 }
@@ -134,6 +135,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             // Only calls are recorded; a replay compares, and inspecting runs nothing.
             options.store = None;
         }
+        // Signing is how a component becomes trusted, so it must load unsigned ones.
+        options.accept_unsigned = matches!(command, Command::Sign(_));
         let mut host = Host::new(options)?;
         match command {
             Command::Call(args) => call::run(&mut host, args).await,

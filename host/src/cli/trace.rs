@@ -227,6 +227,14 @@ fn detail(kind: &EventKind) -> String {
             };
             format!("{op} {path} {} -> {answer}", cut(args))
         }
+        EventKind::Verified {
+            signer,
+            attestation,
+            ..
+        } => match attestation.is_empty() {
+            true => format!("signed by {signer}"),
+            false => format!("signed by {signer}; attestation {attestation}"),
+        },
         EventKind::ToolCall {
             tool,
             chain,

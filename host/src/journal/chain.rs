@@ -324,6 +324,14 @@ mod tests {
                 root: "ab".into(),
                 tool: "calc".into(),
             },
+            EventKind::Verified {
+                attestation: "sha256:ab".into(),
+                digest: "sha256:cd".into(),
+                key: "-----BEGIN PUBLIC KEY-----\nMFk=\n-----END PUBLIC KEY-----\n".into(),
+                name: "baton-dev".into(),
+                signature: "MEQ=".into(),
+                signer: tricky.into(),
+            },
             EventKind::ToolCall {
                 chain: String::new(),
                 events: 0,

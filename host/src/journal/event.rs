@@ -277,6 +277,21 @@ pub enum EventKind {
         outcome: HttpOutcome,
         request: HttpRequestRecord,
     },
+    /// The invoked component's signature verified when it was loaded (second event of its
+    /// chain): what a replay re-verifies the bundled bytes with.
+    Verified {
+        /// `sha256:` of its verified attestation, or empty.
+        attestation: String,
+        digest: String,
+        /// The signer's public key (PEM), empty for a keyless signature.
+        key: String,
+        /// The key's name, or the keyless subject.
+        name: String,
+        /// The detached signature (base64) or the Sigstore bundle (JSON).
+        signature: String,
+        /// Who signed, as shown to users.
+        signer: String,
+    },
     /// A call to another tool through the host, recorded in the caller's chain once it
     /// returns. The callee's own events are in `chain` (empty if it never ran), sealed here
     /// by their count and root.
@@ -339,6 +354,7 @@ impl EventKind {
             EventKind::Http { .. } => "http",
             EventKind::Fs { .. } => "fs",
             EventKind::ToolCall { .. } => "tool_call",
+            EventKind::Verified { .. } => "verified",
             EventKind::Environment { .. } => "environment",
             EventKind::InvocationEnded { .. } => "invocation_ended",
             EventKind::StepEnded { .. } => "step_ended",

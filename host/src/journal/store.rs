@@ -517,7 +517,11 @@ fn commit(
     batch: Vec<Write>,
     flushes: &mut Vec<mpsc::SyncSender<Result<(), String>>>,
 ) -> Result<(), String> {
-    let tx = conn.transaction().map_err(|e| e.to_string())?;
+    // IMMEDIATE takes the write lock up front, so another process writing the same journal
+    // makes this one wait (busy timeout) rather than fail when a read turns into a write.
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| e.to_string())?;
     for write in batch {
         let done = match write {
             Write::RunStarted {

@@ -16,7 +16,7 @@ use wasmtime::component::Component;
 
 use cache::CompileCache;
 use digest::Digest;
-use trust::{Provenance, TrustCheck, TrustError};
+use trust::{Provenance, Sidecars, TrustCheck, TrustError};
 use world::{Shape, WorldError};
 
 /// Why a component could not be loaded. Every message names the file.
@@ -65,7 +65,6 @@ pub struct Loaded {
 
 pub struct Loader {
     cache: CompileCache,
-    trust: Box<dyn TrustCheck>,
 }
 
 /// The 8-byte preamble of a component (magic, version 0x0d, layer 1).
@@ -74,31 +73,40 @@ const COMPONENT_PREAMBLE: [u8; 8] = *b"\0asm\x0d\0\x01\0";
 const CORE_MODULE_PREAMBLE: [u8; 8] = *b"\0asm\x01\0\0\0";
 
 impl Loader {
-    pub fn new(cache: CompileCache, trust: Box<dyn TrustCheck>) -> Self {
-        Self { cache, trust }
+    pub fn new(cache: CompileCache) -> Self {
+        Self { cache }
     }
 
-    pub fn load(&self, engine: &Engine, path: &Path) -> Result<Loaded, LoadError> {
+    /// Reads, checks and compiles the component at `path`, with the signatures beside it.
+    pub fn load(
+        &self,
+        engine: &Engine,
+        path: &Path,
+        trust: &dyn TrustCheck,
+    ) -> Result<Loaded, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_owned(),
             source,
         })?;
-        self.load_bytes(engine, path, &bytes)
+        self.load_bytes(engine, path, &bytes, &Sidecars::beside(path), trust)
     }
 
-    /// Checks and compiles `bytes`; `source` names them in messages.
+    /// Checks and compiles `bytes`; `source` names them in messages. `trust` decides, from
+    /// `sidecars`, whether they may be compiled at all.
     pub fn load_bytes(
         &self,
         engine: &Engine,
         source: &Path,
         bytes: &[u8],
+        sidecars: &Sidecars,
+        trust: &dyn TrustCheck,
     ) -> Result<Loaded, LoadError> {
         let path = || source.to_owned();
         check_preamble(source, bytes)?;
         let digest = Digest::of(bytes);
         let provenance =
-            self.trust
-                .check(source, bytes, &digest)
+            trust
+                .check(bytes, &digest, sidecars)
                 .map_err(|e| LoadError::Untrusted {
                     path: path(),
                     digest,

@@ -7,6 +7,7 @@
 
 pub mod explain;
 pub mod net;
+pub mod trust;
 pub mod values;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,15 @@ pub enum PolicyError {
         path.display()
     )]
     ReadSecrets {
+        path: PathBuf,
+        policy: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot read {} named in [trust] of {policy}: {source}",
+        path.display()
+    )]
+    ReadTrust {
         path: PathBuf,
         policy: String,
         source: std::io::Error,
@@ -367,6 +377,8 @@ struct PolicyFile {
     #[serde(default)]
     tools: ToolBoundsSpec,
     #[serde(default)]
+    trust: trust::TrustSpec,
+    #[serde(default)]
     plugins: BTreeMap<String, PluginSection>,
 }
 
@@ -459,6 +471,7 @@ pub struct Policy {
     /// The built-in defaults, complete.
     base: Limits,
     layers: Vec<Layer>,
+    trust: trust::TrustPolicy,
 }
 
 impl Policy {
@@ -494,11 +507,11 @@ impl Policy {
 
     /// Layers named texts in order. The first must set every limit (as the built-in
     /// `policies/default.toml` does).
-    fn layered(texts: Vec<(String, String)>, read_secrets: bool) -> Result<Self, PolicyError> {
+    fn layered(texts: Vec<(String, String)>, read_files: bool) -> Result<Self, PolicyError> {
         let mut layers = Vec::new();
         for (name, text) in texts {
             let file = parse(&name, &text)?;
-            let (secrets_file, secrets) = match read_secrets {
+            let (secrets_file, secrets) = match read_files {
                 true => load_secrets(&name, &file)?,
                 false => (None, BTreeMap::new()),
             };
@@ -530,7 +543,12 @@ impl Policy {
                 output,
             })
             .ok_or_else(|| incomplete(&first.name))?;
-        Ok(Policy { base, layers })
+        let trust = trust::resolve(&layers, read_files)?;
+        Ok(Policy {
+            base,
+            layers,
+            trust,
+        })
     }
 
     /// The value of secret `name`: from the secrets files (the last layer's first), else from
@@ -636,6 +654,11 @@ impl Policy {
             }
         }
         grants
+    }
+
+    /// Whose signatures make a component loadable.
+    pub fn trust(&self) -> &trust::TrustPolicy {
+        &self.trust
     }
 
     /// Bounds on tool-to-tool calls: the last file that sets each wins.
