@@ -317,3 +317,134 @@ fn a_trusted_key_that_cannot_be_read_is_a_policy_error() {
         &["policy [trust]: trusted key ", "bad.pub"],
     );
 }
+
+#[test]
+fn garbled_and_truncated_signatures_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public, file) = setup(dir.path());
+    text_output(&baton_with_password(&[
+        "sign",
+        s(&file),
+        "--key",
+        s(&private),
+    ]));
+    let sig_path = dir.path().join("calc.wasm.sig");
+    let sig = std::fs::read_to_string(&sig_path).unwrap();
+
+    std::fs::write(&sig_path, "!!not base64!!").unwrap();
+    let line = error_line(&run(&["verify", s(&file), "--key", s(&public)]), 4);
+    assert_contains(&line, &["calc.wasm.sig is not base64"]);
+
+    // Half the signature still decodes, but is no signature.
+    std::fs::write(&sig_path, &sig[..sig.len() / 8 * 4]).unwrap();
+    let line = error_line(&run(&["verify", s(&file), "--key", s(&public)]), 4);
+    assert_contains(&line, &["does not verify with key"]);
+
+    // The loader refuses the same files before compiling.
+    let policy = dir.path().join("trust.toml");
+    std::fs::write(&policy, "[trust]\nkeys = [\"keys/baton.pub\"]\n").unwrap();
+    let call = |sig: &str| {
+        std::fs::write(&sig_path, sig).unwrap();
+        run(&["call", s(&file), "--input", "{}", "--policy", s(&policy)])
+    };
+    assert_contains(
+        &error_line(&call("!!"), 4),
+        &["calc.wasm.sig is not a base64 signature"],
+    );
+    assert_contains(
+        &error_line(&call(&sig[..sig.len() / 8 * 4]), 4),
+        &["does not verify with any trusted key (trusted: key baton)"],
+    );
+}
+
+/// Attestations are checked for what they are and what they are about, not only for a valid
+/// signature.
+#[test]
+fn attestations_of_another_type_or_another_file_are_refused() {
+    use baton::signing::{Envelope, INTOTO_PAYLOAD_TYPE, SigningKey};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public, file) = setup(dir.path());
+    text_output(&baton_with_password(&[
+        "sign",
+        s(&file),
+        "--key",
+        s(&private),
+    ]));
+    let key = SigningKey::open(
+        &std::fs::read_to_string(&private).unwrap(),
+        "key",
+        PASSWORD.as_bytes(),
+    )
+    .unwrap();
+    let attestation = dir.path().join("calc.wasm.intoto.json");
+    let digest = baton::loader::digest::Digest::of(&std::fs::read(&file).unwrap()).hex();
+    let statement = |sha256: &str| {
+        serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "calc.wasm", "digest": {"sha256": sha256}}],
+            "predicateType": "urn:baton:predicate:artifact:v1",
+            "predicate": {"kind": "component"},
+        })
+        .to_string()
+    };
+    let verify_with = |envelope: &Envelope| {
+        std::fs::write(&attestation, serde_json::to_string(envelope).unwrap()).unwrap();
+        run(&["verify", s(&file), "--key", s(&public)])
+    };
+
+    // Type confusion: signed as plain text, presented as an in-toto statement.
+    let mut confused = Envelope::sign("text/plain", statement(&digest).as_bytes(), &key).unwrap();
+    confused.payload_type = INTOTO_PAYLOAD_TYPE.into();
+    assert_contains(
+        &error_line(&verify_with(&confused), 4),
+        &["is not signed by key"],
+    );
+
+    // Presented as what it was signed as, but that is not an attestation.
+    let plain = Envelope::sign("text/plain", statement(&digest).as_bytes(), &key).unwrap();
+    assert_contains(
+        &error_line(&verify_with(&plain), 4),
+        &["is not an in-toto attestation"],
+    );
+
+    // Properly signed, but about other bytes.
+    let other = Envelope::sign(
+        INTOTO_PAYLOAD_TYPE,
+        statement(&"0".repeat(64)).as_bytes(),
+        &key,
+    )
+    .unwrap();
+    assert_contains(
+        &error_line(&verify_with(&other), 4),
+        &["is about another file"],
+    );
+
+    // And the genuine one passes.
+    let genuine = Envelope::sign(INTOTO_PAYLOAD_TYPE, statement(&digest).as_bytes(), &key).unwrap();
+    let out = text_output(&verify_with(&genuine));
+    assert_contains(
+        &out,
+        &["attestation  component (not described), built by unknown"],
+    );
+}
+
+/// Everything the build signed verifies with the development key the repository ships.
+#[test]
+fn every_shipped_plugin_is_signed_by_the_development_key() {
+    let dev_key =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../attestations/keys/baton-dev.pub");
+    let root = plugin("calc.wasm").parent().unwrap().to_path_buf();
+    let mut checked = 0;
+    for dir in [root.clone(), root.join("testing")] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "wasm") {
+                let out = run(&["verify", s(&path), "--key", s(&dev_key)]);
+                assert_contains(&text_output(&out), &["verified ", "attestation  "]);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 20, "only {checked} plugins found");
+}

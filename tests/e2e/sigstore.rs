@@ -66,3 +66,46 @@ fn sigstore_conformance_cases() {
         wrong.join("\n")
     );
 }
+
+/// The loader's trust check accepts a keyless bundle only from an identity the policy lists.
+#[test]
+fn keyless_signers_are_trusted_only_by_their_exact_identity() {
+    use baton::loader::trust::{PolicyTrust, Provenance, Sidecars, TrustCheck};
+    use baton::policy::trust::{Identity, TrustPolicy};
+
+    let case = suite().join("happy-path-v0.3");
+    let artifact = std::fs::read(suite().join("a.txt")).unwrap();
+    let sidecars = Sidecars {
+        bundle: Some(std::fs::read_to_string(case.join("bundle.sigstore.json")).unwrap()),
+        base: case.join("a.txt"),
+        ..Sidecars::default()
+    };
+    let digest = baton::loader::digest::Digest::of(&artifact);
+    let trusting = |subject: &str| {
+        PolicyTrust::new(&TrustPolicy {
+            require_signatures: true,
+            keys: Vec::new(),
+            identities: vec![Identity {
+                issuer: DEFAULT_ISSUER.into(),
+                subject: subject.into(),
+            }],
+            trusted_root: None,
+        })
+        .unwrap()
+    };
+    let trusted = trusting(DEFAULT_IDENTITY).check(&artifact, &digest, &sidecars);
+    match trusted {
+        Ok(Provenance::Verified(v)) => assert!(v.signer.starts_with("keyless https://"), "{v:?}"),
+        other => panic!("expected a keyless signer, got {other:?}"),
+    }
+    let untrusted = trusting("https://git.example/someone/else.yml@refs/heads/main")
+        .check(&artifact, &digest, &sidecars)
+        .unwrap_err();
+    assert!(
+        untrusted
+            .reason
+            .contains("does not verify for any trusted signer"),
+        "{}",
+        untrusted.reason
+    );
+}

@@ -267,13 +267,17 @@ pub fn verify(args: VerifyArgs) -> Result<(), Error> {
             sig_path.display()
         )));
     }
-    println!("verified {}", args.file.display());
-    println!("  digest       {digest}");
-    println!("  signed by    {signer}");
+    // Printed only once everything has verified.
+    let mut report = vec![
+        format!("verified {}", args.file.display()),
+        format!("  digest       {digest}"),
+        format!("  signed by    {signer}"),
+    ];
 
     let attestation_path = with_suffix(&args.file, ".intoto.json");
     let Ok(text) = std::fs::read_to_string(&attestation_path) else {
-        println!("  attestation  none");
+        report.push("  attestation  none".into());
+        println!("{}", report.join("\n"));
         return Ok(());
     };
     let bad = |why: &str| {
@@ -301,20 +305,21 @@ pub fn verify(args: VerifyArgs) -> Result<(), Error> {
         return Err(bad("is about another file"));
     }
     let predicate = &statement["predicate"];
-    let what = match predicate["kind"].as_str() {
-        Some("component") => format!(
-            "{} component {} {}",
-            predicate["world"].as_str().unwrap_or("?"),
+    let what = match (predicate["kind"].as_str(), predicate["world"].as_str()) {
+        (Some("component"), Some(world)) => format!(
+            "{world} component {} {}",
             predicate["name"].as_str().unwrap_or("?"),
             predicate["version"].as_str().unwrap_or("?")
         ),
-        Some(kind) => kind.to_string(),
-        None => "(no predicate)".into(),
+        (Some("component"), None) => "component (not described)".into(),
+        (Some(kind), _) => kind.to_string(),
+        (None, _) => "(no predicate)".into(),
     };
     let built = predicate["builder"].as_str().unwrap_or("unknown");
-    println!("  attestation  {what}, built by {built}");
+    report.push(format!("  attestation  {what}, built by {built}"));
     if let Some(revision) = predicate["source_revision"].as_str() {
-        println!("  source       {revision}");
+        report.push(format!("  source       {revision}"));
     }
+    println!("{}", report.join("\n"));
     Ok(())
 }
