@@ -28,7 +28,7 @@ use crate::loader::trust::{
 use crate::loader::world::World;
 use crate::loader::{Loaded, Loader};
 use crate::policy::Source;
-use crate::policy::{Grants, LimitsSpec, Policy, ResolvedLimits, ToolBounds};
+use crate::policy::{Grants, LimitsSpec, Policy, ResolvedLimits, Subject, ToolBounds};
 use crate::run::{Chains, RunJournal, RunRecord};
 use crate::sandbox::limits::{LimitExceeded, OutputStream};
 use crate::sandbox::limits::{LimitKind, Limits};
@@ -90,6 +90,8 @@ pub struct Plugin {
     pub loaded: Loaded,
     pub info: Info,
     name: Arc<str>,
+    /// `loaded.digest` as text, as policies name it.
+    digest: String,
     pre: InstancePre<HostState>,
     entry: Entry,
     /// Only tools have schemas the host enforces.
@@ -99,6 +101,18 @@ pub struct Plugin {
 impl Plugin {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What policy sections are resolved for: its digest and, if its signature verified,
+    /// its signer.
+    pub fn subject(&self) -> Subject<'_> {
+        Subject {
+            digest: &self.digest,
+            signer: match &self.loaded.provenance {
+                Provenance::Verified(v) => Some(&v.name),
+                Provenance::Unverified => None,
+            },
+        }
     }
 }
 
@@ -235,9 +249,8 @@ impl Host {
 
     /// The limits `plugin` runs under.
     pub fn limits_for(&self, plugin: &Plugin) -> ResolvedLimits {
-        let digest = plugin.loaded.digest.to_string();
         self.policy
-            .limits_for(plugin.name(), &digest, &self.overrides)
+            .limits_for(plugin.name(), plugin.subject(), &self.overrides)
     }
 
     /// Loads, checks, links and describes the component at `path`.
@@ -303,6 +316,7 @@ impl Host {
         };
         Ok(Plugin {
             name: info.name().into(),
+            digest: loaded.digest.to_string(),
             loaded,
             info,
             pre,
@@ -642,7 +656,8 @@ impl RunContext {
                 },
             ),
             None => (
-                self.policy.limits_for(name, &digest, &self.overrides),
+                self.policy
+                    .limits_for(name, callee.subject(), &self.overrides),
                 match self.replay {
                     true => CallMode::Replay {
                         timed_out_after: None,
@@ -843,7 +858,7 @@ struct Access {
 /// What `plugin` may reach in a live call: its grants, the values of its secrets and its
 /// directories, opened.
 fn live_access(policy: &Policy, plugin: &Plugin) -> Result<Access, Error> {
-    let grants = policy.grants_for(plugin.name(), &plugin.loaded.digest.to_string());
+    let grants = policy.grants_for(plugin.name(), plugin.subject());
     let secrets = resolve_secrets(policy, plugin, &grants)?;
     let preopens =
         crate::effect::fs::preopen_all(&grants.fs).map_err(|(mount, reason)| Error::FsMount {
@@ -862,7 +877,7 @@ fn live_access(policy: &Policy, plugin: &Plugin) -> Result<Access, Error> {
 /// What `plugin` may reach in a replay: its recorded grants, no secret values (the record
 /// holds placeholders) and no host directories (the record holds every answer).
 fn replay_access(policy: &Policy, plugin: &Plugin) -> Access {
-    let grants = policy.grants_for(plugin.name(), &plugin.loaded.digest.to_string());
+    let grants = policy.grants_for(plugin.name(), plugin.subject());
     Access {
         preopens: grants.fs.iter().map(Node::replayed).collect(),
         grants,

@@ -447,4 +447,72 @@ fn every_shipped_plugin_is_signed_by_the_development_key() {
         }
     }
     assert!(checked >= 20, "only {checked} plugins found");
+    let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let default = policies.join("default.toml");
+    let out = run(&["verify", s(&default), "--key", s(&dev_key)]);
+    assert_contains(
+        &text_output(&out),
+        &["attestation  policy, built by baton "],
+    );
+}
+
+/// `signer` binds a plugin section to who signed the component: the same name signed by
+/// someone else (even someone trusted) gets none of that section's grants.
+#[test]
+fn grants_bound_to_a_signer_do_not_follow_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other");
+    text_output(&baton_with_password(&["keygen", "--out", s(&other)]));
+    let dev_key =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../attestations/keys/baton-dev.pub");
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[trust]\nkeys = [\"{}\", \"other/baton.pub\"]\n\n\
+             [plugins.env-reader]\nsigner = \"baton-dev\"\n\n\
+             [plugins.env-reader.env]\nallow = [\"BATON_TEST_BOUND\"]\n",
+            dev_key.display()
+        ),
+    )
+    .unwrap();
+    let read = |component: &Path| {
+        let out = baton()
+            .env("BATON_TEST_BOUND", "visible")
+            .args([
+                "call",
+                s(component),
+                "--input",
+                r#"{"names": ["BATON_TEST_BOUND"]}"#,
+            ])
+            .args(["--policy", s(&policy)])
+            .output()
+            .unwrap();
+        json_output(&out)["vars"]["BATON_TEST_BOUND"].clone()
+    };
+    let dev_signed = copy_plugin("testing/env-reader.wasm", dir.path());
+    assert_eq!(read(&dev_signed), "visible");
+
+    let resigned = dir.path().join("resigned");
+    std::fs::create_dir_all(&resigned).unwrap();
+    let impostor = resigned.join("env-reader.wasm");
+    std::fs::copy(&dev_signed, &impostor).unwrap();
+    text_output(&baton_with_password(&[
+        "sign",
+        s(&impostor),
+        "--key",
+        s(&other.join("baton.key")),
+    ]));
+    assert_eq!(read(&impostor), serde_json::Value::Null);
+    let explained = text_output(&run(&[
+        "policy",
+        "explain",
+        s(&impostor),
+        "--policy",
+        s(&policy),
+    ]));
+    assert_contains(
+        &explained,
+        &["binds [plugins.env-reader] to signer baton-dev, but it is signed by baton"],
+    );
 }

@@ -222,22 +222,26 @@ fn build_plugins() -> Result<PathBuf> {
 /// be trusted in production.
 const DEV_KEY_PASSWORD: &str = "baton-dev";
 
-/// Signs every built plugin (`FILE.sig`, `FILE.intoto.json`) with `baton sign` and the
-/// development key in `attestations/keys/`.
+/// Signs every built plugin and every policy in `policies/` (`FILE.sig`, `FILE.intoto.json`
+/// beside each) with `baton sign` and the development key in `attestations/keys/`.
 fn sign_plugins(ws: &Workspace, out: &Path) -> Result<()> {
     let mut files = Vec::new();
-    for dir in [out.to_path_buf(), out.join("testing")] {
+    for (dir, extension) in [
+        (out.to_path_buf(), "wasm"),
+        (out.join("testing"), "wasm"),
+        (ws.root.join("policies"), "toml"),
+    ] {
         let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot list {dir:?}: {e}"))?;
         for entry in entries {
             let path = entry.map_err(|e| e.to_string())?.path();
-            if path.extension().is_some_and(|e| e == "wasm") {
+            if path.extension().is_some_and(|e| e == extension) {
                 files.push(path);
             }
         }
     }
     files.sort();
     eprintln!(
-        "xtask: signing {} plugins with the development key",
+        "xtask: signing {} plugins and policies with the development key",
         files.len()
     );
     let key = ws.root.join("attestations/keys/baton-dev.key");

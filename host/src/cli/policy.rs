@@ -43,7 +43,7 @@ pub async fn run(host: &Host, command: PolicyCommand) -> Result<(), Error> {
             let report = explain(
                 host.policy(),
                 plugin.name(),
-                &digest,
+                plugin.subject(),
                 &plugin.loaded.shape.imports,
             );
             if json {

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{Grants, Policy};
+use super::{Grants, Policy, Subject};
 
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -41,7 +41,7 @@ fn imports(imports: &[String], interface: &str) -> bool {
 pub fn explain(
     policy: &Policy,
     plugin: &str,
-    digest: &str,
+    subject: Subject,
     component_imports: &[String],
 ) -> Explanation {
     let Grants {
@@ -51,12 +51,12 @@ pub fn explain(
         fs,
         tools,
         llm,
-    } = policy.grants_for(plugin, digest);
+    } = policy.grants_for(plugin, subject);
     let mut report = Explanation {
         granted: Vec::new(),
         denied: Vec::new(),
         unused: Vec::new(),
-        pinned_elsewhere: policy.pinned_elsewhere(plugin, digest),
+        pinned_elsewhere: policy.pinned_elsewhere(plugin, subject),
     };
 
     let uses_http = imports(component_imports, "wasi:http/outgoing-handler");

@@ -78,6 +78,9 @@ struct PluginSection {
     /// When set, the section applies only to the component with this digest.
     #[serde(default, deserialize_with = "digest")]
     digest: Option<String>,
+    /// When set, the section applies only to a component signed by this signer (a trusted
+    /// key's name, or a keyless subject).
+    signer: Option<String>,
     #[serde(default)]
     limits: LimitsSpec,
     net: Option<NetSpec>,
@@ -394,14 +397,35 @@ struct Layer {
     secrets: BTreeMap<String, String>,
 }
 
-impl Layer {
-    /// This file's section for `plugin`, unless it is pinned to a digest other than `digest`.
-    fn section(&self, plugin: &str, digest: &str) -> Option<&PluginSection> {
-        let section = self.file.plugins.get(plugin)?;
-        match &section.digest {
-            Some(pinned) if pinned != digest => None,
-            _ => Some(section),
+/// The component a plugin section is resolved for: its digest and who signed it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Subject<'a> {
+    pub digest: &'a str,
+    /// The verified signer's name (`None` when unsigned).
+    pub signer: Option<&'a str>,
+}
+
+impl<'a> From<&'a str> for Subject<'a> {
+    /// An unsigned component with this digest.
+    fn from(digest: &'a str) -> Self {
+        Subject {
+            digest,
+            signer: None,
         }
+    }
+}
+
+impl Layer {
+    /// This file's section for `plugin`, unless it is pinned to another digest or bound to
+    /// another signer than `subject`'s.
+    fn section(&self, plugin: &str, subject: Subject) -> Option<&PluginSection> {
+        let section = self.file.plugins.get(plugin)?;
+        let digest_ok = section
+            .digest
+            .as_deref()
+            .is_none_or(|d| d == subject.digest);
+        let signer_ok = section.signer.is_none() || section.signer.as_deref() == subject.signer;
+        (digest_ok && signer_ok).then_some(section)
     }
 }
 
@@ -581,22 +605,47 @@ impl Policy {
 
     /// The sections for `plugin` that apply to the component with `digest`, each with the
     /// name of its file, built-in first.
-    fn sections(&self, plugin: &str, digest: &str) -> impl Iterator<Item = (&str, &PluginSection)> {
+    fn sections<'a>(
+        &'a self,
+        plugin: &'a str,
+        subject: Subject<'a>,
+    ) -> impl Iterator<Item = (&'a str, &'a PluginSection)> {
         self.layers
             .iter()
-            .filter_map(move |layer| Some((layer.name.as_str(), layer.section(plugin, digest)?)))
+            .filter_map(move |layer| Some((layer.name.as_str(), layer.section(plugin, subject)?)))
     }
 
     /// The files whose section for `plugin` is pinned to a digest other than `digest`.
-    pub fn pinned_elsewhere(&self, plugin: &str, digest: &str) -> Vec<String> {
-        self.layers
-            .iter()
-            .filter_map(|layer| {
-                let pinned = layer.file.plugins.get(plugin)?.digest.as_ref()?;
-                (pinned != digest)
-                    .then(|| format!("{} pins [plugins.{plugin}] to {pinned}", layer.name))
-            })
-            .collect()
+    pub fn pinned_elsewhere<'a>(
+        &self,
+        plugin: &str,
+        subject: impl Into<Subject<'a>>,
+    ) -> Vec<String> {
+        let subject = subject.into();
+        let mut notes = Vec::new();
+        for layer in &self.layers {
+            let Some(section) = layer.file.plugins.get(plugin) else {
+                continue;
+            };
+            if let Some(pinned) = section.digest.as_ref().filter(|d| *d != subject.digest) {
+                notes.push(format!(
+                    "{} pins [plugins.{plugin}] to {pinned}",
+                    layer.name
+                ));
+            }
+            if let Some(bound) = section.signer.as_ref()
+                && subject.signer != Some(bound.as_str())
+            {
+                let actual = subject.signer.map_or("it is unsigned".to_string(), |s| {
+                    format!("it is signed by {s}")
+                });
+                notes.push(format!(
+                    "{} binds [plugins.{plugin}] to signer {bound}, but {actual}",
+                    layer.name
+                ));
+            }
+        }
+        notes
     }
 
     /// The plugins the topmost policy file has sections for.
@@ -608,11 +657,12 @@ impl Policy {
         top.file.plugins.keys().cloned().collect()
     }
 
-    /// What the policy grants `plugin` when its component has `digest`. A section pinned to
-    /// another digest grants nothing. The last file that grants a capability decides it.
-    pub fn grants_for(&self, plugin: &str, digest: &str) -> Grants {
+    /// What the policy grants `plugin` for `subject` (its digest and signer). A section pinned to
+    /// another digest, or bound to another signer, grants nothing. The last file that grants a
+    /// capability decides it.
+    pub fn grants_for<'a>(&self, plugin: &str, subject: impl Into<Subject<'a>>) -> Grants {
         let mut grants = Grants::default();
-        for (file, section) in self.sections(plugin, digest) {
+        for (file, section) in self.sections(plugin, subject.into()) {
             if let Some(env) = &section.env {
                 grants.env = env.allow.iter().map(|v| v.0.clone()).collect();
             }
@@ -674,7 +724,13 @@ impl Policy {
 
     /// The limits for `plugin`, with `overrides` from the command line applied last.
     /// A section pinned to another digest does not apply.
-    pub fn limits_for(&self, plugin: &str, digest: &str, overrides: &LimitsSpec) -> ResolvedLimits {
+    pub fn limits_for<'a>(
+        &self,
+        plugin: &str,
+        subject: impl Into<Subject<'a>>,
+        overrides: &LimitsSpec,
+    ) -> ResolvedLimits {
+        let subject = subject.into();
         let origin = Source::File(self.layers[0].name.clone());
         let mut resolved = ResolvedLimits {
             limits: self.base,
@@ -685,7 +741,7 @@ impl Policy {
         };
         for layer in &self.layers {
             resolved.apply(&layer.file.limits, &Source::File(layer.name.clone()));
-            if let Some(section) = layer.section(plugin, digest) {
+            if let Some(section) = layer.section(plugin, subject) {
                 let source = Source::PluginSection {
                     file: layer.name.clone(),
                     plugin: plugin.into(),
@@ -812,8 +868,14 @@ mod tests {
         ))
         .unwrap();
         let none = LimitsSpec::default();
-        assert_eq!(policy.limits_for("calc", &pinned, &none).limits.fuel, 5000);
-        let other = policy.limits_for("calc", &format!("sha256:{}", "b".repeat(64)), &none);
+        assert_eq!(
+            policy
+                .limits_for("calc", pinned.as_str(), &none)
+                .limits
+                .fuel,
+            5000
+        );
+        let other = policy.limits_for("calc", format!("sha256:{}", "b".repeat(64)).as_str(), &none);
         assert_eq!(other.limits.fuel, 1_000_000_000);
         assert_eq!(other.fuel, Source::File("policies/default.toml".into()));
     }

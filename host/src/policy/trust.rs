@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::{Layer, PolicyError, relative_to};
 
 /// The project's development public key, trusted by the built-in policy.
-const DEV_KEY_PATH: &str = "attestations/keys/baton-dev.pub";
+const DEV_KEY_PATH: &str = "../attestations/keys/baton-dev.pub";
 const DEV_KEY: &str = include_str!("../../../attestations/keys/baton-dev.pub");
 
 #[derive(Debug, Clone, Default, Deserialize)]
