@@ -436,12 +436,17 @@ fn every_shipped_plugin_is_signed_by_the_development_key() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../attestations/keys/baton-dev.pub");
     let root = plugin("calc.wasm").parent().unwrap().to_path_buf();
     let mut checked = 0;
-    for dir in [root.clone(), root.join("testing")] {
+    // The reference tools are attested with their description; some test fixtures cannot be
+    // described (that is what they test) and are attested as components only.
+    for (dir, attested) in [
+        (root.clone(), "attestation  tool component "),
+        (root.join("testing"), "attestation  "),
+    ] {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "wasm") {
                 let out = run(&["verify", s(&path), "--key", s(&dev_key)]);
-                assert_contains(&text_output(&out), &["verified ", "attestation  "]);
+                assert_contains(&text_output(&out), &["verified ", attested]);
                 checked += 1;
             }
         }
@@ -515,4 +520,77 @@ fn grants_bound_to_a_signer_do_not_follow_the_name() {
         &explained,
         &["binds [plugins.env-reader] to signer baton-dev, but it is signed by baton"],
     );
+}
+
+/// Without --key, `baton verify` checks a file against the signers the policy trusts, keyed
+/// or keyless, and says under which trust root.
+#[test]
+fn verify_without_a_key_uses_the_policys_trust() {
+    let dir = tempfile::tempdir().unwrap();
+    let calc = copy_plugin("calc.wasm", dir.path());
+    let out = text_output(&run(&["verify", s(&calc)]));
+    assert_contains(
+        &out,
+        &[
+            "signed by    key baton-dev (sha256:",
+            "trusted via  a key the policy's [trust] lists",
+            "attestation  tool component calc ",
+        ],
+    );
+
+    // A keyless Sigstore bundle from the conformance suite, for its artifact.
+    let suite = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/conformance/sigstore-bundle-verify");
+    let artifact = dir.path().join("a.txt");
+    std::fs::copy(suite.join("a.txt"), &artifact).unwrap();
+    std::fs::copy(
+        suite.join("happy-path-v0.3/bundle.sigstore.json"),
+        dir.path().join("a.txt.sigstore.json"),
+    )
+    .unwrap();
+    let identity = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
+    let issuer = "https://token.actions.githubusercontent.com";
+    let policy = dir.path().join("keyless.toml");
+    std::fs::write(
+        &policy,
+        format!("[trust]\nidentities = [{{ issuer = \"{issuer}\", subject = \"{identity}\" }}]\n"),
+    )
+    .unwrap();
+    let out = text_output(&run(&["verify", s(&artifact), "--policy", s(&policy)]));
+    assert_contains(
+        &out,
+        &[
+            &format!("signed by    keyless {identity} ({issuer})"),
+            "trusted via  the Sigstore public-good trusted root",
+        ],
+    );
+    // The built-in policy trusts no keyless identity.
+    let line = error_line(&run(&["verify", s(&artifact)]), 4);
+    assert_contains(
+        &line,
+        &["does not verify for any trusted signer (trusted: key baton-dev)"],
+    );
+}
+
+/// Signing again replaces a stale signature, and describes the new bytes.
+#[test]
+fn a_changed_file_can_be_signed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public, file) = setup(dir.path());
+    text_output(&baton_with_password(&[
+        "sign",
+        s(&file),
+        "--key",
+        s(&private),
+    ]));
+    std::fs::copy(plugin("text-stats.wasm"), &file).unwrap();
+    let signed = baton_with_password(&["sign", s(&file), "--key", s(&private)]);
+    text_output(&signed);
+    assert!(
+        signed.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    let out = text_output(&run(&["verify", s(&file), "--key", s(&public)]));
+    assert_contains(&out, &["attestation  tool component text-stats "]);
 }

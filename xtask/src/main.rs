@@ -316,6 +316,7 @@ const RATIOS: &[(&str, &str)] = &[
     ("journaled_call/recorded", "journaled_call/unrecorded"),
     ("replay/live", "replay/replayed"),
     ("get/sandboxed", "get/native_reqwest"),
+    ("verify/detached_200k", "verify/sha256_200k"),
 ];
 
 /// Prints the criterion medians of the ratio pairs that were measured.

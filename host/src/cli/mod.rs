@@ -126,7 +126,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     let command = match cli.command {
         Command::Trace(command) => return trace::run(&cli.global.store(), command),
         Command::Keygen(args) => return sign::keygen(args),
-        Command::Verify(args) => return sign::verify(args),
+        Command::Verify(args) => return sign::verify(args, cli.global.policy.as_deref()),
         command => command,
     };
     runtime.block_on(async {

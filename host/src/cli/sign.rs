@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use baton::loader::digest::Digest;
+use baton::loader::trust::{PolicyTrust, Provenance, Sidecars, TrustCheck};
 use baton::policy::Policy;
 use baton::runtime::Info;
 use baton::signing::{
@@ -41,9 +42,10 @@ pub struct SignArgs {
 pub struct VerifyArgs {
     /// The signed file; its signature is FILE.sig and its attestation FILE.intoto.json
     file: PathBuf,
-    /// The public key the signature must verify with
+    /// The public key the signature must verify with; without it, the signers the policy's
+    /// [trust] lists (the built-in policy, or the one given with --policy)
     #[arg(long, value_name = "KEY")]
-    key: PathBuf,
+    key: Option<PathBuf>,
 }
 
 fn key_error(path: &Path, reason: impl ToString) -> Error {
@@ -234,7 +236,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-pub fn verify(args: VerifyArgs) -> Result<(), Error> {
+pub fn verify(args: VerifyArgs, policy: Option<&Path>) -> Result<(), Error> {
     let bytes = std::fs::read(&args.file).map_err(|e| Error::Sign {
         path: args.file.clone(),
         reason: e.to_string(),
@@ -245,54 +247,104 @@ pub fn verify(args: VerifyArgs) -> Result<(), Error> {
         digest: digest.to_string(),
         reason,
     };
-    let key_text = std::fs::read_to_string(&args.key).map_err(|e| key_error(&args.key, e))?;
-    let key = PublicKey::parse(&key_text, &args.key.display().to_string())
-        .map_err(|e| key_error(&args.key, e))?;
-    let signer = format!("key {} ({})", args.key.display(), key.fingerprint);
-
-    let sig_path = with_suffix(&args.file, ".sig");
-    let sig_text = std::fs::read_to_string(&sig_path).map_err(|_| {
-        unverified(format!(
-            "it has no signature ({} is missing); sign it with `baton sign`",
-            sig_path.display()
-        ))
-    })?;
-    let signature = BASE64
-        .decode(sig_text.trim())
-        .map_err(|_| unverified(format!("{} is not base64", sig_path.display())))?;
-    if !key.verifies(&bytes, &signature) {
-        return Err(unverified(format!(
-            "its signature {} does not verify with {signer}: the file was changed, or someone \
-             else signed it",
-            sig_path.display()
-        )));
-    }
+    let (signer, trust_root, key) = match &args.key {
+        Some(key_path) => {
+            let key = read_public_key(key_path)?;
+            let signer = format!("key {} ({})", key_path.display(), key.fingerprint);
+            check_detached(&args.file, &bytes, &key, &signer).map_err(unverified)?;
+            (signer, "the key given with --key".to_string(), Some(key))
+        }
+        None => {
+            let policy = match policy {
+                Some(path) => Policy::load(path)?,
+                None => Policy::builtin(),
+            };
+            let trust =
+                PolicyTrust::new(policy.trust()).map_err(|e| Error::TrustConfig(e.reason))?;
+            let provenance = trust
+                .check(&bytes, &digest, &Sidecars::beside(&args.file))
+                .map_err(|e| unverified(e.reason))?;
+            let Provenance::Verified(verified) = provenance else {
+                return Err(unverified(
+                    "it is unsigned, and the policy does not require signatures".into(),
+                ));
+            };
+            let root = match (verified.key.is_empty(), &policy.trust().trusted_root) {
+                (false, _) => "a key the policy's [trust] lists".to_string(),
+                (true, Some(_)) => "the trusted root the policy's [trust] names".to_string(),
+                (true, None) => "the Sigstore public-good trusted root".to_string(),
+            };
+            let key = (!verified.key.is_empty())
+                .then(|| PublicKey::parse(&verified.key, "the trusted key"))
+                .transpose()
+                .map_err(|e| Error::TrustConfig(e.to_string()))?;
+            (verified.signer, root, key)
+        }
+    };
     // Printed only once everything has verified.
     let mut report = vec![
         format!("verified {}", args.file.display()),
         format!("  digest       {digest}"),
         format!("  signed by    {signer}"),
+        format!("  trusted via  {trust_root}"),
     ];
+    match &key {
+        Some(key) => {
+            report.extend(attestation(&args.file, &digest, key, &signer).map_err(unverified)?)
+        }
+        None => report.push("  attestation  (in the Sigstore bundle)".into()),
+    }
+    println!("{}", report.join("\n"));
+    Ok(())
+}
 
-    let attestation_path = with_suffix(&args.file, ".intoto.json");
+fn read_public_key(path: &Path) -> Result<PublicKey, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| key_error(path, e))?;
+    PublicKey::parse(&text, &path.display().to_string()).map_err(|e| key_error(path, e))
+}
+
+/// Checks `FILE.sig` against `key`.
+fn check_detached(file: &Path, bytes: &[u8], key: &PublicKey, signer: &str) -> Result<(), String> {
+    let sig_path = with_suffix(file, ".sig");
+    let sig_text = std::fs::read_to_string(&sig_path).map_err(|_| {
+        format!(
+            "it has no signature ({} is missing); sign it with `baton sign`",
+            sig_path.display()
+        )
+    })?;
+    let signature = BASE64
+        .decode(sig_text.trim())
+        .map_err(|_| format!("{} is not base64", sig_path.display()))?;
+    if !key.verifies(bytes, &signature) {
+        return Err(format!(
+            "its signature {} does not verify with {signer}: the file was changed, or someone \
+             else signed it",
+            sig_path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The report lines of the attestation beside `file`, which must be an in-toto statement
+/// about exactly these bytes signed by `key` (none is fine).
+fn attestation(
+    file: &Path,
+    digest: &Digest,
+    key: &PublicKey,
+    signer: &str,
+) -> Result<Vec<String>, String> {
+    let attestation_path = with_suffix(file, ".intoto.json");
     let Ok(text) = std::fs::read_to_string(&attestation_path) else {
-        report.push("  attestation  none".into());
-        println!("{}", report.join("\n"));
-        return Ok(());
+        return Ok(vec!["  attestation  none".into()]);
     };
-    let bad = |why: &str| {
-        unverified(format!(
-            "its attestation {} {why}",
-            attestation_path.display()
-        ))
-    };
+    let bad = |why: &str| format!("its attestation {} {why}", attestation_path.display());
     let envelope: Envelope =
         serde_json::from_str(&text).map_err(|_| bad("is not a DSSE envelope"))?;
     if envelope.payload_type != INTOTO_PAYLOAD_TYPE {
         return Err(bad("is not an in-toto attestation"));
     }
     let payload = envelope
-        .open(&key)
+        .open(key)
         .ok_or_else(|| bad(&format!("is not signed by {signer}")))?;
     let statement: Value =
         serde_json::from_slice(&payload).map_err(|_| bad("holds no in-toto statement"))?;
@@ -316,10 +368,9 @@ pub fn verify(args: VerifyArgs) -> Result<(), Error> {
         (None, _) => "(no predicate)".into(),
     };
     let built = predicate["builder"].as_str().unwrap_or("unknown");
-    report.push(format!("  attestation  {what}, built by {built}"));
+    let mut report = vec![format!("  attestation  {what}, built by {built}")];
     if let Some(revision) = predicate["source_revision"].as_str() {
         report.push(format!("  source       {revision}"));
     }
-    println!("{}", report.join("\n"));
-    Ok(())
+    Ok(report)
 }

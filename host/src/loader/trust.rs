@@ -104,6 +104,8 @@ pub trait TrustCheck: Send + Sync {
 
 /// Decides by a policy's `[trust]`.
 pub struct PolicyTrust {
+    /// Accept everything unverified, without looking at signatures.
+    accept_all: bool,
     require: bool,
     keys: Vec<(String, PublicKey, String)>,
     identities: Vec<(String, String)>,
@@ -123,6 +125,7 @@ impl PolicyTrust {
             })
             .collect::<Result<_, TrustError>>()?;
         Ok(Self {
+            accept_all: false,
             require: policy.require_signatures,
             keys,
             identities: policy
@@ -134,10 +137,12 @@ impl PolicyTrust {
         })
     }
 
-    /// Accepts everything as unverified (for `baton sign`, which signs what is not yet
-    /// signed, and for embedders that check elsewhere).
+    /// Accepts everything as unverified, whatever signatures lie beside it (for `baton
+    /// sign`, which signs what is not signed yet or signs again what changed, and for
+    /// embedders that check elsewhere).
     pub fn accept_unsigned() -> Self {
         Self {
+            accept_all: true,
             require: false,
             keys: Vec::new(),
             identities: Vec::new(),
@@ -159,9 +164,12 @@ impl TrustCheck for PolicyTrust {
     fn check(
         &self,
         bytes: &[u8],
-        _digest: &Digest,
+        digest: &Digest,
         sidecars: &Sidecars,
     ) -> Result<Provenance, TrustError> {
+        if self.accept_all {
+            return Ok(Provenance::Unverified);
+        }
         let base = sidecars.base.display();
         if let Some(sig) = &sidecars.sig {
             let signature = BASE64
@@ -183,7 +191,7 @@ impl TrustCheck for PolicyTrust {
                 name: name.clone(),
                 key: pem.clone(),
                 signature: sig.trim().into(),
-                attestation: attestation_digest(sidecars, bytes, key),
+                attestation: attestation_digest(sidecars, digest, key),
             }));
         }
         if let Some(bundle) = &sidecars.bundle {
@@ -232,8 +240,8 @@ impl TrustCheck for PolicyTrust {
 }
 
 /// `sha256:` of the attestation beside a component, if it is an in-toto statement signed by
-/// `key` about exactly these bytes; empty otherwise.
-fn attestation_digest(sidecars: &Sidecars, bytes: &[u8], key: &PublicKey) -> String {
+/// `key` about exactly the bytes with `digest`; empty otherwise.
+fn attestation_digest(sidecars: &Sidecars, digest: &Digest, key: &PublicKey) -> String {
     let Some(text) = &sidecars.attestation else {
         return String::new();
     };
@@ -241,7 +249,7 @@ fn attestation_digest(sidecars: &Sidecars, bytes: &[u8], key: &PublicKey) -> Str
         let envelope: Envelope = serde_json::from_str(text).ok()?;
         (envelope.payload_type == INTOTO_PAYLOAD_TYPE).then_some(())?;
         let statement: serde_json::Value = serde_json::from_slice(&envelope.open(key)?).ok()?;
-        let hex = Digest::of(bytes).hex();
+        let hex = digest.hex();
         statement["subject"]
             .as_array()?
             .iter()
