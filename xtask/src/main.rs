@@ -372,7 +372,28 @@ fn demo() -> Result<()> {
         .unwrap_or(&demo_dir)
         .to_owned();
     let bundle = shown_demo.join("effects.bundle").display().to_string();
+    // A copy of calc changed after it was signed (its signature copied beside it).
+    let tampered = demo_dir.join("tampered.wasm");
+    let mut bytes = std::fs::read(plugins.join("calc.wasm")).map_err(|e| e.to_string())?;
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&tampered, bytes).map_err(|e| e.to_string())?;
+    copy(
+        &plugins.join("calc.wasm.sig"),
+        &demo_dir.join("tampered.wasm.sig"),
+    )?;
+    let tampered = shown_demo.join("tampered.wasm").display().to_string();
     let steps = [
+        step(
+            "Every plugin is signed; who signed it, and what it says it is:",
+            &["verify", &calc],
+            0,
+        ),
+        step(
+            "A component changed after signing never reaches the compiler (exit 4):",
+            &["call", &tampered, "--input", "{}"],
+            4,
+        ),
         step(
             "What a component is, before running it:",
             &["inspect", &calc],

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use baton::loader::digest::Digest;
-use baton::loader::trust::{PolicyTrust, Provenance, Sidecars, TrustCheck};
+use baton::loader::trust::{PolicyTrust, Provenance, Sidecars, TrustCheck, with_suffix};
 use baton::policy::Policy;
 use baton::runtime::Info;
 use baton::signing::{
@@ -228,12 +228,6 @@ fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         path: path.to_owned(),
         reason: e.to_string(),
     })
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 pub fn verify(args: VerifyArgs, policy: Option<&Path>) -> Result<(), Error> {
