@@ -109,7 +109,7 @@ fn replays(c: &mut Criterion) {
     let policy = common::fetch_policy(dir.path(), &server);
     // With the compile cache, as `baton replay` runs: a replay loads the bundled component.
     let host = Host::new(HostOptions {
-        policy: Some(policy),
+        policies: vec![policy],
         store: Some(dir.path().join("journal.db")),
         cache_dir: Some(dir.path().join("cache")),
         ..HostOptions::default()

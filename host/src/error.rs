@@ -126,6 +126,7 @@ impl Error {
             Error::Tampered { .. } | Error::BundleInvalid { .. } | Error::Diverged(_) => {
                 exit::VERIFICATION
             }
+            Error::Policy(PolicyError::Unsigned { .. }) => exit::UNTRUSTED,
             Error::Policy(_)
             | Error::SecretMissing { .. }
             | Error::FsMount { .. }

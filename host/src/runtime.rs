@@ -39,8 +39,8 @@ use crate::state::HostState;
 /// How to build a `Host`.
 #[derive(Debug, Clone, Default)]
 pub struct HostOptions {
-    /// A policy file layered over the built-in defaults.
-    pub policy: Option<PathBuf>,
+    /// Policy files layered, in order, over the built-in defaults.
+    pub policies: Vec<PathBuf>,
     /// Limits from the command line, overriding every policy.
     pub limits: LimitsSpec,
     /// Where compiled components are cached; `None` turns the cache off.
@@ -156,10 +156,7 @@ pub struct Host {
 
 impl Host {
     pub fn new(options: HostOptions) -> Result<Self, Error> {
-        let policy = match &options.policy {
-            Some(path) => Policy::load(path)?,
-            None => Policy::builtin(),
-        };
+        let policy = Policy::load_all(&options.policies)?;
         let sandbox = Sandbox::new().map_err(|e| Error::Engine(format!("{e:#}")))?;
         let cache = match &options.cache_dir {
             Some(dir) => CompileCache::new(dir, sandbox.engine()),

@@ -594,3 +594,63 @@ fn a_changed_file_can_be_signed_again() {
     let out = text_output(&run(&["verify", s(&file), "--key", s(&public)]));
     assert_contains(&out, &["attestation  tool component text-stats "]);
 }
+
+/// A policy layer can require the files layered above it to be signed by a key it trusts.
+#[test]
+fn policies_above_a_layer_that_requires_it_must_be_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = dir.path().join("admin");
+    text_output(&baton_with_password(&["keygen", "--out", s(&admin)]));
+    let dev_key =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../attestations/keys/baton-dev.pub");
+    let base = dir.path().join("base.toml");
+    std::fs::write(
+        &base,
+        format!(
+            "[trust]\nrequire_signed_policies = true\nkeys = [\"{}\", \"admin/baton.pub\"]\n",
+            dev_key.display()
+        ),
+    )
+    .unwrap();
+    let project = dir.path().join("project.toml");
+    std::fs::write(&project, "[plugins.calc.limits]\nfuel = 10_000_000\n").unwrap();
+    let calc = copy_plugin("calc.wasm", dir.path());
+    let call = || {
+        run(&[
+            "call",
+            s(&calc),
+            "--input",
+            r#"{"expression": "1 + 2"}"#,
+            "--policy",
+            s(&base),
+            "--policy",
+            s(&project),
+        ])
+    };
+    let line = error_line(&call(), 4);
+    assert_contains(
+        &line,
+        &[
+            "project.toml is not trusted: it is unsigned",
+            "a policy below it sets require_signed_policies",
+        ],
+    );
+    // Signed by a key the base trusts: accepted.
+    text_output(&baton_with_password(&[
+        "sign",
+        s(&project),
+        "--key",
+        s(&admin.join("baton.key")),
+    ]));
+    assert_eq!(json_output(&call())["value"], 3.0);
+    // Changed after signing: refused again.
+    std::fs::write(&project, "[plugins.calc.limits]\nfuel = 99_000_000\n").unwrap();
+    let line = error_line(&call(), 4);
+    assert_contains(
+        &line,
+        &[
+            "project.toml is not trusted: its signature",
+            "does not verify",
+        ],
+    );
+}

@@ -90,6 +90,7 @@ fn keyless_signers_are_trusted_only_by_their_exact_identity() {
                 subject: subject.into(),
             }],
             trusted_root: None,
+            ..TrustPolicy::default()
         })
         .unwrap()
     };

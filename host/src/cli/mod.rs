@@ -34,9 +34,10 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Policy file (TOML) layered over the built-in policies/default.toml
+    /// Policy file (TOML) layered over the built-in policies/default.toml; repeat it to layer
+    /// several, each over the one before
     #[arg(long, global = true, env = "BATON_POLICY", value_name = "FILE")]
-    policy: Option<PathBuf>,
+    policy: Vec<PathBuf>,
     /// Fuel per call (about one unit per wasm instruction), e.g. 1_000_000
     #[arg(long, global = true, value_parser = values::fuel, value_name = "UNITS")]
     fuel: Option<u64>,
@@ -76,7 +77,7 @@ impl GlobalArgs {
 
     fn host_options(&self) -> HostOptions {
         HostOptions {
-            policy: self.policy.clone(),
+            policies: self.policy.clone(),
             limits: LimitsSpec {
                 fuel: self.fuel,
                 memory: self.memory,
@@ -126,7 +127,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     let command = match cli.command {
         Command::Trace(command) => return trace::run(&cli.global.store(), command),
         Command::Keygen(args) => return sign::keygen(args),
-        Command::Verify(args) => return sign::verify(args, cli.global.policy.as_deref()),
+        Command::Verify(args) => return sign::verify(args, &cli.global.policy),
         command => command,
     };
     runtime.block_on(async {

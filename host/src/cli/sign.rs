@@ -230,7 +230,7 @@ fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     })
 }
 
-pub fn verify(args: VerifyArgs, policy: Option<&Path>) -> Result<(), Error> {
+pub fn verify(args: VerifyArgs, policies: &[PathBuf]) -> Result<(), Error> {
     let bytes = std::fs::read(&args.file).map_err(|e| Error::Sign {
         path: args.file.clone(),
         reason: e.to_string(),
@@ -249,10 +249,7 @@ pub fn verify(args: VerifyArgs, policy: Option<&Path>) -> Result<(), Error> {
             (signer, "the key given with --key".to_string(), Some(key))
         }
         None => {
-            let policy = match policy {
-                Some(path) => Policy::load(path)?,
-                None => Policy::builtin(),
-            };
+            let policy = Policy::load_all(policies)?;
             let trust =
                 PolicyTrust::new(policy.trust()).map_err(|e| Error::TrustConfig(e.reason))?;
             let provenance = trust

@@ -49,6 +49,9 @@ pub enum PolicyError {
         policy: String,
         source: std::io::Error,
     },
+    /// A policy file that must be signed (see `require_signed_policies`) is not.
+    #[error("policy {} is not trusted: {reason}", path.display())]
+    Unsigned { path: PathBuf, reason: String },
     #[error("policy {file}, line {line}, column {column}: {message}")]
     Parse {
         file: String,
@@ -510,17 +513,45 @@ impl Policy {
 
     /// The built-in defaults with the policy file at `path` on top.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::layered(
-            vec![
-                (DEFAULT_POLICY_NAME.into(), DEFAULT_POLICY.into()),
-                (path.display().to_string(), text),
-            ],
-            true,
-        )
+        Self::load_all(std::slice::from_ref(&path.to_owned()))
+    }
+
+    /// The built-in defaults with the policy files at `paths` layered on top, in order. When a
+    /// layer's `[trust]` sets `require_signed_policies`, every file above it must carry a
+    /// signature (`FILE.sig`) by a key the layers up to it trust.
+    pub fn load_all(paths: &[PathBuf]) -> Result<Self, PolicyError> {
+        let mut texts = vec![(DEFAULT_POLICY_NAME.to_string(), DEFAULT_POLICY.to_string())];
+        for path in paths {
+            let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            texts.push((path.display().to_string(), text));
+        }
+        let policy = Self::layered(texts, true)?;
+        policy.check_signed_layers(paths)?;
+        Ok(policy)
+    }
+
+    /// Enforces `require_signed_policies`: each file layer above one that sets it must be
+    /// signed by a key trusted by the layers below it.
+    fn check_signed_layers(&self, paths: &[PathBuf]) -> Result<(), PolicyError> {
+        for (index, path) in paths.iter().enumerate() {
+            // File `index` is layer `index + 1`; the layers below it decide.
+            let below = &self.layers[..=index];
+            let trust = trust::resolve(below, true)?;
+            if !trust.require_signed_policies {
+                continue;
+            }
+            let text = &self.layers[index + 1].text;
+            trust::check_policy_signature(path, text.as_bytes(), &trust).map_err(|reason| {
+                PolicyError::Unsigned {
+                    path: path.clone(),
+                    reason,
+                }
+            })?;
+        }
+        Ok(())
     }
 
     /// A policy from named texts, layered in order, as a replay rebuilds a recorded run's

@@ -16,6 +16,8 @@ const DEV_KEY: &str = include_str!("../../../attestations/keys/baton-dev.pub");
 #[serde(deny_unknown_fields)]
 pub(super) struct TrustSpec {
     require_signatures: Option<bool>,
+    /// Whether the policy files layered above this one must be signed.
+    require_signed_policies: Option<bool>,
     /// PEM public keys, relative to the policy file.
     keys: Option<Vec<PathBuf>>,
     /// Keyless (Sigstore certificate) signers.
@@ -45,6 +47,7 @@ pub struct TrustedKey {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TrustPolicy {
     pub require_signatures: bool,
+    pub require_signed_policies: bool,
     pub keys: Vec<TrustedKey>,
     pub identities: Vec<Identity>,
     /// The trusted root's JSON text, when a policy names one.
@@ -59,6 +62,9 @@ pub(super) fn resolve(layers: &[Layer], read_files: bool) -> Result<TrustPolicy,
         let builtin = index == 0 && layer.name == super::DEFAULT_POLICY_NAME;
         if let Some(require) = spec.require_signatures {
             trust.require_signatures = require;
+        }
+        if let Some(require) = spec.require_signed_policies {
+            trust.require_signed_policies = require;
         }
         if let Some(keys) = &spec.keys {
             trust.keys = keys
@@ -103,6 +109,31 @@ fn key(
         false => String::new(),
     };
     Ok(TrustedKey { name, path, pem })
+}
+
+/// Checks that the policy file at `path` (with `bytes`) is signed by a key or identity that
+/// `trust` lists.
+pub(super) fn check_policy_signature(
+    path: &Path,
+    bytes: &[u8],
+    trust: &TrustPolicy,
+) -> Result<(), String> {
+    use crate::loader::trust::{PolicyTrust, Sidecars, TrustCheck};
+    let checker = PolicyTrust::new(&TrustPolicy {
+        require_signatures: true,
+        ..trust.clone()
+    })
+    .map_err(|e| e.reason)?;
+    let digest = crate::loader::digest::Digest::of(bytes);
+    checker
+        .check(bytes, &digest, &Sidecars::beside(path))
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "{} (a policy below it sets require_signed_policies; sign it with `baton sign`)",
+                e.reason.replace("the component", "the policy")
+            )
+        })
 }
 
 fn read(policy: &str, path: &Path) -> Result<String, PolicyError> {
