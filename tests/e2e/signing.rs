@@ -564,6 +564,33 @@ fn verify_without_a_key_uses_the_policys_trust() {
             "trusted via  the Sigstore public-good trusted root",
         ],
     );
+    // A pattern over the subject, as cosign's --certificate-identity-regexp.
+    std::fs::write(
+        &policy,
+        format!(
+            "[trust]\nidentities = [{{ issuer = \"{issuer}\", subject_regexp = \
+             'https://github\\.com/sigstore-conformance/.*' }}]\n"
+        ),
+    )
+    .unwrap();
+    let out = text_output(&run(&["verify", s(&artifact), "--policy", s(&policy)]));
+    assert_contains(
+        &out,
+        &[&format!("signed by    keyless {identity} ({issuer})")],
+    );
+    std::fs::write(
+        &policy,
+        format!("[trust]\n\nidentities = [{{ issuer = \"{issuer}\", subject_regexp = '(' }}]\n"),
+    )
+    .unwrap();
+    let line = error_line(&run(&["verify", s(&artifact), "--policy", s(&policy)]), 5);
+    assert_contains(
+        &line,
+        &[
+            "keyless.toml, line 3",
+            "subject_regexp '(' is not a regular expression",
+        ],
+    );
     // The built-in policy trusts no keyless identity.
     let line = error_line(&run(&["verify", s(&artifact)]), 4);
     assert_contains(

@@ -71,7 +71,7 @@ fn sigstore_conformance_cases() {
 #[test]
 fn keyless_signers_are_trusted_only_by_their_exact_identity() {
     use baton::loader::trust::{PolicyTrust, Provenance, Sidecars, TrustCheck};
-    use baton::policy::trust::{Identity, TrustPolicy};
+    use baton::policy::trust::{Identity, SubjectMatch, TrustPolicy};
 
     let case = suite().join("happy-path-v0.3");
     let artifact = std::fs::read(suite().join("a.txt")).unwrap();
@@ -81,32 +81,52 @@ fn keyless_signers_are_trusted_only_by_their_exact_identity() {
         ..Sidecars::default()
     };
     let digest = baton::loader::digest::Digest::of(&artifact);
-    let trusting = |subject: &str| {
+    let trusting = |subject: SubjectMatch| {
         PolicyTrust::new(&TrustPolicy {
             require_signatures: true,
             keys: Vec::new(),
             identities: vec![Identity {
                 issuer: DEFAULT_ISSUER.into(),
-                subject: subject.into(),
+                subject,
             }],
             trusted_root: None,
             ..TrustPolicy::default()
         })
         .unwrap()
     };
-    let trusted = trusting(DEFAULT_IDENTITY).check(&artifact, &digest, &sidecars);
-    match trusted {
-        Ok(Provenance::Verified(v)) => assert!(v.signer.starts_with("keyless https://"), "{v:?}"),
-        other => panic!("expected a keyless signer, got {other:?}"),
+    let exact = |s: &str| SubjectMatch::Exact(s.into());
+    let pattern =
+        |p: &str| SubjectMatch::Pattern(regex::Regex::new(&format!("^(?:{p})$")).unwrap());
+    for trusted in [
+        exact(DEFAULT_IDENTITY),
+        pattern(r"https://github\.com/sigstore-conformance/.*@refs/heads/main"),
+    ] {
+        match trusting(trusted).check(&artifact, &digest, &sidecars) {
+            Ok(Provenance::Verified(v)) => {
+                assert_eq!(
+                    v.signer,
+                    format!("keyless {DEFAULT_IDENTITY} ({DEFAULT_ISSUER})")
+                );
+                assert_eq!(v.name, DEFAULT_IDENTITY);
+            }
+            other => panic!("expected a keyless signer, got {other:?}"),
+        }
     }
-    let untrusted = trusting("https://git.example/someone/else.yml@refs/heads/main")
-        .check(&artifact, &digest, &sidecars)
-        .unwrap_err();
-    assert!(
-        untrusted
-            .reason
-            .contains("does not verify for any trusted signer"),
-        "{}",
-        untrusted.reason
-    );
+    for untrusted in [
+        exact("https://git.example/someone/else.yml@refs/heads/main"),
+        // A pattern must match the whole subject, not a part of it.
+        pattern(r"sigstore-conformance"),
+        pattern(r"https://github\.com/sigstore-conformance/.*@refs/heads/release"),
+    ] {
+        let refused = trusting(untrusted)
+            .check(&artifact, &digest, &sidecars)
+            .unwrap_err();
+        assert!(
+            refused
+                .reason
+                .contains("does not verify for any trusted signer"),
+            "{}",
+            refused.reason
+        );
+    }
 }

@@ -8,10 +8,15 @@ use sigstore_types::{Bundle, DerPublicKey};
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy, verify};
 
 /// Who must have signed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Signer {
     /// A keyless (Fulcio) signature by `identity` (the certificate's subject) from `issuer`.
     Keyless { identity: String, issuer: String },
+    /// A keyless signature from `issuer` whose subject `pattern` matches.
+    KeylessMatching {
+        pattern: regex::Regex,
+        issuer: String,
+    },
     /// A signature by the holder of this PEM public key.
     Key { pem: String },
 }
@@ -22,13 +27,14 @@ pub enum Signer {
 pub struct BundleError(pub String);
 
 /// Verifies `bundle_json` over `artifact` for `signer`, under `trusted_root_json` (the
-/// Sigstore public-good production root when `None`).
+/// Sigstore public-good production root when `None`). Returns the certificate's subject for
+/// a keyless signature.
 pub fn verify_bundle(
     artifact: &[u8],
     bundle_json: &str,
     signer: &Signer,
     trusted_root_json: Option<&str>,
-) -> Result<(), BundleError> {
+) -> Result<Option<String>, BundleError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| BundleError(format!("{what}: {e}"));
     let root =
         TrustedRoot::from_json(trusted_root_json.unwrap_or(SIGSTORE_PRODUCTION_TRUSTED_ROOT))
@@ -41,6 +47,20 @@ pub fn verify_bundle(
                 .require_issuer(issuer.as_str());
             verify(artifact, &bundle, &policy, &root)
         }
+        Signer::KeylessMatching { pattern, issuer } => {
+            let policy = VerificationPolicy::any_identity().require_issuer(issuer.as_str());
+            let result = verify(artifact, &bundle, &policy, &root)
+                .map_err(|e| fail("verification failed", &e))?;
+            let subject = result.identity().map(|i| i.as_str().to_string());
+            return match subject {
+                Some(subject) if pattern.is_match(&subject) => Ok(Some(subject)),
+                Some(subject) => Err(BundleError(format!(
+                    "the signer {subject} does not match {}",
+                    pattern.as_str()
+                ))),
+                None => Err(BundleError("the certificate names no signer".into())),
+            };
+        }
         Signer::Key { pem } => {
             let key = DerPublicKey::from_pem(pem).map_err(|e| fail("not a PEM public key", &e))?;
             verify(
@@ -51,6 +71,6 @@ pub fn verify_bundle(
             )
         }
     }
-    .map(|_| ())
+    .map(|result| result.identity().map(|i| i.as_str().to_string()))
     .map_err(|e| fail("verification failed", &e))
 }

@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::digest::Digest;
 use super::sigstore::{Signer, verify_bundle};
-use crate::policy::trust::TrustPolicy;
+use crate::policy::trust::{Identity, SubjectMatch, TrustPolicy};
 use crate::signing::{Envelope, INTOTO_PAYLOAD_TYPE, PublicKey};
 
 /// What is known about who produced a component.
@@ -109,7 +109,7 @@ pub struct PolicyTrust {
     accept_all: bool,
     require: bool,
     keys: Vec<(String, PublicKey, String)>,
-    identities: Vec<(String, String)>,
+    identities: Vec<Identity>,
     trusted_root: Option<String>,
 }
 
@@ -129,11 +129,7 @@ impl PolicyTrust {
             accept_all: false,
             require: policy.require_signatures,
             keys,
-            identities: policy
-                .identities
-                .iter()
-                .map(|i| (i.subject.clone(), i.issuer.clone()))
-                .collect(),
+            identities: policy.identities.clone(),
             trusted_root: policy.trusted_root.clone(),
         })
     }
@@ -153,7 +149,11 @@ impl PolicyTrust {
 
     fn names(&self) -> String {
         let mut names: Vec<String> = self.keys.iter().map(|(n, ..)| format!("key {n}")).collect();
-        names.extend(self.identities.iter().map(|(s, _)| format!("identity {s}")));
+        names.extend(
+            self.identities
+                .iter()
+                .map(|i| format!("identity {}", i.subject)),
+        );
         match names.is_empty() {
             true => "none: the policy's [trust] lists no keys or identities".into(),
             false => names.join(", "),
@@ -197,12 +197,18 @@ impl TrustCheck for PolicyTrust {
         }
         if let Some(bundle) = &sidecars.bundle {
             let root = self.trusted_root.as_deref();
-            for (subject, issuer) in &self.identities {
-                let signer = Signer::Keyless {
-                    identity: subject.clone(),
-                    issuer: issuer.clone(),
+            for Identity { issuer, subject } in &self.identities {
+                let signer = match subject {
+                    SubjectMatch::Exact(identity) => Signer::Keyless {
+                        identity: identity.clone(),
+                        issuer: issuer.clone(),
+                    },
+                    SubjectMatch::Pattern(pattern) => Signer::KeylessMatching {
+                        pattern: pattern.clone(),
+                        issuer: issuer.clone(),
+                    },
                 };
-                if verify_bundle(bytes, bundle, &signer, root).is_ok() {
+                if let Ok(Some(subject)) = verify_bundle(bytes, bundle, &signer, root) {
                     return Ok(Provenance::Verified(Verified {
                         signer: format!("keyless {subject} ({issuer})"),
                         name: subject.clone(),
