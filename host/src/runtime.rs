@@ -730,6 +730,7 @@ impl RunContext {
                 name: v.name.clone(),
                 signature: v.signature.clone(),
                 signer: v.signer.clone(),
+                trusted_root: v.trusted_root.clone(),
             });
         }
         if let CallMode::Replay { .. } = mode
@@ -830,6 +831,7 @@ fn recorded_signature(event: &Event) -> Option<(String, Verified)> {
         name,
         signature,
         signer,
+        trusted_root,
     } = &event.kind
     else {
         return None;
@@ -840,6 +842,7 @@ fn recorded_signature(event: &Event) -> Option<(String, Verified)> {
         key: key.clone(),
         signature: signature.clone(),
         attestation: attestation.clone(),
+        trusted_root: trusted_root.clone(),
     };
     Some((digest.clone(), verified))
 }

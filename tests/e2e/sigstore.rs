@@ -130,3 +130,42 @@ fn keyless_signers_are_trusted_only_by_their_exact_identity() {
         );
     }
 }
+
+/// A replay verifies a keyless signature again under the trusted root it was recorded with,
+/// not the public-good one.
+#[test]
+fn a_replayed_keyless_signature_uses_its_recorded_trusted_root() {
+    use baton::loader::trust::{RecordedTrust, Sidecars, TrustCheck, Verified};
+
+    let case = suite().join("intoto-with-custom-trust-root");
+    let artifact = std::fs::read(case.join("artifact")).unwrap();
+    let digest = baton::loader::digest::Digest::of(&artifact);
+    let recorded = |trusted_root: String| RecordedTrust {
+        recorded: vec![(
+            digest.to_string(),
+            Verified {
+                signer: format!("keyless {DEFAULT_IDENTITY} ({DEFAULT_ISSUER})"),
+                name: DEFAULT_IDENTITY.into(),
+                key: String::new(),
+                signature: std::fs::read_to_string(case.join("bundle.sigstore.json")).unwrap(),
+                attestation: String::new(),
+                trusted_root,
+            },
+        )],
+    };
+    let root = std::fs::read_to_string(case.join("trusted_root.json")).unwrap();
+    recorded(root)
+        .check(&artifact, &digest, &Sidecars::default())
+        .unwrap();
+    // Under the public-good root the same bundle does not verify.
+    let refused = recorded(String::new())
+        .check(&artifact, &digest, &Sidecars::default())
+        .unwrap_err();
+    assert!(
+        refused
+            .reason
+            .contains("recorded Sigstore bundle does not verify"),
+        "{}",
+        refused.reason
+    );
+}

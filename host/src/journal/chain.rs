@@ -331,6 +331,7 @@ mod tests {
                 name: "baton-dev".into(),
                 signature: "MEQ=".into(),
                 signer: tricky.into(),
+                trusted_root: String::new(),
             },
             EventKind::ToolCall {
                 chain: String::new(),

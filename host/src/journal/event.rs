@@ -291,6 +291,8 @@ pub enum EventKind {
         signature: String,
         /// Who signed, as shown to users.
         signer: String,
+        /// The Sigstore trusted root (JSON) it was verified under, when the policy named one.
+        trusted_root: String,
     },
     /// A call to another tool through the host, recorded in the caller's chain once it
     /// returns. The callee's own events are in `chain` (empty if it never ran), sealed here

@@ -38,6 +38,9 @@ pub struct Verified {
     pub signature: String,
     /// `sha256:` of the attestation (FILE.intoto.json) when one verified with the same key.
     pub attestation: String,
+    /// The Sigstore trusted root (JSON) a keyless or bundled signature was verified under, when
+    /// the policy named one; empty for the public-good root or a detached signature.
+    pub trusted_root: String,
 }
 
 impl std::fmt::Display for Provenance {
@@ -193,6 +196,7 @@ impl TrustCheck for PolicyTrust {
                 key: pem.clone(),
                 signature: sig.trim().into(),
                 attestation: attestation_digest(sidecars, digest, key),
+                trusted_root: String::new(),
             }));
         }
         if let Some(bundle) = &sidecars.bundle {
@@ -215,6 +219,7 @@ impl TrustCheck for PolicyTrust {
                         key: String::new(),
                         signature: bundle.clone(),
                         attestation: String::new(),
+                        trusted_root: self.trusted_root.clone().unwrap_or_default(),
                     }));
                 }
             }
@@ -227,6 +232,7 @@ impl TrustCheck for PolicyTrust {
                         key: pem.clone(),
                         signature: bundle.clone(),
                         attestation: String::new(),
+                        trusted_root: self.trusted_root.clone().unwrap_or_default(),
                     }));
                 }
             }
@@ -296,7 +302,7 @@ impl TrustCheck for RecordedTrust {
                 bytes,
                 &verified.signature,
                 &Signer::Keyless { identity, issuer },
-                None,
+                recorded_root(verified),
             )
             .map_err(|e| refuse(format!("its recorded Sigstore bundle does not verify: {e}")))?;
             return Ok(Provenance::Verified(verified.clone()));
@@ -312,7 +318,7 @@ impl TrustCheck for RecordedTrust {
                 &Signer::Key {
                     pem: verified.key.clone(),
                 },
-                None,
+                recorded_root(verified),
             )
             .is_ok();
         if !verifies {
@@ -323,4 +329,9 @@ impl TrustCheck for RecordedTrust {
         }
         Ok(Provenance::Verified(verified.clone()))
     }
+}
+
+/// The trusted root a recorded signature was verified under (`None`: the public-good root).
+fn recorded_root(verified: &Verified) -> Option<&str> {
+    Some(verified.trusted_root.as_str()).filter(|root| !root.is_empty())
 }
