@@ -497,10 +497,23 @@ fn check_format(conn: &Connection, path: &Path) -> Result<(), StoreError> {
 }
 
 /// The writer thread: receives writes, commits them in batches.
+/// How long the writer gathers writes before it commits them (unless asked to flush): fewer,
+/// larger transactions, and a writer thread that sleeps between them rather than waking for
+/// every call — a running writer makes every page-table change of the calling thread cost a
+/// cross-core TLB shootdown.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+
 fn writer(mut conn: Connection, rx: mpsc::Receiver<Write>, path: &Path) {
     while let Ok(first) = rx.recv() {
+        let deadline = std::time::Instant::now() + GATHER;
         let mut batch = vec![first];
-        batch.extend(rx.try_iter().take(4095));
+        while batch.len() < 4096 && !matches!(batch.last(), Some(Write::Flush(_))) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
         let mut flushes = Vec::new();
         let result = commit(&mut conn, batch, &mut flushes);
         if let Err(e) = &result {
