@@ -173,15 +173,20 @@ fn describe_tool_error(error: &ToolError) -> String {
 }
 
 fn describe_host_error(error: &HostError) -> String {
-    let (kind, message) = match error {
-        HostError::NotGranted(m) => ("not granted", m),
-        HostError::InvalidArgument(m) => ("invalid argument", m),
-        HostError::BudgetExceeded(m) => ("budget exceeded", m),
+    let (kind, message) = host_error_parts(error);
+    format!("{}: {}", kind.replace('-', " "), one_line(message))
+}
+
+/// A baton:plugin error's variant, by its WIT name, and its message.
+pub(crate) fn host_error_parts(error: &HostError) -> (&'static str, &str) {
+    match error {
+        HostError::NotGranted(m) => ("not-granted", m),
+        HostError::InvalidArgument(m) => ("invalid-argument", m),
+        HostError::BudgetExceeded(m) => ("budget-exceeded", m),
         HostError::Timeout(m) => ("timeout", m),
         HostError::Unavailable(m) => ("unavailable", m),
         HostError::Failed(m) => ("failed", m),
-    };
-    format!("{kind}: {}", one_line(message))
+    }
 }
 
 /// Guest-supplied text, made safe for a one-line message.

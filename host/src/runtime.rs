@@ -13,7 +13,7 @@ use crate::bindings::{planner_api, prompt_api, tool_api};
 use crate::caps::tools::Caller;
 use crate::effect::fs::Node;
 use crate::effect::{Gate, NoSecrets, Redactor, Sealed, SecretRedactor};
-use crate::error::Error;
+use crate::error::{Error, host_error_parts};
 use crate::journal::event::{
     Event, EventKind, InvocationOutcome, LimitsRecord, PolicyRef, ToolCallOutcome, step_chain,
 };
@@ -917,18 +917,6 @@ fn callee_error(name: &str, error: Error) -> HostError {
             HostError::InvalidArgument(error.to_string())
         }
         other => HostError::Failed(other.to_string()),
-    }
-}
-
-/// A baton:plugin error's variant name and message.
-fn host_error_parts(error: &HostError) -> (&'static str, &str) {
-    match error {
-        HostError::NotGranted(m) => ("not-granted", m),
-        HostError::InvalidArgument(m) => ("invalid-argument", m),
-        HostError::BudgetExceeded(m) => ("budget-exceeded", m),
-        HostError::Timeout(m) => ("timeout", m),
-        HostError::Unavailable(m) => ("unavailable", m),
-        HostError::Failed(m) => ("failed", m),
     }
 }
 

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+use baton::loader::trust::with_suffix;
+
 /// A built plugin, e.g. `plugin("calc.wasm")` or `plugin("testing/spin.wasm")`.
 pub fn plugin(name: &str) -> PathBuf {
     let dir = std::env::var_os("BATON_PLUGIN_DIR")
@@ -25,11 +27,7 @@ pub fn copy_plugin(name: &str, dir: &Path) -> PathBuf {
     let to = dir.join(from.file_name().unwrap());
     std::fs::copy(&from, &to).unwrap();
     for suffix in [".sig", ".intoto.json"] {
-        let mut side = from.clone().into_os_string();
-        side.push(suffix);
-        let mut copy = to.clone().into_os_string();
-        copy.push(suffix);
-        std::fs::copy(side, copy).unwrap();
+        std::fs::copy(with_suffix(&from, suffix), with_suffix(&to, suffix)).unwrap();
     }
     to
 }

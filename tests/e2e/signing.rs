@@ -16,6 +16,11 @@ fn baton_with_password(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `baton sign FILE --key KEY`, with the test password.
+fn sign(file: &Path, key: &Path) -> Output {
+    baton_with_password(&["sign", s(file), "--key", s(key)])
+}
+
 /// A key pair in `dir/keys`, and a copy of calc.wasm in `dir` to sign.
 fn setup(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let keys = dir.join("keys");
@@ -84,12 +89,7 @@ fn a_signed_component_verifies_with_its_attestation_and_a_changed_one_does_not()
 fn another_signer_a_wrong_password_and_a_missing_signature_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (private, _, file) = setup(dir.path());
-    text_output(&baton_with_password(&[
-        "sign",
-        s(&file),
-        "--key",
-        s(&private),
-    ]));
+    text_output(&sign(&file, &private));
 
     let other = dir.path().join("other");
     text_output(&baton_with_password(&["keygen", "--out", s(&other)]));
@@ -144,7 +144,7 @@ fn keys_are_never_overwritten_and_only_components_and_policies_are_signed() {
 
     let notes = dir.path().join("notes.txt");
     std::fs::write(&notes, "hello").unwrap();
-    let out = baton_with_password(&["sign", s(&notes), "--key", s(&private)]);
+    let out = sign(&notes, &private);
     assert_contains(
         &error_line(&out, 2),
         &["Baton signs components (.wasm) and policy files (.toml)"],
@@ -153,7 +153,7 @@ fn keys_are_never_overwritten_and_only_components_and_policies_are_signed() {
 
     let policy = dir.path().join("bad.toml");
     std::fs::write(&policy, "[limits]\nfule = 1\n").unwrap();
-    let out = baton_with_password(&["sign", s(&policy), "--key", s(&private)]);
+    let out = sign(&policy, &private);
     assert_contains(&error_line(&out, 5), &["bad.toml, line 2"]);
     assert!(!dir.path().join("bad.toml.sig").exists());
 }
@@ -194,12 +194,7 @@ fn python(script: &str, args: &[&Path]) -> Output {
 fn signatures_interoperate_with_python_cryptography() {
     let dir = tempfile::tempdir().unwrap();
     let (private, public, file) = setup(dir.path());
-    text_output(&baton_with_password(&[
-        "sign",
-        s(&file),
-        "--key",
-        s(&private),
-    ]));
+    text_output(&sign(&file, &private));
     let out = python(PYTHON_VERIFY, &[&public, &file]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -262,12 +257,7 @@ fn unsigned_tampered_and_untrusted_components_never_load() {
     // Signed, but by a key the policy does not trust.
     let other = dir.path().join("other");
     text_output(&baton_with_password(&["keygen", "--out", s(&other)]));
-    text_output(&baton_with_password(&[
-        "sign",
-        s(&unsigned),
-        "--key",
-        s(&other.join("baton.key")),
-    ]));
+    text_output(&sign(&unsigned, &other.join("baton.key")));
     let line = error_line(&run(&["call", s(&unsigned), "--input", input]), 4);
     assert_contains(&line, &["does not verify with any trusted key"]);
 
@@ -322,12 +312,7 @@ fn a_trusted_key_that_cannot_be_read_is_a_policy_error() {
 fn garbled_and_truncated_signatures_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (private, public, file) = setup(dir.path());
-    text_output(&baton_with_password(&[
-        "sign",
-        s(&file),
-        "--key",
-        s(&private),
-    ]));
+    text_output(&sign(&file, &private));
     let sig_path = dir.path().join("calc.wasm.sig");
     let sig = std::fs::read_to_string(&sig_path).unwrap();
 
@@ -365,12 +350,7 @@ fn attestations_of_another_type_or_another_file_are_refused() {
 
     let dir = tempfile::tempdir().unwrap();
     let (private, public, file) = setup(dir.path());
-    text_output(&baton_with_password(&[
-        "sign",
-        s(&file),
-        "--key",
-        s(&private),
-    ]));
+    text_output(&sign(&file, &private));
     let key = SigningKey::open(
         &std::fs::read_to_string(&private).unwrap(),
         "key",
@@ -502,12 +482,7 @@ fn grants_bound_to_a_signer_do_not_follow_the_name() {
     std::fs::create_dir_all(&resigned).unwrap();
     let impostor = resigned.join("env-reader.wasm");
     std::fs::copy(&dev_signed, &impostor).unwrap();
-    text_output(&baton_with_password(&[
-        "sign",
-        s(&impostor),
-        "--key",
-        s(&other.join("baton.key")),
-    ]));
+    text_output(&sign(&impostor, &other.join("baton.key")));
     assert_eq!(read(&impostor), serde_json::Value::Null);
     let explained = text_output(&run(&[
         "policy",
@@ -604,14 +579,9 @@ fn verify_without_a_key_uses_the_policys_trust() {
 fn a_changed_file_can_be_signed_again() {
     let dir = tempfile::tempdir().unwrap();
     let (private, public, file) = setup(dir.path());
-    text_output(&baton_with_password(&[
-        "sign",
-        s(&file),
-        "--key",
-        s(&private),
-    ]));
+    text_output(&sign(&file, &private));
     std::fs::copy(plugin("text-stats.wasm"), &file).unwrap();
-    let signed = baton_with_password(&["sign", s(&file), "--key", s(&private)]);
+    let signed = sign(&file, &private);
     text_output(&signed);
     assert!(
         signed.stderr.is_empty(),
@@ -663,12 +633,7 @@ fn policies_above_a_layer_that_requires_it_must_be_signed() {
         ],
     );
     // Signed by a key the base trusts: accepted.
-    text_output(&baton_with_password(&[
-        "sign",
-        s(&project),
-        "--key",
-        s(&admin.join("baton.key")),
-    ]));
+    text_output(&sign(&project, &admin.join("baton.key")));
     assert_eq!(json_output(&call())["value"], 3.0);
     // Changed after signing: refused again.
     std::fs::write(&project, "[plugins.calc.limits]\nfuel = 99_000_000\n").unwrap();

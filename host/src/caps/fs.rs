@@ -61,20 +61,11 @@ pub fn add_to_linker(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
 impl HostState {
     /// Runs `op` through the gate, turning an escape into a denial.
     fn fs(&self, node: &Node, op: FsOp) -> Result<(FsAnswer, Opened), ErrorCode> {
-        let target = match &op {
-            FsOp::StatAt { path, .. }
-            | FsOp::OpenAt { path, .. }
-            | FsOp::ReadlinkAt { path }
-            | FsOp::CreateDirectoryAt { path }
-            | FsOp::RemoveDirectoryAt { path }
-            | FsOp::UnlinkFileAt { path } => format!("{}/{path}", node.path()),
-            FsOp::RenameAt { from, .. } => format!("{}/{from}", node.path()),
-            _ => node.path().to_string(),
-        };
-        match self.gate.fs(node, op) {
+        match self.gate.fs(node, &op) {
             (FsAnswer::Failed { code }, _) => Err(match code.as_str() {
                 world::ESCAPE => self.deny_fs(&format!(
-                    "'{target}' leads outside the directories granted to '{}'",
+                    "'{}' leads outside the directories granted to '{}'",
+                    op.target(node),
                     self.plugin
                 )),
                 code => error_code(code),
@@ -506,7 +497,7 @@ impl InputStream for FileReader {
             offset: self.offset,
             len: size as u64,
         };
-        match self.gate.fs(&self.node, op).0 {
+        match self.gate.fs(&self.node, &op).0 {
             FsAnswer::Bytes { data, end } => {
                 let bytes = crate::effect::http::decode_body(&data);
                 self.offset += bytes.len() as u64;
@@ -544,7 +535,7 @@ impl OutputStream for FileWriter {
             offset: self.offset,
             data: &bytes,
         };
-        match self.gate.fs(&self.node, op).0 {
+        match self.gate.fs(&self.node, &op).0 {
             FsAnswer::Count { count } => {
                 if let Some(offset) = &mut self.offset {
                     *offset += count;

@@ -90,32 +90,35 @@ pub fn keygen(args: KeygenArgs) -> Result<(), Error> {
     let (private_pem, public_pem) =
         baton::signing::generate(password.as_bytes()).map_err(|e| key_error(&private, e))?;
     std::fs::create_dir_all(&args.out).map_err(|e| key_error(&args.out, e))?;
-    write_new(&private, private_pem.as_bytes(), true)?;
-    write_new(&public, public_pem.as_bytes(), false)?;
+    write_whole(&private, private_pem.as_bytes(), true, false)
+        .map_err(|e| key_error(&private, e))?;
+    write_whole(&public, public_pem.as_bytes(), false, false).map_err(|e| key_error(&public, e))?;
     println!("private key {} (encrypted)", private.display());
     println!("public key  {}", public.display());
     Ok(())
 }
 
-/// Writes a file that must not exist yet, all at once (a private key readable by its owner
-/// only).
-fn write_new(path: &Path, bytes: &[u8], private: bool) -> Result<(), Error> {
+/// Writes `bytes` to `path` all at once, through a temporary file beside it: readable by its
+/// owner only when `private`, and never over an existing file unless `replace`.
+fn write_whole(path: &Path, bytes: &[u8], private: bool, replace: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| key_error(path, e))?;
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = if private { 0o600 } else { 0o644 };
-        let _ = file
-            .as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode));
+        file.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
     }
     #[cfg(not(unix))]
     let _ = private;
-    std::io::Write::write_all(&mut file, bytes).map_err(|e| key_error(path, e))?;
-    file.persist_noclobber(path)
-        .map_err(|e| key_error(path, e.error))?;
-    Ok(())
+    std::io::Write::write_all(&mut file, bytes)?;
+    match replace {
+        true => file.persist(path),
+        false => file.persist_noclobber(path),
+    }
+    .map(drop)
+    .map_err(|e| e.error)
 }
 
 pub async fn sign(host: &Host, args: SignArgs) -> Result<(), Error> {
@@ -163,8 +166,15 @@ async fn sign_one(
     let sig_path = with_suffix(file, ".sig");
     let attestation_path = with_suffix(file, ".intoto.json");
     let envelope = serde_json::to_string_pretty(&envelope).expect("JSON serializes");
-    write_replacing(&sig_path, BASE64.encode(signature).as_bytes())?;
-    write_replacing(&attestation_path, envelope.as_bytes())?;
+    for (path, bytes) in [
+        (&sig_path, BASE64.encode(signature).into_bytes()),
+        (&attestation_path, envelope.into_bytes()),
+    ] {
+        write_whole(path, &bytes, false, true).map_err(|e| Error::Sign {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+    }
     println!("signature   {}", sig_path.display());
     println!("attestation {}", attestation_path.display());
     Ok(())
@@ -214,20 +224,6 @@ async fn describe(host: &Host, path: &Path, bytes: &[u8]) -> Result<Value, Error
         predicate["source_revision"] = revision.into();
     }
     Ok(predicate)
-}
-
-fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let write = || -> std::io::Result<()> {
-        let mut file = tempfile::NamedTempFile::new_in(dir)?;
-        std::io::Write::write_all(&mut file, bytes)?;
-        file.persist(path).map_err(|e| e.error)?;
-        Ok(())
-    };
-    write().map_err(|e| Error::Sign {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
 }
 
 pub fn verify(args: VerifyArgs, policies: &[PathBuf]) -> Result<(), Error> {

@@ -159,6 +159,20 @@ impl OpenHow {
 }
 
 impl FsOp<'_> {
+    /// The guest path the operation names, under `node`.
+    pub fn target(&self, node: &Node) -> String {
+        match self {
+            FsOp::StatAt { path, .. }
+            | FsOp::OpenAt { path, .. }
+            | FsOp::ReadlinkAt { path }
+            | FsOp::CreateDirectoryAt { path }
+            | FsOp::RemoveDirectoryAt { path }
+            | FsOp::UnlinkFileAt { path }
+            | FsOp::RenameAt { from: path, .. } => node.child(path),
+            _ => node.path.clone(),
+        }
+    }
+
     /// The operation's name, as journaled.
     pub fn name(&self) -> &'static str {
         match self {

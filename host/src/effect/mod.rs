@@ -279,7 +279,7 @@ impl Gate {
     }
 
     /// Performs (live) or serves (replay) a filesystem operation on `node`.
-    pub fn fs(&self, node: &fs::Node, op: fs::FsOp) -> (FsAnswer, fs::Opened) {
+    pub fn fs(&self, node: &fs::Node, op: &fs::FsOp) -> (FsAnswer, fs::Opened) {
         let mut inner = self.lock();
         let event = |answer| EventKind::Fs {
             answer,
@@ -289,7 +289,7 @@ impl Gate {
         };
         match inner.mode {
             Mode::Live { .. } => {
-                let (answer, opened) = fs::perform(node, &op);
+                let (answer, opened) = fs::perform(node, op);
                 inner.append(event(answer.clone()), &*self.redactor);
                 (answer, opened)
             }
@@ -299,7 +299,7 @@ impl Gate {
                     // Diverged: the run is lost anyway; the guest sees an I/O error.
                     _ => FsAnswer::Failed { code: "io".into() },
                 };
-                let opened = fs::replayed(node, &op, &answer);
+                let opened = fs::replayed(node, op, &answer);
                 (answer, opened)
             }
         }
