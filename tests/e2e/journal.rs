@@ -409,3 +409,38 @@ fn a_bundle_in_a_missing_directory_is_a_clear_error() {
     );
     assert!(!bundle.exists());
 }
+
+/// Several processes creating the same journal at once all record their runs: the first to
+/// take the write lock creates it whole, the others find it complete.
+#[test]
+fn processes_creating_one_journal_at_once_all_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("journal.db");
+    let calc = plugin("calc.wasm");
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            baton()
+                .env("BATON_STORE", &store)
+                .args(["call", calc.to_str().unwrap(), "--input"])
+                .arg(format!(r#"{{"expression": "{i} + 1"}}"#))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let listed = text_output(&run_with_store(&store, &["trace", "ls"]));
+    assert_eq!(
+        listed.lines().filter(|l| l.contains(" call ")).count(),
+        6,
+        "{listed}"
+    );
+}

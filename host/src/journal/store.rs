@@ -416,7 +416,7 @@ fn try_open_writable(path: &Path) -> Result<Connection, StoreError> {
         path: path.to_owned(),
         source,
     };
-    let conn = Connection::open(path).map_err(open)?;
+    let mut conn = Connection::open(path).map_err(open)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(open)?;
     check_format(&conn, path)?;
@@ -429,12 +429,20 @@ fn try_open_writable(path: &Path) -> Result<Connection, StoreError> {
     }
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(open)?;
-    conn.execute_batch(SCHEMA).map_err(open)?;
-    conn.execute(
+    // Create the schema and record the format in one write transaction, checking again under
+    // its lock: another process creating the same journal is then either done or not begun,
+    // never half-way (a meta table without its format row).
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(open)?;
+    check_format(&tx, path)?;
+    tx.execute_batch(SCHEMA).map_err(open)?;
+    tx.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?1)",
         [FORMAT_VERSION.to_string()],
     )
     .map_err(open)?;
+    tx.commit().map_err(open)?;
     Ok(conn)
 }
 
