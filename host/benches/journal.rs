@@ -117,7 +117,7 @@ fn replays(c: &mut Criterion) {
     .unwrap();
     let fetch = rt.block_on(host.load(&plugin("fetch.wasm"))).unwrap();
     let input = format!(r#"{{"url": "{}"}}"#, server.url("/slow"));
-    let (run, result) = rt.block_on(host.run_tool(&fetch, &input));
+    let baton::runtime::ToolRun { run, result, .. } = rt.block_on(host.run_tool(&fetch, &input));
     result.unwrap();
     let bundle = dir.path().join("slow.bundle");
     host.journal()

@@ -107,6 +107,16 @@ pub enum Error {
     BundleInvalid { path: PathBuf, reason: String },
     #[error("{0}")]
     Diverged(Divergence),
+    /// A run or step whose budget cannot cover a call.
+    #[error("{0}")]
+    Budget(#[from] crate::budget::Exceeded),
+    /// A completion asked for from the command line failed (`kind`: the baton:plugin error
+    /// variant).
+    #[error("the completion failed ({}): {message}", kind.replace('-', " "))]
+    Llm { kind: String, message: String },
+    /// The model providers the policy configures cannot be set up.
+    #[error("{0}")]
+    LlmConfig(String),
 }
 
 impl Error {
@@ -127,6 +137,14 @@ impl Error {
                 exit::VERIFICATION
             }
             Error::Policy(PolicyError::Unsigned { .. }) => exit::UNTRUSTED,
+            Error::Budget(_) => exit::LIMIT,
+            Error::Llm { kind, .. } => match kind.as_str() {
+                "budget-exceeded" => exit::LIMIT,
+                "invalid-argument" => exit::BAD_INPUT,
+                "not-granted" => exit::POLICY,
+                _ => exit::TOOL_FAILED,
+            },
+            Error::LlmConfig(_) => exit::POLICY,
             Error::Policy(_)
             | Error::SecretMissing { .. }
             | Error::FsMount { .. }
@@ -186,6 +204,18 @@ pub(crate) fn host_error_parts(error: &HostError) -> (&'static str, &str) {
         HostError::Timeout(m) => ("timeout", m),
         HostError::Unavailable(m) => ("unavailable", m),
         HostError::Failed(m) => ("failed", m),
+    }
+}
+
+/// The baton:plugin error of variant `kind` (its WIT name) with `message`.
+pub(crate) fn host_error_from(kind: &str, message: String) -> HostError {
+    match kind {
+        "not-granted" => HostError::NotGranted(message),
+        "invalid-argument" => HostError::InvalidArgument(message),
+        "budget-exceeded" => HostError::BudgetExceeded(message),
+        "timeout" => HostError::Timeout(message),
+        "unavailable" => HostError::Unavailable(message),
+        _ => HostError::Failed(message),
     }
 }
 

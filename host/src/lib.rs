@@ -15,7 +15,9 @@
 //! ```
 
 pub mod bindings;
+pub mod budget;
 pub mod caps;
+pub mod completion;
 pub mod effect;
 pub mod error;
 pub mod journal;

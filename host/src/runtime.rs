@@ -10,8 +10,10 @@ use wasmtime::component::InstancePre;
 
 use crate::bindings::types::{Error as HostError, PlannerInfo, PromptInfo, ToolError, ToolInfo};
 use crate::bindings::{planner_api, prompt_api, tool_api};
+use crate::budget::{BudgetLimits, BudgetReport, Hold, Ledger, Spend};
 use crate::caps::tools::Caller;
 use crate::effect::fs::Node;
+use crate::effect::llm::Llm;
 use crate::effect::{Gate, NoSecrets, Redactor, Sealed, SecretRedactor};
 use crate::error::{Error, host_error_parts};
 use crate::journal::event::{
@@ -49,6 +51,8 @@ pub struct HostOptions {
     pub store: Option<PathBuf>,
     /// Load components whatever the policy's `[trust]` says (for signing them).
     pub accept_unsigned: bool,
+    /// Budget limits from the command line, overriding the policy's `[budget]`.
+    pub budget: BudgetLimits,
 }
 
 /// What a plugin says about itself, by world.
@@ -140,18 +144,33 @@ pub struct ToolCall {
     pub usage: Usage,
 }
 
+/// A tool call run and journaled as a run.
+#[derive(Debug)]
+pub struct ToolRun {
+    /// The run that journaled it (`None` when the host has no journal, or the input was
+    /// refused before the run started).
+    pub run: Option<RunRecord>,
+    /// What the run spent, against its budget.
+    pub budget: BudgetReport,
+    pub result: Result<ToolCall, Error>,
+}
+
 pub struct Host {
     sandbox: Arc<Sandbox>,
     loader: Loader,
     /// Decides, by the policy's `[trust]`, which components may be compiled.
     trust: PolicyTrust,
-    policy: Arc<Policy>,
+    pub(crate) policy: Arc<Policy>,
     overrides: LimitsSpec,
     /// Tools other tools may call through the host (as their policy allows), by name.
     tools: Arc<BTreeMap<String, Arc<Plugin>>>,
-    journal: Option<Journal>,
+    pub(crate) journal: Option<Journal>,
     /// The policy files in force and their texts, as runs record and bundles carry them.
-    policy_files: Vec<(PolicyRef, Arc<[u8]>)>,
+    pub(crate) policy_files: Vec<(PolicyRef, Arc<[u8]>)>,
+    /// The model providers and routes of the policy.
+    pub(crate) llm: Arc<Llm>,
+    /// What a run may spend: the policy's `[budget]` with the command line's on top.
+    pub(crate) budget: BudgetLimits,
 }
 
 impl Host {
@@ -173,6 +192,12 @@ impl Host {
                 (reference, text.as_bytes().into())
             })
             .collect();
+        let idempotency = options
+            .store
+            .as_deref()
+            .map(|store| store.with_file_name("llm-idempotency.db"));
+        let llm = Llm::new(policy.llm(), idempotency.as_deref()).map_err(Error::LlmConfig)?;
+        let budget = policy.run_budget().overridden_by(&options.budget);
         let trust = match options.accept_unsigned {
             true => PolicyTrust::accept_unsigned(),
             false => PolicyTrust::new(policy.trust()).map_err(|e| Error::TrustConfig(e.reason))?,
@@ -186,6 +211,8 @@ impl Host {
             overrides: options.limits,
             tools: Arc::default(),
             journal,
+            llm: Arc::new(llm),
+            budget,
         })
     }
 
@@ -374,23 +401,24 @@ impl Host {
     /// sandbox under the tool's limits, then checks the output's size, syntax and schema.
     /// The call is journaled as a run when the host has a journal.
     pub async fn call_tool(&self, plugin: &Plugin, input: &str) -> Result<ToolCall, Error> {
-        self.run_tool(plugin, input).await.1
+        self.run_tool(plugin, input).await.result
     }
 
-    /// Like `call_tool`, and also returns the run that journaled the call (`None` when the
-    /// host has no journal, or the input was refused before the run started).
-    pub async fn run_tool(
-        &self,
-        plugin: &Plugin,
-        input: &str,
-    ) -> (Option<RunRecord>, Result<ToolCall, Error>) {
+    /// Like `call_tool`, and also returns the run that journaled the call and what it spent.
+    pub async fn run_tool(&self, plugin: &Plugin, input: &str) -> ToolRun {
+        let ledger = Ledger::run(self.budget);
+        let refused = |e| ToolRun {
+            run: None,
+            budget: ledger.report(),
+            result: Err(e),
+        };
         if let Err(e) = check_input(plugin, input) {
-            return (None, Err(e));
+            return refused(e);
         }
         let digest = plugin.loaded.digest.to_string();
         let access = match live_access(&self.policy, plugin) {
             Ok(access) => access,
-            Err(e) => return (None, Err(e)),
+            Err(e) => return refused(e),
         };
         let recorder = self.journal.as_ref().and_then(|j| j.recorder().cloned());
         let policies = self.policy_files.iter().map(|(r, _)| r.clone()).collect();
@@ -413,17 +441,36 @@ impl Host {
             chains: run.chains(),
             calls: AtomicU32::new(0),
             replay: false,
+            llm: self.llm.clone(),
         });
+        let step = Ledger::step(
+            &ledger,
+            plugin.name(),
+            self.policy.step_budget(plugin.name(), plugin.subject()),
+        );
         let result = ctx
-            .invoke(plugin, input, &limits, access, &gate, CallMode::Live, 0)
+            .invoke(
+                plugin,
+                input,
+                &limits,
+                access,
+                &gate,
+                CallMode::Live,
+                0,
+                &step,
+            )
             .await;
         // A live run records what happens; it cannot diverge.
         let _ = run.end_step(CALL_STEP, &gate);
         // The journal's writer commits in the background; `Journal::export` and dropping the
         // journal wait for it.
         let record = run.finish(status_of(&result)).ok();
-        // Without a journal nothing was recorded, so there is no run to report.
-        (record.filter(|_| recorder.is_some()), result)
+        ToolRun {
+            // Without a journal nothing was recorded, so there is no run to report.
+            run: record.filter(|_| recorder.is_some()),
+            budget: ledger.report(),
+            result,
+        }
     }
 
     /// Re-runs the run recorded in `bundle` with the recorded inputs and effects, comparing
@@ -515,7 +562,10 @@ impl Host {
                 Arc::new(NoSecrets),
             )
             .map_err(Error::Diverged)?;
+        // A replay serves recorded completions: its providers are never asked.
+        let llm = Llm::new(policy.llm(), None).map_err(Error::LlmConfig)?;
         let ctx = Arc::new(RunContext {
+            llm: Arc::new(llm),
             sandbox: self.sandbox.clone(),
             bounds: policy.tool_bounds(),
             policy: Arc::new(policy),
@@ -528,8 +578,19 @@ impl Host {
         let mode = CallMode::Replay {
             timed_out_after: recorded.timed_out_after,
         };
+        // Budget decisions are recorded too; a replay does not make them again.
+        let ledger = Ledger::run(BudgetLimits::default());
         let result = ctx
-            .invoke(&plugin, &recorded.input, &limits, access, &gate, mode, 0)
+            .invoke(
+                &plugin,
+                &recorded.input,
+                &limits,
+                access,
+                &gate,
+                mode,
+                0,
+                &ledger,
+            )
             .await;
         run.end_step(CALL_STEP, &gate).map_err(Error::Diverged)?;
         let record = run.finish(status_of(&result)).map_err(Error::Diverged)?;
@@ -555,6 +616,8 @@ pub(crate) struct RunContext {
     /// Calls to other tools made so far in this run.
     calls: AtomicU32,
     replay: bool,
+    /// The model providers (never asked in a replay).
+    pub(crate) llm: Arc<Llm>,
 }
 
 impl RunContext {
@@ -673,6 +736,7 @@ impl RunContext {
             &gate,
             mode,
             caller.depth + 1,
+            &caller.ledger,
         ))
         .await;
         let result = result
@@ -712,10 +776,18 @@ impl RunContext {
         gate: &Arc<Gate>,
         mode: CallMode,
         depth: u32,
+        ledger: &Arc<Ledger>,
     ) -> Result<ToolCall, Error> {
         let (Entry::Tool(entry), Some(schemas)) = (&plugin.entry, &plugin.schemas) else {
             return Err(wrong_world(plugin));
         };
+        // Fuel and time are charged like tokens: the call's fuel limit is reserved (and cut
+        // to what the budget has left), the fuel burned committed after.
+        let (limits, fuel_hold) = match mode {
+            CallMode::Live => charge_limits(limits, ledger)?,
+            CallMode::Replay { .. } => (limits.clone(), None),
+        };
+        let limits = &limits;
         gate.emit(EventKind::InvocationStarted {
             digest: plugin.loaded.digest.to_string(),
             input: input.into(),
@@ -762,6 +834,7 @@ impl RunContext {
                 ctx: self.clone(),
                 chain: gate.chain(),
                 depth,
+                ledger: ledger.clone(),
             }),
         };
         let Outcome { mut result, usage } = self
@@ -796,6 +869,12 @@ impl RunContext {
             }
             other => other,
         };
+        if let Some(hold) = fuel_hold {
+            hold.commit(Spend {
+                fuel: usage.fuel,
+                ..Spend::default()
+            });
+        }
         gate.emit(EventKind::InvocationEnded {
             outcome: outcome_record(&result),
             fuel: usage.fuel,
@@ -820,6 +899,38 @@ impl RunContext {
             })?;
         Ok(ToolCall { output, usage })
     }
+}
+
+/// `limits` cut to what `ledger` has left of fuel and time, with the fuel reserved; a
+/// budget with nothing left refuses the call.
+fn charge_limits(
+    limits: &ResolvedLimits,
+    ledger: &Arc<Ledger>,
+) -> Result<(ResolvedLimits, Option<Hold>), Error> {
+    let mut limits = limits.clone();
+    if let Some(left) = ledger.time_left()
+        && left < limits.limits.timeout
+    {
+        (limits.limits.timeout, limits.timeout) = (left, Source::Budget);
+    }
+    let mut hold = None;
+    if let Some(left) = ledger.fuel_left()
+        && left < limits.limits.fuel
+    {
+        (limits.limits.fuel, limits.fuel) = (left, Source::Budget);
+    }
+    if ledger.fuel_left().is_some() {
+        // With no fuel left, asking for one unit says so.
+        hold = Some(ledger.reserve(Spend {
+            fuel: limits.limits.fuel.max(1),
+            ..Spend::default()
+        })?);
+    }
+    if limits.limits.timeout.is_zero() {
+        // Reserving nothing checks the time budget, and says which one ran out.
+        ledger.reserve(Spend::default())?;
+    }
+    Ok((limits, hold))
 }
 
 /// The provenance a recorded `verified` event holds, by component digest.

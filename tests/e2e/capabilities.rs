@@ -73,11 +73,9 @@ fn llm_grants_name_models_and_cap_max_tokens() {
             "NotGranted(\"LLM model 'gpt-4o' with max_tokens 16 (above llm.max_tokens 8) is not granted",
         ],
     );
-    // Granted: it passes the policy and reaches the (absent) provider.
+    // Granted: it passes the policy and reaches the router, which has no route for it.
     assert_contains(
         &ask("models = [\"gpt-4o\"]\nmax_tokens = 64"),
-        &[
-            "Unavailable(\"model 'gpt-4o' is granted, but this Baton has no LLM provider configured\")",
-        ],
+        &["Unavailable(\"model 'gpt-4o' has no route: add [llm.models.gpt-4o] to the policy\")"],
     );
 }

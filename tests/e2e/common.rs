@@ -44,12 +44,21 @@ pub fn shared_store() -> PathBuf {
     cache_dir().join("journal.db")
 }
 
+/// Where the local model is: `BATON_MODELS` (set by `cargo xtask test`), else where
+/// `cargo xtask models` puts it.
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("BATON_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/models"))
+}
+
 /// The `baton` binary, isolated from the user's environment.
 pub fn baton() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_baton"));
     command
         .env("BATON_CACHE_DIR", cache_dir())
         .env("BATON_STORE", shared_store())
+        .env("BATON_MODELS", models_dir())
         .env_remove("BATON_POLICY")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
@@ -116,7 +125,7 @@ pub fn error_line(output: &Output, code: i32) -> String {
     );
     let lines: Vec<&str> = stderr
         .lines()
-        .filter(|l| !l.starts_with("denied: "))
+        .filter(|l| !l.starts_with("denied: ") && !l.starts_with("budget: "))
         .collect();
     assert_eq!(lines.len(), 1, "expected one line on stderr, got: {stderr}");
     assert!(lines[0].starts_with("error: "), "{stderr}");

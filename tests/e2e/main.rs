@@ -12,6 +12,8 @@ mod hostile;
 mod inspect;
 mod journal;
 mod library;
+mod llm;
+mod model_server;
 mod policy;
 mod replay;
 mod secrets;

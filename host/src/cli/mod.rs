@@ -3,6 +3,7 @@
 
 mod call;
 mod inspect;
+mod llm;
 mod policy;
 mod replay;
 mod sign;
@@ -11,6 +12,7 @@ mod trace;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use baton::budget::BudgetLimits;
 use baton::policy::{LimitsSpec, values};
 use baton::{Error, Host, HostOptions};
 use clap::{ArgAction, Args, Parser, Subcommand};
@@ -22,7 +24,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
     about = "Run LLM tools, prompts and planners built as WebAssembly components, sandboxed \
              under policy",
     after_help = "Exit status: 0 success; 1 the tool failed; 2 bad usage or input; \
-                  3 a sandbox limit was hit; 5 a policy problem; 6 a replay diverged or a \
+                  3 a sandbox limit or budget was hit; 4 a signature did not verify; 5 a policy problem; 6 a replay diverged or a \
                   journal failed verification."
 )]
 pub struct Cli {
@@ -47,6 +49,10 @@ pub struct GlobalArgs {
     /// Wall-clock deadline per call, e.g. "5s" or "500ms"
     #[arg(long, global = true, value_parser = values::timeout, value_name = "DURATION")]
     timeout: Option<Duration>,
+    /// What a run may spend, e.g. "tokens=20000,usd=0.10,time=60s" (also fuel and calls);
+    /// overrides the policy's [budget]
+    #[arg(long, global = true, value_parser = BudgetLimits::parse, value_name = "LIMITS")]
+    budget: Option<BudgetLimits>,
     /// Largest output (and stdout, and stderr) per call, e.g. "1 MiB"
     #[arg(long, global = true, value_parser = values::output, value_name = "SIZE")]
     max_output: Option<u64>,
@@ -93,6 +99,7 @@ impl GlobalArgs {
             },
             store: Some(self.store()),
             accept_unsigned: false,
+            budget: self.budget.unwrap_or_default(),
         }
     }
 }
@@ -111,6 +118,9 @@ enum Command {
     /// Check a policy file, or explain what it grants a component
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Ask a model through the policy's routes, budget, retries and breakers
+    #[command(subcommand)]
+    Llm(llm::LlmCommand),
     /// Make an ECDSA P-256 key pair in cosign's formats
     Keygen(sign::KeygenArgs),
     /// Sign a component or policy: FILE.sig (as cosign sign-blob) and FILE.intoto.json
@@ -132,8 +142,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     };
     runtime.block_on(async {
         let mut options = cli.global.host_options();
-        if !matches!(command, Command::Call(_)) {
-            // Only calls are recorded; a replay compares, and inspecting runs nothing.
+        if !matches!(command, Command::Call(_) | Command::Llm(_)) {
+            // Only calls and completions are recorded; a replay compares, and inspecting
+            // runs nothing.
             options.store = None;
         }
         // Signing is how a component becomes trusted, so it must load unsigned ones.
@@ -144,6 +155,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             Command::Inspect(args) => inspect::run(&host, args).await,
             Command::Replay(args) => replay::run(&host, args).await,
             Command::Policy(command) => policy::run(&host, command).await,
+            Command::Llm(command) => llm::run(&host, command).await,
             Command::Sign(args) => sign::sign(&host, args).await,
             Command::Trace(_) | Command::Keygen(_) | Command::Verify(_) => {
                 unreachable!("handled above")

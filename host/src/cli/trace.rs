@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use baton::Error;
+use baton::budget::Usd;
 use baton::journal::event::{
-    Event, EventKind, FsAnswer, HttpOutcome, InvocationOutcome, ToolCallOutcome,
+    Event, EventKind, FsAnswer, HttpOutcome, InvocationOutcome, LlmOutcome, ToolCallOutcome,
 };
 use baton::journal::store::{Journal, RunSummary};
 use baton::journal::verify_run;
@@ -227,6 +228,45 @@ fn detail(kind: &EventKind) -> String {
             };
             format!("{op} {path} {} -> {answer}", cut(args))
         }
+        EventKind::Llm {
+            attempts,
+            committed,
+            outcome,
+            request,
+            source,
+            ..
+        } => {
+            let outcome = match outcome {
+                LlmOutcome::Completed {
+                    model,
+                    input_tokens,
+                    output_tokens,
+                    text,
+                    ..
+                } => format!(
+                    "{model}: {input_tokens} + {output_tokens} tokens, {} -> {}",
+                    Usd(committed.nano_usd),
+                    cut(text)
+                ),
+                LlmOutcome::Failed { kind, message } => format!("{kind}: {}", cut(message)),
+            };
+            let retries = attempts.len().saturating_sub(1);
+            let how = match (source.as_str(), retries) {
+                ("provider", 0) | ("", _) => String::new(),
+                ("provider", n) => format!(" after {n} retries"),
+                (other, _) => format!(" from {other}"),
+            };
+            format!("{}{how}: {outcome}", request.model)
+        }
+        EventKind::LlmTokens {
+            model,
+            count,
+            error,
+            ..
+        } => match error.is_empty() {
+            true => format!("{model}: {count} tokens"),
+            false => format!("{model}: {}", cut(error)),
+        },
         EventKind::Verified {
             signer,
             attestation,

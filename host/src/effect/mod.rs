@@ -9,15 +9,18 @@
 
 pub mod fs;
 pub mod http;
+pub mod llm;
 pub mod wasi;
 mod world;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::budget::Ledger;
 use crate::journal::chain::ChainWriter;
 use crate::journal::event::{
-    ChainId, Event, EventKind, FsAnswer, HttpOutcome, HttpRequestRecord, RandomSource,
+    ChainId, Event, EventKind, FsAnswer, HttpOutcome, HttpRequestRecord, LlmOutcome, LlmRequest,
+    RandomSource,
 };
 use crate::journal::store::Recorder;
 
@@ -369,6 +372,74 @@ impl Gate {
         outcome
     }
 
+    /// Sends a completion request to the world's model providers (live), spending from
+    /// `ledger`, or serves the recorded outcome (replay, with no provider at all).
+    pub async fn complete(
+        &self,
+        llm: &llm::Llm,
+        caller: &str,
+        request: LlmRequest,
+        ledger: &Arc<Ledger>,
+    ) -> LlmOutcome {
+        let probe = EventKind::Llm {
+            attempts: Vec::new(),
+            committed: Default::default(),
+            outcome: LlmOutcome::Failed {
+                kind: "failed".into(),
+                message: "the caller stopped waiting before the model answered".into(),
+            },
+            request: request.clone(),
+            reserved: Default::default(),
+            source: String::new(),
+        };
+        match self.reserve(probe) {
+            Reservation::Live(slot) => {
+                let record = llm.perform(caller, &request, ledger).await;
+                let outcome = record.outcome.clone();
+                self.fill(slot, record.into_event(request));
+                outcome
+            }
+            Reservation::Replayed(Some(recorded)) => match recorded.kind {
+                EventKind::Llm { outcome, .. } => outcome,
+                _ => diverged_llm(),
+            },
+            Reservation::Replayed(None) => diverged_llm(),
+        }
+    }
+
+    /// Counts `text`'s tokens with `model`'s tokenizer (live), or serves the recorded count.
+    pub async fn count_tokens(
+        &self,
+        llm: &llm::Llm,
+        model: &str,
+        text: &str,
+    ) -> Result<u32, String> {
+        let (text_digest, _) = http::encode_body(text.as_bytes());
+        let event = |count, error| EventKind::LlmTokens {
+            count,
+            error,
+            model: model.into(),
+            text_digest: text_digest.clone(),
+        };
+        match self.reserve(event(0, "abandoned".into())) {
+            Reservation::Live(slot) => {
+                let counted = llm.count(model, text).await;
+                let (count, error) = match &counted {
+                    Ok(n) => (*n, String::new()),
+                    Err(e) => (0, e.clone()),
+                };
+                self.fill(slot, event(count, error));
+                counted
+            }
+            Reservation::Replayed(Some(recorded)) => match recorded.kind {
+                EventKind::LlmTokens { count, error, .. } if error.is_empty() => Ok(count),
+                EventKind::LlmTokens { error, .. } => Err(error),
+                _ => Err("the replay diverged".into()),
+            },
+            Reservation::Replayed(None) => Err("the replay diverged".into()),
+        }
+    }
+
     /// Completes a live reservation; events queued behind it are chained in order.
     pub fn fill(&self, slot: u64, kind: EventKind) {
         let mut inner = self.lock();
@@ -568,6 +639,13 @@ impl Inner {
 
     fn chain_id(&self) -> ChainId {
         self.chain.chain().to_string()
+    }
+}
+
+fn diverged_llm() -> LlmOutcome {
+    LlmOutcome::Failed {
+        kind: "failed".into(),
+        message: "the replay diverged".into(),
     }
 }
 

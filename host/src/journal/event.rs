@@ -192,6 +192,76 @@ pub enum ToolCallOutcome {
     Failed { kind: String, message: String },
 }
 
+/// One message of a completion request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmMessage {
+    pub content: String,
+    /// system, user, assistant or tool.
+    pub role: String,
+}
+
+/// A completion request as a plugin (or `baton llm complete`) made it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmRequest {
+    pub idempotency_key: Option<String>,
+    pub max_tokens: u32,
+    pub messages: Vec<LlmMessage>,
+    /// The model name asked for (a route in the policy's `[llm.models]`).
+    pub model: String,
+    /// Decimal text of a u64 (journal numbers are doubles).
+    pub seed: Option<String>,
+    pub stop: Vec<String>,
+    /// The shortest decimal text of the f32 asked for.
+    pub temperature: String,
+}
+
+/// One attempt at a provider, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmAttempt {
+    /// The circuit-breaker transitions this attempt caused (`closed->open`, or
+    /// `open->half_open, half_open->closed` for a probe that succeeded), or empty.
+    pub breaker: String,
+    /// How long Baton waited before the next attempt, in milliseconds (0: none followed).
+    pub delay_ms: u64,
+    /// Why it failed; empty when it succeeded.
+    pub error: String,
+    /// The model route tried.
+    pub model: String,
+    pub provider: String,
+    /// The HTTP status, or 0 when there was none.
+    pub status: u16,
+}
+
+/// What a call reserved or spent against the budget.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpendRecord {
+    pub calls: u64,
+    /// US dollars in nano-dollars.
+    pub nano_usd: u64,
+    pub tokens: u64,
+}
+
+/// What a completion request gave the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum LlmOutcome {
+    Completed {
+        /// stop, length or content-filter.
+        finish_reason: String,
+        input_tokens: u32,
+        /// The model route that answered (a fallback, when the budget chose one).
+        model: String,
+        output_tokens: u32,
+        text: String,
+    },
+    /// `kind`: the baton:plugin error variant the caller received (`budget-exceeded`, ...).
+    Failed { kind: String, message: String },
+}
+
 /// How an invocation ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -314,6 +384,26 @@ pub enum EventKind {
         /// The guest path of the descriptor it was made on.
         path: String,
     },
+    /// A completion request, in the position where it was made: the budget reservation,
+    /// every attempt (retries and breaker transitions included), the outcome and what was
+    /// spent. A replay serves the outcome and needs no provider.
+    Llm {
+        attempts: Vec<LlmAttempt>,
+        committed: SpendRecord,
+        outcome: LlmOutcome,
+        request: LlmRequest,
+        reserved: SpendRecord,
+        /// Where the outcome came from: `provider`, or `idempotency` (a stored result).
+        source: String,
+    },
+    /// A token count asked of a model's tokenizer (`text_digest`: hex sha256 of the text).
+    LlmTokens {
+        count: u32,
+        /// Why there is no count (no route, no model), or empty.
+        error: String,
+        model: String,
+        text_digest: String,
+    },
     /// The policy refused a capability the guest asked for (`capability`: llm, tools, http,
     /// fs).
     Denied {
@@ -355,6 +445,8 @@ impl EventKind {
             EventKind::Denied { .. } => "denied",
             EventKind::Http { .. } => "http",
             EventKind::Fs { .. } => "fs",
+            EventKind::Llm { .. } => "llm",
+            EventKind::LlmTokens { .. } => "llm_tokens",
             EventKind::ToolCall { .. } => "tool_call",
             EventKind::Verified { .. } => "verified",
             EventKind::Environment { .. } => "environment",
@@ -391,6 +483,17 @@ impl EventKind {
                     && a.headers == b.headers
                     && (a.body_digest.is_empty() || a.body_digest == b.body_digest)
             }
+            (Llm { request: a, .. }, Llm { request: b, .. }) => a == b,
+            (
+                LlmTokens {
+                    model, text_digest, ..
+                },
+                LlmTokens {
+                    model: rmodel,
+                    text_digest: rdigest,
+                    ..
+                },
+            ) => model == rmodel && text_digest == rdigest,
             (
                 Fs { op, path, args, .. },
                 Fs {

@@ -6,6 +6,7 @@
 //! can say which file set the limit that was hit.
 
 pub mod explain;
+pub mod llm;
 pub mod net;
 pub mod trust;
 pub mod values;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::budget::BudgetLimits;
 use crate::sandbox::limits::{LimitKind, Limits};
 use net::NetPattern;
 
@@ -52,6 +54,9 @@ pub enum PolicyError {
     /// A policy file that must be signed (see `require_signed_policies`) is not.
     #[error("policy {} is not trusted: {reason}", path.display())]
     Unsigned { path: PathBuf, reason: String },
+    /// The layers' `[llm]` sections do not fit together.
+    #[error("policy {files}: {message}")]
+    Llm { files: String, message: String },
     #[error("policy {file}, line {line}, column {column}: {message}")]
     Parse {
         file: String,
@@ -93,6 +98,8 @@ struct PluginSection {
     fs: Option<FsSpec>,
     tools: Option<ToolsSpec>,
     llm: Option<LlmSpec>,
+    /// What one step (a call of this plugin) may spend.
+    budget: Option<llm::BudgetSpec>,
 }
 
 /// `[plugins.<name>.fs]`: host directories preopened for the plugin.
@@ -385,6 +392,11 @@ struct PolicyFile {
     #[serde(default)]
     trust: trust::TrustSpec,
     #[serde(default)]
+    llm: llm::LlmSection,
+    /// What one run may spend.
+    #[serde(default)]
+    budget: llm::BudgetSpec,
+    #[serde(default)]
     plugins: BTreeMap<String, PluginSection>,
 }
 
@@ -443,6 +455,8 @@ pub enum Source {
         plugin: String,
     },
     CommandLine,
+    /// What was left of the run's or step's budget (`--budget`, `[budget]`).
+    Budget,
 }
 
 impl fmt::Display for Source {
@@ -453,6 +467,7 @@ impl fmt::Display for Source {
                 write!(f, "{file} [plugins.{plugin}.limits]")
             }
             Source::CommandLine => f.write_str("the command line"),
+            Source::Budget => f.write_str("what was left of the budget"),
         }
     }
 }
@@ -499,6 +514,7 @@ pub struct Policy {
     base: Limits,
     layers: Vec<Layer>,
     trust: trust::TrustPolicy,
+    llm: llm::LlmConfig,
 }
 
 impl Policy {
@@ -599,10 +615,23 @@ impl Policy {
             })
             .ok_or_else(|| incomplete(&first.name))?;
         let trust = trust::resolve(&layers, read_files)?;
+        let mut llm = llm::LlmConfig::default();
+        for layer in &layers {
+            llm.layer(&layer.name, &layer.file.llm);
+        }
+        llm.validate().map_err(|message| PolicyError::Llm {
+            files: layers
+                .iter()
+                .map(|l| l.name.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+            message,
+        })?;
         Ok(Policy {
             base,
             layers,
             trust,
+            llm,
         })
     }
 
@@ -735,6 +764,25 @@ impl Policy {
             }
         }
         grants
+    }
+
+    /// Where model calls go: providers and model routes.
+    pub fn llm(&self) -> &llm::LlmConfig {
+        &self.llm
+    }
+
+    /// What a run may spend: the last file that sets each limit wins.
+    pub fn run_budget(&self) -> BudgetLimits {
+        self.layers.iter().fold(BudgetLimits::default(), |b, l| {
+            b.overridden_by(&l.file.budget.0)
+        })
+    }
+
+    /// What one call of `plugin` (a step, with the calls it makes to other tools) may spend.
+    pub fn step_budget<'a>(&self, plugin: &str, subject: impl Into<Subject<'a>>) -> BudgetLimits {
+        self.sections(plugin, subject.into())
+            .filter_map(|(_, s)| s.budget)
+            .fold(BudgetLimits::default(), |b, spec| b.overridden_by(&spec.0))
     }
 
     /// Whose signatures make a component loadable.

@@ -1,0 +1,539 @@
+//! The budget ledger: tokens, money, fuel and calls a run (and each of its steps) may spend,
+//! and the wall time it may take.
+//!
+//! Spending is two-phase. Before an effect the worst case is *reserved*; after it the actual
+//! use is *committed* and the rest released (dropping a `Hold` releases all of it). A
+//! reservation succeeds only if the committed spend, everything already reserved, and the
+//! new worst case together fit every limit, so concurrent steps can never overspend: the
+//! check and the reservation happen under one lock. A step's ledger has the run's as its
+//! parent, and a reservation must fit both.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// An amount of US dollars, in nano-dollars (exact, and small enough for journals, whose
+/// numbers are IEEE doubles: up to about nine million dollars).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Usd(pub u64);
+
+const NANOS_PER_USD: u64 = 1_000_000_000;
+
+impl Usd {
+    /// Parses "0.10", "$0.10" or "1e-3"; at most nine decimal places count.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let trimmed = text.trim().trim_start_matches('$');
+        let value: f64 = trimmed
+            .parse()
+            .map_err(|_| format!("'{text}' is not an amount of US dollars such as 0.10"))?;
+        Self::from_f64(value).ok_or_else(|| format!("'{text}' must be between 0 and 9,000,000"))
+    }
+
+    /// Dollars as a float (prices in TOML are floats), rounded to the nearest nano-dollar.
+    pub fn from_f64(value: f64) -> Option<Self> {
+        (value.is_finite() && (0.0..=9.0e6).contains(&value))
+            .then(|| Usd((value * NANOS_PER_USD as f64).round() as u64))
+    }
+
+    /// What `tokens` cost at `per_1k` per thousand tokens, rounded up to the next
+    /// nano-dollar so that a reservation is never below the real price.
+    pub fn for_tokens(per_1k: Usd, tokens: u64) -> Usd {
+        let nanos = (per_1k.0 as u128 * tokens as u128).div_ceil(1000);
+        Usd(nanos.min(u64::MAX as u128) as u64)
+    }
+}
+
+impl fmt::Display for Usd {
+    /// "$0.0123": whole cents always, then as many more digits as are not zero.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let whole = self.0 / NANOS_PER_USD;
+        let frac = format!("{:09}", self.0 % NANOS_PER_USD);
+        let frac = frac.trim_end_matches('0');
+        write!(f, "${whole}.{frac:0<2}")
+    }
+}
+
+/// What an effect spends, or may spend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spend {
+    pub tokens: u64,
+    pub usd: Usd,
+    pub fuel: u64,
+    pub calls: u64,
+}
+
+impl Spend {
+    fn plus(self, other: Spend) -> Spend {
+        Spend {
+            tokens: self.tokens.saturating_add(other.tokens),
+            usd: Usd(self.usd.0.saturating_add(other.usd.0)),
+            fuel: self.fuel.saturating_add(other.fuel),
+            calls: self.calls.saturating_add(other.calls),
+        }
+    }
+
+    fn minus(self, other: Spend) -> Spend {
+        Spend {
+            tokens: self.tokens.saturating_sub(other.tokens),
+            usd: Usd(self.usd.0.saturating_sub(other.usd.0)),
+            fuel: self.fuel.saturating_sub(other.fuel),
+            calls: self.calls.saturating_sub(other.calls),
+        }
+    }
+}
+
+/// Limits of a run or a step; `None` is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BudgetLimits {
+    pub tokens: Option<u64>,
+    pub usd: Option<Usd>,
+    pub fuel: Option<u64>,
+    pub calls: Option<u64>,
+    pub time: Option<Duration>,
+}
+
+impl BudgetLimits {
+    /// Parses `tokens=20000,usd=0.10,time=60s,fuel=1e9,calls=10` (any subset).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut limits = BudgetLimits::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part.split_once('=').ok_or_else(|| {
+                format!("'{part}' is not KEY=VALUE (keys: tokens, usd, time, fuel, calls)")
+            })?;
+            limits.set(key.trim(), value.trim())?;
+        }
+        Ok(limits)
+    }
+
+    /// Sets one limit from its text.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let count = |what: &str| {
+            value
+                .replace('_', "")
+                .parse::<u64>()
+                .map_err(|_| format!("{key}={value}: {what} must be a whole number"))
+        };
+        match key {
+            "tokens" => self.tokens = Some(count("tokens")?),
+            "fuel" => self.fuel = Some(count("fuel")?),
+            "calls" => self.calls = Some(count("calls")?),
+            "usd" => self.usd = Some(Usd::parse(value).map_err(|e| format!("usd: {e}"))?),
+            "time" => {
+                self.time = Some(
+                    humantime::parse_duration(value)
+                        .map_err(|e| format!("time={value} is not a duration such as 60s: {e}"))?,
+                )
+            }
+            other => {
+                return Err(format!(
+                    "'{other}' is not a budget (tokens, usd, time, fuel, calls)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `self` with every limit `over` sets replaced by it.
+    pub fn overridden_by(self, over: &BudgetLimits) -> BudgetLimits {
+        BudgetLimits {
+            tokens: over.tokens.or(self.tokens),
+            usd: over.usd.or(self.usd),
+            fuel: over.fuel.or(self.fuel),
+            calls: over.calls.or(self.calls),
+            time: over.time.or(self.time),
+        }
+    }
+
+    pub fn is_unlimited(&self) -> bool {
+        *self == BudgetLimits::default()
+    }
+}
+
+/// A reservation that did not fit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the {scope}'s budget cannot cover this: {what} (budget.{key}); raise it with --budget \
+     {key}=... or in the policy's [budget]"
+)]
+pub struct Exceeded {
+    /// "run" or "step 'name'".
+    pub scope: String,
+    /// Which limit: tokens, usd, fuel, calls, time.
+    pub key: &'static str,
+    pub what: String,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    committed: Spend,
+    reserved: Spend,
+}
+
+/// The spend of one run or step against its limits.
+#[derive(Debug)]
+pub struct Ledger {
+    scope: String,
+    limits: BudgetLimits,
+    started: Instant,
+    parent: Option<Arc<Ledger>>,
+    tally: Mutex<Tally>,
+}
+
+/// What a ledger has spent and has left, for summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetReport {
+    pub limits: BudgetLimits,
+    pub spent: Spend,
+    pub elapsed: Duration,
+}
+
+impl Ledger {
+    /// A run's ledger.
+    pub fn run(limits: BudgetLimits) -> Arc<Self> {
+        Arc::new(Self::new("run".into(), limits, None))
+    }
+
+    /// A step's ledger inside `run`'s.
+    pub fn step(run: &Arc<Ledger>, step: &str, limits: BudgetLimits) -> Arc<Self> {
+        Arc::new(Self::new(
+            format!("step '{step}'"),
+            limits,
+            Some(run.clone()),
+        ))
+    }
+
+    fn new(scope: String, limits: BudgetLimits, parent: Option<Arc<Ledger>>) -> Self {
+        Self {
+            scope,
+            limits,
+            started: Instant::now(),
+            parent,
+            tally: Mutex::new(Tally::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Tally> {
+        self.tally.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reserves `want` here and in every ancestor, or nothing if any of them cannot cover it.
+    pub fn reserve(self: &Arc<Self>, want: Spend) -> Result<Hold, Exceeded> {
+        // Locks are taken from the step up to the run, always in that order.
+        let mut chain: Vec<&Ledger> = vec![self];
+        while let Some(parent) = &chain[chain.len() - 1].parent {
+            chain.push(parent);
+        }
+        let mut guards: Vec<MutexGuard<'_, Tally>> = Vec::with_capacity(chain.len());
+        for ledger in &chain {
+            let guard = ledger.lock();
+            ledger.check(&guard, want)?;
+            guards.push(guard);
+        }
+        for guard in &mut guards {
+            guard.reserved = guard.reserved.plus(want);
+        }
+        drop(guards);
+        Ok(Hold {
+            ledger: self.clone(),
+            held: want,
+            settled: false,
+        })
+    }
+
+    fn check(&self, tally: &Tally, want: Spend) -> Result<(), Exceeded> {
+        let exceeded = |key, what| Exceeded {
+            scope: self.scope.clone(),
+            key,
+            what,
+        };
+        if let Some(limit) = self.limits.time {
+            let elapsed = self.started.elapsed();
+            if elapsed >= limit {
+                return Err(exceeded(
+                    "time",
+                    format!(
+                        "{} of {} used",
+                        humantime::format_duration(round_ms(elapsed)),
+                        humantime::format_duration(limit)
+                    ),
+                ));
+            }
+        }
+        let total = tally.committed.plus(tally.reserved);
+        let counts = [
+            ("tokens", self.limits.tokens, total.tokens, want.tokens),
+            ("fuel", self.limits.fuel, total.fuel, want.fuel),
+            ("calls", self.limits.calls, total.calls, want.calls),
+        ];
+        for (key, limit, used, wanted) in counts {
+            if let Some(limit) = limit
+                && wanted > 0
+                && used.saturating_add(wanted) > limit
+            {
+                return Err(exceeded(
+                    key,
+                    format!("{wanted} {key} needed, {used} of {limit} spent or reserved"),
+                ));
+            }
+        }
+        if let Some(limit) = self.limits.usd
+            && want.usd.0 > 0
+            && total.usd.0.saturating_add(want.usd.0) > limit.0
+        {
+            return Err(exceeded(
+                "usd",
+                format!(
+                    "{} needed, {} of {} spent or reserved",
+                    want.usd, total.usd, limit
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Fuel left to reserve here and in every ancestor (a call is granted up to what is
+    /// left, rather than refused whole).
+    pub fn fuel_left(&self) -> Option<u64> {
+        let mut left = self.limits.fuel.map(|limit| {
+            let tally = self.lock();
+            limit.saturating_sub(tally.committed.fuel + tally.reserved.fuel)
+        });
+        if let Some(parent) = &self.parent
+            && let Some(up) = parent.fuel_left()
+        {
+            left = Some(left.map_or(up, |l| l.min(up)));
+        }
+        left
+    }
+
+    /// Wall time left before the run's or step's time budget runs out.
+    pub fn time_left(&self) -> Option<Duration> {
+        let mine = self
+            .limits
+            .time
+            .map(|limit| limit.saturating_sub(self.started.elapsed()));
+        let up = self.parent.as_ref().and_then(|p| p.time_left());
+        match (mine, up) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn report(&self) -> BudgetReport {
+        BudgetReport {
+            limits: self.limits,
+            spent: self.lock().committed,
+            elapsed: self.started.elapsed(),
+        }
+    }
+
+    fn settle(&self, held: Spend, actual: Spend) {
+        let mut ledger = Some(self);
+        while let Some(current) = ledger {
+            let mut tally = current.lock();
+            tally.reserved = tally.reserved.minus(held);
+            tally.committed = tally.committed.plus(actual);
+            drop(tally);
+            ledger = current.parent.as_deref();
+        }
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+/// A reservation: commit what was actually spent, or drop it to release everything.
+#[derive(Debug)]
+pub struct Hold {
+    ledger: Arc<Ledger>,
+    held: Spend,
+    settled: bool,
+}
+
+impl Hold {
+    pub fn held(&self) -> Spend {
+        self.held
+    }
+
+    /// The ledger it holds spend in.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// Records `actual` as spent and releases the rest of the reservation.
+    pub fn commit(mut self, actual: Spend) {
+        self.settled = true;
+        self.ledger.settle(self.held, actual);
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.ledger.settle(self.held, Spend::default());
+        }
+    }
+}
+
+impl fmt::Display for BudgetReport {
+    /// "1,234 tokens, $0.0012, 2 calls; left: 18,766 tokens, $0.0988".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.spent;
+        write!(f, "{} LLM calls, {} tokens, {}", s.calls, s.tokens, s.usd)?;
+        let l = &self.limits;
+        let mut left = Vec::new();
+        if let Some(limit) = l.tokens {
+            left.push(format!("{} tokens", limit.saturating_sub(s.tokens)));
+        }
+        if let Some(limit) = l.usd {
+            left.push(Usd(limit.0.saturating_sub(s.usd.0)).to_string());
+        }
+        if let Some(limit) = l.calls {
+            left.push(format!("{} calls", limit.saturating_sub(s.calls)));
+        }
+        if let Some(limit) = l.fuel {
+            left.push(format!("{} fuel", limit.saturating_sub(s.fuel)));
+        }
+        if let Some(limit) = l.time {
+            let left_time = limit.saturating_sub(self.elapsed);
+            left.push(format!(
+                "{} time",
+                humantime::format_duration(round_ms(left_time))
+            ));
+        }
+        if !left.is_empty() {
+            write!(f, "; budget left: {}", left.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usd(text: &str) -> Usd {
+        Usd::parse(text).unwrap()
+    }
+
+    #[test]
+    fn prices_round_up_to_the_next_nano_dollar() {
+        // $0.15 per million tokens is $0.00015 per 1k: 150 nano-dollars a token.
+        assert_eq!(Usd::for_tokens(usd("0.00015"), 10), Usd(1500));
+        // 1.5 nano-dollars a token: one token costs 2.
+        assert_eq!(Usd::for_tokens(Usd(1500), 1), Usd(2));
+        assert_eq!(Usd::for_tokens(Usd(1500), 2), Usd(3));
+        assert_eq!(Usd::for_tokens(usd("0.002"), 1000), usd("0.002"));
+        assert_eq!(Usd::for_tokens(usd("0.03"), 1500), usd("0.045"));
+        assert_eq!(Usd::for_tokens(usd("0"), 1_000_000), Usd(0));
+    }
+
+    #[test]
+    fn dollars_parse_and_print_exactly() {
+        assert_eq!(usd("0.10"), Usd(100_000_000));
+        assert_eq!(usd("$1.5"), Usd(1_500_000_000));
+        assert_eq!(usd("0.10").to_string(), "$0.10");
+        assert_eq!(Usd(1_234_500).to_string(), "$0.0012345");
+        assert_eq!(Usd(0).to_string(), "$0.00");
+        assert!(Usd::parse("-1").is_err());
+        assert!(Usd::parse("ten").is_err());
+    }
+
+    #[test]
+    fn budgets_parse_from_flags() {
+        let limits = BudgetLimits::parse("tokens=20000,usd=0.10,time=60s").unwrap();
+        assert_eq!(limits.tokens, Some(20000));
+        assert_eq!(limits.usd, Some(usd("0.10")));
+        assert_eq!(limits.time, Some(Duration::from_secs(60)));
+        assert_eq!(limits.calls, None);
+        let err = BudgetLimits::parse("dollars=3").unwrap_err();
+        assert!(err.contains("'dollars' is not a budget"), "{err}");
+        assert!(BudgetLimits::parse("tokens").is_err());
+    }
+
+    #[test]
+    fn a_reservation_counts_until_committed_or_released() {
+        let run = Ledger::run(BudgetLimits {
+            tokens: Some(100),
+            ..Default::default()
+        });
+        let want = Spend {
+            tokens: 60,
+            ..Default::default()
+        };
+        let first = run.reserve(want).unwrap();
+        let err = run.reserve(want).unwrap_err();
+        assert_eq!(err.key, "tokens");
+        assert!(err.what.contains("60 tokens needed, 60 of 100"), "{err}");
+        first.commit(Spend {
+            tokens: 25,
+            ..Default::default()
+        });
+        let second = run.reserve(want).unwrap();
+        drop(second);
+        assert_eq!(run.report().spent.tokens, 25);
+        assert!(
+            run.reserve(Spend {
+                tokens: 75,
+                ..Default::default()
+            })
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_step_reservation_must_fit_the_run_too() {
+        let run = Ledger::run(BudgetLimits {
+            usd: Some(usd("0.05")),
+            ..Default::default()
+        });
+        let step = Ledger::step(&run, "a", BudgetLimits::default());
+        let other = Ledger::step(
+            &run,
+            "b",
+            BudgetLimits {
+                usd: Some(usd("0.01")),
+                ..Default::default()
+            },
+        );
+        let cost = |d: &str| Spend {
+            usd: usd(d),
+            ..Default::default()
+        };
+        let held = step.reserve(cost("0.04")).unwrap();
+        let err = other.reserve(cost("0.02")).unwrap_err();
+        assert_eq!(err.scope, "step 'b'");
+        let err = other.reserve(cost("0.01")).map(|_| ()).err();
+        assert!(err.is_none(), "0.04 + 0.01 fits the run's 0.05");
+        held.commit(cost("0.04"));
+        assert_eq!(run.report().spent.usd, usd("0.04"));
+        assert_eq!(step.report().spent.usd, usd("0.04"));
+        assert_eq!(other.report().spent.usd, Usd(0));
+    }
+
+    #[test]
+    fn concurrent_reservations_never_overspend() {
+        let run = Ledger::run(BudgetLimits {
+            calls: Some(10),
+            ..Default::default()
+        });
+        let won = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..32 {
+                s.spawn(|| {
+                    if let Ok(hold) = run.reserve(Spend {
+                        calls: 1,
+                        ..Default::default()
+                    }) {
+                        won.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let held = hold.held();
+                        hold.commit(held);
+                    }
+                });
+            }
+        });
+        assert_eq!(won.into_inner(), 10);
+        assert_eq!(run.report().spent.calls, 10);
+    }
+}

@@ -1,0 +1,108 @@
+//! `baton llm complete`: one completion through the policy's routes, for quick checks.
+
+use std::io::Read;
+
+use baton::journal::event::{LlmMessage, LlmOutcome, LlmRequest};
+use baton::{Error, Host};
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Subcommand)]
+pub enum LlmCommand {
+    /// Send one prompt to a model and print its answer
+    Complete(CompleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompleteArgs {
+    /// The prompt (the user's message); "-" reads it from standard input
+    prompt: String,
+    /// The model, as the policy's [llm.models] names it
+    #[arg(long, short, default_value = "smollm2")]
+    model: String,
+    /// A system message before the prompt
+    #[arg(long)]
+    system: Option<String>,
+    /// The most tokens the answer may have
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    max_tokens: u32,
+    /// Sampling temperature; 0 always takes the most likely token
+    #[arg(long, default_value_t = 0.0, value_name = "T")]
+    temperature: f32,
+    /// Seed for sampling (the same seed and prompt give the same answer)
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Stop the answer before this text; may be repeated
+    #[arg(long, value_name = "TEXT")]
+    stop: Vec<String>,
+    /// Repeating a key returns the stored result without a new request (for 24 hours)
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
+    /// Print the whole outcome (text, model, tokens, finish reason) as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(host: &Host, command: LlmCommand) -> Result<(), Error> {
+    let LlmCommand::Complete(args) = command;
+    if !(0.0..=2.0).contains(&args.temperature) {
+        return Err(Error::InputUnreadable(format!(
+            "--temperature {} is outside 0 to 2",
+            args.temperature
+        )));
+    }
+    let prompt = if args.prompt == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| Error::InputUnreadable(format!("standard input: {e}")))?;
+        text
+    } else {
+        args.prompt
+    };
+    let system = args.system.map(|content| LlmMessage {
+        content,
+        role: "system".into(),
+    });
+    let user = LlmMessage {
+        content: prompt,
+        role: "user".into(),
+    };
+    let request = LlmRequest {
+        idempotency_key: args.idempotency_key,
+        max_tokens: args.max_tokens,
+        messages: system.into_iter().chain([user]).collect(),
+        model: args.model,
+        seed: args.seed.map(|s| s.to_string()),
+        stop: args.stop,
+        temperature: args.temperature.to_string(),
+    };
+    let done = host.complete(request).await;
+    if let Some(run) = &done.run {
+        tracing::info!("run {} (root {})", run.id, run.root);
+    }
+    eprintln!("budget: {}", done.budget);
+    let LlmOutcome::Completed {
+        text,
+        model,
+        input_tokens,
+        output_tokens,
+        finish_reason,
+    } = done.result()?
+    else {
+        unreachable!("a failure is an error");
+    };
+    if args.json {
+        super::print_json(&serde_json::json!({
+            "text": text,
+            "model": model,
+            "finish_reason": finish_reason,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cost_usd": done.budget.spent.usd.to_string(),
+            "run": done.run.as_ref().map(|r| r.id.clone()),
+        }));
+    } else {
+        println!("{text}");
+    }
+    Ok(())
+}

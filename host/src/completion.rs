@@ -1,0 +1,68 @@
+//! One completion outside any tool (`baton llm complete`): the same routing, budget,
+//! retries and breaker as a plugin's calls, journaled as a run of its own so that what it
+//! cost is on record.
+
+use std::sync::Arc;
+
+use crate::budget::{BudgetReport, Ledger};
+use crate::effect::NoSecrets;
+use crate::error::Error;
+use crate::journal::event::{LlmOutcome, LlmRequest};
+use crate::run::{RunJournal, RunRecord};
+use crate::runtime::Host;
+
+/// The step the completion is journaled as.
+const STEP: &str = "complete";
+
+/// Idempotency keys given on the command line are scoped to this caller.
+const CLI_CALLER: &str = "cli";
+
+/// A completion and its run.
+#[derive(Debug)]
+pub struct CompletionRun {
+    /// `None` when the host has no journal.
+    pub run: Option<RunRecord>,
+    pub budget: BudgetReport,
+    pub outcome: LlmOutcome,
+}
+
+impl CompletionRun {
+    /// The outcome as a result: a failure becomes `Error::Llm`.
+    pub fn result(&self) -> Result<&LlmOutcome, Error> {
+        match &self.outcome {
+            LlmOutcome::Failed { kind, message } => Err(Error::Llm {
+                kind: kind.clone(),
+                message: message.clone(),
+            }),
+            completed => Ok(completed),
+        }
+    }
+}
+
+impl Host {
+    /// Sends `request` through the policy's routes under the host's budget.
+    pub async fn complete(&self, request: LlmRequest) -> CompletionRun {
+        let recorder = self.journal.as_ref().and_then(|j| j.recorder().cloned());
+        let policies = self.policy_files.iter().map(|(r, _)| r.clone()).collect();
+        let mut run = RunJournal::live(recorder.clone(), "llm", policies);
+        for (reference, text) in &self.policy_files {
+            run.blob("policy", &reference.digest, text);
+        }
+        let ledger = Ledger::run(self.budget);
+        let gate = run
+            .start_step(STEP, "llm", "", Arc::new(NoSecrets))
+            .expect("a live run records, it cannot diverge");
+        let outcome = gate.complete(&self.llm, CLI_CALLER, request, &ledger).await;
+        let _ = run.end_step(STEP, &gate);
+        let status = match &outcome {
+            LlmOutcome::Completed { .. } => "ok",
+            LlmOutcome::Failed { .. } => "failed",
+        };
+        let record = run.finish(status).ok();
+        CompletionRun {
+            run: record.filter(|_| recorder.is_some()),
+            budget: ledger.report(),
+            outcome,
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! The world's model providers: the only code that sends completion requests. Only the gate
+//! calls `Llm::perform`, in live mode, after the `llm` capability has checked the policy;
+//! everything that happens on the way (the budget reservation, the model the budget chose,
+//! each attempt, retry and breaker transition, the outcome and what it cost) comes back as
+//! one record for the journal.
+
+pub mod breaker;
+mod idempotency;
+mod local;
+mod openai;
+pub mod provider;
+mod retry;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+
+use crate::budget::{Hold, Ledger, Spend, Usd};
+use crate::journal::event::{EventKind, LlmAttempt, LlmOutcome, LlmRequest, SpendRecord};
+use crate::policy::llm::{LlmConfig, ModelRoute, ProviderConfig, ProviderKind};
+use breaker::Breaker;
+use idempotency::{Idempotency, Prior};
+use provider::Provider;
+
+/// Where an outcome came from.
+pub mod source {
+    pub const PROVIDER: &str = "provider";
+    pub const IDEMPOTENCY: &str = "idempotency";
+}
+
+/// One provider, created on first use (loading a local model takes a while).
+struct Slot {
+    config: ProviderConfig,
+    breaker: Breaker,
+    provider: OnceCell<Result<Arc<dyn Provider>, String>>,
+}
+
+impl Slot {
+    async fn get(&self) -> Result<Arc<dyn Provider>, String> {
+        self.provider
+            .get_or_init(|| async {
+                let config = self.config.clone();
+                let made =
+                    tokio::task::spawn_blocking(move || -> Result<Arc<dyn Provider>, String> {
+                        Ok(match config.kind {
+                            ProviderKind::Openai => Arc::new(openai::OpenAi::new(&config)?),
+                            ProviderKind::Local => {
+                                Arc::new(local::Local::load(&config.model_file)?)
+                            }
+                        })
+                    })
+                    .await;
+                made.unwrap_or_else(|e| Err(format!("loading the provider stopped: {e}")))
+            })
+            .await
+            .clone()
+    }
+}
+
+/// The providers and model routes of a policy, with their breakers and idempotency keys.
+pub struct Llm {
+    models: BTreeMap<String, ModelRoute>,
+    slots: BTreeMap<String, Slot>,
+    idempotency: Idempotency,
+}
+
+/// Everything one completion request led to, as journaled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlmRecord {
+    pub attempts: Vec<LlmAttempt>,
+    pub reserved: SpendRecord,
+    pub committed: SpendRecord,
+    pub outcome: LlmOutcome,
+    pub source: String,
+}
+
+impl LlmRecord {
+    fn failed(kind: &str, message: impl Into<String>) -> Self {
+        Self {
+            attempts: Vec::new(),
+            reserved: SpendRecord::default(),
+            committed: SpendRecord::default(),
+            outcome: LlmOutcome::Failed {
+                kind: kind.into(),
+                message: message.into(),
+            },
+            source: String::new(),
+        }
+    }
+
+    pub fn into_event(self, request: LlmRequest) -> EventKind {
+        EventKind::Llm {
+            attempts: self.attempts,
+            committed: self.committed,
+            outcome: self.outcome,
+            request,
+            reserved: self.reserved,
+            source: self.source,
+        }
+    }
+}
+
+impl From<Spend> for SpendRecord {
+    fn from(s: Spend) -> Self {
+        SpendRecord {
+            calls: s.calls,
+            nano_usd: s.usd.0,
+            tokens: s.tokens,
+        }
+    }
+}
+
+impl Llm {
+    /// The routing table `config`; idempotency keys are kept in `idempotency_db` (in memory
+    /// when `None`).
+    pub fn new(config: &LlmConfig, idempotency_db: Option<&Path>) -> Result<Self, String> {
+        let slots = config
+            .providers
+            .iter()
+            .map(|(name, config)| {
+                let slot = Slot {
+                    breaker: Breaker::new(config.breaker),
+                    config: config.clone(),
+                    provider: OnceCell::new(),
+                };
+                (name.clone(), slot)
+            })
+            .collect();
+        let idempotency = Idempotency::open(idempotency_db).map_err(|e| {
+            format!(
+                "cannot open the idempotency store {}: {e}",
+                idempotency_db.map_or("(memory)".into(), |p| p.display().to_string())
+            )
+        })?;
+        Ok(Self {
+            models: config.models.clone(),
+            slots,
+            idempotency,
+        })
+    }
+
+    pub fn route(&self, model: &str) -> Option<&ModelRoute> {
+        self.models.get(model)
+    }
+
+    fn no_route(model: &str) -> String {
+        format!("model '{model}' has no route: add [llm.models.{model}] to the policy")
+    }
+
+    /// The provider serving `route`, loaded if it was not yet.
+    async fn provider(&self, route: &ModelRoute) -> Result<(&Slot, Arc<dyn Provider>), String> {
+        let slot = self
+            .slots
+            .get(&route.provider)
+            .expect("policies are validated: every route's provider exists");
+        Ok((slot, slot.get().await?))
+    }
+
+    /// Tokens of `text` by `model`'s tokenizer (an upper bound where Baton lacks it).
+    pub(in crate::effect) async fn count(&self, model: &str, text: &str) -> Result<u32, String> {
+        let route = self.route(model).ok_or_else(|| Self::no_route(model))?;
+        let (_, provider) = self.provider(route).await?;
+        Ok(provider.count_text(text).min(u32::MAX as u64) as u32)
+    }
+
+    /// Serves one completion request for `caller`, spending from `ledger`.
+    pub(in crate::effect) async fn perform(
+        &self,
+        caller: &str,
+        request: &LlmRequest,
+        ledger: &Arc<Ledger>,
+    ) -> LlmRecord {
+        let Some(route) = self.route(&request.model) else {
+            return LlmRecord::failed("unavailable", Self::no_route(&request.model));
+        };
+        let claim = match &request.idempotency_key {
+            None => None,
+            Some(key) => match self.idempotency.begin(caller, key, &fingerprint(request)) {
+                Ok(Prior::Fresh(claim)) => Some(claim),
+                Ok(Prior::Stored(outcome)) => {
+                    return LlmRecord {
+                        outcome,
+                        source: source::IDEMPOTENCY.into(),
+                        attempts: Vec::new(),
+                        reserved: SpendRecord::default(),
+                        committed: SpendRecord::default(),
+                    };
+                }
+                Ok(Prior::Mismatch) => {
+                    return LlmRecord::failed(
+                        "invalid-argument",
+                        format!(
+                            "idempotency key '{key}' was used before with different \
+                             parameters; use a new key for a new request"
+                        ),
+                    );
+                }
+                Ok(Prior::InFlight) => {
+                    return LlmRecord::failed(
+                        "failed",
+                        format!("a call with idempotency key '{key}' is still in progress"),
+                    );
+                }
+                Err(e) => return LlmRecord::failed("failed", format!("idempotency store: {e}")),
+            },
+        };
+        let record = self.route_and_call(route, request, ledger).await;
+        // Only an outcome the provider gave is stored: a refusal by the budget or an open
+        // breaker never reached it, so the key stays free to try again.
+        if let Some(claim) = claim
+            && record.source == source::PROVIDER
+            && let Err(e) = self.idempotency.store(claim, &record.outcome)
+        {
+            tracing::warn!("cannot store the outcome of an idempotent call: {e}");
+        }
+        record
+    }
+
+    /// Picks the first of `route` and its fallbacks whose worst case the budget can cover,
+    /// reserves it, and calls it.
+    async fn route_and_call(
+        &self,
+        route: &ModelRoute,
+        request: &LlmRequest,
+        ledger: &Arc<Ledger>,
+    ) -> LlmRecord {
+        let mut refusal = None;
+        let fallbacks = route.fallbacks.iter().filter_map(|f| self.route(f));
+        for candidate in std::iter::once(route).chain(fallbacks) {
+            let (slot, provider) = match self.provider(candidate).await {
+                Ok(found) => found,
+                Err(e) => return LlmRecord::failed("unavailable", e),
+            };
+            let input = provider.count_input(&request.messages);
+            let max = request.max_tokens as u64;
+            if input + max > candidate.context_window as u64 {
+                refusal.get_or_insert(format!(
+                    "{input} input tokens and max_tokens {max} exceed model '{}''s context \
+                     window of {} tokens",
+                    candidate.name, candidate.context_window
+                ));
+                continue;
+            }
+            let worst = Spend {
+                tokens: input + max,
+                usd: price(candidate, input, max),
+                calls: 1,
+                fuel: 0,
+            };
+            match ledger.reserve(worst) {
+                Ok(hold) => return self.call(candidate, slot, &*provider, request, hold).await,
+                Err(exceeded) => {
+                    refusal.get_or_insert(format!("model '{}': {exceeded}", candidate.name));
+                }
+            }
+        }
+        LlmRecord::failed(
+            "budget-exceeded",
+            refusal.unwrap_or_else(|| "no model can serve this request".into()),
+        )
+    }
+
+    /// Attempts `route` through its provider's breaker, retrying what may succeed later.
+    async fn call(
+        &self,
+        route: &ModelRoute,
+        slot: &Slot,
+        provider: &dyn Provider,
+        request: &LlmRequest,
+        hold: Hold,
+    ) -> LlmRecord {
+        let settings = slot.config.retry;
+        let reserved = hold.held().into();
+        let mut attempts = Vec::new();
+        let record = |attempts: Vec<LlmAttempt>, outcome, committed: Spend| LlmRecord {
+            attempts,
+            reserved,
+            committed: committed.into(),
+            outcome,
+            source: source::PROVIDER.into(),
+        };
+        let one_call = Spend {
+            calls: 1,
+            ..Spend::default()
+        };
+        let mut retry = 0;
+        loop {
+            let mut attempt = LlmAttempt {
+                breaker: String::new(),
+                delay_ms: 0,
+                error: String::new(),
+                model: route.name.clone(),
+                provider: slot.config.name.clone(),
+                status: 0,
+            };
+            match slot.breaker.admit() {
+                Ok(transition) => note(&mut attempt, transition),
+                Err(open) => {
+                    attempt.error = "circuit open".into();
+                    attempts.push(attempt);
+                    let message = format!(
+                        "provider '{}' is failing: its circuit breaker opened after {} \
+                         consecutive failures and lets a call through again in {}",
+                        slot.config.name,
+                        slot.breaker.settings().failures,
+                        humantime::format_duration(round_ms(open.retry_in))
+                    );
+                    let outcome = LlmOutcome::Failed {
+                        kind: "unavailable".into(),
+                        message,
+                    };
+                    // Nothing reached the provider: the call is not charged.
+                    drop(hold);
+                    let mut r = record(attempts, outcome, Spend::default());
+                    r.source = String::new();
+                    return r;
+                }
+            }
+            let timeout = match hold_time_left(&hold) {
+                Some(left) if left.is_zero() => {
+                    attempt.error = "the time budget ran out".into();
+                    attempts.push(attempt);
+                    let outcome = LlmOutcome::Failed {
+                        kind: "budget-exceeded".into(),
+                        message: "the time budget ran out before the model answered".into(),
+                    };
+                    hold.commit(one_call);
+                    return record(attempts, outcome, one_call);
+                }
+                Some(left) => left.min(slot.config.timeout),
+                None => slot.config.timeout,
+            };
+            let error = match provider.complete(&route.remote, request, timeout).await {
+                Ok(done) => {
+                    note(&mut attempt, slot.breaker.success());
+                    attempts.push(attempt);
+                    let (input, output) = (done.input_tokens as u64, done.output_tokens as u64);
+                    let spent = Spend {
+                        tokens: input + output,
+                        usd: price(route, input, output),
+                        calls: 1,
+                        fuel: 0,
+                    };
+                    hold.commit(spent);
+                    let outcome = LlmOutcome::Completed {
+                        finish_reason: done.finish_reason,
+                        input_tokens: done.input_tokens,
+                        model: route.name.clone(),
+                        output_tokens: done.output_tokens,
+                        text: done.text,
+                    };
+                    return record(attempts, outcome, spent);
+                }
+                Err(error) => error,
+            };
+            attempt.status = error.status();
+            attempt.error = error.to_string();
+            let transition = match error.retryable() {
+                true => slot.breaker.failure(),
+                // The provider answered: it is up, whatever it thought of the request.
+                false => slot.breaker.success(),
+            };
+            note(&mut attempt, transition);
+            let stop = if !error.retryable() || retry >= settings.retries {
+                Some(String::new())
+            } else {
+                match retry::delay(&settings, retry, error.retry_after()) {
+                    Ok(wait) if hold_time_left(&hold).is_some_and(|left| left <= wait) => {
+                        Some("; the time budget ends before a retry".into())
+                    }
+                    Ok(wait) => {
+                        attempt.delay_ms = wait.as_millis() as u64;
+                        attempts.push(attempt.clone());
+                        tokio::time::sleep(wait).await;
+                        None
+                    }
+                    Err(why) => Some(format!("; {why}")),
+                }
+            };
+            if let Some(why) = stop {
+                attempts.push(attempt);
+                let tries = attempts.len();
+                let outcome = LlmOutcome::Failed {
+                    kind: error.kind().into(),
+                    message: format!(
+                        "model '{}' via provider '{}': {error}{why} ({tries} attempt{})",
+                        route.name,
+                        slot.config.name,
+                        if tries == 1 { "" } else { "s" }
+                    ),
+                };
+                hold.commit(one_call);
+                return record(attempts, outcome, one_call);
+            }
+            retry += 1;
+        }
+    }
+}
+
+/// Adds a breaker transition to an attempt's record.
+fn note(attempt: &mut LlmAttempt, transition: Option<breaker::Transition>) {
+    if let Some(t) = transition {
+        if !attempt.breaker.is_empty() {
+            attempt.breaker.push_str(", ");
+        }
+        attempt.breaker.push_str(t);
+    }
+}
+
+fn hold_time_left(hold: &Hold) -> Option<Duration> {
+    hold.ledger().time_left()
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+/// What `input` tokens in and `output` out cost on `route`.
+fn price(route: &ModelRoute, input: u64, output: u64) -> Usd {
+    Usd(Usd::for_tokens(route.input_per_1k, input).0
+        + Usd::for_tokens(route.output_per_1k, output).0)
+}
+
+/// What identifies a request's parameters for its idempotency key: everything but the key.
+fn fingerprint(request: &LlmRequest) -> String {
+    let bare = LlmRequest {
+        idempotency_key: None,
+        ..request.clone()
+    };
+    let json = serde_json::to_vec(&bare).expect("requests serialize");
+    hex::encode(Sha256::digest(json))
+}

@@ -1,0 +1,276 @@
+//! `[llm]` and `[budget]`: where model calls go and what they may spend.
+//!
+//! ```toml
+//! [llm.providers.openai]          # any OpenAI-compatible chat-completions endpoint
+//! kind = "openai"
+//! base_url = "http://127.0.0.1:8000/v1"
+//! api_key_env = "OPENAI_API_KEY"
+//!
+//! [llm.models.gpt-4o-mini]        # the name plugins ask for
+//! provider = "openai"
+//! input_per_1k = 0.00015          # USD per 1000 input tokens
+//! output_per_1k = 0.0006
+//! context_window = 128000
+//! fallbacks = ["smollm2"]         # cheaper models used when the budget cannot cover this one
+//!
+//! [budget]                        # per run; [plugins.<name>.budget] per step
+//! tokens = 20000
+//! usd = 0.10
+//! time = "60s"
+//! ```
+//!
+//! A provider or model entry in a later policy file replaces the earlier entry of that name
+//! whole; budget keys override one by one.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::values;
+use crate::budget::{BudgetLimits, Usd};
+
+/// The model file the local provider loads unless `model_file` says otherwise.
+pub const DEFAULT_LOCAL_MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LlmSection {
+    #[serde(default)]
+    providers: BTreeMap<String, ProviderSpec>,
+    #[serde(default)]
+    models: BTreeMap<String, ModelSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// An OpenAI-compatible chat-completions endpoint over HTTP.
+    Openai,
+    /// A GGUF model run on this machine with candle.
+    Local,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderSpec {
+    kind: ProviderKind,
+    base_url: Option<String>,
+    /// The environment variable holding the API key (sent as a bearer token).
+    api_key_env: Option<String>,
+    /// The local provider's GGUF file, relative to the policy file.
+    model_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "values::de::timeout")]
+    timeout: Option<Duration>,
+    retries: Option<u32>,
+    #[serde(default, deserialize_with = "values::de::timeout")]
+    backoff: Option<Duration>,
+    #[serde(default, deserialize_with = "values::de::timeout")]
+    max_backoff: Option<Duration>,
+    breaker_failures: Option<u32>,
+    #[serde(default, deserialize_with = "values::de::timeout")]
+    breaker_cooldown: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelSpec {
+    provider: String,
+    /// The provider's name for the model (default: the entry's name).
+    name: Option<String>,
+    #[serde(default, deserialize_with = "price")]
+    input_per_1k: Usd,
+    #[serde(default, deserialize_with = "price")]
+    output_per_1k: Usd,
+    context_window: Option<u32>,
+    #[serde(default)]
+    fallbacks: Vec<String>,
+}
+
+/// Retries of one provider: exponential backoff with jitter, honouring Retry-After up to
+/// `max_backoff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetrySettings {
+    pub retries: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+/// A provider's circuit breaker: open after `failures` consecutive failures, half-open after
+/// `cooldown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerSettings {
+    pub failures: u32,
+    pub cooldown: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Chat completions go to `{base_url}/chat/completions`.
+    pub base_url: String,
+    pub api_key_env: Option<String>,
+    pub model_file: PathBuf,
+    /// Deadline of one attempt.
+    pub timeout: Duration,
+    pub retry: RetrySettings,
+    pub breaker: BreakerSettings,
+    /// The policy file that configured it.
+    pub source: String,
+}
+
+/// Where a model name is routed, and what it costs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRoute {
+    pub name: String,
+    pub provider: String,
+    /// The provider's name for it.
+    pub remote: String,
+    pub input_per_1k: Usd,
+    pub output_per_1k: Usd,
+    pub context_window: u32,
+    pub fallbacks: Vec<String>,
+}
+
+/// The routing table: providers and the models they serve.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LlmConfig {
+    pub providers: BTreeMap<String, ProviderConfig>,
+    pub models: BTreeMap<String, ModelRoute>,
+}
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_RETRIES: u32 = 3;
+const DEFAULT_BACKOFF: Duration = Duration::from_millis(250);
+const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(20);
+const DEFAULT_BREAKER_FAILURES: u32 = 5;
+const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(30);
+const DEFAULT_CONTEXT_WINDOW: u32 = 8192;
+const DEFAULT_OPENAI_URL: &str = "https://api.openai.com/v1";
+
+/// Where local model files live unless a policy names one: `$BATON_MODELS`, else `models`
+/// in the user's data directory.
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("BATON_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            dirs::data_dir()
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join("baton")
+                .join("models")
+        })
+}
+
+impl LlmConfig {
+    /// Adds one policy file's `[llm]` (`file` names it, and relative paths are relative to
+    /// it), replacing entries of the same names.
+    pub(super) fn layer(&mut self, file: &str, section: &LlmSection) {
+        for (name, spec) in &section.providers {
+            let model_file = match &spec.model_file {
+                Some(path) => super::relative_to(file, path),
+                None => models_dir().join(DEFAULT_LOCAL_MODEL),
+            };
+            let base_url = spec
+                .base_url
+                .clone()
+                .or_else(|| std::env::var("OPENAI_BASE_URL").ok())
+                .unwrap_or_else(|| DEFAULT_OPENAI_URL.into());
+            self.providers.insert(
+                name.clone(),
+                ProviderConfig {
+                    name: name.clone(),
+                    kind: spec.kind,
+                    base_url: base_url.trim_end_matches('/').to_string(),
+                    api_key_env: spec.api_key_env.clone(),
+                    model_file,
+                    timeout: spec.timeout.unwrap_or(DEFAULT_TIMEOUT),
+                    retry: RetrySettings {
+                        retries: spec.retries.unwrap_or(DEFAULT_RETRIES),
+                        backoff: spec.backoff.unwrap_or(DEFAULT_BACKOFF),
+                        max_backoff: spec.max_backoff.unwrap_or(DEFAULT_MAX_BACKOFF),
+                    },
+                    breaker: BreakerSettings {
+                        failures: spec.breaker_failures.unwrap_or(DEFAULT_BREAKER_FAILURES),
+                        cooldown: spec.breaker_cooldown.unwrap_or(DEFAULT_BREAKER_COOLDOWN),
+                    },
+                    source: file.to_string(),
+                },
+            );
+        }
+        for (name, spec) in &section.models {
+            self.models.insert(
+                name.clone(),
+                ModelRoute {
+                    name: name.clone(),
+                    provider: spec.provider.clone(),
+                    remote: spec.name.clone().unwrap_or_else(|| name.clone()),
+                    input_per_1k: spec.input_per_1k,
+                    output_per_1k: spec.output_per_1k,
+                    context_window: spec.context_window.unwrap_or(DEFAULT_CONTEXT_WINDOW),
+                    fallbacks: spec.fallbacks.clone(),
+                },
+            );
+        }
+    }
+
+    /// Checks that every model's provider and fallbacks exist, once all layers are in.
+    pub fn validate(&self) -> Result<(), String> {
+        for route in self.models.values() {
+            if !self.providers.contains_key(&route.provider) {
+                return Err(format!(
+                    "[llm.models.{}] names provider '{}', which no [llm.providers.{}] defines",
+                    route.name, route.provider, route.provider
+                ));
+            }
+            if let Some(missing) = route
+                .fallbacks
+                .iter()
+                .find(|f| !self.models.contains_key(*f))
+            {
+                return Err(format!(
+                    "[llm.models.{}] falls back to '{missing}', which no [llm.models.{missing}] \
+                     defines",
+                    route.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A price in USD per 1000 tokens: a number, 0 or more.
+fn price<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Usd, D::Error> {
+    let value = f64::deserialize(d)?;
+    Usd::from_f64(value).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "{value} is not a price in USD per 1000 tokens (0 or more)"
+        ))
+    })
+}
+
+/// `[budget]` or `[plugins.<name>.budget]`: the same keys as `--budget`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct BudgetSpec(pub BudgetLimits);
+
+impl<'de> Deserialize<'de> for BudgetSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let table = BTreeMap::<String, toml::Value>::deserialize(d)?;
+        let mut limits = BudgetLimits::default();
+        for (key, value) in table {
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                other => {
+                    return Err(serde::de::Error::custom(format!(
+                        "budget {key} = {other} is neither a number nor a string"
+                    )));
+                }
+            };
+            limits.set(&key, &text).map_err(serde::de::Error::custom)?;
+        }
+        Ok(BudgetSpec(limits))
+    }
+}
