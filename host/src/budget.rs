@@ -377,10 +377,15 @@ impl Drop for Hold {
 }
 
 impl fmt::Display for BudgetReport {
-    /// "1,234 tokens, $0.0012, 2 calls; left: 18,766 tokens, $0.0988".
+    /// "2 LLM calls, 1234 tokens, $0.0012; budget left: 18766 tokens, $0.0988".
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.spent;
-        write!(f, "{} LLM calls, {} tokens, {}", s.calls, s.tokens, s.usd)?;
+        let plural = if s.calls == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{} LLM call{plural}, {} tokens, {}",
+            s.calls, s.tokens, s.usd
+        )?;
         let l = &self.limits;
         let mut left = Vec::new();
         if let Some(limit) = l.tokens {

@@ -114,9 +114,6 @@ pub enum Error {
     /// variant).
     #[error("the completion failed ({}): {message}", kind.replace('-', " "))]
     Llm { kind: String, message: String },
-    /// The model providers the policy configures cannot be set up.
-    #[error("{0}")]
-    LlmConfig(String),
 }
 
 impl Error {
@@ -144,7 +141,6 @@ impl Error {
                 "not-granted" => exit::POLICY,
                 _ => exit::TOOL_FAILED,
             },
-            Error::LlmConfig(_) => exit::POLICY,
             Error::Policy(_)
             | Error::SecretMissing { .. }
             | Error::FsMount { .. }
@@ -168,11 +164,17 @@ impl Error {
 fn describe_sandbox_error(who: &str, error: &SandboxError, limits: &ResolvedLimits) -> String {
     match error {
         SandboxError::Limit(limit) => match limit.kind() {
-            Some(kind) => format!(
-                "{who} {limit} (limit from {}; raise it with {})",
-                limits.source(kind),
-                kind.flag()
-            ),
+            Some(kind) => match limits.source(kind) {
+                crate::policy::Source::Budget => format!(
+                    "{who} {limit} (all that was left of the budget; raise it with \
+                     --budget {}=... or in the policy's [budget])",
+                    kind.budget_key()
+                ),
+                source => format!(
+                    "{who} {limit} (limit from {source}; raise it with {})",
+                    kind.flag()
+                ),
+            },
             None => format!(
                 "{who} {limit}; the call stack size is fixed, so the component must recurse less"
             ),

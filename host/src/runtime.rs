@@ -196,7 +196,7 @@ impl Host {
             .store
             .as_deref()
             .map(|store| store.with_file_name("llm-idempotency.db"));
-        let llm = Llm::new(policy.llm(), idempotency.as_deref()).map_err(Error::LlmConfig)?;
+        let llm = Llm::new(policy.llm(), idempotency.as_deref());
         let budget = policy.run_budget().overridden_by(&options.budget);
         let trust = match options.accept_unsigned {
             true => PolicyTrust::accept_unsigned(),
@@ -563,7 +563,7 @@ impl Host {
             )
             .map_err(Error::Diverged)?;
         // A replay serves recorded completions: its providers are never asked.
-        let llm = Llm::new(policy.llm(), None).map_err(Error::LlmConfig)?;
+        let llm = Llm::new(policy.llm(), None);
         let ctx = Arc::new(RunContext {
             llm: Arc::new(llm),
             sandbox: self.sandbox.clone(),

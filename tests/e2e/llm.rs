@@ -286,7 +286,7 @@ async fn parallel_calls_never_overspend_the_budget() {
     let dir = tempfile::tempdir().unwrap();
     let text = server.policy("test", "retries = 0") + "input_per_1k = 1.0\noutput_per_1k = 2.0\n";
     let policy = Policy::load(&write_policy(dir.path(), &text)).unwrap();
-    let llm = Arc::new(Llm::new(policy.llm(), None).unwrap());
+    let llm = Arc::new(Llm::new(policy.llm(), None));
     // One call costs 14 × $0.001 + 10 × $0.002 = $0.034: the budget fits exactly ten.
     let per_call = Usd::parse("0.034").unwrap();
     let limit = Usd(per_call.0 * 10);
@@ -344,7 +344,7 @@ fn cost_is_priced_per_thousand_tokens_and_reported_with_the_budget_left() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_contains(
         &stderr,
-        &["budget: 1 LLM calls, 3000 tokens, $3.50; budget left: $6.50"],
+        &["budget: 1 LLM call, 3000 tokens, $3.50; budget left: $6.50"],
     );
 }
 
@@ -392,6 +392,7 @@ fn a_budget_refusal_reaches_the_plugin_and_the_journal() {
     let input = json!({"requests": [
         {"model": "test", "prompt": "hi", "max_tokens": 10},
         {"model": "test", "prompt": "hi", "max_tokens": 10},
+        {"model": "test", "prompt": "hi", "max_tokens": 10, "temperature": 7.5},
     ]})
     .to_string();
     let output = run_with_store(
@@ -417,11 +418,17 @@ fn a_budget_refusal_reaches_the_plugin_and_the_journal() {
             "budget.tokens",
         ],
     );
+    let invalid = &out["answers"][2]["error"];
+    assert_eq!(invalid["kind"], "invalid-argument");
+    assert_contains(
+        invalid["message"].as_str().unwrap(),
+        &["temperature 7.5 is outside 0 to 2"],
+    );
     assert_eq!(server.requests().len(), 1);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_contains(
         &stderr,
-        &["budget: 1 LLM calls, 24 tokens, $0.00; budget left: 6 tokens"],
+        &["budget: 1 LLM call, 24 tokens, $0.00; budget left: 6 tokens"],
     );
 }
 
@@ -480,6 +487,11 @@ fn misconfigured_routes_and_budgets_are_clear_errors() {
         &stderr,
         &["--budget", "'dollars' is not a budget (tokens, usd, time"],
     );
+    for bad in [["--temperature", "3"], ["--max-tokens", "0"]] {
+        let usage = complete(dir.path(), &empty, "hi", &bad);
+        assert_eq!(usage.status.code(), Some(2), "{bad:?}");
+        assert_contains(&String::from_utf8_lossy(&usage.stderr), &[bad[0]]);
+    }
 }
 
 #[test]
@@ -534,4 +546,43 @@ fn a_plugin_counts_tokens_with_the_local_models_tokenizer() {
     assert_eq!(out["counts"][0]["ok"], 2);
     assert_eq!(out["counts"][1]["ok"], 1);
     assert_eq!(out["counts"][2]["error"]["kind"], "not-granted");
+}
+
+#[test]
+fn fuel_and_time_are_charged_to_the_budget_like_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let spin = plugin("testing/spin.wasm");
+    let store = dir.path().join("journal.db");
+    let call = |extra: &[&str]| {
+        let mut args = vec!["call", spin.to_str().unwrap(), "--input", "{}"];
+        args.extend_from_slice(extra);
+        run_with_store(&store, &args)
+    };
+    // The call's fuel limit is cut to what the budget has left.
+    let line = error_line(&call(&["--budget", "fuel=2_000_000"]), 3);
+    assert_contains(
+        &line,
+        &[
+            "ran out of fuel after 2000000 units",
+            "all that was left of the budget",
+            "--budget fuel=",
+        ],
+    );
+    let summary = call(&["--budget", "fuel=2_000_000"]).stderr;
+    assert_contains(
+        &String::from_utf8_lossy(&summary),
+        &["budget: 0 LLM calls, 0 tokens, $0.00; budget left: 0 fuel"],
+    );
+
+    // With fuel to spare, the deadline is what is left of the time budget.
+    let endless = call(&["--fuel", "1_000_000_000_000", "--budget", "time=200ms"]);
+    let line = error_line(&endless, 3);
+    assert_contains(
+        &line,
+        &[
+            "deadline",
+            "all that was left of the budget",
+            "--budget time=",
+        ],
+    );
 }

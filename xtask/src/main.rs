@@ -349,8 +349,10 @@ fn test(extra: &[String]) -> Result<()> {
 
 fn bench(extra: &[String]) -> Result<()> {
     let plugins = build_plugins()?;
+    let models = fetch_models()?;
     run(cargo()
         .env("BATON_PLUGIN_DIR", &plugins)
+        .env("BATON_MODELS", &models)
         .args(["bench", "-p", "baton", "--benches"])
         .args(extra))?;
     report_ratios(&workspace()?.target.join("criterion"))
@@ -366,6 +368,8 @@ const RATIOS: &[(&str, &str)] = &[
     ("replay/live", "replay/replayed"),
     ("get/sandboxed", "get/native_reqwest"),
     ("verify/detached_200k", "verify/sha256_200k"),
+    ("ledger/reserve_commit", "ledger/mutex_baseline"),
+    ("llm_call/gate", "llm_call/native_reqwest"),
 ];
 
 /// Prints the criterion medians of the ratio pairs that were measured.
@@ -553,7 +557,7 @@ fn demo() -> Result<()> {
             &[
                 "llm",
                 "complete",
-                "What is the capital of France?",
+                "What is the capital of France? Answer in one sentence.",
                 "--max-tokens",
                 "24",
             ],
@@ -569,6 +573,8 @@ fn demo() -> Result<()> {
                 &llm_policy,
                 "--budget",
                 "calls=1",
+                "--timeout",
+                "60s",
                 "--input",
                 r#"{"requests": [{"model": "smollm2", "prompt": "Name a colour.", "max_tokens": 8}, {"model": "smollm2", "prompt": "Name a fruit.", "max_tokens": 8}]}"#,
             ],

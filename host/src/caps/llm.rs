@@ -102,6 +102,17 @@ impl Host for HostState {
         if let Err(e) = self.check_model(&request.model, &what, Some(request.max_tokens)) {
             return Ok(Err(e));
         }
+        if !(request.temperature.is_finite() && (0.0..=2.0).contains(&request.temperature)) {
+            return Ok(Err(Error::InvalidArgument(format!(
+                "temperature {} is outside 0 to 2",
+                request.temperature
+            ))));
+        }
+        if request.max_tokens == 0 {
+            return Ok(Err(Error::InvalidArgument(
+                "max_tokens must be at least 1".into(),
+            )));
+        }
         let Some(caller) = self.caller.clone() else {
             return Ok(Err(not_in_a_run()));
         };

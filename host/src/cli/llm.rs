@@ -23,10 +23,11 @@ pub struct CompleteArgs {
     #[arg(long)]
     system: Option<String>,
     /// The most tokens the answer may have
-    #[arg(long, default_value_t = 256, value_name = "N")]
+    #[arg(long, default_value_t = 256, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
     max_tokens: u32,
-    /// Sampling temperature; 0 always takes the most likely token
-    #[arg(long, default_value_t = 0.0, value_name = "T")]
+    /// Sampling temperature, 0 to 2; 0 always takes the most likely token
+    #[arg(long, default_value_t = 0.0, value_name = "T", value_parser = temperature)]
     temperature: f32,
     /// Seed for sampling (the same seed and prompt give the same answer)
     #[arg(long, value_name = "N")]
@@ -42,14 +43,15 @@ pub struct CompleteArgs {
     json: bool,
 }
 
+fn temperature(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(t) if (0.0..=2.0).contains(&t) => Ok(t),
+        _ => Err(format!("'{text}' is not a temperature from 0 to 2")),
+    }
+}
+
 pub async fn run(host: &Host, command: LlmCommand) -> Result<(), Error> {
     let LlmCommand::Complete(args) = command;
-    if !(0.0..=2.0).contains(&args.temperature) {
-        return Err(Error::InputUnreadable(format!(
-            "--temperature {} is outside 0 to 2",
-            args.temperature
-        )));
-    }
     let prompt = if args.prompt == "-" {
         let mut text = String::new();
         std::io::stdin()

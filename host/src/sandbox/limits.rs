@@ -48,6 +48,16 @@ impl LimitKind {
             LimitKind::Output => "--max-output",
         }
     }
+
+    /// The `--budget` key that cuts this limit short (fuel and time are charged to budgets).
+    pub fn budget_key(self) -> &'static str {
+        match self {
+            LimitKind::Fuel => "fuel",
+            LimitKind::Timeout => "time",
+            LimitKind::Memory => "memory",
+            LimitKind::Output => "output",
+        }
+    }
 }
 
 /// A limit a call ran into. Raised from inside the sandbox (as a `wasmtime::Error`) and

@@ -5,8 +5,8 @@
 //! name, or `cli`) and kept 24 hours, in `llm-idempotency.db` beside the journal.
 
 use std::collections::HashSet;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -14,8 +14,10 @@ use crate::journal::event::LlmOutcome;
 
 const KEEP_SECONDS: i64 = 24 * 60 * 60;
 
+/// The store is opened when a key is first used, so calls without keys never touch it.
 pub struct Idempotency {
-    db: Mutex<Connection>,
+    path: Option<PathBuf>,
+    db: OnceLock<Result<Mutex<Connection>, String>>,
     in_flight: Arc<Mutex<HashSet<(String, String)>>>,
 }
 
@@ -50,42 +52,33 @@ impl Drop for Claim {
 }
 
 impl Idempotency {
-    /// The store at `path` (created if missing), or one in memory.
-    pub fn open(path: Option<&Path>) -> Result<Self, String> {
-        let db = match path {
-            Some(path) => {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-                }
-                Connection::open(path)
-            }
-            None => Connection::open_in_memory(),
-        }
-        .map_err(|e| e.to_string())?;
-        db.busy_timeout(std::time::Duration::from_secs(5))
-            .and_then(|_| db.pragma_update(None, "journal_mode", "WAL"))
-            .and_then(|_| {
-                db.execute_batch(
-                    "CREATE TABLE IF NOT EXISTS idempotency (
-                        scope TEXT NOT NULL,
-                        key TEXT NOT NULL,
-                        fingerprint TEXT NOT NULL,
-                        outcome TEXT NOT NULL,
-                        created INTEGER NOT NULL,
-                        PRIMARY KEY (scope, key)
-                    )",
-                )
-            })
-            .map_err(|e| e.to_string())?;
-        Ok(Self {
-            db: Mutex::new(db),
+    /// The store at `path` (created on first use), or one in memory.
+    pub fn new(path: Option<&Path>) -> Self {
+        Self {
+            path: path.map(Path::to_owned),
+            db: OnceLock::new(),
             in_flight: Arc::default(),
-        })
+        }
+    }
+
+    fn db(&self) -> Result<std::sync::MutexGuard<'_, Connection>, String> {
+        let db = self
+            .db
+            .get_or_init(|| open(self.path.as_deref()).map(Mutex::new))
+            .as_ref()
+            .map_err(|e| {
+                let path = self
+                    .path
+                    .as_ref()
+                    .map_or("(memory)".into(), |p| p.display().to_string());
+                format!("cannot open {path}: {e}")
+            })?;
+        Ok(db.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Looks `key` up for `scope`; `fingerprint` identifies the call's parameters.
     pub fn begin(&self, scope: &str, key: &str, fingerprint: &str) -> Result<Prior, String> {
-        let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        let db = self.db()?;
         let stored: Option<(String, String)> = db
             .query_row(
                 "SELECT fingerprint, outcome FROM idempotency
@@ -119,7 +112,7 @@ impl Idempotency {
     /// Stores the outcome of a claimed key.
     pub fn store(&self, claim: Claim, outcome: &LlmOutcome) -> Result<(), String> {
         let text = serde_json::to_string(outcome).expect("outcomes serialize");
-        let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        let db = self.db()?;
         db.execute(
             "INSERT OR REPLACE INTO idempotency (scope, key, fingerprint, outcome, created)
              VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -128,6 +121,36 @@ impl Idempotency {
         .map_err(|e| e.to_string())?;
         Ok(())
     }
+}
+
+/// Opens (creating if needed) the store at `path`, or one in memory.
+fn open(path: Option<&Path>) -> Result<Connection, String> {
+    let db = match path {
+        Some(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            }
+            Connection::open(path)
+        }
+        None => Connection::open_in_memory(),
+    }
+    .map_err(|e| e.to_string())?;
+    db.busy_timeout(std::time::Duration::from_secs(5))
+        .and_then(|_| db.pragma_update(None, "journal_mode", "WAL"))
+        .and_then(|_| {
+            db.execute_batch(
+                "CREATE TABLE IF NOT EXISTS idempotency (
+                    scope TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    fingerprint TEXT NOT NULL,
+                    outcome TEXT NOT NULL,
+                    created INTEGER NOT NULL,
+                    PRIMARY KEY (scope, key)
+                )",
+            )
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(db)
 }
 
 fn now() -> i64 {
@@ -151,7 +174,7 @@ mod tests {
     fn a_stored_outcome_survives_reopening_and_binds_its_parameters() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("i.db");
-        let store = Idempotency::open(Some(&path)).unwrap();
+        let store = Idempotency::new(Some(&path));
         let Prior::Fresh(claim) = store.begin("cli", "k", "f1").unwrap() else {
             panic!("a new key is fresh");
         };
@@ -159,7 +182,7 @@ mod tests {
         store.store(claim, &failed()).unwrap();
         drop(store);
 
-        let store = Idempotency::open(Some(&path)).unwrap();
+        let store = Idempotency::new(Some(&path));
         match store.begin("cli", "k", "f1").unwrap() {
             Prior::Stored(outcome) => assert_eq!(outcome, failed()),
             other => panic!("expected the stored error, got {other:?}"),
@@ -174,7 +197,7 @@ mod tests {
 
     #[test]
     fn a_dropped_claim_frees_the_key() {
-        let store = Idempotency::open(None).unwrap();
+        let store = Idempotency::new(None);
         let claim = store.begin("cli", "k", "f").unwrap();
         drop(claim);
         assert!(matches!(store.begin("cli", "k", "f"), Ok(Prior::Fresh(_))));

@@ -117,7 +117,7 @@ impl From<Spend> for SpendRecord {
 impl Llm {
     /// The routing table `config`; idempotency keys are kept in `idempotency_db` (in memory
     /// when `None`).
-    pub fn new(config: &LlmConfig, idempotency_db: Option<&Path>) -> Result<Self, String> {
+    pub fn new(config: &LlmConfig, idempotency_db: Option<&Path>) -> Self {
         let slots = config
             .providers
             .iter()
@@ -130,17 +130,11 @@ impl Llm {
                 (name.clone(), slot)
             })
             .collect();
-        let idempotency = Idempotency::open(idempotency_db).map_err(|e| {
-            format!(
-                "cannot open the idempotency store {}: {e}",
-                idempotency_db.map_or("(memory)".into(), |p| p.display().to_string())
-            )
-        })?;
-        Ok(Self {
+        Self {
             models: config.models.clone(),
             slots,
-            idempotency,
-        })
+            idempotency: Idempotency::new(idempotency_db),
+        }
     }
 
     pub fn route(&self, model: &str) -> Option<&ModelRoute> {
@@ -302,12 +296,18 @@ impl Llm {
                 Err(open) => {
                     attempt.error = "circuit open".into();
                     attempts.push(attempt);
+                    let next = match open.retry_in.is_zero() {
+                        true => "is testing it with one call now".to_string(),
+                        false => format!(
+                            "lets a call through again in {}",
+                            humantime::format_duration(round_ms(open.retry_in))
+                        ),
+                    };
                     let message = format!(
                         "provider '{}' is failing: its circuit breaker opened after {} \
-                         consecutive failures and lets a call through again in {}",
+                         consecutive failures and {next}",
                         slot.config.name,
                         slot.breaker.settings().failures,
-                        humantime::format_duration(round_ms(open.retry_in))
                     );
                     let outcome = LlmOutcome::Failed {
                         kind: "unavailable".into(),
