@@ -1,6 +1,6 @@
-//! One completion outside any tool (`baton llm complete`): the same routing, budget,
-//! retries and breaker as a plugin's calls, journaled as a run of its own so that what it
-//! cost is on record.
+//! Models used outside any tool. A completion (`baton llm complete`) takes the same routing,
+//! budget, retries and breaker as a plugin's calls, journaled as a run of its own so that
+//! what it cost is on record. Embeddings (`baton eval`) are computed on this machine.
 
 use std::sync::Arc;
 
@@ -40,6 +40,26 @@ impl CompletionRun {
 }
 
 impl Host {
+    /// One unit-length embedding per text, by the policy's embedding model `model`.
+    pub async fn embed(&self, model: &str, texts: &[String]) -> Result<Vec<Vec<f32>>, Error> {
+        self.llm
+            .embed(model, texts)
+            .await
+            .map_err(|message| Error::Llm {
+                kind: "unavailable".into(),
+                message,
+            })
+    }
+
+    /// The cosine similarity of `a` and `b` by the embedding model `model`.
+    pub async fn similarity(&self, model: &str, a: &str, b: &str) -> Result<f32, Error> {
+        let vectors = self.embed(model, &[a.to_string(), b.to_string()]).await?;
+        Ok(crate::effect::llm::embedding::cosine(
+            &vectors[0],
+            &vectors[1],
+        ))
+    }
+
     /// Sends `request` through the policy's routes under the host's budget.
     pub async fn complete(&self, request: LlmRequest) -> CompletionRun {
         let recorder = self.journal.as_ref().and_then(|j| j.recorder().cloned());

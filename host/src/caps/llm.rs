@@ -131,15 +131,21 @@ impl Host for HostState {
     async fn embed(
         &mut self,
         model: String,
-        _texts: Vec<String>,
+        texts: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Vec<f32>>, Error>> {
         let what = format!("embedding model '{model}'");
         if let Err(e) = self.check_model(&model, &what, None) {
             return Ok(Err(e));
         }
-        Ok(Err(Error::Unavailable(format!(
-            "model '{model}' is granted, but this Baton serves no embedding models yet"
-        ))))
+        let Some(caller) = self.caller.clone() else {
+            return Ok(Err(not_in_a_run()));
+        };
+        let embedded = self
+            .gate
+            .embed(&caller.ctx.llm, &model, &texts)
+            .await
+            .map_err(Error::Unavailable);
+        Ok(embedded)
     }
 
     async fn count_tokens(

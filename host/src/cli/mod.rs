@@ -2,6 +2,7 @@
 //! are thin layers over the library.
 
 mod call;
+mod eval;
 mod inspect;
 mod llm;
 mod policy;
@@ -121,6 +122,8 @@ enum Command {
     /// Ask a model through the policy's routes, budget, retries and breakers
     #[command(subcommand)]
     Llm(llm::LlmCommand),
+    /// Print how similar two texts are in meaning (cosine of their embeddings)
+    Eval(eval::EvalArgs),
     /// Make an ECDSA P-256 key pair in cosign's formats
     Keygen(sign::KeygenArgs),
     /// Sign a component or policy: FILE.sig (as cosign sign-blob) and FILE.intoto.json
@@ -156,6 +159,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             Command::Replay(args) => replay::run(&host, args).await,
             Command::Policy(command) => policy::run(&host, command).await,
             Command::Llm(command) => llm::run(&host, command).await,
+            Command::Eval(args) => eval::run(&host, args).await,
             Command::Sign(args) => sign::sign(&host, args).await,
             Command::Trace(_) | Command::Keygen(_) | Command::Verify(_) => {
                 unreachable!("handled above")

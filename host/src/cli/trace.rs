@@ -258,6 +258,20 @@ fn detail(kind: &EventKind) -> String {
             };
             format!("{}{how}: {outcome}", request.model)
         }
+        EventKind::LlmEmbed {
+            model,
+            dims,
+            error,
+            vectors,
+            ..
+        } => match error.is_empty() {
+            true => {
+                let count = baton::effect::http::decode_body(vectors).len() / 4;
+                let texts = count / (*dims).max(1) as usize;
+                format!("{model}: {texts} texts, {dims} dimensions")
+            }
+            false => format!("{model}: {}", cut(error)),
+        },
         EventKind::LlmTokens {
             model,
             count,

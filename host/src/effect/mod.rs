@@ -407,6 +407,65 @@ impl Gate {
         }
     }
 
+    /// Embeds `texts` with `model` (live), or serves the recorded vectors.
+    pub async fn embed(
+        &self,
+        llm: &llm::Llm,
+        model: &str,
+        texts: &[String],
+    ) -> Result<Vec<Vec<f32>>, String> {
+        let json = serde_json::to_vec(texts).expect("strings serialize");
+        let (texts_digest, _) = http::encode_body(&json);
+        let event = |dims, error, vectors| EventKind::LlmEmbed {
+            dims,
+            error,
+            model: model.into(),
+            texts_digest: texts_digest.clone(),
+            vectors,
+        };
+        match self.reserve(event(0, "abandoned".into(), String::new())) {
+            Reservation::Live(slot) => {
+                let embedded = llm.embed(model, texts).await;
+                self.fill(
+                    slot,
+                    match &embedded {
+                        Ok(vectors) => {
+                            let dims = vectors.first().map_or(0, Vec::len) as u32;
+                            let bytes: Vec<u8> = vectors
+                                .iter()
+                                .flatten()
+                                .flat_map(|x| x.to_le_bytes())
+                                .collect();
+                            event(dims, String::new(), http::encode_body(&bytes).1)
+                        }
+                        Err(e) => event(0, e.clone(), String::new()),
+                    },
+                );
+                embedded
+            }
+            Reservation::Replayed(Some(recorded)) => match recorded.kind {
+                EventKind::LlmEmbed {
+                    dims,
+                    error,
+                    vectors,
+                    ..
+                } if error.is_empty() => {
+                    let floats: Vec<f32> = http::decode_body(&vectors)
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect();
+                    Ok(floats
+                        .chunks(dims.max(1) as usize)
+                        .map(<[f32]>::to_vec)
+                        .collect())
+                }
+                EventKind::LlmEmbed { error, .. } => Err(error),
+                _ => Err("the replay diverged".into()),
+            },
+            Reservation::Replayed(None) => Err("the replay diverged".into()),
+        }
+    }
+
     /// Counts `text`'s tokens with `model`'s tokenizer (live), or serves the recorded count.
     pub async fn count_tokens(
         &self,

@@ -405,6 +405,13 @@ mod tests {
                 reserved: SpendRecord::default(),
                 source: String::new(),
             },
+            EventKind::LlmEmbed {
+                dims: 2,
+                error: String::new(),
+                model: "all-minilm-l6-v2".into(),
+                texts_digest: "ab".into(),
+                vectors: "AACAPwAAAAA=".into(),
+            },
             EventKind::LlmTokens {
                 count: 7,
                 error: String::new(),

@@ -396,6 +396,17 @@ pub enum EventKind {
         /// Where the outcome came from: `provider`, or `idempotency` (a stored result).
         source: String,
     },
+    /// Embeddings asked of an embedding model: `vectors` is base64 of every vector's f32
+    /// values, little-endian, one after another (`dims` each), in the order of the texts.
+    LlmEmbed {
+        dims: u32,
+        /// Why there are no vectors (no route, no model), or empty.
+        error: String,
+        model: String,
+        /// Hex sha256 of the texts as a JSON array.
+        texts_digest: String,
+        vectors: String,
+    },
     /// A token count asked of a model's tokenizer (`text_digest`: hex sha256 of the text).
     LlmTokens {
         count: u32,
@@ -447,6 +458,7 @@ impl EventKind {
             EventKind::Fs { .. } => "fs",
             EventKind::Llm { .. } => "llm",
             EventKind::LlmTokens { .. } => "llm_tokens",
+            EventKind::LlmEmbed { .. } => "llm_embed",
             EventKind::ToolCall { .. } => "tool_call",
             EventKind::Verified { .. } => "verified",
             EventKind::Environment { .. } => "environment",
@@ -494,6 +506,18 @@ impl EventKind {
                     ..
                 },
             ) => model == rmodel && text_digest == rdigest,
+            (
+                LlmEmbed {
+                    model,
+                    texts_digest,
+                    ..
+                },
+                LlmEmbed {
+                    model: rmodel,
+                    texts_digest: rdigest,
+                    ..
+                },
+            ) => model == rmodel && texts_digest == rdigest,
             (
                 Fs { op, path, args, .. },
                 Fs {

@@ -33,6 +33,8 @@ use crate::budget::{BudgetLimits, Usd};
 
 /// The model file the local provider loads unless `model_file` says otherwise.
 pub const DEFAULT_LOCAL_MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+/// The model directory the embedding provider loads unless `model_file` says otherwise.
+pub const DEFAULT_EMBEDDING_MODEL: &str = "all-minilm-l6-v2";
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +52,8 @@ pub enum ProviderKind {
     Openai,
     /// A GGUF model run on this machine with candle.
     Local,
+    /// A sentence-transformers BERT model (a directory) run on this machine with candle.
+    Embedding,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,7 +63,8 @@ struct ProviderSpec {
     base_url: Option<String>,
     /// The environment variable holding the API key (sent as a bearer token).
     api_key_env: Option<String>,
-    /// The local provider's GGUF file, relative to the policy file.
+    /// The local provider's GGUF file, or the embedding provider's model directory,
+    /// relative to the policy file.
     model_file: Option<PathBuf>,
     #[serde(default, deserialize_with = "values::de::timeout")]
     timeout: Option<Duration>,
@@ -168,9 +173,10 @@ impl LlmConfig {
     /// it), replacing entries of the same names.
     pub(super) fn layer(&mut self, file: &str, section: &LlmSection) {
         for (name, spec) in &section.providers {
-            let model_file = match &spec.model_file {
-                Some(path) => super::relative_to(file, path),
-                None => models_dir().join(DEFAULT_LOCAL_MODEL),
+            let model_file = match (&spec.model_file, spec.kind) {
+                (Some(path), _) => super::relative_to(file, path),
+                (None, ProviderKind::Embedding) => models_dir().join(DEFAULT_EMBEDDING_MODEL),
+                (None, _) => models_dir().join(DEFAULT_LOCAL_MODEL),
             };
             let base_url = spec
                 .base_url

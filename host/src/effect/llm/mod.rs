@@ -5,6 +5,7 @@
 //! one record for the journal.
 
 pub mod breaker;
+pub mod embedding;
 mod idempotency;
 mod local;
 mod openai;
@@ -50,6 +51,9 @@ impl Slot {
                             ProviderKind::Openai => Arc::new(openai::OpenAi::new(&config)?),
                             ProviderKind::Local => {
                                 Arc::new(local::Local::load(&config.model_file)?)
+                            }
+                            ProviderKind::Embedding => {
+                                Arc::new(embedding::Embedding::load(&config.model_file)?)
                             }
                         })
                     })
@@ -152,6 +156,17 @@ impl Llm {
             .get(&route.provider)
             .expect("policies are validated: every route's provider exists");
         Ok((slot, slot.get().await?))
+    }
+
+    /// One unit-length embedding per text by `model` (an embedding model of the policy).
+    /// Embeddings are computed on this machine, from the model's weights alone.
+    pub async fn embed(&self, model: &str, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+        let route = self.route(model).ok_or_else(|| Self::no_route(model))?;
+        let (_, provider) = self.provider(route).await?;
+        provider
+            .embed(texts)
+            .await
+            .map_err(|e| format!("model '{model}': {e}"))
     }
 
     /// Tokens of `text` by `model`'s tokenizer (an upper bound where Baton lacks it).

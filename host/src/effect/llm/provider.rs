@@ -90,6 +90,13 @@ pub trait Provider: Send + Sync {
         request: &LlmRequest,
         timeout: Duration,
     ) -> Result<Completion, ProviderError>;
+
+    /// One embedding per text, in order; most providers here only complete.
+    async fn embed(&self, _texts: &[String]) -> Result<Vec<Vec<f32>>, ProviderError> {
+        Err(ProviderError::Broken(
+            "this provider completes text; it does not embed".into(),
+        ))
+    }
 }
 
 /// Tokens a chat format adds around each message (role and delimiters), and once to prime

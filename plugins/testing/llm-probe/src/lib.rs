@@ -1,6 +1,6 @@
-//! Test fixture: makes the completion requests (and token counts) it is given through the
-//! host (`baton:plugin/llm`), in order, and reports each answer or error, to prove what the
-//! host's routing, budget, retries, breaker and idempotency do.
+//! Test fixture: makes the completion requests, token counts and embeddings it is given
+//! through the host (`baton:plugin/llm`), in order, and reports each answer or error, to prove
+//! what the host's routing, budget, retries, breaker and idempotency do.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "baton:plugin/tool" });
 
@@ -16,6 +16,14 @@ struct Input {
     requests: Vec<Request>,
     #[serde(default)]
     count: Vec<Count>,
+    #[serde(default)]
+    embed: Vec<Embed>,
+}
+
+#[derive(Deserialize)]
+struct Embed {
+    model: String,
+    texts: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -64,7 +72,9 @@ impl Guest for Probe {
                 "requests": {"type": "array", "items": {"type": "object",
                     "required": ["model", "prompt"]}},
                 "count": {"type": "array", "items": {"type": "object",
-                    "required": ["model", "text"]}}}}"#
+                    "required": ["model", "text"]}},
+                "embed": {"type": "array", "items": {"type": "object",
+                    "required": ["model", "texts"]}}}}"#
                 .into(),
             output_schema: r#"{"type": "object", "required": ["answers", "counts"]}"#.into(),
         }
@@ -108,7 +118,15 @@ impl Guest for Probe {
                 Err(e) => error(e),
             })
             .collect();
-        Ok(json!({ "answers": answers, "counts": counts }).to_string())
+        let embeddings: Vec<Value> = input
+            .embed
+            .iter()
+            .map(|e| match llm::embed(&e.model, &e.texts) {
+                Ok(vectors) => json!({ "ok": vectors }),
+                Err(e) => error(e),
+            })
+            .collect();
+        Ok(json!({ "answers": answers, "counts": counts, "embeddings": embeddings }).to_string())
     }
 }
 
