@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baton::budget::{BudgetLimits, Ledger, Spend, Usd};
-use baton::effect::llm::Llm;
+use baton::effect::llm::{Llm, Requester};
 use baton::effect::{Gate, NoSecrets};
 use baton::journal::event::{LlmMessage, LlmOutcome, LlmRequest, step_chain};
 use baton::policy::Policy;
@@ -126,6 +126,13 @@ async fn serve_completions() -> u16 {
     port
 }
 
+/// A caller of the library, not a plugin.
+const REQUESTER: Requester = Requester {
+    name: "bench",
+    digest: "",
+    cache: None,
+};
+
 fn request(model: &str, prompt: &str, max_tokens: u32) -> LlmRequest {
     LlmRequest {
         idempotency_key: None,
@@ -171,7 +178,7 @@ fn calls(c: &mut Criterion) {
     group.bench_function("gate", |b| {
         b.to_async(&rt).iter(|| async {
             let outcome = gate
-                .complete(&llm, "bench", request("bench", prompt, 8), &ledger)
+                .complete(&llm, &REQUESTER, request("bench", prompt, 8), &ledger)
                 .await;
             assert!(
                 matches!(outcome, LlmOutcome::Completed { .. }),
@@ -219,7 +226,7 @@ fn local(c: &mut Criterion) {
         let story = request("smollm2", "Write a long story about a dragon.", tokens);
         let (gate, llm, ledger) = (&gate, &llm, &ledger);
         async move {
-            match gate.complete(llm, "bench", story, ledger).await {
+            match gate.complete(llm, &REQUESTER, story, ledger).await {
                 LlmOutcome::Completed { output_tokens, .. } => output_tokens,
                 failed => panic!("the local model failed: {failed:?}"),
             }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::budget::{BudgetReport, Ledger};
 use crate::effect::NoSecrets;
+use crate::effect::llm::Requester;
 use crate::error::Error;
 use crate::journal::event::{LlmOutcome, LlmRequest};
 use crate::run::{RunJournal, RunRecord};
@@ -51,6 +52,11 @@ impl Host {
             })
     }
 
+    /// The completion cache in front of the providers.
+    pub fn cache(&self) -> &crate::effect::llm::cache::Cache {
+        self.llm.cache()
+    }
+
     /// The cosine similarity of `a` and `b` by the embedding model `model`.
     pub async fn similarity(&self, model: &str, a: &str, b: &str) -> Result<f32, Error> {
         let vectors = self.embed(model, &[a.to_string(), b.to_string()]).await?;
@@ -72,7 +78,12 @@ impl Host {
         let gate = run
             .start_step(STEP, "llm", "", Arc::new(NoSecrets))
             .expect("a live run records, it cannot diverge");
-        let outcome = gate.complete(&self.llm, CLI_CALLER, request, &ledger).await;
+        let requester = Requester {
+            name: CLI_CALLER,
+            digest: "",
+            cache: None,
+        };
+        let outcome = gate.complete(&self.llm, &requester, request, &ledger).await;
         let _ = run.end_step(STEP, &gate);
         let status = match &outcome {
             LlmOutcome::Completed { .. } => "ok",

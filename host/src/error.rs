@@ -110,6 +110,9 @@ pub enum Error {
     /// A run or step whose budget cannot cover a call.
     #[error("{0}")]
     Budget(#[from] crate::budget::Exceeded),
+    /// The completion cache cannot be read or changed.
+    #[error("the completion cache: {0}")]
+    Cache(String),
     /// A completion or embedding asked for from the command line failed (`kind`: the baton:plugin error
     /// variant).
     #[error("the model call failed ({}): {message}", kind.replace('-', " "))]
@@ -135,6 +138,7 @@ impl Error {
             }
             Error::Policy(PolicyError::Unsigned { .. }) => exit::UNTRUSTED,
             Error::Budget(_) => exit::LIMIT,
+            Error::Cache(_) => exit::BAD_INPUT,
             Error::Llm { kind, .. } => match kind.as_str() {
                 "budget-exceeded" => exit::LIMIT,
                 "invalid-argument" => exit::BAD_INPUT,

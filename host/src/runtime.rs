@@ -192,11 +192,7 @@ impl Host {
                 (reference, text.as_bytes().into())
             })
             .collect();
-        let idempotency = options
-            .store
-            .as_deref()
-            .map(|store| store.with_file_name("llm-idempotency.db"));
-        let llm = Llm::new(policy.llm(), idempotency.as_deref());
+        let llm = Llm::new(policy.llm(), options.store.as_deref());
         let budget = policy.run_budget().overridden_by(&options.budget);
         let trust = match options.accept_unsigned {
             true => PolicyTrust::accept_unsigned(),
@@ -835,6 +831,7 @@ impl RunContext {
                 chain: gate.chain(),
                 depth,
                 ledger: ledger.clone(),
+                digest: plugin.digest.as_str().into(),
             }),
         };
         let Outcome { mut result, usage } = self

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton::budget::{BudgetLimits, Ledger, Usd};
-use baton::effect::llm::Llm;
+use baton::effect::llm::{Llm, Requester};
 use baton::effect::{Gate, NoSecrets};
 use baton::journal::event::{
     EventKind, LlmAttempt, LlmMessage, LlmOutcome, LlmRequest, step_chain,
@@ -42,6 +42,13 @@ fn complete(dir: &Path, policy: &Path, prompt: &str, extra: &[&str]) -> Output {
     args.extend_from_slice(extra);
     run_with_store(&dir.join("journal.db"), &args)
 }
+
+/// A caller of the library, not a plugin.
+const REQUESTER: Requester = Requester {
+    name: "test",
+    digest: "",
+    cache: None,
+};
 
 fn request(prompt: &str, max_tokens: u32) -> LlmRequest {
     LlmRequest {
@@ -301,7 +308,7 @@ async fn parallel_calls_never_overspend_the_budget() {
             .map(|_| {
                 let (gate, llm, ledger) = (gate.clone(), llm.clone(), ledger.clone());
                 tokio::spawn(async move {
-                    gate.complete(&llm, "test", request("hi", 10), &ledger)
+                    gate.complete(&llm, &REQUESTER, request("hi", 10), &ledger)
                         .await
                 })
             })

@@ -4,6 +4,7 @@
 mod common;
 
 mod bad_input;
+mod cache;
 mod call;
 mod capabilities;
 mod egress;

@@ -9,6 +9,7 @@ use crate::bindings::baton::plugin::llm::Host;
 use crate::bindings::types::{
     CompletionRequest, CompletionResponse, Error, FinishReason, Role, Usage,
 };
+use crate::effect::llm::Requester;
 use crate::error::host_error_from;
 use crate::journal::event::{LlmMessage, LlmOutcome, LlmRequest};
 use crate::state::HostState;
@@ -116,14 +117,14 @@ impl Host for HostState {
         let Some(caller) = self.caller.clone() else {
             return Ok(Err(not_in_a_run()));
         };
+        let requester = Requester {
+            name: &self.plugin,
+            digest: &caller.digest,
+            cache: self.llm.as_ref().and_then(|grant| grant.cache),
+        };
         let outcome = self
             .gate
-            .complete(
-                &caller.ctx.llm,
-                &self.plugin,
-                request.into(),
-                &caller.ledger,
-            )
+            .complete(&caller.ctx.llm, &requester, request.into(), &caller.ledger)
             .await;
         Ok(response(outcome))
     }

@@ -20,6 +20,8 @@ pub struct Caller {
     pub(crate) depth: u32,
     /// The step's budget, shared with the tools it calls.
     pub(crate) ledger: Arc<crate::budget::Ledger>,
+    /// The invoked component's digest.
+    pub(crate) digest: Arc<str>,
 }
 
 impl Host for HostState {

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Each subcommand lives in its own module; all of them
 //! are thin layers over the library.
 
+mod cache;
 mod call;
 mod eval;
 mod inspect;
@@ -122,6 +123,9 @@ enum Command {
     /// Ask a model through the policy's routes, budget, retries and breakers
     #[command(subcommand)]
     Llm(llm::LlmCommand),
+    /// Show or clear the completion cache
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Print how similar two texts are in meaning (cosine of their embeddings)
     Eval(eval::EvalArgs),
     /// Make an ECDSA P-256 key pair in cosign's formats
@@ -145,7 +149,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     };
     runtime.block_on(async {
         let mut options = cli.global.host_options();
-        if !matches!(command, Command::Call(_) | Command::Llm(_)) {
+        // The completion cache lives beside the journal.
+        if !matches!(
+            command,
+            Command::Call(_) | Command::Llm(_) | Command::Cache(_)
+        ) {
             // Only calls and completions are recorded; a replay compares, and inspecting
             // runs nothing.
             options.store = None;
@@ -160,6 +168,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             Command::Policy(command) => policy::run(&host, command).await,
             Command::Llm(command) => llm::run(&host, command).await,
             Command::Eval(args) => eval::run(&host, args).await,
+            Command::Cache(command) => cache::run(&host, command),
             Command::Sign(args) => sign::sign(&host, args).await,
             Command::Trace(_) | Command::Keygen(_) | Command::Verify(_) => {
                 unreachable!("handled above")

@@ -377,7 +377,7 @@ impl Gate {
     pub async fn complete(
         &self,
         llm: &llm::Llm,
-        caller: &str,
+        requester: &llm::Requester<'_>,
         request: LlmRequest,
         ledger: &Arc<Ledger>,
     ) -> LlmOutcome {
@@ -390,11 +390,12 @@ impl Gate {
             },
             request: request.clone(),
             reserved: Default::default(),
+            similarity: String::new(),
             source: String::new(),
         };
         match self.reserve(probe) {
             Reservation::Live(slot) => {
-                let record = llm.perform(caller, &request, ledger).await;
+                let record = llm.perform(requester, &request, ledger).await;
                 let outcome = record.outcome.clone();
                 self.fill(slot, record.into_event(request));
                 outcome

@@ -384,6 +384,7 @@ mod tests {
                     temperature: "0.7".into(),
                 },
                 reserved: SpendRecord::default(),
+                similarity: String::new(),
                 source: "provider".into(),
             },
             EventKind::Llm {
@@ -403,7 +404,8 @@ mod tests {
                     temperature: "0".into(),
                 },
                 reserved: SpendRecord::default(),
-                source: String::new(),
+                similarity: "0.9431".into(),
+                source: "cache:semantic".into(),
             },
             EventKind::LlmEmbed {
                 dims: 2,

@@ -393,7 +393,10 @@ pub enum EventKind {
         outcome: LlmOutcome,
         request: LlmRequest,
         reserved: SpendRecord,
-        /// Where the outcome came from: `provider`, or `idempotency` (a stored result).
+        /// A semantic cache hit's cosine similarity (decimal text), or empty.
+        similarity: String,
+        /// Where the outcome came from: `provider`, `idempotency` (a stored result),
+        /// `cache:exact` or `cache:semantic`; empty when nothing answered.
         source: String,
     },
     /// Embeddings asked of an embedding model: `vectors` is base64 of every vector's f32

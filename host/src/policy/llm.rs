@@ -91,6 +91,8 @@ struct ModelSpec {
     context_window: Option<u32>,
     #[serde(default)]
     fallbacks: Vec<String>,
+    /// Whether the cache may answer this model (when `[cache]` is enabled).
+    cache: Option<bool>,
 }
 
 /// Retries of one provider: exponential backoff with jitter, honouring Retry-After up to
@@ -137,13 +139,77 @@ pub struct ModelRoute {
     pub output_per_1k: Usd,
     pub context_window: u32,
     pub fallbacks: Vec<String>,
+    pub cache: bool,
 }
 
-/// The routing table: providers and the models they serve.
+/// The routing table: providers and the models they serve, and the cache in front of them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LlmConfig {
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelRoute>,
+    pub cache: CacheSettings,
+    /// The digests of the policy files in force: part of every semantic-cache namespace, so
+    /// that a changed policy never reuses answers given under another.
+    pub policy_version: String,
+}
+
+/// `[cache]`: the completion cache (see `effect::llm::cache`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CacheSpec {
+    enabled: Option<bool>,
+    semantic: Option<bool>,
+    threshold: Option<f32>,
+    #[serde(default, deserialize_with = "values::de::timeout")]
+    ttl: Option<Duration>,
+    max_entries: Option<u64>,
+    /// Serve requests with temperature above 0 from the semantic tier too.
+    sampled: Option<bool>,
+    embedding_model: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheSettings {
+    pub enabled: bool,
+    pub semantic: bool,
+    /// Least cosine similarity of the user turns for a semantic hit.
+    pub threshold: f32,
+    pub ttl: Duration,
+    pub max_entries: u64,
+    pub sampled: bool,
+    pub embedding_model: String,
+}
+
+/// The semantic tier's default threshold, chosen on the labelled pairs of
+/// `benches/data/cache-pairs.jsonl` (see BENCHMARKS.md): no false hits, with a margin.
+pub const DEFAULT_THRESHOLD: f32 = 0.92;
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            semantic: true,
+            threshold: DEFAULT_THRESHOLD,
+            ttl: Duration::from_secs(7 * 24 * 3600),
+            max_entries: 100_000,
+            sampled: false,
+            embedding_model: DEFAULT_EMBEDDING_MODEL.into(),
+        }
+    }
+}
+
+impl CacheSettings {
+    pub(super) fn apply(&mut self, spec: &CacheSpec) {
+        self.enabled = spec.enabled.unwrap_or(self.enabled);
+        self.semantic = spec.semantic.unwrap_or(self.semantic);
+        self.threshold = spec.threshold.unwrap_or(self.threshold);
+        self.ttl = spec.ttl.unwrap_or(self.ttl);
+        self.max_entries = spec.max_entries.unwrap_or(self.max_entries);
+        self.sampled = spec.sampled.unwrap_or(self.sampled);
+        if let Some(model) = &spec.embedding_model {
+            self.embedding_model.clone_from(model);
+        }
+    }
 }
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -216,6 +282,7 @@ impl LlmConfig {
                     output_per_1k: spec.output_per_1k,
                     context_window: spec.context_window.unwrap_or(DEFAULT_CONTEXT_WINDOW),
                     fallbacks: spec.fallbacks.clone(),
+                    cache: spec.cache.unwrap_or(true),
                 },
             );
         }

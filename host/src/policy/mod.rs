@@ -211,6 +211,9 @@ struct LlmSpec {
     #[serde(default)]
     models: Vec<String>,
     max_tokens: Option<u32>,
+    /// Whether this plugin's completions may be served from (and stored in) the cache;
+    /// default: `[cache] enabled`.
+    cache: Option<bool>,
 }
 
 /// Top-level `[tools]`: bounds on tool-to-tool calls.
@@ -342,6 +345,8 @@ pub struct LlmGrant {
     pub models: Vec<String>,
     /// The most tokens one completion may ask for.
     pub max_tokens: Option<u32>,
+    /// Whether the cache may answer it (`None`: as `[cache] enabled` says).
+    pub cache: Option<bool>,
 }
 
 /// Everything a policy grants one plugin. Nothing granted means nothing reachable.
@@ -393,6 +398,8 @@ struct PolicyFile {
     trust: trust::TrustSpec,
     #[serde(default)]
     llm: llm::LlmSection,
+    #[serde(default)]
+    cache: llm::CacheSpec,
     /// What one run may spend.
     #[serde(default)]
     budget: llm::BudgetSpec,
@@ -618,7 +625,13 @@ impl Policy {
         let mut llm = llm::LlmConfig::default();
         for layer in &layers {
             llm.layer(&layer.name, &layer.file.llm);
+            llm.cache.apply(&layer.file.cache);
         }
+        llm.policy_version = layers
+            .iter()
+            .map(|l| crate::loader::digest::Digest::of(l.text.as_bytes()).to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         llm.validate().map_err(|message| PolicyError::Llm {
             files: layers
                 .iter()
@@ -747,6 +760,7 @@ impl Policy {
                 grants.llm = Some(LlmGrant {
                     models: llm.models.clone(),
                     max_tokens: llm.max_tokens,
+                    cache: llm.cache,
                 });
             }
             if let Some(net) = &section.net {

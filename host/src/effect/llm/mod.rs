@@ -5,6 +5,7 @@
 //! one record for the journal.
 
 pub mod breaker;
+pub mod cache;
 pub mod embedding;
 mod idempotency;
 mod local;
@@ -22,8 +23,9 @@ use tokio::sync::OnceCell;
 
 use crate::budget::{Hold, Ledger, Spend, Usd};
 use crate::journal::event::{EventKind, LlmAttempt, LlmOutcome, LlmRequest, SpendRecord};
-use crate::policy::llm::{LlmConfig, ModelRoute, ProviderConfig, ProviderKind};
+use crate::policy::llm::{CacheSettings, LlmConfig, ModelRoute, ProviderConfig, ProviderKind};
 use breaker::Breaker;
+use cache::{Cache, Hit, Keys};
 use idempotency::{Idempotency, Prior};
 use provider::Provider;
 
@@ -65,11 +67,26 @@ impl Slot {
     }
 }
 
-/// The providers and model routes of a policy, with their breakers and idempotency keys.
+/// The providers and model routes of a policy, with their breakers, idempotency keys and
+/// the completion cache.
 pub struct Llm {
     models: BTreeMap<String, ModelRoute>,
     slots: BTreeMap<String, Slot>,
     idempotency: Idempotency,
+    cache: Cache,
+    cache_settings: CacheSettings,
+    policy_version: String,
+}
+
+/// Who asks for a completion: a plugin (its name and digest) or the command line.
+#[derive(Debug, Clone, Copy)]
+pub struct Requester<'a> {
+    /// Idempotency keys are scoped by it.
+    pub name: &'a str,
+    /// The component's digest (part of the semantic cache's namespace), or empty.
+    pub digest: &'a str,
+    /// Whether the cache may answer it (`None`: as the policy's `[cache]` says).
+    pub cache: Option<bool>,
 }
 
 /// Everything one completion request led to, as journaled.
@@ -80,6 +97,8 @@ pub struct LlmRecord {
     pub committed: SpendRecord,
     pub outcome: LlmOutcome,
     pub source: String,
+    /// A semantic cache hit's similarity (4 decimals), or empty.
+    pub similarity: String,
 }
 
 impl LlmRecord {
@@ -93,6 +112,7 @@ impl LlmRecord {
                 message: message.into(),
             },
             source: String::new(),
+            similarity: String::new(),
         }
     }
 
@@ -103,6 +123,7 @@ impl LlmRecord {
             outcome: self.outcome,
             request,
             reserved: self.reserved,
+            similarity: self.similarity,
             source: self.source,
         }
     }
@@ -119,9 +140,10 @@ impl From<Spend> for SpendRecord {
 }
 
 impl Llm {
-    /// The routing table `config`; idempotency keys are kept in `idempotency_db` (in memory
-    /// when `None`).
-    pub fn new(config: &LlmConfig, idempotency_db: Option<&Path>) -> Self {
+    /// The routing table `config`. Idempotency keys and the cache are kept beside the
+    /// journal `beside` (`llm-idempotency.db`, `llm-cache.db`), in memory when `None`.
+    pub fn new(config: &LlmConfig, beside: Option<&Path>) -> Self {
+        let file = |name| beside.map(|journal| journal.with_file_name(name));
         let slots = config
             .providers
             .iter()
@@ -137,8 +159,16 @@ impl Llm {
         Self {
             models: config.models.clone(),
             slots,
-            idempotency: Idempotency::new(idempotency_db),
+            idempotency: Idempotency::new(file("llm-idempotency.db").as_deref()),
+            cache: Cache::new(file("llm-cache.db").as_deref()),
+            cache_settings: config.cache.clone(),
+            policy_version: config.policy_version.clone(),
         }
+    }
+
+    /// The completion cache (for `baton cache`).
+    pub fn cache(&self) -> &Cache {
+        &self.cache
     }
 
     pub fn route(&self, model: &str) -> Option<&ModelRoute> {
@@ -179,10 +209,11 @@ impl Llm {
     /// Serves one completion request for `caller`, spending from `ledger`.
     pub(in crate::effect) async fn perform(
         &self,
-        caller: &str,
+        requester: &Requester<'_>,
         request: &LlmRequest,
         ledger: &Arc<Ledger>,
     ) -> LlmRecord {
+        let caller = requester.name;
         let Some(route) = self.route(&request.model) else {
             return LlmRecord::failed("unavailable", Self::no_route(&request.model));
         };
@@ -194,9 +225,7 @@ impl Llm {
                     return LlmRecord {
                         outcome,
                         source: source::IDEMPOTENCY.into(),
-                        attempts: Vec::new(),
-                        reserved: SpendRecord::default(),
-                        committed: SpendRecord::default(),
+                        ..LlmRecord::failed("", "")
                     };
                 }
                 Ok(Prior::Mismatch) => {
@@ -217,7 +246,37 @@ impl Llm {
                 Err(e) => return LlmRecord::failed("failed", format!("idempotency store: {e}")),
             },
         };
+        let cached = route.cache && requester.cache.unwrap_or(self.cache_settings.enabled);
+        let keys = cached.then(|| Keys::of(request, requester.digest, &self.policy_version));
+        let mut vector = None;
+        if let Some(keys) = &keys {
+            match self.cached(keys, request).await {
+                Ok((Some(hit), _)) => {
+                    return LlmRecord {
+                        outcome: hit.outcome,
+                        source: hit.tier.into(),
+                        similarity: match hit.tier {
+                            cache::tier::SEMANTIC => format!("{:.4}", hit.similarity),
+                            _ => String::new(),
+                        },
+                        ..LlmRecord::failed("", "")
+                    };
+                }
+                Ok((None, embedded)) => vector = embedded,
+                Err(e) => tracing::warn!("the completion cache: {e}"),
+            }
+        }
         let record = self.route_and_call(route, request, ledger).await;
+        if let (Some(keys), LlmOutcome::Completed { .. }) = (&keys, &record.outcome)
+            && let Err(e) = self.cache.store(
+                keys,
+                vector.as_deref(),
+                &record.outcome,
+                &self.cache_settings,
+            )
+        {
+            tracing::warn!("the completion cache: {e}");
+        }
         // Only an outcome the provider gave is stored: a refusal by the budget or an open
         // breaker never reached it, so the key stays free to try again.
         if let Some(claim) = claim
@@ -227,6 +286,31 @@ impl Llm {
             tracing::warn!("cannot store the outcome of an idempotent call: {e}");
         }
         record
+    }
+
+    /// Looks a request up in the exact tier, then the semantic one (when it applies: the
+    /// tier is on, and the request is greedy or the policy serves sampled ones too). Returns
+    /// the hit, or the user turn's embedding to store the answer with.
+    async fn cached(
+        &self,
+        keys: &Keys,
+        request: &LlmRequest,
+    ) -> Result<(Option<Hit>, Option<Vec<f32>>), String> {
+        let settings = &self.cache_settings;
+        if let Some(hit) = self.cache.exact(keys, settings)? {
+            return Ok((Some(hit), None));
+        }
+        let greedy = request.temperature.parse::<f32>().is_ok_and(|t| t == 0.0);
+        if !settings.semantic || keys.query.is_empty() || !(greedy || settings.sampled) {
+            return Ok((None, None));
+        }
+        let vector = self
+            .embed(&settings.embedding_model, std::slice::from_ref(&keys.query))
+            .await?
+            .pop()
+            .unwrap_or_default();
+        let hit = self.cache.semantic(keys, &vector, settings)?;
+        Ok((hit, Some(vector)))
     }
 
     /// Picks the first of `route` and its fallbacks whose worst case the budget can cover,
@@ -291,6 +375,7 @@ impl Llm {
             committed: committed.into(),
             outcome,
             source: source::PROVIDER.into(),
+            similarity: String::new(),
         };
         let one_call = Spend {
             calls: 1,

@@ -1,0 +1,260 @@
+//! The completion cache: exact and semantic hits answer without the provider, near-misses
+//! do not, sampled requests are not served semantically unless the policy opts in, hits are
+//! journaled and replayed, and the cache can be listed and cleared.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use baton::journal::event::{EventKind, LlmMessage, LlmOutcome, LlmRequest};
+use baton::journal::store::Journal;
+use baton::{Host, HostOptions};
+use serde_json::json;
+
+use crate::common::*;
+use crate::model_server::{ModelServer, Reply};
+
+fn write_policy(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A policy routing `test` to `server` with the cache on, and `extra` appended.
+fn cached_policy(dir: &Path, server: &ModelServer, extra: &str) -> PathBuf {
+    let text = server.policy("test", "retries = 0") + "\n[cache]\nenabled = true\n" + extra;
+    write_policy(dir, &text)
+}
+
+fn ask(dir: &Path, policy: &Path, prompt: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "--policy",
+        policy.to_str().unwrap(),
+        "llm",
+        "complete",
+        prompt,
+        "--model",
+        "test",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    run_with_store(&dir.join("journal.db"), &args)
+}
+
+/// Where the completion of `run` came from, and the similarity it was served at.
+fn source(dir: &Path, run: &serde_json::Value) -> (String, String) {
+    let journal = Journal::open_read_only(&dir.join("journal.db")).unwrap();
+    journal
+        .events(run.as_str().unwrap())
+        .unwrap()
+        .into_iter()
+        .find_map(|e| match e.kind {
+            EventKind::Llm {
+                source, similarity, ..
+            } => Some((source, similarity)),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn exact_and_semantic_hits_answer_without_the_provider_and_near_misses_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Vec::new(), Reply::ok("Paris.", (9, 2)));
+    let policy = cached_policy(dir.path(), &server, "");
+
+    let first = json_output(&ask(
+        dir.path(),
+        &policy,
+        "What is the capital of France?",
+        &[],
+    ));
+    assert_eq!(source(dir.path(), &first["run"]).0, "provider");
+    assert_eq!(server.requests().len(), 1);
+
+    let again = json_output(&ask(
+        dir.path(),
+        &policy,
+        "What is the capital of France?",
+        &[],
+    ));
+    assert_eq!(again["text"], "Paris.");
+    assert_eq!(
+        source(dir.path(), &again["run"]),
+        ("cache:exact".into(), String::new())
+    );
+    assert_eq!(again["cost_usd"], "$0.00");
+
+    let paraphrase = "what is the capital city of France?";
+    let similar = json_output(&ask(dir.path(), &policy, paraphrase, &[]));
+    let (tier, similarity) = source(dir.path(), &similar["run"]);
+    assert_eq!(tier, "cache:semantic");
+    assert!(similarity.parse::<f32>().unwrap() >= 0.9, "{similarity}");
+    assert_eq!(server.requests().len(), 1);
+
+    // Near-misses reach the provider: another entity, a negation, another number.
+    for near_miss in [
+        "What is the capital of Germany?",
+        "What is not the capital of France?",
+        "What was the capital of France in 1500?",
+    ] {
+        let out = json_output(&ask(dir.path(), &policy, near_miss, &[]));
+        assert_eq!(source(dir.path(), &out["run"]).0, "provider", "{near_miss}");
+    }
+    assert_eq!(server.requests().len(), 4);
+
+    // A sampled request is served only by the exact tier, unless the policy opts in.
+    let sampled = ["--temperature", "0.7", "--seed", "1"];
+    let out = json_output(&ask(
+        dir.path(),
+        &policy,
+        "What is the capital of France?",
+        &sampled,
+    ));
+    assert_eq!(source(dir.path(), &out["run"]).0, "provider");
+    let out = json_output(&ask(dir.path(), &policy, paraphrase, &sampled));
+    assert_eq!(source(dir.path(), &out["run"]).0, "provider");
+    // (A changed policy is a new namespace: answers given under another are not reused.)
+    let opted = cached_policy(dir.path(), &server, "sampled = true\n");
+    let out = json_output(&ask(
+        dir.path(),
+        &opted,
+        "Tell me the capital of France.",
+        &sampled,
+    ));
+    assert_eq!(source(dir.path(), &out["run"]).0, "provider");
+    let out = json_output(&ask(
+        dir.path(),
+        &opted,
+        "What's the capital of France?",
+        &sampled,
+    ));
+    assert_eq!(source(dir.path(), &out["run"]).0, "cache:semantic");
+}
+
+#[test]
+fn the_cache_is_listed_counted_and_cleared() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Vec::new(), Reply::ok("ok", (3, 1)));
+    let policy = cached_policy(dir.path(), &server, "");
+    let store = dir.path().join("journal.db");
+    for prompt in ["one question", "one question", "another question"] {
+        json_output(&ask(dir.path(), &policy, prompt, &[]));
+    }
+    let cache = |args: &[&str]| {
+        let mut all = vec!["--policy", policy.to_str().unwrap(), "cache"];
+        all.extend_from_slice(args);
+        run_with_store(&store, &all)
+    };
+    let stats = json_output(&cache(&["stats", "--json"]));
+    assert_eq!(stats["entries"], 2);
+    assert_eq!(stats["lookups"], 3);
+    assert_eq!(stats["exact_hits"], 1);
+
+    let listed = text_output(&cache(&["ls"]));
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    let id = lines[0].split_whitespace().next().unwrap().to_string();
+    assert_contains(
+        &text_output(&cache(&["rm", &id])),
+        &[&format!("removed entry {id}")],
+    );
+    let line = error_line(&cache(&["rm", &id]), 2);
+    assert_contains(
+        &line,
+        &[&format!("there is no entry {id}"), "baton cache ls"],
+    );
+    assert_contains(&text_output(&cache(&["clear"])), &["removed 1 entries"]);
+    assert_eq!(json_output(&cache(&["stats", "--json"]))["entries"], 0);
+}
+
+#[tokio::test]
+async fn hits_are_served_while_the_providers_breaker_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(vec![Reply::ok("cached", (3, 1))], Reply::status(500));
+    let policy = cached_policy(dir.path(), &server, "");
+    let text = std::fs::read_to_string(&policy).unwrap().replace(
+        "retries = 0",
+        "retries = 0\nbreaker_failures = 1\nbreaker_cooldown = \"60s\"",
+    );
+    std::fs::write(&policy, text).unwrap();
+    let host = Host::new(HostOptions {
+        policies: vec![policy],
+        store: Some(dir.path().join("journal.db")),
+        ..HostOptions::default()
+    })
+    .unwrap();
+    let request = |prompt: &str| LlmRequest {
+        idempotency_key: None,
+        max_tokens: 8,
+        messages: vec![LlmMessage {
+            content: prompt.into(),
+            role: "user".into(),
+        }],
+        model: "test".into(),
+        seed: None,
+        stop: Vec::new(),
+        temperature: "0".into(),
+    };
+    let text = |outcome: &LlmOutcome| match outcome {
+        LlmOutcome::Completed { text, .. } => text.clone(),
+        LlmOutcome::Failed { kind, message } => format!("{kind}: {message}"),
+    };
+    assert_eq!(
+        text(&host.complete(request("first")).await.outcome),
+        "cached"
+    );
+    let failed = host.complete(request("second")).await.outcome;
+    assert!(text(&failed).contains("HTTP 500"), "{}", text(&failed));
+    let open = host.complete(request("third")).await.outcome;
+    assert!(
+        text(&open).contains("circuit breaker opened"),
+        "{}",
+        text(&open)
+    );
+    // The breaker is open, and the cache still answers.
+    assert_eq!(
+        text(&host.complete(request("first")).await.outcome),
+        "cached"
+    );
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[test]
+fn a_cached_call_replays_and_a_plugin_can_be_kept_out_of_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Vec::new(), Reply::ok("fresh", (3, 1)));
+    let grant = "\n[plugins.llm-probe.llm]\nmodels = [\"test\"]\n";
+    let policy = cached_policy(dir.path(), &server, grant);
+    let probe = copy_plugin("testing/llm-probe.wasm", dir.path());
+    let input = json!({"requests": [
+        {"model": "test", "prompt": "Name a colour."},
+        {"model": "test", "prompt": "Name a colour."},
+    ]})
+    .to_string();
+    let bundle = dir.path().join("run.bundle");
+    let call = |policy: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "--policy",
+            policy.to_str().unwrap(),
+            "call",
+            probe.to_str().unwrap(),
+            "--input",
+            &input,
+        ];
+        args.extend_from_slice(extra);
+        run_with_store(&dir.path().join("journal.db"), &args)
+    };
+    let out = json_output(&call(&policy, &["--bundle", bundle.to_str().unwrap()]));
+    assert_eq!(out["answers"][1]["ok"]["text"], "fresh");
+    assert_eq!(server.requests().len(), 1);
+    drop(server);
+    let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
+    assert_contains(&replayed, &["identical:"]);
+
+    let server = ModelServer::start(Vec::new(), Reply::ok("uncached", (3, 1)));
+    let kept_out = grant.to_string() + "cache = false\n";
+    let policy = cached_policy(dir.path(), &server, &kept_out);
+    let out = json_output(&call(&policy, &[]));
+    assert_eq!(out["answers"][0]["ok"]["text"], "uncached");
+    assert_eq!(server.requests().len(), 2);
+}
