@@ -14,6 +14,10 @@
 //!   short prompt and generating 1 or 32 tokens, greedy: tokens per second, with and without
 //!   the prompt.
 //!
+//! - `cache/exact_hit`, `cache/semantic_hit`: an exact-tier lookup, and a semantic hit end to
+//!   end (embedding the question, scanning a namespace of 1,000 entries, fetching and
+//!   decompressing the answer); `cache/model_load`: loading all-MiniLM-L6-v2.
+//!
 //! Run with `cargo xtask bench`.
 
 use std::convert::Infallible;
@@ -243,5 +247,70 @@ fn local(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, ledger, calls, local);
+fn cache(c: &mut Criterion) {
+    use baton::effect::llm::cache::{Cache, Keys};
+    use baton::effect::llm::embedding::Embedding;
+    use baton::policy::llm::{CacheSettings, DEFAULT_EMBEDDING_MODEL, models_dir};
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let llm = llm_for("");
+    let settings = CacheSettings::default();
+    let cache = Cache::new(None);
+    let answer = LlmOutcome::Completed {
+        finish_reason: "stop".into(),
+        input_tokens: 20,
+        model: "smollm2".into(),
+        output_tokens: 40,
+        text: "A cached answer of a few dozen words, as a short completion would be. ".repeat(4),
+    };
+    // A thousand questions in one namespace, with their embeddings.
+    let questions: Vec<String> = (0..1000)
+        .map(|i| {
+            format!(
+                "Question number {i} about topic {} and detail {}",
+                i % 37,
+                i % 11
+            )
+        })
+        .collect();
+    let vectors = rt
+        .block_on(llm.embed(DEFAULT_EMBEDDING_MODEL, &questions))
+        .unwrap();
+    for (question, vector) in questions.iter().zip(&vectors) {
+        let keys = Keys::of(&request("smollm2", question, 64), "", "bench");
+        cache
+            .store(&keys, Some(vector), &answer, &settings)
+            .unwrap();
+    }
+    let mut group = c.benchmark_group("cache");
+    let stored = Keys::of(&request("smollm2", &questions[500], 64), "", "bench");
+    group.bench_function("exact_hit", |b| {
+        b.iter(|| assert!(cache.exact(&stored, &settings).unwrap().is_some()))
+    });
+    // A paraphrase of a stored question: embed it, scan the namespace, fetch, decompress.
+    let paraphrase = "Question number 500 about topic 19 and detail 5?";
+    let asked = Keys::of(&request("smollm2", paraphrase, 64), "", "bench");
+    group.bench_function("semantic_hit", |b| {
+        b.iter(|| {
+            let vector = rt
+                .block_on(llm.embed(DEFAULT_EMBEDDING_MODEL, &[paraphrase.to_string()]))
+                .unwrap()
+                .pop()
+                .unwrap();
+            assert!(
+                cache
+                    .semantic(&asked, &vector, &settings)
+                    .unwrap()
+                    .is_some()
+            );
+        })
+    });
+    group.sample_size(10);
+    group.bench_function("model_load", |b| {
+        b.iter(|| Embedding::load(&models_dir().join(DEFAULT_EMBEDDING_MODEL)).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, ledger, calls, local, cache);
 criterion_main!(benches);

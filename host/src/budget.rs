@@ -167,6 +167,8 @@ pub struct Exceeded {
 struct Tally {
     committed: Spend,
     reserved: Spend,
+    /// Completions the cache answered (they spend nothing).
+    cache_hits: u64,
 }
 
 /// The spend of one run or step against its limits.
@@ -185,6 +187,8 @@ pub struct BudgetReport {
     pub limits: BudgetLimits,
     pub spent: Spend,
     pub elapsed: Duration,
+    /// Completions the cache answered.
+    pub cache_hits: u64,
 }
 
 impl Ledger {
@@ -320,10 +324,21 @@ impl Ledger {
     }
 
     pub fn report(&self) -> BudgetReport {
+        let tally = self.lock();
         BudgetReport {
             limits: self.limits,
-            spent: self.lock().committed,
+            spent: tally.committed,
             elapsed: self.started.elapsed(),
+            cache_hits: tally.cache_hits,
+        }
+    }
+
+    /// Counts a completion the cache answered, here and in every ancestor.
+    pub fn note_cache_hit(&self) {
+        let mut ledger = Some(self);
+        while let Some(current) = ledger {
+            current.lock().cache_hits += 1;
+            ledger = current.parent.as_deref();
         }
     }
 
@@ -386,6 +401,11 @@ impl fmt::Display for BudgetReport {
             "{} LLM call{plural}, {} tokens, {}",
             s.calls, s.tokens, s.usd
         )?;
+        match self.cache_hits {
+            0 => {}
+            1 => write!(f, ", 1 cache hit")?,
+            n => write!(f, ", {n} cache hits")?,
+        }
         let l = &self.limits;
         let mut left = Vec::new();
         if let Some(limit) = l.tokens {

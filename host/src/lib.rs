@@ -29,6 +29,7 @@ pub mod sandbox;
 pub mod schema;
 pub mod signing;
 pub mod state;
+pub mod testing;
 
 pub use error::Error;
 pub use run::RunRecord;

@@ -13,12 +13,6 @@ use serde_json::json;
 use crate::common::*;
 use crate::model_server::{ModelServer, Reply};
 
-fn write_policy(dir: &Path, text: &str) -> PathBuf {
-    let path = dir.join("policy.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// A policy routing `test` to `server` with the cache on, and `extra` appended.
 fn cached_policy(dir: &Path, server: &ModelServer, extra: &str) -> PathBuf {
     let text = server.policy("test", "retries = 0") + "\n[cache]\nenabled = true\n" + extra;
@@ -71,12 +65,13 @@ fn exact_and_semantic_hits_answer_without_the_provider_and_near_misses_do_not() 
     assert_eq!(source(dir.path(), &first["run"]).0, "provider");
     assert_eq!(server.requests().len(), 1);
 
-    let again = json_output(&ask(
-        dir.path(),
-        &policy,
-        "What is the capital of France?",
-        &[],
-    ));
+    let output = ask(dir.path(), &policy, "What is the capital of France?", &[]);
+    let summary = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_contains(
+        &summary,
+        &["budget: 0 LLM calls, 0 tokens, $0.00, 1 cache hit"],
+    );
+    let again = json_output(&output);
     assert_eq!(again["text"], "Paris.");
     assert_eq!(
         source(dir.path(), &again["run"]),
@@ -257,4 +252,51 @@ fn a_cached_call_replays_and_a_plugin_can_be_kept_out_of_the_cache() {
     let out = json_output(&call(&policy, &[]));
     assert_eq!(out["answers"][0]["ok"]["text"], "uncached");
     assert_eq!(server.requests().len(), 2);
+}
+
+#[test]
+fn fuzzy_assert_checks_meaning_rather_than_wording() {
+    // The helper finds the embedding model through BATON_MODELS, as `cargo xtask test` sets it.
+    baton::testing::fuzzy_assert(
+        "The capital of France is Paris.",
+        "Paris is the capital city of France.",
+        0.8,
+    );
+    let mismatch = std::panic::catch_unwind(|| {
+        baton::testing::fuzzy_assert(
+            "The capital of France is Paris.",
+            "Bake at 200 degrees.",
+            0.8,
+        )
+    });
+    let message = mismatch.unwrap_err();
+    let message = message.downcast_ref::<String>().unwrap();
+    assert_contains(
+        message,
+        &["fuzzy_assert", "only", "(at least 0.8 expected)"],
+    );
+}
+
+#[test]
+fn the_least_recently_used_entries_are_evicted_past_max_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Vec::new(), Reply::ok("ok", (3, 1)));
+    let policy = cached_policy(dir.path(), &server, "max_entries = 2\n");
+    for prompt in [
+        "first question",
+        "second question",
+        "first question",
+        "third question",
+    ] {
+        json_output(&ask(dir.path(), &policy, prompt, &[]));
+    }
+    let listed = text_output(&run_with_store(
+        &dir.path().join("journal.db"),
+        &["--policy", policy.to_str().unwrap(), "cache", "ls"],
+    ));
+    // "first" was used again after "second", so "second" went.
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert_contains(&listed, &["third question", "first question"]);
+    assert!(!listed.contains("second question"), "{listed}");
+    assert_eq!(server.requests().len(), 3);
 }

@@ -78,6 +78,13 @@ pub fn run_with_store(store: &Path, args: &[&str]) -> Output {
         .expect("baton runs")
 }
 
+/// Writes `text` as `policy.toml` in `dir`; returns its path.
+pub fn write_policy(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// Asserts success and returns stdout as text.
 pub fn text_output(output: &Output) -> String {
     assert!(

@@ -3,7 +3,7 @@
 //! idempotency keys, budget reservations under concurrency, cost-aware fallbacks, and replay
 //! without any provider.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,12 +22,6 @@ use serde_json::{Value, json};
 use crate::common::*;
 use crate::model_server::{ModelServer, Reply};
 
-fn write_policy(dir: &Path, text: &str) -> PathBuf {
-    let path = dir.join("policy.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// `baton --policy POLICY llm complete PROMPT --model test ARGS...` with its journal in `dir`.
 fn complete(dir: &Path, policy: &Path, prompt: &str, extra: &[&str]) -> Output {
     let mut args = vec![
@@ -38,6 +32,22 @@ fn complete(dir: &Path, policy: &Path, prompt: &str, extra: &[&str]) -> Output {
         prompt,
         "--model",
         "test",
+    ];
+    args.extend_from_slice(extra);
+    run_with_store(&dir.join("journal.db"), &args)
+}
+
+/// `baton --policy POLICY call llm-probe --input INPUT EXTRA...`, with the journal in `dir`
+/// (where the probe must have been copied).
+fn call_probe(dir: &Path, policy: &Path, input: &str, extra: &[&str]) -> Output {
+    let probe = dir.join("llm-probe.wasm");
+    let mut args = vec![
+        "--policy",
+        policy.to_str().unwrap(),
+        "call",
+        probe.to_str().unwrap(),
+        "--input",
+        input,
     ];
     args.extend_from_slice(extra);
     run_with_store(&dir.join("journal.db"), &args)
@@ -395,24 +405,14 @@ fn a_budget_refusal_reaches_the_plugin_and_the_journal() {
     let text = server.policy("test", "")
         + "\n[budget]\ntokens = 30\n\n[plugins.llm-probe.llm]\nmodels = [\"test\"]\n";
     let policy = write_policy(dir.path(), &text);
-    let probe = copy_plugin("testing/llm-probe.wasm", dir.path());
+    copy_plugin("testing/llm-probe.wasm", dir.path());
     let input = json!({"requests": [
         {"model": "test", "prompt": "hi", "max_tokens": 10},
         {"model": "test", "prompt": "hi", "max_tokens": 10},
         {"model": "test", "prompt": "hi", "max_tokens": 10, "temperature": 7.5},
     ]})
     .to_string();
-    let output = run_with_store(
-        &dir.path().join("journal.db"),
-        &[
-            "--policy",
-            policy.to_str().unwrap(),
-            "call",
-            probe.to_str().unwrap(),
-            "--input",
-            &input,
-        ],
-    );
+    let output = call_probe(dir.path(), &policy, &input, &[]);
     let out = json_output(&output);
     assert_eq!(out["answers"][0]["ok"]["text"], "first");
     let refusal = &out["answers"][1]["error"];
@@ -446,21 +446,14 @@ fn a_replay_serves_recorded_completions_without_the_provider() {
     let text =
         server.policy("test", "retries = 1") + "\n[plugins.llm-probe.llm]\nmodels = [\"test\"]\n";
     let policy = write_policy(dir.path(), &text);
-    let probe = copy_plugin("testing/llm-probe.wasm", dir.path());
+    copy_plugin("testing/llm-probe.wasm", dir.path());
     let bundle = dir.path().join("run.bundle");
     let input = json!({"requests": [{"model": "test", "prompt": "hi"}]}).to_string();
-    let out = json_output(&run_with_store(
-        &dir.path().join("journal.db"),
-        &[
-            "--policy",
-            policy.to_str().unwrap(),
-            "call",
-            probe.to_str().unwrap(),
-            "--input",
-            &input,
-            "--bundle",
-            bundle.to_str().unwrap(),
-        ],
+    let out = json_output(&call_probe(
+        dir.path(),
+        &policy,
+        &input,
+        &["--bundle", bundle.to_str().unwrap()],
     ));
     assert_eq!(out["answers"][0]["ok"]["text"], "recorded");
     drop(server);
@@ -531,24 +524,14 @@ fn a_plugin_counts_tokens_with_the_local_models_tokenizer() {
         dir.path(),
         "[plugins.llm-probe.llm]\nmodels = [\"smollm2\"]\n",
     );
-    let probe = copy_plugin("testing/llm-probe.wasm", dir.path());
+    copy_plugin("testing/llm-probe.wasm", dir.path());
     let input = json!({"count": [
         {"model": "smollm2", "text": "Hello world"},
         {"model": "smollm2", "text": "<|im_start|>"},
         {"model": "nothing", "text": "x"},
     ]})
     .to_string();
-    let out: Value = json_output(&run_with_store(
-        &dir.path().join("journal.db"),
-        &[
-            "--policy",
-            policy.to_str().unwrap(),
-            "call",
-            probe.to_str().unwrap(),
-            "--input",
-            &input,
-        ],
-    ));
+    let out: Value = json_output(&call_probe(dir.path(), &policy, &input, &[]));
     // "Hello" and " world" are one token each; a control token is one token.
     assert_eq!(out["counts"][0]["ok"], 2);
     assert_eq!(out["counts"][1]["ok"], 1);
@@ -635,7 +618,7 @@ fn a_plugins_embeddings_and_token_counts_replay_without_the_models() {
         dir.path(),
         "[plugins.llm-probe.llm]\nmodels = [\"all-minilm-l6-v2\", \"smollm2\"]\n",
     );
-    let probe = copy_plugin("testing/llm-probe.wasm", dir.path());
+    copy_plugin("testing/llm-probe.wasm", dir.path());
     let bundle = dir.path().join("run.bundle");
     let (a, b, expected) = REFERENCE_SIMILARITIES[0];
     let input = json!({
@@ -643,18 +626,11 @@ fn a_plugins_embeddings_and_token_counts_replay_without_the_models() {
         "count": [{"model": "smollm2", "text": "Hello world"}],
     })
     .to_string();
-    let out = json_output(&run_with_store(
-        &dir.path().join("journal.db"),
-        &[
-            "--policy",
-            policy.to_str().unwrap(),
-            "call",
-            probe.to_str().unwrap(),
-            "--input",
-            &input,
-            "--bundle",
-            bundle.to_str().unwrap(),
-        ],
+    let out = json_output(&call_probe(
+        dir.path(),
+        &policy,
+        &input,
+        &["--bundle", bundle.to_str().unwrap()],
     ));
     let vectors: Vec<Vec<f32>> =
         serde_json::from_value(out["embeddings"][0]["ok"].clone()).unwrap();

@@ -19,12 +19,6 @@ fn tools_dir(dir: &Path, names: &[&str]) -> PathBuf {
     tools
 }
 
-fn write_policy(dir: &Path, text: &str) -> PathBuf {
-    let path = dir.join("policy.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 fn call_with_tools(dir: &Path, component: &str, input: Value, extra: &[&str]) -> Output {
     let component = plugin(component);
     let input = input.to_string();

@@ -1,6 +1,5 @@
 //! `baton call`: one tool call from the command line.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use baton::sandbox::limits::size;
@@ -25,15 +24,7 @@ pub struct CallArgs {
 }
 
 pub async fn run(host: &mut Host, args: CallArgs) -> Result<(), Error> {
-    let input = if args.input == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| Error::InputUnreadable(format!("standard input: {e}")))?;
-        text
-    } else {
-        args.input
-    };
+    let input = super::text_or_stdin(args.input)?;
     for dir in &args.tools {
         let names = host.add_tools_from(dir).await?;
         tracing::info!("tools from {}: {}", dir.display(), names.join(", "));
@@ -47,7 +38,7 @@ pub async fn run(host: &mut Host, args: CallArgs) -> Result<(), Error> {
     for denial in run.iter().flat_map(|r| &r.denials) {
         eprintln!("denied: {denial}");
     }
-    if budget.spent.calls > 0 || !budget.limits.is_unlimited() {
+    if budget.spent.calls > 0 || budget.cache_hits > 0 || !budget.limits.is_unlimited() {
         eprintln!("budget: {budget}");
     }
     if let (Some(run), Some(journal)) = (&run, host.journal()) {

@@ -1,7 +1,5 @@
 //! `baton llm complete`: one completion through the policy's routes, for quick checks.
 
-use std::io::Read;
-
 use baton::journal::event::{LlmMessage, LlmOutcome, LlmRequest};
 use baton::{Error, Host};
 use clap::{Args, Subcommand};
@@ -52,15 +50,7 @@ fn temperature(text: &str) -> Result<f32, String> {
 
 pub async fn run(host: &Host, command: LlmCommand) -> Result<(), Error> {
     let LlmCommand::Complete(args) = command;
-    let prompt = if args.prompt == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| Error::InputUnreadable(format!("standard input: {e}")))?;
-        text
-    } else {
-        args.prompt
-    };
+    let prompt = super::text_or_stdin(args.prompt)?;
     let system = args.system.map(|content| LlmMessage {
         content,
         role: "system".into(),

@@ -195,6 +195,17 @@ pub fn init_logging(verbose: u8) {
         .init();
 }
 
+/// `text`, or all of standard input when it is "-".
+fn text_or_stdin(text: String) -> Result<String, Error> {
+    if text != "-" {
+        return Ok(text);
+    }
+    let mut read = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut read)
+        .map_err(|e| Error::InputUnreadable(format!("standard input: {e}")))?;
+    Ok(read)
+}
+
 /// Prints a JSON document: indented on a terminal, on one line otherwise.
 fn print_json(value: &serde_json::Value) {
     use std::io::IsTerminal;

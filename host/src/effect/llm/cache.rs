@@ -58,7 +58,7 @@ pub struct Entry {
     pub query: String,
     /// Size of the compressed response.
     pub bytes: u64,
-    /// Unix seconds.
+    /// Unix milliseconds.
     pub created: i64,
     pub used: i64,
 }
@@ -92,7 +92,7 @@ impl Cache {
     fn db(&self) -> Result<MutexGuard<'_, Connection>, String> {
         let db = self
             .db
-            .get_or_init(|| open(self.path.as_deref()).map(Mutex::new))
+            .get_or_init(|| super::open_store(self.path.as_deref(), SCHEMA).map(Mutex::new))
             .as_ref()
             .map_err(|e| {
                 let path = self
@@ -448,7 +448,7 @@ fn decode(response: &[u8]) -> Result<LlmOutcome, String> {
 
 /// The creation time before which entries have expired.
 fn oldest(settings: &CacheSettings) -> i64 {
-    now() - settings.ttl.as_secs() as i64
+    now() - settings.ttl.as_millis().min(i64::MAX as u128) as i64
 }
 
 fn count(db: &Connection, name: &str) -> Result<(), String> {
@@ -471,22 +471,8 @@ fn touch(db: &Connection, id: i64, counter: &str) -> Result<(), String> {
     count(db, counter)
 }
 
-fn open(path: Option<&Path>) -> Result<Connection, String> {
-    let db = match path {
-        Some(path) => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-            }
-            Connection::open(path)
-        }
-        None => Connection::open_in_memory(),
-    }
-    .map_err(|e| e.to_string())?;
-    db.busy_timeout(std::time::Duration::from_secs(5))
-        .and_then(|_| db.pragma_update(None, "journal_mode", "WAL"))
-        .and_then(|_| {
-            db.execute_batch(
-                "CREATE TABLE IF NOT EXISTS entries (
+/// The store's tables.
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS entries (
                     id INTEGER PRIMARY KEY,
                     key TEXT NOT NULL UNIQUE,
                     namespace TEXT NOT NULL,
@@ -500,17 +486,13 @@ fn open(path: Option<&Path>) -> Result<Connection, String> {
                 CREATE TABLE IF NOT EXISTS counters (
                     name TEXT PRIMARY KEY,
                     value INTEGER NOT NULL
-                );",
-            )
-        })
-        .map_err(|e| e.to_string())?;
-    Ok(db)
-}
+                );";
 
+/// Unix time in milliseconds (fine enough to tell uses apart for eviction).
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

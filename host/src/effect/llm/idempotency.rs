@@ -64,7 +64,7 @@ impl Idempotency {
     fn db(&self) -> Result<std::sync::MutexGuard<'_, Connection>, String> {
         let db = self
             .db
-            .get_or_init(|| open(self.path.as_deref()).map(Mutex::new))
+            .get_or_init(|| super::open_store(self.path.as_deref(), SCHEMA).map(Mutex::new))
             .as_ref()
             .map_err(|e| {
                 let path = self
@@ -123,35 +123,15 @@ impl Idempotency {
     }
 }
 
-/// Opens (creating if needed) the store at `path`, or one in memory.
-fn open(path: Option<&Path>) -> Result<Connection, String> {
-    let db = match path {
-        Some(path) => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-            }
-            Connection::open(path)
-        }
-        None => Connection::open_in_memory(),
-    }
-    .map_err(|e| e.to_string())?;
-    db.busy_timeout(std::time::Duration::from_secs(5))
-        .and_then(|_| db.pragma_update(None, "journal_mode", "WAL"))
-        .and_then(|_| {
-            db.execute_batch(
-                "CREATE TABLE IF NOT EXISTS idempotency (
+/// The store's tables.
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS idempotency (
                     scope TEXT NOT NULL,
                     key TEXT NOT NULL,
                     fingerprint TEXT NOT NULL,
                     outcome TEXT NOT NULL,
                     created INTEGER NOT NULL,
                     PRIMARY KEY (scope, key)
-                )",
-            )
-        })
-        .map_err(|e| e.to_string())?;
-    Ok(db)
-}
+                )";
 
 fn now() -> i64 {
     std::time::SystemTime::now()

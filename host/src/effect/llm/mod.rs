@@ -252,6 +252,7 @@ impl Llm {
         if let Some(keys) = &keys {
             match self.cached(keys, request).await {
                 Ok((Some(hit), _)) => {
+                    ledger.note_cache_hit();
                     return LlmRecord {
                         outcome: hit.outcome,
                         source: hit.tier.into(),
@@ -509,6 +510,28 @@ fn note(attempt: &mut LlmAttempt, transition: Option<breaker::Transition>) {
         }
         attempt.breaker.push_str(t);
     }
+}
+
+/// Opens (creating if needed) one of the LLM stores at `path`, or one in memory, with
+/// `schema`. WAL, with `synchronous = NORMAL`: a power cut may lose the last writes, a call
+/// never waits for a disk.
+fn open_store(path: Option<&Path>, schema: &str) -> Result<rusqlite::Connection, String> {
+    let db = match path {
+        Some(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            }
+            rusqlite::Connection::open(path)
+        }
+        None => rusqlite::Connection::open_in_memory(),
+    }
+    .map_err(|e| e.to_string())?;
+    db.busy_timeout(Duration::from_secs(5))
+        .and_then(|_| db.pragma_update(None, "journal_mode", "WAL"))
+        .and_then(|_| db.pragma_update(None, "synchronous", "NORMAL"))
+        .and_then(|_| db.execute_batch(schema))
+        .map_err(|e| e.to_string())?;
+    Ok(db)
 }
 
 fn hold_time_left(hold: &Hold) -> Option<Duration> {
