@@ -500,6 +500,14 @@ fn demo() -> Result<()> {
     )
     .map_err(|e| format!("cannot write {llm_policy:?}: {e}"))?;
     let llm_policy = shown_demo.join("llm-policy.toml").display().to_string();
+    let cache_policy = demo_dir.join("cache-policy.toml");
+    std::fs::write(
+        &cache_policy,
+        "# The demo's cache: answers are reused for the same or a paraphrased question.\n\
+         [cache]\nenabled = true\n",
+    )
+    .map_err(|e| format!("cannot write {cache_policy:?}: {e}"))?;
+    let cache_policy = shown_demo.join("cache-policy.toml").display().to_string();
     let steps = [
         step(
             "Every plugin is signed; who signed it, and what it says it is:",
@@ -615,6 +623,33 @@ fn demo() -> Result<()> {
                 "What is the capital of France? Answer in one sentence.",
                 "--max-tokens",
                 "24",
+            ],
+            0,
+        ),
+        step(
+            "With the completion cache on, a question is answered by the model once...",
+            &[
+                "llm",
+                "complete",
+                "What is the capital of Italy? Answer in one sentence.",
+                "--max-tokens",
+                "24",
+                "--policy",
+                &cache_policy,
+            ],
+            0,
+        ),
+        step(
+            "...and a paraphrase of it is served from the cache: no model call, nothing spent \
+             (the summary counts the cache hit):",
+            &[
+                "llm",
+                "complete",
+                "What's the capital of Italy? Answer in one sentence.",
+                "--max-tokens",
+                "24",
+                "--policy",
+                &cache_policy,
             ],
             0,
         ),
