@@ -651,3 +651,32 @@ fn a_plugins_embeddings_and_token_counts_replay_without_the_models() {
         .unwrap();
     assert_contains(&text_output(&replayed), &["identical:"]);
 }
+
+#[test]
+fn a_missing_model_file_says_how_to_fetch_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = dir.path().join("no-models");
+    let out = baton()
+        .env("BATON_STORE", dir.path().join("journal.db"))
+        .env("BATON_MODELS", &nowhere)
+        .args(["llm", "complete", "hi"])
+        .output()
+        .unwrap();
+    let line = error_line(&out, 1);
+    assert_contains(
+        &line,
+        &[
+            "unavailable",
+            "cannot open the local model",
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "cargo xtask models",
+        ],
+    );
+    let out = baton()
+        .env("BATON_MODELS", &nowhere)
+        .args(["eval", "a", "b"])
+        .output()
+        .unwrap();
+    let line = error_line(&out, 1);
+    assert_contains(&line, &["the embedding model lacks", "cargo xtask models"]);
+}
