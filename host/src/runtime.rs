@@ -1,5 +1,6 @@
 //! The library face: a `Host` loads plugins and calls them under policy.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -781,9 +782,9 @@ impl RunContext {
         // to what the budget has left), the fuel burned committed after.
         let (limits, fuel_hold) = match mode {
             CallMode::Live => charge_limits(limits, ledger)?,
-            CallMode::Replay { .. } => (limits.clone(), None),
+            CallMode::Replay { .. } => (Cow::Borrowed(limits), None),
         };
-        let limits = &limits;
+        let limits = &*limits;
         gate.emit(EventKind::InvocationStarted {
             digest: plugin.loaded.digest.to_string(),
             input: input.into(),
@@ -900,10 +901,14 @@ impl RunContext {
 
 /// `limits` cut to what `ledger` has left of fuel and time, with the fuel reserved; a
 /// budget with nothing left refuses the call.
-fn charge_limits(
-    limits: &ResolvedLimits,
+fn charge_limits<'a>(
+    limits: &'a ResolvedLimits,
     ledger: &Arc<Ledger>,
-) -> Result<(ResolvedLimits, Option<Hold>), Error> {
+) -> Result<(Cow<'a, ResolvedLimits>, Option<Hold>), Error> {
+    // Without a fuel or time budget (the usual case), the call's limits stand as they are.
+    if ledger.time_left().is_none() && ledger.fuel_left().is_none() {
+        return Ok((Cow::Borrowed(limits), None));
+    }
     let mut limits = limits.clone();
     if let Some(left) = ledger.time_left()
         && left < limits.limits.timeout
@@ -911,12 +916,10 @@ fn charge_limits(
         (limits.limits.timeout, limits.timeout) = (left, Source::Budget);
     }
     let mut hold = None;
-    if let Some(left) = ledger.fuel_left()
-        && left < limits.limits.fuel
-    {
-        (limits.limits.fuel, limits.fuel) = (left, Source::Budget);
-    }
-    if ledger.fuel_left().is_some() {
+    if let Some(left) = ledger.fuel_left() {
+        if left < limits.limits.fuel {
+            (limits.limits.fuel, limits.fuel) = (left, Source::Budget);
+        }
         // With no fuel left, asking for one unit says so.
         hold = Some(ledger.reserve(Spend {
             fuel: limits.limits.fuel.max(1),
@@ -927,7 +930,7 @@ fn charge_limits(
         // Reserving nothing checks the time budget, and says which one ran out.
         ledger.reserve(Spend::default())?;
     }
-    Ok((limits, hold))
+    Ok((Cow::Owned(limits), hold))
 }
 
 /// The provenance a recorded `verified` event holds, by component digest.

@@ -19,19 +19,11 @@ fn cached_policy(dir: &Path, server: &ModelServer, extra: &str) -> PathBuf {
     write_policy(dir, &text)
 }
 
+/// `llm::complete` with `--json`.
 fn ask(dir: &Path, policy: &Path, prompt: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "--policy",
-        policy.to_str().unwrap(),
-        "llm",
-        "complete",
-        prompt,
-        "--model",
-        "test",
-        "--json",
-    ];
+    let mut args = vec!["--json"];
     args.extend_from_slice(extra);
-    run_with_store(&dir.join("journal.db"), &args)
+    crate::llm::complete(dir, policy, prompt, &args)
 }
 
 /// Where the completion of `run` came from, and the similarity it was served at.

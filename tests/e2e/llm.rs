@@ -23,7 +23,7 @@ use crate::common::*;
 use crate::model_server::{ModelServer, Reply};
 
 /// `baton --policy POLICY llm complete PROMPT --model test ARGS...` with its journal in `dir`.
-fn complete(dir: &Path, policy: &Path, prompt: &str, extra: &[&str]) -> Output {
+pub fn complete(dir: &Path, policy: &Path, prompt: &str, extra: &[&str]) -> Output {
     let mut args = vec![
         "--policy",
         policy.to_str().unwrap(),

@@ -432,11 +432,7 @@ impl Gate {
                     match &embedded {
                         Ok(vectors) => {
                             let dims = vectors.first().map_or(0, Vec::len) as u32;
-                            let bytes: Vec<u8> = vectors
-                                .iter()
-                                .flatten()
-                                .flat_map(|x| x.to_le_bytes())
-                                .collect();
+                            let bytes = llm::embedding::to_bytes(vectors.iter().flatten());
                             event(dims, String::new(), http::encode_body(&bytes).1)
                         }
                         Err(e) => event(0, e.clone(), String::new()),
@@ -451,10 +447,8 @@ impl Gate {
                     vectors,
                     ..
                 } if error.is_empty() => {
-                    let floats: Vec<f32> = http::decode_body(&vectors)
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect();
+                    let floats: Vec<f32> =
+                        llm::embedding::from_bytes(&http::decode_body(&vectors)).collect();
                     Ok(floats
                         .chunks(dims.max(1) as usize)
                         .map(<[f32]>::to_vec)

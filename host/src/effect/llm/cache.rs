@@ -16,12 +16,12 @@
 //! used are evicted past `max_entries`.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
+use super::embedding::{from_bytes, to_bytes};
 use crate::journal::event::{LlmOutcome, LlmRequest};
 use crate::policy::llm::CacheSettings;
 
@@ -76,37 +76,20 @@ pub struct Stats {
 }
 
 pub struct Cache {
-    path: Option<PathBuf>,
-    db: OnceLock<Result<Mutex<Connection>, String>>,
+    db: super::Store,
 }
 
 impl Cache {
     /// The cache at `path` (created on first use), or one in memory.
     pub fn new(path: Option<&Path>) -> Self {
         Self {
-            path: path.map(Path::to_owned),
-            db: OnceLock::new(),
+            db: super::Store::new(path, SCHEMA),
         }
-    }
-
-    fn db(&self) -> Result<MutexGuard<'_, Connection>, String> {
-        let db = self
-            .db
-            .get_or_init(|| super::open_store(self.path.as_deref(), SCHEMA).map(Mutex::new))
-            .as_ref()
-            .map_err(|e| {
-                let path = self
-                    .path
-                    .as_ref()
-                    .map_or("(memory)".into(), |p| p.display().to_string());
-                format!("the completion cache {path}: {e}")
-            })?;
-        Ok(db.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The answer stored for exactly this request, if fresh.
     pub fn exact(&self, keys: &Keys, settings: &CacheSettings) -> Result<Option<Hit>, String> {
-        let db = self.db()?;
+        let db = self.db.lock()?;
         count(&db, "lookups")?;
         let found: Option<(i64, Vec<u8>)> = db
             .query_row(
@@ -136,7 +119,7 @@ impl Cache {
         vector: &[f32],
         settings: &CacheSettings,
     ) -> Result<Option<Hit>, String> {
-        let db = self.db()?;
+        let db = self.db.lock()?;
         let mut statement = db
             .prepare_cached(
                 "SELECT id, query, vector FROM entries WHERE namespace = ?1 AND created > ?2",
@@ -192,12 +175,8 @@ impl Cache {
     ) -> Result<(), String> {
         let json = serde_json::to_vec(outcome).expect("outcomes serialize");
         let response = zstd::encode_all(json.as_slice(), 3).map_err(|e| e.to_string())?;
-        let vector: Vec<u8> = vector
-            .unwrap_or_default()
-            .iter()
-            .flat_map(|x| x.to_le_bytes())
-            .collect();
-        let db = self.db()?;
+        let vector = to_bytes(vector.unwrap_or_default());
+        let db = self.db.lock()?;
         let now = now();
         db.execute(
             "INSERT OR REPLACE INTO entries
@@ -223,7 +202,7 @@ impl Cache {
     }
 
     pub fn stats(&self) -> Result<Stats, String> {
-        let db = self.db()?;
+        let db = self.db.lock()?;
         let (entries, namespaces, bytes) = db
             .query_row(
                 "SELECT count(*), count(DISTINCT namespace), coalesce(sum(length(response)), 0)
@@ -255,7 +234,7 @@ impl Cache {
 
     /// The most recently used entries, newest first.
     pub fn list(&self, limit: usize) -> Result<Vec<Entry>, String> {
-        let db = self.db()?;
+        let db = self.db.lock()?;
         let mut statement = db
             .prepare(
                 "SELECT id, namespace, query, length(response), created, used FROM entries
@@ -279,7 +258,7 @@ impl Cache {
 
     /// Removes every entry, or those of one namespace; returns how many.
     pub fn clear(&self, namespace: Option<&str>) -> Result<u64, String> {
-        let db = self.db()?;
+        let db = self.db.lock()?;
         let removed = match namespace {
             Some(ns) => db.execute("DELETE FROM entries WHERE namespace = ?1", [ns]),
             None => db.execute("DELETE FROM entries", []),
@@ -289,7 +268,7 @@ impl Cache {
 
     /// Removes one entry; whether it existed.
     pub fn remove(&self, id: i64) -> Result<bool, String> {
-        let db = self.db()?;
+        let db = self.db.lock()?;
         db.execute("DELETE FROM entries WHERE id = ?1", [id])
             .map(|n| n > 0)
             .map_err(|e| e.to_string())
@@ -434,11 +413,7 @@ fn cosine_bytes(vector: &[f32], stored: &[u8]) -> f32 {
     if stored.len() != vector.len() * 4 {
         return f32::MIN;
     }
-    stored
-        .chunks_exact(4)
-        .zip(vector)
-        .map(|(b, x)| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * x)
-        .sum()
+    from_bytes(stored).zip(vector).map(|(a, b)| a * b).sum()
 }
 
 fn decode(response: &[u8]) -> Result<LlmOutcome, String> {

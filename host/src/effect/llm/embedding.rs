@@ -99,6 +99,19 @@ impl Embedding {
     }
 }
 
+/// Vectors' values as little-endian f32 bytes, one after another: how journals and the cache
+/// keep embeddings.
+pub fn to_bytes<'a>(values: impl IntoIterator<Item = &'a f32>) -> Vec<u8> {
+    values.into_iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The values `to_bytes` wrote.
+pub fn from_bytes(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 /// The cosine similarity of two embeddings (their dot product, as they have unit length).
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()

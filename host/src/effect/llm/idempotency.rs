@@ -5,10 +5,10 @@
 //! name, or `cli`) and kept 24 hours, in `llm-idempotency.db` beside the journal.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
 use crate::journal::event::LlmOutcome;
 
@@ -16,8 +16,7 @@ const KEEP_SECONDS: i64 = 24 * 60 * 60;
 
 /// The store is opened when a key is first used, so calls without keys never touch it.
 pub struct Idempotency {
-    path: Option<PathBuf>,
-    db: OnceLock<Result<Mutex<Connection>, String>>,
+    db: super::Store,
     in_flight: Arc<Mutex<HashSet<(String, String)>>>,
 }
 
@@ -55,30 +54,14 @@ impl Idempotency {
     /// The store at `path` (created on first use), or one in memory.
     pub fn new(path: Option<&Path>) -> Self {
         Self {
-            path: path.map(Path::to_owned),
-            db: OnceLock::new(),
+            db: super::Store::new(path, SCHEMA),
             in_flight: Arc::default(),
         }
     }
 
-    fn db(&self) -> Result<std::sync::MutexGuard<'_, Connection>, String> {
-        let db = self
-            .db
-            .get_or_init(|| super::open_store(self.path.as_deref(), SCHEMA).map(Mutex::new))
-            .as_ref()
-            .map_err(|e| {
-                let path = self
-                    .path
-                    .as_ref()
-                    .map_or("(memory)".into(), |p| p.display().to_string());
-                format!("cannot open {path}: {e}")
-            })?;
-        Ok(db.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
     /// Looks `key` up for `scope`; `fingerprint` identifies the call's parameters.
     pub fn begin(&self, scope: &str, key: &str, fingerprint: &str) -> Result<Prior, String> {
-        let db = self.db()?;
+        let db = self.db.lock()?;
         let stored: Option<(String, String)> = db
             .query_row(
                 "SELECT fingerprint, outcome FROM idempotency
@@ -112,7 +95,7 @@ impl Idempotency {
     /// Stores the outcome of a claimed key.
     pub fn store(&self, claim: Claim, outcome: &LlmOutcome) -> Result<(), String> {
         let text = serde_json::to_string(outcome).expect("outcomes serialize");
-        let db = self.db()?;
+        let db = self.db.lock()?;
         db.execute(
             "INSERT OR REPLACE INTO idempotency (scope, key, fingerprint, outcome, created)
              VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -92,6 +92,12 @@ impl Local {
             .unwrap_or_default()
     }
 
+    fn decode(&self, tokens: &[u32]) -> Result<String, ProviderError> {
+        self.tokenizer
+            .decode(tokens, true)
+            .map_err(|e| ProviderError::Broken(format!("decoding: {e}")))
+    }
+
     fn generate(
         &self,
         request: &LlmRequest,
@@ -124,7 +130,6 @@ impl Local {
         let mut tokens = prompt.clone();
         let mut generated: Vec<u32> = Vec::new();
         let mut finish = "length";
-        let mut text = String::new();
         let mut input = prompt.as_slice();
         let mut next;
         while generated.len() < max_tokens {
@@ -150,10 +155,12 @@ impl Local {
             }
             tokens.push(next[0]);
             generated.push(next[0]);
-            text = self
-                .tokenizer
-                .decode(&generated, true)
-                .map_err(|e| ProviderError::Broken(format!("decoding: {e}")))?;
+            input = &next;
+            // The text so far is needed only to watch for stop sequences.
+            if request.stop.iter().all(String::is_empty) {
+                continue;
+            }
+            let mut text = self.decode(&generated)?;
             if let Some(at) = request
                 .stop
                 .iter()
@@ -162,11 +169,15 @@ impl Local {
                 .min()
             {
                 text.truncate(at);
-                finish = "stop";
-                break;
+                return Ok(Completion {
+                    text,
+                    finish_reason: "stop".into(),
+                    input_tokens: prompt.len() as u32,
+                    output_tokens: generated.len() as u32,
+                });
             }
-            input = &next;
         }
+        let text = self.decode(&generated)?;
         Ok(Completion {
             text,
             finish_reason: finish.into(),

@@ -512,6 +512,40 @@ fn note(attempt: &mut LlmAttempt, transition: Option<breaker::Transition>) {
     }
 }
 
+/// One of the LLM stores (idempotency keys, the cache): a SQLite file opened on first use, so
+/// that calls which never need it never touch it.
+struct Store {
+    path: Option<std::path::PathBuf>,
+    schema: &'static str,
+    db: std::sync::OnceLock<Result<std::sync::Mutex<rusqlite::Connection>, String>>,
+}
+
+impl Store {
+    /// The store at `path` (in memory when `None`) with the tables of `schema`.
+    fn new(path: Option<&Path>, schema: &'static str) -> Self {
+        Self {
+            path: path.map(Path::to_owned),
+            schema,
+            db: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>, String> {
+        let db = self
+            .db
+            .get_or_init(|| open_store(self.path.as_deref(), self.schema).map(Into::into))
+            .as_ref()
+            .map_err(|e| {
+                let path = self
+                    .path
+                    .as_ref()
+                    .map_or("(memory)".into(), |p| p.display().to_string());
+                format!("cannot open {path}: {e}")
+            })?;
+        Ok(db.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 /// Opens (creating if needed) one of the LLM stores at `path`, or one in memory, with
 /// `schema`. WAL, with `synchronous = NORMAL`: a power cut may lose the last writes, a call
 /// never waits for a disk.
