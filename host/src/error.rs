@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::orchestrator::result::RunStatus;
+
 use crate::bindings::types::{Error as HostError, ToolError};
 use crate::effect::Divergence;
 use crate::journal::chain::ChainBreak;
@@ -107,6 +109,14 @@ pub enum Error {
     BundleInvalid { path: PathBuf, reason: String },
     #[error("{0}")]
     Diverged(Divergence),
+    #[error("workflow {}: {reason}", path.display())]
+    Workflow { path: PathBuf, reason: String },
+    /// A `baton run` that ended without success (its result is still reported).
+    #[error("the run {}: {reason}", status.name().replace('_', " "))]
+    RunEnded {
+        status: crate::orchestrator::result::RunStatus,
+        reason: String,
+    },
     /// A run or step whose budget cannot cover a call.
     #[error("{0}")]
     Budget(#[from] crate::budget::Exceeded),
@@ -138,6 +148,11 @@ impl Error {
             }
             Error::Policy(PolicyError::Unsigned { .. }) => exit::UNTRUSTED,
             Error::Budget(_) => exit::LIMIT,
+            Error::Workflow { .. } => exit::BAD_INPUT,
+            Error::RunEnded { status, .. } => match status {
+                RunStatus::BudgetExceeded | RunStatus::MaxSteps => exit::LIMIT,
+                RunStatus::Failed | RunStatus::Succeeded => exit::TOOL_FAILED,
+            },
             Error::Cache(_) => exit::BAD_INPUT,
             Error::Llm { kind, .. } => match kind.as_str() {
                 "budget-exceeded" => exit::LIMIT,

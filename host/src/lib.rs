@@ -22,6 +22,7 @@ pub mod effect;
 pub mod error;
 pub mod journal;
 pub mod loader;
+pub mod orchestrator;
 pub mod policy;
 pub mod run;
 pub mod runtime;

@@ -168,6 +168,34 @@ impl RunJournal {
         Ok(self.chains().gate(step_chain(step), redactor))
     }
 
+    /// Records a host decision in the run chain (a replay compares it with the record).
+    pub fn note(&self, kind: EventKind) -> Result<(), Divergence> {
+        self.run_gate.emit(kind);
+        self.run_gate.divergence().map_or(Ok(()), Err)
+    }
+
+    /// The gate of step `step`'s chain, opened without a mark in the run chain: steps that
+    /// run concurrently are entered there later, in plan order, by `record_step`.
+    pub fn step_gate(&self, step: &str, redactor: Arc<dyn Redactor>) -> Arc<Gate> {
+        self.chains().gate(step_chain(step), redactor)
+    }
+
+    /// Enters a finished step in the run chain: its start, then its sealed chain.
+    pub fn record_step(
+        &mut self,
+        step: &str,
+        tool: &str,
+        digest: &str,
+        gate: &Gate,
+    ) -> Result<(), Divergence> {
+        self.note(EventKind::StepStarted {
+            step: step.into(),
+            tool: tool.into(),
+            digest: digest.into(),
+        })?;
+        self.end_step(step, gate)
+    }
+
     /// Seals a step's chain into the run chain.
     pub fn end_step(&mut self, step: &str, gate: &Gate) -> Result<(), Divergence> {
         let Sealed {

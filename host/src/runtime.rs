@@ -98,7 +98,7 @@ pub struct Plugin {
     /// `loaded.digest` as text, as policies name it.
     digest: String,
     pre: InstancePre<HostState>,
-    entry: Entry,
+    pub(crate) entry: Entry,
     /// Only tools have schemas the host enforces.
     schemas: Option<ToolSchemas>,
 }
@@ -122,7 +122,7 @@ impl Plugin {
 }
 
 /// Where a plugin's exports are, looked up once at load.
-enum Entry {
+pub(crate) enum Entry {
     Tool(tool_api::GuestIndices),
     Prompt(prompt_api::GuestIndices),
     Planner(planner_api::GuestIndices),
@@ -157,14 +157,14 @@ pub struct ToolRun {
 }
 
 pub struct Host {
-    sandbox: Arc<Sandbox>,
+    pub(crate) sandbox: Arc<Sandbox>,
     loader: Loader,
     /// Decides, by the policy's `[trust]`, which components may be compiled.
     trust: PolicyTrust,
     pub(crate) policy: Arc<Policy>,
-    overrides: LimitsSpec,
+    pub(crate) overrides: LimitsSpec,
     /// Tools other tools may call through the host (as their policy allows), by name.
-    tools: Arc<BTreeMap<String, Arc<Plugin>>>,
+    pub(crate) tools: Arc<BTreeMap<String, Arc<Plugin>>>,
     pub(crate) journal: Option<Journal>,
     /// The policy files in force and their texts, as runs record and bundles carry them.
     pub(crate) policy_files: Vec<(PolicyRef, Arc<[u8]>)>,
@@ -429,17 +429,7 @@ impl Host {
         let gate = run
             .start_step(CALL_STEP, plugin.name(), &digest, redactor)
             .expect("a live run records, it cannot diverge");
-        let ctx = Arc::new(RunContext {
-            sandbox: self.sandbox.clone(),
-            policy: self.policy.clone(),
-            overrides: self.overrides,
-            tools: self.tools.clone(),
-            bounds: self.policy.tool_bounds(),
-            chains: run.chains(),
-            calls: AtomicU32::new(0),
-            replay: false,
-            llm: self.llm.clone(),
-        });
+        let ctx = RunContext::live(self, run.chains());
         let step = Ledger::step(
             &ledger,
             plugin.name(),
@@ -500,19 +490,12 @@ impl Host {
                 ),
             });
         }
-        let recorded = RecordedCall::find(&events, &step_chain(CALL_STEP)).ok_or_else(|| {
-            Error::BundleInvalid {
-                path: bundle.to_owned(),
-                reason: "it records no tool call".into(),
-            }
-        })?;
-        // Every component the run used, the called tools among them, by name; each must
-        // verify again with the signature and key the run recorded for it.
+        // Every component the run used, by digest; each must verify again with the
+        // signature and key the run recorded for it.
         let trust = RecordedTrust {
             recorded: events.iter().filter_map(recorded_signature).collect(),
         };
-        let mut tools = BTreeMap::new();
-        let mut main = None;
+        let mut components = BTreeMap::new();
         for (digest, bytes) in journal.blobs(&summary.run, "component")? {
             let actual = Digest::of(&bytes).to_string();
             if actual != digest {
@@ -524,16 +507,44 @@ impl Host {
             let label = bundle.join(&digest);
             let none = Sidecars::default();
             let loaded = Arc::new(self.load_checked(&label, &bytes, &none, &trust).await?);
-            if digest == recorded.digest {
-                main = Some(loaded.clone());
-            }
-            if loaded.schemas.is_some() {
-                tools.insert(loaded.name().to_string(), loaded);
-            }
+            components.insert(digest, loaded);
         }
-        let plugin = match component {
-            Some(path) => {
-                let replacement = Arc::new(self.load(path).await?);
+        let replacement = match component {
+            Some(path) => Some(Arc::new(self.load(path).await?)),
+            None => None,
+        };
+        let policy = recorded_policy(&journal, &summary.run, &events).map_err(|reason| {
+            Error::BundleInvalid {
+                path: bundle.to_owned(),
+                reason,
+            }
+        })?;
+        let recorded = Recorded {
+            bundle,
+            events: &events,
+            components,
+            replacement,
+            policy,
+        };
+        if recorded.is_workflow() {
+            return crate::orchestrator::replay(self, recorded).await;
+        }
+        let Recorded {
+            components,
+            replacement,
+            policy,
+            ..
+        } = recorded;
+        let recorded = RecordedCall::find(&events, &step_chain(CALL_STEP)).ok_or_else(|| {
+            Error::BundleInvalid {
+                path: bundle.to_owned(),
+                reason: "it records no tool call".into(),
+            }
+        })?;
+        let main = components.get(&recorded.digest).cloned();
+        let mut tools = tools_by_name(components.into_values());
+        let plugin = match replacement {
+            Some(replacement) => {
                 tools.insert(replacement.name().to_string(), replacement.clone());
                 replacement
             }
@@ -542,12 +553,6 @@ impl Host {
                 reason: format!("it lacks the bytes of component {}", recorded.digest),
             })?,
         };
-        let policy = recorded_policy(&journal, &summary.run, &events).map_err(|reason| {
-            Error::BundleInvalid {
-                path: bundle.to_owned(),
-                reason,
-            }
-        })?;
         let access = replay_access(&policy, &plugin);
         let limits = recorded_limits(&recorded, &format!("{} (recorded)", bundle.display()));
         let mut run = RunJournal::replay(&events);
@@ -559,19 +564,7 @@ impl Host {
                 Arc::new(NoSecrets),
             )
             .map_err(Error::Diverged)?;
-        // A replay serves recorded completions: its providers are never asked.
-        let llm = Llm::new(policy.llm(), None);
-        let ctx = Arc::new(RunContext {
-            llm: Arc::new(llm),
-            sandbox: self.sandbox.clone(),
-            bounds: policy.tool_bounds(),
-            policy: Arc::new(policy),
-            overrides: LimitsSpec::default(),
-            tools: Arc::new(tools),
-            chains: run.chains(),
-            calls: AtomicU32::new(0),
-            replay: true,
-        });
+        let ctx = RunContext::replay(self, policy, tools, run.chains());
         let mode = CallMode::Replay {
             timed_out_after: recorded.timed_out_after,
         };
@@ -595,7 +588,7 @@ impl Host {
             run: record.id,
             events: record.events,
             root: record.root,
-            result,
+            outcome: Replayed::Call(result),
         })
     }
 }
@@ -618,6 +611,102 @@ pub(crate) struct RunContext {
 }
 
 impl RunContext {
+    /// A live run's context.
+    pub(crate) fn live(host: &Host, chains: Chains) -> Arc<Self> {
+        Arc::new(Self {
+            sandbox: host.sandbox.clone(),
+            policy: host.policy.clone(),
+            overrides: host.overrides,
+            tools: host.tools.clone(),
+            bounds: host.policy.tool_bounds(),
+            chains,
+            calls: AtomicU32::new(0),
+            replay: false,
+            llm: host.llm.clone(),
+        })
+    }
+
+    /// A replay's context: the recorded policy and components; no provider is ever asked.
+    pub(crate) fn replay(
+        host: &Host,
+        policy: Policy,
+        tools: BTreeMap<String, Arc<Plugin>>,
+        chains: Chains,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            llm: Arc::new(Llm::new(policy.llm(), None)),
+            sandbox: host.sandbox.clone(),
+            bounds: policy.tool_bounds(),
+            policy: Arc::new(policy),
+            overrides: LimitsSpec::default(),
+            tools: Arc::new(tools),
+            chains,
+            calls: AtomicU32::new(0),
+            replay: true,
+        })
+    }
+
+    pub(crate) fn is_replay(&self) -> bool {
+        self.replay
+    }
+
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub(crate) fn chains(&self) -> &Chains {
+        &self.chains
+    }
+
+    /// The tools steps may call, by name.
+    pub(crate) fn tools(&self) -> &BTreeMap<String, Arc<Plugin>> {
+        &self.tools
+    }
+
+    /// What `plugin` may reach in this run (in a replay, what it was recorded with).
+    pub(crate) fn access(&self, plugin: &Plugin) -> Result<Access, Error> {
+        match self.replay {
+            true => Ok(replay_access(&self.policy, plugin)),
+            false => live_access(&self.policy, plugin),
+        }
+    }
+
+    /// The limits and mode of an invocation of `plugin` in `chain`: the recorded ones when
+    /// the chain was recorded, else the policy's (with `timeout` replacing its deadline).
+    pub(crate) fn limits_and_mode(
+        &self,
+        chain: &str,
+        plugin: &Plugin,
+        timeout: Option<std::time::Duration>,
+    ) -> (ResolvedLimits, CallMode) {
+        let recorded = self
+            .chains
+            .recorded(chain)
+            .and_then(|events| RecordedCall::find(events, chain));
+        if let Some(recorded) = &recorded {
+            return (
+                recorded_limits(recorded, &format!("the recorded chain {chain}")),
+                CallMode::Replay {
+                    timed_out_after: recorded.timed_out_after,
+                },
+            );
+        }
+        let mut limits = self
+            .policy
+            .limits_for(plugin.name(), plugin.subject(), &self.overrides);
+        if let Some(timeout) = timeout {
+            limits.limits.timeout = timeout;
+            limits.timeout = Source::File("the workflow's step timeout".into());
+        }
+        let mode = match self.replay {
+            true => CallMode::Replay {
+                timed_out_after: None,
+            },
+            false => CallMode::Live,
+        };
+        (limits, mode)
+    }
+
     /// A call from the tool `caller_name`, running in `caller`'s chain, to the tool `name`:
     /// checked against the run's bounds, run in its own sandbox under its own policy and
     /// limits with its own chain (`<caller chain>/<index>`), and recorded in the caller's
@@ -683,11 +772,9 @@ impl RunContext {
         });
         let prepared = prepared.and_then(|callee| {
             check_input(&callee, input).map_err(|e| HostError::InvalidArgument(e.to_string()))?;
-            let access = match self.replay {
-                true => Ok(replay_access(&self.policy, &callee)),
-                false => live_access(&self.policy, &callee),
-            };
-            let access = access.map_err(|e| HostError::Failed(e.to_string()))?;
+            let access = self
+                .access(&callee)
+                .map_err(|e| HostError::Failed(e.to_string()))?;
             Ok((callee, access))
         });
         let (callee, access) = match prepared {
@@ -701,28 +788,7 @@ impl RunContext {
         let digest = callee.loaded.digest.to_string();
         self.chains.blob("component", &digest, &callee.loaded.bytes);
         let chain = format!("{}/{index}", caller.chain);
-        let recorded = self
-            .chains
-            .recorded(&chain)
-            .and_then(|events| RecordedCall::find(events, &chain));
-        let (limits, mode) = match &recorded {
-            Some(recorded) => (
-                recorded_limits(recorded, &format!("the recorded chain {chain}")),
-                CallMode::Replay {
-                    timed_out_after: recorded.timed_out_after,
-                },
-            ),
-            None => (
-                self.policy
-                    .limits_for(name, callee.subject(), &self.overrides),
-                match self.replay {
-                    true => CallMode::Replay {
-                        timed_out_after: None,
-                    },
-                    false => CallMode::Live,
-                },
-            ),
-        };
+        let (limits, mode) = self.limits_and_mode(&chain, &callee, None);
         let redactor = Arc::new(SecretRedactor::new(&access.secrets));
         let gate = self.chains.gate(chain.clone(), redactor.clone());
         let result = Box::pin(self.invoke(
@@ -756,11 +822,59 @@ impl RunContext {
 
     /// One invocation of a tool in its step's chain: `invocation_started`, the sandboxed
     /// call (effects through `gate`), `invocation_ended`, then the output checks.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn invoke(
+        self: &Arc<Self>,
+        plugin: &Plugin,
+        input: &str,
+        limits: &ResolvedLimits,
+        access: Access,
+        gate: &Arc<Gate>,
+        mode: CallMode,
+        depth: u32,
+        ledger: &Arc<Ledger>,
+    ) -> Result<ToolCall, Error> {
+        let (Entry::Tool(entry), Some(schemas)) = (&plugin.entry, &plugin.schemas) else {
+            return Err(wrong_world(plugin));
+        };
+        let call = async |store: &mut wasmtime::Store<HostState>, instance: &_| {
+            entry
+                .load(&mut *store, instance)?
+                .call_invoke(&mut *store, input)
+                .await
+        };
+        let (output, usage) = self
+            .invoke_with(
+                plugin, input, limits, access, gate, mode, depth, ledger, call,
+            )
+            .await?;
+        let tool = || plugin.name().to_string();
+        let output = output.map_err(|error| Error::ToolFailed {
+            tool: tool(),
+            error,
+        })?;
+        let output: Value = serde_json::from_str(&output).map_err(|e| Error::OutputNotJson {
+            tool: tool(),
+            reason: e.to_string(),
+        })?;
+        schemas
+            .check(Direction::Output, &output)
+            .map_err(|error| Error::OutputSchema {
+                tool: tool(),
+                error,
+            })?;
+        Ok(ToolCall { output, usage })
+    }
+
+    /// One invocation of any export of `plugin` (`call`) in a chain: `invocation_started`
+    /// with `input`, the sandboxed call (effects through `gate`), then `invocation_ended`
+    /// with the text it returned. Returns that text, or how the guest failed, and what the
+    /// call consumed; a sandbox failure (trap, limit) is the error.
     ///
     /// A replay of a recorded timeout is deterministic: the call gets exactly the fuel it had
     /// burned when its deadline struck, and running out of it is that same timeout.
     #[allow(clippy::too_many_arguments)]
-    async fn invoke(
+    pub(crate) async fn invoke_with(
         self: &Arc<Self>,
         plugin: &Plugin,
         input: &str,
@@ -774,10 +888,11 @@ impl RunContext {
         mode: CallMode,
         depth: u32,
         ledger: &Arc<Ledger>,
-    ) -> Result<ToolCall, Error> {
-        let (Entry::Tool(entry), Some(schemas)) = (&plugin.entry, &plugin.schemas) else {
-            return Err(wrong_world(plugin));
-        };
+        call: impl AsyncFnOnce(
+            &mut wasmtime::Store<HostState>,
+            &wasmtime::component::Instance,
+        ) -> wasmtime::Result<Result<String, ToolError>>,
+    ) -> Result<(Result<String, ToolError>, Usage), Error> {
         // Fuel and time are charged like tokens: the call's fuel limit is reserved (and cut
         // to what the budget has left), the fuel burned committed after.
         let (limits, fuel_hold) = match mode {
@@ -835,15 +950,7 @@ impl RunContext {
                 digest: plugin.digest.as_str().into(),
             }),
         };
-        let Outcome { mut result, usage } = self
-            .sandbox
-            .run(&plugin.pre, &invocation, async |store, instance| {
-                entry
-                    .load(&mut *store, instance)?
-                    .call_invoke(&mut *store, input)
-                    .await
-            })
-            .await;
+        let Outcome { mut result, usage } = self.sandbox.run(&plugin.pre, &invocation, call).await;
         if timed_out_after.is_some()
             && let Err(SandboxError::Limit(LimitExceeded::Fuel { .. })) = result
         {
@@ -851,9 +958,8 @@ impl RunContext {
                 limit: limits.limits.timeout,
             }));
         }
-        let tool = || plugin.name().to_string();
         let sandbox_error = |error| Error::Sandbox {
-            who: format!("tool '{}'", plugin.name()),
+            who: format!("{} '{}'", plugin.loaded.shape.world, plugin.name()),
             error,
             limits: Box::new(limits.clone()),
         };
@@ -879,23 +985,7 @@ impl RunContext {
             peak_memory: usage.peak_memory,
             duration_us: usage.duration.as_micros() as u64,
         });
-        let output = result
-            .map_err(sandbox_error)?
-            .map_err(|error| Error::ToolFailed {
-                tool: tool(),
-                error,
-            })?;
-        let output: Value = serde_json::from_str(&output).map_err(|e| Error::OutputNotJson {
-            tool: tool(),
-            reason: e.to_string(),
-        })?;
-        schemas
-            .check(Direction::Output, &output)
-            .map_err(|error| Error::OutputSchema {
-                tool: tool(),
-                error,
-            })?;
-        Ok(ToolCall { output, usage })
+        Ok((result.map_err(sandbox_error)?, usage))
     }
 }
 
@@ -959,10 +1049,10 @@ fn recorded_signature(event: &Event) -> Option<(String, Verified)> {
 }
 
 /// What one invocation of a plugin may reach.
-struct Access {
+pub(crate) struct Access {
     grants: Grants,
     /// Values of the granted secrets (none in a replay).
-    secrets: Vec<(String, String)>,
+    pub(crate) secrets: Vec<(String, String)>,
     preopens: Vec<Node>,
 }
 
@@ -1055,7 +1145,7 @@ fn resolve_secrets(
 
 /// Whether a call happens for the first time or replays its record.
 #[derive(Debug, Clone, Copy)]
-enum CallMode {
+pub(crate) enum CallMode {
     Live,
     /// `timed_out_after`: the fuel a recorded timeout had burned (see `Host::invoke`).
     Replay {
@@ -1099,7 +1189,7 @@ fn recorded_policy(journal: &Journal, run: &str, events: &[Event]) -> Result<Pol
 }
 
 /// Refuses input that is not JSON or breaks the tool's input schema.
-fn check_input(plugin: &Plugin, input: &str) -> Result<(), Error> {
+pub(crate) fn check_input(plugin: &Plugin, input: &str) -> Result<(), Error> {
     let Some(schemas) = &plugin.schemas else {
         return Err(wrong_world(plugin));
     };
@@ -1114,7 +1204,7 @@ fn check_input(plugin: &Plugin, input: &str) -> Result<(), Error> {
         })
 }
 
-fn status_of<T>(result: &Result<T, Error>) -> &'static str {
+pub(crate) fn status_of<T>(result: &Result<T, Error>) -> &'static str {
     if result.is_ok() { "ok" } else { "failed" }
 }
 
@@ -1190,8 +1280,47 @@ pub struct ReplayReport {
     pub run: String,
     pub events: usize,
     pub root: String,
-    /// The replayed call's result (a recorded failure replays as the same failure).
-    pub result: Result<ToolCall, Error>,
+    pub outcome: Replayed,
+}
+
+/// What a replay reproduced (a recorded failure replays as the same failure).
+#[derive(Debug)]
+pub enum Replayed {
+    /// A `baton call`'s result.
+    Call(Result<ToolCall, Error>),
+    /// A `baton run`'s result.
+    Run(Box<crate::orchestrator::result::RunResult>),
+}
+
+/// A verified bundle's run, ready to be replayed.
+pub(crate) struct Recorded<'a> {
+    pub bundle: &'a Path,
+    pub events: &'a [Event],
+    /// Its components, verified again, by digest.
+    pub components: BTreeMap<String, Arc<Plugin>>,
+    /// A component to replay instead of the recorded one of the same name.
+    pub replacement: Option<Arc<Plugin>>,
+    /// The policy it ran under, rebuilt from its texts.
+    pub policy: Policy,
+}
+
+impl Recorded<'_> {
+    fn is_workflow(&self) -> bool {
+        self.events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Workflow { .. }))
+    }
+}
+
+/// The tools among `plugins`, by name.
+pub(crate) fn tools_by_name(
+    plugins: impl IntoIterator<Item = Arc<Plugin>>,
+) -> BTreeMap<String, Arc<Plugin>> {
+    plugins
+        .into_iter()
+        .filter(|p| p.schemas.is_some())
+        .map(|p| (p.name().to_string(), p))
+        .collect()
 }
 
 /// Plugin names key policy sections, so they must be plain identifiers.

@@ -306,7 +306,12 @@ fn build_plugins() -> Result<PathBuf> {
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {dir:?}: {e}"))?;
         let artifact = built.join(format!("{}.wasm", plugin.artifact));
         if plugin.features.is_empty() {
-            copy(&artifact, &dir.join(format!("{}.wasm", plugin.package)))?;
+            // Planners are named by what they do: `static-planner` is `planners/static.wasm`.
+            let name = match plugin.group.as_str() {
+                "planners" => plugin.package.trim_end_matches("-planner"),
+                _ => &plugin.package,
+            };
+            copy(&artifact, &dir.join(format!("{name}.wasm")))?;
             continue;
         }
         for feature in &plugin.features {
@@ -331,6 +336,7 @@ fn sign_plugins(ws: &Workspace, out: &Path) -> Result<()> {
     for (dir, extension) in [
         (out.to_path_buf(), "wasm"),
         (out.join("testing"), "wasm"),
+        (out.join("planners"), "wasm"),
         (ws.root.join("policies"), "toml"),
     ] {
         let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot list {dir:?}: {e}"))?;

@@ -8,6 +8,7 @@ mod inspect;
 mod llm;
 mod policy;
 mod replay;
+mod run;
 mod sign;
 mod trace;
 
@@ -108,6 +109,9 @@ impl GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Hand a task to a planner and its tools: run a workflow, in parallel where it can, and
+    /// print the result
+    Run(run::RunArgs),
     /// Call a tool component with JSON input and print its JSON output
     Call(call::CallArgs),
     /// Show what a component is: world, name, version, schemas, imports, digest, limits
@@ -152,7 +156,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         // The completion cache lives beside the journal.
         if !matches!(
             command,
-            Command::Call(_) | Command::Llm(_) | Command::Cache(_)
+            Command::Run(_) | Command::Call(_) | Command::Llm(_) | Command::Cache(_)
         ) {
             // Only calls and completions are recorded; a replay compares, and inspecting
             // runs nothing.
@@ -160,7 +164,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         // Signing is how a component becomes trusted, so it must load unsigned ones.
         options.accept_unsigned = matches!(command, Command::Sign(_));
+        // A workflow brings policies and a budget of its own.
+        let (command, plan) = match command {
+            Command::Run(args) => (None, Some(run::Plan::new(args, &mut options)?)),
+            command => (Some(command), None),
+        };
         let mut host = Host::new(options)?;
+        let Some(command) = command else {
+            return run::run(&mut host, plan.expect("a run has a plan")).await;
+        };
         match command {
             Command::Call(args) => call::run(&mut host, args).await,
             Command::Inspect(args) => inspect::run(&host, args).await,
@@ -170,7 +182,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             Command::Eval(args) => eval::run(&host, args).await,
             Command::Cache(command) => cache::run(&host, command),
             Command::Sign(args) => sign::sign(&host, args).await,
-            Command::Trace(_) | Command::Keygen(_) | Command::Verify(_) => {
+            Command::Run(_) | Command::Trace(_) | Command::Keygen(_) | Command::Verify(_) => {
                 unreachable!("handled above")
             }
         }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use baton::runtime::Replayed;
 use baton::{Error, Host};
 use clap::Args;
 
@@ -18,9 +19,18 @@ pub struct ReplayArgs {
 pub async fn run(host: &Host, args: ReplayArgs) -> Result<(), Error> {
     let report = host.replay(&args.bundle, args.component.as_deref()).await?;
     println!("identical: {} events, root {}", report.events, report.root);
-    match &report.result {
-        Ok(call) => tracing::info!("replayed output: {}", call.output),
-        Err(e) => tracing::info!("replayed the recorded failure: {e}"),
+    match &report.outcome {
+        Replayed::Call(Ok(call)) => tracing::info!("replayed output: {}", call.output),
+        Replayed::Call(Err(e)) => tracing::info!("replayed the recorded failure: {e}"),
+        Replayed::Run(result) => tracing::info!(
+            "replayed run: {}, {} steps, output {}",
+            result.status.name(),
+            result.steps.len(),
+            result
+                .output
+                .as_ref()
+                .map_or("none".into(), |o| o.to_string())
+        ),
     }
     Ok(())
 }

@@ -172,6 +172,16 @@ fn detail(kind: &EventKind) -> String {
         EventKind::RunStarted {
             baton, started_at, ..
         } => format!("baton {baton} at {started_at}"),
+        EventKind::Workflow {
+            planner,
+            task,
+            tools,
+            ..
+        } => format!(
+            "planner {planner}, {} tools, task {}",
+            tools.len(),
+            cut(task)
+        ),
         EventKind::StepStarted { step, tool, digest } => format!("{step}: {tool} {digest}"),
         EventKind::InvocationStarted { input, limits, .. } => format!(
             "input {} (fuel {}, memory {}, timeout {} ms)",

@@ -454,6 +454,13 @@ mod tests {
                 },
                 peak_memory: 0,
             },
+            EventKind::Workflow {
+                input: "{\"n\":1}".into(),
+                planner: "static sha256:00".into(),
+                settings: "{}".into(),
+                task: "add".into(),
+                tools: vec![("calc".into(), "sha256:01".into())],
+            },
             EventKind::StepEnded {
                 events: 3,
                 root: "r".into(),

@@ -303,6 +303,16 @@ pub enum EventKind {
         /// RFC 3339 time the run started.
         started_at: String,
     },
+    /// What `baton run` was asked to do (run chain, after `run_started`): the planner and
+    /// the tools by name and digest, the task, the input (JSON) and the settings (JSON, see
+    /// `orchestrator::workflow::Settings`). A replay runs the same again.
+    Workflow {
+        input: String,
+        planner: String,
+        settings: String,
+        task: String,
+        tools: Vec<(String, String)>,
+    },
     /// A step begins (run chain, in plan order).
     StepStarted {
         digest: String,
@@ -449,6 +459,7 @@ impl EventKind {
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::RunStarted { .. } => "run_started",
+            EventKind::Workflow { .. } => "workflow",
             EventKind::StepStarted { .. } => "step_started",
             EventKind::InvocationStarted { .. } => "invocation_started",
             EventKind::WallClock { .. } => "wall_clock",

@@ -1,0 +1,621 @@
+//! The orchestrator: asks a planner for decisions, runs the steps it asks for concurrently
+//! (in dependency order, at most `max_parallel` at once, with retries and deadlines), feeds
+//! the results back, and ends in a result and a journaled run that replays.
+//!
+//! Journal layout of a run: the run chain holds `run_started`, `workflow`, then one
+//! `step_started`/`step_ended` pair per planner decision (`plan:N`) and per step attempt
+//! (`ID`, then `ID~2`, `ID~3`... for retries), in plan order whatever order they finished
+//! in, so the run's root hash does not depend on thread timing.
+
+pub mod plan;
+pub mod progress;
+pub mod result;
+pub mod template;
+pub mod workflow;
+
+mod step;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::bindings::types::{Decision, RunState, StepResult, ToolError, ToolInfo};
+use crate::budget::{BudgetReport, Ledger};
+use crate::effect::{Divergence, SecretRedactor};
+use crate::error::Error;
+use crate::journal::event::{EventKind, step_chain};
+use crate::run::{RunJournal, RunRecord};
+use crate::runtime::{Entry, Host, Info, Plugin, Recorded, ReplayReport, Replayed, RunContext};
+
+use plan::PlannedStep;
+use progress::{Progress, ProgressSink};
+use result::{RunResult, RunStatus, StepReport, StepStatus, Totals};
+use step::{StepDone, StepJob};
+use workflow::Settings;
+
+/// What to run: a planner, a task, an input, and how.
+pub struct RunRequest<'a> {
+    pub planner: Arc<Plugin>,
+    pub task: &'a str,
+    pub input: &'a Value,
+    pub settings: &'a Settings,
+}
+
+/// A finished run: its journal record (when the host has a journal) and its result.
+#[derive(Debug)]
+pub struct WorkflowRun {
+    pub run: Option<RunRecord>,
+    pub result: RunResult,
+}
+
+impl Host {
+    /// Runs `request.planner` on the task with the tools this host holds (see `add_tool`),
+    /// under its policy and budget, journaling everything as one run.
+    pub async fn run_workflow(
+        &self,
+        request: RunRequest<'_>,
+        progress: &dyn ProgressSink,
+    ) -> Result<WorkflowRun, Error> {
+        check_planner(&request.planner)?;
+        let recorder = self.journal.as_ref().and_then(|j| j.recorder().cloned());
+        let policies = self.policy_files.iter().map(|(r, _)| r.clone()).collect();
+        let journal = RunJournal::live(recorder.clone(), "run", policies);
+        for (reference, text) in &self.policy_files {
+            journal.blob("policy", &reference.digest, text);
+        }
+        let ctx = RunContext::live(self, journal.chains());
+        for plugin in std::iter::once(&request.planner).chain(ctx.tools().values()) {
+            journal.blob(
+                "component",
+                &plugin.loaded.digest.to_string(),
+                &plugin.loaded.bytes,
+            );
+        }
+        let ledger = Ledger::run(self.budget);
+        let (record, result) = drive(ctx, journal, request, ledger, progress)
+            .await
+            .expect("a live run records, it cannot diverge");
+        Ok(WorkflowRun {
+            run: Some(record).filter(|_| recorder.is_some()),
+            result,
+        })
+    }
+}
+
+/// Runs the orchestration in `journal` (live or replaying) and finishes it; a replay that
+/// diverges stops at the first divergence.
+pub(crate) async fn drive(
+    ctx: Arc<RunContext>,
+    journal: RunJournal,
+    request: RunRequest<'_>,
+    ledger: Arc<Ledger>,
+    progress: &dyn ProgressSink,
+) -> Result<(RunRecord, RunResult), Divergence> {
+    let tools: BTreeMap<String, ToolInfo> = ctx
+        .tools()
+        .iter()
+        .filter_map(|(name, plugin)| match &plugin.info {
+            Info::Tool(info) => Some((name.clone(), info.clone())),
+            _ => None,
+        })
+        .collect();
+    journal.note(EventKind::Workflow {
+        input: request.input.to_string(),
+        planner: request.planner.loaded.digest.to_string(),
+        settings: serde_json::to_string(request.settings).expect("settings serialize"),
+        task: request.task.into(),
+        tools: ctx
+            .tools()
+            .iter()
+            .map(|(name, p)| (name.clone(), p.loaded.digest.to_string()))
+            .collect(),
+    })?;
+    let mut run = Orchestrator {
+        ctx,
+        journal,
+        planner: request.planner,
+        task: request.task,
+        input: request.input,
+        settings: request.settings,
+        tools,
+        ledger,
+        progress,
+        started: Instant::now(),
+        reports: Vec::new(),
+        results: Vec::new(),
+        outputs: BTreeMap::new(),
+        warned: false,
+    };
+    let ending = run.plan_and_run().await?;
+    let budget = run.ledger.report();
+    let totals = Totals::of(&run.reports, ending.decisions, &budget);
+    let record = run.journal.finish(ending.status.name())?;
+    let result = RunResult {
+        run: record.id.clone(),
+        workflow: run.settings.name.clone(),
+        status: ending.status,
+        reason: ending.reason,
+        output: ending.output,
+        steps: run.reports,
+        totals,
+        budget: budget.to_string(),
+        root: Some(record.root.clone()),
+        bundle: None,
+    };
+    run.progress
+        .report(Progress::RunFinished(Box::new(result.clone())));
+    Ok((record, result))
+}
+
+fn check_planner(planner: &Plugin) -> Result<(), Error> {
+    match planner.entry {
+        Entry::Planner(_) => Ok(()),
+        _ => Err(Error::WrongWorld {
+            path: planner.loaded.source.clone(),
+            world: planner.loaded.shape.world,
+            what: "`baton run` needs a planner (see plugins/planners/)",
+        }),
+    }
+}
+
+/// How the planner loop ended.
+struct Ending {
+    status: RunStatus,
+    reason: Option<String>,
+    output: Option<Value>,
+    decisions: u32,
+}
+
+struct Orchestrator<'a> {
+    ctx: Arc<RunContext>,
+    journal: RunJournal,
+    planner: Arc<Plugin>,
+    task: &'a str,
+    input: &'a Value,
+    settings: &'a Settings,
+    /// What the planner is told about the tools.
+    tools: BTreeMap<String, ToolInfo>,
+    ledger: Arc<Ledger>,
+    progress: &'a dyn ProgressSink,
+    started: Instant,
+    /// Finished steps, in plan order.
+    reports: Vec<StepReport>,
+    /// The same, as the planner sees them.
+    results: Vec<StepResult>,
+    /// Outputs of the steps that succeeded, for input templates.
+    outputs: BTreeMap<String, Value>,
+    /// Whether a budget warning was given.
+    warned: bool,
+}
+
+impl Orchestrator<'_> {
+    async fn plan_and_run(&mut self) -> Result<Ending, Divergence> {
+        let max = self.settings.max_steps;
+        let mut steps_asked = 0usize;
+        let mut decisions = 0;
+        let end = |status, reason: String, decisions| Ending {
+            status,
+            reason: Some(reason),
+            output: None,
+            decisions,
+        };
+        loop {
+            if decisions >= max {
+                return Ok(end(
+                    RunStatus::MaxSteps,
+                    format!(
+                        "the planner made {decisions} decisions without finishing \
+                         (max_steps = {max}); raise max_steps in the workflow if the task needs more"
+                    ),
+                    decisions,
+                ));
+            }
+            self.progress.report(Progress::Planning {
+                iteration: decisions,
+            });
+            let decision = self.ask_planner(decisions).await?;
+            decisions += 1;
+            let planner = self.planner.name().to_string();
+            let decision = match decision {
+                Ok(decision) => decision,
+                Err(e) => {
+                    let reason = format!("planner '{planner}' failed: {e}");
+                    self.progress.report(Progress::Error {
+                        message: reason.clone(),
+                    });
+                    return Ok(end(RunStatus::Failed, reason, decisions));
+                }
+            };
+            let steps = match decision {
+                Decision::Finish(output) => return Ok(self.finish(&output, decisions)),
+                Decision::Fail(reason) => {
+                    return Ok(end(
+                        RunStatus::Failed,
+                        format!("planner '{planner}' gave up: {reason}"),
+                        decisions,
+                    ));
+                }
+                Decision::Call(steps) => steps,
+            };
+            let finished: BTreeSet<String> = self.reports.iter().map(|r| r.id.clone()).collect();
+            let planned = match plan::check_steps(&steps, &finished, &self.tools) {
+                Ok(planned) => planned,
+                Err(reason) => {
+                    return Ok(end(
+                        RunStatus::Failed,
+                        format!("planner '{planner}' asked for an impossible plan: {reason}"),
+                        decisions,
+                    ));
+                }
+            };
+            steps_asked += planned.len();
+            if steps_asked > max as usize {
+                return Ok(end(
+                    RunStatus::MaxSteps,
+                    format!(
+                        "the planner asked for {steps_asked} steps, more than max_steps = {max}; \
+                         raise max_steps in the workflow if the task needs more"
+                    ),
+                    decisions,
+                ));
+            }
+            if let Some(reason) = self.run_steps(planned).await? {
+                return Ok(end(RunStatus::BudgetExceeded, reason, decisions));
+            }
+        }
+    }
+
+    /// The planner's `finish`: its output with references to step outputs filled in.
+    fn finish(&self, output: &str, decisions: u32) -> Ending {
+        let rendered = serde_json::from_str::<Value>(output)
+            .map_err(|e| format!("its output is not JSON ({e})"))
+            .and_then(|template| template::render(&template, &self.scope()));
+        match rendered {
+            Ok(output) => Ending {
+                status: RunStatus::Succeeded,
+                reason: None,
+                output: Some(output),
+                decisions,
+            },
+            Err(reason) => Ending {
+                status: RunStatus::Failed,
+                reason: Some(format!(
+                    "planner '{}' finished, but {reason}",
+                    self.planner.name()
+                )),
+                output: None,
+                decisions,
+            },
+        }
+    }
+
+    fn scope(&self) -> template::Scope<'_> {
+        template::Scope {
+            task: Value::String(self.task.into()),
+            input: self.input,
+            outputs: &self.outputs,
+        }
+    }
+
+    /// Calls the planner's `next` in chain `plan:N` and enters it in the run chain.
+    async fn ask_planner(&mut self, iteration: u32) -> Result<Result<Decision, Error>, Divergence> {
+        let planner = self.planner.clone();
+        let state = RunState {
+            task: self.task.into(),
+            input: self.input.to_string(),
+            config: self.settings.config.to_string(),
+            tools: self.tools.values().cloned().collect(),
+            results: self.results.clone(),
+            iteration,
+        };
+        let step = format!("plan:{iteration}");
+        let access = match self.ctx.access(&planner) {
+            Ok(access) => access,
+            Err(e) => return Ok(Err(e)),
+        };
+        let gate = self
+            .journal
+            .step_gate(&step, Arc::new(SecretRedactor::new(&access.secrets)));
+        let (limits, mode) = self.ctx.limits_and_mode(&step_chain(&step), &planner, None);
+        let Entry::Planner(entry) = &planner.entry else {
+            unreachable!("check_planner admits only planners")
+        };
+        let decided = OnceLock::new();
+        let call = async |store: &mut wasmtime::Store<_>, instance: &_| {
+            let decision = entry
+                .load(&mut *store, instance)?
+                .call_next(&mut *store, &state)
+                .await?;
+            let text = plan::decision_json(&decision);
+            let _ = decided.set(decision);
+            Ok(Ok::<_, ToolError>(text))
+        };
+        let ledger = Ledger::step(
+            &self.ledger,
+            &step,
+            self.ctx
+                .policy()
+                .step_budget(planner.name(), planner.subject()),
+        );
+        let input = plan::state_json(&state);
+        let result = self
+            .ctx
+            .invoke_with(
+                &planner, &input, &limits, access, &gate, mode, 0, &ledger, call,
+            )
+            .await;
+        let digest = planner.loaded.digest.to_string();
+        self.journal
+            .record_step(&step, planner.name(), &digest, &gate)?;
+        Ok(result.map(|_| decided.into_inner().expect("next returned a decision")))
+    }
+
+    /// Runs one decision's steps: each as soon as the steps it depends on have succeeded
+    /// (skipped if one of them did not), at most `max_parallel` at once. Returns why the
+    /// run must stop if the budget ran out.
+    async fn run_steps(&mut self, planned: Vec<PlannedStep>) -> Result<Option<String>, Divergence> {
+        let mut slots: Vec<Option<StepDone>> = planned.iter().map(|_| None).collect();
+        let mut status: Vec<Option<StepStatus>> = vec![None; planned.len()];
+        let mut started = vec![false; planned.len()];
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut recorded = 0;
+        let mut out_of_budget: Option<String> = None;
+        loop {
+            // Start (or skip) every step that can be, in plan order, until nothing changes.
+            let mut changed = true;
+            while changed {
+                changed = false;
+                for (i, step) in planned.iter().enumerate() {
+                    if started[i] {
+                        continue;
+                    }
+                    let blocked = step
+                        .after
+                        .iter()
+                        .find(|&&d| status[d].is_some_and(|s| s != StepStatus::Ok));
+                    let skip_reason = match (blocked, &out_of_budget) {
+                        (Some(&d), _) => Some(format!(
+                            "skipped: step '{}' it depends on did not succeed",
+                            planned[d].id
+                        )),
+                        (None, Some(_)) => Some("skipped: the run's budget ran out".into()),
+                        (None, None) => None,
+                    };
+                    let ready = step.after.iter().all(|&d| status[d].is_some());
+                    let done = match skip_reason {
+                        Some(reason) => Some(StepDone::not_run(
+                            i,
+                            step,
+                            StepStatus::Skipped,
+                            reason,
+                            self.elapsed_ms(),
+                        )),
+                        None if !ready || tasks.len() >= self.settings.max_parallel => continue,
+                        None => match self.prepare(i, step) {
+                            Ok(job) => {
+                                self.progress.report(Progress::StepStarted {
+                                    id: step.id.clone(),
+                                    tool: step.tool.clone(),
+                                    attempt: 1,
+                                });
+                                tasks.spawn(job.run());
+                                None
+                            }
+                            Err(done) => Some(*done),
+                        },
+                    };
+                    started[i] = true;
+                    changed = true;
+                    if let Some(done) = done {
+                        status[i] = Some(done.report.status);
+                        self.report_progress(&done);
+                        slots[i] = Some(done);
+                    }
+                }
+            }
+            // Enter finished steps in the run chain in plan order.
+            while let Some(done) = slots.get_mut(recorded).and_then(Option::take) {
+                self.record(done)?;
+                recorded += 1;
+            }
+            if recorded == planned.len() {
+                return Ok(out_of_budget);
+            }
+            let joined = tasks
+                .join_next()
+                .await
+                .expect("an acyclic plan always has a step running or ready");
+            let done = joined.expect("a step task does not panic");
+            if let Some(output) = &done.report.output {
+                self.outputs.insert(done.report.id.clone(), output.clone());
+            }
+            if out_of_budget.is_none() && done.out_of_budget {
+                out_of_budget = done.report.error.clone();
+            }
+            self.report_progress(&done);
+            status[done.index] = Some(done.report.status);
+            let index = done.index;
+            slots[index] = Some(done);
+        }
+    }
+
+    /// The job of running step `index`, or its failure if its input cannot be made.
+    fn prepare(&self, index: usize, step: &PlannedStep) -> Result<StepJob, Box<StepDone>> {
+        let (retries, timeout) = self.settings.for_step(&step.id);
+        let fail = |reason: String| {
+            let at = self.elapsed_ms();
+            Box::new(StepDone::not_run(
+                index,
+                step,
+                StepStatus::Failed,
+                reason,
+                at,
+            ))
+        };
+        if step.replicates > 1 {
+            return Err(fail(
+                "replicates > 1 is not supported by this version of baton".into(),
+            ));
+        }
+        let input = template::render(&step.input, &self.scope())
+            .map_err(|e| fail(format!("its input cannot be made: {e}")))?;
+        let plugin = self.ctx.tools()[&step.tool].clone();
+        Ok(StepJob {
+            ctx: self.ctx.clone(),
+            index,
+            id: step.id.clone(),
+            plugin,
+            input: input.to_string(),
+            retries,
+            timeout,
+            backoff: std::time::Duration::from_millis(self.settings.retry_backoff_ms),
+            ledger: Ledger::step(
+                &self.ledger,
+                &step.id,
+                self.ctx
+                    .policy()
+                    .step_budget(&step.tool, self.ctx.tools()[&step.tool].subject()),
+            ),
+            started: self.started,
+        })
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Enters a finished step in the run chain and the results.
+    fn record(&mut self, done: StepDone) -> Result<(), Divergence> {
+        let digest = self.ctx.tools()[&done.report.tool]
+            .loaded
+            .digest
+            .to_string();
+        for (attempt, gate) in &done.attempts {
+            self.journal
+                .record_step(attempt, &done.report.tool, &digest, gate)?;
+        }
+        let output = match (&done.report.output, &done.report.error) {
+            (Some(output), _) => Ok(output.to_string()),
+            (None, error) => Err(ToolError::Failed(error.clone().unwrap_or_default())),
+        };
+        self.results.push(StepResult {
+            id: done.report.id.clone(),
+            tool: done.report.tool.clone(),
+            output,
+        });
+        self.reports.push(done.report);
+        Ok(())
+    }
+
+    fn report_progress(&mut self, done: &StepDone) {
+        if done.report.cache_hits > 0 {
+            self.progress.report(Progress::CacheHit {
+                id: done.report.id.clone(),
+                hits: done.report.cache_hits,
+            });
+        }
+        if let Some(error) = &done.report.error {
+            self.progress.report(Progress::Error {
+                message: format!("step '{}': {error}", done.report.id),
+            });
+        }
+        self.progress
+            .report(Progress::StepFinished(done.report.clone()));
+        if !self.warned
+            && let Some(message) = low_budget(&self.ledger.report())
+        {
+            self.warned = true;
+            self.progress.report(Progress::BudgetWarning { message });
+        }
+    }
+}
+
+/// A warning when less than a fifth of a budget limit is left.
+fn low_budget(report: &BudgetReport) -> Option<String> {
+    let limits = report.limits;
+    let spent = report.spent;
+    let checks = [
+        ("tokens", limits.tokens, spent.tokens),
+        ("usd", limits.usd.map(|u| u.0), spent.usd.0),
+        ("calls", limits.calls, spent.calls),
+        ("fuel", limits.fuel, spent.fuel),
+    ];
+    checks.into_iter().find_map(|(key, limit, spent)| {
+        let limit = limit?;
+        (limit > 0 && spent.saturating_mul(5) >= limit.saturating_mul(4))
+            .then(|| format!("over 80% of the run's budget.{key} is spent; budget: {report}"))
+    })
+}
+
+/// Replays a recorded `baton run`: the recorded planner and tools, task, input and settings,
+/// with every effect served from the record and every event compared.
+pub(crate) async fn replay(host: &Host, recorded: Recorded<'_>) -> Result<ReplayReport, Error> {
+    let invalid = |reason: String| Error::BundleInvalid {
+        path: recorded.bundle.to_owned(),
+        reason,
+    };
+    let Some(EventKind::Workflow {
+        input,
+        planner,
+        settings,
+        task,
+        tools,
+    }) = recorded
+        .events
+        .iter()
+        .map(|e| &e.kind)
+        .find(|k| matches!(k, EventKind::Workflow { .. }))
+    else {
+        return Err(invalid("it records no workflow".into()));
+    };
+    let settings: Settings = serde_json::from_str(settings)
+        .map_err(|e| invalid(format!("its workflow settings are unreadable ({e})")))?;
+    let input: Value =
+        serde_json::from_str(input).map_err(|e| invalid(format!("its input is not JSON ({e})")))?;
+    let component = |digest: &str| {
+        recorded
+            .components
+            .get(digest)
+            .cloned()
+            .ok_or_else(|| invalid(format!("it lacks the bytes of component {digest}")))
+    };
+    let mut planner = component(planner)?;
+    let mut by_name = BTreeMap::new();
+    for (name, digest) in tools {
+        by_name.insert(name.clone(), component(digest)?);
+    }
+    if let Some(replacement) = recorded.replacement {
+        let name = replacement.name().to_string();
+        if name == planner.name() {
+            planner = replacement;
+        } else if let Some(tool) = by_name.get_mut(&name) {
+            *tool = replacement;
+        } else {
+            return Err(invalid(format!(
+                "the run used no component named '{name}' to replace"
+            )));
+        }
+    }
+    check_planner(&planner)?;
+    let journal = RunJournal::replay(recorded.events);
+    let ctx = RunContext::replay(host, recorded.policy, by_name, journal.chains());
+    // Budget decisions are recorded too; a replay does not make them again.
+    let ledger = Ledger::run(Default::default());
+    let request = RunRequest {
+        planner,
+        task,
+        input: &input,
+        settings: &settings,
+    };
+    let (record, result) = drive(ctx, journal, request, ledger, &progress::Quiet)
+        .await
+        .map_err(Error::Diverged)?;
+    Ok(ReplayReport {
+        run: record.id,
+        events: record.events,
+        root: record.root,
+        outcome: Replayed::Run(Box::new(result)),
+    })
+}
