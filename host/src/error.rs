@@ -120,6 +120,9 @@ pub enum Error {
     /// A run or step whose budget cannot cover a call.
     #[error("{0}")]
     Budget(#[from] crate::budget::Exceeded),
+    /// A budget refusal before a call started, as journaled (and replayed).
+    #[error("{0}")]
+    BudgetRefused(String),
     /// The completion cache cannot be read or changed.
     #[error("the completion cache: {0}")]
     Cache(String),
@@ -147,7 +150,7 @@ impl Error {
                 exit::VERIFICATION
             }
             Error::Policy(PolicyError::Unsigned { .. }) => exit::UNTRUSTED,
-            Error::Budget(_) => exit::LIMIT,
+            Error::Budget(_) | Error::BudgetRefused(_) => exit::LIMIT,
             Error::Workflow { .. } => exit::BAD_INPUT,
             Error::RunEnded { status, .. } => match status {
                 RunStatus::BudgetExceeded | RunStatus::MaxSteps => exit::LIMIT,

@@ -895,15 +895,38 @@ impl RunContext {
     ) -> Result<(Result<String, ToolError>, Usage), Error> {
         // Fuel and time are charged like tokens: the call's fuel limit is reserved (and cut
         // to what the budget has left), the fuel burned committed after.
+        // A refusal is journaled as the chain's only event, and a replay repeats it.
+        let refused = |message: String| {
+            gate.emit(EventKind::Denied {
+                capability: BUDGET_CAPABILITY.into(),
+                message: message.clone(),
+            });
+            Error::BudgetRefused(message)
+        };
         let (limits, fuel_hold) = match mode {
-            CallMode::Live => charge_limits(limits, ledger)?,
-            CallMode::Replay { .. } => (Cow::Borrowed(limits), None),
+            CallMode::Live => charge_limits(limits, ledger).map_err(|e| refused(e.to_string()))?,
+            CallMode::Replay { .. } => {
+                let recorded = self.chains.recorded(&gate.chain());
+                if let Some(EventKind::Denied {
+                    capability,
+                    message,
+                }) = recorded.and_then(|events| events.first()).map(|e| &e.kind)
+                    && capability == BUDGET_CAPABILITY
+                {
+                    return Err(refused(message.clone()));
+                }
+                (Cow::Borrowed(limits), None)
+            }
         };
         let limits = &*limits;
         gate.emit(EventKind::InvocationStarted {
             digest: plugin.loaded.digest.to_string(),
             input: input.into(),
-            limits: LimitsRecord::from(&limits.limits),
+            limits: LimitsRecord {
+                budget_fuel: limits.fuel == Source::Budget,
+                budget_timeout: limits.timeout == Source::Budget,
+                ..LimitsRecord::from(&limits.limits)
+            },
             secrets: grants.secrets.clone(),
         });
         if let Provenance::Verified(v) = &plugin.loaded.provenance {
@@ -1089,12 +1112,16 @@ fn replay_access(policy: &Policy, plugin: &Plugin) -> Access {
 /// The limits a recorded call ran under, attributed to `source`.
 fn recorded_limits(recorded: &RecordedCall, source: &str) -> ResolvedLimits {
     let source = Source::File(source.into());
+    let or_budget = |cut: bool| match cut {
+        true => Source::Budget,
+        false => source.clone(),
+    };
     ResolvedLimits {
         limits: Limits::from(&recorded.limits),
-        fuel: source.clone(),
+        fuel: or_budget(recorded.limits.budget_fuel),
         memory: source.clone(),
-        timeout: source.clone(),
-        output: source,
+        timeout: or_budget(recorded.limits.budget_timeout),
+        output: source.clone(),
     }
 }
 
@@ -1152,6 +1179,9 @@ pub(crate) enum CallMode {
         timed_out_after: Option<u64>,
     },
 }
+
+/// The `denied` capability of a call the budget refused before it started.
+const BUDGET_CAPABILITY: &str = "budget";
 
 /// Added to ten times the recorded timeout of a replayed call.
 const REPLAY_TIMEOUT_SLACK: std::time::Duration = std::time::Duration::from_secs(10);

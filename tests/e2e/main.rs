@@ -17,6 +17,7 @@ mod llm;
 mod model_server;
 mod policy;
 mod replay;
+mod run;
 mod secrets;
 mod server;
 mod signing;

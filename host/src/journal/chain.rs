@@ -199,6 +199,8 @@ mod tests {
         let tricky = "quote \" backslash \\ tab \t nl \n ctl \u{1} del \u{7f} é ✓ \u{2028} 🦀";
         let pair = vec![(tricky.to_string(), "v".to_string())];
         let limits = LimitsRecord {
+            budget_fuel: true,
+            budget_timeout: false,
             fuel: (1 << 53) - 1,
             memory: 64 << 20,
             output: 1,

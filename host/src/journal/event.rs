@@ -66,15 +66,27 @@ pub enum RandomSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsRecord {
+    /// The fuel limit is what was left of the run's or step's budget (absent: it is not).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub budget_fuel: bool,
+    /// The deadline is what was left of the budget's time.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub budget_timeout: bool,
     pub fuel: u64,
     pub memory: u64,
     pub output: u64,
     pub timeout_ms: u64,
 }
 
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
 impl From<&Limits> for LimitsRecord {
     fn from(l: &Limits) -> Self {
         Self {
+            budget_fuel: false,
+            budget_timeout: false,
             fuel: l.fuel,
             memory: l.memory,
             timeout_ms: l.timeout.as_millis() as u64,

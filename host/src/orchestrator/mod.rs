@@ -127,10 +127,11 @@ pub(crate) async fn drive(
         results: Vec::new(),
         outputs: BTreeMap::new(),
         warned: false,
+        planner_fuel: 0,
     };
     let ending = run.plan_and_run().await?;
     let budget = run.ledger.report();
-    let totals = Totals::of(&run.reports, ending.decisions, &budget);
+    let totals = Totals::of(&run.reports, ending.decisions, run.planner_fuel, &budget);
     let record = run.journal.finish(ending.status.name())?;
     let result = RunResult {
         run: record.id.clone(),
@@ -188,6 +189,8 @@ struct Orchestrator<'a> {
     outputs: BTreeMap<String, Value>,
     /// Whether a budget warning was given.
     warned: bool,
+    /// Fuel the planner's decisions burned.
+    planner_fuel: u64,
 }
 
 impl Orchestrator<'_> {
@@ -221,11 +224,15 @@ impl Orchestrator<'_> {
             let decision = match decision {
                 Ok(decision) => decision,
                 Err(e) => {
+                    let status = match step::is_budget(&e) {
+                        true => RunStatus::BudgetExceeded,
+                        false => RunStatus::Failed,
+                    };
                     let reason = format!("planner '{planner}' failed: {e}");
                     self.progress.report(Progress::Error {
                         message: reason.clone(),
                     });
-                    return Ok(end(RunStatus::Failed, reason, decisions));
+                    return Ok(end(status, reason, decisions));
                 }
             };
             let steps = match decision {
@@ -349,7 +356,10 @@ impl Orchestrator<'_> {
         let digest = planner.loaded.digest.to_string();
         self.journal
             .record_step(&step, planner.name(), &digest, &gate)?;
-        Ok(result.map(|_| decided.into_inner().expect("next returned a decision")))
+        Ok(result.map(|(_, usage)| {
+            self.planner_fuel += usage.fuel;
+            decided.into_inner().expect("next returned a decision")
+        }))
     }
 
     /// Runs one decision's steps: each as soon as the steps it depends on have succeeded

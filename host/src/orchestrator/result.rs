@@ -72,7 +72,10 @@ pub struct Totals {
     pub failed: usize,
     pub skipped: usize,
     pub decisions: u32,
+    /// Fuel the steps burned.
     pub fuel: u64,
+    /// Fuel the planner's decisions burned.
+    pub planner_fuel: u64,
     pub llm_calls: u64,
     pub tokens: u64,
     pub cost_usd: f64,
@@ -109,7 +112,12 @@ pub fn dollars(usd: crate::budget::Usd) -> f64 {
 }
 
 impl Totals {
-    pub fn of(steps: &[StepReport], decisions: u32, budget: &BudgetReport) -> Self {
+    pub fn of(
+        steps: &[StepReport],
+        decisions: u32,
+        planner_fuel: u64,
+        budget: &BudgetReport,
+    ) -> Self {
         let count = |status| steps.iter().filter(|s| s.status == status).count();
         Self {
             steps: steps.len(),
@@ -118,6 +126,7 @@ impl Totals {
             skipped: count(StepStatus::Skipped),
             decisions,
             fuel: steps.iter().map(|s| s.fuel).sum(),
+            planner_fuel,
             llm_calls: budget.spent.calls,
             tokens: budget.spent.tokens,
             cost_usd: dollars(budget.spent.usd),

@@ -9,7 +9,10 @@ use crate::budget::Ledger;
 use crate::effect::{Gate, SecretRedactor};
 use crate::error::Error;
 use crate::journal::event::step_chain;
+use crate::policy::Source;
 use crate::runtime::{Plugin, RunContext, ToolCall, check_input};
+use crate::sandbox::SandboxError;
+use crate::sandbox::limits::LimitKind;
 
 use super::plan::PlannedStep;
 use super::result::{StepReport, StepStatus, dollars};
@@ -178,15 +181,25 @@ fn retryable(error: &Error) -> bool {
         )
 }
 
-/// Whether the budget refused what the step needed.
-fn is_budget(error: &Error) -> bool {
+/// Whether the budget refused what a step (or the planner) needed.
+pub(super) fn is_budget(error: &Error) -> bool {
     match error {
-        Error::Budget(_) => true,
+        Error::Budget(_) | Error::BudgetRefused(_) => true,
         Error::ToolFailed {
             error: ToolError::Host(HostError::BudgetExceeded(_)),
             ..
         } => true,
         Error::Llm { kind, .. } => kind == "budget-exceeded",
+        // A limit the budget had cut (to what it had left) ran out.
+        Error::Sandbox {
+            error: SandboxError::Limit(limit),
+            limits,
+            ..
+        } => match limit.kind() {
+            Some(LimitKind::Fuel) => limits.fuel == Source::Budget,
+            Some(LimitKind::Timeout) => limits.timeout == Source::Budget,
+            _ => false,
+        },
         _ => false,
     }
 }

@@ -1,0 +1,604 @@
+//! `baton run`: planners, DAGs of steps run in parallel, retries, deadlines, max_steps,
+//! budgets, results and replay, against real tools and servers on loopback.
+
+use std::io::{BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+use crate::server::read_request;
+
+/// A server on loopback for steps that must meet or fail:
+///
+/// - `/meet/N/NAME`: answers "met NAME" only once N such requests are waiting at the same
+///   time, so the steps making them must overlap; after 4 s alone it answers 504;
+/// - `/flaky/K`: drops the first K connections without an answer, then answers "ok";
+/// - `/hang`: answers after 4 s.
+struct StepServer {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct Meeting {
+    waiting: Mutex<usize>,
+    arrived: Condvar,
+}
+
+impl StepServer {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let meeting = Arc::new(Meeting::default());
+        let flaky = Arc::new(AtomicUsize::new(0));
+        let stopping = stop.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let (meeting, flaky) = (meeting.clone(), flaky.clone());
+                std::thread::spawn(move || serve(stream, &meeting, &flaky));
+            }
+        });
+        Self { port, stop }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for StepServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn serve(stream: TcpStream, meeting: &Meeting, flaky: &AtomicUsize) {
+    let mut reader = BufReader::new(stream);
+    let Some(request) = read_request(&mut reader) else {
+        return;
+    };
+    let parts: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
+    let (status, body) = match parts.as_slice() {
+        ["meet", n, name] => {
+            let n: usize = n.parse().unwrap();
+            let mut waiting = meeting.waiting.lock().unwrap();
+            *waiting += 1;
+            meeting.arrived.notify_all();
+            let (waiting, timeout) = meeting
+                .arrived
+                .wait_timeout_while(waiting, Duration::from_secs(4), |w| *w < n)
+                .unwrap();
+            drop(waiting);
+            match timeout.timed_out() {
+                true => ("504 Gateway Timeout", "alone".to_string()),
+                false => ("200 OK", format!("met {name}")),
+            }
+        }
+        ["flaky", k] => {
+            if flaky.fetch_add(1, Ordering::SeqCst) < k.parse().unwrap() {
+                return; // dropped without an answer
+            }
+            ("200 OK", "ok".to_string())
+        }
+        ["hang"] => {
+            std::thread::sleep(Duration::from_secs(4));
+            ("200 OK", "late".to_string())
+        }
+        _ => ("404 Not Found", "no such page".to_string()),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let stream = reader.get_mut();
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(body.as_bytes());
+}
+
+/// A workflow in `dir` running `planner` with the built tools, with `body` appended.
+fn workflow(dir: &Path, planner: &str, body: &str) -> PathBuf {
+    let path = dir.join("flow.toml");
+    let text = format!(
+        "planner = {:?}\ntools = [{:?}]\n{body}",
+        plugin(planner),
+        plugin("calc.wasm").parent().unwrap()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A policy in `dir` letting `fetch` reach `server`.
+fn fetch_policy(dir: &Path, server: &StepServer) -> PathBuf {
+    write_policy(
+        dir,
+        &format!(
+            "[plugins.fetch.net]\nallow = [\"http://127.0.0.1:{}\"]\n",
+            server.port
+        ),
+    )
+}
+
+/// Runs `baton run FLOW --output result.json [extra]` with its journal in `dir`; returns
+/// the process output and the result file.
+fn run_flow(dir: &Path, flow: &Path, extra: &[&str]) -> (Output, Value) {
+    let result = dir.join("result.json");
+    let mut args = vec![
+        "run",
+        flow.to_str().unwrap(),
+        "--output",
+        result.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let output = run_with_store(&dir.join("journal.db"), &args);
+    let text = std::fs::read_to_string(&result).unwrap_or_else(|_| {
+        panic!(
+            "no result written; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output, serde_json::from_str(&text).unwrap())
+}
+
+fn step<'a>(result: &'a Value, id: &str) -> &'a Value {
+    result["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no step {id} in {result}"))
+}
+
+fn span(step: &Value) -> (u64, u64) {
+    (
+        step["started_ms"].as_u64().unwrap(),
+        step["finished_ms"].as_u64().unwrap(),
+    )
+}
+
+const DIAMOND: &str = r#"
+[[config.steps]]
+id = "start"
+tool = "calc"
+input = { expression = "1 + 2" }
+
+[[config.steps]]
+id = "left"
+tool = "fetch"
+input = { url = "URL/meet/2/left-{{start.output.value}}" }
+
+[[config.steps]]
+id = "right"
+tool = "fetch"
+input = { url = "URL/meet/2/right" }
+depends_on = ["start"]
+
+[[config.steps]]
+id = "join"
+tool = "calc"
+input = { expression = "{{start.output.value}} * 10" }
+depends_on = ["left", "right"]
+
+[config.output]
+left = "{{left.output.body}}"
+right = "{{right.output.body}}"
+total = "{{join.output.value}}"
+"#;
+
+#[test]
+fn a_diamond_runs_in_order_with_its_middle_steps_overlapping() {
+    let server = StepServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = fetch_policy(dir.path(), &server);
+    let body = DIAMOND.replace("URL", &server.url(""));
+    let flow = workflow(dir.path(), "planners/static.wasm", &body);
+    let (output, result) = run_flow(dir.path(), &flow, &["--policy", policy.to_str().unwrap()]);
+    let stdout = text_output(&output);
+    assert_eq!(result["status"], "succeeded", "{result}");
+    let expected = json!({"left": "met left-3.0", "right": "met right", "total": 30.0});
+    assert_eq!(result["output"], expected);
+    assert_eq!(serde_json::from_str::<Value>(&stdout).unwrap(), expected);
+    // In order: start before both middle steps, both before join.
+    let (start, left, right, join) = (
+        span(step(&result, "start")),
+        span(step(&result, "left")),
+        span(step(&result, "right")),
+        span(step(&result, "join")),
+    );
+    assert!(start.1 <= left.0 && start.1 <= right.0, "{result}");
+    assert!(left.1 <= join.0 && right.1 <= join.0, "{result}");
+    // Overlapping: each middle step started before the other finished (the server also
+    // answered both only because both requests waited there together).
+    assert!(left.0 < right.1 && right.0 < left.1, "{result}");
+    assert_eq!(result["totals"]["steps"], 4);
+    assert_eq!(result["totals"]["decisions"], 2);
+}
+
+#[test]
+fn max_parallel_one_runs_the_middle_steps_one_after_the_other() {
+    let server = StepServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = fetch_policy(dir.path(), &server);
+    // Alone at the meeting point, each middle step gets a 504 after its wait.
+    let body = format!(
+        "timeout = \"10s\"\n{}",
+        DIAMOND.replace("URL", &server.url(""))
+    );
+    let flow = workflow(dir.path(), "planners/static.wasm", &body);
+    let (output, result) = run_flow(
+        dir.path(),
+        &flow,
+        &["--policy", policy.to_str().unwrap(), "--max-parallel", "1"],
+    );
+    assert!(output.status.success());
+    assert_eq!(result["output"]["left"], "alone");
+    let (left, right) = (span(step(&result, "left")), span(step(&result, "right")));
+    assert!(left.1 <= right.0 || right.1 <= left.0, "{result}");
+}
+
+/// A one-step workflow fetching `path` from `server`, with `settings` added.
+fn fetch_flow(dir: &Path, server: &StepServer, path: &str, settings: &str) -> PathBuf {
+    let body = format!(
+        "{settings}\n[[config.steps]]\nid = \"get\"\ntool = \"fetch\"\ninput = {{ url = \"{}\" }}\n",
+        server.url(path)
+    );
+    workflow(dir, "planners/static.wasm", &body)
+}
+
+#[test]
+fn a_failing_step_is_retried_each_attempt_in_its_own_chain() {
+    let server = StepServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = fetch_policy(dir.path(), &server);
+    let flow = fetch_flow(
+        dir.path(),
+        &server,
+        "/flaky/2",
+        "retries = 2\nretry_backoff = \"10ms\"",
+    );
+    let bundle = dir.path().join("run.bundle");
+    let (output, result) = run_flow(
+        dir.path(),
+        &flow,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{result}");
+    let get = step(&result, "get");
+    assert_eq!(get["status"], "ok");
+    assert_eq!(get["attempts"], 3);
+    assert_eq!(get["output"]["body"], "ok");
+    // Each attempt is a step of the run chain, and the replay retries the same way.
+    let shown = text_output(&run(&["trace", "show", bundle.to_str().unwrap()]));
+    assert_contains(&shown, &["get: fetch", "get~2: fetch", "get~3: fetch"]);
+    let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
+    assert!(replayed.starts_with("identical: "), "{replayed}");
+}
+
+#[test]
+fn a_step_out_of_retries_fails_the_run_with_its_error() {
+    let server = StepServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = fetch_policy(dir.path(), &server);
+    let flow = fetch_flow(
+        dir.path(),
+        &server,
+        "/flaky/5",
+        "retry_backoff = \"10ms\"\n[steps.get]\nretries = 1",
+    );
+    let (output, result) = run_flow(dir.path(), &flow, &["--policy", policy.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(result["status"], "failed");
+    let get = step(&result, "get");
+    assert_eq!(
+        (get["status"].as_str(), get["attempts"].as_u64()),
+        (Some("failed"), Some(2))
+    );
+    assert_contains(
+        result["reason"].as_str().unwrap(),
+        &["planner 'static' gave up", "step 'get'"],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("error: the run failed: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_step_past_its_deadline_fails_with_the_workflow_timeout_named() {
+    let server = StepServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = fetch_policy(dir.path(), &server);
+    let flow = fetch_flow(
+        dir.path(),
+        &server,
+        "/hang",
+        "[steps.get]\ntimeout = \"300ms\"",
+    );
+    let (output, result) = run_flow(dir.path(), &flow, &["--policy", policy.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let get = step(&result, "get");
+    assert_eq!(get["status"], "failed");
+    assert_contains(
+        get["error"].as_str().unwrap(),
+        &["300ms", "the workflow's step timeout"],
+    );
+    let (started, finished) = span(get);
+    assert!(
+        finished - started < 3000,
+        "the deadline did not cut the step: {get}"
+    );
+}
+
+#[test]
+fn a_planner_that_never_finishes_is_cut_at_max_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = workflow(
+        dir.path(),
+        "testing/endless-planner.wasm",
+        "max_steps = 5\n",
+    );
+    let (output, result) = run_flow(dir.path(), &flow, &[]);
+    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(result["status"], "max_steps");
+    assert_eq!(result["totals"]["decisions"], 5);
+    assert_eq!(result["steps"].as_array().unwrap().len(), 5);
+    assert_contains(result["reason"].as_str().unwrap(), &["max_steps = 5"]);
+    // The command line's bound replaces the workflow's.
+    let (_, result) = run_flow(dir.path(), &flow, &["--max-steps", "2"]);
+    assert_eq!(result["totals"]["decisions"], 2);
+}
+
+#[test]
+fn budget_exhaustion_mid_run_gives_a_partial_result_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let steps: String = (1..=4)
+        .map(|i| {
+            let after = if i > 1 { format!("depends_on = [\"s{}\"]\n", i - 1) } else { String::new() };
+            format!("[[config.steps]]\nid = \"s{i}\"\ntool = \"calc\"\ninput = {{ expression = \"{i} * 2\" }}\n{after}")
+        })
+        .collect();
+    let flow = workflow(dir.path(), "planners/static.wasm", &steps);
+    // Measure what the first decision and each step burn (fuel is deterministic), then
+    // allow the decision, two steps and half of the third.
+    let bundle = dir.path().join("full.bundle");
+    let (_, full) = run_flow(dir.path(), &flow, &["--bundle", bundle.to_str().unwrap()]);
+    let events: Value = serde_json::from_str(&text_output(&run(&[
+        "trace",
+        "show",
+        bundle.to_str().unwrap(),
+        "--json",
+    ])))
+    .unwrap();
+    let decision = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["chain"] == "step:plan:0" && e["kind"] == "invocation_ended")
+        .unwrap()["payload"]["fuel"]
+        .as_u64()
+        .unwrap();
+    let fuel = |id| step(&full, id)["fuel"].as_u64().unwrap();
+    // Half of s3's fuel: s3 runs out of it. Exactly two steps: s3 is refused before it
+    // starts. Either way the run stops there, and replays the same.
+    for (left, error) in [
+        (fuel("s3") / 2, "ran out of fuel"),
+        (0, "the run's budget cannot cover this"),
+    ] {
+        let budget = format!("fuel={}", decision + fuel("s1") + fuel("s2") + left);
+        let bundle = dir.path().join(format!("short-{left}.bundle"));
+        let (output, result) = run_flow(
+            dir.path(),
+            &flow,
+            &["--budget", &budget, "--bundle", bundle.to_str().unwrap()],
+        );
+        assert_eq!(output.status.code(), Some(3), "{result}");
+        assert_eq!(result["status"], "budget_exceeded");
+        let statuses: Vec<&str> = result["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["ok", "ok", "failed", "skipped"]);
+        assert_eq!(step(&result, "s2")["output"]["value"], 4.0);
+        assert!(result.get("output").is_none());
+        assert_contains(
+            result["reason"].as_str().unwrap(),
+            &[error, "--budget fuel="],
+        );
+        let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
+        assert!(replayed.starts_with("identical: "), "{replayed}");
+    }
+}
+
+#[test]
+fn conditions_choose_a_branch_and_skip_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = r#"
+[[config.steps]]
+id = "check"
+tool = "calc"
+input = { expression = "1 + 2" }
+
+[[config.steps]]
+id = "three"
+tool = "calc"
+input = { expression = "{{check.output.value}} * 100" }
+when = { step = "check", path = "value", equals = 3.0 }
+
+[[config.steps]]
+id = "other"
+tool = "calc"
+input = { expression = "0" }
+when = { step = "check", path = "value", not_equals = 3.0 }
+
+[[config.steps]]
+id = "after-other"
+tool = "calc"
+input = { expression = "1" }
+depends_on = ["other"]
+"#;
+    let flow = workflow(dir.path(), "planners/static.wasm", body);
+    let (output, result) = run_flow(dir.path(), &flow, &[]);
+    assert!(output.status.success(), "{result}");
+    let ran: Vec<&str> = result["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ran, ["check", "three"]);
+    assert_eq!(
+        result["output"],
+        json!({"check": {"value": 3.0}, "three": {"value": 300.0}})
+    );
+    assert_eq!(result["totals"]["decisions"], 3);
+}
+
+#[test]
+fn replay_of_a_parallel_run_is_identical_over_20_repetitions() {
+    let server = StepServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = fetch_policy(dir.path(), &server);
+    // A fan-out of six steps (two of them meeting over HTTP) and a fan-in.
+    let mut body = DIAMOND.replace("URL", &server.url(""));
+    for i in 0..4 {
+        body += &format!(
+            "[[config.steps]]\nid = \"fan{i}\"\ntool = \"calc\"\ninput = {{ expression = \"{{{{start.output.value}}}} + {i}\" }}\n"
+        );
+    }
+    let flow = workflow(dir.path(), "planners/static.wasm", &body);
+    let bundle = dir.path().join("run.bundle");
+    let (output, result) = run_flow(
+        dir.path(),
+        &flow,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{result}");
+    drop(server);
+    let root = result["root"].as_str().unwrap().to_string();
+    for _ in 0..20 {
+        let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
+        assert!(
+            replayed.trim_end().ends_with(&format!("root {root}")),
+            "{replayed}"
+        );
+    }
+}
+
+#[test]
+fn progress_streams_as_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let body =
+        "[[config.steps]]\nid = \"one\"\ntool = \"calc\"\ninput = { expression = \"6 * 7\" }\n";
+    let flow = workflow(dir.path(), "planners/static.wasm", body);
+    let output = run_with_store(
+        &dir.path().join("journal.db"),
+        &["run", flow.to_str().unwrap(), "--json"],
+    );
+    let events: Vec<Value> = text_output(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "planning",
+            "step_started",
+            "step_finished",
+            "planning",
+            "run_finished"
+        ]
+    );
+    assert_eq!(events[2]["output"]["value"], 42.0);
+    assert_eq!(events[4]["output"]["one"]["value"], 42.0);
+    assert_eq!(events[4]["status"], "succeeded");
+}
+
+#[test]
+fn a_run_without_a_workflow_file_takes_planner_tools_and_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let planner = plugin("testing/finish-planner.wasm");
+    let tools = plugin("calc.wasm");
+    let output = run_with_store(
+        &dir.path().join("journal.db"),
+        &[
+            "run",
+            "--planner",
+            planner.to_str().unwrap(),
+            "--tools",
+            tools.to_str().unwrap(),
+            "--input",
+            r#"{"answer": 42}"#,
+            "say the answer",
+        ],
+    );
+    assert_eq!(json_output(&output), json!({"answer": 42}));
+}
+
+#[test]
+fn bad_workflows_and_plans_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("journal.db");
+    let missing = run_with_store(&store, &["run", "/nonexistent/flow.toml"]);
+    assert_contains(
+        &error_line(&missing, 2),
+        &["workflow /nonexistent/flow.toml", "cannot read it"],
+    );
+    let flow = workflow(dir.path(), "planners/static.wasm", "max_paralel = 2\n");
+    let typo = run_with_store(&store, &["run", flow.to_str().unwrap()]);
+    assert_contains(&error_line(&typo, 2), &["max_paralel"]);
+    let not_a_planner = workflow(dir.path(), "calc.wasm", "");
+    let wrong = run_with_store(&store, &["run", not_a_planner.to_str().unwrap()]);
+    assert_contains(
+        &error_line(&wrong, 2),
+        &["is a tool component", "needs a planner"],
+    );
+    let nothing = run_with_store(&store, &["run"]);
+    assert_contains(&error_line(&nothing, 2), &["needs a workflow file"]);
+    let flow = workflow(dir.path(), "planners/static.wasm", "");
+    let bad_input = run_with_store(&store, &["run", flow.to_str().unwrap(), "--input", "{"]);
+    assert_contains(&error_line(&bad_input, 2), &["not JSON"]);
+    // A plan naming a tool that is not there fails the run, naming the tool.
+    let flow = workflow(
+        dir.path(),
+        "planners/static.wasm",
+        "[[config.steps]]\nid = \"x\"\ntool = \"nope\"\n",
+    );
+    let (output, result) = run_flow(dir.path(), &flow, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_contains(
+        result["reason"].as_str().unwrap(),
+        &["impossible plan", "no tool named 'nope'"],
+    );
+}
