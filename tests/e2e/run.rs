@@ -19,7 +19,8 @@ use crate::server::read_request;
 /// - `/meet/N/NAME`: answers "met NAME" only once N such requests are waiting at the same
 ///   time, so the steps making them must overlap; after 4 s alone it answers 504;
 /// - `/flaky/K`: drops the first K connections without an answer, then answers "ok";
-/// - `/hang`: answers after 4 s.
+/// - `/hang`: answers after 4 s;
+/// - `/vote`: answers each request with the next of `VOTES`, in turn.
 struct StepServer {
     port: u16,
     stop: Arc<AtomicBool>,
@@ -64,6 +65,12 @@ impl Drop for StepServer {
     }
 }
 
+const VOTES: [&str; 3] = [
+    "The capital of France is Paris.",
+    "Paris is the capital city of France.",
+    "Bananas are yellow when they are ripe.",
+];
+
 fn serve(stream: TcpStream, meeting: &Meeting, flaky: &AtomicUsize) {
     let mut reader = BufReader::new(stream);
     let Some(request) = read_request(&mut reader) else {
@@ -91,6 +98,10 @@ fn serve(stream: TcpStream, meeting: &Meeting, flaky: &AtomicUsize) {
                 return; // dropped without an answer
             }
             ("200 OK", "ok".to_string())
+        }
+        ["vote"] => {
+            let turn = flaky.fetch_add(1, Ordering::SeqCst);
+            ("200 OK", VOTES[turn % VOTES.len()].to_string())
         }
         ["hang"] => {
             std::thread::sleep(Duration::from_secs(4));
@@ -601,4 +612,74 @@ fn bad_workflows_and_plans_are_one_line_errors() {
         result["reason"].as_str().unwrap(),
         &["impossible plan", "no tool named 'nope'"],
     );
+}
+
+#[test]
+fn replicates_return_an_evidence_bundle_with_a_consensus() {
+    let server = StepServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = fetch_policy(dir.path(), &server);
+    let body = format!(
+        "[[config.steps]]\nid = \"ask\"\ntool = \"fetch\"\nreplicates = 3\ninput = {{ url = \"{}\" }}\n\n[config.output]\nanswer = \"{{{{ask.output.consensus.body}}}}\"\n",
+        server.url("/vote")
+    );
+    let flow = workflow(dir.path(), "planners/static.wasm", &body);
+    let bundle = dir.path().join("run.bundle");
+    let (output, result) = run_flow(
+        dir.path(),
+        &flow,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{result}");
+    let ask = step(&result, "ask");
+    assert_eq!(ask["attempts"], 3);
+    let evidence = &ask["output"];
+    assert_eq!(evidence["replicates"], 3);
+    assert_eq!(evidence["measure"], "embedding:all-minilm-l6-v2");
+    let bodies: Vec<&str> = evidence["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["body"].as_str().unwrap())
+        .collect();
+    let mut sorted = bodies.clone();
+    sorted.sort();
+    let mut votes = VOTES.to_vec();
+    votes.sort();
+    assert_eq!(sorted, votes, "each replicate made its own request");
+    // The consensus is one of the two answers that agree, and says so with its confidence.
+    let answer = result["output"]["answer"].as_str().unwrap();
+    assert!(answer.contains("Paris"), "{result}");
+    let sims = &evidence["similarities"];
+    let at = |text: &str| bodies.iter().position(|b| *b == text).unwrap();
+    let (paris, paris2, banana) = (at(VOTES[0]), at(VOTES[1]), at(VOTES[2]));
+    assert_eq!(sims[paris][paris], 1.0);
+    assert_eq!(sims[paris][paris2], sims[paris2][paris]);
+    assert!(
+        sims[paris][paris2].as_f64() > sims[paris][banana].as_f64(),
+        "{sims}"
+    );
+    let confidence = evidence["confidence"].as_f64().unwrap();
+    let medoid = evidence["consensus_index"].as_u64().unwrap() as usize;
+    let expected = (1..3)
+        .map(|k| sims[medoid][(medoid + k) % 3].as_f64().unwrap())
+        .sum::<f64>()
+        / 2.0;
+    assert!(
+        (confidence - expected).abs() < 1e-3,
+        "{confidence} vs {expected}"
+    );
+    // The embeddings are journaled: a replay needs neither the server nor the model.
+    drop(server);
+    let replayed = baton()
+        .env("BATON_MODELS", dir.path().join("no-models"))
+        .args(["replay", bundle.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(text_output(&replayed).starts_with("identical: "));
 }

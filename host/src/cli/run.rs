@@ -161,14 +161,14 @@ pub async fn run(host: &mut Host, plan: Plan) -> Result<(), Error> {
         }
     }
     let planner = std::sync::Arc::new(host.load(&planner).await?);
-    let display = Display::new(args.json);
+    let display = std::sync::Arc::new(Display::new(args.json));
     let request = RunRequest {
         planner,
         task: &task,
         input: &input,
         settings: &settings,
     };
-    let WorkflowRun { run, mut result } = host.run_workflow(request, &display).await?;
+    let WorkflowRun { run, mut result } = host.run_workflow(request, display.clone()).await?;
     display.finish();
     if let (Some(run), Some(journal)) = (&run, host.journal()) {
         for denial in &run.denials {

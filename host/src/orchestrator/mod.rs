@@ -13,6 +13,7 @@ pub mod result;
 pub mod template;
 pub mod workflow;
 
+mod evidence;
 mod step;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,7 +57,7 @@ impl Host {
     pub async fn run_workflow(
         &self,
         request: RunRequest<'_>,
-        progress: &dyn ProgressSink,
+        progress: Arc<dyn ProgressSink>,
     ) -> Result<WorkflowRun, Error> {
         check_planner(&request.planner)?;
         let recorder = self.journal.as_ref().and_then(|j| j.recorder().cloned());
@@ -74,7 +75,7 @@ impl Host {
             );
         }
         let ledger = Ledger::run(self.budget);
-        let (record, result) = drive(ctx, journal, request, ledger, progress)
+        let (record, result) = drive(ctx, journal, request, None, ledger, progress)
             .await
             .expect("a live run records, it cannot diverge");
         Ok(WorkflowRun {
@@ -90,8 +91,9 @@ pub(crate) async fn drive(
     ctx: Arc<RunContext>,
     journal: RunJournal,
     request: RunRequest<'_>,
+    recorded_settings: Option<&str>,
     ledger: Arc<Ledger>,
-    progress: &dyn ProgressSink,
+    progress: Arc<dyn ProgressSink>,
 ) -> Result<(RunRecord, RunResult), Divergence> {
     let tools: BTreeMap<String, ToolInfo> = ctx
         .tools()
@@ -104,7 +106,11 @@ pub(crate) async fn drive(
     journal.note(EventKind::Workflow {
         input: request.input.to_string(),
         planner: request.planner.loaded.digest.to_string(),
-        settings: serde_json::to_string(request.settings).expect("settings serialize"),
+        // A replay repeats the recorded text, whatever fields later versions added.
+        settings: recorded_settings.map_or_else(
+            || serde_json::to_string(request.settings).expect("settings serialize"),
+            str::to_string,
+        ),
         task: request.task.into(),
         tools: ctx
             .tools()
@@ -179,7 +185,7 @@ struct Orchestrator<'a> {
     /// What the planner is told about the tools.
     tools: BTreeMap<String, ToolInfo>,
     ledger: Arc<Ledger>,
-    progress: &'a dyn ProgressSink,
+    progress: Arc<dyn ProgressSink>,
     started: Instant,
     /// Finished steps, in plan order.
     reports: Vec<StepReport>,
@@ -464,11 +470,6 @@ impl Orchestrator<'_> {
                 at,
             ))
         };
-        if step.replicates > 1 {
-            return Err(fail(
-                "replicates > 1 is not supported by this version of baton".into(),
-            ));
-        }
         let input = template::render(&step.input, &self.scope())
             .map_err(|e| fail(format!("its input cannot be made: {e}")))?;
         let plugin = self.ctx.tools()[&step.tool].clone();
@@ -481,6 +482,9 @@ impl Orchestrator<'_> {
             retries,
             timeout,
             backoff: std::time::Duration::from_millis(self.settings.retry_backoff_ms),
+            replicates: step.replicates,
+            embedding_model: self.settings.embedding_model.clone(),
+            progress: self.progress.clone(),
             ledger: Ledger::step(
                 &self.ledger,
                 &step.id,
@@ -580,6 +584,7 @@ pub(crate) async fn replay(host: &Host, recorded: Recorded<'_>) -> Result<Replay
     else {
         return Err(invalid("it records no workflow".into()));
     };
+    let settings_text = settings;
     let settings: Settings = serde_json::from_str(settings)
         .map_err(|e| invalid(format!("its workflow settings are unreadable ({e})")))?;
     let input: Value =
@@ -619,9 +624,16 @@ pub(crate) async fn replay(host: &Host, recorded: Recorded<'_>) -> Result<Replay
         input: &input,
         settings: &settings,
     };
-    let (record, result) = drive(ctx, journal, request, ledger, &progress::Quiet)
-        .await
-        .map_err(Error::Diverged)?;
+    let (record, result) = drive(
+        ctx,
+        journal,
+        request,
+        Some(settings_text),
+        ledger,
+        Arc::new(progress::Quiet),
+    )
+    .await
+    .map_err(Error::Diverged)?;
     Ok(ReplayReport {
         run: record.id,
         events: record.events,

@@ -18,6 +18,12 @@ pub enum Progress {
         tool: String,
         attempt: u32,
     },
+    /// One run of a replicated step ended.
+    ReplicateDone {
+        id: String,
+        replicate: u32,
+        ok: bool,
+    },
     StepFinished(StepReport),
     /// A step's completions were answered by the cache.
     CacheHit {

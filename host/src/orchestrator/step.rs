@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::bindings::types::{Error as HostError, ToolError};
 use crate::budget::Ledger;
-use crate::effect::{Gate, SecretRedactor};
+use crate::effect::{Gate, NoSecrets, SecretRedactor};
 use crate::error::Error;
 use crate::journal::event::step_chain;
 use crate::policy::Source;
@@ -14,7 +14,11 @@ use crate::runtime::{Plugin, RunContext, ToolCall, check_input};
 use crate::sandbox::SandboxError;
 use crate::sandbox::limits::LimitKind;
 
+use serde_json::Value;
+
+use super::evidence;
 use super::plan::PlannedStep;
+use super::progress::{Progress, ProgressSink};
 use super::result::{StepReport, StepStatus, dollars};
 
 /// A step ready to run.
@@ -28,10 +32,34 @@ pub(super) struct StepJob {
     pub retries: u32,
     pub timeout: Option<Duration>,
     pub backoff: Duration,
+    /// Run this many times in parallel and weigh the outputs (0 and 1: once).
+    pub replicates: u32,
+    /// The model whose embeddings compare replicates' outputs.
+    pub embedding_model: String,
+    pub progress: Arc<dyn ProgressSink>,
     pub ledger: Arc<Ledger>,
     /// When the run started.
     pub started: Instant,
 }
+
+/// What running a step (or one replicate of it) came to.
+struct Tried {
+    /// Chain name and gate of each chain it wrote (its invocations, and the weighing of
+    /// replicates).
+    attempts: Vec<(String, Arc<Gate>)>,
+    invocations: u32,
+    result: Result<Value, Error>,
+    fuel: u64,
+}
+
+/// Tags a future's output with a value (here, which replicate it is).
+trait MapWith: Future + Sized {
+    fn map_with<T>(self, tag: T) -> impl Future<Output = (T, Self::Output)> {
+        async move { (tag, self.await) }
+    }
+}
+
+impl<F: Future> MapWith for F {}
 
 /// A step that ended (or was never run).
 pub(super) struct StepDone {
@@ -78,44 +106,31 @@ impl StepDone {
 impl StepJob {
     pub async fn run(self) -> StepDone {
         let started_ms = self.started.elapsed().as_millis() as u64;
-        let mut attempts = Vec::new();
-        let mut fuel = 0;
-        let result = match check_input(&self.plugin, &self.input) {
-            Err(e) => Err(e),
-            Ok(()) => loop {
-                let attempt = attempts.len() as u32;
-                let (name, gate, result) = self.attempt(attempt).await;
-                if let Some(gate) = gate {
-                    attempts.push((name, gate));
-                }
-                if let Ok(call) = &result {
-                    fuel += call.usage.fuel;
-                }
-                let again = attempt < self.retries && result.as_ref().is_err_and(retryable);
-                if !again {
-                    break result;
-                }
-                if !self.ctx.is_replay() {
-                    // Recorded outcomes need no waiting for: a replay retries at once.
-                    tokio::time::sleep(self.backoff * 2u32.saturating_pow(attempt)).await;
-                }
-            },
+        let job = Arc::new(self);
+        let Tried {
+            attempts,
+            invocations,
+            result,
+            fuel,
+        } = match job.replicates > 1 {
+            true => job.clone().replicated().await,
+            false => job.clone().tried(job.id.clone()).await,
         };
-        let spent = self.ledger.report();
+        let spent = job.ledger.report();
         let out_of_budget = result.as_ref().is_err_and(is_budget);
         let (status, output, error) = match result {
-            Ok(call) => (StepStatus::Ok, Some(call.output), None),
+            Ok(output) => (StepStatus::Ok, Some(output), None),
             Err(e) => (StepStatus::Failed, None, Some(e.to_string())),
         };
         StepDone {
-            index: self.index,
+            index: job.index,
             report: StepReport {
-                id: self.id,
-                tool: self.plugin.name().to_string(),
+                id: job.id.clone(),
+                tool: job.plugin.name().to_string(),
                 status,
-                attempts: attempts.len() as u32,
+                attempts: invocations,
                 started_ms,
-                finished_ms: self.started.elapsed().as_millis() as u64,
+                finished_ms: job.started.elapsed().as_millis() as u64,
                 fuel,
                 llm_calls: spent.spent.calls,
                 tokens: spent.spent.tokens,
@@ -129,11 +144,127 @@ impl StepJob {
         }
     }
 
-    /// Invocation number `attempt` (from 0) in its own chain: `ID`, then `ID~2`, `ID~3`...
-    async fn attempt(&self, attempt: u32) -> (String, Option<Arc<Gate>>, Result<ToolCall, Error>) {
+    /// The step run once under chain name `base`, retried as configured.
+    async fn tried(self: Arc<Self>, base: String) -> Tried {
+        let mut attempts = Vec::new();
+        let mut fuel = 0;
+        if let Err(e) = check_input(&self.plugin, &self.input) {
+            return Tried {
+                attempts,
+                invocations: 0,
+                result: Err(e),
+                fuel,
+            };
+        }
+        let result = loop {
+            let attempt = attempts.len() as u32;
+            let (name, gate, result) = self.attempt(&base, attempt).await;
+            if let Some(gate) = gate {
+                attempts.push((name, gate));
+            }
+            if let Ok(call) = &result {
+                fuel += call.usage.fuel;
+            }
+            let again = attempt < self.retries && result.as_ref().is_err_and(retryable);
+            if !again {
+                break result.map(|call| call.output);
+            }
+            if !self.ctx.is_replay() {
+                // Recorded outcomes need no waiting for: a replay retries at once.
+                tokio::time::sleep(self.backoff * 2u32.saturating_pow(attempt)).await;
+            }
+            self.progress.report(Progress::StepStarted {
+                id: base.clone(),
+                tool: self.plugin.name().to_string(),
+                attempt: attempt + 2,
+            });
+        };
+        Tried {
+            invocations: attempts.len() as u32,
+            attempts,
+            result,
+            fuel,
+        }
+    }
+
+    /// The step run `replicates` times in parallel (`ID#1`, `ID#2`, ...), ending in an
+    /// evidence bundle: the outputs, their pairwise similarities, the consensus (the medoid)
+    /// and a confidence. The similarities' embeddings are journaled in the chain `ID`.
+    async fn replicated(self: Arc<Self>) -> Tried {
+        let mut tasks = tokio::task::JoinSet::new();
+        for replicate in 1..=self.replicates {
+            let base = format!("{}#{replicate}", self.id);
+            tasks.spawn(self.clone().tried(base).map_with(replicate));
+        }
+        let mut runs = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let (replicate, tried) = joined.expect("a replicate task does not panic");
+            self.progress.report(Progress::ReplicateDone {
+                id: self.id.clone(),
+                replicate,
+                ok: tried.result.is_ok(),
+            });
+            runs.push((replicate, tried));
+        }
+        runs.sort_by_key(|(replicate, _)| *replicate);
+        let mut attempts = Vec::new();
+        let mut invocations = 0;
+        let mut fuel = 0;
+        let mut outputs = Vec::new();
+        let mut errors = Vec::new();
+        for (_, tried) in runs {
+            attempts.extend(tried.attempts);
+            invocations += tried.invocations;
+            fuel += tried.fuel;
+            match tried.result {
+                Ok(output) => outputs.push(output),
+                Err(e) => errors.push(e),
+            }
+        }
+        if outputs.is_empty() {
+            let first = errors
+                .into_iter()
+                .next()
+                .expect("at least two replicates ran");
+            return Tried {
+                attempts,
+                invocations,
+                result: Err(first),
+                fuel,
+            };
+        }
+        let gate = self
+            .ctx
+            .chains()
+            .gate(step_chain(&self.id), Arc::new(NoSecrets));
+        let evidence = evidence::weigh(
+            &self.ctx,
+            &gate,
+            &self.embedding_model,
+            self.replicates,
+            outputs,
+            errors.iter().map(ToString::to_string).collect(),
+        )
+        .await;
+        attempts.push((self.id.clone(), gate));
+        Tried {
+            attempts,
+            invocations,
+            result: Ok(evidence),
+            fuel,
+        }
+    }
+
+    /// Invocation number `attempt` (from 0) in its own chain: `BASE`, then `BASE~2`,
+    /// `BASE~3`...
+    async fn attempt(
+        &self,
+        base: &str,
+        attempt: u32,
+    ) -> (String, Option<Arc<Gate>>, Result<ToolCall, Error>) {
         let name = match attempt {
-            0 => self.id.clone(),
-            n => format!("{}~{}", self.id, n + 1),
+            0 => base.to_string(),
+            n => format!("{base}~{}", n + 1),
         };
         let access = match self.ctx.access(&self.plugin) {
             Ok(access) => access,

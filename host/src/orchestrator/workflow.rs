@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::budget::BudgetLimits;
+use crate::policy::llm::DEFAULT_EMBEDDING_MODEL;
 
 /// Steps run at once when a workflow does not say.
 pub const DEFAULT_MAX_PARALLEL: usize = 8;
@@ -34,6 +35,7 @@ struct WorkflowFile {
     retries: u32,
     retry_backoff: Option<String>,
     timeout: Option<String>,
+    embedding_model: Option<String>,
     config: Option<toml::Value>,
     #[serde(default)]
     steps: BTreeMap<String, StepFile>,
@@ -81,6 +83,13 @@ pub struct Settings {
     pub timeout_ms: Option<u64>,
     /// Settings of single steps, by step id.
     pub steps: BTreeMap<String, StepSettings>,
+    /// The model whose embeddings compare replicates' outputs.
+    #[serde(default = "default_embedding_model")]
+    pub embedding_model: String,
+}
+
+fn default_embedding_model() -> String {
+    DEFAULT_EMBEDDING_MODEL.into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,6 +110,7 @@ impl Default for Settings {
             retry_backoff_ms: 200,
             timeout_ms: None,
             steps: BTreeMap::new(),
+            embedding_model: default_embedding_model(),
         }
     }
 }
@@ -192,6 +202,7 @@ impl Workflow {
                     .map(|t| duration("timeout", t))
                     .transpose()?,
                 steps,
+                embedding_model: file.embedding_model.unwrap_or_else(default_embedding_model),
             },
         })
     }
