@@ -683,3 +683,41 @@ fn replicates_return_an_evidence_bundle_with_a_consensus() {
         .unwrap();
     assert!(text_output(&replayed).starts_with("identical: "));
 }
+
+#[test]
+fn with_more_tools_than_top_k_the_planner_sees_those_closest_to_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = |tool: &str, input: &str| {
+        format!(
+            "task = \"count the words and lines in a piece of text\"\ntool_search_top_k = 1\n\
+             [[config.steps]]\nid = \"one\"\ntool = \"{tool}\"\ninput = {input}\n"
+        )
+    };
+    let flow = workflow(
+        dir.path(),
+        "planners/static.wasm",
+        &plan("text-stats", "{ text = \"a b\\nc\" }"),
+    );
+    let bundle = dir.path().join("run.bundle");
+    let (output, result) = run_flow(dir.path(), &flow, &["--bundle", bundle.to_str().unwrap()]);
+    assert!(output.status.success(), "{result}");
+    assert_eq!(step(&result, "one")["output"]["words"], 3);
+    let replayed = baton()
+        .env("BATON_MODELS", dir.path().join("no-models"))
+        .args(["replay", bundle.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(text_output(&replayed).starts_with("identical: "));
+    // The arithmetic tool is not among the one shown for this task.
+    let flow = workflow(
+        dir.path(),
+        "planners/static.wasm",
+        &plan("calc", "{ expression = \"1\" }"),
+    );
+    let (output, result) = run_flow(dir.path(), &flow, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_contains(
+        result["reason"].as_str().unwrap(),
+        &["no tool named 'calc' is available (available: text-stats)"],
+    );
+}

@@ -13,6 +13,7 @@ pub mod result;
 pub mod template;
 pub mod workflow;
 
+mod discovery;
 mod evidence;
 mod step;
 
@@ -24,7 +25,7 @@ use serde_json::Value;
 
 use crate::bindings::types::{Decision, RunState, StepResult, ToolError, ToolInfo};
 use crate::budget::{BudgetReport, Ledger};
-use crate::effect::{Divergence, SecretRedactor};
+use crate::effect::{Divergence, NoSecrets, SecretRedactor};
 use crate::error::Error;
 use crate::journal::event::{EventKind, step_chain};
 use crate::run::{RunJournal, RunRecord};
@@ -89,7 +90,7 @@ impl Host {
 /// diverges stops at the first divergence.
 pub(crate) async fn drive(
     ctx: Arc<RunContext>,
-    journal: RunJournal,
+    mut journal: RunJournal,
     request: RunRequest<'_>,
     recorded_settings: Option<&str>,
     ledger: Arc<Ledger>,
@@ -118,6 +119,27 @@ pub(crate) async fn drive(
             .map(|(name, p)| (name.clone(), p.loaded.digest.to_string()))
             .collect(),
     })?;
+    let k = request.settings.tool_search_top_k;
+    let (tools, search_error) = match k > 0 && tools.len() > k {
+        true => {
+            let gate = journal.step_gate(discovery::SEARCH_STEP, Arc::new(NoSecrets));
+            let found = discovery::top_k(
+                &ctx,
+                &gate,
+                &request.settings.embedding_model,
+                request.task,
+                tools,
+                k,
+            )
+            .await;
+            journal.record_step(discovery::SEARCH_STEP, "baton", "", &gate)?;
+            found
+        }
+        false => (tools, None),
+    };
+    if let Some(message) = search_error {
+        progress.report(Progress::Error { message });
+    }
     let mut run = Orchestrator {
         ctx,
         journal,

@@ -14,6 +14,8 @@ use crate::policy::llm::DEFAULT_EMBEDDING_MODEL;
 
 /// Steps run at once when a workflow does not say.
 pub const DEFAULT_MAX_PARALLEL: usize = 8;
+/// How many tools a planner is shown at most when a workflow does not say.
+pub const DEFAULT_TOOL_SEARCH_TOP_K: usize = 16;
 /// Steps (and planner decisions) a run may take when a workflow does not say.
 pub const DEFAULT_MAX_STEPS: u32 = 64;
 
@@ -36,6 +38,7 @@ struct WorkflowFile {
     retry_backoff: Option<String>,
     timeout: Option<String>,
     embedding_model: Option<String>,
+    tool_search_top_k: Option<usize>,
     config: Option<toml::Value>,
     #[serde(default)]
     steps: BTreeMap<String, StepFile>,
@@ -86,6 +89,10 @@ pub struct Settings {
     /// The model whose embeddings compare replicates' outputs.
     #[serde(default = "default_embedding_model")]
     pub embedding_model: String,
+    /// With more tools than this, the planner sees only the this many closest to the task
+    /// (0: all of them).
+    #[serde(default)]
+    pub tool_search_top_k: usize,
 }
 
 fn default_embedding_model() -> String {
@@ -111,6 +118,7 @@ impl Default for Settings {
             timeout_ms: None,
             steps: BTreeMap::new(),
             embedding_model: default_embedding_model(),
+            tool_search_top_k: DEFAULT_TOOL_SEARCH_TOP_K,
         }
     }
 }
@@ -203,6 +211,7 @@ impl Workflow {
                     .transpose()?,
                 steps,
                 embedding_model: file.embedding_model.unwrap_or_else(default_embedding_model),
+                tool_search_top_k: file.tool_search_top_k.unwrap_or(DEFAULT_TOOL_SEARCH_TOP_K),
             },
         })
     }
