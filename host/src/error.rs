@@ -109,6 +109,8 @@ pub enum Error {
     BundleInvalid { path: PathBuf, reason: String },
     #[error("{0}")]
     Diverged(Divergence),
+    #[error("cannot resume run '{run}': {reason}")]
+    Resume { run: String, reason: String },
     #[error("workflow {}: {reason}", path.display())]
     Workflow { path: PathBuf, reason: String },
     /// A `baton run` that ended without success (its result is still reported).
@@ -151,7 +153,7 @@ impl Error {
             }
             Error::Policy(PolicyError::Unsigned { .. }) => exit::UNTRUSTED,
             Error::Budget(_) | Error::BudgetRefused(_) => exit::LIMIT,
-            Error::Workflow { .. } => exit::BAD_INPUT,
+            Error::Workflow { .. } | Error::Resume { .. } => exit::BAD_INPUT,
             Error::RunEnded { status, .. } => match status {
                 RunStatus::BudgetExceeded | RunStatus::MaxSteps => exit::LIMIT,
                 RunStatus::Failed | RunStatus::Succeeded => exit::TOOL_FAILED,

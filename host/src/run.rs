@@ -193,7 +193,10 @@ impl RunJournal {
             tool: tool.into(),
             digest: digest.into(),
         })?;
-        self.end_step(step, gate)
+        self.end_step(step, gate)?;
+        // A resumed run takes over what the run chain entered: enter it durably now.
+        self.run_gate.send();
+        Ok(())
     }
 
     /// Seals a step's chain into the run chain.

@@ -490,25 +490,9 @@ impl Host {
                 ),
             });
         }
-        // Every component the run used, by digest; each must verify again with the
-        // signature and key the run recorded for it.
-        let trust = RecordedTrust {
-            recorded: events.iter().filter_map(recorded_signature).collect(),
-        };
-        let mut components = BTreeMap::new();
-        for (digest, bytes) in journal.blobs(&summary.run, "component")? {
-            let actual = Digest::of(&bytes).to_string();
-            if actual != digest {
-                return Err(Error::BundleInvalid {
-                    path: bundle.to_owned(),
-                    reason: format!("the bytes stored for component {digest} hash to {actual}"),
-                });
-            }
-            let label = bundle.join(&digest);
-            let none = Sidecars::default();
-            let loaded = Arc::new(self.load_checked(&label, &bytes, &none, &trust).await?);
-            components.insert(digest, loaded);
-        }
+        let components = self
+            .recorded_components(&journal, &summary.run, &events, bundle)
+            .await?;
         let replacement = match component {
             Some(path) => Some(Arc::new(self.load(path).await?)),
             None => None,
@@ -593,6 +577,38 @@ impl Host {
     }
 }
 
+impl Host {
+    /// Every component `run` of `journal` used, by digest; each must hash to its digest and
+    /// verify again with the signature and key the run recorded for it (`path` names the
+    /// journal in messages).
+    pub(crate) async fn recorded_components(
+        &self,
+        journal: &Journal,
+        run: &str,
+        events: &[Event],
+        path: &Path,
+    ) -> Result<BTreeMap<String, Arc<Plugin>>, Error> {
+        let trust = RecordedTrust {
+            recorded: events.iter().filter_map(recorded_signature).collect(),
+        };
+        let mut components = BTreeMap::new();
+        for (digest, bytes) in journal.blobs(run, "component")? {
+            let actual = Digest::of(&bytes).to_string();
+            if actual != digest {
+                return Err(Error::BundleInvalid {
+                    path: path.to_owned(),
+                    reason: format!("the bytes stored for component {digest} hash to {actual}"),
+                });
+            }
+            let label = path.join(&digest);
+            let none = Sidecars::default();
+            let loaded = Arc::new(self.load_checked(&label, &bytes, &none, &trust).await?);
+            components.insert(digest, loaded);
+        }
+        Ok(components)
+    }
+}
+
 /// What the invocations of one run share, nested calls to other tools included: the sandbox,
 /// the policy in force (in a replay, the recorded one), the tools that may be called, and
 /// the run's chains.
@@ -643,6 +659,27 @@ impl RunContext {
             chains,
             calls: AtomicU32::new(0),
             replay: true,
+        })
+    }
+
+    /// A resumed run's context: live, under the policy the interrupted run recorded.
+    pub(crate) fn resumed(
+        host: &Host,
+        policy: Policy,
+        tools: BTreeMap<String, Arc<Plugin>>,
+        chains: Chains,
+    ) -> Arc<Self> {
+        let store = host.journal.as_ref().map(Journal::path);
+        Arc::new(Self {
+            llm: Arc::new(Llm::new(policy.llm(), store)),
+            sandbox: host.sandbox.clone(),
+            bounds: policy.tool_bounds(),
+            policy: Arc::new(policy),
+            overrides: host.overrides,
+            tools: Arc::new(tools),
+            chains,
+            calls: AtomicU32::new(0),
+            replay: false,
         })
     }
 
@@ -1198,7 +1235,11 @@ fn wrong_world(plugin: &Plugin) -> Error {
 }
 
 /// The policy a recorded run was governed by, rebuilt from the bundle's policy texts.
-fn recorded_policy(journal: &Journal, run: &str, events: &[Event]) -> Result<Policy, String> {
+pub(crate) fn recorded_policy(
+    journal: &Journal,
+    run: &str,
+    events: &[Event],
+) -> Result<Policy, String> {
     let Some(EventKind::RunStarted { policies, .. }) = events.first().map(|e| &e.kind) else {
         return Err("its run does not start with run_started".into());
     };

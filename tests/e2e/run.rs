@@ -20,10 +20,14 @@ use crate::server::read_request;
 ///   time, so the steps making them must overlap; after 4 s alone it answers 504;
 /// - `/flaky/K`: drops the first K connections without an answer, then answers "ok";
 /// - `/hang`: answers after 4 s;
-/// - `/vote`: answers each request with the next of `VOTES`, in turn.
+/// - `/vote`: answers each request with the next of `VOTES`, in turn;
+/// - `/hold`: the first request waits 30 s (the test kills its run meanwhile), later ones
+///   answer at once.
 struct StepServer {
     port: u16,
     stop: Arc<AtomicBool>,
+    /// Requests for `/hold` so far.
+    held: Arc<AtomicUsize>,
 }
 
 #[derive(Default)]
@@ -39,18 +43,20 @@ impl StepServer {
         let stop = Arc::new(AtomicBool::new(false));
         let meeting = Arc::new(Meeting::default());
         let flaky = Arc::new(AtomicUsize::new(0));
+        let held = Arc::new(AtomicUsize::new(0));
         let stopping = stop.clone();
+        let holds = held.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if stopping.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let (meeting, flaky) = (meeting.clone(), flaky.clone());
-                std::thread::spawn(move || serve(stream, &meeting, &flaky));
+                let (meeting, flaky, holds) = (meeting.clone(), flaky.clone(), holds.clone());
+                std::thread::spawn(move || serve(stream, &meeting, &flaky, &holds));
             }
         });
-        Self { port, stop }
+        Self { port, stop, held }
     }
 
     fn url(&self, path: &str) -> String {
@@ -71,7 +77,7 @@ const VOTES: [&str; 3] = [
     "Bananas are yellow when they are ripe.",
 ];
 
-fn serve(stream: TcpStream, meeting: &Meeting, flaky: &AtomicUsize) {
+fn serve(stream: TcpStream, meeting: &Meeting, flaky: &AtomicUsize, held: &AtomicUsize) {
     let mut reader = BufReader::new(stream);
     let Some(request) = read_request(&mut reader) else {
         return;
@@ -102,6 +108,12 @@ fn serve(stream: TcpStream, meeting: &Meeting, flaky: &AtomicUsize) {
         ["vote"] => {
             let turn = flaky.fetch_add(1, Ordering::SeqCst);
             ("200 OK", VOTES[turn % VOTES.len()].to_string())
+        }
+        ["hold"] => {
+            if held.fetch_add(1, Ordering::SeqCst) == 0 {
+                std::thread::sleep(Duration::from_secs(30));
+            }
+            ("200 OK", "released".to_string())
         }
         ["hang"] => {
             std::thread::sleep(Duration::from_secs(4));
@@ -719,5 +731,121 @@ fn with_more_tools_than_top_k_the_planner_sees_those_closest_to_the_task() {
     assert_contains(
         result["reason"].as_str().unwrap(),
         &["no tool named 'calc' is available (available: text-stats)"],
+    );
+}
+
+#[test]
+fn resume_after_kill_9_skips_the_completed_steps() {
+    let server = StepServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("journal.db");
+    let policy = fetch_policy(dir.path(), &server);
+    let body = format!(
+        r#"timeout = "60s"
+[[config.steps]]
+id = "s1"
+tool = "calc"
+input = {{ expression = "2 + 3" }}
+
+[[config.steps]]
+id = "s2"
+tool = "calc"
+input = {{ expression = "{{{{s1.output.value}}}} * 10" }}
+
+[[config.steps]]
+id = "s3"
+tool = "fetch"
+input = {{ url = "{}" }}
+depends_on = ["s2"]
+
+[[config.steps]]
+id = "s4"
+tool = "calc"
+input = {{ expression = "{{{{s2.output.value}}}} + 1" }}
+depends_on = ["s3"]
+"#,
+        server.url("/hold")
+    );
+    let flow = workflow(dir.path(), "planners/static.wasm", &body);
+    let mut child = baton()
+        .env("BATON_STORE", &store)
+        .args([
+            "run",
+            flow.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill -9 once s3 waits on the server and the journal holds s1 and s2 (after plan:0).
+    let entered = || -> i64 {
+        rusqlite::Connection::open(&store)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM events WHERE chain = 'run' AND kind = 'step_ended'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while server.held.load(Ordering::SeqCst) == 0 || entered() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never reached s3"
+        );
+        std::thread::yield_now();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let listed = text_output(&run_with_store(&store, &["trace", "ls"]));
+    assert_contains(&listed, &["running"]);
+    let killed = listed.split_whitespace().next().unwrap().to_string();
+
+    let result_file = dir.path().join("resumed.json");
+    let bundle = dir.path().join("resumed.bundle");
+    let output = run_with_store(
+        &store,
+        &[
+            "run",
+            "--resume",
+            &killed,
+            "--output",
+            result_file.to_str().unwrap(),
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value =
+        serde_json::from_str(&std::fs::read_to_string(&result_file).unwrap()).unwrap();
+    assert_ne!(result["run"], killed);
+    for id in ["s1", "s2"] {
+        let taken = step(&result, id);
+        assert_eq!(taken["resumed_from"], killed.as_str(), "{result}");
+        assert_eq!(taken["attempts"], 0);
+    }
+    assert_eq!(step(&result, "s2")["output"]["value"], 50.0);
+    assert_eq!(step(&result, "s3")["output"]["body"], "released");
+    assert_eq!(step(&result, "s4")["output"]["value"], 51.0);
+    assert!(step(&result, "s4").get("resumed_from").is_none());
+    assert_eq!(server.held.load(Ordering::SeqCst), 2, "s3 ran once per run");
+    // The resumed run replays on its own, taken-over outputs included.
+    drop(server);
+    let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
+    assert!(replayed.starts_with("identical: "), "{replayed}");
+    // A run that succeeded has nothing to resume.
+    let resumed_run = result["run"].as_str().unwrap();
+    let again = run_with_store(&store, &["run", "--resume", resumed_run]);
+    assert_contains(
+        &error_line(&again, 2),
+        &["cannot resume run", "it succeeded"],
     );
 }

@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// Stream progress and the result as JSON lines on standard output
     #[arg(long)]
     json: bool,
+    /// Continue this interrupted (or stopped) run from the journal, without repeating the
+    /// steps it completed
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["target", "planner", "task", "input", "tools"])]
+    resume: Option<String>,
 }
 
 /// What `baton run` was asked to run, before the host exists: the host's policies and
@@ -63,6 +67,19 @@ impl Plan {
     /// Reads the workflow (if any) and layers its policies and budget under `options`.
     pub fn new(args: RunArgs, options: &mut HostOptions) -> Result<Self, Error> {
         let (workflow, task) = match (&args.planner, &args.target) {
+            _ if args.resume.is_some() => {
+                let workflow = Workflow {
+                    path: PathBuf::new(),
+                    task: None,
+                    input: Value::Null,
+                    planner: PathBuf::new(),
+                    tools: Vec::new(),
+                    policies: Vec::new(),
+                    budget: Default::default(),
+                    settings: Settings::default(),
+                };
+                (workflow, None)
+            }
             (Some(planner), task) => {
                 let workflow = Workflow {
                     path: PathBuf::new(),
@@ -151,24 +168,22 @@ pub async fn run(host: &mut Host, plan: Plan) -> Result<(), Error> {
         input,
         settings,
     } = plan;
-    for path in &tools {
-        if path.is_dir() {
-            let names = host.add_tools_from(path).await?;
-            tracing::info!("tools from {}: {}", path.display(), names.join(", "));
-        } else {
-            let tool = host.load(path).await?;
-            host.add_tool(tool)?;
-        }
-    }
-    let planner = std::sync::Arc::new(host.load(&planner).await?);
     let display = std::sync::Arc::new(Display::new(args.json));
-    let request = RunRequest {
-        planner,
-        task: &task,
-        input: &input,
-        settings: &settings,
+    let WorkflowRun { run, mut result } = match &args.resume {
+        Some(run) => host.resume_workflow(run, display.clone()).await?,
+        None => {
+            start(
+                host,
+                planner,
+                tools,
+                &task,
+                &input,
+                &settings,
+                display.clone(),
+            )
+            .await?
+        }
     };
-    let WorkflowRun { run, mut result } = host.run_workflow(request, display.clone()).await?;
     display.finish();
     if let (Some(run), Some(journal)) = (&run, host.journal()) {
         for denial in &run.denials {
@@ -197,6 +212,35 @@ pub async fn run(host: &mut Host, plan: Plan) -> Result<(), Error> {
             reason: result.reason.unwrap_or_default(),
         }),
     }
+}
+
+/// Loads the tools and the planner and runs them.
+async fn start(
+    host: &mut Host,
+    planner: PathBuf,
+    tools: Vec<PathBuf>,
+    task: &str,
+    input: &Value,
+    settings: &Settings,
+    display: std::sync::Arc<Display>,
+) -> Result<WorkflowRun, Error> {
+    for path in &tools {
+        if path.is_dir() {
+            let names = host.add_tools_from(path).await?;
+            tracing::info!("tools from {}: {}", path.display(), names.join(", "));
+        } else {
+            let tool = host.load(path).await?;
+            host.add_tool(tool)?;
+        }
+    }
+    let planner = std::sync::Arc::new(host.load(&planner).await?);
+    let request = RunRequest {
+        planner,
+        task,
+        input,
+        settings,
+    };
+    host.run_workflow(request, display).await
 }
 
 /// Writes `result` to `path` through a temporary file, so that a reader never sees half.
@@ -230,6 +274,9 @@ fn summarize(result: &RunResult) {
             step.tool,
             step.finished_ms - step.started_ms
         );
+        if let Some(run) = &step.resumed_from {
+            line += &format!(", taken over from run {run}");
+        }
         if step.attempts > 1 {
             line += &format!(", {} attempts", step.attempts);
         }

@@ -334,6 +334,9 @@ fn detail(kind: &EventKind) -> String {
                 *duration_us as f64 / 1000.0
             )
         }
+        EventKind::Resumed {
+            chain, output, run, ..
+        } => format!("taken over from run {run} ({chain}): {}", cut(output)),
         EventKind::StepEnded { step, root, events } => {
             format!("{step}: {events} events, root {root}")
         }

@@ -308,6 +308,20 @@ impl Gate {
         }
     }
 
+    /// Hands the events chained so far to the recorder now rather than in a later batch, so
+    /// that a crash after this loses none of them (live only).
+    pub fn send(&self) {
+        let mut inner = self.lock();
+        let state = &mut *inner;
+        if let Mode::Live {
+            recorder: Some(recorder),
+        } = &state.mode
+            && !state.unsent.is_empty()
+        {
+            recorder.events(std::mem::take(&mut state.unsent));
+        }
+    }
+
     /// Records (live) or checks (replay) an event the host itself produces.
     pub fn emit(&self, kind: EventKind) {
         let mut inner = self.lock();

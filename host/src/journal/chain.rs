@@ -463,6 +463,12 @@ mod tests {
                 task: "add".into(),
                 tools: vec![("calc".into(), "sha256:01".into())],
             },
+            EventKind::Resumed {
+                chain: "step:a".into(),
+                output: "{}".into(),
+                root: "r".into(),
+                run: "01k".into(),
+            },
             EventKind::StepEnded {
                 events: 3,
                 root: "r".into(),

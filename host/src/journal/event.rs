@@ -446,6 +446,14 @@ pub enum EventKind {
         capability: String,
         message: String,
     },
+    /// A step a resumed run did not run again (the only event of its chain): the output the
+    /// interrupted `run` recorded in `chain`, whose root hash was `root`.
+    Resumed {
+        chain: ChainId,
+        output: String,
+        root: String,
+        run: String,
+    },
     /// Last event of a step chain.
     InvocationEnded {
         /// Wall time in microseconds.
@@ -489,6 +497,7 @@ impl EventKind {
             EventKind::Verified { .. } => "verified",
             EventKind::Environment { .. } => "environment",
             EventKind::InvocationEnded { .. } => "invocation_ended",
+            EventKind::Resumed { .. } => "resumed",
             EventKind::StepEnded { .. } => "step_ended",
             EventKind::RunEnded { .. } => "run_ended",
         }

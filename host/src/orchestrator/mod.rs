@@ -15,6 +15,7 @@ pub mod workflow;
 
 mod discovery;
 mod evidence;
+mod resume;
 mod step;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -76,9 +77,17 @@ impl Host {
             );
         }
         let ledger = Ledger::run(self.budget);
-        let (record, result) = drive(ctx, journal, request, None, ledger, progress)
-            .await
-            .expect("a live run records, it cannot diverge");
+        let (record, result) = drive(
+            ctx,
+            journal,
+            request,
+            None,
+            BTreeMap::new(),
+            ledger,
+            progress,
+        )
+        .await
+        .expect("a live run records, it cannot diverge");
         Ok(WorkflowRun {
             run: Some(record).filter(|_| recorder.is_some()),
             result,
@@ -93,6 +102,7 @@ pub(crate) async fn drive(
     mut journal: RunJournal,
     request: RunRequest<'_>,
     recorded_settings: Option<&str>,
+    resumable: BTreeMap<String, resume::Resumed>,
     ledger: Arc<Ledger>,
     progress: Arc<dyn ProgressSink>,
 ) -> Result<(RunRecord, RunResult), Divergence> {
@@ -156,6 +166,7 @@ pub(crate) async fn drive(
         outputs: BTreeMap::new(),
         warned: false,
         planner_fuel: 0,
+        resumable,
     };
     let ending = run.plan_and_run().await?;
     let budget = run.ledger.report();
@@ -219,6 +230,8 @@ struct Orchestrator<'a> {
     warned: bool,
     /// Fuel the planner's decisions burned.
     planner_fuel: u64,
+    /// Outputs of an interrupted run's steps, by id, that this run takes over.
+    resumable: BTreeMap<String, resume::Resumed>,
 }
 
 impl Orchestrator<'_> {
@@ -507,6 +520,7 @@ impl Orchestrator<'_> {
             replicates: step.replicates,
             embedding_model: self.settings.embedding_model.clone(),
             progress: self.progress.clone(),
+            taken_over: self.taken_over(&step.id, &step.tool, &input),
             ledger: Ledger::step(
                 &self.ledger,
                 &step.id,
@@ -516,6 +530,20 @@ impl Orchestrator<'_> {
             ),
             started: self.started,
         })
+    }
+
+    /// What step `id` takes over instead of running: live, the output of the interrupted run
+    /// being resumed (same tool, same input); in a replay, what the record took over. The
+    /// event its chain records and the output.
+    fn taken_over(&self, id: &str, tool: &str, input: &Value) -> Option<(EventKind, String)> {
+        if self.ctx.is_replay() {
+            let events = self.ctx.chains().recorded(&step_chain(id))?;
+            let output = resume::Resumed::recorded(events)?;
+            return Some((events[0].kind.clone(), output));
+        }
+        let earlier = self.resumable.get(id)?;
+        let same_input = serde_json::from_str::<Value>(&earlier.input).is_ok_and(|v| v == *input);
+        (earlier.tool == tool && same_input).then(|| (earlier.event(), earlier.output.clone()))
     }
 
     fn elapsed_ms(&self) -> u64 {
@@ -651,6 +679,7 @@ pub(crate) async fn replay(host: &Host, recorded: Recorded<'_>) -> Result<Replay
         journal,
         request,
         Some(settings_text),
+        BTreeMap::new(),
         ledger,
         Arc::new(progress::Quiet),
     )

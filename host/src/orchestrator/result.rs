@@ -58,6 +58,9 @@ pub struct StepReport {
     pub tokens: u64,
     pub cost_usd: f64,
     pub cache_hits: u64,
+    /// The run whose output of this step a resumed run took over instead of running it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]

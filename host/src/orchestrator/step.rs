@@ -8,7 +8,7 @@ use crate::bindings::types::{Error as HostError, ToolError};
 use crate::budget::Ledger;
 use crate::effect::{Gate, NoSecrets, SecretRedactor};
 use crate::error::Error;
-use crate::journal::event::step_chain;
+use crate::journal::event::{EventKind, step_chain};
 use crate::policy::Source;
 use crate::runtime::{Plugin, RunContext, ToolCall, check_input};
 use crate::sandbox::SandboxError;
@@ -37,6 +37,9 @@ pub(super) struct StepJob {
     /// The model whose embeddings compare replicates' outputs.
     pub embedding_model: String,
     pub progress: Arc<dyn ProgressSink>,
+    /// Instead of running: the event the step's chain records and the output it takes over
+    /// (see `resume`).
+    pub taken_over: Option<(EventKind, String)>,
     pub ledger: Arc<Ledger>,
     /// When the run started.
     pub started: Instant,
@@ -95,6 +98,7 @@ impl StepDone {
                 tokens: 0,
                 cost_usd: 0.0,
                 cache_hits: 0,
+                resumed_from: None,
                 output: None,
                 error: Some(reason),
             },
@@ -112,9 +116,10 @@ impl StepJob {
             invocations,
             result,
             fuel,
-        } = match job.replicates > 1 {
-            true => job.clone().replicated().await,
-            false => job.clone().tried(job.id.clone()).await,
+        } = match (&job.taken_over, job.replicates > 1) {
+            (Some((event, output)), _) => job.take_over(event.clone(), output),
+            (None, true) => job.clone().replicated().await,
+            (None, false) => job.clone().tried(job.id.clone()).await,
         };
         let spent = job.ledger.report();
         let out_of_budget = result.as_ref().is_err_and(is_budget);
@@ -136,11 +141,34 @@ impl StepJob {
                 tokens: spent.spent.tokens,
                 cost_usd: dollars(spent.spent.usd),
                 cache_hits: spent.cache_hits,
+                resumed_from: match &job.taken_over {
+                    Some((EventKind::Resumed { run, .. }, _)) => Some(run.clone()),
+                    _ => None,
+                },
                 output,
                 error,
             },
             attempts,
             out_of_budget,
+        }
+    }
+
+    /// The step not run again: `output` taken over, recorded as `event` in its chain.
+    fn take_over(&self, event: EventKind, output: &str) -> Tried {
+        let gate = self
+            .ctx
+            .chains()
+            .gate(step_chain(&self.id), Arc::new(NoSecrets));
+        gate.emit(event);
+        let result = serde_json::from_str(output).map_err(|e| Error::OutputNotJson {
+            tool: self.plugin.name().to_string(),
+            reason: e.to_string(),
+        });
+        Tried {
+            attempts: vec![(self.id.clone(), gate)],
+            invocations: 0,
+            result,
+            fuel: 0,
         }
     }
 
