@@ -849,3 +849,115 @@ depends_on = ["s3"]
         &["cannot resume run", "it succeeded"],
     );
 }
+
+#[test]
+fn an_llm_step_of_a_paraphrased_second_run_is_served_from_the_cache() {
+    let server = crate::model_server::ModelServer::start(
+        Vec::new(),
+        crate::model_server::Reply::ok("Paris.", (9, 2)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(
+        dir.path(),
+        &(server.policy("test", "retries = 0")
+            + "input_per_1k = 1.0\noutput_per_1k = 2.0\n"
+            + "\n[cache]\nenabled = true\n\n[plugins.ask.llm]\nmodels = [\"test\"]\n"),
+    );
+    let flow = workflow(
+        dir.path(),
+        "planners/static.wasm",
+        "[[config.steps]]\nid = \"answer\"\ntool = \"ask\"\n\
+         input = { question = \"{{task}}\", model = \"test\" }\n",
+    );
+    let policy_arg = policy.to_str().unwrap();
+    let (output, first) = run_flow(
+        dir.path(),
+        &flow,
+        &[
+            "--policy",
+            policy_arg,
+            "--task",
+            "What is the capital of France?",
+        ],
+    );
+    assert!(output.status.success(), "{first}");
+    let answer = step(&first, "answer");
+    assert_eq!(answer["output"]["answer"], "Paris.");
+    assert_eq!(
+        (answer["tokens"].as_u64(), answer["cache_hits"].as_u64()),
+        (Some(11), Some(0))
+    );
+    // 9 input tokens at $1 per thousand, 2 output tokens at $2 per thousand.
+    assert_eq!(first["totals"]["cost_usd"], 0.013);
+    // A paraphrase: no request to the model, nothing spent, the hit counted and reported.
+    let (output, second) = run_flow(
+        dir.path(),
+        &flow,
+        &[
+            "--policy",
+            policy_arg,
+            "--task",
+            "what is the capital city of France?",
+            "--json",
+        ],
+    );
+    assert!(output.status.success(), "{second}");
+    assert_eq!(server.requests().len(), 1);
+    let answer = step(&second, "answer");
+    assert_eq!(answer["output"]["answer"], "Paris.");
+    assert_eq!(
+        (answer["tokens"].as_u64(), answer["cache_hits"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(second["totals"]["cache_hits"], 1);
+    assert_contains(&second["budget"].to_string(), &["1 cache hit"]);
+    let events = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        events.lines().any(|l| l.contains(r#""event":"cache_hit""#)),
+        "{events}"
+    );
+}
+
+#[test]
+fn an_optional_step_denied_egress_skips_its_dependents_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = r#"
+[[config.steps]]
+id = "metadata"
+tool = "fetch"
+input = { url = "http://169.254.169.254/latest/meta-data" }
+optional = true
+
+[[config.steps]]
+id = "parse"
+tool = "json-query"
+input = { document = "{{metadata.output.body}}", query = "$" }
+depends_on = ["metadata"]
+
+[[config.steps]]
+id = "sum"
+tool = "calc"
+input = { expression = "1 + 1" }
+"#;
+    let flow = workflow(dir.path(), "planners/static.wasm", body);
+    let (output, result) = run_flow(dir.path(), &flow, &[]);
+    assert!(output.status.success(), "{result}");
+    let statuses: Vec<(&str, &str)> = result["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [("metadata", "failed"), ("parse", "skipped"), ("sum", "ok")]
+    );
+    assert_eq!(result["output"], json!({"sum": {"value": 2.0}}));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("denied: http: ") && l.contains("169.254.169.254")),
+        "{stderr}"
+    );
+}

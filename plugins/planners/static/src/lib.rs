@@ -8,7 +8,8 @@
 //!   condition does not hold it is skipped, and so is everything that depends on it;
 //! - once nothing is left to run, the planner finishes with `output` (a template over the
 //!   steps' outputs; by default every step's output by id);
-//! - a failed step fails the run, naming the step and its error.
+//! - a failed step fails the run, naming the step and its error, unless it is `optional`:
+//!   then only the steps that depend on it (by `depends_on`) are skipped.
 //!
 //! The planner holds no state between calls: what has run is read from the run state.
 
@@ -16,7 +17,7 @@ wit_bindgen::generate!({ path: "../../../wit", world: "baton:plugin/planner" });
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use baton::plugin::types::Step;
+use baton::plugin::types::{Step, ToolError};
 use exports::baton::plugin::planner_api::{Decision, Guest, PlannerInfo, RunState};
 use serde::Deserialize;
 use serde_json::Value;
@@ -40,6 +41,9 @@ struct PlanStep {
     when: Option<Condition>,
     #[serde(default)]
     replicates: u32,
+    /// Whether the run goes on when this step fails.
+    #[serde(default)]
+    optional: bool,
 }
 
 #[derive(Deserialize)]
@@ -82,7 +86,8 @@ const CONFIG_SCHEMA: &str = r#"{
         "id": {"type": "string"}, "tool": {"type": "string"}, "input": {},
         "depends_on": {"type": "array", "items": {"type": "string"}},
         "when": {"type": "object", "required": ["step"]},
-        "replicates": {"type": "integer", "minimum": 0}
+        "replicates": {"type": "integer", "minimum": 0},
+        "optional": {"type": "boolean"}
       }
     }},
     "output": {}
@@ -115,6 +120,7 @@ fn plan(state: &RunState) -> Result<Decision, String> {
     let config: Config = serde_json::from_str(&state.config)
         .map_err(|e| format!("the workflow's [config] is not a static plan: {e}"))?;
     let mut outputs: BTreeMap<&str, Value> = BTreeMap::new();
+    let mut failed: BTreeMap<&str, String> = BTreeMap::new();
     for result in &state.results {
         match &result.output {
             Ok(text) => {
@@ -122,12 +128,35 @@ fn plan(state: &RunState) -> Result<Decision, String> {
                 outputs.insert(&result.id, output);
             }
             Err(error) => {
-                return Err(format!(
-                    "step '{}' ({}) failed: {error:?}",
-                    result.id, result.tool
-                ));
+                let reason = format!(
+                    "step '{}' ({}) failed: {}",
+                    result.id,
+                    result.tool,
+                    describe(error)
+                );
+                failed.insert(&result.id, reason);
             }
         }
+    }
+    // Failures that may be: optional steps, and the steps skipped because of them.
+    let mut tolerated: BTreeSet<&str> = BTreeSet::new();
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for step in &config.steps {
+            let id = step.id.as_str();
+            let may_fail = step.optional
+                || step
+                    .depends_on
+                    .iter()
+                    .any(|d| tolerated.contains(d.as_str()));
+            if failed.contains_key(id) && may_fail && tolerated.insert(id) {
+                changed = true;
+            }
+        }
+    }
+    if let Some((_, reason)) = failed.iter().find(|(id, _)| !tolerated.contains(*id)) {
+        return Err(reason.clone());
     }
     // Skipped: a decided condition that does not hold, or a dependency that was skipped.
     let mut skipped: BTreeSet<&str> = BTreeSet::new();
@@ -135,7 +164,8 @@ fn plan(state: &RunState) -> Result<Decision, String> {
     while changed {
         changed = false;
         for step in &config.steps {
-            if skipped.contains(step.id.as_str()) || outputs.contains_key(step.id.as_str()) {
+            let id = step.id.as_str();
+            if skipped.contains(id) || outputs.contains_key(id) || failed.contains_key(id) {
                 continue;
             }
             let condition_false = step
@@ -161,7 +191,11 @@ fn plan(state: &RunState) -> Result<Decision, String> {
         changed = false;
         for step in &config.steps {
             let id = step.id.as_str();
-            if ready.contains(id) || skipped.contains(id) || outputs.contains_key(id) {
+            if ready.contains(id)
+                || skipped.contains(id)
+                || outputs.contains_key(id)
+                || failed.contains_key(id)
+            {
                 continue;
             }
             let decided = step
@@ -206,6 +240,15 @@ fn plan(state: &RunState) -> Result<Decision, String> {
         })
         .collect();
     Ok(Decision::Call(steps))
+}
+
+/// A step's error as a sentence.
+fn describe(error: &ToolError) -> String {
+    match error {
+        ToolError::InvalidInput(m) => format!("invalid input: {m}"),
+        ToolError::Failed(m) => m.clone(),
+        ToolError::Host(e) => format!("{e:?}"),
+    }
 }
 
 export!(StaticPlanner);
