@@ -486,7 +486,7 @@ fn demo() -> Result<()> {
         .strip_prefix(&ws.root)
         .unwrap_or(&demo_dir)
         .to_owned();
-    let bundle = shown_demo.join("effects.bundle").display().to_string();
+    let bundle = shown_demo.join("brief.bundle").display().to_string();
     // A copy of calc changed after it was signed (its signature copied beside it).
     let tampered = demo_dir.join("tampered.wasm");
     let mut bytes = std::fs::read(plugins.join("calc.wasm")).map_err(|e| e.to_string())?;
@@ -506,14 +506,7 @@ fn demo() -> Result<()> {
     )
     .map_err(|e| format!("cannot write {llm_policy:?}: {e}"))?;
     let llm_policy = shown_demo.join("llm-policy.toml").display().to_string();
-    let cache_policy = demo_dir.join("cache-policy.toml");
-    std::fs::write(
-        &cache_policy,
-        "# The demo's cache: answers are reused for the same or a paraphrased question.\n\
-         [cache]\nenabled = true\n",
-    )
-    .map_err(|e| format!("cannot write {cache_policy:?}: {e}"))?;
-    let cache_policy = shown_demo.join("cache-policy.toml").display().to_string();
+    let brief = "examples/brief/workflow.toml";
     let steps = [
         step(
             "Every plugin is signed; who signed it, and what it says it is:",
@@ -526,37 +519,42 @@ fn demo() -> Result<()> {
             4,
         ),
         step(
+            "The main job: a workflow. The static planner hands Baton a plan; the local model \
+             answers while two other steps run beside it; a step the policy grants no egress is \
+             refused (and journaled), and the run goes on; the budget is reported; the whole \
+             run goes to one bundle:",
+            &["run", brief, "--bundle", &bundle],
+            0,
+        ),
+        step(
+            "The same workflow with the question paraphrased: the model is not asked again, the \
+             answer comes from the completion cache, and the summary counts the hit:",
+            &["run", brief, "--task", "What's the capital of Italy?"],
+            0,
+        ),
+        step(
+            "The first run replays offline, bit for bit, from its bundle alone: no model, no \
+             network, every event compared:",
+            &["replay", &bundle],
+            0,
+        ),
+        step(
+            "A run's record verifies: every hash recomputed:",
+            &["trace", "verify", &bundle],
+            0,
+        ),
+        step(
             "What a component is, before running it:",
             &["inspect", &calc],
             0,
         ),
         step(
-            "A tool call: input checked against the tool's schema, run in a sandbox:",
+            "One tool call: input checked against the tool's schema, run in a sandbox:",
             &[
                 "call",
                 &calc,
                 "--input",
                 r#"{"expression": "2 * (3 + 4) ^ 2"}"#,
-            ],
-            0,
-        ),
-        step(
-            "Another tool:",
-            &[
-                "call",
-                &p("text-stats.wasm"),
-                "--input",
-                r#"{"text": "one two\nthree"}"#,
-            ],
-            0,
-        ),
-        step(
-            "A JSONPath query:",
-            &[
-                "call",
-                &p("json-query.wasm"),
-                "--input",
-                r#"{"document": {"items": [{"name": "pen", "price": 2}, {"name": "ink", "price": 12}]}, "query": "$.items[?@.price < 10].name"}"#,
             ],
             0,
         ),
@@ -591,73 +589,6 @@ fn demo() -> Result<()> {
             "A component that imports something Baton does not provide is refused (exit 2):",
             &["call", &p("testing/forbidden-import.wasm"), "--input", "{}"],
             2,
-        ),
-        step(
-            "Nothing is reachable without a grant: a fetch is denied, and the denial journaled (exit 1):",
-            &[
-                "call",
-                &p("fetch.wasm"),
-                "--input",
-                r#"{"url": "http://169.254.169.254/latest/meta-data"}"#,
-            ],
-            1,
-        ),
-        step(
-            "Every call is recorded in a hash-chained journal; this one also goes to a bundle:",
-            &[
-                "call",
-                &p("testing/effects.wasm"),
-                "--input",
-                r#"{"random_bytes": 8, "logs": 2}"#,
-                "--bundle",
-                &bundle,
-            ],
-            0,
-        ),
-        step(
-            "The bundle replays offline, bit for bit: same clock readings, same random bytes:",
-            &["replay", &bundle],
-            0,
-        ),
-        step("Its timeline:", &["trace", "show", &bundle], 0),
-        step(
-            "A local model (SmolLM2-135M, run with candle) answers offline, through the host's \
-             routes and budget:",
-            &[
-                "llm",
-                "complete",
-                "What is the capital of France? Answer in one sentence.",
-                "--max-tokens",
-                "24",
-            ],
-            0,
-        ),
-        step(
-            "With the completion cache on, a question is answered by the model once...",
-            &[
-                "llm",
-                "complete",
-                "What is the capital of Italy? Answer in one sentence.",
-                "--max-tokens",
-                "24",
-                "--policy",
-                &cache_policy,
-            ],
-            0,
-        ),
-        step(
-            "...and a paraphrase of it is served from the cache: no model call, nothing spent \
-             (the summary counts the cache hit):",
-            &[
-                "llm",
-                "complete",
-                "What's the capital of Italy? Answer in one sentence.",
-                "--max-tokens",
-                "24",
-                "--policy",
-                &cache_policy,
-            ],
-            0,
         ),
         step(
             "How close two texts are in meaning, by the local embedding model \
@@ -716,6 +647,8 @@ fn shell_words(args: &[String]) -> String {
                 .all(|c| c.is_ascii_alphanumeric() || "-_./=".contains(c))
             {
                 a.clone()
+            } else if a.contains('\'') {
+                format!("\"{a}\"")
             } else {
                 format!("'{a}'")
             }

@@ -283,8 +283,10 @@ fn summarize(result: &RunResult) {
         if step.tokens > 0 {
             line += &format!(", {} tokens", step.tokens);
         }
-        if step.cache_hits > 0 {
-            line += &format!(", {} cache hits", step.cache_hits);
+        match step.cache_hits {
+            0 => {}
+            1 => line += ", 1 cache hit",
+            n => line += &format!(", {n} cache hits"),
         }
         if let Some(error) = &step.error {
             line += &format!(": {}", baton::sandbox::truncate(error, 160));
