@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde_json::Value;
 use wasmtime::component::InstancePre;
 
-use crate::bindings::types::{Error as HostError, PlannerInfo, PromptInfo, ToolError, ToolInfo};
+use crate::bindings::types::{
+    Error as HostError, Message, PlannerInfo, PromptInfo, Role, TokenBudget, ToolError, ToolInfo,
+};
 use crate::bindings::{planner_api, prompt_api, tool_api};
 use crate::budget::{BudgetLimits, BudgetReport, Hold, Ledger, Spend};
 use crate::caps::tools::Caller;
@@ -165,6 +167,8 @@ pub struct Host {
     pub(crate) overrides: LimitsSpec,
     /// Tools other tools may call through the host (as their policy allows), by name.
     pub(crate) tools: Arc<BTreeMap<String, Arc<Plugin>>>,
+    /// Prompts a run's planner may render, by name.
+    pub(crate) prompts: Arc<BTreeMap<String, Arc<Plugin>>>,
     pub(crate) journal: Option<Journal>,
     /// The policy files in force and their texts, as runs record and bundles carry them.
     pub(crate) policy_files: Vec<(PolicyRef, Arc<[u8]>)>,
@@ -207,6 +211,7 @@ impl Host {
             policy: Arc::new(policy),
             overrides: options.limits,
             tools: Arc::default(),
+            prompts: Arc::default(),
             journal,
             llm: Arc::new(llm),
             budget,
@@ -224,6 +229,20 @@ impl Host {
             });
         }
         Arc::make_mut(&mut self.tools).insert(plugin.name().to_string(), Arc::new(plugin));
+        Ok(())
+    }
+
+    /// Makes a loaded prompt renderable by the planner of a run, under its name (a later
+    /// prompt of the same name replaces it). Other worlds are refused.
+    pub fn add_prompt(&mut self, plugin: Plugin) -> Result<(), Error> {
+        if !matches!(plugin.entry, Entry::Prompt(_)) {
+            return Err(Error::WrongWorld {
+                path: plugin.loaded.source.clone(),
+                world: plugin.loaded.shape.world,
+                what: "only prompts can be rendered",
+            });
+        }
+        Arc::make_mut(&mut self.prompts).insert(plugin.name().to_string(), Arc::new(plugin));
         Ok(())
     }
 
@@ -548,7 +567,7 @@ impl Host {
                 Arc::new(NoSecrets),
             )
             .map_err(Error::Diverged)?;
-        let ctx = RunContext::replay(self, policy, tools, run.chains());
+        let ctx = RunContext::replay(self, policy, (tools, BTreeMap::new()), run.chains());
         let mode = CallMode::Replay {
             timed_out_after: recorded.timed_out_after,
         };
@@ -617,6 +636,8 @@ pub(crate) struct RunContext {
     policy: Arc<Policy>,
     overrides: LimitsSpec,
     tools: Arc<BTreeMap<String, Arc<Plugin>>>,
+    /// Prompts the run's planner may render, by name.
+    prompts: Arc<BTreeMap<String, Arc<Plugin>>>,
     bounds: ToolBounds,
     chains: Chains,
     /// Calls to other tools made so far in this run.
@@ -634,6 +655,7 @@ impl RunContext {
             policy: host.policy.clone(),
             overrides: host.overrides,
             tools: host.tools.clone(),
+            prompts: host.prompts.clone(),
             bounds: host.policy.tool_bounds(),
             chains,
             calls: AtomicU32::new(0),
@@ -646,7 +668,7 @@ impl RunContext {
     pub(crate) fn replay(
         host: &Host,
         policy: Policy,
-        tools: BTreeMap<String, Arc<Plugin>>,
+        (tools, prompts): Components,
         chains: Chains,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -656,6 +678,7 @@ impl RunContext {
             policy: Arc::new(policy),
             overrides: LimitsSpec::default(),
             tools: Arc::new(tools),
+            prompts: Arc::new(prompts),
             chains,
             calls: AtomicU32::new(0),
             replay: true,
@@ -666,7 +689,7 @@ impl RunContext {
     pub(crate) fn resumed(
         host: &Host,
         policy: Policy,
-        tools: BTreeMap<String, Arc<Plugin>>,
+        (tools, prompts): Components,
         chains: Chains,
     ) -> Arc<Self> {
         let store = host.journal.as_ref().map(Journal::path);
@@ -677,6 +700,7 @@ impl RunContext {
             policy: Arc::new(policy),
             overrides: host.overrides,
             tools: Arc::new(tools),
+            prompts: Arc::new(prompts),
             chains,
             calls: AtomicU32::new(0),
             replay: false,
@@ -698,6 +722,11 @@ impl RunContext {
     /// The tools steps may call, by name.
     pub(crate) fn tools(&self) -> &BTreeMap<String, Arc<Plugin>> {
         &self.tools
+    }
+
+    /// The prompts the planner may render, by name.
+    pub(crate) fn prompts(&self) -> &BTreeMap<String, Arc<Plugin>> {
+        &self.prompts
     }
 
     /// What `plugin` may reach in this run (in a replay, what it was recorded with).
@@ -780,27 +809,8 @@ impl RunContext {
             )));
         }
         let record =
-            |chain: String, sealed: Option<Sealed>, outcome: &Result<String, HostError>| {
-                let (events, root) = sealed.map_or((0, String::new()), |s| (s.events, s.root));
-                EventKind::ToolCall {
-                    chain,
-                    events,
-                    input: input.into(),
-                    outcome: match outcome {
-                        Ok(output) => ToolCallOutcome::Returned {
-                            output: output.clone(),
-                        },
-                        Err(e) => {
-                            let (kind, message) = host_error_parts(e);
-                            ToolCallOutcome::Failed {
-                                kind: kind.into(),
-                                message: message.into(),
-                            }
-                        }
-                    },
-                    root,
-                    tool: name.into(),
-                }
+            |chain: String, sealed: Option<&Sealed>, outcome: &Result<String, HostError>| {
+                nested_call_record(name, input, chain, sealed, outcome)
             };
         let prepared = self.tools.get(name).cloned().ok_or_else(|| {
             HostError::Unavailable(format!(
@@ -851,10 +861,109 @@ impl RunContext {
         };
         caller_gate.absorb(&sealed);
         // The callee's secrets stay out of the caller's chain too.
-        let mut event = record(chain, Some(sealed), &result);
+        let mut event = record(chain, Some(&sealed), &result);
         redactor.redact(&mut event);
         caller_gate.emit(event);
         result
+    }
+
+    /// The planner in `caller`'s chain rendering the prompt `name`: run in its own sandbox,
+    /// under its own policy, with its own chain (`<caller chain>/<index>`), and recorded in
+    /// the caller's chain as a `tool_call` event (named after the prompt) sealing that chain.
+    pub(crate) async fn render_prompt(
+        self: &Arc<Self>,
+        caller: &Caller,
+        caller_gate: &Arc<Gate>,
+        index: u32,
+        name: &str,
+        vars: &str,
+        budget: TokenBudget,
+    ) -> Result<Vec<Message>, HostError> {
+        let input = serde_json::json!({
+            "budget": {"max_tokens": budget.max_tokens, "model": budget.model},
+            "vars": vars,
+        })
+        .to_string();
+        let prepared = match self.prompts.get(name) {
+            None => Err(HostError::Unavailable(format!(
+                "no prompt named '{name}' is loaded; name it in the workflow's prompts"
+            ))),
+            Some(prompt) => self
+                .access(prompt)
+                .map(|access| (prompt.clone(), access))
+                .map_err(|e| HostError::Failed(e.to_string())),
+        };
+        let (prompt, access) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                let outcome = Err(e);
+                caller_gate.emit(nested_call_record(
+                    name,
+                    &input,
+                    String::new(),
+                    None,
+                    &outcome,
+                ));
+                return outcome.map(|_| Vec::new());
+            }
+        };
+        self.chains.blob(
+            "component",
+            &prompt.loaded.digest.to_string(),
+            &prompt.loaded.bytes,
+        );
+        let chain = format!("{}/{index}", caller.chain);
+        let (limits, mode) = self.limits_and_mode(&chain, &prompt, None);
+        let redactor = Arc::new(SecretRedactor::new(&access.secrets));
+        let gate = self.chains.gate(chain.clone(), redactor.clone());
+        let Entry::Prompt(entry) = &prompt.entry else {
+            unreachable!("add_prompt admits only prompts")
+        };
+        let rendered = std::sync::OnceLock::new();
+        let call = async |store: &mut wasmtime::Store<HostState>, instance: &_| {
+            let messages = entry
+                .load(&mut *store, instance)?
+                .call_render(&mut *store, vars, &budget)
+                .await?;
+            Ok(match messages {
+                Ok(messages) => {
+                    let text = messages_json(&messages);
+                    let _ = rendered.set(messages);
+                    Ok(text)
+                }
+                Err(e) => Err(ToolError::Host(e)),
+            })
+        };
+        let result = Box::pin(self.invoke_with(
+            &prompt,
+            &input,
+            &limits,
+            access,
+            &gate,
+            mode,
+            caller.depth + 1,
+            &caller.ledger,
+            call,
+        ))
+        .await;
+        let outcome = match result {
+            Ok((Ok(text), _)) => Ok(text),
+            Ok((Err(ToolError::Host(e)), _)) => Err(e),
+            Ok((Err(e), _)) => Err(HostError::Failed(format!("prompt '{name}' failed: {e:?}"))),
+            Err(e) => Err(HostError::Failed(e.to_string())),
+        };
+        let sealed = match gate.seal() {
+            Ok(sealed) => sealed,
+            Err(divergence) => {
+                caller_gate.diverged(divergence);
+                return Err(HostError::Failed("the replay diverged".into()));
+            }
+        };
+        caller_gate.absorb(&sealed);
+        let mut event = nested_call_record(name, &input, chain, Some(&sealed), &outcome);
+        redactor.redact(&mut event);
+        caller_gate.emit(event);
+        outcome.map(|_| rendered.into_inner().expect("render returned messages"))
     }
 
     /// One invocation of a tool in its step's chain: `invocation_started`, the sandboxed
@@ -1008,6 +1117,7 @@ impl RunContext {
                 depth,
                 ledger: ledger.clone(),
                 digest: plugin.digest.as_str().into(),
+                may_render: matches!(plugin.entry, Entry::Planner(_)),
             }),
         };
         let Outcome { mut result, usage } = self.sandbox.run(&plugin.pre, &invocation, call).await;
@@ -1160,6 +1270,54 @@ fn recorded_limits(recorded: &RecordedCall, source: &str) -> ResolvedLimits {
         timeout: or_budget(recorded.limits.budget_timeout),
         output: source.clone(),
     }
+}
+
+/// The `tool_call` event recording a nested call (of a tool, or a prompt's render) in the
+/// caller's chain: `chain` is the callee's (empty if it never ran), sealed by `sealed`.
+fn nested_call_record(
+    name: &str,
+    input: &str,
+    chain: String,
+    sealed: Option<&Sealed>,
+    outcome: &Result<String, HostError>,
+) -> EventKind {
+    let (events, root) = sealed.map_or((0, String::new()), |s| (s.events, s.root.clone()));
+    EventKind::ToolCall {
+        chain,
+        events,
+        input: input.into(),
+        outcome: match outcome {
+            Ok(output) => ToolCallOutcome::Returned {
+                output: output.clone(),
+            },
+            Err(e) => {
+                let (kind, message) = host_error_parts(e);
+                ToolCallOutcome::Failed {
+                    kind: kind.into(),
+                    message: message.into(),
+                }
+            }
+        },
+        root,
+        tool: name.into(),
+    }
+}
+
+/// Rendered messages as journaled: `[{"role": ..., "content": ...}]`.
+fn messages_json(messages: &[Message]) -> String {
+    let messages: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let role = match m.role {
+                Role::System => "system",
+                Role::User => "user",
+                Role::Assistant => "assistant",
+                Role::Tool => "tool",
+            };
+            serde_json::json!({"role": role, "content": m.content})
+        })
+        .collect();
+    Value::Array(messages).to_string()
 }
 
 /// What a caller receives when the tool it called fails.
@@ -1382,6 +1540,9 @@ impl Recorded<'_> {
             .any(|e| matches!(e.kind, EventKind::Workflow { .. }))
     }
 }
+
+/// A run's tools and prompts, each by name.
+pub(crate) type Components = (BTreeMap<String, Arc<Plugin>>, BTreeMap<String, Arc<Plugin>>);
 
 /// The tools among `plugins`, by name.
 pub(crate) fn tools_by_name(

@@ -961,3 +961,188 @@ input = { expression = "1 + 1" }
         "{stderr}"
     );
 }
+
+mod react {
+    use super::*;
+    use crate::model_server::{ModelServer, Reply};
+
+    /// A react workflow in `dir` with the `calc` tool, the model `test` served by `server`,
+    /// and `config` as the planner's `[config]` body.
+    fn flow(dir: &Path, server: &ModelServer, config: &str) -> (PathBuf, PathBuf) {
+        let policy = write_policy(
+            dir,
+            &(server.policy("test", "retries = 0")
+                + "\n[plugins.react.llm]\nmodels = [\"test\"]\n\
+                   \n[plugins.react-prompt.llm]\nmodels = [\"test\"]\n"),
+        );
+        let path = dir.join("react.toml");
+        let text = format!(
+            "planner = {:?}\nprompts = [{:?}]\ntools = [{:?}]\nmax_steps = 8\n\
+             task = \"What is 6 times 7?\"\n[config]\nmodel = \"test\"\n{config}",
+            plugin("planners/react.wasm"),
+            plugin("prompts/react.wasm"),
+            plugin("calc.wasm"),
+        );
+        std::fs::write(&path, text).unwrap();
+        (path, policy)
+    }
+
+    /// The user message of the `n`th request the model server got.
+    fn user_message(server: &ModelServer, n: usize) -> String {
+        let body = &server.requests()[n].body;
+        body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["role"] == "user")
+            .unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn the_model_chooses_a_tool_sees_its_result_and_finishes() {
+        let server = ModelServer::start(
+            vec![Reply::ok(r#"CALL calc {"expression": "6 * 7"}"#, (50, 9))],
+            Reply::ok("FINISH 6 times 7 is 42.", (60, 7)),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (flow, policy) = flow(dir.path(), &server, "");
+        let bundle = dir.path().join("run.bundle");
+        let (output, result) = run_flow(
+            dir.path(),
+            &flow,
+            &[
+                "--policy",
+                policy.to_str().unwrap(),
+                "--bundle",
+                bundle.to_str().unwrap(),
+            ],
+        );
+        assert!(output.status.success(), "{result}");
+        assert_eq!(result["output"], json!({"answer": "6 times 7 is 42."}));
+        assert_eq!(step(&result, "step1")["output"]["value"], 42.0);
+        assert_eq!(result["totals"]["decisions"], 2);
+        assert_eq!(result["totals"]["tokens"], 126);
+        // The prompt component rendered the protocol, the task, the tools, then the result.
+        assert_eq!(server.requests().len(), 2);
+        assert_contains(
+            &user_message(&server, 0),
+            &["Task: What is 6 times 7?", "- calc: "],
+        );
+        assert_contains(
+            &user_message(&server, 1),
+            &[r#"step1 (calc) returned: {"value":42.0}"#],
+        );
+        // The whole loop replays without the model server.
+        drop(server);
+        let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
+        assert!(replayed.starts_with("identical: "), "{replayed}");
+    }
+
+    /// Three calls of `json-query` echoing long texts, then an answer.
+    fn long_results_server() -> ModelServer {
+        let calls = ["alpha", "bravo", "charlie"]
+            .iter()
+            .map(|word| {
+                let text = format!("{word} ").repeat(40);
+                let call = json!({"document": {"text": text}, "query": "$.text"});
+                Reply::ok(&format!("CALL json-query {call}"), (10, 10))
+            })
+            .collect();
+        ModelServer::start(calls, Reply::ok("FINISH done", (10, 2)))
+    }
+
+    /// The line of `step` among the results of `message`.
+    fn result_line<'m>(message: &'m str, step: &str) -> &'m str {
+        message
+            .lines()
+            .find(|l| l.starts_with(&format!("{step} (")))
+            .unwrap_or_else(|| panic!("no {step} in {message}"))
+    }
+
+    #[test]
+    fn the_prompt_condenses_then_drops_the_oldest_results_to_fit_its_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let query = plugin("json-query.wasm");
+        // First with room for everything, to measure the parts of the prompt.
+        let server = long_results_server();
+        let (flow_path, policy) = flow(dir.path(), &server, "context_tokens = 100000\n");
+        let args = [
+            "--policy",
+            policy.to_str().unwrap(),
+            "--tools",
+            query.to_str().unwrap(),
+        ];
+        let (output, _) = run_flow(dir.path(), &flow_path, &args);
+        assert!(output.status.success());
+        let full = user_message(&server, 3);
+        let body = &server.requests()[3].body;
+        let system = body["messages"][0]["content"].as_str().unwrap().len();
+        let (l1, l2, l3) = (
+            result_line(&full, "step1").len(),
+            result_line(&full, "step2").len(),
+            result_line(&full, "step3").len(),
+        );
+        // The test provider counts a token per byte. Room for the fixed parts (with the
+        // reserve for a "left out" line), the newest result whole and the next condensed.
+        let fixed =
+            system + full.len() - (l1 + l2 + l3 + 2) + "(999999 earlier results left out)\n".len();
+        let condensed = 80 + "… (condensed)".len();
+        let budget = fixed + l3 + condensed + 20;
+        assert!(
+            l2 > condensed + 20,
+            "the results must be long enough to condense"
+        );
+
+        let server = long_results_server();
+        let (flow_path, policy) =
+            flow(dir.path(), &server, &format!("context_tokens = {budget}\n"));
+        let args = [
+            "--policy",
+            policy.to_str().unwrap(),
+            "--tools",
+            query.to_str().unwrap(),
+        ];
+        let (output, result) = run_flow(dir.path(), &flow_path, &args);
+        assert!(output.status.success(), "{result}");
+        let last = user_message(&server, 3);
+        // The newest result whole, the one before condensed, the oldest left out (and said).
+        assert_eq!(result_line(&last, "step3"), result_line(&full, "step3"));
+        assert!(
+            result_line(&last, "step2").ends_with("… (condensed)"),
+            "{last}"
+        );
+        assert!(!last.contains("step1 ("), "{last}");
+        assert_contains(&last, &["(1 earlier results left out)"]);
+    }
+
+    #[test]
+    fn a_local_model_that_ignores_the_protocol_still_ends_the_run_with_its_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = write_policy(
+            dir.path(),
+            "[plugins.react.llm]\nmodels = [\"smollm2\"]\n\
+             [plugins.react-prompt.llm]\nmodels = [\"smollm2\"]\n",
+        );
+        let path = dir.path().join("react.toml");
+        let text = format!(
+            "planner = {:?}\nprompts = [{:?}]\ntools = [{:?}]\nmax_steps = 4\ntimeout = \"60s\"\n\
+             task = \"What is 6 times 7? Use the calc tool.\"\n[config]\nmax_tokens = 48\n",
+            plugin("planners/react.wasm"),
+            plugin("prompts/react.wasm"),
+            plugin("calc.wasm"),
+        );
+        std::fs::write(&path, text).unwrap();
+        let (output, result) = run_flow(
+            dir.path(),
+            &path,
+            &["--policy", policy.to_str().unwrap(), "--timeout", "60s"],
+        );
+        // SmolLM2-135M may call calc or answer at once; either way the loop ends in an answer.
+        assert!(output.status.success(), "{result}");
+        assert!(result["output"]["answer"].is_string(), "{result}");
+        assert!(result["totals"]["llm_calls"].as_u64().unwrap() >= 1);
+    }
+}

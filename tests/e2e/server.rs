@@ -5,6 +5,7 @@
 //! - `/big`: 200 with 64 KiB of body
 //! - `/redirect`: 302 to `http://10.255.0.1:<port>/hello`
 //! - `/slow`: 200 "slow" after 200 ms
+//! - `/wait/N`: 200 "waited" after N milliseconds
 //! - anything else: 404
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -152,6 +153,13 @@ fn serve<S: Read + Write>(stream: S, port: u16, seen: &Mutex<Vec<Seen>>) {
             std::thread::sleep(Duration::from_millis(200));
             ("200 OK", String::new(), b"slow".to_vec())
         }
+        wait if wait.starts_with("/wait/") => match wait["/wait/".len()..].parse() {
+            Ok(ms) => {
+                std::thread::sleep(Duration::from_millis(ms));
+                ("200 OK", String::new(), b"waited".to_vec())
+            }
+            Err(_) => ("400 Bad Request", String::new(), b"not a number".to_vec()),
+        },
         _ => ("404 Not Found", String::new(), b"no such page".to_vec()),
     };
     let stream = reader.get_mut();

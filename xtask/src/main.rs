@@ -306,9 +306,11 @@ fn build_plugins() -> Result<PathBuf> {
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {dir:?}: {e}"))?;
         let artifact = built.join(format!("{}.wasm", plugin.artifact));
         if plugin.features.is_empty() {
-            // Planners are named by what they do: `static-planner` is `planners/static.wasm`.
+            // Planners and prompts are named by what they do: `static-planner` is
+            // `planners/static.wasm`.
             let name = match plugin.group.as_str() {
                 "planners" => plugin.package.trim_end_matches("-planner"),
+                "prompts" => plugin.package.trim_end_matches("-prompt"),
                 _ => &plugin.package,
             };
             copy(&artifact, &dir.join(format!("{name}.wasm")))?;
@@ -337,6 +339,7 @@ fn sign_plugins(ws: &Workspace, out: &Path) -> Result<()> {
         (out.to_path_buf(), "wasm"),
         (out.join("testing"), "wasm"),
         (out.join("planners"), "wasm"),
+        (out.join("prompts"), "wasm"),
         (ws.root.join("policies"), "toml"),
     ] {
         let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot list {dir:?}: {e}"))?;
@@ -431,6 +434,9 @@ const RATIOS: &[(&str, &str)] = &[
     ("verify/detached_200k", "verify/sha256_200k"),
     ("ledger/reserve_commit", "ledger/mutex_baseline"),
     ("llm_call/gate", "llm_call/native_reqwest"),
+    ("schedule/run_64_steps", "schedule/call_64_times"),
+    ("fanout/baton_p8", "fanout/native_p8"),
+    ("fanout/baton_p32", "fanout/native_p32"),
 ];
 
 /// Prints the criterion medians of the ratio pairs that were measured.

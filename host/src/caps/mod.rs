@@ -5,6 +5,7 @@ pub mod fs;
 pub mod http;
 pub mod llm;
 pub mod log;
+pub mod prompts;
 pub mod tools;
 pub mod wasi;
 
@@ -23,6 +24,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     plugin::log::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
     plugin::llm::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
     plugin::tools::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    plugin::prompts::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
     Ok(())
 }
 

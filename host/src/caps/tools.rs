@@ -22,6 +22,8 @@ pub struct Caller {
     pub(crate) ledger: Arc<crate::budget::Ledger>,
     /// The invoked component's digest.
     pub(crate) digest: Arc<str>,
+    /// Whether it may render the run's prompts (only a run's planner may).
+    pub(crate) may_render: bool,
 }
 
 impl Host for HostState {

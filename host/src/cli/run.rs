@@ -31,6 +31,10 @@ pub struct RunArgs {
     /// repeated (added to the workflow's)
     #[arg(long, value_name = "PATH")]
     tools: Vec<PathBuf>,
+    /// A directory of prompt components, or one component, the planner may render; may be
+    /// repeated (added to the workflow's)
+    #[arg(long, value_name = "PATH")]
+    prompts: Vec<PathBuf>,
     /// Steps run at once (replaces the workflow's max_parallel)
     #[arg(long, value_name = "N")]
     max_parallel: Option<usize>,
@@ -58,6 +62,7 @@ pub struct Plan {
     args: RunArgs,
     planner: PathBuf,
     tools: Vec<PathBuf>,
+    prompts: Vec<PathBuf>,
     task: String,
     input: Value,
     settings: Settings,
@@ -74,6 +79,7 @@ impl Plan {
                     input: Value::Null,
                     planner: PathBuf::new(),
                     tools: Vec::new(),
+                    prompts: Vec::new(),
                     policies: Vec::new(),
                     budget: Default::default(),
                     settings: Settings::default(),
@@ -87,6 +93,7 @@ impl Plan {
                     input: Value::Null,
                     planner: planner.clone(),
                     tools: Vec::new(),
+                    prompts: Vec::new(),
                     policies: Vec::new(),
                     budget: Default::default(),
                     settings: Settings {
@@ -119,6 +126,7 @@ impl Plan {
             input: default_input,
             planner,
             mut tools,
+            mut prompts,
             policies,
             budget,
             mut settings,
@@ -127,6 +135,7 @@ impl Plan {
         options.policies.extend(policies);
         options.budget = budget.overridden_by(&options.budget);
         tools.extend(args.tools.iter().cloned());
+        prompts.extend(args.prompts.iter().cloned());
         let input = match &args.input {
             Some(text) => {
                 serde_json::from_str(&super::text_or_stdin(text.clone())?).map_err(|e| {
@@ -153,6 +162,7 @@ impl Plan {
             args,
             planner,
             tools,
+            prompts,
             input,
             settings,
         })
@@ -164,6 +174,7 @@ pub async fn run(host: &mut Host, plan: Plan) -> Result<(), Error> {
         args,
         planner,
         tools,
+        prompts,
         task,
         input,
         settings,
@@ -172,16 +183,12 @@ pub async fn run(host: &mut Host, plan: Plan) -> Result<(), Error> {
     let WorkflowRun { run, mut result } = match &args.resume {
         Some(run) => host.resume_workflow(run, display.clone()).await?,
         None => {
-            start(
-                host,
+            let components = Components {
                 planner,
                 tools,
-                &task,
-                &input,
-                &settings,
-                display.clone(),
-            )
-            .await?
+                prompts,
+            };
+            start(host, components, &task, &input, &settings, display.clone()).await?
         }
     };
     display.finish();
@@ -214,11 +221,21 @@ pub async fn run(host: &mut Host, plan: Plan) -> Result<(), Error> {
     }
 }
 
-/// Loads the tools and the planner and runs them.
-async fn start(
-    host: &mut Host,
+/// Where a run's components are.
+struct Components {
     planner: PathBuf,
     tools: Vec<PathBuf>,
+    prompts: Vec<PathBuf>,
+}
+
+/// Loads the tools, prompts and the planner and runs them.
+async fn start(
+    host: &mut Host,
+    Components {
+        planner,
+        tools,
+        prompts,
+    }: Components,
     task: &str,
     input: &Value,
     settings: &Settings,
@@ -233,6 +250,10 @@ async fn start(
             host.add_tool(tool)?;
         }
     }
+    for path in prompts.iter().flat_map(|p| wasm_files(p)) {
+        let prompt = host.load(&path?).await?;
+        host.add_prompt(prompt)?;
+    }
     let planner = std::sync::Arc::new(host.load(&planner).await?);
     let request = RunRequest {
         planner,
@@ -241,6 +262,30 @@ async fn start(
         settings,
     };
     host.run_workflow(request, display).await
+}
+
+/// `path` if it is a file, else the `.wasm` files in it, in name order.
+fn wasm_files(path: &Path) -> Vec<Result<PathBuf, Error>> {
+    if !path.is_dir() {
+        return vec![Ok(path.to_owned())];
+    }
+    let unreadable = |e: std::io::Error| {
+        Error::Load(baton::loader::LoadError::Read {
+            path: path.to_owned(),
+            source: e,
+        })
+    };
+    match std::fs::read_dir(path) {
+        Err(e) => vec![Err(unreadable(e))],
+        Ok(entries) => {
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+                .collect();
+            files.sort();
+            files.into_iter().map(Ok).collect()
+        }
+    }
 }
 
 /// Writes `result` to `path` through a temporary file, so that a reader never sees half.

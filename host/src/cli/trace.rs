@@ -174,12 +174,14 @@ fn detail(kind: &EventKind) -> String {
         } => format!("baton {baton} at {started_at}"),
         EventKind::Workflow {
             planner,
+            prompts,
             task,
             tools,
             ..
         } => format!(
-            "planner {planner}, {} tools, task {}",
+            "planner {planner}, {} tools, {} prompts, task {}",
             tools.len(),
+            prompts.len(),
             cut(task)
         ),
         EventKind::StepStarted { step, tool, digest } => format!("{step}: {tool} {digest}"),

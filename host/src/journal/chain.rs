@@ -459,6 +459,7 @@ mod tests {
             EventKind::Workflow {
                 input: "{\"n\":1}".into(),
                 planner: "static sha256:00".into(),
+                prompts: vec![("react".into(), "sha256:02".into())],
                 settings: "{}".into(),
                 task: "add".into(),
                 tools: vec![("calc".into(), "sha256:01".into())],

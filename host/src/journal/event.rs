@@ -321,6 +321,9 @@ pub enum EventKind {
     Workflow {
         input: String,
         planner: String,
+        /// The prompts the planner may render, by name and digest (absent when none).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        prompts: Vec<(String, String)>,
         settings: String,
         task: String,
         tools: Vec<(String, String)>,

@@ -41,7 +41,11 @@ impl fmt::Display for World {
 /// Interfaces a component may import, as `namespace:package/interface` and the version
 /// prefix they must carry. Anything else is refused at load.
 const ALLOWED_IMPORTS: &[(&str, &[&str], &str)] = &[
-    ("baton:plugin", &["types", "llm", "log", "tools"], "0.1."),
+    (
+        "baton:plugin",
+        &["types", "llm", "log", "prompts", "tools"],
+        "0.1.",
+    ),
     ("wasi:io", &["error", "poll", "streams"], "0.2."),
     ("wasi:clocks", &["wall-clock", "monotonic-clock"], "0.2."),
     (

@@ -69,7 +69,8 @@ impl Host {
             journal.blob("policy", &reference.digest, text);
         }
         let ctx = RunContext::live(self, journal.chains());
-        for plugin in std::iter::once(&request.planner).chain(ctx.tools().values()) {
+        let components = ctx.tools().values().chain(ctx.prompts().values());
+        for plugin in std::iter::once(&request.planner).chain(components) {
             journal.blob(
                 "component",
                 &plugin.loaded.digest.to_string(),
@@ -117,6 +118,11 @@ pub(crate) async fn drive(
     journal.note(EventKind::Workflow {
         input: request.input.to_string(),
         planner: request.planner.loaded.digest.to_string(),
+        prompts: ctx
+            .prompts()
+            .iter()
+            .map(|(name, p)| (name.clone(), p.loaded.digest.to_string()))
+            .collect(),
         // A replay repeats the recorded text, whatever fields later versions added.
         settings: recorded_settings.map_or_else(
             || serde_json::to_string(request.settings).expect("settings serialize"),
@@ -623,6 +629,7 @@ pub(crate) async fn replay(host: &Host, recorded: Recorded<'_>) -> Result<Replay
     let Some(EventKind::Workflow {
         input,
         planner,
+        prompts,
         settings,
         task,
         tools,
@@ -651,6 +658,10 @@ pub(crate) async fn replay(host: &Host, recorded: Recorded<'_>) -> Result<Replay
     for (name, digest) in tools {
         by_name.insert(name.clone(), component(digest)?);
     }
+    let mut prompts_by_name = BTreeMap::new();
+    for (name, digest) in prompts {
+        prompts_by_name.insert(name.clone(), component(digest)?);
+    }
     if let Some(replacement) = recorded.replacement {
         let name = replacement.name().to_string();
         if name == planner.name() {
@@ -665,7 +676,12 @@ pub(crate) async fn replay(host: &Host, recorded: Recorded<'_>) -> Result<Replay
     }
     check_planner(&planner)?;
     let journal = RunJournal::replay(recorded.events);
-    let ctx = RunContext::replay(host, recorded.policy, by_name, journal.chains());
+    let ctx = RunContext::replay(
+        host,
+        recorded.policy,
+        (by_name, prompts_by_name),
+        journal.chains(),
+    );
     // Budget decisions are recorded too; a replay does not make them again.
     let ledger = Ledger::run(Default::default());
     let request = RunRequest {

@@ -149,6 +149,7 @@ impl Host {
         let Some(EventKind::Workflow {
             input,
             planner,
+            prompts,
             settings,
             task,
             tools,
@@ -181,6 +182,10 @@ impl Host {
         for (name, digest) in tools {
             by_name.insert(name.clone(), component(digest)?);
         }
+        let mut prompts_by_name = BTreeMap::new();
+        for (name, digest) in prompts {
+            prompts_by_name.insert(name.clone(), component(digest)?);
+        }
         let policy = recorded_policy(journal, &summary.run, &events).map_err(refuse)?;
         let Some(EventKind::RunStarted { policies, .. }) = events.first().map(|e| &e.kind) else {
             return Err(refuse("its run does not start with run_started".into()));
@@ -197,7 +202,7 @@ impl Host {
                 &plugin.loaded.bytes,
             );
         }
-        let ctx = RunContext::resumed(self, policy, by_name, resumed.chains());
+        let ctx = RunContext::resumed(self, policy, (by_name, prompts_by_name), resumed.chains());
         let request = RunRequest {
             planner,
             task,

@@ -29,6 +29,8 @@ struct WorkflowFile {
     #[serde(default)]
     tools: Vec<PathBuf>,
     #[serde(default)]
+    prompts: Vec<PathBuf>,
+    #[serde(default)]
     policy: Vec<PathBuf>,
     budget: Option<String>,
     max_parallel: Option<usize>,
@@ -62,6 +64,8 @@ pub struct Workflow {
     pub planner: PathBuf,
     /// Directories of tool components, or single components.
     pub tools: Vec<PathBuf>,
+    /// Prompt components the planner may render (directories or single components).
+    pub prompts: Vec<PathBuf>,
     /// Policy files layered over those of the command line.
     pub policies: Vec<PathBuf>,
     /// Budget limits under those of the command line.
@@ -184,6 +188,7 @@ impl Workflow {
             input: json(file.input).map_err(|e| format!("input {e}"))?,
             planner: resolve(&file.planner),
             tools: file.tools.iter().map(resolve).collect(),
+            prompts: file.prompts.iter().map(resolve).collect(),
             policies: file.policy.iter().map(resolve).collect(),
             budget: file
                 .budget

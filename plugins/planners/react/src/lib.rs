@@ -1,0 +1,182 @@
+//! The `react` planner: an LLM agent loop. Each decision renders the workflow's prompt (by
+//! default the `react-prompt` component, `plugins/prompts/react`) with the task, the tools and the results so far,
+//! within a token budget, asks the model through the host, and reads its one-line reply:
+//!
+//! - `CALL <tool> <JSON input>`: run that tool next (one step per decision);
+//! - `FINISH <answer>`: the run is done, with `{"answer": "..."}`;
+//! - anything else is taken as the final answer, so that a small model that does not follow
+//!   the protocol still ends the run with what it said.
+//!
+//! A reply naming a tool that is not offered, or an input that is not a JSON object, is
+//! taken as the answer too (with `"protocol_error"` saying why). Configuration
+//! (`[config]`): `model` (default `smollm2`), `max_tokens` per reply (default 128), `prompt`
+//! (default `react-prompt`) and `context_tokens`, the prompt's budget (default 1024). Completions
+//! are greedy (temperature 0, seed 0), so a run repeats.
+
+wit_bindgen::generate!({ path: "../../../wit", world: "baton:plugin/planner" });
+
+use baton::plugin::types::{CompletionRequest, Error, Step, TokenBudget, ToolError};
+use baton::plugin::{llm, prompts};
+use exports::baton::plugin::planner_api::{Decision, Guest, PlannerInfo, RunState};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default = "default_model")]
+    model: String,
+    #[serde(default = "default_max_tokens")]
+    max_tokens: u32,
+    #[serde(default = "default_prompt")]
+    prompt: String,
+    #[serde(default = "default_context_tokens")]
+    context_tokens: u32,
+}
+
+fn default_model() -> String {
+    "smollm2".into()
+}
+fn default_max_tokens() -> u32 {
+    128
+}
+fn default_prompt() -> String {
+    "react-prompt".into()
+}
+fn default_context_tokens() -> u32 {
+    1024
+}
+
+const CONFIG_SCHEMA: &str = r#"{
+  "type": ["object", "null"],
+  "properties": {
+    "model": {"type": "string"},
+    "max_tokens": {"type": "integer", "minimum": 1},
+    "prompt": {"type": "string"},
+    "context_tokens": {"type": "integer", "minimum": 1}
+  }
+}"#;
+
+struct ReactPlanner;
+
+impl Guest for ReactPlanner {
+    fn describe() -> PlannerInfo {
+        PlannerInfo {
+            name: "react".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "An LLM agent loop: the model picks one tool call at a time, sees its \
+                          result, and finishes with an answer."
+                .into(),
+            config_schema: CONFIG_SCHEMA.into(),
+        }
+    }
+
+    fn next(state: RunState) -> Decision {
+        match decide(&state) {
+            Ok(decision) => decision,
+            Err(reason) => Decision::Fail(reason),
+        }
+    }
+}
+
+fn decide(state: &RunState) -> Result<Decision, String> {
+    let config: Config = match state.config.as_str() {
+        "null" => serde_json::from_str("{}"),
+        text => serde_json::from_str(text),
+    }
+    .map_err(|e| format!("the workflow's [config] is not a react configuration: {e}"))?;
+    let results: Vec<Value> = state
+        .results
+        .iter()
+        .map(|r| match &r.output {
+            Ok(output) => json!({
+                "id": r.id,
+                "tool": r.tool,
+                "output": serde_json::from_str::<Value>(output).unwrap_or(Value::Null),
+            }),
+            Err(error) => json!({"id": r.id, "tool": r.tool, "error": describe(error)}),
+        })
+        .collect();
+    let tools: Vec<Value> = state
+        .tools
+        .iter()
+        .map(|t| json!({"name": t.name, "description": t.description}))
+        .collect();
+    let vars = json!({"task": state.task, "tools": tools, "results": results}).to_string();
+    let budget = TokenBudget {
+        model: config.model.clone(),
+        max_tokens: config.context_tokens,
+    };
+    let messages = prompts::render(&config.prompt, &vars, &budget)
+        .map_err(|e| format!("rendering prompt '{}' failed: {}", config.prompt, host(&e)))?;
+    let request = CompletionRequest {
+        model: config.model.clone(),
+        messages,
+        max_tokens: config.max_tokens,
+        temperature: 0.0,
+        stop: Vec::new(),
+        seed: Some(0),
+        idempotency_key: None,
+    };
+    let reply = llm::complete(&request)
+        .map_err(|e| format!("model '{}' failed: {}", config.model, host(&e)))?;
+    // The protocol is one line: the first line that says something.
+    let line = reply.text.lines().map(str::trim).find(|l| !l.is_empty());
+    Ok(read_reply(state, line.unwrap_or_default()))
+}
+
+/// The decision a reply asks for.
+fn read_reply(state: &RunState, reply: &str) -> Decision {
+    let answer = |text: &str, problem: Option<String>| {
+        let mut output = json!({ "answer": text.trim() });
+        if let Some(problem) = problem {
+            output["protocol_error"] = Value::String(problem);
+        }
+        Decision::Finish(output.to_string())
+    };
+    if let Some(text) = reply.strip_prefix("FINISH") {
+        return answer(text, None);
+    }
+    let Some(call) = reply.strip_prefix("CALL") else {
+        return answer(reply, Some("the reply was neither CALL nor FINISH".into()));
+    };
+    let call = call.trim();
+    let (tool, input) = call.split_once(char::is_whitespace).unwrap_or((call, "{}"));
+    if !state.tools.iter().any(|t| t.name == tool) {
+        return answer(reply, Some(format!("no tool named '{tool}' is offered")));
+    }
+    match serde_json::from_str::<Value>(input.trim()) {
+        Ok(input @ Value::Object(_)) => Decision::Call(vec![Step {
+            id: format!("step{}", state.iteration + 1),
+            tool: tool.into(),
+            input: input.to_string(),
+            depends_on: Vec::new(),
+            replicates: 0,
+        }]),
+        _ => answer(
+            reply,
+            Some(format!("the input for '{tool}' is not a JSON object")),
+        ),
+    }
+}
+
+fn host(error: &Error) -> String {
+    match error {
+        Error::NotGranted(m) => format!("not granted: {m}"),
+        Error::InvalidArgument(m) => format!("invalid argument: {m}"),
+        Error::BudgetExceeded(m) => format!("budget exceeded: {m}"),
+        Error::Timeout(m) => format!("timeout: {m}"),
+        Error::Unavailable(m) => format!("unavailable: {m}"),
+        Error::Failed(m) => m.clone(),
+    }
+}
+
+fn describe(error: &ToolError) -> String {
+    match error {
+        ToolError::InvalidInput(m) => format!("invalid input: {m}"),
+        ToolError::Failed(m) => m.clone(),
+        ToolError::Host(e) => host(e),
+    }
+}
+
+export!(ReactPlanner);
