@@ -878,9 +878,19 @@ fn an_llm_step_of_a_paraphrased_second_run_is_served_from_the_cache() {
             policy_arg,
             "--task",
             "What is the capital of France?",
+            "--budget",
+            "calls=1",
+            "--json",
         ],
     );
     assert!(output.status.success(), "{first}");
+    // The one call the budget allows is spent: a warning says so.
+    let events = String::from_utf8_lossy(&output.stdout);
+    let warning = events
+        .lines()
+        .find(|l| l.contains(r#""event":"budget_warning""#))
+        .unwrap_or_else(|| panic!("no budget warning in {events}"));
+    assert_contains(warning, &["budget.calls"]);
     let answer = step(&first, "answer");
     assert_eq!(answer["output"]["answer"], "Paris.");
     assert_eq!(
