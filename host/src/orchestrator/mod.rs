@@ -421,6 +421,7 @@ impl Orchestrator<'_> {
         let mut out_of_budget: Option<String> = None;
         loop {
             // Start (or skip) every step that can be, in plan order, until nothing changes.
+            let mut launch = Vec::new();
             let mut changed = true;
             while changed {
                 changed = false;
@@ -441,6 +442,7 @@ impl Orchestrator<'_> {
                         (None, None) => None,
                     };
                     let ready = step.after.iter().all(|&d| status[d].is_some());
+                    let running = tasks.len() + launch.len();
                     let done = match skip_reason {
                         Some(reason) => Some(StepDone::not_run(
                             i,
@@ -449,7 +451,7 @@ impl Orchestrator<'_> {
                             reason,
                             self.elapsed_ms(),
                         )),
-                        None if !ready || tasks.len() >= self.settings.max_parallel => continue,
+                        None if !ready || running >= self.settings.max_parallel => continue,
                         None => match self.prepare(i, step) {
                             Ok(job) => {
                                 self.progress.report(Progress::StepStarted {
@@ -457,7 +459,7 @@ impl Orchestrator<'_> {
                                     tool: step.tool.clone(),
                                     attempt: 1,
                                 });
-                                tasks.spawn(job.run());
+                                launch.push(job);
                                 None
                             }
                             Err(done) => Some(*done),
@@ -472,6 +474,17 @@ impl Orchestrator<'_> {
                     }
                 }
             }
+            // A step that is the only one that can run is run here: a task of its own would
+            // only add a hand-over to another thread and back.
+            let inline = launch.len() == 1 && tasks.is_empty();
+            if inline {
+                let job = launch.pop().expect("one step to launch");
+                let done = job.run().await;
+                self.step_ended(done, &mut status, &mut slots, &mut out_of_budget);
+            }
+            for job in launch {
+                tasks.spawn(job.run());
+            }
             // Enter finished steps in the run chain in plan order.
             while let Some(done) = slots.get_mut(recorded).and_then(Option::take) {
                 self.record(done)?;
@@ -480,22 +493,37 @@ impl Orchestrator<'_> {
             if recorded == planned.len() {
                 return Ok(out_of_budget);
             }
+            if inline {
+                continue;
+            }
             let joined = tasks
                 .join_next()
                 .await
                 .expect("an acyclic plan always has a step running or ready");
             let done = joined.expect("a step task does not panic");
-            if let Some(output) = &done.report.output {
-                self.outputs.insert(done.report.id.clone(), output.clone());
-            }
-            if out_of_budget.is_none() && done.out_of_budget {
-                out_of_budget = done.report.error.clone();
-            }
-            self.report_progress(&done);
-            status[done.index] = Some(done.report.status);
-            let index = done.index;
-            slots[index] = Some(done);
+            self.step_ended(done, &mut status, &mut slots, &mut out_of_budget);
         }
+    }
+
+    /// Takes in a step that ended: its output for later templates, whether the budget ran
+    /// out, its progress, and its place in plan order until the run chain enters it.
+    fn step_ended(
+        &mut self,
+        done: StepDone,
+        status: &mut [Option<StepStatus>],
+        slots: &mut [Option<StepDone>],
+        out_of_budget: &mut Option<String>,
+    ) {
+        if let Some(output) = &done.report.output {
+            self.outputs.insert(done.report.id.clone(), output.clone());
+        }
+        if out_of_budget.is_none() && done.out_of_budget {
+            out_of_budget.clone_from(&done.report.error);
+        }
+        self.report_progress(&done);
+        status[done.index] = Some(done.report.status);
+        let index = done.index;
+        slots[index] = Some(done);
     }
 
     /// The job of running step `index`, or its failure if its input cannot be made.
