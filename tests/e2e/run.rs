@@ -1156,3 +1156,35 @@ mod react {
         assert!(result["totals"]["llm_calls"].as_u64().unwrap() >= 1);
     }
 }
+
+#[test]
+fn a_tool_may_not_render_prompts() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = workflow(
+        dir.path(),
+        "planners/static.wasm",
+        "[[config.steps]]\nid = \"probe\"\ntool = \"llm-probe\"\ninput = { render = [\"react-prompt\"] }\n",
+    );
+    let probe = plugin("testing/llm-probe.wasm");
+    let prompts = plugin("prompts/react.wasm");
+    let (output, result) = run_flow(
+        dir.path(),
+        &flow,
+        &[
+            "--tools",
+            probe.to_str().unwrap(),
+            "--prompts",
+            prompts.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{result}");
+    let rendered = &step(&result, "probe")["output"]["rendered"][0]["error"];
+    assert_eq!(rendered["kind"], "not-granted", "{result}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("denied: prompts: rendering prompt 'react-prompt'")),
+        "{stderr}"
+    );
+}

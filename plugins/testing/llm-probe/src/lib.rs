@@ -1,11 +1,12 @@
 //! Test fixture: makes the completion requests, token counts and embeddings it is given
 //! through the host (`baton:plugin/llm`), in order, and reports each answer or error, to prove
-//! what the host's routing, budget, retries, breaker and idempotency do.
+//! what the host's routing, budget, retries, breaker and idempotency do. It also tries to
+//! render the prompts it is given (`baton:plugin/prompts`), which a tool may not.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "baton:plugin/tool" });
 
-use baton::plugin::llm;
-use baton::plugin::types::{CompletionRequest, Error, Message, Role};
+use baton::plugin::types::{CompletionRequest, Error, Message, Role, TokenBudget};
+use baton::plugin::{llm, prompts};
 use exports::baton::plugin::tool_api::{Guest, ToolError, ToolInfo};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -18,6 +19,9 @@ struct Input {
     count: Vec<Count>,
     #[serde(default)]
     embed: Vec<Embed>,
+    /// Names of prompts to render (with empty variables).
+    #[serde(default)]
+    render: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -126,7 +130,25 @@ impl Guest for Probe {
                 Err(e) => error(e),
             })
             .collect();
-        Ok(json!({ "answers": answers, "counts": counts, "embeddings": embeddings }).to_string())
+        let budget = TokenBudget {
+            model: "smollm2".into(),
+            max_tokens: 100,
+        };
+        let rendered: Vec<Value> = input
+            .render
+            .iter()
+            .map(|name| match prompts::render(name, "{}", &budget) {
+                Ok(messages) => json!({ "ok": messages.len() }),
+                Err(e) => error(e),
+            })
+            .collect();
+        Ok(json!({
+            "answers": answers,
+            "counts": counts,
+            "embeddings": embeddings,
+            "rendered": rendered,
+        })
+        .to_string())
     }
 }
 
