@@ -169,6 +169,8 @@ struct Tally {
     reserved: Spend,
     /// Completions the cache answered (they spend nothing).
     cache_hits: u64,
+    /// Those of them its semantic tier answered.
+    semantic_hits: u64,
 }
 
 /// The spend of one run or step against its limits.
@@ -189,6 +191,8 @@ pub struct BudgetReport {
     pub elapsed: Duration,
     /// Completions the cache answered.
     pub cache_hits: u64,
+    /// Those of them the semantic tier answered.
+    pub semantic_hits: u64,
 }
 
 impl Ledger {
@@ -330,14 +334,19 @@ impl Ledger {
             spent: tally.committed,
             elapsed: self.started.elapsed(),
             cache_hits: tally.cache_hits,
+            semantic_hits: tally.semantic_hits,
         }
     }
 
-    /// Counts a completion the cache answered, here and in every ancestor.
-    pub fn note_cache_hit(&self) {
+    /// Counts a completion the cache answered (by its semantic tier or not), here and in
+    /// every ancestor.
+    pub fn note_cache_hit(&self, semantic: bool) {
         let mut ledger = Some(self);
         while let Some(current) = ledger {
-            current.lock().cache_hits += 1;
+            let mut tally = current.lock();
+            tally.cache_hits += 1;
+            tally.semantic_hits += u64::from(semantic);
+            drop(tally);
             ledger = current.parent.as_deref();
         }
     }

@@ -893,6 +893,7 @@ fn an_llm_step_of_a_paraphrased_second_run_is_served_from_the_cache() {
     assert_contains(warning, &["budget.calls"]);
     let answer = step(&first, "answer");
     assert_eq!(answer["output"]["answer"], "Paris.");
+    assert!(answer.get("cache_tier").is_none(), "{answer}");
     assert_eq!(
         (answer["tokens"].as_u64(), answer["cache_hits"].as_u64()),
         (Some(11), Some(0))
@@ -919,6 +920,20 @@ fn an_llm_step_of_a_paraphrased_second_run_is_served_from_the_cache() {
         (answer["tokens"].as_u64(), answer["cache_hits"].as_u64()),
         (Some(0), Some(1))
     );
+    assert_eq!(answer["cache_tier"], "semantic");
+    // The first question again, word for word: the exact tier.
+    let (_, third) = run_flow(
+        dir.path(),
+        &flow,
+        &[
+            "--policy",
+            policy_arg,
+            "--task",
+            "What is the capital of France?",
+        ],
+    );
+    assert_eq!(step(&third, "answer")["cache_tier"], "exact");
+    assert_eq!(server.requests().len(), 1);
     assert_eq!(second["totals"]["cache_hits"], 1);
     assert_contains(&second["budget"].to_string(), &["1 cache hit"]);
     let events = String::from_utf8_lossy(&output.stdout);

@@ -333,6 +333,9 @@ fn summarize(result: &RunResult) {
             1 => line += ", 1 cache hit",
             n => line += &format!(", {n} cache hits"),
         }
+        if let Some(tier) = step.cache_tier {
+            line += &format!(" ({tier})");
+        }
         if let Some(error) = &step.error {
             line += &format!(": {}", baton::sandbox::truncate(error, 160));
         }
@@ -363,7 +366,17 @@ fn summarize(result: &RunResult) {
 struct Display {
     json: bool,
     bar: Option<ProgressBar>,
-    counts: Mutex<(u32, u32)>,
+    so_far: Mutex<SoFar>,
+}
+
+/// What the live line adds up.
+#[derive(Default)]
+struct SoFar {
+    started: u32,
+    finished: u32,
+    tokens: u64,
+    cost_usd: f64,
+    cache_hits: u64,
 }
 
 impl Display {
@@ -380,7 +393,7 @@ impl Display {
         Self {
             json,
             bar,
-            counts: Mutex::new((0, 0)),
+            so_far: Mutex::default(),
         }
     }
 
@@ -405,10 +418,15 @@ impl ProgressSink for Display {
             }
             return;
         };
-        let mut counts = self.counts.lock().expect("progress counts");
+        let mut so_far = self.so_far.lock().expect("progress totals");
         match &event {
-            Progress::StepStarted { .. } => counts.0 += 1,
-            Progress::StepFinished(_) => counts.1 += 1,
+            Progress::StepStarted { attempt: 1, .. } => so_far.started += 1,
+            Progress::StepFinished(step) => {
+                so_far.finished += 1;
+                so_far.tokens += step.tokens;
+                so_far.cost_usd += step.cost_usd;
+                so_far.cache_hits += step.cache_hits;
+            }
             Progress::BudgetWarning { message } => bar.println(format!("warning: {message}")),
             Progress::Error { message } => bar.println(format!("error: {message}")),
             _ => {}
@@ -419,7 +437,10 @@ impl ProgressSink for Display {
             Progress::StepFinished(step) => format!("finished {}", step.id),
             _ => return,
         };
-        bar.set_message(format!("{}/{} steps done; {message}", counts.1, counts.0));
+        bar.set_message(format!(
+            "{}/{} steps done, {} tokens, ${:.4}, {} cache hits; {message}",
+            so_far.finished, so_far.started, so_far.tokens, so_far.cost_usd, so_far.cache_hits
+        ));
     }
 }
 

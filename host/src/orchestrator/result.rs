@@ -58,6 +58,10 @@ pub struct StepReport {
     pub tokens: u64,
     pub cost_usd: f64,
     pub cache_hits: u64,
+    /// Which tier of the completion cache answered: `exact`, `semantic` or
+    /// `exact+semantic` (absent when none did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_tier: Option<&'static str>,
     /// The run whose output of this step a resumed run took over instead of running it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<String>,
@@ -107,6 +111,16 @@ pub struct RunResult {
     pub root: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bundle: Option<PathBuf>,
+}
+
+/// The `cache_tier` of a step that spent `budget`.
+pub fn cache_tier(budget: &BudgetReport) -> Option<&'static str> {
+    match (budget.cache_hits, budget.semantic_hits) {
+        (0, _) => None,
+        (_, 0) => Some("exact"),
+        (hits, semantic) if hits == semantic => Some("semantic"),
+        _ => Some("exact+semantic"),
+    }
 }
 
 /// Dollars as a float, for JSON readers.

@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::evidence;
 use super::plan::PlannedStep;
 use super::progress::{Progress, ProgressSink};
-use super::result::{StepReport, StepStatus, dollars};
+use super::result::{StepReport, StepStatus, cache_tier, dollars};
 
 /// A step ready to run.
 pub(super) struct StepJob {
@@ -98,6 +98,7 @@ impl StepDone {
                 tokens: 0,
                 cost_usd: 0.0,
                 cache_hits: 0,
+                cache_tier: None,
                 resumed_from: None,
                 output: None,
                 error: Some(reason),
@@ -141,6 +142,7 @@ impl StepJob {
                 tokens: spent.spent.tokens,
                 cost_usd: dollars(spent.spent.usd),
                 cache_hits: spent.cache_hits,
+                cache_tier: cache_tier(&spent),
                 resumed_from: match &job.taken_over {
                     Some((EventKind::Resumed { run, .. }, _)) => Some(run.clone()),
                     _ => None,

@@ -252,7 +252,7 @@ impl Llm {
         if let Some(keys) = &keys {
             match self.cached(keys, request).await {
                 Ok((Some(hit), _)) => {
-                    ledger.note_cache_hit();
+                    ledger.note_cache_hit(hit.tier == cache::tier::SEMANTIC);
                     return LlmRecord {
                         outcome: hit.outcome,
                         source: hit.tier.into(),
