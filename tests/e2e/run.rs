@@ -1203,3 +1203,62 @@ fn a_tool_may_not_render_prompts() {
         "{stderr}"
     );
 }
+
+#[test]
+fn replaying_a_run_with_a_changed_tool_diverges_where_the_tool_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[[config.steps]]\nid = \"words\"\ntool = \"text-stats\"\ninput = { text = \"a b\" }\n\
+                [[config.steps]]\nid = \"sum\"\ntool = \"calc\"\ninput = { expression = \"1 + 1\" }\n";
+    let flow = workflow(dir.path(), "planners/static.wasm", body);
+    let bundle = dir.path().join("run.bundle");
+    let (output, _) = run_flow(dir.path(), &flow, &["--bundle", bundle.to_str().unwrap()]);
+    assert!(output.status.success());
+    // The same calc with a custom section appended: another digest, signed like the original.
+    let changed = dir.path().join("calc.wasm");
+    let mut bytes = std::fs::read(plugin("calc.wasm")).unwrap();
+    bytes.extend_from_slice(&[0x00, 0x06, 0x04, b'n', b'o', b't', b'e', b'x']);
+    std::fs::write(&changed, bytes).unwrap();
+    let key =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../attestations/keys/baton-dev.key");
+    text_output(
+        &baton()
+            .env("BATON_KEY_PASSWORD", "baton-dev")
+            .args([
+                "sign",
+                "--key",
+                key.to_str().unwrap(),
+                changed.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap(),
+    );
+    let replayed = run(&[
+        "replay",
+        bundle.to_str().unwrap(),
+        "--component",
+        changed.to_str().unwrap(),
+    ]);
+    // `words` replays as recorded; `sum`, the step that runs the new calc, is where it differs.
+    assert_contains(
+        &error_line(&replayed, 6),
+        &[
+            "replay diverged at chain 'run'",
+            "(step_started)",
+            "\"step\":\"sum\"",
+        ],
+    );
+    // A component of a name the run never used is refused.
+    let line = error_line(
+        &run(&[
+            "replay",
+            bundle.to_str().unwrap(),
+            "--component",
+            plugin("testing/llm-probe.wasm").to_str().unwrap(),
+        ]),
+        6,
+    );
+    assert_contains(
+        &line,
+        &["the run used no component named 'llm-probe' to replace"],
+    );
+}

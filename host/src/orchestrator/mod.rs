@@ -102,7 +102,7 @@ pub(crate) async fn drive(
     ctx: Arc<RunContext>,
     mut journal: RunJournal,
     request: RunRequest<'_>,
-    recorded_settings: Option<&str>,
+    recorded: Option<&EventKind>,
     resumable: BTreeMap<String, resume::Resumed>,
     ledger: Arc<Ledger>,
     progress: Arc<dyn ProgressSink>,
@@ -115,26 +115,18 @@ pub(crate) async fn drive(
             _ => None,
         })
         .collect();
-    journal.note(EventKind::Workflow {
+    // A replay (or a resumed run) repeats the recorded event: whatever fields later versions
+    // added, and whichever component replaces one of the same name, the run diverges only
+    // where something it does differs.
+    let workflow = recorded.cloned().unwrap_or_else(|| EventKind::Workflow {
         input: request.input.to_string(),
         planner: request.planner.loaded.digest.to_string(),
-        prompts: ctx
-            .prompts()
-            .iter()
-            .map(|(name, p)| (name.clone(), p.loaded.digest.to_string()))
-            .collect(),
-        // A replay repeats the recorded text, whatever fields later versions added.
-        settings: recorded_settings.map_or_else(
-            || serde_json::to_string(request.settings).expect("settings serialize"),
-            str::to_string,
-        ),
+        prompts: digests(ctx.prompts()),
+        settings: serde_json::to_string(request.settings).expect("settings serialize"),
         task: request.task.into(),
-        tools: ctx
-            .tools()
-            .iter()
-            .map(|(name, p)| (name.clone(), p.loaded.digest.to_string()))
-            .collect(),
-    })?;
+        tools: digests(ctx.tools()),
+    });
+    journal.note(workflow)?;
     let k = request.settings.tool_search_top_k;
     let (tools, search_error) = match k > 0 && tools.len() > k {
         true => {
@@ -193,6 +185,14 @@ pub(crate) async fn drive(
     run.progress
         .report(Progress::RunFinished(Box::new(result.clone())));
     Ok((record, result))
+}
+
+/// Names and digests of `plugins`, as the `workflow` event lists them.
+fn digests(plugins: &BTreeMap<String, Arc<Plugin>>) -> Vec<(String, String)> {
+    plugins
+        .iter()
+        .map(|(name, p)| (name.clone(), p.loaded.digest.to_string()))
+        .collect()
 }
 
 fn check_planner(planner: &Plugin) -> Result<(), Error> {
@@ -654,14 +654,16 @@ pub(crate) async fn replay(host: &Host, recorded: Recorded<'_>) -> Result<Replay
         path: recorded.bundle.to_owned(),
         reason,
     };
-    let Some(EventKind::Workflow {
-        input,
-        planner,
-        prompts,
-        settings,
-        task,
-        tools,
-    }) = recorded
+    let Some(
+        workflow @ EventKind::Workflow {
+            input,
+            planner,
+            prompts,
+            settings,
+            task,
+            tools,
+        },
+    ) = recorded
         .events
         .iter()
         .map(|e| &e.kind)
@@ -669,7 +671,6 @@ pub(crate) async fn replay(host: &Host, recorded: Recorded<'_>) -> Result<Replay
     else {
         return Err(invalid("it records no workflow".into()));
     };
-    let settings_text = settings;
     let settings: Settings = serde_json::from_str(settings)
         .map_err(|e| invalid(format!("its workflow settings are unreadable ({e})")))?;
     let input: Value =
@@ -722,7 +723,7 @@ pub(crate) async fn replay(host: &Host, recorded: Recorded<'_>) -> Result<Replay
         ctx,
         journal,
         request,
-        Some(settings_text),
+        Some(workflow),
         BTreeMap::new(),
         ledger,
         Arc::new(progress::Quiet),

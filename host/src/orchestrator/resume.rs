@@ -146,14 +146,16 @@ impl Host {
         if verified.complete && summary.status == "succeeded" {
             return Err(refuse("it succeeded; there is nothing left to do".into()));
         }
-        let Some(EventKind::Workflow {
-            input,
-            planner,
-            prompts,
-            settings,
-            task,
-            tools,
-        }) = events
+        let Some(
+            workflow @ EventKind::Workflow {
+                input,
+                planner,
+                prompts,
+                settings,
+                task,
+                tools,
+            },
+        ) = events
             .iter()
             .map(|e| &e.kind)
             .find(|k| matches!(k, EventKind::Workflow { .. }))
@@ -214,7 +216,7 @@ impl Host {
             ctx,
             resumed,
             request,
-            Some(settings),
+            Some(workflow),
             completed(&events),
             ledger,
             progress,
