@@ -246,23 +246,32 @@ impl Host {
         Ok(())
     }
 
+    /// Makes the prompt component at `path`, or every prompt component (`*.wasm`) in the
+    /// directory `path`, renderable by a run's planner (other worlds in a directory are
+    /// skipped). Returns the prompts' names.
+    pub async fn add_prompts_from(&mut self, path: &Path) -> Result<Vec<String>, Error> {
+        if !path.is_dir() {
+            let prompt = self.load(path).await?;
+            let name = prompt.name().to_string();
+            self.add_prompt(prompt)?;
+            return Ok(vec![name]);
+        }
+        let mut names = Vec::new();
+        for file in wasm_files(path)? {
+            let plugin = self.load(&file).await?;
+            if let Entry::Prompt(_) = plugin.entry {
+                names.push(plugin.name().to_string());
+                self.add_prompt(plugin)?;
+            }
+        }
+        Ok(names)
+    }
+
     /// Loads every tool component (`*.wasm`) in `dir`, in name order, and makes each callable
     /// by other tools (components of other worlds are skipped). Returns the tools' names.
     pub async fn add_tools_from(&mut self, dir: &Path) -> Result<Vec<String>, Error> {
-        let unreadable = |source| LoadError::Read {
-            path: dir.to_owned(),
-            source,
-        };
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(unreadable)? {
-            let path = entry.map_err(unreadable)?.path();
-            if path.extension().is_some_and(|e| e == "wasm") && path.is_file() {
-                files.push(path);
-            }
-        }
-        files.sort();
         let mut names = Vec::new();
-        for path in files {
+        for path in wasm_files(dir)? {
             let plugin = self.load(&path).await?;
             if plugin.schemas.is_some() {
                 names.push(plugin.name().to_string());
@@ -668,42 +677,47 @@ impl RunContext {
     pub(crate) fn replay(
         host: &Host,
         policy: Policy,
-        (tools, prompts): Components,
+        components: Components,
         chains: Chains,
     ) -> Arc<Self> {
-        Arc::new(Self {
-            llm: Arc::new(Llm::new(policy.llm(), None)),
-            sandbox: host.sandbox.clone(),
-            bounds: policy.tool_bounds(),
-            policy: Arc::new(policy),
-            overrides: LimitsSpec::default(),
-            tools: Arc::new(tools),
-            prompts: Arc::new(prompts),
-            chains,
-            calls: AtomicU32::new(0),
-            replay: true,
-        })
+        Self::recorded(host, policy, components, chains, true)
     }
 
     /// A resumed run's context: live, under the policy the interrupted run recorded.
     pub(crate) fn resumed(
         host: &Host,
         policy: Policy,
-        (tools, prompts): Components,
+        components: Components,
         chains: Chains,
     ) -> Arc<Self> {
-        let store = host.journal.as_ref().map(Journal::path);
+        Self::recorded(host, policy, components, chains, false)
+    }
+
+    /// A context under a recorded policy and components. A replay asks no provider (its
+    /// completions are in the record) and takes no limits from the command line (they are
+    /// recorded too).
+    fn recorded(
+        host: &Host,
+        policy: Policy,
+        (tools, prompts): Components,
+        chains: Chains,
+        replay: bool,
+    ) -> Arc<Self> {
+        let store = host.journal.as_ref().map(Journal::path).filter(|_| !replay);
         Arc::new(Self {
             llm: Arc::new(Llm::new(policy.llm(), store)),
             sandbox: host.sandbox.clone(),
             bounds: policy.tool_bounds(),
             policy: Arc::new(policy),
-            overrides: host.overrides,
+            overrides: match replay {
+                true => LimitsSpec::default(),
+                false => host.overrides,
+            },
             tools: Arc::new(tools),
             prompts: Arc::new(prompts),
             chains,
             calls: AtomicU32::new(0),
-            replay: false,
+            replay,
         })
     }
 
@@ -1553,6 +1567,23 @@ pub(crate) fn tools_by_name(
         .filter(|p| p.schemas.is_some())
         .map(|p| (p.name().to_string(), p))
         .collect()
+}
+
+/// The components (`*.wasm` files) in `dir`, in name order.
+fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let unreadable = |source| LoadError::Read {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+        let path = entry.map_err(unreadable)?.path();
+        if path.extension().is_some_and(|e| e == "wasm") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// Plugin names key policy sections, so they must be plain identifiers.

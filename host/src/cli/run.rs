@@ -72,40 +72,12 @@ impl Plan {
     /// Reads the workflow (if any) and layers its policies and budget under `options`.
     pub fn new(args: RunArgs, options: &mut HostOptions) -> Result<Self, Error> {
         let (workflow, task) = match (&args.planner, &args.target) {
-            _ if args.resume.is_some() => {
-                let workflow = Workflow {
-                    path: PathBuf::new(),
-                    task: None,
-                    input: Value::Null,
-                    planner: PathBuf::new(),
-                    tools: Vec::new(),
-                    prompts: Vec::new(),
-                    policies: Vec::new(),
-                    budget: Default::default(),
-                    settings: Settings::default(),
-                };
-                (workflow, None)
-            }
-            (Some(planner), task) => {
-                let workflow = Workflow {
-                    path: PathBuf::new(),
-                    task: task.clone(),
-                    input: Value::Null,
-                    planner: planner.clone(),
-                    tools: Vec::new(),
-                    prompts: Vec::new(),
-                    policies: Vec::new(),
-                    budget: Default::default(),
-                    settings: Settings {
-                        name: planner
-                            .file_stem()
-                            .map(|s| s.to_string_lossy().into_owned())
-                            .unwrap_or_default(),
-                        ..Settings::default()
-                    },
-                };
-                (workflow, args.task.clone())
-            }
+            // A resumed run reads everything else from the journal.
+            _ if args.resume.is_some() => (Workflow::of_planner(PathBuf::new(), None), None),
+            (Some(planner), task) => (
+                Workflow::of_planner(planner.clone(), task.clone()),
+                args.task.clone(),
+            ),
             (None, Some(path)) => {
                 let path = Path::new(path);
                 let workflow = Workflow::load(path).map_err(|reason| Error::Workflow {
@@ -250,9 +222,9 @@ async fn start(
             host.add_tool(tool)?;
         }
     }
-    for path in prompts.iter().flat_map(|p| wasm_files(p)) {
-        let prompt = host.load(&path?).await?;
-        host.add_prompt(prompt)?;
+    for path in &prompts {
+        let names = host.add_prompts_from(path).await?;
+        tracing::info!("prompts from {}: {}", path.display(), names.join(", "));
     }
     let planner = std::sync::Arc::new(host.load(&planner).await?);
     let request = RunRequest {
@@ -262,30 +234,6 @@ async fn start(
         settings,
     };
     host.run_workflow(request, display).await
-}
-
-/// `path` if it is a file, else the `.wasm` files in it, in name order.
-fn wasm_files(path: &Path) -> Vec<Result<PathBuf, Error>> {
-    if !path.is_dir() {
-        return vec![Ok(path.to_owned())];
-    }
-    let unreadable = |e: std::io::Error| {
-        Error::Load(baton::loader::LoadError::Read {
-            path: path.to_owned(),
-            source: e,
-        })
-    };
-    match std::fs::read_dir(path) {
-        Err(e) => vec![Err(unreadable(e))],
-        Ok(entries) => {
-            let mut files: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
-                .collect();
-            files.sort();
-            files.into_iter().map(Ok).collect()
-        }
-    }
 }
 
 /// Writes `result` to `path` through a temporary file, so that a reader never sees half.

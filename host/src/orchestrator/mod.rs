@@ -15,6 +15,7 @@ pub mod workflow;
 
 mod discovery;
 mod evidence;
+mod recorded;
 mod resume;
 mod step;
 
@@ -654,48 +655,20 @@ pub(crate) async fn replay(host: &Host, recorded: Recorded<'_>) -> Result<Replay
         path: recorded.bundle.to_owned(),
         reason,
     };
-    let Some(
-        workflow @ EventKind::Workflow {
-            input,
-            planner,
-            prompts,
-            settings,
-            task,
-            tools,
-        },
-    ) = recorded
-        .events
-        .iter()
-        .map(|e| &e.kind)
-        .find(|k| matches!(k, EventKind::Workflow { .. }))
-    else {
-        return Err(invalid("it records no workflow".into()));
-    };
-    let settings: Settings = serde_json::from_str(settings)
-        .map_err(|e| invalid(format!("its workflow settings are unreadable ({e})")))?;
-    let input: Value =
-        serde_json::from_str(input).map_err(|e| invalid(format!("its input is not JSON ({e})")))?;
-    let component = |digest: &str| {
-        recorded
-            .components
-            .get(digest)
-            .cloned()
-            .ok_or_else(|| invalid(format!("it lacks the bytes of component {digest}")))
-    };
-    let mut planner = component(planner)?;
-    let mut by_name = BTreeMap::new();
-    for (name, digest) in tools {
-        by_name.insert(name.clone(), component(digest)?);
-    }
-    let mut prompts_by_name = BTreeMap::new();
-    for (name, digest) in prompts {
-        prompts_by_name.insert(name.clone(), component(digest)?);
-    }
+    let recorded::RecordedWorkflow {
+        event: workflow,
+        task,
+        input,
+        settings,
+        mut planner,
+        mut tools,
+        prompts,
+    } = recorded::RecordedWorkflow::read(recorded.events, &recorded.components).map_err(invalid)?;
     if let Some(replacement) = recorded.replacement {
         let name = replacement.name().to_string();
         if name == planner.name() {
             planner = replacement;
-        } else if let Some(tool) = by_name.get_mut(&name) {
+        } else if let Some(tool) = tools.get_mut(&name) {
             *tool = replacement;
         } else {
             return Err(invalid(format!(
@@ -705,12 +678,7 @@ pub(crate) async fn replay(host: &Host, recorded: Recorded<'_>) -> Result<Replay
     }
     check_planner(&planner)?;
     let journal = RunJournal::replay(recorded.events);
-    let ctx = RunContext::replay(
-        host,
-        recorded.policy,
-        (by_name, prompts_by_name),
-        journal.chains(),
-    );
+    let ctx = RunContext::replay(host, recorded.policy, (tools, prompts), journal.chains());
     // Budget decisions are recorded too; a replay does not make them again.
     let ledger = Ledger::run(Default::default());
     let request = RunRequest {

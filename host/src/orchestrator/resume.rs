@@ -10,8 +10,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use crate::budget::Ledger;
 use crate::error::Error;
 use crate::journal::event::{Event, EventKind, RUN_CHAIN, step_chain};
@@ -20,7 +18,7 @@ use crate::run::RunJournal;
 use crate::runtime::{Host, RunContext, recorded_policy};
 
 use super::progress::ProgressSink;
-use super::workflow::Settings;
+use super::recorded::RecordedWorkflow;
 use super::{RunRequest, WorkflowRun, drive};
 
 /// A step output a resumed run takes over instead of running the step again.
@@ -146,48 +144,27 @@ impl Host {
         if verified.complete && summary.status == "succeeded" {
             return Err(refuse("it succeeded; there is nothing left to do".into()));
         }
-        let Some(
-            workflow @ EventKind::Workflow {
-                input,
-                planner,
-                prompts,
-                settings,
-                task,
-                tools,
-            },
-        ) = events
+        if !events
             .iter()
-            .map(|e| &e.kind)
-            .find(|k| matches!(k, EventKind::Workflow { .. }))
-        else {
+            .any(|e| matches!(e.kind, EventKind::Workflow { .. }))
+        {
             return Err(refuse(format!(
                 "it was recorded by `baton {}`, not `baton run`",
                 summary.command
             )));
-        };
-        let unreadable =
-            |what: &str, e: serde_json::Error| refuse(format!("its {what} is unreadable ({e})"));
-        let parsed: Settings =
-            serde_json::from_str(settings).map_err(|e| unreadable("settings", e))?;
-        let input: Value = serde_json::from_str(input).map_err(|e| unreadable("input", e))?;
+        }
         let components = self
             .recorded_components(journal, &summary.run, &events, journal.path())
             .await?;
-        let component = |digest: &str| {
-            components
-                .get(digest)
-                .cloned()
-                .ok_or_else(|| refuse(format!("the journal lacks component {digest}")))
-        };
-        let planner = component(planner)?;
-        let mut by_name = BTreeMap::new();
-        for (name, digest) in tools {
-            by_name.insert(name.clone(), component(digest)?);
-        }
-        let mut prompts_by_name = BTreeMap::new();
-        for (name, digest) in prompts {
-            prompts_by_name.insert(name.clone(), component(digest)?);
-        }
+        let RecordedWorkflow {
+            event: workflow,
+            task,
+            input,
+            settings,
+            planner,
+            tools,
+            prompts,
+        } = RecordedWorkflow::read(&events, &components).map_err(refuse)?;
         let policy = recorded_policy(journal, &summary.run, &events).map_err(refuse)?;
         let Some(EventKind::RunStarted { policies, .. }) = events.first().map(|e| &e.kind) else {
             return Err(refuse("its run does not start with run_started".into()));
@@ -204,12 +181,12 @@ impl Host {
                 &plugin.loaded.bytes,
             );
         }
-        let ctx = RunContext::resumed(self, policy, (by_name, prompts_by_name), resumed.chains());
+        let ctx = RunContext::resumed(self, policy, (tools, prompts), resumed.chains());
         let request = RunRequest {
             planner,
             task,
             input: &input,
-            settings: &parsed,
+            settings: &settings,
         };
         let ledger = Ledger::run(self.budget);
         let (record, result) = drive(

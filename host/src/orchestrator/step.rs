@@ -55,15 +55,6 @@ struct Tried {
     fuel: u64,
 }
 
-/// Tags a future's output with a value (here, which replicate it is).
-trait MapWith: Future + Sized {
-    fn map_with<T>(self, tag: T) -> impl Future<Output = (T, Self::Output)> {
-        async move { (tag, self.await) }
-    }
-}
-
-impl<F: Future> MapWith for F {}
-
 /// A step that ended (or was never run).
 pub(super) struct StepDone {
     pub index: usize,
@@ -224,7 +215,8 @@ impl StepJob {
         let mut tasks = tokio::task::JoinSet::new();
         for replicate in 1..=self.replicates {
             let base = format!("{}#{replicate}", self.id);
-            tasks.spawn(self.clone().tried(base).map_with(replicate));
+            let job = self.clone();
+            tasks.spawn(async move { (replicate, job.tried(base).await) });
         }
         let mut runs = Vec::new();
         while let Some(joined) = tasks.join_next().await {

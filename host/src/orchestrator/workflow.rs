@@ -138,6 +138,29 @@ impl Settings {
 }
 
 impl Workflow {
+    /// A workflow of `planner` alone, with the defaults (`baton run --planner`), named after
+    /// its file.
+    pub fn of_planner(planner: PathBuf, task: Option<String>) -> Self {
+        let name = planner
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Self {
+            path: PathBuf::new(),
+            task,
+            input: Value::Null,
+            planner,
+            tools: Vec::new(),
+            prompts: Vec::new(),
+            policies: Vec::new(),
+            budget: BudgetLimits::default(),
+            settings: Settings {
+                name,
+                ..Settings::default()
+            },
+        }
+    }
+
     /// Reads and checks the workflow file at `path`; the error says what is wrong with it.
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
