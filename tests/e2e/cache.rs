@@ -292,3 +292,61 @@ fn the_least_recently_used_entries_are_evicted_past_max_entries() {
     assert!(!listed.contains("second question"), "{listed}");
     assert_eq!(server.requests().len(), 3);
 }
+
+#[test]
+fn a_large_namespace_is_searched_through_a_vector_index_kept_across_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let replies = (0..6).map(|n| Reply::ok(&format!("answer {n}"), (3, 1)));
+    let server = ModelServer::start(replies.collect(), Reply::ok("other", (3, 1)));
+    // Past two entries the namespace is indexed, and two changes are merged into the index.
+    let policy = cached_policy(dir.path(), &server, "index_above = 2\n");
+    let questions = [
+        "What is the capital of France?",
+        "How do I bake sourdough bread?",
+        "Who wrote the novel Moby Dick?",
+        "How tall is the Eiffel Tower?",
+        "What causes the seasons on Earth?",
+        "How do vaccines train the immune system?",
+    ];
+    for question in questions {
+        let out = json_output(&ask(dir.path(), &policy, question, &[]));
+        assert_eq!(source(dir.path(), &out["run"]).0, "provider", "{question}");
+    }
+    let index_files = || -> Vec<String> {
+        std::fs::read_dir(dir.path().join("llm-cache.db.index"))
+            .map(|listing| {
+                listing
+                    .map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for (paraphrase, original) in [
+        ("what is the capital city of France?", 0),
+        ("Who wrote the book Moby Dick?", 2),
+        ("how do vaccines train our immune system?", 5),
+    ] {
+        let out = json_output(&ask(dir.path(), &policy, paraphrase, &[]));
+        assert_eq!(source(dir.path(), &out["run"]).0, "cache:semantic");
+        let expected = format!("answer {original}");
+        assert_eq!(
+            out["text"], expected,
+            "{paraphrase} for {}",
+            questions[original]
+        );
+    }
+    // A near-miss still goes to the provider.
+    let out = json_output(&ask(dir.path(), &policy, "How tall is Big Ben?", &[]));
+    assert_eq!(source(dir.path(), &out["run"]).0, "provider");
+    assert_eq!(server.requests().len(), questions.len() + 1);
+    let files = index_files();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].ends_with(".usearch"), "{files:?}");
+
+    let cleared = run_with_store(
+        &dir.path().join("journal.db"),
+        &["--policy", policy.to_str().unwrap(), "cache", "clear"],
+    );
+    assert!(cleared.status.success());
+    assert!(index_files().is_empty(), "{:?}", index_files());
+}

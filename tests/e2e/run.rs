@@ -627,6 +627,59 @@ fn bad_workflows_and_plans_are_one_line_errors() {
 }
 
 #[test]
+fn resume_refuses_unknown_finished_and_non_workflow_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("journal.db");
+    let unknown = run_with_store(&store, &["run", "--resume", "01NOSUCHRUN"]);
+    assert_contains(
+        &error_line(&unknown, 2),
+        &["no run '01NOSUCHRUN' is recorded", "baton trace ls"],
+    );
+
+    let calc = plugin("calc.wasm");
+    let called = run_with_store(
+        &store,
+        &[
+            "call",
+            calc.to_str().unwrap(),
+            "--input",
+            r#"{"expression":"1+1"}"#,
+        ],
+    );
+    assert!(called.status.success());
+    let flow = workflow(
+        dir.path(),
+        "planners/static.wasm",
+        "[[config.steps]]\nid = \"a\"\ntool = \"calc\"\ninput = { expression = \"2 + 2\" }\n",
+    );
+    let (output, result) = run_flow(dir.path(), &flow, &[]);
+    assert!(output.status.success());
+    let listed = text_output(&run_with_store(&store, &["trace", "ls"]));
+    let call_run = listed
+        .lines()
+        .find(|line| line.split_whitespace().nth(2) == Some("call"))
+        .and_then(|line| line.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no call run listed: {listed}"));
+    let not_a_run = run_with_store(&store, &["run", "--resume", call_run]);
+    assert_contains(
+        &error_line(&not_a_run, 2),
+        &["recorded by `baton call`, not `baton run`"],
+    );
+
+    let finished = run_with_store(
+        &store,
+        &["run", "--resume", result["run"].as_str().unwrap()],
+    );
+    assert_contains(
+        &error_line(&finished, 2),
+        &["it succeeded; there is nothing left to do"],
+    );
+    // Refusals start no run.
+    let after = text_output(&run_with_store(&store, &["trace", "ls"]));
+    assert_eq!(after.lines().count(), listed.lines().count(), "{after}");
+}
+
+#[test]
 fn replicates_return_an_evidence_bundle_with_a_consensus() {
     let server = StepServer::start();
     let dir = tempfile::tempdir().unwrap();

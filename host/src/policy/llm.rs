@@ -163,6 +163,8 @@ pub(super) struct CacheSpec {
     #[serde(default, deserialize_with = "values::de::timeout")]
     ttl: Option<Duration>,
     max_entries: Option<u64>,
+    /// Namespaces with more entries are searched through a vector index.
+    index_above: Option<u64>,
     /// Serve requests with temperature above 0 from the semantic tier too.
     sampled: Option<bool>,
     embedding_model: Option<String>,
@@ -176,6 +178,9 @@ pub struct CacheSettings {
     pub threshold: f32,
     pub ttl: Duration,
     pub max_entries: u64,
+    /// Namespaces with more entries than this are searched through a vector index rather
+    /// than scanned.
+    pub index_above: u64,
     pub sampled: bool,
     pub embedding_model: String,
 }
@@ -183,6 +188,10 @@ pub struct CacheSettings {
 /// The semantic tier's default threshold, chosen on the labelled pairs of
 /// `benches/data/cache-pairs.jsonl` (see BENCHMARKS.md): no false hits, with a margin.
 pub const DEFAULT_THRESHOLD: f32 = 0.92;
+
+/// Up to this many entries a namespace is scanned exactly: 20,000 384-dimension vectors take
+/// a few milliseconds, and the index would take seconds to build.
+pub const DEFAULT_INDEX_ABOVE: u64 = 20_000;
 
 impl Default for CacheSettings {
     fn default() -> Self {
@@ -192,6 +201,7 @@ impl Default for CacheSettings {
             threshold: DEFAULT_THRESHOLD,
             ttl: Duration::from_secs(7 * 24 * 3600),
             max_entries: 100_000,
+            index_above: DEFAULT_INDEX_ABOVE,
             sampled: false,
             embedding_model: DEFAULT_EMBEDDING_MODEL.into(),
         }
@@ -205,6 +215,7 @@ impl CacheSettings {
         self.threshold = spec.threshold.unwrap_or(self.threshold);
         self.ttl = spec.ttl.unwrap_or(self.ttl);
         self.max_entries = spec.max_entries.unwrap_or(self.max_entries);
+        self.index_above = spec.index_above.unwrap_or(self.index_above);
         self.sampled = spec.sampled.unwrap_or(self.sampled);
         if let Some(model) = &spec.embedding_model {
             self.embedding_model.clone_from(model);
