@@ -111,12 +111,14 @@ impl Cache {
         let db = self.db.lock()?;
         count(&db, "lookups")?;
         let found: Option<(i64, Vec<u8>)> = db
-            .query_row(
-                "SELECT id, response FROM entries WHERE key = ?1 AND created > ?2",
-                params![keys.exact, oldest(settings)],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
+            .prepare_cached("SELECT id, response FROM entries WHERE key = ?1 AND created > ?2")
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![keys.exact, oldest(settings)], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })
+                    .optional()
+            })
             .map_err(|e| e.to_string())?;
         let Some((id, response)) = found else {
             return Ok(None);
@@ -453,23 +455,22 @@ fn oldest(settings: &CacheSettings) -> i64 {
     now() - settings.ttl.as_millis().min(i64::MAX as u128) as i64
 }
 
+// Lookups run these on every call: their statements stay prepared.
 fn count(db: &Connection, name: &str) -> Result<(), String> {
-    db.execute(
+    db.prepare_cached(
         "INSERT INTO counters (name, value) VALUES (?1, 1)
          ON CONFLICT (name) DO UPDATE SET value = value + 1",
-        [name],
     )
+    .and_then(|mut statement| statement.execute([name]))
     .map(|_| ())
     .map_err(|e| e.to_string())
 }
 
 /// Marks an entry used now and counts the hit.
 fn touch(db: &Connection, id: i64, counter: &str) -> Result<(), String> {
-    db.execute(
-        "UPDATE entries SET used = ?1 WHERE id = ?2",
-        params![now(), id],
-    )
-    .map_err(|e| e.to_string())?;
+    db.prepare_cached("UPDATE entries SET used = ?1 WHERE id = ?2")
+        .and_then(|mut statement| statement.execute(params![now(), id]))
+        .map_err(|e| e.to_string())?;
     count(db, counter)
 }
 
@@ -486,7 +487,6 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS entries (
                     used INTEGER NOT NULL
                 );
                 CREATE INDEX IF NOT EXISTS entries_namespace ON entries (namespace);
-                CREATE INDEX IF NOT EXISTS entries_used ON entries (used, id);
                 CREATE TABLE IF NOT EXISTS counters (
                     name TEXT PRIMARY KEY,
                     value INTEGER NOT NULL
