@@ -170,9 +170,6 @@ impl VectorIndex {
     }
 }
 
-/// Entry ids and their approximate similarity, most similar first.
-pub type Nearest = Vec<(i64, f32)>;
-
 /// What SQLite says of a namespace.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Namespace {
@@ -251,8 +248,9 @@ impl Indexes {
         }
     }
 
-    /// The entries of `namespace` nearest to `vector` (ids, approximate similarity, most
-    /// similar first), and a trim for the caller to apply after the snapshot `db` is in.
+    /// The ids of the (at most `CANDIDATES`) entries of `namespace` nearest to `vector`, by
+    /// approximate similarity, and a trim for the caller to apply after the snapshot `db` is
+    /// in.
     pub fn candidates(
         &self,
         db: &Connection,
@@ -260,7 +258,7 @@ impl Indexes {
         state: Namespace,
         vector: &[f32],
         merge_at: u64,
-    ) -> Result<(Nearest, Option<Trim>), String> {
+    ) -> Result<(Vec<i64>, Option<Trim>), String> {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let mut current = held.remove(namespace).filter(|h| h.seq >= state.trimmed);
         // A newer file, merged by another process, replaces what this one holds.
@@ -278,7 +276,7 @@ impl Indexes {
         let (current, changes, trim) = match current {
             Some(held) if changes.touched.len() as u64 <= merge_at => (held, changes, None),
             held => {
-                let merged = self.merge(db, namespace, held, &changes, state.head, vector)?;
+                let merged = self.merge(db, namespace, held, &changes, state.head, vector.len())?;
                 let trim = Trim {
                     namespace: namespace.into(),
                     through: state.head,
@@ -300,7 +298,14 @@ impl Indexes {
         }
         found.sort_by(|a, b| b.1.total_cmp(&a.1));
         held.insert(namespace.into(), current);
-        Ok((found, trim))
+        Ok((
+            found
+                .into_iter()
+                .take(CANDIDATES)
+                .map(|(id, _)| id)
+                .collect(),
+            trim,
+        ))
     }
 
     /// Forgets the indexes of `namespace` (or all), on disk too.
@@ -326,7 +331,7 @@ impl Indexes {
         current: Option<Held>,
         changes: &Changes,
         head: i64,
-        vector: &[f32],
+        dimensions: usize,
     ) -> Result<Held, String> {
         // A viewed index is read-only: merging needs its file read into memory. Should another
         // process have replaced that file meanwhile, the index is built anew.
@@ -347,7 +352,7 @@ impl Indexes {
                     "indexing {} cached answers of namespace {namespace}",
                     all.len()
                 );
-                (VectorIndex::new(vector.len(), all.len())?, all)
+                (VectorIndex::new(dimensions, all.len())?, all)
             }
         };
         let added: Vec<_> = added.into_iter().map(|(id, v)| (id as u64, v)).collect();

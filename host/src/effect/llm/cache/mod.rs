@@ -414,7 +414,7 @@ fn scan(db: &Connection, keys: &Keys, settings: &CacheSettings) -> Result<Vec<Ca
 fn fetch(
     db: &Connection,
     keys: &Keys,
-    nearest: &[(i64, f32)],
+    nearest: &[i64],
     settings: &CacheSettings,
 ) -> Result<Vec<Candidate>, String> {
     let mut statement = db
@@ -424,7 +424,7 @@ fn fetch(
         )
         .map_err(|e| e.to_string())?;
     let mut found = Vec::new();
-    for (id, _) in nearest {
+    for id in nearest {
         let candidate = statement
             .query_row(params![id, keys.namespace, oldest(settings)], Candidate::of)
             .optional()
