@@ -8,8 +8,8 @@
 //!
 //! Run with `cargo xtask bench`.
 
-use baton::journal::chain::ChainWriter;
-use baton::journal::event::{Event, EventKind};
+use baton::journal::chain::{ChainWriter, Stored};
+use baton::journal::event::EventKind;
 use baton::journal::store::Journal;
 use baton::{Host, HostOptions};
 #[allow(dead_code)]
@@ -27,9 +27,9 @@ fn log_event(i: u64) -> EventKind {
     }
 }
 
-fn chain(run: &str) -> Vec<Event> {
+fn chain(run: &str) -> Vec<Stored> {
     let mut writer = ChainWriter::new(run, "step:bench".into());
-    (0..EVENTS).map(|i| writer.append(log_event(i))).collect()
+    (0..EVENTS).map(|i| writer.record(log_event(i))).collect()
 }
 
 fn appends(c: &mut Criterion) {
@@ -60,7 +60,7 @@ fn appends(c: &mut Criterion) {
             runs += 1;
             let mut writer = ChainWriter::new(&format!("run{runs}"), "step:bench".into());
             for i in 0..EVENTS {
-                recorder.event(writer.append(log_event(i)));
+                recorder.event(writer.record(log_event(i)));
             }
             recorder.flush().unwrap();
         })

@@ -444,3 +444,49 @@ fn processes_creating_one_journal_at_once_all_record() {
         "{listed}"
     );
 }
+
+/// Journals of the earlier layouts of the events table (the format is the same) keep
+/// recording: a new call lands beside the old run, and both verify and replay.
+#[test]
+fn journals_of_earlier_table_layouts_keep_recording() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    for (fixture, layout) in [
+        ("effects.bundle", "PRIMARY KEY (run, chain, seq)\n)"),
+        ("fanout-run.bundle", "WITHOUT ROWID"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("journal.db");
+        std::fs::copy(fixtures.join(fixture), &store).unwrap();
+        let sql: String = Connection::open(&store)
+            .unwrap()
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'events'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(sql.ends_with(layout), "{fixture}: {sql}");
+
+        let tool = plugin("testing/effects.wasm");
+        json_output(&run_with_store(
+            &store,
+            &["call", tool.to_str().unwrap(), "--input", EFFECTS_INPUT],
+        ));
+        let runs = text_output(&run_with_store(&store, &["trace", "ls", "--json"]));
+        let ids: Vec<String> = runs
+            .lines()
+            .map(|line| {
+                let run: serde_json::Value = serde_json::from_str(line).unwrap();
+                run["run"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(ids.len(), 2, "{fixture}: {runs}");
+        for id in ids {
+            let verified = text_output(&run_with_store(&store, &["trace", "verify", &id]));
+            assert!(verified.starts_with("verified: "), "{fixture}: {verified}");
+            let bundle = bundle_of(&store, &id);
+            let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
+            assert!(replayed.starts_with("identical: "), "{fixture}: {replayed}");
+        }
+    }
+}

@@ -55,7 +55,7 @@ fn mutated(bundle: &Path, mutate: impl FnOnce(&mut Vec<Event>)) -> PathBuf {
     let mut roots = BTreeMap::new();
     for (chain, kinds) in chains.iter().filter(|(c, _)| c.as_str() != RUN_CHAIN) {
         let mut writer = ChainWriter::new(&run.run, chain.clone());
-        rewritten.extend(kinds.iter().map(|k| writer.append(k.clone())));
+        rewritten.extend(kinds.iter().map(|k| writer.record(k.clone())));
         roots.insert(
             chain.trim_start_matches("step:").to_string(),
             writer.head().to_string(),
@@ -66,7 +66,7 @@ fn mutated(bundle: &Path, mutate: impl FnOnce(&mut Vec<Event>)) -> PathBuf {
         if let EventKind::StepEnded { step, root, .. } = &mut kind {
             *root = roots[step.as_str()].clone();
         }
-        rewritten.push(writer.append(kind));
+        rewritten.push(writer.record(kind));
     }
 
     let out = bundle.with_file_name("mutated.bundle");

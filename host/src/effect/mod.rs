@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::budget::Ledger;
-use crate::journal::chain::ChainWriter;
+use crate::journal::chain::{ChainWriter, Stored};
 use crate::journal::event::{
     ChainId, Event, EventKind, FsAnswer, HttpOutcome, HttpRequestRecord, LlmOutcome, LlmRequest,
     RandomSource,
@@ -183,7 +183,7 @@ struct Inner {
     /// Events in the chains this one called into.
     nested: u64,
     /// Live only: chained events not yet handed to the recorder.
-    unsent: Vec<Event>,
+    unsent: Vec<Stored>,
     /// Live events waiting behind a reserved slot, in chain order.
     queue: VecDeque<Queued>,
     next_slot: u64,
@@ -646,7 +646,7 @@ impl Inner {
         };
         match recorder {
             Some(recorder) => {
-                self.unsent.push(self.chain.append(kind));
+                self.unsent.push(self.chain.record(kind));
                 if self.unsent.len() >= SEND_BATCH {
                     recorder.events(std::mem::take(&mut self.unsent));
                 }

@@ -18,12 +18,38 @@ pub fn canonical(event: &Event) -> Vec<u8> {
     serde_json::to_vec(event).expect("events serialize to JSON")
 }
 
-/// The hash of an event whose `hash` field is still empty.
-fn hash_unhashed(event: &Event) -> String {
+/// The hash of an event whose `hash` field is still empty, given its canonical bytes.
+fn hash_canonical(prev: &str, unhashed: &[u8]) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(event.prev.as_bytes());
-    hasher.update(canonical(event));
+    hasher.update(prev.as_bytes());
+    hasher.update(unhashed);
     hex::encode(hasher.finalize())
+}
+
+fn hash_unhashed(event: &Event) -> String {
+    hash_canonical(&event.prev, &canonical(event))
+}
+
+/// The stored form of an event from the canonical bytes it was hashed from: `hash` sorts
+/// right after `chain`, the first key, so it goes in after the chain's value. (A test checks
+/// this against serializing the hashed event, for every kind.)
+fn with_hash(unhashed: Vec<u8>, chain: &str, hash: &str) -> String {
+    let at = r#"{"chain":"#.len() + serde_json::to_string(chain).expect("a string").len();
+    let mut body = String::from_utf8(unhashed).expect("JSON is UTF-8");
+    debug_assert_eq!(body.as_bytes()[at], b',');
+    body.insert_str(at, &format!(r#","hash":"{hash}""#));
+    body
+}
+
+/// An event as the journal stores it: its key, its kind and its canonical JSON (`hash`
+/// included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub run: String,
+    pub chain: ChainId,
+    pub seq: u64,
+    pub kind: &'static str,
+    pub body: String,
 }
 
 /// The hash `event` should carry given its `prev`.
@@ -53,6 +79,25 @@ impl ChainWriter {
     }
 
     pub fn append(&mut self, kind: EventKind) -> Event {
+        self.next(kind).0
+    }
+
+    /// Appends an event and returns it as the journal stores it, serialized once: the
+    /// canonical bytes that are hashed become the stored body.
+    pub fn record(&mut self, kind: EventKind) -> Stored {
+        let (event, unhashed) = self.next(kind);
+        let body = with_hash(unhashed, &event.chain, &event.hash);
+        Stored {
+            kind: event.kind.name(),
+            run: event.run,
+            chain: event.chain,
+            seq: event.seq,
+            body,
+        }
+    }
+
+    /// The next event, hashed, with the canonical bytes of its unhashed form.
+    fn next(&mut self, kind: EventKind) -> (Event, Vec<u8>) {
         let mut event = Event {
             run: self.run.clone(),
             chain: self.chain.clone(),
@@ -61,10 +106,11 @@ impl ChainWriter {
             prev: self.head.clone(),
             hash: String::new(),
         };
-        event.hash = hash_unhashed(&event);
+        let unhashed = canonical(&event);
+        event.hash = hash_canonical(&event.prev, &unhashed);
         self.next_seq += 1;
         self.head = event.hash.clone();
-        event
+        (event, unhashed)
     }
 
     pub fn chain(&self) -> &str {
@@ -494,6 +540,22 @@ mod tests {
                 assert_eq!(fast, reference, "{}", event.kind.name());
             }
         }
+    }
+
+    #[test]
+    fn a_recorded_event_is_stored_as_its_hashed_canonical_form() {
+        let mut appended = ChainWriter::new("run1", "step:\"quoted\" é".into());
+        let mut recorded = appended.clone();
+        for kind in every_kind() {
+            let event = appended.append(kind.clone());
+            let stored = recorded.record(kind);
+            assert_eq!(stored.body.as_bytes(), canonical(&event), "{}", stored.kind);
+            assert_eq!(
+                (&stored.run, &stored.chain, stored.seq, stored.kind),
+                (&event.run, &event.chain, event.seq, event.kind.name())
+            );
+        }
+        assert_eq!(appended.head(), recorded.head());
     }
 
     #[test]

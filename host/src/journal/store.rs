@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use super::chain::Stored;
 use super::event::{Event, FORMAT_VERSION, RUN_CHAIN};
 
 const SCHEMA: &str = "
@@ -94,7 +95,7 @@ enum Write {
         started_at: String,
         command: String,
     },
-    Events(Vec<Event>),
+    Events(Vec<Stored>),
     Blob {
         run: String,
         role: String,
@@ -113,6 +114,8 @@ enum Write {
 #[derive(Clone)]
 pub struct Recorder {
     tx: mpsc::Sender<Write>,
+    /// The writer, to wake it when a flush is asked for while it gathers.
+    writer: std::thread::Thread,
 }
 
 impl Recorder {
@@ -129,12 +132,12 @@ impl Recorder {
         });
     }
 
-    pub fn event(&self, event: Event) {
+    pub fn event(&self, event: Stored) {
         self.events(vec![event]);
     }
 
-    /// Sends several events at once (one wake-up of the writer).
-    pub fn events(&self, events: Vec<Event>) {
+    /// Sends several events at once.
+    pub fn events(&self, events: Vec<Stored>) {
         if !events.is_empty() {
             self.send(Write::Events(events));
         }
@@ -165,6 +168,7 @@ impl Recorder {
         self.tx
             .send(Write::Flush(tx))
             .map_err(|_| StoreError::WriterGone)?;
+        self.writer.unpark();
         rx.recv()
             .map_err(|_| StoreError::WriterGone)?
             .map_err(|_| StoreError::WriterGone)
@@ -198,7 +202,13 @@ impl Journal {
             })?;
         Ok(Self {
             path: path.to_owned(),
-            recorder: Some((Recorder { tx }, handle)),
+            recorder: Some((
+                Recorder {
+                    tx,
+                    writer: handle.thread().clone(),
+                },
+                handle,
+            )),
         })
     }
 
@@ -504,23 +514,44 @@ fn check_format(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The writer thread: receives writes, commits them in batches.
 /// How long the writer gathers writes before it commits them (unless asked to flush): fewer,
 /// larger transactions, and a writer thread that sleeps between them rather than waking for
-/// every call — a running writer makes every page-table change of the calling thread cost a
-/// cross-core TLB shootdown.
+/// every write — each wake-up costs the sender a system call, and a running writer makes
+/// every page-table change of the calling thread a cross-core TLB shootdown.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 4096;
+
+/// The writer thread: receives writes, commits them in batches.
 fn writer(mut conn: Connection, rx: mpsc::Receiver<Write>, path: &Path) {
+    // Blocks only while idle: the first write of a burst wakes it.
     while let Ok(first) = rx.recv() {
         let deadline = std::time::Instant::now() + GATHER;
+        let mut flushing = matches!(first, Write::Flush(_));
         let mut batch = vec![first];
-        while batch.len() < 4096 && !matches!(batch.last(), Some(Write::Flush(_))) {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(write) => batch.push(write),
-                Err(_) => break,
+        // Sleeps rather than waiting on the channel, so that the writes of the burst do not
+        // each wake it; a flush unparks it (`Recorder::flush`).
+        loop {
+            let mut open = true;
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(write) => {
+                        flushing |= matches!(write, Write::Flush(_));
+                        batch.push(write);
+                    }
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
             }
+            let now = std::time::Instant::now();
+            if flushing || !open || batch.len() >= MAX_BATCH || now >= deadline {
+                break;
+            }
+            std::thread::park_timeout(deadline - now);
         }
         let mut flushes = Vec::new();
         let result = commit(&mut conn, batch, &mut flushes);
@@ -561,14 +592,12 @@ fn commit(
                 )
                 .and_then(|mut insert| {
                     for event in &events {
-                        let body = String::from_utf8(super::chain::canonical(event))
-                            .expect("JSON is UTF-8");
                         insert.execute(params![
                             event.run,
                             event.chain,
                             event.seq as i64,
-                            event.kind.name(),
-                            body
+                            event.kind,
+                            event.body
                         ])?;
                     }
                     Ok(events.len())
