@@ -26,10 +26,6 @@ fn hash_canonical(prev: &str, unhashed: &[u8]) -> String {
     hex::encode(hasher.finalize())
 }
 
-fn hash_unhashed(event: &Event) -> String {
-    hash_canonical(&event.prev, &canonical(event))
-}
-
 /// The stored form of an event from the canonical bytes it was hashed from: `hash` sorts
 /// right after `chain`, the first key, so it goes in after the chain's value. (A test checks
 /// this against serializing the hashed event, for every kind.)
@@ -56,7 +52,7 @@ pub struct Stored {
 pub fn hash_of(event: &Event) -> String {
     let mut unhashed = event.clone();
     unhashed.hash.clear();
-    hash_unhashed(&unhashed)
+    hash_canonical(&unhashed.prev, &canonical(&unhashed))
 }
 
 /// Appends events to one chain, numbering and hashing them.
