@@ -29,7 +29,7 @@ use baton::effect::llm::{Llm, Requester};
 use baton::effect::{Gate, NoSecrets};
 use baton::journal::event::{LlmMessage, LlmOutcome, LlmRequest, step_chain};
 use baton::policy::Policy;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::service::service_fn;
@@ -313,4 +313,9 @@ fn cache(c: &mut Criterion) {
 }
 
 criterion_group!(benches, ledger, calls, local, cache);
-criterion_main!(benches);
+fn main() {
+    // As the `baton` command does, before any thread starts.
+    baton::effect::llm::embedding::pin_thread_count();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -8,10 +8,14 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::Config;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use super::provider::{Completion, Provider, ProviderError};
+use encoder::Encoder;
+
+mod encoder;
+mod gelu;
 use crate::journal::event::{LlmMessage, LlmRequest};
 
 /// Longest input in tokens; longer texts are cut (the model was trained on up to 256).
@@ -19,7 +23,7 @@ const MAX_TOKENS: usize = 256;
 
 #[derive(Clone)]
 pub struct Embedding {
-    model: Arc<BertModel>,
+    model: Arc<Encoder>,
     tokenizer: Arc<Tokenizer>,
 }
 
@@ -59,7 +63,7 @@ impl Embedding {
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }
                 .map_err(|e| format!("{}/model.safetensors: {e}", dir.display()))?;
-        let model = BertModel::load(vb, &config).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let model = Encoder::load(vb, &config).map_err(|e| format!("{}: {e}", dir.display()))?;
         Ok(Self {
             model: Arc::new(model),
             tokenizer: Arc::new(tokenizer),
@@ -86,7 +90,7 @@ impl Embedding {
             let ids = rows(&|e| e.get_ids())?;
             let types = rows(&|e| e.get_type_ids())?;
             let mask = rows(&|e| e.get_attention_mask())?;
-            let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+            let hidden = self.model.forward(&ids, &types, &mask)?;
             // Mean over the real tokens only.
             let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
             let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
@@ -96,6 +100,22 @@ impl Embedding {
             mean.broadcast_div(&norms)?.to_vec2::<f32>()
         };
         run().map_err(|e| format!("the embedding model: {e}"))
+    }
+}
+
+/// Fixes the number of threads the tensor library uses, as `RAYON_NUM_THREADS`, to the number
+/// it would choose itself (one per physical core) unless the variable is already set.
+///
+/// Without the variable the library re-counts the cores before every matrix product by
+/// parsing `/proc/cpuinfo`: about a fifth of a short embedding's time, and of each token the
+/// local model generates. It sets an environment variable, so call it before the process
+/// starts any other thread: first thing in `main`.
+pub fn pin_thread_count() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let threads = candle_core::utils::get_num_threads();
+        // SAFETY: the caller runs this before any other thread exists, so nothing reads the
+        // environment while it changes.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
     }
 }
 
