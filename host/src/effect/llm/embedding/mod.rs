@@ -3,6 +3,9 @@
 //! does: mean pooling of the last hidden states under the attention mask, then L2
 //! normalization, so the cosine similarity of two embeddings is their dot product.
 
+mod encoder;
+mod gelu;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,11 +15,8 @@ use candle_transformers::models::bert::Config;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use super::provider::{Completion, Provider, ProviderError};
-use encoder::Encoder;
-
-mod encoder;
-mod gelu;
 use crate::journal::event::{LlmMessage, LlmRequest};
+use encoder::Encoder;
 
 /// Longest input in tokens; longer texts are cut (the model was trained on up to 256).
 const MAX_TOKENS: usize = 256;
