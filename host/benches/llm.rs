@@ -315,7 +315,7 @@ fn cache(c: &mut Criterion) {
 criterion_group!(benches, ledger, calls, local, cache);
 fn main() {
     // As the `baton` command does, before any thread starts.
-    baton::effect::llm::embedding::pin_thread_count();
+    baton::effect::llm::pin_thread_count();
     benches();
     Criterion::default().configure_from_args().final_summary();
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    baton::effect::llm::embedding::pin_thread_count();
+    baton::effect::llm::pin_thread_count();
     let args = cli::Cli::parse();
     cli::init_logging(args.global.verbose);
     match cli::run(args) {

@@ -29,6 +29,22 @@ use cache::{Cache, Hit, Keys};
 use idempotency::{Idempotency, Prior};
 use provider::Provider;
 
+/// Fixes the number of threads the tensor library uses, as `RAYON_NUM_THREADS`, to the number
+/// it would choose itself (one per physical core) unless the variable is already set.
+///
+/// Without the variable the library re-counts the cores before every matrix product by
+/// parsing `/proc/cpuinfo`: about a fifth of a short embedding's time. It governs every model
+/// run in the host (embeddings and the local model). It sets an environment variable, so call
+/// it before the process starts any other thread: first thing in `main`.
+pub fn pin_thread_count() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let threads = candle_core::utils::get_num_threads();
+        // SAFETY: the caller runs this before any other thread exists, so nothing reads the
+        // environment while it changes.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    }
+}
+
 /// Where an outcome came from.
 pub mod source {
     pub const PROVIDER: &str = "provider";

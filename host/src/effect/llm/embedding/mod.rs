@@ -103,22 +103,6 @@ impl Embedding {
     }
 }
 
-/// Fixes the number of threads the tensor library uses, as `RAYON_NUM_THREADS`, to the number
-/// it would choose itself (one per physical core) unless the variable is already set.
-///
-/// Without the variable the library re-counts the cores before every matrix product by
-/// parsing `/proc/cpuinfo`: about a fifth of a short embedding's time, and of each token the
-/// local model generates. It sets an environment variable, so call it before the process
-/// starts any other thread: first thing in `main`.
-pub fn pin_thread_count() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let threads = candle_core::utils::get_num_threads();
-        // SAFETY: the caller runs this before any other thread exists, so nothing reads the
-        // environment while it changes.
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
-    }
-}
-
 /// Vectors' values as little-endian f32 bytes, one after another: how journals and the cache
 /// keep embeddings.
 pub fn to_bytes<'a>(values: impl IntoIterator<Item = &'a f32>) -> Vec<u8> {
