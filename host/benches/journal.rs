@@ -4,12 +4,16 @@
 //!   flush), i.e. the store's batched write path.
 //! - `journal/hash_and_append_10k`: the same, with each event numbered, canonicalized and
 //!   hashed by the chain writer first: the whole recording path of an effect.
+//! - `journal/record_call`: numbering, serializing and hashing the eight events a recorded
+//!   `baton call` of `calc` journals (no store): the recording thread's share of journaling.
 //! - `journaled_call/*`: `Host::call_tool` on `calc` without a journal and with one.
 //!
 //! Run with `cargo xtask bench`.
 
 use baton::journal::chain::{ChainWriter, Stored};
-use baton::journal::event::EventKind;
+use baton::journal::event::{
+    EventKind, InvocationOutcome, LimitsRecord, PolicyRef, RUN_CHAIN, step_chain,
+};
 use baton::journal::store::Journal;
 use baton::{Host, HostOptions};
 #[allow(dead_code)]
@@ -66,6 +70,120 @@ fn appends(c: &mut Criterion) {
         })
     });
     group.finish();
+    let mut group = c.benchmark_group("journal");
+    group.bench_function("record_call", |b| {
+        b.iter_batched(call_events, record_call, BatchSize::SmallInput)
+    });
+    group.finish();
+}
+
+const RUN: &str = "01m80j6gy5f97kwc1kh9ckc9xz";
+const DIGEST: &str = "sha256:dbd4027292c20f28bfbf9f25ce2b23660bf72daee02701507068fd6a1603be62";
+
+/// The events of a recorded `baton call` of `calc` (as `baton trace show` lists them), in the
+/// order they are recorded: the step chain's, then the run chain's (`true`).
+fn call_events() -> Vec<(bool, EventKind)> {
+    let key = "-----BEGIN PUBLIC KEY-----\r\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEWeigM9UDOt/1nSOpWGZwZb2tAKpA\r\n\
+               8Qm3iVw2O+5MUv8AvHKbYw9Uq1uWmmfuqXr0MaaKjzXKf3eCuLdmW6lHeZRzAg==\r\n-----END PUBLIC KEY-----\r\n";
+    let sig = "MEUCIQD1aX0rj5Y0m7yU9y8d8wq7FJtZz0h2mX6v3fQv0bUaLgIgYc3mK2dZ0B3s5w9n1p7e6Q4r8t2u0v9x1y3z5a7b9c0=";
+    let hash = "574f256416f1b4e9958a52b7ccc2e82cdc1d01f14a0690ce7c2ff89f6a3038a4";
+    vec![
+        (
+            true,
+            EventKind::RunStarted {
+                baton: "0.1.0".into(),
+                command: "call".into(),
+                format: 1,
+                policies: vec![PolicyRef {
+                    digest: DIGEST.into(),
+                    name: "policies/default.toml".into(),
+                }],
+                started_at: "2026-11-22T02:43:38.053Z".into(),
+            },
+        ),
+        (
+            true,
+            EventKind::StepStarted {
+                digest: DIGEST.into(),
+                step: "call".into(),
+                tool: "calc".into(),
+            },
+        ),
+        (
+            false,
+            EventKind::InvocationStarted {
+                digest: DIGEST.into(),
+                input: r#"{"expression": "1 + 2"}"#.into(),
+                limits: LimitsRecord {
+                    budget_fuel: false,
+                    budget_timeout: false,
+                    fuel: 1_000_000_000,
+                    memory: 64 << 20,
+                    output: 1 << 20,
+                    timeout_ms: 5000,
+                },
+                secrets: Vec::new(),
+            },
+        ),
+        (
+            false,
+            EventKind::Verified {
+                attestation: DIGEST.into(),
+                digest: DIGEST.into(),
+                key: key.into(),
+                name: "dev".into(),
+                signature: sig.into(),
+                signer: "key dev".into(),
+                trusted_root: String::new(),
+            },
+        ),
+        (
+            false,
+            EventKind::RandomSeed {
+                value: "259959271248835867490477954427747815632".into(),
+            },
+        ),
+        (
+            false,
+            EventKind::InvocationEnded {
+                duration_us: 144,
+                fuel: 8361,
+                outcome: InvocationOutcome::Returned {
+                    output: r#"{"value":3.0}"#.into(),
+                },
+                peak_memory: 1_114_112,
+            },
+        ),
+        (
+            true,
+            EventKind::StepEnded {
+                events: 4,
+                root: hash.into(),
+                step: "call".into(),
+            },
+        ),
+        (
+            true,
+            EventKind::RunEnded {
+                status: "ok".into(),
+            },
+        ),
+    ]
+}
+
+fn record_call(events: Vec<(bool, EventKind)>) -> Vec<Stored> {
+    let mut run = ChainWriter::new(RUN, RUN_CHAIN.into());
+    let mut step = ChainWriter::new(RUN, step_chain("call"));
+    events
+        .into_iter()
+        .map(|(in_run, kind)| {
+            if in_run {
+                run.record(kind)
+            } else {
+                step.record(kind)
+            }
+        })
+        .collect()
 }
 
 fn journaled_calls(c: &mut Criterion) {

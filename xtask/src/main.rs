@@ -429,6 +429,7 @@ const RATIOS: &[(&str, &str)] = &[
     ("call/baton_call_tool", "call/raw_wasmtime_pooling"),
     ("load/from_compile_cache", "load/compile"),
     ("journaled_call/recorded", "journaled_call/unrecorded"),
+    ("journal/record_call", "journaled_call/unrecorded"),
     ("replay/live", "replay/replayed"),
     ("get/sandboxed", "get/native_reqwest"),
     ("verify/detached_200k", "verify/sha256_200k"),

@@ -23,18 +23,13 @@ fn hash_canonical(prev: &str, unhashed: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(prev.as_bytes());
     hasher.update(unhashed);
-    hex::encode(hasher.finalize())
+    hex_digest(hasher)
 }
 
-/// The stored form of an event from the canonical bytes it was hashed from: `hash` sorts
-/// right after `chain`, the first key, so it goes in after the chain's value. (A test checks
-/// this against serializing the hashed event, for every kind.)
-fn with_hash(unhashed: Vec<u8>, chain: &str, hash: &str) -> String {
-    let at = r#"{"chain":"#.len() + serde_json::to_string(chain).expect("a string").len();
-    let mut body = String::from_utf8(unhashed).expect("JSON is UTF-8");
-    debug_assert_eq!(body.as_bytes()[at], b',');
-    body.insert_str(at, &format!(r#","hash":"{hash}""#));
-    body
+fn hex_digest(hasher: Sha256) -> String {
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(hasher.finalize(), &mut hex).expect("64 hex digits for 32 bytes");
+    String::from_utf8(hex.to_vec()).expect("hex is ASCII")
 }
 
 /// An event as the journal stores it: its key, its kind and its canonical JSON (`hash`
@@ -56,57 +51,108 @@ pub fn hash_of(event: &Event) -> String {
 }
 
 /// Appends events to one chain, numbering and hashing them.
+///
+/// Recording is on the path of every effect, so the writer assembles each event's canonical
+/// JSON from parts rather than serializing a whole `Event`: the keys of an event sort as
+/// `chain`, `hash`, `kind`, `payload`, `prev`, `run`, `seq`, so its canonical form is the
+/// chain (escaped once, here), the kind serialized on its own (`"kind":..,"payload":..`
+/// without its braces), then the previous hash, the run (escaped once) and the number. The
+/// hash is taken over the parts as they are written, and the stored body is built in one
+/// pass with the hash in its place. The tests below check the result against serializing the
+/// event, and against a reference RFC 8785 implementation, for every kind.
 #[derive(Debug, Clone)]
 pub struct ChainWriter {
     run: String,
     chain: ChainId,
     next_seq: u64,
     head: String,
+    /// `{"chain":<chain>`
+    opening: String,
+    /// `","run":<run>,"seq":`
+    closing: String,
+    /// Reused for each event's `kind` and `payload`.
+    scratch: Vec<u8>,
 }
 
 impl ChainWriter {
     pub fn new(run: &str, chain: ChainId) -> Self {
+        let json = |s: &str| serde_json::to_string(s).expect("a string serializes");
         Self {
+            opening: format!(r#"{{"chain":{}"#, json(&chain)),
+            closing: format!(r#"","run":{},"seq":"#, json(run)),
             run: run.into(),
             chain,
             next_seq: 0,
             head: GENESIS.into(),
+            scratch: Vec::new(),
         }
     }
 
+    /// Appends an event and returns it.
     pub fn append(&mut self, kind: EventKind) -> Event {
-        self.next(kind).0
+        let prev = self.head.clone();
+        let seq = self.next_seq;
+        self.write(&kind);
+        Event {
+            run: self.run.clone(),
+            chain: self.chain.clone(),
+            seq,
+            kind,
+            prev,
+            hash: self.head.clone(),
+        }
     }
 
-    /// Appends an event and returns it as the journal stores it, serialized once: the
-    /// canonical bytes that are hashed become the stored body.
+    /// Appends an event and returns it as the journal stores it.
     pub fn record(&mut self, kind: EventKind) -> Stored {
-        let (event, unhashed) = self.next(kind);
-        let body = with_hash(unhashed, &event.chain, &event.hash);
+        let seq = self.next_seq;
+        let body = self.write(&kind);
         Stored {
-            kind: event.kind.name(),
-            run: event.run,
-            chain: event.chain,
-            seq: event.seq,
+            run: self.run.clone(),
+            chain: self.chain.clone(),
+            seq,
+            kind: kind.name(),
             body,
         }
     }
 
-    /// The next event, hashed, with the canonical bytes of its unhashed form.
-    fn next(&mut self, kind: EventKind) -> (Event, Vec<u8>) {
-        let mut event = Event {
-            run: self.run.clone(),
-            chain: self.chain.clone(),
-            seq: self.next_seq,
-            kind,
-            prev: self.head.clone(),
-            hash: String::new(),
-        };
-        let unhashed = canonical(&event);
-        event.hash = hash_canonical(&event.prev, &unhashed);
+    /// Numbers and hashes the next event, making its hash the head; returns its stored body.
+    fn write(&mut self, kind: &EventKind) -> String {
+        self.scratch.clear();
+        serde_json::to_writer(&mut self.scratch, kind).expect("events serialize to JSON");
+        // `{"kind":..,"payload":..}` without its braces.
+        let inner = &self.scratch[1..self.scratch.len() - 1];
+        let mut seq = itoa::Buffer::new();
+        let seq = seq.format(self.next_seq).as_bytes();
+        let parts_after_hash: [&[u8]; 6] = [
+            b",",
+            inner,
+            br#","prev":""#,
+            self.head.as_bytes(),
+            self.closing.as_bytes(),
+            seq,
+        ];
+        let mut hasher = Sha256::new();
+        hasher.update(self.head.as_bytes());
+        hasher.update(self.opening.as_bytes());
+        for part in parts_after_hash {
+            hasher.update(part);
+        }
+        hasher.update(b"}");
+        let hash = hex_digest(hasher);
+
+        let mut body = Vec::with_capacity(self.opening.len() + inner.len() + 220);
+        body.extend_from_slice(self.opening.as_bytes());
+        body.extend_from_slice(br#","hash":""#);
+        body.extend_from_slice(hash.as_bytes());
+        body.push(b'"');
+        for part in parts_after_hash {
+            body.extend_from_slice(part);
+        }
+        body.push(b'}');
         self.next_seq += 1;
-        self.head = event.hash.clone();
-        (event, unhashed)
+        self.head = hash;
+        String::from_utf8(body).expect("JSON is UTF-8")
     }
 
     pub fn chain(&self) -> &str {
@@ -552,6 +598,17 @@ mod tests {
             );
         }
         assert_eq!(appended.head(), recorded.head());
+    }
+
+    #[test]
+    fn a_written_chain_hashes_as_its_serialized_events_do() {
+        let chain = "step:\"quoted\" é";
+        let mut writer = ChainWriter::new("run\u{1}é", chain.into());
+        let events: Vec<Event> = every_kind().into_iter().map(|k| writer.append(k)).collect();
+        for event in &events {
+            assert_eq!(hash_of(event), event.hash, "{}", event.kind.name());
+        }
+        assert_eq!(verify(chain, &events).unwrap(), writer.head());
     }
 
     #[test]
