@@ -70,6 +70,7 @@ fn appends(c: &mut Criterion) {
         })
     });
     group.finish();
+    // The same group without the 10,000-event throughput: one call's events per iteration.
     let mut group = c.benchmark_group("journal");
     group.bench_function("record_call", |b| {
         b.iter_batched(call_events, record_call, BatchSize::SmallInput)
@@ -80,8 +81,8 @@ fn appends(c: &mut Criterion) {
 const RUN: &str = "01m80j6gy5f97kwc1kh9ckc9xz";
 const DIGEST: &str = "sha256:dbd4027292c20f28bfbf9f25ce2b23660bf72daee02701507068fd6a1603be62";
 
-/// The events of a recorded `baton call` of `calc` (as `baton trace show` lists them), in the
-/// order they are recorded: the step chain's, then the run chain's (`true`).
+/// The events of a recorded `baton call` of `calc`, in the order they are recorded, `true`
+/// marking the run chain's; the values are of a real call's sizes (key, signature, digests).
 fn call_events() -> Vec<(bool, EventKind)> {
     let key = "-----BEGIN PUBLIC KEY-----\r\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEWeigM9UDOt/1nSOpWGZwZb2tAKpA\r\n\
                8Qm3iVw2O+5MUv8AvHKbYw9Uq1uWmmfuqXr0MaaKjzXKf3eCuLdmW6lHeZRzAg==\r\n-----END PUBLIC KEY-----\r\n";

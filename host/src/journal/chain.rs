@@ -124,32 +124,30 @@ impl ChainWriter {
         let inner = &self.scratch[1..self.scratch.len() - 1];
         let mut seq = itoa::Buffer::new();
         let seq = seq.format(self.next_seq).as_bytes();
-        let parts_after_hash: [&[u8]; 6] = [
+        let after_hash: [&[u8]; 7] = [
             b",",
             inner,
             br#","prev":""#,
             self.head.as_bytes(),
             self.closing.as_bytes(),
             seq,
+            b"}",
         ];
+        // sha256(prev ‖ the event without `hash`)
         let mut hasher = Sha256::new();
         hasher.update(self.head.as_bytes());
         hasher.update(self.opening.as_bytes());
-        for part in parts_after_hash {
+        for part in after_hash {
             hasher.update(part);
         }
-        hasher.update(b"}");
         let hash = hex_digest(hasher);
-
-        let mut body = Vec::with_capacity(self.opening.len() + inner.len() + 220);
-        body.extend_from_slice(self.opening.as_bytes());
-        body.extend_from_slice(br#","hash":""#);
-        body.extend_from_slice(hash.as_bytes());
-        body.push(b'"');
-        for part in parts_after_hash {
-            body.extend_from_slice(part);
-        }
-        body.push(b'}');
+        let up_to_hash: [&[u8]; 4] = [
+            self.opening.as_bytes(),
+            br#","hash":""#,
+            hash.as_bytes(),
+            b"\"",
+        ];
+        let body = [&up_to_hash[..], &after_hash[..]].concat().concat();
         self.next_seq += 1;
         self.head = hash;
         String::from_utf8(body).expect("JSON is UTF-8")
