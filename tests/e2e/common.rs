@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use baton::loader::trust::with_suffix;
+use baton::trust::check::with_suffix;
 
 /// A built plugin, e.g. `plugin("calc.wasm")` or `plugin("testing/spin.wasm")`.
 pub fn plugin(name: &str) -> PathBuf {
     let dir = std::env::var_os("BATON_PLUGIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/plugins"));
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -49,7 +49,7 @@ pub fn shared_store() -> PathBuf {
 pub fn models_dir() -> PathBuf {
     std::env::var_os("BATON_MODELS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/models"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/models"))
 }
 
 /// The `baton` binary, isolated from the user's environment.

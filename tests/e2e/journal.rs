@@ -449,7 +449,7 @@ fn processes_creating_one_journal_at_once_all_record() {
 /// recording: a new call lands beside the old run, and both verify and replay.
 #[test]
 fn journals_of_earlier_table_layouts_keep_recording() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
     for (fixture, layout) in [
         ("effects.bundle", "PRIMARY KEY (run, chain, seq)\n)"),
         ("fanout-run.bundle", "WITHOUT ROWID"),

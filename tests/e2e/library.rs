@@ -1,8 +1,8 @@
 //! The library as an embedder uses it: one `Host` serving many calls, hostile ones included.
 
-use baton::error::exit;
+use baton::exit;
+use baton::limits::LimitExceeded;
 use baton::sandbox::SandboxError;
-use baton::sandbox::limits::LimitExceeded;
 use baton::{Error, Host, HostOptions};
 
 use crate::common::plugin;
@@ -32,7 +32,7 @@ async fn the_host_keeps_serving_after_every_kind_of_containment() {
     for (name, code) in hostile {
         let tool = host.load(&plugin(name)).await.unwrap();
         let err = host.call_tool(&tool, "{}").await.unwrap_err();
-        assert_eq!(err.exit_code(), code, "{name}: {err}");
+        assert_eq!(exit::code(&err), code, "{name}: {err}");
         // The same host, right after, still serves a well-behaved tool.
         let ok = host
             .call_tool(&calc, r#"{"expression": "40 + 2"}"#)

@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton::budget::{BudgetLimits, Ledger, Usd};
-use baton::effect::llm::{Llm, Requester};
-use baton::effect::{Gate, NoSecrets};
+use baton::effects::{Gate, LiveGate, NoSecrets};
 use baton::journal::event::{
     EventKind, LlmAttempt, LlmMessage, LlmOutcome, LlmRequest, step_chain,
 };
 use baton::journal::store::Journal;
+use baton::llm::{Llm, Requester};
 use baton::policy::Policy;
+use baton::runtime::models;
 use baton::{Host, HostOptions};
 use serde_json::{Value, json};
 
@@ -227,7 +228,7 @@ async fn the_breaker_opens_fails_fast_half_opens_and_closes() {
         ..HostOptions::default()
     })
     .unwrap();
-    let kind = |run: &baton::completion::CompletionRun| match &run.outcome {
+    let kind = |run: &baton::runtime::completion::CompletionRun| match &run.outcome {
         LlmOutcome::Completed { text, .. } => format!("ok {text}"),
         LlmOutcome::Failed { kind, message } => format!("{kind}: {message}"),
     };
@@ -252,7 +253,7 @@ async fn the_breaker_opens_fails_fast_half_opens_and_closes() {
     assert_eq!(server.requests().len(), 4);
 
     drop(host);
-    let breaker = |run: &baton::completion::CompletionRun| -> Vec<String> {
+    let breaker = |run: &baton::runtime::completion::CompletionRun| -> Vec<String> {
         let id = &run.run.as_ref().unwrap().id;
         attempts(&store, id)
             .into_iter()
@@ -313,13 +314,12 @@ async fn parallel_calls_never_overspend_the_budget() {
             usd: Some(limit),
             ..BudgetLimits::default()
         });
-        let gate = Gate::live("run", step_chain("x"), None, Arc::new(NoSecrets));
+        let gate: Arc<dyn Gate> = LiveGate::open("run", step_chain("x"), None, Arc::new(NoSecrets));
         let calls: Vec<_> = (0..64)
             .map(|_| {
                 let (gate, llm, ledger) = (gate.clone(), llm.clone(), ledger.clone());
                 tokio::spawn(async move {
-                    gate.complete(&llm, &REQUESTER, request("hi", 10), &ledger)
-                        .await
+                    models::complete(&*gate, &llm, &REQUESTER, request("hi", 10), &ledger).await
                 })
             })
             .collect();

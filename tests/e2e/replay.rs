@@ -233,7 +233,7 @@ fn a_recorded_timeout_replays_as_the_same_timeout() {
 
 #[test]
 fn golden_bundles_replay_identically() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
     let mut replayed = 0;
     for entry in std::fs::read_dir(&fixtures).unwrap() {
         let path = entry.unwrap().path();

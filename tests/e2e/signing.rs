@@ -346,7 +346,7 @@ fn garbled_and_truncated_signatures_are_refused() {
 /// signature.
 #[test]
 fn attestations_of_another_type_or_another_file_are_refused() {
-    use baton::signing::{Envelope, INTOTO_PAYLOAD_TYPE, SigningKey};
+    use baton::trust::signing::{Envelope, INTOTO_PAYLOAD_TYPE, SigningKey};
 
     let dir = tempfile::tempdir().unwrap();
     let (private, public, file) = setup(dir.path());
@@ -358,7 +358,7 @@ fn attestations_of_another_type_or_another_file_are_refused() {
     )
     .unwrap();
     let attestation = dir.path().join("calc.wasm.intoto.json");
-    let digest = baton::loader::digest::Digest::of(&std::fs::read(&file).unwrap()).hex();
+    let digest = baton::Digest::of(&std::fs::read(&file).unwrap()).hex();
     let statement = |sha256: &str| {
         serde_json::json!({
             "_type": "https://in-toto.io/Statement/v1",
@@ -412,8 +412,8 @@ fn attestations_of_another_type_or_another_file_are_refused() {
 /// Everything the build signed verifies with the development key the repository ships.
 #[test]
 fn every_shipped_plugin_is_signed_by_the_development_key() {
-    let dev_key =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../attestations/keys/baton-dev.pub");
+    let dev_key = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../attestations/keys/baton-dev.pub");
     let root = plugin("calc.wasm").parent().unwrap().to_path_buf();
     let mut checked = 0;
     // The reference tools are attested with their description; some test fixtures cannot be
@@ -432,7 +432,7 @@ fn every_shipped_plugin_is_signed_by_the_development_key() {
         }
     }
     assert!(checked >= 20, "only {checked} plugins found");
-    let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
     let default = policies.join("default.toml");
     let out = run(&["verify", s(&default), "--key", s(&dev_key)]);
     assert_contains(
@@ -448,8 +448,8 @@ fn grants_bound_to_a_signer_do_not_follow_the_name() {
     let dir = tempfile::tempdir().unwrap();
     let other = dir.path().join("other");
     text_output(&baton_with_password(&["keygen", "--out", s(&other)]));
-    let dev_key =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../attestations/keys/baton-dev.pub");
+    let dev_key = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../attestations/keys/baton-dev.pub");
     let policy = dir.path().join("policy.toml");
     std::fs::write(
         &policy,
@@ -515,7 +515,7 @@ fn verify_without_a_key_uses_the_policys_trust() {
 
     // A keyless Sigstore bundle from the conformance suite, for its artifact.
     let suite = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/conformance/sigstore-bundle-verify");
+        .join("../../../shared/conformance/sigstore-bundle-verify");
     let artifact = dir.path().join("a.txt");
     std::fs::copy(suite.join("a.txt"), &artifact).unwrap();
     std::fs::copy(
@@ -598,8 +598,8 @@ fn policies_above_a_layer_that_requires_it_must_be_signed() {
     let dir = tempfile::tempdir().unwrap();
     let admin = dir.path().join("admin");
     text_output(&baton_with_password(&["keygen", "--out", s(&admin)]));
-    let dev_key =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../attestations/keys/baton-dev.pub");
+    let dev_key = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../attestations/keys/baton-dev.pub");
     let base = dir.path().join("base.toml");
     std::fs::write(
         &base,

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use baton::loader::sigstore::{Signer, verify_bundle};
+use baton::trust::sigstore::{Signer, verify_bundle};
 
 const DEFAULT_IDENTITY: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
 const DEFAULT_ISSUER: &str = "https://token.actions.githubusercontent.com";
@@ -12,7 +12,9 @@ const DEFAULT_ISSUER: &str = "https://token.actions.githubusercontent.com";
 fn suite() -> PathBuf {
     std::env::var_os("BATON_CONFORMANCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance"))
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance")
+        })
         .join("sigstore-bundle-verify")
 }
 
@@ -70,8 +72,8 @@ fn sigstore_conformance_cases() {
 /// The loader's trust check accepts a keyless bundle only from an identity the policy lists.
 #[test]
 fn keyless_signers_are_trusted_only_by_their_exact_identity() {
-    use baton::loader::trust::{PolicyTrust, Provenance, Sidecars, TrustCheck};
     use baton::policy::trust::{Identity, SubjectMatch, TrustPolicy};
+    use baton::trust::check::{PolicyTrust, Provenance, Sidecars, TrustCheck};
 
     let case = suite().join("happy-path-v0.3");
     let artifact = std::fs::read(suite().join("a.txt")).unwrap();
@@ -80,7 +82,7 @@ fn keyless_signers_are_trusted_only_by_their_exact_identity() {
         base: case.join("a.txt"),
         ..Sidecars::default()
     };
-    let digest = baton::loader::digest::Digest::of(&artifact);
+    let digest = baton::Digest::of(&artifact);
     let trusting = |subject: SubjectMatch| {
         PolicyTrust::new(&TrustPolicy {
             require_signatures: true,
@@ -135,11 +137,11 @@ fn keyless_signers_are_trusted_only_by_their_exact_identity() {
 /// not the public-good one.
 #[test]
 fn a_replayed_keyless_signature_uses_its_recorded_trusted_root() {
-    use baton::loader::trust::{RecordedTrust, Sidecars, TrustCheck, Verified};
+    use baton::trust::check::{RecordedTrust, Sidecars, TrustCheck, Verified};
 
     let case = suite().join("intoto-with-custom-trust-root");
     let artifact = std::fs::read(case.join("artifact")).unwrap();
-    let digest = baton::loader::digest::Digest::of(&artifact);
+    let digest = baton::Digest::of(&artifact);
     let recorded = |trusted_root: String| RecordedTrust {
         recorded: vec![(
             digest.to_string(),

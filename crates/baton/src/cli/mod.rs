@@ -1,0 +1,255 @@
+//! Command-line parsing and dispatch. Each subcommand lives in its own module; all of them
+//! are thin layers over the library.
+
+mod cache;
+mod call;
+mod eval;
+mod inspect;
+mod llm;
+mod policy;
+mod replay;
+mod run;
+mod sign;
+mod trace;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use baton::budget::BudgetLimits;
+use baton::orchestrator::result::RunStatus;
+use baton::policy::{LimitsSpec, values};
+use baton::{Error, Host, HostOptions, exit};
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+/// Why a command failed: a library error, or a run that ended without success.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Baton(#[from] Error),
+    /// A `baton run` that ended without success (its result is still reported).
+    #[error("the run {}: {reason}", status.name().replace('_', " "))]
+    RunEnded { status: RunStatus, reason: String },
+}
+
+impl Failure {
+    /// The exit status it ends the command with.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Baton(error) => exit::code(error),
+            Failure::RunEnded { status, .. } => match status {
+                RunStatus::BudgetExceeded | RunStatus::MaxSteps => exit::LIMIT,
+                RunStatus::Failed | RunStatus::Succeeded => exit::TOOL_FAILED,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "baton",
+    version,
+    about = "Run LLM tools, prompts and planners built as WebAssembly components, sandboxed \
+             under policy",
+    after_help = "Exit status: 0 success; 1 the tool failed; 2 bad usage or input; \
+                  3 a sandbox limit or budget was hit; 4 a signature did not verify; 5 a policy problem; 6 a replay diverged or a \
+                  journal failed verification."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Policy file (TOML) layered over the built-in policies/default.toml; repeat it to layer
+    /// several, each over the one before
+    #[arg(long, global = true, env = "BATON_POLICY", value_name = "FILE")]
+    policy: Vec<PathBuf>,
+    /// Fuel per call (about one unit per wasm instruction), e.g. 1_000_000
+    #[arg(long, global = true, value_parser = values::fuel, value_name = "UNITS")]
+    fuel: Option<u64>,
+    /// Memory per call, e.g. "64 MiB"
+    #[arg(long, global = true, value_parser = values::memory, value_name = "SIZE")]
+    memory: Option<u64>,
+    /// Wall-clock deadline per call, e.g. "5s" or "500ms"
+    #[arg(long, global = true, value_parser = values::timeout, value_name = "DURATION")]
+    timeout: Option<Duration>,
+    /// What a run may spend, e.g. "tokens=20000,usd=0.10,time=60s" (also fuel and calls);
+    /// overrides the policy's [budget]
+    #[arg(long, global = true, value_parser = BudgetLimits::parse, value_name = "LIMITS")]
+    budget: Option<BudgetLimits>,
+    /// Largest output (and stdout, and stderr) per call, e.g. "1 MiB"
+    #[arg(long, global = true, value_parser = values::output, value_name = "SIZE")]
+    max_output: Option<u64>,
+    /// Directory of the compile cache [default: the user's cache directory]
+    #[arg(long, global = true, env = "BATON_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile components afresh instead of using the compile cache
+    #[arg(long, global = true)]
+    no_cache: bool,
+    /// The journal (SQLite) every run is recorded in [default: journal.db in the user's data
+    /// directory]
+    #[arg(long, global = true, env = "BATON_STORE", value_name = "FILE")]
+    store: Option<PathBuf>,
+    /// Show more of what happens (-v: call statistics, -vv: debug logs); RUST_LOG overrides
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl GlobalArgs {
+    fn store(&self) -> PathBuf {
+        self.store.clone().unwrap_or_else(|| {
+            dirs::data_dir()
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join("baton")
+                .join("journal.db")
+        })
+    }
+
+    fn host_options(&self) -> HostOptions {
+        HostOptions {
+            policies: self.policy.clone(),
+            limits: LimitsSpec {
+                fuel: self.fuel,
+                memory: self.memory,
+                timeout: self.timeout,
+                output: self.max_output,
+            },
+            cache_dir: if self.no_cache {
+                None
+            } else {
+                self.cache_dir
+                    .clone()
+                    .or_else(baton::runtime::loader::cache::CompileCache::default_dir)
+            },
+            store: Some(self.store()),
+            accept_unsigned: false,
+            budget: self.budget.unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Hand a task to a planner and its tools: run a workflow, in parallel where it can, and
+    /// print the result
+    Run(run::RunArgs),
+    /// Call a tool component with JSON input and print its JSON output
+    Call(call::CallArgs),
+    /// Show what a component is: world, name, version, schemas, imports, digest, limits
+    Inspect(inspect::InspectArgs),
+    /// Re-run a recorded run from its bundle and check that every event is identical
+    Replay(replay::ReplayArgs),
+    /// List, show, verify, export and prune recorded runs
+    #[command(subcommand)]
+    Trace(trace::TraceCommand),
+    /// Check a policy file, or explain what it grants a component
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Ask a model through the policy's routes, budget, retries and breakers
+    #[command(subcommand)]
+    Llm(llm::LlmCommand),
+    /// Show or clear the completion cache
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
+    /// Print how similar two texts are in meaning (cosine of their embeddings)
+    Eval(eval::EvalArgs),
+    /// Make an ECDSA P-256 key pair in cosign's formats
+    Keygen(sign::KeygenArgs),
+    /// Sign a component or policy: FILE.sig (as cosign sign-blob) and FILE.intoto.json
+    Sign(sign::SignArgs),
+    /// Check a file's signature and attestation against a public key
+    Verify(sign::VerifyArgs),
+}
+
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Engine(format!("cannot start the async runtime: {e}")))?;
+    let command = match cli.command {
+        Command::Trace(command) => return Ok(trace::run(&cli.global.store(), command)?),
+        Command::Keygen(args) => return Ok(sign::keygen(args)?),
+        Command::Verify(args) => return Ok(sign::verify(args, &cli.global.policy)?),
+        command => command,
+    };
+    runtime.block_on(async {
+        let mut options = cli.global.host_options();
+        // The completion cache lives beside the journal.
+        if !matches!(
+            command,
+            Command::Run(_) | Command::Call(_) | Command::Llm(_) | Command::Cache(_)
+        ) {
+            // Only calls and completions are recorded; a replay compares, and inspecting
+            // runs nothing.
+            options.store = None;
+        }
+        // Signing is how a component becomes trusted, so it must load unsigned ones.
+        options.accept_unsigned = matches!(command, Command::Sign(_));
+        // A workflow brings policies and a budget of its own.
+        let (command, plan) = match command {
+            Command::Run(args) => (None, Some(run::Plan::new(args, &mut options)?)),
+            command => (Some(command), None),
+        };
+        let mut host = Host::new(options)?;
+        let Some(command) = command else {
+            return run::run(&mut host, plan.expect("a run has a plan")).await;
+        };
+        let done = match command {
+            Command::Call(args) => call::run(&mut host, args).await,
+            Command::Inspect(args) => inspect::run(&host, args).await,
+            Command::Replay(args) => replay::run(&host, args).await,
+            Command::Policy(command) => policy::run(&host, command).await,
+            Command::Llm(command) => llm::run(&host, command).await,
+            Command::Eval(args) => eval::run(&host, args).await,
+            Command::Cache(command) => cache::run(&host, command),
+            Command::Sign(args) => sign::sign(&host, args).await,
+            Command::Run(_) | Command::Trace(_) | Command::Keygen(_) | Command::Verify(_) => {
+                unreachable!("handled above")
+            }
+        };
+        Ok(done?)
+    })
+}
+
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+/// `text`, or all of standard input when it is "-".
+fn text_or_stdin(text: String) -> Result<String, Error> {
+    if text != "-" {
+        return Ok(text);
+    }
+    let mut read = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut read)
+        .map_err(|e| Error::InputUnreadable(format!("standard input: {e}")))?;
+    Ok(read)
+}
+
+/// Prints a JSON document: indented on a terminal, on one line otherwise.
+fn print_json(value: &serde_json::Value) {
+    use std::io::IsTerminal;
+    let text = if std::io::stdout().is_terminal() {
+        serde_json::to_string_pretty(value)
+    } else {
+        serde_json::to_string(value)
+    };
+    println!("{}", text.expect("a serde_json::Value always serializes"));
+}

@@ -1,0 +1,36 @@
+//! `baton replay`: re-run a recorded run from its bundle, offline, and compare every event.
+
+use std::path::PathBuf;
+
+use baton::orchestrator::Replayed;
+use baton::{Error, Host};
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The bundle (written by `baton call --bundle` or `baton trace export`)
+    bundle: PathBuf,
+    /// Replay with this component instead of the recorded one (e.g. a new version of it), to
+    /// see whether and where it behaves differently
+    #[arg(long, value_name = "WASM")]
+    component: Option<PathBuf>,
+}
+
+pub async fn run(host: &Host, args: ReplayArgs) -> Result<(), Error> {
+    let report = baton::orchestrator::replay(host, &args.bundle, args.component.as_deref()).await?;
+    println!("identical: {} events, root {}", report.events, report.root);
+    match &report.outcome {
+        Replayed::Call(Ok(call)) => tracing::info!("replayed output: {}", call.output),
+        Replayed::Call(Err(e)) => tracing::info!("replayed the recorded failure: {e}"),
+        Replayed::Run(result) => tracing::info!(
+            "replayed run: {}, {} steps, output {}",
+            result.status.name(),
+            result.steps.len(),
+            result
+                .output
+                .as_ref()
+                .map_or("none".into(), |o| o.to_string())
+        ),
+    }
+    Ok(())
+}

@@ -1,0 +1,347 @@
+//! `baton trace`: the recorded runs in the journal.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use baton::Error;
+use baton::budget::Usd;
+use baton::journal::event::{
+    Event, EventKind, FsAnswer, HttpOutcome, InvocationOutcome, LlmOutcome, ToolCallOutcome,
+};
+use baton::journal::store::{Journal, RunSummary};
+use baton::journal::verify_run;
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum TraceCommand {
+    /// List recorded runs, newest first
+    Ls {
+        /// How many runs to list
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON lines instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a run's timeline: steps, events, fuel and durations
+    Show {
+        /// Run id (a unique prefix is enough), or a bundle file
+        run: String,
+        /// Print the events as a JSON array
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recompute every hash of a run and report where the chain breaks, if it does
+    Verify {
+        /// Run id (a unique prefix is enough), or a bundle file
+        run: String,
+    },
+    /// Write a run to a self-contained bundle file for `baton replay`
+    Export {
+        /// Run id (a unique prefix is enough)
+        run: String,
+        /// The bundle file to write
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Delete runs older than a number of days
+    Prune {
+        #[arg(long, value_name = "N")]
+        days: u64,
+    },
+}
+
+pub fn run(store: &Path, command: TraceCommand) -> Result<(), Error> {
+    match command {
+        TraceCommand::Ls { limit, json } => {
+            let runs = read_store(store)?.runs(limit)?;
+            for run in &runs {
+                if json {
+                    println!("{}", serde_json::to_string(run).expect("runs serialize"));
+                } else {
+                    println!(
+                        "{}  {}  {:<5} {:<8} {:>4} events",
+                        run.run, run.started_at, run.command, run.status, run.events
+                    );
+                }
+            }
+            if runs.is_empty() && !json {
+                println!("no runs recorded in {}", store.display());
+            }
+            Ok(())
+        }
+        TraceCommand::Show { run, json } => {
+            let (journal, summary) = open_run(store, &run)?;
+            let events = journal.events(&summary.run)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&events).expect("serialize")
+                );
+            } else {
+                print_timeline(&summary, &events);
+            }
+            Ok(())
+        }
+        TraceCommand::Verify { run } => {
+            let (journal, summary) = open_run(store, &run)?;
+            let events = journal.events(&summary.run)?;
+            let verified = verify_run(&events).map_err(|source| Error::Tampered {
+                path: journal.path().to_owned(),
+                source,
+            })?;
+            let state = if verified.complete {
+                "complete"
+            } else {
+                "incomplete (the run did not finish)"
+            };
+            println!(
+                "verified: {} events, root {}, {state}",
+                verified.events, verified.root
+            );
+            Ok(())
+        }
+        TraceCommand::Export { run, output } => {
+            let (journal, summary) = open_run(store, &run)?;
+            journal.export(&summary.run, &output)?;
+            println!("wrote {} (run {})", output.display(), summary.run);
+            Ok(())
+        }
+        TraceCommand::Prune { days } => {
+            let journal = Journal::open(store)?;
+            let cutoff = SystemTime::now() - Duration::from_secs(days * 86_400);
+            let cutoff = humantime::format_rfc3339_millis(cutoff).to_string();
+            let removed = journal.prune(&cutoff)?;
+            println!("removed {removed} runs started before {cutoff}");
+            Ok(())
+        }
+    }
+}
+
+fn read_store(store: &Path) -> Result<Journal, Error> {
+    Ok(Journal::open_read_only(store)?)
+}
+
+/// A run named by id (or unique prefix) in the store, or the single run of a bundle file.
+fn open_run(store: &Path, run: &str) -> Result<(Journal, RunSummary), Error> {
+    let path = Path::new(run);
+    let journal = if path.is_file() {
+        Journal::open_read_only(path)?
+    } else {
+        read_store(store)?
+    };
+    let found = if path.is_file() {
+        journal.runs(1)?.into_iter().next()
+    } else {
+        journal.find_run(run)?
+    };
+    let summary = found.ok_or_else(|| Error::BundleInvalid {
+        path: journal.path().to_owned(),
+        reason: format!("no run '{run}' is recorded there (see `baton trace ls`)"),
+    })?;
+    Ok((journal, summary))
+}
+
+fn print_timeline(run: &RunSummary, events: &[Event]) {
+    println!(
+        "run {}  {}  {}  {}",
+        run.run, run.started_at, run.command, run.status
+    );
+    let mut chain = "";
+    for event in events {
+        if event.chain != chain {
+            chain = &event.chain;
+            println!("{chain}");
+        }
+        println!(
+            "  {:>4}  {:<18} {}",
+            event.seq,
+            event.kind.name(),
+            detail(&event.kind)
+        );
+    }
+    if let Some(root) = &run.root {
+        println!("root {root}");
+    }
+}
+
+/// One line of what an event says.
+fn detail(kind: &EventKind) -> String {
+    let cut = |s: &str| baton::text::truncate(s, 80);
+    match kind {
+        EventKind::RunStarted {
+            baton, started_at, ..
+        } => format!("baton {baton} at {started_at}"),
+        EventKind::Workflow {
+            planner,
+            prompts,
+            task,
+            tools,
+            ..
+        } => format!(
+            "planner {planner}, {} tools, {} prompts, task {}",
+            tools.len(),
+            prompts.len(),
+            cut(task)
+        ),
+        EventKind::StepStarted { step, tool, digest } => format!("{step}: {tool} {digest}"),
+        EventKind::InvocationStarted { input, limits, .. } => format!(
+            "input {} (fuel {}, memory {}, timeout {} ms)",
+            cut(input),
+            limits.fuel,
+            baton::limits::size(limits.memory),
+            limits.timeout_ms
+        ),
+        EventKind::WallClock { seconds, nanos } | EventKind::MonotonicClock { seconds, nanos } => {
+            format!("{seconds}.{nanos:09}")
+        }
+        EventKind::Random { source, bytes } => format!("{source:?} {} bytes", bytes.len() / 2),
+        EventKind::RandomSeed { .. } => String::new(),
+        EventKind::Environment { vars } => vars
+            .iter()
+            .map(|(name, value)| format!("{name}={}", cut(value)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        EventKind::Log { level, message } => format!("{level}: {}", cut(message)),
+        EventKind::Denied {
+            capability,
+            message,
+        } => format!("{capability}: {}", cut(message)),
+        EventKind::Http { request, outcome } => {
+            let outcome = match outcome {
+                HttpOutcome::Response {
+                    status,
+                    size,
+                    address,
+                    ..
+                } => format!("{status}, {size} bytes from {address}"),
+                HttpOutcome::Failed { code, message } => format!("{code}: {}", cut(message)),
+            };
+            format!("{} {} -> {outcome}", request.method, request.url)
+        }
+        EventKind::Fs {
+            answer,
+            args,
+            op,
+            path,
+        } => {
+            let answer = match answer {
+                FsAnswer::Bytes { data, end } => {
+                    let n = baton::effects::http::decode_body(data).len();
+                    format!("{n} bytes{}", if *end { ", end" } else { "" })
+                }
+                FsAnswer::Count { count } => format!("{count} bytes written"),
+                FsAnswer::Done => "done".into(),
+                FsAnswer::Entries { entries } => format!("{} entries", entries.len()),
+                FsAnswer::Failed { code } => format!("error {code}"),
+                FsAnswer::Opened { node } => format!("opened {node}"),
+                FsAnswer::Stat { stat } => format!("{}, {} bytes", stat.node, stat.size),
+                FsAnswer::Text { text } => cut(text),
+            };
+            format!("{op} {path} {} -> {answer}", cut(args))
+        }
+        EventKind::Llm {
+            attempts,
+            committed,
+            outcome,
+            request,
+            source,
+            ..
+        } => {
+            let outcome = match outcome {
+                LlmOutcome::Completed {
+                    model,
+                    input_tokens,
+                    output_tokens,
+                    text,
+                    ..
+                } => format!(
+                    "{model}: {input_tokens} + {output_tokens} tokens, {} -> {}",
+                    Usd(committed.nano_usd),
+                    cut(text)
+                ),
+                LlmOutcome::Failed { kind, message } => format!("{kind}: {}", cut(message)),
+            };
+            let retries = attempts.len().saturating_sub(1);
+            let how = match (source.as_str(), retries) {
+                ("provider", 0) | ("", _) => String::new(),
+                ("provider", n) => format!(" after {n} retries"),
+                (other, _) => format!(" from {other}"),
+            };
+            format!("{}{how}: {outcome}", request.model)
+        }
+        EventKind::LlmEmbed {
+            model,
+            dims,
+            error,
+            vectors,
+            ..
+        } => match error.is_empty() {
+            true => {
+                let count = baton::effects::http::decode_body(vectors).len() / 4;
+                let texts = count / (*dims).max(1) as usize;
+                format!("{model}: {texts} texts, {dims} dimensions")
+            }
+            false => format!("{model}: {}", cut(error)),
+        },
+        EventKind::LlmTokens {
+            model,
+            count,
+            error,
+            ..
+        } => match error.is_empty() {
+            true => format!("{model}: {count} tokens"),
+            false => format!("{model}: {}", cut(error)),
+        },
+        EventKind::Verified {
+            signer,
+            attestation,
+            ..
+        } => match attestation.is_empty() {
+            true => format!("signed by {signer}"),
+            false => format!("signed by {signer}; attestation {attestation}"),
+        },
+        EventKind::ToolCall {
+            tool,
+            chain,
+            outcome,
+            ..
+        } => {
+            let outcome = match outcome {
+                ToolCallOutcome::Returned { output } => format!("returned {}", cut(output)),
+                ToolCallOutcome::Failed { kind, message } => format!("{kind}: {}", cut(message)),
+            };
+            match chain.is_empty() {
+                true => format!("{tool} -> {outcome}"),
+                false => format!("{tool} ({chain}) -> {outcome}"),
+            }
+        }
+        EventKind::InvocationEnded {
+            outcome,
+            fuel,
+            peak_memory,
+            duration_us,
+        } => {
+            let outcome = match outcome {
+                InvocationOutcome::Returned { output } => format!("returned {}", cut(output)),
+                InvocationOutcome::ToolError { kind, message } => {
+                    format!("tool error ({kind}): {}", cut(message))
+                }
+                InvocationOutcome::Limit { message, .. } => message.clone(),
+                InvocationOutcome::Trap { message } => cut(message),
+            };
+            format!(
+                "{outcome}; {fuel} fuel, {} peak memory, {:.2} ms",
+                baton::limits::size(*peak_memory),
+                *duration_us as f64 / 1000.0
+            )
+        }
+        EventKind::Resumed {
+            chain, output, run, ..
+        } => format!("taken over from run {run} ({chain}): {}", cut(output)),
+        EventKind::StepEnded { step, root, events } => {
+            format!("{step}: {events} events, root {root}")
+        }
+        EventKind::RunEnded { status } => status.clone(),
+    }
+}

@@ -1,0 +1,11 @@
+//! The vocabulary every Baton crate shares, and nothing else: a component's content
+//! [`digest`], the [`limits`] one call runs under (with the typed error for each it can
+//! exceed), and the [`text`] helpers that keep guest-supplied text fit for a one-line message.
+//!
+//! It sits at the bottom of the workspace and depends on no other Baton crate.
+
+pub mod digest;
+pub mod limits;
+pub mod text;
+
+pub use digest::Digest;

@@ -1,0 +1,51 @@
+//! Tool discovery: when more tools are available than `tool_search_top_k`, the planner sees
+//! only the k whose descriptions are closest in meaning to the task (cosine of embeddings by
+//! the workflow's embedding model; ties go to the name first in order). The embeddings are
+//! journaled in the host chain `step:tools:search`, so a replay offers the same tools.
+
+use std::collections::BTreeMap;
+
+use baton_effects::Gate;
+use baton_llm::embedding::cosine;
+use baton_runtime::bindings::types::ToolInfo;
+use baton_runtime::models;
+use baton_runtime::run::RunContext;
+
+/// The run-chain step name of the search.
+pub(super) const SEARCH_STEP: &str = "tools:search";
+
+/// The `k` tools of `tools` closest to `task`, or the first `k` by name (and why) when the
+/// embedding model is not available.
+pub(super) async fn top_k(
+    ctx: &RunContext,
+    gate: &dyn Gate,
+    model: &str,
+    task: &str,
+    tools: BTreeMap<String, ToolInfo>,
+    k: usize,
+) -> (BTreeMap<String, ToolInfo>, Option<String>) {
+    let mut texts = vec![task.to_string()];
+    texts.extend(
+        tools
+            .values()
+            .map(|t| format!("{}: {}", t.name, t.description)),
+    );
+    match models::embed(gate, ctx.llm(), model, &texts).await {
+        Ok(vectors) => {
+            let mut ranked: Vec<(f32, (String, ToolInfo))> = vectors[1..]
+                .iter()
+                .map(|v| cosine(&vectors[0], v))
+                .zip(tools)
+                .collect();
+            // Stable: equal scores keep name order.
+            ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+            (ranked.into_iter().take(k).map(|(_, t)| t).collect(), None)
+        }
+        Err(e) => {
+            let why = format!(
+                "tool search is unavailable ({e}); the planner sees the first {k} tools by name"
+            );
+            (tools.into_iter().take(k).collect(), Some(why))
+        }
+    }
+}

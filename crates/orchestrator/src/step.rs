@@ -1,0 +1,356 @@
+//! One step of a run: its invocations (the first try and its retries), each in its own
+//! chain, run as a task of its own so that steps overlap.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_budget::Ledger;
+use baton_core::limits::LimitKind;
+use baton_effects::{Gate, NoSecrets};
+use baton_journal::event::{EventKind, step_chain};
+use baton_policy::Source;
+use baton_runtime::bindings::types::{Error as HostError, ToolError};
+use baton_runtime::plugin::check_input;
+use baton_runtime::run::{Invocation, RunContext};
+use baton_runtime::{Error, Plugin, ToolCall};
+use baton_sandbox::SandboxError;
+
+use serde_json::Value;
+
+use super::evidence;
+use super::plan::PlannedStep;
+use super::progress::{Progress, ProgressSink};
+use super::result::{StepReport, StepStatus, cache_tier, dollars};
+
+/// A step ready to run.
+pub(super) struct StepJob {
+    pub ctx: Arc<RunContext>,
+    pub index: usize,
+    pub id: String,
+    pub plugin: Arc<Plugin>,
+    /// The rendered input (JSON text).
+    pub input: String,
+    pub retries: u32,
+    pub timeout: Option<Duration>,
+    pub backoff: Duration,
+    /// Run this many times in parallel and weigh the outputs (0 and 1: once).
+    pub replicates: u32,
+    /// The model whose embeddings compare replicates' outputs.
+    pub embedding_model: String,
+    pub progress: Arc<dyn ProgressSink>,
+    /// Instead of running: the event the step's chain records and the output it takes over
+    /// (see `resume`).
+    pub taken_over: Option<(EventKind, String)>,
+    pub ledger: Arc<Ledger>,
+    /// When the run started.
+    pub started: Instant,
+}
+
+/// What running a step (or one replicate of it) came to.
+struct Tried {
+    /// Chain name and gate of each chain it wrote (its invocations, and the weighing of
+    /// replicates).
+    attempts: Vec<(String, Arc<dyn Gate>)>,
+    invocations: u32,
+    result: Result<Value, Error>,
+    fuel: u64,
+}
+
+/// A step that ended (or was never run).
+pub(super) struct StepDone {
+    pub index: usize,
+    /// The chain name of each invocation and its gate, to be sealed into the run chain.
+    pub attempts: Vec<(String, Arc<dyn Gate>)>,
+    pub report: StepReport,
+    /// Whether it failed because the budget ran out.
+    pub out_of_budget: bool,
+}
+
+impl StepDone {
+    /// A step that never ran: skipped, or failed before its first invocation.
+    pub fn not_run(
+        index: usize,
+        step: &PlannedStep,
+        status: StepStatus,
+        reason: String,
+        at_ms: u64,
+    ) -> Self {
+        Self {
+            index,
+            attempts: Vec::new(),
+            report: StepReport {
+                id: step.id.clone(),
+                tool: step.tool.clone(),
+                status,
+                attempts: 0,
+                started_ms: at_ms,
+                finished_ms: at_ms,
+                fuel: 0,
+                llm_calls: 0,
+                tokens: 0,
+                cost_usd: 0.0,
+                cache_hits: 0,
+                cache_tier: None,
+                resumed_from: None,
+                output: None,
+                error: Some(reason),
+            },
+            out_of_budget: false,
+        }
+    }
+}
+
+impl StepJob {
+    pub async fn run(self) -> StepDone {
+        let started_ms = self.started.elapsed().as_millis() as u64;
+        let job = Arc::new(self);
+        let Tried {
+            attempts,
+            invocations,
+            result,
+            fuel,
+        } = match (&job.taken_over, job.replicates > 1) {
+            (Some((event, output)), _) => job.take_over(event.clone(), output),
+            (None, true) => job.clone().replicated().await,
+            (None, false) => job.clone().tried(job.id.clone()).await,
+        };
+        let spent = job.ledger.report();
+        let out_of_budget = result.as_ref().is_err_and(is_budget);
+        let (status, output, error) = match result {
+            Ok(output) => (StepStatus::Ok, Some(output), None),
+            Err(e) => (StepStatus::Failed, None, Some(e.to_string())),
+        };
+        StepDone {
+            index: job.index,
+            report: StepReport {
+                id: job.id.clone(),
+                tool: job.plugin.name().to_string(),
+                status,
+                attempts: invocations,
+                started_ms,
+                finished_ms: job.started.elapsed().as_millis() as u64,
+                fuel,
+                llm_calls: spent.spent.calls,
+                tokens: spent.spent.tokens,
+                cost_usd: dollars(spent.spent.usd),
+                cache_hits: spent.cache_hits,
+                cache_tier: cache_tier(&spent),
+                resumed_from: match &job.taken_over {
+                    Some((EventKind::Resumed { run, .. }, _)) => Some(run.clone()),
+                    _ => None,
+                },
+                output,
+                error,
+            },
+            attempts,
+            out_of_budget,
+        }
+    }
+
+    /// The step not run again: `output` taken over, recorded as `event` in its chain.
+    fn take_over(&self, event: EventKind, output: &str) -> Tried {
+        let gate = self
+            .ctx
+            .chains()
+            .gate(step_chain(&self.id), Arc::new(NoSecrets));
+        gate.emit(event);
+        let result = serde_json::from_str(output).map_err(|e| Error::OutputNotJson {
+            tool: self.plugin.name().to_string(),
+            reason: e.to_string(),
+        });
+        Tried {
+            attempts: vec![(self.id.clone(), gate)],
+            invocations: 0,
+            result,
+            fuel: 0,
+        }
+    }
+
+    /// The step run once under chain name `base`, retried as configured.
+    async fn tried(self: Arc<Self>, base: String) -> Tried {
+        let mut attempts = Vec::new();
+        let mut fuel = 0;
+        if let Err(e) = check_input(&self.plugin, &self.input) {
+            return Tried {
+                attempts,
+                invocations: 0,
+                result: Err(e),
+                fuel,
+            };
+        }
+        let result = loop {
+            let attempt = attempts.len() as u32;
+            let (name, gate, result) = self.attempt(&base, attempt).await;
+            if let Some(gate) = gate {
+                attempts.push((name, gate));
+            }
+            if let Ok(call) = &result {
+                fuel += call.usage.fuel;
+            }
+            let again = attempt < self.retries && result.as_ref().is_err_and(retryable);
+            if !again {
+                break result.map(|call| call.output);
+            }
+            // Recorded outcomes need no waiting for: a replay retries at once.
+            let delay = self
+                .ctx
+                .retry_delay(self.backoff * 2u32.saturating_pow(attempt));
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            self.progress.report(Progress::StepStarted {
+                id: base.clone(),
+                tool: self.plugin.name().to_string(),
+                attempt: attempt + 2,
+            });
+        };
+        Tried {
+            invocations: attempts.len() as u32,
+            attempts,
+            result,
+            fuel,
+        }
+    }
+
+    /// The step run `replicates` times in parallel (`ID#1`, `ID#2`, ...), ending in an
+    /// evidence bundle: the outputs, their pairwise similarities, the consensus (the medoid)
+    /// and a confidence. The similarities' embeddings are journaled in the chain `ID`.
+    async fn replicated(self: Arc<Self>) -> Tried {
+        let mut tasks = tokio::task::JoinSet::new();
+        for replicate in 1..=self.replicates {
+            let base = format!("{}#{replicate}", self.id);
+            let job = self.clone();
+            tasks.spawn(async move { (replicate, job.tried(base).await) });
+        }
+        let mut runs = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let (replicate, tried) = joined.expect("a replicate task does not panic");
+            self.progress.report(Progress::ReplicateDone {
+                id: self.id.clone(),
+                replicate,
+                ok: tried.result.is_ok(),
+            });
+            runs.push((replicate, tried));
+        }
+        runs.sort_by_key(|(replicate, _)| *replicate);
+        let mut attempts = Vec::new();
+        let mut invocations = 0;
+        let mut fuel = 0;
+        let mut outputs = Vec::new();
+        let mut errors = Vec::new();
+        for (_, tried) in runs {
+            attempts.extend(tried.attempts);
+            invocations += tried.invocations;
+            fuel += tried.fuel;
+            match tried.result {
+                Ok(output) => outputs.push(output),
+                Err(e) => errors.push(e),
+            }
+        }
+        if outputs.is_empty() {
+            let first = errors
+                .into_iter()
+                .next()
+                .expect("at least two replicates ran");
+            return Tried {
+                attempts,
+                invocations,
+                result: Err(first),
+                fuel,
+            };
+        }
+        let gate = self
+            .ctx
+            .chains()
+            .gate(step_chain(&self.id), Arc::new(NoSecrets));
+        let evidence = evidence::weigh(
+            &self.ctx,
+            &*gate,
+            &self.embedding_model,
+            self.replicates,
+            outputs,
+            errors.iter().map(ToString::to_string).collect(),
+        )
+        .await;
+        attempts.push((self.id.clone(), gate));
+        Tried {
+            attempts,
+            invocations,
+            result: Ok(evidence),
+            fuel,
+        }
+    }
+
+    /// Invocation number `attempt` (from 0) in its own chain: `BASE`, then `BASE~2`,
+    /// `BASE~3`...
+    async fn attempt(
+        &self,
+        base: &str,
+        attempt: u32,
+    ) -> (String, Option<Arc<dyn Gate>>, Result<ToolCall, Error>) {
+        let name = match attempt {
+            0 => base.to_string(),
+            n => format!("{base}~{}", n + 1),
+        };
+        let access = match self.ctx.access(&self.plugin) {
+            Ok(access) => access,
+            Err(e) => return (name, None, Err(e)),
+        };
+        let gate = self.ctx.gate(step_chain(&name), &access);
+        let result = self
+            .ctx
+            .invoke(Invocation {
+                plugin: &self.plugin,
+                input: &self.input,
+                access,
+                gate: gate.clone(),
+                timeout: self.timeout,
+                depth: 0,
+                ledger: self.ledger.clone(),
+            })
+            .await;
+        (name, Some(gate), result)
+    }
+}
+
+/// Whether a failed invocation may succeed when tried again: not when the input was
+/// refused, the policy or the budget said no.
+fn retryable(error: &Error) -> bool {
+    !is_budget(error)
+        && !matches!(
+            error,
+            Error::InputNotJson { .. }
+                | Error::InputSchema { .. }
+                | Error::Policy(_)
+                | Error::SecretMissing { .. }
+                | Error::FsMount { .. }
+                | Error::ToolFailed {
+                    error: ToolError::InvalidInput(_)
+                        | ToolError::Host(HostError::NotGranted(_) | HostError::InvalidArgument(_)),
+                    ..
+                }
+        )
+}
+
+/// Whether the budget refused what a step (or the planner) needed.
+pub(super) fn is_budget(error: &Error) -> bool {
+    match error {
+        Error::Budget(_) | Error::BudgetRefused(_) => true,
+        Error::ToolFailed {
+            error: ToolError::Host(HostError::BudgetExceeded(_)),
+            ..
+        } => true,
+        Error::Llm { kind, .. } => kind == "budget-exceeded",
+        // A limit the budget had cut (to what it had left) ran out.
+        Error::Sandbox {
+            error: SandboxError::Limit(limit),
+            limits,
+            ..
+        } => match limit.kind() {
+            Some(LimitKind::Fuel) => limits.fuel == Source::Budget,
+            Some(LimitKind::Timeout) => limits.timeout == Source::Budget,
+            _ => false,
+        },
+        _ => false,
+    }
+}

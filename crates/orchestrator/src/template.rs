@@ -1,0 +1,231 @@
+//! Input templates: a step's input may refer to the task, the run's input and earlier steps'
+//! outputs as `{{task}}`, `{{input.path}}` and `{{step.output.path}}`.
+//!
+//! A string that is exactly one reference becomes the referenced JSON value (a number stays
+//! a number); references inside longer strings are replaced by the value's text (a string
+//! without quotes, anything else as compact JSON). A path is a dot-separated list of object
+//! keys and array indices, e.g. `{{fetch.output.items.0.name}}`.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+/// What references resolve against.
+pub struct Scope<'a> {
+    /// The task, as a JSON string.
+    pub task: Value,
+    pub input: &'a Value,
+    /// Outputs of the steps finished so far, by step id.
+    pub outputs: &'a BTreeMap<String, Value>,
+}
+
+/// One `{{...}}` reference, parsed.
+#[derive(Debug, PartialEq, Eq)]
+enum Reference<'t> {
+    Task,
+    Input(Vec<&'t str>),
+    Output { step: &'t str, path: Vec<&'t str> },
+}
+
+/// The step ids `template` refers to, in order of appearance.
+pub fn steps_referenced(template: &Value) -> Result<Vec<String>, String> {
+    let mut steps = Vec::new();
+    visit_strings(template, &mut |text| {
+        for reference in references(text)? {
+            if let Reference::Output { step, .. } = reference.1
+                && !steps.iter().any(|s| s == step)
+            {
+                steps.push(step.to_string());
+            }
+        }
+        Ok(())
+    })?;
+    Ok(steps)
+}
+
+/// `template` with every reference replaced by what it refers to in `scope`.
+pub fn render(template: &Value, scope: &Scope) -> Result<Value, String> {
+    Ok(match template {
+        Value::String(text) => render_string(text, scope)?,
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| render(item, scope))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(key, value)| Ok((key.clone(), render(value, scope)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+fn render_string(text: &str, scope: &Scope) -> Result<Value, String> {
+    let found = references(text)?;
+    if let [(span, reference)] = found.as_slice()
+        && span.0 == 0
+        && span.1 == text.len()
+    {
+        return resolve(reference, scope).cloned();
+    }
+    let mut rendered = String::with_capacity(text.len());
+    let mut at = 0;
+    for ((start, end), reference) in &found {
+        rendered.push_str(&text[at..*start]);
+        match resolve(reference, scope)? {
+            Value::String(s) => rendered.push_str(s),
+            other => rendered.push_str(&other.to_string()),
+        }
+        at = *end;
+    }
+    rendered.push_str(&text[at..]);
+    Ok(Value::String(rendered))
+}
+
+fn resolve<'s>(reference: &Reference, scope: &'s Scope) -> Result<&'s Value, String> {
+    let (root, path, name) = match reference {
+        Reference::Task => return Ok(&scope.task),
+        Reference::Input(path) => (scope.input, path, "input".to_string()),
+        Reference::Output { step, path } => (
+            scope
+                .outputs
+                .get(*step)
+                .ok_or_else(|| format!("step '{step}' has no output (it did not succeed)"))?,
+            path,
+            format!("{step}.output"),
+        ),
+    };
+    let mut value = root;
+    let mut walked = name;
+    for key in path.iter() {
+        let next = match value {
+            Value::Object(fields) => fields.get(*key),
+            Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        };
+        value = next.ok_or_else(|| format!("{walked} has no '{key}'"))?;
+        walked = format!("{walked}.{key}");
+    }
+    Ok(value)
+}
+
+/// Where a reference is in its text: start and end byte offsets.
+type Span = (usize, usize);
+
+/// The references in `text` with their byte spans.
+fn references(text: &str) -> Result<Vec<(Span, Reference<'_>)>, String> {
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(open) = text[from..].find("{{").map(|i| i + from) {
+        let close = text[open..]
+            .find("}}")
+            .map(|i| i + open)
+            .ok_or_else(|| format!("'{}' opens '{{{{' without closing it", clip(text)))?;
+        let inner = text[open + 2..close].trim();
+        found.push(((open, close + 2), parse_reference(inner)?));
+        from = close + 2;
+    }
+    Ok(found)
+}
+
+fn parse_reference(inner: &str) -> Result<Reference<'_>, String> {
+    let mut parts = inner.split('.');
+    let head = parts.next().unwrap_or_default();
+    let rest: Vec<&str> = parts.collect();
+    if rest.iter().any(|p| p.is_empty()) {
+        return Err(format!("'{{{{{inner}}}}}' has an empty path segment"));
+    }
+    match head {
+        "task" if rest.is_empty() => Ok(Reference::Task),
+        "input" => Ok(Reference::Input(rest)),
+        step if rest.first() == Some(&"output") && super::plan::is_step_id(step) => {
+            Ok(Reference::Output {
+                step,
+                path: rest[1..].to_vec(),
+            })
+        }
+        _ => Err(format!(
+            "'{{{{{inner}}}}}' is not a reference; write {{{{task}}}}, {{{{input.PATH}}}} or \
+             {{{{STEP.output.PATH}}}}"
+        )),
+    }
+}
+
+fn visit_strings(
+    value: &Value,
+    visit: &mut impl FnMut(&str) -> Result<(), String>,
+) -> Result<(), String> {
+    match value {
+        Value::String(text) => visit(text),
+        Value::Array(items) => items.iter().try_for_each(|v| visit_strings(v, visit)),
+        Value::Object(fields) => fields.values().try_for_each(|v| visit_strings(v, visit)),
+        _ => Ok(()),
+    }
+}
+
+fn clip(text: &str) -> String {
+    baton_core::text::truncate(text, 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn scope_with(outputs: &mut BTreeMap<String, Value>) -> Scope<'_> {
+        outputs.insert("sum".into(), json!({"total": 7, "items": [{"name": "a"}]}));
+        Scope {
+            task: json!("add numbers"),
+            input: &Value::Null,
+            outputs,
+        }
+    }
+
+    #[test]
+    fn a_whole_reference_keeps_its_json_type() {
+        let mut outputs = BTreeMap::new();
+        let scope = scope_with(&mut outputs);
+        let rendered = render(
+            &json!({"x": "{{sum.output.total}}", "n": "{{ sum.output.items.0.name }}"}),
+            &scope,
+        )
+        .unwrap();
+        assert_eq!(rendered, json!({"x": 7, "n": "a"}));
+    }
+
+    #[test]
+    fn references_inside_text_become_text() {
+        let mut outputs = BTreeMap::new();
+        let scope = scope_with(&mut outputs);
+        let rendered = render(
+            &json!("{{task}}: {{sum.output.total}} of {{sum.output.items}}"),
+            &scope,
+        )
+        .unwrap();
+        assert_eq!(rendered, json!("add numbers: 7 of [{\"name\":\"a\"}]"));
+    }
+
+    #[test]
+    fn missing_paths_and_steps_say_what_is_missing() {
+        let mut outputs = BTreeMap::new();
+        let scope = scope_with(&mut outputs);
+        let err = render(&json!("{{sum.output.nope}}"), &scope).unwrap_err();
+        assert_eq!(err, "sum.output has no 'nope'");
+        let err = render(&json!("{{other.output}}"), &scope).unwrap_err();
+        assert!(err.contains("step 'other' has no output"), "{err}");
+        let err = render(&json!("{{sum.total}}"), &scope).unwrap_err();
+        assert!(err.contains("is not a reference"), "{err}");
+    }
+
+    #[test]
+    fn referenced_steps_are_found_once_in_order() {
+        let steps =
+            steps_referenced(&json!({"a": "{{b.output}} {{a.output.x}}", "c": ["{{b.output}}"]}))
+                .unwrap();
+        assert_eq!(steps, ["b", "a"]);
+    }
+}

@@ -1,0 +1,87 @@
+//! A tool called on its own (`baton call`): journaled as a run of one step.
+
+use baton_budget::{BudgetReport, Ledger};
+
+use crate::error::Error;
+use crate::host::Host;
+use crate::plugin::{Plugin, ToolCall, check_input};
+use crate::run::{Invocation, RunContext, RunRecord, live_access};
+
+/// The step id of a `baton call` run.
+pub(crate) const CALL_STEP: &str = "call";
+
+/// A tool call run and journaled as a run.
+#[derive(Debug)]
+pub struct ToolRun {
+    /// The run that journaled it (`None` when the host has no journal, or the input was
+    /// refused before the run started).
+    pub run: Option<RunRecord>,
+    /// What the run spent, against its budget.
+    pub budget: BudgetReport,
+    pub result: Result<ToolCall, Error>,
+}
+
+impl Host {
+    /// Calls a tool with `input` (JSON text): validates the input, runs `invoke` in a fresh
+    /// sandbox under the tool's limits, then checks the output's size, syntax and schema.
+    /// The call is journaled as a run when the host has a journal.
+    pub async fn call_tool(&self, plugin: &Plugin, input: &str) -> Result<ToolCall, Error> {
+        self.run_tool(plugin, input).await.result
+    }
+
+    /// Like `call_tool`, and also returns the run that journaled the call and what it spent.
+    pub async fn run_tool(&self, plugin: &Plugin, input: &str) -> ToolRun {
+        let refused = |e| ToolRun {
+            run: None,
+            budget: Ledger::run(self.budget()).report(),
+            result: Err(e),
+        };
+        if let Err(e) = check_input(plugin, input) {
+            return refused(e);
+        }
+        // What the tool may reach is settled before anything is journaled.
+        let access = match live_access(&self.policy, plugin) {
+            Ok(access) => access,
+            Err(e) => return refused(e),
+        };
+        let digest = plugin.loaded.digest.to_string();
+        let (mut run, ledger) = self.start_run("call");
+        run.blob("component", &digest, &plugin.loaded.bytes);
+        let gate = run
+            .start_step(CALL_STEP, plugin.name(), &digest, access.redactor())
+            .expect("a live run records, it cannot diverge");
+        let ctx = RunContext::live(self, run.chains());
+        let step = Ledger::step(
+            &ledger,
+            plugin.name(),
+            self.policy.step_budget(plugin.name(), plugin.subject()),
+        );
+        let result = ctx
+            .invoke(Invocation {
+                plugin,
+                input,
+                access,
+                gate: gate.clone(),
+                timeout: None,
+                depth: 0,
+                ledger: step,
+            })
+            .await;
+        // A live run records what happens; it cannot diverge.
+        let _ = run.end_step(CALL_STEP, &*gate);
+        // The journal's writer commits in the background; `Journal::export` and dropping the
+        // journal wait for it.
+        let record = run.finish(status_of(&result)).ok();
+        ToolRun {
+            // Without a journal nothing was recorded, so there is no run to report.
+            run: record.filter(|_| self.recording()),
+            budget: ledger.report(),
+            result,
+        }
+    }
+}
+
+/// A run's status by how its one call ended.
+pub fn status_of<T>(result: &Result<T, Error>) -> &'static str {
+    if result.is_ok() { "ok" } else { "failed" }
+}

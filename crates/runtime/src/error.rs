@@ -1,0 +1,182 @@
+//! The library's error: every way a Baton operation fails, each with a one-line message
+//! that says what failed, why, and what to do. (Which exit status each means is the
+//! command line's business.)
+
+use std::path::PathBuf;
+
+use baton_core::text::{one_line, truncate};
+use baton_effects::Divergence;
+use baton_journal::chain::ChainBreak;
+use baton_journal::store::StoreError;
+use baton_policy::{PolicyError, ResolvedLimits};
+use baton_sandbox::SandboxError;
+
+use crate::bindings::types::{Error as HostError, ToolError};
+use crate::loader::LoadError;
+use crate::schema::SchemaError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// A component's `describe()` returned something Baton cannot use.
+    #[error("{} cannot be used as a Baton plugin: {reason}", path.display())]
+    BadInfo { path: PathBuf, reason: String },
+    /// A component was used in a way its world does not support.
+    #[error("{} is a {world} component; {what}", path.display())]
+    WrongWorld {
+        path: PathBuf,
+        world: crate::loader::world::World,
+        what: &'static str,
+    },
+    #[error("cannot read the input: {0}")]
+    InputUnreadable(String),
+    #[error(
+        "input is not JSON: {reason}; pass a JSON document, e.g. --input '{{\"text\": \"hi\"}}'"
+    )]
+    InputNotJson { reason: String },
+    #[error("tool '{tool}' refused the call: {error}; `baton inspect` shows the schema")]
+    InputSchema { tool: String, error: SchemaError },
+    /// A component was cut short by the sandbox.
+    #[error("{}", describe_sandbox_error(who, error, limits))]
+    Sandbox {
+        /// "tool 'calc'", or the file while it is being described.
+        who: String,
+        error: SandboxError,
+        limits: Box<ResolvedLimits>,
+    },
+    #[error("tool '{tool}' failed: {}", describe_tool_error(error))]
+    ToolFailed { tool: String, error: ToolError },
+    #[error("tool '{tool}' returned output that is not JSON ({reason}); this is a bug in the tool")]
+    OutputNotJson { tool: String, reason: String },
+    #[error("tool '{tool}' broke its own contract: {error}; this is a bug in the tool")]
+    OutputSchema { tool: String, error: SchemaError },
+    #[error("cannot start the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error(transparent)]
+    Journal(#[from] StoreError),
+    #[error("secret '{name}' granted to '{plugin}' has no value: {hint}")]
+    SecretMissing {
+        plugin: String,
+        name: String,
+        hint: String,
+    },
+    #[error(
+        "directory {} granted to '{plugin}' by {policy} cannot be opened: {reason}; create it or fix the policy",
+        host.display()
+    )]
+    FsMount {
+        plugin: String,
+        host: PathBuf,
+        policy: String,
+        reason: std::io::Error,
+    },
+    /// A policy's `[trust]` names something that is not a usable key.
+    #[error("policy [trust]: {0}; fix the key file or the policy")]
+    TrustConfig(String),
+    /// A key that cannot be made, read or used.
+    #[error("key {}: {reason}", path.display())]
+    Key { path: PathBuf, reason: String },
+    /// A file Baton does not know how to sign.
+    #[error("cannot sign {}: {reason}", path.display())]
+    Sign { path: PathBuf, reason: String },
+    /// A file whose signature or attestation is missing or does not verify.
+    #[error("{} ({digest}) is not verified: {reason}", path.display())]
+    Unverified {
+        path: PathBuf,
+        digest: String,
+        reason: String,
+    },
+    /// A journal or bundle whose hash chains do not verify.
+    #[error("{} fails verification: {source}; it was altered or damaged after it was written", path.display())]
+    Tampered { path: PathBuf, source: ChainBreak },
+    /// A bundle that verifies but cannot be replayed.
+    #[error("{} cannot be replayed: {reason}", path.display())]
+    BundleInvalid { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Diverged(Divergence),
+    #[error("cannot resume run '{run}': {reason}")]
+    Resume { run: String, reason: String },
+    #[error("workflow {}: {reason}", path.display())]
+    Workflow { path: PathBuf, reason: String },
+    /// A run or step whose budget cannot cover a call.
+    #[error("{0}")]
+    Budget(#[from] baton_budget::Exceeded),
+    /// A budget refusal before a call started, as journaled (and replayed).
+    #[error("{0}")]
+    BudgetRefused(String),
+    /// The completion cache cannot be read or changed.
+    #[error("the completion cache: {0}")]
+    Cache(String),
+    /// A completion or embedding asked for from the command line failed (`kind`: the baton:plugin error
+    /// variant).
+    #[error("the model call failed ({}): {message}", kind.replace('-', " "))]
+    Llm { kind: String, message: String },
+}
+
+fn describe_sandbox_error(who: &str, error: &SandboxError, limits: &ResolvedLimits) -> String {
+    match error {
+        SandboxError::Limit(limit) => match limit.kind() {
+            Some(kind) => match limits.source(kind) {
+                baton_policy::Source::Budget => format!(
+                    "{who} {limit} (all that was left of the budget; raise it with \
+                     --budget {}=... or in the policy's [budget])",
+                    kind.budget_key()
+                ),
+                source => format!(
+                    "{who} {limit} (limit from {source}; raise it with {})",
+                    kind.flag()
+                ),
+            },
+            None => format!(
+                "{who} {limit}; the call stack size is fixed, so the component must recurse less"
+            ),
+        },
+        SandboxError::Trap { .. } => format!("{who} {error}; this is a bug in the component"),
+        SandboxError::Instantiate { .. } => format!("{who} {error}"),
+    }
+}
+
+fn describe_tool_error(error: &ToolError) -> String {
+    match error {
+        ToolError::InvalidInput(m) => format!("invalid input: {}", guest_line(m)),
+        ToolError::Failed(m) => guest_line(m),
+        ToolError::Host(e) => format!("a host call failed: {}", describe_host_error(e)),
+    }
+}
+
+fn describe_host_error(error: &HostError) -> String {
+    let (kind, message) = host_error_parts(error);
+    format!("{}: {}", kind.replace('-', " "), guest_line(message))
+}
+
+/// A baton:plugin error's variant, by its WIT name, and its message.
+pub fn host_error_parts(error: &HostError) -> (&'static str, &str) {
+    match error {
+        HostError::NotGranted(m) => ("not-granted", m),
+        HostError::InvalidArgument(m) => ("invalid-argument", m),
+        HostError::BudgetExceeded(m) => ("budget-exceeded", m),
+        HostError::Timeout(m) => ("timeout", m),
+        HostError::Unavailable(m) => ("unavailable", m),
+        HostError::Failed(m) => ("failed", m),
+    }
+}
+
+/// The baton:plugin error of variant `kind` (its WIT name) with `message`.
+pub fn host_error_from(kind: &str, message: String) -> HostError {
+    match kind {
+        "not-granted" => HostError::NotGranted(message),
+        "invalid-argument" => HostError::InvalidArgument(message),
+        "budget-exceeded" => HostError::BudgetExceeded(message),
+        "timeout" => HostError::Timeout(message),
+        "unavailable" => HostError::Unavailable(message),
+        _ => HostError::Failed(message),
+    }
+}
+
+/// Guest-supplied text, made safe for a one-line message.
+fn guest_line(text: &str) -> String {
+    truncate(&one_line(text), 500)
+}

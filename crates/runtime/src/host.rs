@@ -1,0 +1,204 @@
+//! The library's face: a `Host` loads plugins and calls them under its policy.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use baton_budget::{BudgetLimits, Ledger};
+use baton_core::Digest;
+use baton_journal::event::PolicyRef;
+use baton_journal::store::Journal;
+use baton_llm::Llm;
+use baton_policy::{LimitsSpec, Policy, ResolvedLimits};
+
+use crate::error::Error;
+use crate::loader::Loader;
+use crate::loader::cache::CompileCache;
+use crate::plugin::{Entry, Plugin, wasm_files};
+use crate::run::RunJournal;
+use crate::runner::Runner;
+use crate::trust::PolicyTrust;
+
+/// How to build a `Host`.
+#[derive(Debug, Clone, Default)]
+pub struct HostOptions {
+    /// Policy files layered, in order, over the built-in defaults.
+    pub policies: Vec<PathBuf>,
+    /// Limits from the command line, overriding every policy.
+    pub limits: LimitsSpec,
+    /// Where compiled components are cached; `None` turns the cache off.
+    pub cache_dir: Option<PathBuf>,
+    /// The journal every call is recorded in; `None` records nothing.
+    pub store: Option<PathBuf>,
+    /// Load components whatever the policy's `[trust]` says (for signing them).
+    pub accept_unsigned: bool,
+    /// Budget limits from the command line, overriding the policy's `[budget]`.
+    pub budget: BudgetLimits,
+}
+
+pub struct Host {
+    pub(crate) runner: Arc<Runner>,
+    pub(crate) loader: Loader,
+    /// Decides, by the policy's `[trust]`, which components may be compiled.
+    pub(crate) trust: PolicyTrust,
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) overrides: LimitsSpec,
+    /// Tools other tools may call through the host (as their policy allows), by name.
+    pub(crate) tools: Arc<BTreeMap<String, Arc<Plugin>>>,
+    /// Prompts a run's planner may render, by name.
+    pub(crate) prompts: Arc<BTreeMap<String, Arc<Plugin>>>,
+    pub(crate) journal: Option<Journal>,
+    /// The policy files in force and their texts, as runs record and bundles carry them.
+    pub(crate) policy_files: Vec<(PolicyRef, Arc<[u8]>)>,
+    /// The model providers and routes of the policy.
+    pub(crate) llm: Arc<Llm>,
+    /// What a run may spend: the policy's `[budget]` with the command line's on top.
+    pub(crate) budget: BudgetLimits,
+}
+
+impl Host {
+    pub fn new(options: HostOptions) -> Result<Self, Error> {
+        let policy = Policy::load_all(&options.policies)?;
+        let runner = Runner::new().map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let cache = match &options.cache_dir {
+            Some(dir) => CompileCache::new(dir, runner.engine()),
+            None => CompileCache::disabled(),
+        };
+        let journal = options.store.as_deref().map(Journal::open).transpose()?;
+        let policy_files = policy
+            .texts()
+            .map(|(name, text)| {
+                let reference = PolicyRef {
+                    name: name.into(),
+                    digest: Digest::of(text.as_bytes()).to_string(),
+                };
+                (reference, text.as_bytes().into())
+            })
+            .collect();
+        let llm = Llm::new(policy.llm(), options.store.as_deref());
+        let budget = policy.run_budget().overridden_by(&options.budget);
+        let trust = match options.accept_unsigned {
+            true => PolicyTrust::accept_unsigned(),
+            false => PolicyTrust::new(policy.trust()).map_err(|e| Error::TrustConfig(e.reason))?,
+        };
+        Ok(Self {
+            policy_files,
+            runner: Arc::new(runner),
+            loader: Loader::new(cache),
+            trust,
+            policy: Arc::new(policy),
+            overrides: options.limits,
+            tools: Arc::default(),
+            prompts: Arc::default(),
+            journal,
+            llm: Arc::new(llm),
+            budget,
+        })
+    }
+
+    /// Makes a loaded tool callable by other tools through the `tools` import, under its
+    /// name (a later tool of the same name replaces it). Prompts and planners are refused.
+    pub fn add_tool(&mut self, plugin: Plugin) -> Result<(), Error> {
+        if !plugin.is_tool() {
+            return Err(Error::WrongWorld {
+                path: plugin.loaded.source.clone(),
+                world: plugin.loaded.shape.world,
+                what: "only tools can be called by other tools",
+            });
+        }
+        Arc::make_mut(&mut self.tools).insert(plugin.name().to_string(), Arc::new(plugin));
+        Ok(())
+    }
+
+    /// Makes a loaded prompt renderable by the planner of a run, under its name (a later
+    /// prompt of the same name replaces it). Other worlds are refused.
+    pub fn add_prompt(&mut self, plugin: Plugin) -> Result<(), Error> {
+        if !matches!(plugin.entry, Entry::Prompt(_)) {
+            return Err(Error::WrongWorld {
+                path: plugin.loaded.source.clone(),
+                world: plugin.loaded.shape.world,
+                what: "only prompts can be rendered",
+            });
+        }
+        Arc::make_mut(&mut self.prompts).insert(plugin.name().to_string(), Arc::new(plugin));
+        Ok(())
+    }
+
+    /// Makes the prompt component at `path`, or every prompt component (`*.wasm`) in the
+    /// directory `path`, renderable by a run's planner (other worlds in a directory are
+    /// skipped). Returns the prompts' names.
+    pub async fn add_prompts_from(&mut self, path: &Path) -> Result<Vec<String>, Error> {
+        if !path.is_dir() {
+            let prompt = self.load(path).await?;
+            let name = prompt.name().to_string();
+            self.add_prompt(prompt)?;
+            return Ok(vec![name]);
+        }
+        let mut names = Vec::new();
+        for file in wasm_files(path)? {
+            let plugin = self.load(&file).await?;
+            if let Entry::Prompt(_) = plugin.entry {
+                names.push(plugin.name().to_string());
+                self.add_prompt(plugin)?;
+            }
+        }
+        Ok(names)
+    }
+
+    /// Loads every tool component (`*.wasm`) in `dir`, in name order, and makes each callable
+    /// by other tools (components of other worlds are skipped). Returns the tools' names.
+    pub async fn add_tools_from(&mut self, dir: &Path) -> Result<Vec<String>, Error> {
+        let mut names = Vec::new();
+        for path in wasm_files(dir)? {
+            let plugin = self.load(&path).await?;
+            if plugin.is_tool() {
+                names.push(plugin.name().to_string());
+                self.add_tool(plugin)?;
+            }
+        }
+        Ok(names)
+    }
+
+    /// The names of the tools other tools may call.
+    pub fn tool_names(&self) -> impl Iterator<Item = &str> {
+        self.tools.keys().map(String::as_str)
+    }
+
+    /// The journal calls are recorded in, if any.
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
+    /// The policy this host enforces.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The limits `plugin` runs under.
+    pub fn limits_for(&self, plugin: &Plugin) -> ResolvedLimits {
+        self.policy
+            .limits_for(plugin.name(), plugin.subject(), &self.overrides)
+    }
+
+    /// Starts journaling a new run of `command` under this host's policies, with the
+    /// policy texts its bundle must carry, and the budget it may spend.
+    pub fn start_run(&self, command: &str) -> (RunJournal, Arc<Ledger>) {
+        let recorder = self.journal.as_ref().and_then(|j| j.recorder().cloned());
+        let policies = self.policy_files.iter().map(|(r, _)| r.clone()).collect();
+        let run = RunJournal::live(recorder, command, policies);
+        for (reference, text) in &self.policy_files {
+            run.blob("policy", &reference.digest, text);
+        }
+        (run, Ledger::run(self.budget))
+    }
+
+    /// Whether runs are journaled.
+    pub fn recording(&self) -> bool {
+        self.journal.as_ref().and_then(Journal::recorder).is_some()
+    }
+
+    /// The budget a run may spend.
+    pub fn budget(&self) -> BudgetLimits {
+        self.budget
+    }
+}

@@ -1,0 +1,46 @@
+//! Baton's runtime: a [`Host`] loads components (checking their bytes and signatures,
+//! compiling them through a persistent cache, refusing anything outside the `baton:plugin`
+//! contract in `wit/`), and calls them in a fresh sandbox per invocation under the limits
+//! and grants its policy sets, every effect through the gate and into the journal. Each way a
+//! call can go wrong is a distinct [`Error`].
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), baton_runtime::Error> {
+//! let host = baton_runtime::Host::new(baton_runtime::HostOptions::default())?;
+//! let calc = host.load("calc.wasm".as_ref()).await?;
+//! let call = host.call_tool(&calc, r#"{"expression": "6 * 7"}"#).await?;
+//! assert_eq!(call.output["value"], 42.0);
+//! # Ok(()) }
+//! ```
+//!
+//! - [`host`]: the `Host` and its options;
+//! - [`plugin`]: what a loaded component is, and loading;
+//! - [`capability`]: what a component may import, one module per capability;
+//! - [`run`]: a run's journal, its mode (live or replaying) and the context its
+//!   invocations share;
+//! - [`recorded`]: recorded runs read back and replayed;
+//! - [`models`]: the LLM layer, reached through the gate.
+
+pub mod bindings;
+mod call;
+pub mod capability;
+pub mod completion;
+pub mod error;
+pub mod host;
+pub mod loader;
+pub mod models;
+pub mod plugin;
+pub mod recorded;
+pub mod run;
+mod runner;
+pub mod schema;
+pub mod testing;
+
+pub use baton_trust::check as trust;
+pub use call::{ToolRun, status_of};
+pub use error::Error;
+pub use host::{Host, HostOptions};
+pub use plugin::{Info, Plugin, ToolCall};
+pub use recorded::{RecordedRun, ReplayReport};
+pub use run::RunRecord;
+pub use runner::{Grant, Runner};

@@ -1,0 +1,311 @@
+//! Recorded runs read back: a bundle opened and verified, its components checked again
+//! against the signatures it recorded, its policy rebuilt, and a recorded tool call
+//! replayed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use baton_budget::{BudgetLimits, Ledger};
+use baton_core::Digest;
+use baton_core::limits::{LimitKind, Limits};
+use baton_effects::NoSecrets;
+use baton_journal::event::{Event, EventKind, InvocationOutcome, LimitsRecord, step_chain};
+use baton_journal::store::Journal;
+use baton_journal::verify_run;
+use baton_policy::{Policy, ResolvedLimits, Source};
+
+use crate::call::{CALL_STEP, status_of};
+use crate::error::Error;
+use crate::host::Host;
+use crate::plugin::{Plugin, ToolCall, tools_by_name};
+use crate::run::{Invocation, RunContext, RunJournal};
+use crate::trust::{RecordedTrust, Sidecars, Verified};
+
+/// A verified bundle's run, ready to be replayed.
+pub struct RecordedRun {
+    pub bundle: PathBuf,
+    pub events: Vec<Event>,
+    /// Its components, verified again, by digest.
+    pub components: BTreeMap<String, Arc<Plugin>>,
+    /// A component to replay instead of the recorded one of the same name.
+    pub replacement: Option<Arc<Plugin>>,
+    /// The policy it ran under, rebuilt from its texts.
+    pub policy: Policy,
+}
+
+impl RecordedRun {
+    /// Whether it records a `baton run` (a workflow) rather than one call.
+    pub fn is_workflow(&self) -> bool {
+        self.events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Workflow { .. }))
+    }
+
+    /// The error saying why this bundle cannot be replayed.
+    pub fn invalid(&self, reason: String) -> Error {
+        Error::BundleInvalid {
+            path: self.bundle.clone(),
+            reason,
+        }
+    }
+}
+
+/// The result of a replay whose every event matched the record.
+#[derive(Debug)]
+pub struct ReplayReport<T> {
+    pub run: String,
+    pub events: usize,
+    pub root: String,
+    /// What the replay reproduced (a recorded failure replays as the same failure).
+    pub outcome: T,
+}
+
+impl Host {
+    /// Opens the one run in `bundle` for replay: its chains verified, complete, its
+    /// components verified again, its policy rebuilt. `component` replaces the recorded
+    /// component of the same name (to test a new version against a recorded run).
+    pub async fn open_recorded(
+        &self,
+        bundle: &Path,
+        component: Option<&Path>,
+    ) -> Result<RecordedRun, Error> {
+        let journal = Journal::open_read_only(bundle)?;
+        let runs = journal.runs(2)?;
+        let [summary] = runs.as_slice() else {
+            return Err(Error::BundleInvalid {
+                path: bundle.to_owned(),
+                reason: format!("it holds {} runs instead of one", runs.len()),
+            });
+        };
+        let events = journal.events(&summary.run)?;
+        let verified = verify_run(&events).map_err(|source| Error::Tampered {
+            path: bundle.to_owned(),
+            source,
+        })?;
+        if !verified.complete {
+            return Err(Error::BundleInvalid {
+                path: bundle.to_owned(),
+                reason: format!(
+                    "run {} did not finish (it was interrupted while recording)",
+                    summary.run
+                ),
+            });
+        }
+        let components = self
+            .recorded_components(&journal, &summary.run, &events, bundle)
+            .await?;
+        let replacement = match component {
+            Some(path) => Some(Arc::new(self.load(path).await?)),
+            None => None,
+        };
+        let policy = recorded_policy(&journal, &summary.run, &events).map_err(|reason| {
+            Error::BundleInvalid {
+                path: bundle.to_owned(),
+                reason,
+            }
+        })?;
+        Ok(RecordedRun {
+            bundle: bundle.to_owned(),
+            events,
+            components,
+            replacement,
+            policy,
+        })
+    }
+
+    /// Re-runs a recorded tool call with the recorded input and effects, comparing every
+    /// event.
+    pub async fn replay_call(
+        &self,
+        recorded: RecordedRun,
+    ) -> Result<ReplayReport<Result<ToolCall, Error>>, Error> {
+        let call = RecordedCall::find(&recorded.events, &step_chain(CALL_STEP))
+            .ok_or_else(|| recorded.invalid("it records no tool call".into()))?;
+        let RecordedRun {
+            bundle,
+            events,
+            components,
+            replacement,
+            policy,
+        } = recorded;
+        let main = components.get(&call.digest).cloned();
+        let mut tools = tools_by_name(components.into_values());
+        let plugin = match replacement {
+            Some(replacement) => {
+                tools.insert(replacement.name().to_string(), replacement.clone());
+                replacement
+            }
+            None => main.ok_or_else(|| Error::BundleInvalid {
+                path: bundle.clone(),
+                reason: format!("it lacks the bytes of component {}", call.digest),
+            })?,
+        };
+        let source = format!("{} (recorded)", bundle.display());
+        let mut run = RunJournal::replay(&events, Some(source));
+        let gate = run
+            .start_step(
+                CALL_STEP,
+                plugin.name(),
+                &plugin.loaded.digest.to_string(),
+                Arc::new(NoSecrets),
+            )
+            .map_err(Error::Diverged)?;
+        let ctx = RunContext::recorded(self, policy, (tools, BTreeMap::new()), run.chains());
+        let access = ctx.access(&plugin)?;
+        // Budget decisions are recorded too; a replay does not make them again.
+        let ledger = Ledger::run(BudgetLimits::default());
+        let result = ctx
+            .invoke(Invocation {
+                plugin: &plugin,
+                input: &call.input,
+                access,
+                gate: gate.clone(),
+                timeout: None,
+                depth: 0,
+                ledger,
+            })
+            .await;
+        run.end_step(CALL_STEP, &*gate).map_err(Error::Diverged)?;
+        let record = run.finish(status_of(&result)).map_err(Error::Diverged)?;
+        Ok(ReplayReport {
+            run: record.id,
+            events: record.events,
+            root: record.root,
+            outcome: result,
+        })
+    }
+
+    /// Every component `run` of `journal` used, by digest; each must hash to its digest and
+    /// verify again with the signature and key the run recorded for it (`path` names the
+    /// journal in messages).
+    pub async fn recorded_components(
+        &self,
+        journal: &Journal,
+        run: &str,
+        events: &[Event],
+        path: &Path,
+    ) -> Result<BTreeMap<String, Arc<Plugin>>, Error> {
+        let trust = RecordedTrust {
+            recorded: events.iter().filter_map(recorded_signature).collect(),
+        };
+        let mut components = BTreeMap::new();
+        for (digest, bytes) in journal.blobs(run, "component")? {
+            let actual = Digest::of(&bytes).to_string();
+            if actual != digest {
+                return Err(Error::BundleInvalid {
+                    path: path.to_owned(),
+                    reason: format!("the bytes stored for component {digest} hash to {actual}"),
+                });
+            }
+            let label = path.join(&digest);
+            let none = Sidecars::default();
+            let loaded = Arc::new(self.load_checked(&label, &bytes, &none, &trust).await?);
+            components.insert(digest, loaded);
+        }
+        Ok(components)
+    }
+}
+
+/// The policy a recorded run was governed by, rebuilt from the bundle's policy texts.
+pub fn recorded_policy(journal: &Journal, run: &str, events: &[Event]) -> Result<Policy, String> {
+    let Some(EventKind::RunStarted { policies, .. }) = events.first().map(|e| &e.kind) else {
+        return Err("its run does not start with run_started".into());
+    };
+    let texts = journal.blobs(run, "policy").map_err(|e| e.to_string())?;
+    let layers = policies
+        .iter()
+        .map(|reference| {
+            let (_, bytes) = texts
+                .iter()
+                .find(|(digest, _)| *digest == reference.digest)
+                .ok_or_else(|| format!("it lacks the text of policy {}", reference.name))?;
+            let text = String::from_utf8(bytes.clone())
+                .map_err(|_| format!("policy {} is not UTF-8", reference.name))?;
+            Ok((reference.name.clone(), text))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Policy::from_texts(layers).map_err(|e| e.to_string())
+}
+
+/// The provenance a recorded `verified` event holds, by component digest.
+fn recorded_signature(event: &Event) -> Option<(String, Verified)> {
+    let EventKind::Verified {
+        attestation,
+        digest,
+        key,
+        name,
+        signature,
+        signer,
+        trusted_root,
+    } = &event.kind
+    else {
+        return None;
+    };
+    let verified = Verified {
+        signer: signer.clone(),
+        name: name.clone(),
+        key: key.clone(),
+        signature: signature.clone(),
+        attestation: attestation.clone(),
+        trusted_root: trusted_root.clone(),
+    };
+    Some((digest.clone(), verified))
+}
+
+/// What a bundle recorded about its tool call.
+pub(crate) struct RecordedCall {
+    pub digest: String,
+    pub input: String,
+    pub limits: LimitsRecord,
+    /// The fuel burned when a recorded timeout struck.
+    pub timed_out_after: Option<u64>,
+}
+
+impl RecordedCall {
+    /// The call recorded in `chain` of `events`.
+    pub(crate) fn find(events: &[Event], chain: &str) -> Option<Self> {
+        let mut steps = events.iter().filter(|e| e.chain == chain);
+        let EventKind::InvocationStarted {
+            digest,
+            input,
+            limits,
+            ..
+        } = &steps.next()?.kind
+        else {
+            return None;
+        };
+        let timed_out_after = steps.find_map(|e| match &e.kind {
+            EventKind::InvocationEnded {
+                outcome: InvocationOutcome::Limit { limit, .. },
+                fuel,
+                ..
+            } if limit == LimitKind::Timeout.name() => Some(*fuel),
+            _ => None,
+        });
+        Some(Self {
+            digest: digest.clone(),
+            input: input.clone(),
+            limits: *limits,
+            timed_out_after,
+        })
+    }
+}
+
+impl RecordedCall {
+    /// The limits it ran under, attributed to `source`.
+    pub(crate) fn limits(&self, source: &str) -> ResolvedLimits {
+        let source = Source::File(source.into());
+        let or_budget = |cut: bool| match cut {
+            true => Source::Budget,
+            false => source.clone(),
+        };
+        ResolvedLimits {
+            limits: Limits::from(&self.limits),
+            fuel: or_budget(self.limits.budget_fuel),
+            memory: source.clone(),
+            timeout: or_budget(self.limits.budget_timeout),
+            output: source.clone(),
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! What the invocations of one run share, nested calls to other tools included, and the one
+//! way every invocation runs: planned by the run's mode, sandboxed, journaled.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use baton_budget::{Ledger, Spend};
+use baton_core::limits::{LimitExceeded, LimitKind, OutputStream};
+use baton_effects::{Gate, Redactor};
+use baton_journal::event::{Event, EventKind, InvocationOutcome, LimitsRecord};
+use baton_llm::Llm;
+use baton_policy::{LimitsSpec, Policy, Source, ToolBounds};
+use baton_sandbox::{Outcome, SandboxError, Usage};
+use serde_json::Value;
+
+use super::journal::Chains;
+use super::mode::{Access, CallPlan};
+use crate::bindings::types::ToolError;
+use crate::capability::{Caller, HostState};
+use crate::error::Error;
+use crate::host::Host;
+use crate::plugin::{Entry, Plugin, ToolCall, wrong_world};
+use crate::runner::{Grant, Runner};
+use crate::schema::Direction;
+use crate::trust::Provenance;
+
+/// A run's tools and prompts, each by name.
+pub type Components = (BTreeMap<String, Arc<Plugin>>, BTreeMap<String, Arc<Plugin>>);
+
+/// What the invocations of one run share: the runner, the policy in force (in a replay,
+/// the recorded one), the tools and prompts that may be called, and the run's chains.
+pub struct RunContext {
+    pub(super) runner: Arc<Runner>,
+    policy: Arc<Policy>,
+    overrides: LimitsSpec,
+    tools: Arc<BTreeMap<String, Arc<Plugin>>>,
+    prompts: Arc<BTreeMap<String, Arc<Plugin>>>,
+    pub(super) bounds: ToolBounds,
+    chains: Chains,
+    /// Calls to other tools made so far in this run.
+    pub(super) calls: AtomicU32,
+    /// The model providers (never asked in a replay).
+    llm: Arc<Llm>,
+}
+
+/// One invocation, ready to run.
+pub struct Invocation<'a> {
+    pub plugin: &'a Plugin,
+    /// The input (JSON text) as journaled.
+    pub input: &'a str,
+    /// What it may reach (from `RunContext::access`).
+    pub access: Access,
+    /// The gate of its chain.
+    pub gate: Arc<dyn Gate>,
+    /// A deadline replacing the policy's (a workflow's step timeout).
+    pub timeout: Option<Duration>,
+    /// How deeply it is nested in tool calls (0: a step).
+    pub depth: u32,
+    /// The budget it spends from.
+    pub ledger: Arc<Ledger>,
+}
+
+impl RunContext {
+    /// A live run's context.
+    pub fn live(host: &Host, chains: Chains) -> Arc<Self> {
+        Arc::new(Self {
+            runner: host.runner.clone(),
+            policy: host.policy.clone(),
+            overrides: host.overrides,
+            tools: host.tools.clone(),
+            prompts: host.prompts.clone(),
+            bounds: host.policy.tool_bounds(),
+            chains,
+            calls: AtomicU32::new(0),
+            llm: host.llm.clone(),
+        })
+    }
+
+    /// A context under a recorded policy and components: a replay's, or a resumed run's
+    /// (as `chains` says). A replay asks no provider (its completions are in the record)
+    /// and takes no limits from the command line (they are recorded too).
+    pub fn recorded(
+        host: &Host,
+        policy: Policy,
+        (tools, prompts): Components,
+        chains: Chains,
+    ) -> Arc<Self> {
+        let replay = chains.mode().is_replay();
+        let store = host.journal.as_ref().map(|j| j.path()).filter(|_| !replay);
+        Arc::new(Self {
+            llm: Arc::new(Llm::new(policy.llm(), store)),
+            runner: host.runner.clone(),
+            bounds: policy.tool_bounds(),
+            policy: Arc::new(policy),
+            overrides: match replay {
+                true => LimitsSpec::default(),
+                false => host.overrides,
+            },
+            tools: Arc::new(tools),
+            prompts: Arc::new(prompts),
+            chains,
+            calls: AtomicU32::new(0),
+        })
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn chains(&self) -> &Chains {
+        &self.chains
+    }
+
+    /// The tools steps may call, by name.
+    pub fn tools(&self) -> &BTreeMap<String, Arc<Plugin>> {
+        &self.tools
+    }
+
+    /// The prompts the planner may render, by name.
+    pub fn prompts(&self) -> &BTreeMap<String, Arc<Plugin>> {
+        &self.prompts
+    }
+
+    /// The model providers (never asked in a replay).
+    pub fn llm(&self) -> &Llm {
+        &self.llm
+    }
+
+    /// The recorded events of `chain` (a live run has none).
+    pub fn recorded_chain(&self, chain: &str) -> Option<&[Event]> {
+        self.chains.mode().recorded(chain)
+    }
+
+    /// How long to wait before retrying a failed step (a replay retries at once).
+    pub fn retry_delay(&self, delay: Duration) -> Duration {
+        self.chains.mode().retry_delay(delay)
+    }
+
+    /// What `plugin` may reach in this run (in a replay, what it was recorded with).
+    pub fn access(&self, plugin: &Plugin) -> Result<Access, Error> {
+        self.chains.mode().access(&self.policy, plugin)
+    }
+
+    /// The gate of a new chain of this run, for a call that may reach `access`.
+    pub fn gate(&self, chain: String, access: &Access) -> Arc<dyn Gate> {
+        self.chains.gate(chain, access.redactor())
+    }
+
+    /// A tool's invocation: `invocation_started`, the sandboxed call (effects through its
+    /// gate), `invocation_ended`, then the output checks.
+    pub async fn invoke(self: &Arc<Self>, invocation: Invocation<'_>) -> Result<ToolCall, Error> {
+        let plugin = invocation.plugin;
+        let (Entry::Tool(entry), Some(schemas)) = (&plugin.entry, &plugin.schemas) else {
+            return Err(wrong_world(plugin));
+        };
+        let input = invocation.input;
+        let call = async |store: &mut wasmtime::Store<HostState>, instance: &_| {
+            entry
+                .load(&mut *store, instance)?
+                .call_invoke(&mut *store, input)
+                .await
+        };
+        let (output, usage) = self.invoke_with(invocation, call).await?;
+        let tool = || plugin.name().to_string();
+        let output = output.map_err(|error| Error::ToolFailed {
+            tool: tool(),
+            error,
+        })?;
+        let output: Value = serde_json::from_str(&output).map_err(|e| Error::OutputNotJson {
+            tool: tool(),
+            reason: e.to_string(),
+        })?;
+        schemas
+            .check(Direction::Output, &output)
+            .map_err(|error| Error::OutputSchema {
+                tool: tool(),
+                error,
+            })?;
+        Ok(ToolCall { output, usage })
+    }
+
+    /// One invocation of any export of its plugin (`call`): `invocation_started` with its
+    /// input, the sandboxed call (effects through its gate), then `invocation_ended` with the
+    /// text it returned. Returns that text, or how the guest failed, and what the call
+    /// consumed; a sandbox failure (trap, limit) is the error.
+    pub async fn invoke_with(
+        self: &Arc<Self>,
+        invocation: Invocation<'_>,
+        call: impl AsyncFnOnce(
+            &mut wasmtime::Store<HostState>,
+            &wasmtime::component::Instance,
+        ) -> wasmtime::Result<Result<String, ToolError>>,
+    ) -> Result<(Result<String, ToolError>, Usage), Error> {
+        let Invocation {
+            plugin,
+            input,
+            access:
+                Access {
+                    grants,
+                    secrets,
+                    preopens,
+                },
+            gate,
+            timeout,
+            depth,
+            ledger,
+        } = invocation;
+        let mut limits = self
+            .policy
+            .limits_for(plugin.name(), plugin.subject(), &self.overrides);
+        if let Some(timeout) = timeout {
+            limits.limits.timeout = timeout;
+            limits.timeout = Source::File("the workflow's step timeout".into());
+        }
+        let chain = gate.chain();
+        // Fuel and time are charged like tokens: the call's fuel limit is reserved (and cut
+        // to what the budget has left), the fuel burned committed after.
+        let CallPlan {
+            limits,
+            enforced,
+            timed_out_after,
+            hold,
+        } = self.chains.mode().plan(
+            &chain,
+            &limits,
+            &ledger,
+            &*gate,
+            !grants.secrets.is_empty(),
+        )?;
+        gate.emit(EventKind::InvocationStarted {
+            digest: plugin.loaded.digest.to_string(),
+            input: input.into(),
+            limits: LimitsRecord {
+                budget_fuel: limits.fuel == Source::Budget,
+                budget_timeout: limits.timeout == Source::Budget,
+                ..LimitsRecord::from(&limits.limits)
+            },
+            secrets: grants.secrets.clone(),
+        });
+        if let Provenance::Verified(v) = &plugin.loaded.provenance {
+            gate.emit(EventKind::Verified {
+                attestation: v.attestation.clone(),
+                digest: plugin.loaded.digest.to_string(),
+                key: v.key.clone(),
+                name: v.name.clone(),
+                signature: v.signature.clone(),
+                signer: v.signer.clone(),
+                trusted_root: v.trusted_root.clone(),
+            });
+        }
+        let caller = Caller {
+            run: self.clone(),
+            name: plugin.name.clone(),
+            gate: gate.clone(),
+            chain,
+            depth,
+            ledger: ledger.clone(),
+            digest: plugin.digest.as_str().into(),
+            may_render: matches!(plugin.entry, Entry::Planner(_)),
+        };
+        let grant = Grant {
+            plugin: &plugin.name,
+            gate: &gate,
+            grants: &grants,
+            secrets: &secrets,
+            preopens: &preopens,
+        };
+        let Outcome { mut result, usage } = self
+            .runner
+            .run(&plugin.pre, grant, &enforced, Some(caller), call)
+            .await;
+        if timed_out_after.is_some()
+            && let Err(SandboxError::Limit(LimitExceeded::Fuel { .. })) = result
+        {
+            result = Err(SandboxError::Limit(LimitExceeded::Timeout {
+                limit: limits.limits.timeout,
+            }));
+        }
+        let sandbox_error = |error| Error::Sandbox {
+            who: format!("{} '{}'", plugin.loaded.shape.world, plugin.name()),
+            error,
+            limits: Box::new(limits.clone().into_owned()),
+        };
+        // Output past the limit is not journaled; everything else is, as returned.
+        let result = match result {
+            Ok(Ok(output)) if output.len() as u64 > limits.limits.output => {
+                Err(SandboxError::Limit(LimitExceeded::Output {
+                    limit: limits.limits.output,
+                    stream: OutputStream::Result,
+                }))
+            }
+            other => other,
+        };
+        if let Some(hold) = hold {
+            hold.commit(Spend {
+                fuel: usage.fuel,
+                ..Spend::default()
+            });
+        }
+        gate.emit(EventKind::InvocationEnded {
+            outcome: outcome_record(&result),
+            fuel: usage.fuel,
+            peak_memory: usage.peak_memory,
+            duration_us: usage.duration.as_micros() as u64,
+        });
+        Ok((result.map_err(sandbox_error)?, usage))
+    }
+}
+
+impl Access {
+    /// What keeps this call's secrets out of the journal.
+    pub fn redactor(&self) -> Arc<dyn Redactor> {
+        super::mode::redactor(&self.secrets)
+    }
+}
+
+/// How an invocation ended, as journaled.
+fn outcome_record(result: &Result<Result<String, ToolError>, SandboxError>) -> InvocationOutcome {
+    match result {
+        Ok(Ok(output)) => InvocationOutcome::Returned {
+            output: output.clone(),
+        },
+        Ok(Err(error)) => {
+            let (kind, message) = match error {
+                ToolError::InvalidInput(m) => ("invalid_input", m.clone()),
+                ToolError::Failed(m) => ("failed", m.clone()),
+                ToolError::Host(e) => ("host", format!("{e:?}")),
+            };
+            InvocationOutcome::ToolError {
+                kind: kind.into(),
+                message,
+            }
+        }
+        Err(SandboxError::Limit(limit)) => InvocationOutcome::Limit {
+            limit: limit.kind().map_or("stack", LimitKind::name).into(),
+            message: limit.to_string(),
+        },
+        Err(error) => InvocationOutcome::Trap {
+            message: error.to_string(),
+        },
+    }
+}

@@ -1,0 +1,224 @@
+//! A run's journal: its run chain, one gate per step, and the blobs a bundle needs to replay
+//! it (component bytes, policy, input). Built either live (recording) or from a record
+//! (replaying and comparing).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use baton_effects::{Divergence, Gate, NoSecrets, Redactor, Sealed};
+use baton_journal::event::{
+    ChainId, Event, EventKind, FORMAT_VERSION, PolicyRef, RUN_CHAIN, step_chain,
+};
+use baton_journal::store::Recorder;
+
+use super::mode::{Live, Replay, RunMode};
+
+/// A finished run, as reported to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    pub id: String,
+    /// Hash of the run chain's last event.
+    pub root: String,
+    /// Events in all chains of the run.
+    pub events: usize,
+    /// What the policy refused during the run ("capability: message").
+    pub denials: Vec<String>,
+}
+
+/// Opens further chains of a run, for its steps and the calls they make to other tools:
+/// live, chains that record; in a replay, chains that serve and compare the recorded chain
+/// of the same id.
+#[derive(Clone)]
+pub struct Chains {
+    run: String,
+    mode: Arc<dyn RunMode>,
+}
+
+impl Chains {
+    pub fn gate(&self, chain: ChainId, redactor: Arc<dyn Redactor>) -> Arc<dyn Gate> {
+        self.mode.gate(&self.run, chain, redactor)
+    }
+
+    /// Stores a blob the run's bundle must carry (live only; a replay has them already).
+    pub fn blob(&self, role: &str, digest: &str, bytes: &Arc<[u8]>) {
+        self.mode.blob(&self.run, role, digest, bytes);
+    }
+
+    /// How this run meets the world.
+    pub(crate) fn mode(&self) -> &dyn RunMode {
+        &*self.mode
+    }
+}
+
+pub struct RunJournal {
+    id: String,
+    run_gate: Arc<dyn Gate>,
+    mode: Arc<dyn RunMode>,
+    /// Events sealed in step chains so far.
+    events: u64,
+    denials: Vec<String>,
+}
+
+impl RunJournal {
+    /// Starts recording a new run of `command` under `policies`.
+    pub fn live(recorder: Option<Recorder>, command: &str, policies: Vec<PolicyRef>) -> Self {
+        let id = ulid::Ulid::generate().to_string().to_lowercase();
+        let started_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        if let Some(r) = &recorder {
+            r.run_started(&id, &started_at, command);
+        }
+        let mode = Arc::new(Live { recorder });
+        let run_gate = mode.gate(&id, RUN_CHAIN.into(), Arc::new(NoSecrets));
+        let journal = Self {
+            id,
+            run_gate,
+            mode,
+            events: 0,
+            denials: Vec::new(),
+        };
+        journal.run_gate.emit(EventKind::RunStarted {
+            format: FORMAT_VERSION,
+            baton: env!("CARGO_PKG_VERSION").into(),
+            command: command.into(),
+            started_at,
+            policies,
+        });
+        journal
+    }
+
+    /// Re-runs the record of a run: every event produced is compared with `recorded`.
+    /// `source` names where the record came from, in messages about its limits (by default,
+    /// the chain that recorded them).
+    pub fn replay(recorded: &[Event], source: Option<String>) -> Self {
+        let id = recorded.first().map(|e| e.run.clone()).unwrap_or_default();
+        let mut chains: BTreeMap<String, Vec<Event>> = BTreeMap::new();
+        for event in recorded {
+            chains
+                .entry(event.chain.clone())
+                .or_default()
+                .push(event.clone());
+        }
+        let run_chain = chains.remove(RUN_CHAIN).unwrap_or_default();
+        let (command, policies) = match run_chain.first().map(|e| &e.kind) {
+            Some(EventKind::RunStarted {
+                command, policies, ..
+            }) => (command.clone(), policies.clone()),
+            _ => Default::default(),
+        };
+        let mode = Arc::new(Replay { chains, source });
+        let run_gate: Arc<dyn Gate> =
+            baton_effects::ReplayGate::open(&id, RUN_CHAIN.into(), run_chain);
+        let journal = Self {
+            id,
+            run_gate,
+            mode,
+            events: 0,
+            denials: Vec::new(),
+        };
+        journal.run_gate.emit(EventKind::RunStarted {
+            format: FORMAT_VERSION,
+            baton: env!("CARGO_PKG_VERSION").into(),
+            command,
+            started_at: String::new(),
+            policies,
+        });
+        journal
+    }
+
+    /// Stores a blob the run's bundle must carry (live only; a replay has them already).
+    pub fn blob(&self, role: &str, digest: &str, bytes: &Arc<[u8]>) {
+        self.chains().blob(role, digest, bytes);
+    }
+
+    /// A handle that opens further chains of this run.
+    pub fn chains(&self) -> Chains {
+        Chains {
+            run: self.id.clone(),
+            mode: self.mode.clone(),
+        }
+    }
+
+    /// Starts a step: records it in the run chain and returns the gate of its own chain. A
+    /// replay whose run chain already differs from the record stops here.
+    pub fn start_step(
+        &self,
+        step: &str,
+        tool: &str,
+        digest: &str,
+        redactor: Arc<dyn Redactor>,
+    ) -> Result<Arc<dyn Gate>, Divergence> {
+        self.run_gate.emit(EventKind::StepStarted {
+            step: step.into(),
+            tool: tool.into(),
+            digest: digest.into(),
+        });
+        if let Some(divergence) = self.run_gate.divergence() {
+            return Err(divergence);
+        }
+        Ok(self.chains().gate(step_chain(step), redactor))
+    }
+
+    /// Records a host decision in the run chain (a replay compares it with the record).
+    pub fn note(&self, kind: EventKind) -> Result<(), Divergence> {
+        self.run_gate.emit(kind);
+        self.run_gate.divergence().map_or(Ok(()), Err)
+    }
+
+    /// The gate of step `step`'s chain, opened without a mark in the run chain: steps that
+    /// run concurrently are entered there later, in plan order, by `record_step`.
+    pub fn step_gate(&self, step: &str, redactor: Arc<dyn Redactor>) -> Arc<dyn Gate> {
+        self.chains().gate(step_chain(step), redactor)
+    }
+
+    /// Enters a finished step in the run chain: its start, then its sealed chain.
+    pub fn record_step(
+        &mut self,
+        step: &str,
+        tool: &str,
+        digest: &str,
+        gate: &dyn Gate,
+    ) -> Result<(), Divergence> {
+        self.note(EventKind::StepStarted {
+            step: step.into(),
+            tool: tool.into(),
+            digest: digest.into(),
+        })?;
+        self.end_step(step, gate)?;
+        // A resumed run takes over what the run chain entered: enter it durably now.
+        self.run_gate.send();
+        Ok(())
+    }
+
+    /// Seals a step's chain into the run chain.
+    pub fn end_step(&mut self, step: &str, gate: &dyn Gate) -> Result<(), Divergence> {
+        let Sealed {
+            root,
+            events,
+            denials,
+            nested,
+        } = gate.seal()?;
+        self.events += events + nested;
+        self.denials.extend(denials);
+        self.run_gate.emit(EventKind::StepEnded {
+            step: step.into(),
+            root,
+            events,
+        });
+        Ok(())
+    }
+
+    /// Ends the run with `status` and returns its record (or a replay's first divergence).
+    pub fn finish(self, status: &str) -> Result<RunRecord, Divergence> {
+        self.run_gate.emit(EventKind::RunEnded {
+            status: status.into(),
+        });
+        let Sealed { root, events, .. } = self.run_gate.seal()?;
+        self.mode.run_ended(&self.id, status, &root);
+        Ok(RunRecord {
+            id: self.id,
+            root,
+            events: (self.events + events) as usize,
+            denials: self.denials,
+        })
+    }
+}

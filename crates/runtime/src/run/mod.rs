@@ -1,0 +1,12 @@
+//! A run: its journal (the run chain and the chains it opens), the mode it meets the world
+//! in (live or replaying), and the context its invocations share.
+
+mod context;
+mod journal;
+mod mode;
+mod nested;
+
+pub use context::{Components, Invocation, RunContext};
+pub use journal::{Chains, RunJournal, RunRecord};
+pub use mode::Access;
+pub(crate) use mode::live_access;

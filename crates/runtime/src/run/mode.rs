@@ -1,0 +1,321 @@
+//! How a run meets the world: the one interface with two implementations, [`Live`] and
+//! [`Replay`]. Everything a run does that differs between the two is a method here; the
+//! rest of the runtime and the orchestrator never ask which one they hold.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_budget::{Hold, Ledger, Spend};
+use baton_effects::fs::Node;
+use baton_effects::{Gate, LiveGate, NoSecrets, Redactor, ReplayGate};
+use baton_journal::event::{ChainId, Event, EventKind};
+use baton_journal::store::Recorder;
+use baton_policy::{Grants, Policy, ResolvedLimits, Source};
+
+use crate::error::Error;
+use crate::plugin::Plugin;
+use crate::recorded::RecordedCall;
+
+/// What one invocation of a plugin may reach.
+pub struct Access {
+    pub(crate) grants: Grants,
+    /// Values of the granted secrets (none in a replay).
+    pub(crate) secrets: Vec<(String, String)>,
+    pub(crate) preopens: Vec<Node>,
+}
+
+/// The limits one invocation runs under, decided before it starts.
+pub(crate) struct CallPlan<'a> {
+    /// As attributed to their sources (for messages and the journal).
+    pub limits: Cow<'a, ResolvedLimits>,
+    /// What the sandbox enforces.
+    pub enforced: baton_core::limits::Limits,
+    /// Replay of a recorded timeout: the fuel it had burned when its deadline struck. The
+    /// call gets exactly that fuel, and running out of it is that same timeout.
+    pub timed_out_after: Option<u64>,
+    /// The fuel reserved against the budget, committed when the call ends.
+    pub hold: Option<Hold>,
+}
+
+/// The `denied` capability of a call the budget refused before it started.
+pub(crate) const BUDGET_CAPABILITY: &str = "budget";
+
+/// Added to ten times the recorded timeout of a replayed call.
+const REPLAY_TIMEOUT_SLACK: Duration = Duration::from_secs(10);
+
+pub(crate) trait RunMode: Send + Sync {
+    /// The gate of `chain` of run `run`.
+    fn gate(&self, run: &str, chain: ChainId, redactor: Arc<dyn Redactor>) -> Arc<dyn Gate>;
+
+    /// Stores a blob the run's bundle must carry (a replay has them already).
+    fn blob(&self, run: &str, role: &str, digest: &str, bytes: &Arc<[u8]>);
+
+    /// The recorded events of `chain` (a live run has none).
+    fn recorded(&self, chain: &str) -> Option<&[Event]>;
+
+    /// What `plugin` may reach under `policy`: live, its grants, the values of its secrets
+    /// and its directories, opened; in a replay, its recorded grants, no secret values (the
+    /// record holds placeholders) and no host directories (the record holds every answer).
+    fn access(&self, policy: &Policy, plugin: &Plugin) -> Result<Access, Error>;
+
+    /// The limits of an invocation in `chain` whose policy gives it `limits`: live, cut to
+    /// what `ledger` has left of fuel and time, with the fuel reserved (a budget with nothing
+    /// left refuses the call, journaled in `gate`); in a replay, the recorded ones, and a
+    /// recorded refusal again.
+    fn plan<'a>(
+        &self,
+        chain: &str,
+        limits: &'a ResolvedLimits,
+        ledger: &Arc<Ledger>,
+        gate: &dyn Gate,
+        secrets: bool,
+    ) -> Result<CallPlan<'a>, Error>;
+
+    /// How long to wait before retrying a failed step (a replay retries at once: recorded
+    /// outcomes need no waiting for).
+    fn retry_delay(&self, delay: Duration) -> Duration;
+
+    /// Records that run `run` ended (a replay records nothing).
+    fn run_ended(&self, run: &str, status: &str, root: &str);
+
+    /// Whether the record is being replayed.
+    fn is_replay(&self) -> bool;
+}
+
+/// A live run: effects are performed, and recorded when there is a journal.
+pub(crate) struct Live {
+    pub recorder: Option<Recorder>,
+}
+
+impl RunMode for Live {
+    fn gate(&self, run: &str, chain: ChainId, redactor: Arc<dyn Redactor>) -> Arc<dyn Gate> {
+        LiveGate::open(run, chain, self.recorder.clone(), redactor)
+    }
+
+    fn blob(&self, run: &str, role: &str, digest: &str, bytes: &Arc<[u8]>) {
+        if let Some(recorder) = &self.recorder {
+            recorder.blob(run, role, digest, bytes.clone());
+        }
+    }
+
+    fn recorded(&self, _: &str) -> Option<&[Event]> {
+        None
+    }
+
+    fn access(&self, policy: &Policy, plugin: &Plugin) -> Result<Access, Error> {
+        live_access(policy, plugin)
+    }
+
+    fn plan<'a>(
+        &self,
+        _: &str,
+        limits: &'a ResolvedLimits,
+        ledger: &Arc<Ledger>,
+        gate: &dyn Gate,
+        _: bool,
+    ) -> Result<CallPlan<'a>, Error> {
+        let (limits, hold) =
+            charge_limits(limits, ledger).map_err(|e| refused(gate, e.to_string()))?;
+        Ok(CallPlan {
+            enforced: limits.limits,
+            limits,
+            timed_out_after: None,
+            hold,
+        })
+    }
+
+    fn retry_delay(&self, delay: Duration) -> Duration {
+        delay
+    }
+
+    fn run_ended(&self, run: &str, status: &str, root: &str) {
+        if let Some(recorder) = &self.recorder {
+            recorder.run_ended(run, status, root);
+        }
+    }
+
+    fn is_replay(&self) -> bool {
+        false
+    }
+}
+
+/// A replay: every effect is served from the recorded events, by chain.
+pub(crate) struct Replay {
+    pub chains: BTreeMap<String, Vec<Event>>,
+    /// Where the record came from, as messages attribute its limits (`None`: its chain).
+    pub source: Option<String>,
+}
+
+impl RunMode for Replay {
+    fn gate(&self, run: &str, chain: ChainId, _: Arc<dyn Redactor>) -> Arc<dyn Gate> {
+        let recorded = self.chains.get(&chain).cloned().unwrap_or_default();
+        ReplayGate::open(run, chain, recorded)
+    }
+
+    fn blob(&self, _: &str, _: &str, _: &str, _: &Arc<[u8]>) {}
+
+    fn recorded(&self, chain: &str) -> Option<&[Event]> {
+        self.chains.get(chain).map(Vec::as_slice)
+    }
+
+    fn access(&self, policy: &Policy, plugin: &Plugin) -> Result<Access, Error> {
+        let grants = policy.grants_for(plugin.name(), plugin.subject());
+        Ok(Access {
+            preopens: grants.fs.iter().map(Node::replayed).collect(),
+            grants,
+            secrets: Vec::new(),
+        })
+    }
+
+    fn plan<'a>(
+        &self,
+        chain: &str,
+        limits: &'a ResolvedLimits,
+        _: &Arc<Ledger>,
+        gate: &dyn Gate,
+        secrets: bool,
+    ) -> Result<CallPlan<'a>, Error> {
+        let events = self.recorded(chain);
+        // Budget decisions are recorded too; a replay does not make them again.
+        if let Some(EventKind::Denied {
+            capability,
+            message,
+        }) = events.and_then(|events| events.first()).map(|e| &e.kind)
+            && capability == BUDGET_CAPABILITY
+        {
+            return Err(refused(gate, message.clone()));
+        }
+        let recorded = events.and_then(|events| RecordedCall::find(events, chain));
+        let (limits, timed_out_after) = match recorded {
+            Some(call) => {
+                let source = match &self.source {
+                    Some(source) => source.clone(),
+                    None => format!("the recorded chain {chain}"),
+                };
+                (Cow::Owned(call.limits(&source)), call.timed_out_after)
+            }
+            None => (Cow::Borrowed(limits), None),
+        };
+        if secrets {
+            gate.adopt_recorded_usage();
+        }
+        let mut enforced = limits.limits;
+        if let Some(fuel) = timed_out_after {
+            enforced.fuel = fuel.max(1);
+        }
+        // In a replay, fuel is the CPU limit; wall time (recorded effects are served at
+        // once) is only a safety net, loose enough for a slower machine.
+        enforced.timeout = enforced.timeout * 10 + REPLAY_TIMEOUT_SLACK;
+        Ok(CallPlan {
+            limits,
+            enforced,
+            timed_out_after,
+            hold: None,
+        })
+    }
+
+    fn retry_delay(&self, _: Duration) -> Duration {
+        Duration::ZERO
+    }
+
+    fn run_ended(&self, _: &str, _: &str, _: &str) {}
+
+    fn is_replay(&self) -> bool {
+        true
+    }
+}
+
+/// What `plugin` may reach in a live call: its grants, the values of its secrets and its
+/// directories, opened.
+pub(crate) fn live_access(policy: &Policy, plugin: &Plugin) -> Result<Access, Error> {
+    let grants = policy.grants_for(plugin.name(), plugin.subject());
+    let secrets = resolve_secrets(policy, plugin, &grants)?;
+    let preopens =
+        baton_effects::fs::preopen_all(&grants.fs).map_err(|(mount, reason)| Error::FsMount {
+            plugin: plugin.name().into(),
+            host: mount.host,
+            policy: mount.source,
+            reason,
+        })?;
+    Ok(Access {
+        grants,
+        secrets,
+        preopens,
+    })
+}
+
+/// A budget's refusal of a call before it started: journaled as the chain's only event (a
+/// replay repeats it).
+fn refused(gate: &dyn Gate, message: String) -> Error {
+    gate.emit(EventKind::Denied {
+        capability: BUDGET_CAPABILITY.into(),
+        message: message.clone(),
+    });
+    Error::BudgetRefused(message)
+}
+
+/// `limits` cut to what `ledger` has left of fuel and time, with the fuel reserved; a
+/// budget with nothing left refuses the call.
+fn charge_limits<'a>(
+    limits: &'a ResolvedLimits,
+    ledger: &Arc<Ledger>,
+) -> Result<(Cow<'a, ResolvedLimits>, Option<Hold>), baton_budget::Exceeded> {
+    // Without a fuel or time budget (the usual case), the call's limits stand as they are.
+    if ledger.time_left().is_none() && ledger.fuel_left().is_none() {
+        return Ok((Cow::Borrowed(limits), None));
+    }
+    let mut limits = limits.clone();
+    if let Some(left) = ledger.time_left()
+        && left < limits.limits.timeout
+    {
+        (limits.limits.timeout, limits.timeout) = (left, Source::Budget);
+    }
+    let mut hold = None;
+    if let Some(left) = ledger.fuel_left() {
+        if left < limits.limits.fuel {
+            (limits.limits.fuel, limits.fuel) = (left, Source::Budget);
+        }
+        // With no fuel left, asking for one unit says so.
+        hold = Some(ledger.reserve(Spend {
+            fuel: limits.limits.fuel.max(1),
+            ..Spend::default()
+        })?);
+    }
+    if limits.limits.timeout.is_zero() {
+        // Reserving nothing checks the time budget, and says which one ran out.
+        ledger.reserve(Spend::default())?;
+    }
+    Ok((Cow::Owned(limits), hold))
+}
+
+/// The values of the secrets granted to `plugin`.
+fn resolve_secrets(
+    policy: &Policy,
+    plugin: &Plugin,
+    grants: &Grants,
+) -> Result<Vec<(String, String)>, Error> {
+    grants
+        .secrets
+        .iter()
+        .map(|name| {
+            policy
+                .secret(name)
+                .map(|value| (name.clone(), value))
+                .map_err(|hint| Error::SecretMissing {
+                    plugin: plugin.name().into(),
+                    name: name.clone(),
+                    hint,
+                })
+        })
+        .collect()
+}
+
+/// The redactor of a call given `secrets`.
+pub(crate) fn redactor(secrets: &[(String, String)]) -> Arc<dyn Redactor> {
+    match secrets.is_empty() {
+        true => Arc::new(NoSecrets),
+        false => Arc::new(baton_effects::SecretRedactor::new(secrets)),
+    }
+}

@@ -1,0 +1,73 @@
+//! Baton's sandbox with the capabilities linked: what runs every call of every plugin.
+
+use std::sync::Arc;
+
+use baton_core::limits::Limits;
+use baton_effects::Gate;
+use baton_effects::fs::Node;
+use baton_policy::Grants;
+use baton_sandbox::{Outcome, Sandbox};
+use wasmtime::component::{Component, Instance, InstancePre, Linker};
+use wasmtime::{Engine, Store};
+
+use crate::capability::{self, CallSetup, Caller, HostState};
+
+pub struct Runner {
+    sandbox: Sandbox,
+    linker: Linker<HostState>,
+}
+
+/// Who runs, with what it is granted, journaled through which gate.
+pub struct Grant<'a> {
+    pub plugin: &'a Arc<str>,
+    pub gate: &'a Arc<dyn Gate>,
+    pub grants: &'a Grants,
+    /// Values of the granted secrets (empty in a replay, which serves the recorded ones).
+    pub secrets: &'a [(String, String)],
+    /// The granted directories (see `baton_effects::fs::Node`).
+    pub preopens: &'a [Node],
+}
+
+impl Runner {
+    pub fn new() -> wasmtime::Result<Self> {
+        let sandbox = Sandbox::new()?;
+        let mut linker = Linker::new(sandbox.engine());
+        capability::link_all(&mut linker)?;
+        Ok(Self { sandbox, linker })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        self.sandbox.engine()
+    }
+
+    /// Links a component once; each call then instantiates it in a fresh store.
+    pub fn prepare(&self, component: &Component) -> wasmtime::Result<InstancePre<HostState>> {
+        self.linker.instantiate_pre(component)
+    }
+
+    /// Runs `call` on a fresh instance of `pre` under `limits`, its capabilities built from
+    /// `grant` and reaching its run through `caller` (`None`: every call to another component
+    /// or model is refused). Every clock reading, random draw and host effect of the guest
+    /// goes through the grant's gate.
+    pub async fn run<R>(
+        &self,
+        pre: &InstancePre<HostState>,
+        grant: Grant<'_>,
+        limits: &Limits,
+        caller: Option<Caller>,
+        call: impl AsyncFnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<R>,
+    ) -> Outcome<R> {
+        let state = |stdio, memory| {
+            let setup = CallSetup {
+                plugin: grant.plugin,
+                gate: grant.gate,
+                grants: grant.grants,
+                secrets: grant.secrets,
+                preopens: grant.preopens,
+                stdio: &stdio,
+            };
+            HostState::new(&setup, memory, caller)
+        };
+        self.sandbox.run(pre, limits, state, call).await
+    }
+}
