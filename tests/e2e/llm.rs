@@ -2,6 +2,9 @@
 //! answers (and the local model): retries with backoff and Retry-After, the circuit breaker,
 //! idempotency keys, budget reservations under concurrency, cost-aware fallbacks, and replay
 //! without any provider.
+//!
+//! Longer than most files here: every test shares the scripted server's helpers, and each
+//! exercises one step of the same path (route, retry, breaker, budget, journal).
 
 use std::path::Path;
 use std::process::Output;

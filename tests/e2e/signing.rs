@@ -1,5 +1,8 @@
 //! `baton keygen`, `sign` and `verify`: keys in cosign's formats, detached signatures that
 //! other tools verify (Python's `cryptography` here), and in-toto attestations over DSSE.
+//!
+//! Longer than most files here: one cohesive thing, the signing commands and their formats,
+//! every test built on the same keys and helpers.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

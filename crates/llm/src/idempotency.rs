@@ -16,7 +16,7 @@ const KEEP_SECONDS: i64 = 24 * 60 * 60;
 
 /// The store is opened when a key is first used, so calls without keys never touch it.
 pub struct Idempotency {
-    db: super::Store,
+    db: crate::Store,
     in_flight: Arc<Mutex<HashSet<(String, String)>>>,
 }
 
@@ -54,7 +54,7 @@ impl Idempotency {
     /// The store at `path` (created on first use), or one in memory.
     pub fn new(path: Option<&Path>) -> Self {
         Self {
-            db: super::Store::new(path, SCHEMA),
+            db: crate::Store::new(path, SCHEMA),
             in_flight: Arc::default(),
         }
     }

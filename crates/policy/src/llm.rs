@@ -153,7 +153,7 @@ pub struct LlmConfig {
     pub policy_version: String,
 }
 
-/// `[cache]`: the completion cache (see `effect::llm::cache`).
+/// `[cache]`: the completion cache (see `baton_llm::cache`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CacheSpec {
@@ -251,7 +251,7 @@ impl LlmConfig {
     pub(super) fn layer(&mut self, file: &str, section: &LlmSection) {
         for (name, spec) in &section.providers {
             let model_file = match (&spec.model_file, spec.kind) {
-                (Some(path), _) => super::relative_to(file, path),
+                (Some(path), _) => crate::file::relative_to(file, path),
                 (None, ProviderKind::Embedding) => models_dir().join(DEFAULT_EMBEDDING_MODEL),
                 (None, _) => models_dir().join(DEFAULT_LOCAL_MODEL),
             };

@@ -8,7 +8,8 @@ use serde::Deserialize;
 
 pub use baton_trust::policy::{Identity, SubjectMatch, TrustPolicy, TrustedKey};
 
-use super::{Layer, PolicyError, relative_to};
+use crate::PolicyError;
+use crate::file::{Layer, relative_to};
 
 /// The project's development public key, trusted by the built-in policy.
 const DEV_KEY_PATH: &str = "../attestations/keys/baton-dev.pub";

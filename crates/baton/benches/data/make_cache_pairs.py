@@ -12,7 +12,7 @@ similarity can keep them apart. The pairs come from templates written by hand fo
 running it again gives the same file. `cargo bench --bench cache_eval` reports, per
 threshold, how many paraphrases hit and how many near-misses would.
 
-    python3 host/benches/data/make_cache_pairs.py > host/benches/data/cache-pairs.jsonl
+    python3 crates/baton/benches/data/make_cache_pairs.py > crates/baton/benches/data/cache-pairs.jsonl
 """
 
 import json

@@ -43,7 +43,7 @@ pub(super) fn descriptor_type(name: &str) -> DescriptorType {
     }
 }
 
-/// The guest's error code for a journaled one (see `effect::fs`).
+/// The guest's error code for a journaled one (see `baton_effects::fs`).
 pub(super) fn error_code(code: &str) -> ErrorCode {
     match code {
         "no-entry" => ErrorCode::NoEntry,

@@ -1,6 +1,6 @@
 //! `wasi:filesystem`: the directories a policy grants (`fs.read`, `fs.write`), preopened at
 //! their guest paths. Baton implements the interface itself so that every answer goes through
-//! the effect gate (and `effect::fs`, the only code that touches files): reads are journaled
+//! the effect gate (and `baton_effects::fs`, the only code that touches files): reads are journaled
 //! with their bytes, so a replay needs none of the files; writes with their size and digest.
 //!
 //! What the policy refuses — changing anything beneath a read-only directory, or a path that

@@ -1,0 +1,243 @@
+//! The journal's one writer: a thread that receives what runs record, in order, and commits
+//! it in batched transactions. `Recorder` is how the rest of Baton sends to it.
+
+use std::path::Path;
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, params};
+
+use super::StoreError;
+use crate::chain::Stored;
+
+/// What the writer thread is asked to do, in order.
+enum Write {
+    RunStarted {
+        run: String,
+        started_at: String,
+        command: String,
+    },
+    Events(Vec<Stored>),
+    Blob {
+        run: String,
+        role: String,
+        digest: String,
+        bytes: Arc<[u8]>,
+    },
+    RunEnded {
+        run: String,
+        status: String,
+        root: String,
+    },
+    Flush(mpsc::SyncSender<Result<(), String>>),
+}
+
+/// Sends writes to the journal's writer thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<Write>,
+    /// The writer, to wake it when a flush is asked for while it gathers.
+    writer: std::thread::Thread,
+}
+
+impl Recorder {
+    fn send(&self, write: Write) {
+        // A send fails only when the writer is gone, which `flush` reports.
+        let _ = self.tx.send(write);
+    }
+
+    pub fn run_started(&self, run: &str, started_at: &str, command: &str) {
+        self.send(Write::RunStarted {
+            run: run.into(),
+            started_at: started_at.into(),
+            command: command.into(),
+        });
+    }
+
+    pub fn event(&self, event: Stored) {
+        self.events(vec![event]);
+    }
+
+    /// Sends several events at once.
+    pub fn events(&self, events: Vec<Stored>) {
+        if !events.is_empty() {
+            self.send(Write::Events(events));
+        }
+    }
+
+    /// Stores `bytes` under `digest` (once) and links it to `run` in `role`
+    /// (`component`, `policy`, ...).
+    pub fn blob(&self, run: &str, role: &str, digest: &str, bytes: Arc<[u8]>) {
+        self.send(Write::Blob {
+            run: run.into(),
+            role: role.into(),
+            digest: digest.into(),
+            bytes,
+        });
+    }
+
+    pub fn run_ended(&self, run: &str, status: &str, root: &str) {
+        self.send(Write::RunEnded {
+            run: run.into(),
+            status: status.into(),
+            root: root.into(),
+        });
+    }
+
+    /// Waits until everything sent so far is committed.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.tx
+            .send(Write::Flush(tx))
+            .map_err(|_| StoreError::WriterGone)?;
+        self.writer.unpark();
+        rx.recv()
+            .map_err(|_| StoreError::WriterGone)?
+            .map_err(|_| StoreError::WriterGone)
+    }
+}
+
+impl Recorder {
+    /// Starts the writer thread on `conn` (the journal at `path`); returns its recorder and
+    /// the thread.
+    pub(super) fn spawn(
+        conn: Connection,
+        path: &Path,
+    ) -> std::io::Result<(Recorder, JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel();
+        let writer_path = path.to_owned();
+        let handle = std::thread::Builder::new()
+            .name("baton-journal".into())
+            .spawn(move || writer(conn, rx, &writer_path))?;
+        let recorder = Recorder {
+            tx,
+            writer: handle.thread().clone(),
+        };
+        Ok((recorder, handle))
+    }
+}
+
+/// How long the writer gathers writes before it commits them (unless asked to flush): fewer,
+/// larger transactions, and a writer thread that sleeps between them rather than waking for
+/// every write — each wake-up costs the sender a system call, and a running writer makes
+/// every page-table change of the calling thread a cross-core TLB shootdown.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 4096;
+
+/// The writer thread: receives writes, commits them in batches.
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Write>, path: &Path) {
+    // Blocks only while idle: the first write of a burst wakes it.
+    while let Ok(first) = rx.recv() {
+        let deadline = std::time::Instant::now() + GATHER;
+        let mut flushing = matches!(first, Write::Flush(_));
+        let mut batch = vec![first];
+        // Sleeps rather than waiting on the channel, so that the writes of the burst do not
+        // each wake it; a flush unparks it (`Recorder::flush`).
+        loop {
+            let mut open = true;
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(write) => {
+                        flushing |= matches!(write, Write::Flush(_));
+                        batch.push(write);
+                    }
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            let now = std::time::Instant::now();
+            if flushing || !open || batch.len() >= MAX_BATCH || now >= deadline {
+                break;
+            }
+            std::thread::park_timeout(deadline - now);
+        }
+        let mut flushes = Vec::new();
+        let result = commit(&mut conn, batch, &mut flushes);
+        if let Err(e) = &result {
+            tracing::error!(journal = %path.display(), "cannot write the journal: {e}");
+        }
+        for flush in flushes {
+            let _ = flush.send(result.clone().map_err(|e| e.to_string()));
+        }
+    }
+}
+
+fn commit(
+    conn: &mut Connection,
+    batch: Vec<Write>,
+    flushes: &mut Vec<mpsc::SyncSender<Result<(), String>>>,
+) -> Result<(), String> {
+    // IMMEDIATE takes the write lock up front, so another process writing the same journal
+    // makes this one wait (busy timeout) rather than fail when a read turns into a write.
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| e.to_string())?;
+    for write in batch {
+        let done = match write {
+            Write::RunStarted {
+                run,
+                started_at,
+                command,
+            } => tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO runs (run, started_at, command, status)
+                     VALUES (?1, ?2, ?3, 'running')",
+                )
+                .and_then(|mut s| s.execute(params![run, started_at, command])),
+            Write::Events(events) => tx
+                .prepare_cached(
+                    "INSERT INTO events (run, chain, seq, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .and_then(|mut insert| {
+                    for event in &events {
+                        insert.execute(params![
+                            event.run,
+                            event.chain,
+                            event.seq as i64,
+                            event.kind,
+                            event.body
+                        ])?;
+                    }
+                    Ok(events.len())
+                }),
+            Write::Blob {
+                run,
+                role,
+                digest,
+                bytes,
+            } => store_blob(&tx, &digest, &bytes).and_then(|_| {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO run_blobs (run, role, digest) VALUES (?1, ?2, ?3)",
+                )
+                .and_then(|mut s| s.execute(params![run, role, digest]))
+            }),
+            Write::RunEnded { run, status, root } => tx
+                .prepare_cached("UPDATE runs SET status = ?2, root = ?3 WHERE run = ?1")
+                .and_then(|mut s| s.execute(params![run, status, root])),
+            Write::Flush(reply) => {
+                flushes.push(reply);
+                Ok(0)
+            }
+        };
+        done.map_err(|e| e.to_string())?;
+    }
+    tx.commit().map_err(|e| e.to_string())
+}
+
+/// Stores content-addressed bytes once: bytes already stored under a digest are not bound
+/// or written again.
+fn store_blob(tx: &rusqlite::Transaction, digest: &str, bytes: &[u8]) -> rusqlite::Result<usize> {
+    let stored: i64 = tx
+        .prepare_cached("SELECT count(*) FROM blobs WHERE digest = ?1")?
+        .query_row([digest], |r| r.get(0))?;
+    if stored > 0 {
+        return Ok(0);
+    }
+    tx.prepare_cached("INSERT INTO blobs (digest, bytes) VALUES (?1, ?2)")?
+        .execute(params![digest, bytes])
+}

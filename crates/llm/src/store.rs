@@ -1,0 +1,61 @@
+//! The LLM layer's own SQLite files (idempotency keys, the completion cache), beside the
+//! journal or in memory.
+
+use std::path::Path;
+use std::time::Duration;
+
+/// One of the LLM stores (idempotency keys, the cache): a SQLite file opened on first use, so
+/// that calls which never need it never touch it.
+pub(crate) struct Store {
+    path: Option<std::path::PathBuf>,
+    schema: &'static str,
+    db: std::sync::OnceLock<Result<std::sync::Mutex<rusqlite::Connection>, String>>,
+}
+
+impl Store {
+    /// The store at `path` (in memory when `None`) with the tables of `schema`.
+    pub(crate) fn new(path: Option<&Path>, schema: &'static str) -> Self {
+        Self {
+            path: path.map(Path::to_owned),
+            schema,
+            db: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>, String> {
+        let db = self
+            .db
+            .get_or_init(|| open_store(self.path.as_deref(), self.schema).map(Into::into))
+            .as_ref()
+            .map_err(|e| {
+                let path = self
+                    .path
+                    .as_ref()
+                    .map_or("(memory)".into(), |p| p.display().to_string());
+                format!("cannot open {path}: {e}")
+            })?;
+        Ok(db.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Opens (creating if needed) one of the LLM stores at `path`, or one in memory, with
+/// `schema`. WAL, with `synchronous = NORMAL`: a power cut may lose the last writes, a call
+/// never waits for a disk.
+fn open_store(path: Option<&Path>, schema: &str) -> Result<rusqlite::Connection, String> {
+    let db = match path {
+        Some(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            }
+            rusqlite::Connection::open(path)
+        }
+        None => rusqlite::Connection::open_in_memory(),
+    }
+    .map_err(|e| e.to_string())?;
+    db.busy_timeout(Duration::from_secs(5))
+        .and_then(|_| db.pragma_update(None, "journal_mode", "WAL"))
+        .and_then(|_| db.pragma_update(None, "synchronous", "NORMAL"))
+        .and_then(|_| db.execute_batch(schema))
+        .map_err(|e| e.to_string())?;
+    Ok(db)
+}

@@ -1,0 +1,105 @@
+//! A recorded run replayed: a tool call, or a whole workflow, from its bundle.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use baton_budget::Ledger;
+use baton_runtime::run::{RunContext, RunJournal};
+use baton_runtime::{Error, Host, RecordedRun, ReplayReport, ToolCall};
+
+use crate::result::RunResult;
+use crate::{RunRequest, check_planner, drive, progress, recorded};
+
+/// What a replay reproduced (a recorded failure replays as the same failure).
+#[derive(Debug)]
+pub enum Replayed {
+    /// A `baton call`'s result.
+    Call(Result<ToolCall, Error>),
+    /// A `baton run`'s result.
+    Run(Box<RunResult>),
+}
+
+/// Re-runs the run recorded in `bundle` with the recorded inputs and effects, comparing
+/// every event: a recorded tool call, or a recorded `baton run`. `component` replaces the
+/// recorded component of the same name (to test a new version against a recorded run).
+pub async fn replay(
+    host: &Host,
+    bundle: &Path,
+    component: Option<&Path>,
+) -> Result<ReplayReport<Replayed>, Error> {
+    let recorded = host.open_recorded(bundle, component).await?;
+    if !recorded.is_workflow() {
+        let report = host.replay_call(recorded).await?;
+        return Ok(ReplayReport {
+            run: report.run,
+            events: report.events,
+            root: report.root,
+            outcome: Replayed::Call(report.outcome),
+        });
+    }
+    replay_workflow(host, recorded).await
+}
+
+/// Replays a recorded `baton run`: the recorded planner and tools, task, input and settings,
+/// with every effect served from the record and every event compared.
+async fn replay_workflow(
+    host: &Host,
+    recorded: RecordedRun,
+) -> Result<ReplayReport<Replayed>, Error> {
+    let recorded::RecordedWorkflow {
+        event: workflow,
+        task,
+        input,
+        settings,
+        mut planner,
+        mut tools,
+        prompts,
+    } = recorded::RecordedWorkflow::read(&recorded.events, &recorded.components)
+        .map_err(|reason| recorded.invalid(reason))?;
+    if let Some(replacement) = &recorded.replacement {
+        let name = replacement.name().to_string();
+        if name == planner.name() {
+            planner = replacement.clone();
+        } else if let Some(tool) = tools.get_mut(&name) {
+            *tool = replacement.clone();
+        } else {
+            return Err(recorded.invalid(format!(
+                "the run used no component named '{name}' to replace"
+            )));
+        }
+    }
+    check_planner(&planner)?;
+    let journal = RunJournal::replay(&recorded.events, None);
+    let ctx = RunContext::recorded(
+        host,
+        recorded.policy.clone(),
+        (tools, prompts),
+        journal.chains(),
+    );
+    // Budget decisions are recorded too; a replay does not make them again.
+    let ledger = Ledger::run(Default::default());
+    let request = RunRequest {
+        planner,
+        task,
+        input: &input,
+        settings: &settings,
+    };
+    let (record, result) = drive(
+        ctx,
+        journal,
+        request,
+        Some(workflow),
+        BTreeMap::new(),
+        ledger,
+        Arc::new(progress::Quiet),
+    )
+    .await
+    .map_err(Error::Diverged)?;
+    Ok(ReplayReport {
+        run: record.id,
+        events: record.events,
+        root: record.root,
+        outcome: Replayed::Run(Box::new(result)),
+    })
+}

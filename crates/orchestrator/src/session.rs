@@ -1,0 +1,224 @@
+//! A run in progress: the planner asked for decisions, one after another, until it finishes,
+//! fails or runs out of steps.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use baton_budget::Ledger;
+use baton_effects::Divergence;
+use baton_runtime::bindings::types::{Decision, RunState, StepResult, ToolError, ToolInfo};
+use baton_runtime::plugin::Entry;
+use baton_runtime::run::{Invocation, RunContext, RunJournal};
+use baton_runtime::{Error, Plugin};
+use serde_json::Value;
+
+use crate::progress::{Progress, ProgressSink};
+use crate::result::{RunStatus, StepReport};
+use crate::workflow::Settings;
+use crate::{plan, resume, step, template};
+
+/// How the planner loop ended.
+pub(crate) struct Ending {
+    pub(crate) status: RunStatus,
+    pub(crate) reason: Option<String>,
+    pub(crate) output: Option<Value>,
+    pub(crate) decisions: u32,
+}
+
+pub(crate) struct Orchestrator<'a> {
+    pub(crate) ctx: Arc<RunContext>,
+    pub(crate) journal: RunJournal,
+    pub(crate) planner: Arc<Plugin>,
+    pub(crate) task: &'a str,
+    pub(crate) input: &'a Value,
+    pub(crate) settings: &'a Settings,
+    /// What the planner is told about the tools.
+    pub(crate) tools: BTreeMap<String, ToolInfo>,
+    pub(crate) ledger: Arc<Ledger>,
+    pub(crate) progress: Arc<dyn ProgressSink>,
+    pub(crate) started: Instant,
+    /// Finished steps, in plan order.
+    pub(crate) reports: Vec<StepReport>,
+    /// The same, as the planner sees them.
+    pub(crate) results: Vec<StepResult>,
+    /// Outputs of the steps that succeeded, for input templates.
+    pub(crate) outputs: BTreeMap<String, Value>,
+    /// Whether a budget warning was given.
+    pub(crate) warned: bool,
+    /// Fuel the planner's decisions burned.
+    pub(crate) planner_fuel: u64,
+    /// Outputs of an interrupted run's steps, by id, that this run takes over.
+    pub(crate) resumable: BTreeMap<String, resume::Resumed>,
+}
+
+impl Orchestrator<'_> {
+    pub(crate) async fn plan_and_run(&mut self) -> Result<Ending, Divergence> {
+        let max = self.settings.max_steps;
+        let mut steps_asked = 0usize;
+        let mut decisions = 0;
+        let end = |status, reason: String, decisions| Ending {
+            status,
+            reason: Some(reason),
+            output: None,
+            decisions,
+        };
+        loop {
+            if decisions >= max {
+                return Ok(end(
+                    RunStatus::MaxSteps,
+                    format!(
+                        "the planner made {decisions} decisions without finishing \
+                         (max_steps = {max}); raise max_steps in the workflow if the task needs more"
+                    ),
+                    decisions,
+                ));
+            }
+            self.progress.report(Progress::Planning {
+                iteration: decisions,
+            });
+            let decision = self.ask_planner(decisions).await?;
+            decisions += 1;
+            let planner = self.planner.name().to_string();
+            let decision = match decision {
+                Ok(decision) => decision,
+                Err(e) => {
+                    let status = match step::is_budget(&e) {
+                        true => RunStatus::BudgetExceeded,
+                        false => RunStatus::Failed,
+                    };
+                    let reason = format!("planner '{planner}' failed: {e}");
+                    self.progress.report(Progress::Error {
+                        message: reason.clone(),
+                    });
+                    return Ok(end(status, reason, decisions));
+                }
+            };
+            let steps = match decision {
+                Decision::Finish(output) => return Ok(self.finish(&output, decisions)),
+                Decision::Fail(reason) => {
+                    return Ok(end(
+                        RunStatus::Failed,
+                        format!("planner '{planner}' gave up: {reason}"),
+                        decisions,
+                    ));
+                }
+                Decision::Call(steps) => steps,
+            };
+            let finished: BTreeSet<String> = self.reports.iter().map(|r| r.id.clone()).collect();
+            let planned = match plan::check_steps(&steps, &finished, &self.tools) {
+                Ok(planned) => planned,
+                Err(reason) => {
+                    return Ok(end(
+                        RunStatus::Failed,
+                        format!("planner '{planner}' asked for an impossible plan: {reason}"),
+                        decisions,
+                    ));
+                }
+            };
+            steps_asked += planned.len();
+            if steps_asked > max as usize {
+                return Ok(end(
+                    RunStatus::MaxSteps,
+                    format!(
+                        "the planner asked for {steps_asked} steps, more than max_steps = {max}; \
+                         raise max_steps in the workflow if the task needs more"
+                    ),
+                    decisions,
+                ));
+            }
+            if let Some(reason) = self.run_steps(planned).await? {
+                return Ok(end(RunStatus::BudgetExceeded, reason, decisions));
+            }
+        }
+    }
+
+    /// The planner's `finish`: its output with references to step outputs filled in.
+    fn finish(&self, output: &str, decisions: u32) -> Ending {
+        let rendered = serde_json::from_str::<Value>(output)
+            .map_err(|e| format!("its output is not JSON ({e})"))
+            .and_then(|template| template::render(&template, &self.scope()));
+        match rendered {
+            Ok(output) => Ending {
+                status: RunStatus::Succeeded,
+                reason: None,
+                output: Some(output),
+                decisions,
+            },
+            Err(reason) => Ending {
+                status: RunStatus::Failed,
+                reason: Some(format!(
+                    "planner '{}' finished, but {reason}",
+                    self.planner.name()
+                )),
+                output: None,
+                decisions,
+            },
+        }
+    }
+
+    pub(crate) fn scope(&self) -> template::Scope<'_> {
+        template::Scope {
+            task: Value::String(self.task.into()),
+            input: self.input,
+            outputs: &self.outputs,
+        }
+    }
+
+    /// Calls the planner's `next` in chain `plan:N` and enters it in the run chain.
+    async fn ask_planner(&mut self, iteration: u32) -> Result<Result<Decision, Error>, Divergence> {
+        let planner = self.planner.clone();
+        let state = RunState {
+            task: self.task.into(),
+            input: self.input.to_string(),
+            config: self.settings.config.to_string(),
+            tools: self.tools.values().cloned().collect(),
+            results: self.results.clone(),
+            iteration,
+        };
+        let step = format!("plan:{iteration}");
+        let access = match self.ctx.access(&planner) {
+            Ok(access) => access,
+            Err(e) => return Ok(Err(e)),
+        };
+        let gate = self.journal.step_gate(&step, access.redactor());
+        let Entry::Planner(entry) = planner.entry() else {
+            unreachable!("check_planner admits only planners")
+        };
+        let decided = OnceLock::new();
+        let call = async |store: &mut wasmtime::Store<_>, instance: &_| {
+            let decision = entry
+                .load(&mut *store, instance)?
+                .call_next(&mut *store, &state)
+                .await?;
+            let text = plan::decision_json(&decision);
+            let _ = decided.set(decision);
+            Ok(Ok::<_, ToolError>(text))
+        };
+        let ledger = Ledger::step(
+            &self.ledger,
+            &step,
+            self.ctx
+                .policy()
+                .step_budget(planner.name(), planner.subject()),
+        );
+        let input = plan::state_json(&state);
+        let invocation = Invocation {
+            plugin: &planner,
+            input: &input,
+            access,
+            gate: gate.clone(),
+            timeout: None,
+            depth: 0,
+            ledger,
+        };
+        let result = self.ctx.invoke_with(invocation, call).await;
+        let digest = planner.loaded.digest.to_string();
+        self.journal
+            .record_step(&step, planner.name(), &digest, &*gate)?;
+        Ok(result.map(|(_, usage)| {
+            self.planner_fuel += usage.fuel;
+            decided.into_inner().expect("next returned a decision")
+        }))
+    }
+}
