@@ -1,7 +1,7 @@
 //! What orchestration costs, against baselines measured in the same process.
 //!
 //! - `schedule/run_64_steps` vs `schedule/call_64_times`: a static plan of 64 independent
-//!   `calc` steps run by `Host::run_workflow` one at a time (`max_parallel = 1`), against the
+//!   `calc` steps run by `baton_orchestrator::run` one at a time (`max_parallel = 1`), against the
 //!   same 64 calls made one after another with `Host::call_tool`. The difference divided by 64
 //!   is the scheduling overhead per step: planning (two planner decisions), input templates,
 //!   dependency tracking, results and the run's chains.

@@ -29,6 +29,11 @@
 
 pub mod exit;
 
+/// Embedding Baton in a program: docs/library.md, whose example the test suite compiles and
+/// runs.
+#[doc = include_str!("../../../docs/library.md")]
+pub mod library {}
+
 pub use baton_budget as budget;
 pub use baton_core::{Digest, limits, text};
 pub use baton_effects as effects;

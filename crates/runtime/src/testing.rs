@@ -26,7 +26,7 @@ pub fn similarity(a: &str, b: &str) -> Result<f32, String> {
 /// at least `min`. Panics naming both texts and the similarity otherwise.
 ///
 /// ```no_run
-/// baton::testing::fuzzy_assert("Paris is the capital.", "The capital is Paris.", 0.8);
+/// baton_runtime::testing::fuzzy_assert("Paris is the capital.", "The capital is Paris.", 0.8);
 /// ```
 #[track_caller]
 pub fn fuzzy_assert(actual: &str, expected: &str, min: f32) {

@@ -87,17 +87,14 @@ impl RunContext {
         (tools, prompts): Components,
         chains: Chains,
     ) -> Arc<Self> {
-        let replay = chains.mode().is_replay();
-        let store = host.journal.as_ref().map(|j| j.path()).filter(|_| !replay);
+        let mode = chains.mode();
+        let journal = host.journal.as_ref().map(|j| j.path());
         Arc::new(Self {
-            llm: Arc::new(Llm::new(policy.llm(), store)),
+            llm: Arc::new(mode.models(&policy, journal)),
             runner: host.runner.clone(),
             bounds: policy.tool_bounds(),
+            overrides: mode.overrides(host.overrides),
             policy: Arc::new(policy),
-            overrides: match replay {
-                true => LimitsSpec::default(),
-                false => host.overrides,
-            },
             tools: Arc::new(tools),
             prompts: Arc::new(prompts),
             chains,

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,8 @@ use baton_effects::fs::Node;
 use baton_effects::{Gate, LiveGate, NoSecrets, Redactor, ReplayGate};
 use baton_journal::event::{ChainId, Event, EventKind};
 use baton_journal::store::Recorder;
-use baton_policy::{Grants, Policy, ResolvedLimits, Source};
+use baton_llm::Llm;
+use baton_policy::{Grants, LimitsSpec, Policy, ResolvedLimits, Source};
 
 use crate::error::Error;
 use crate::plugin::Plugin;
@@ -80,8 +82,12 @@ pub(crate) trait RunMode: Send + Sync {
     /// Records that run `run` ended (a replay records nothing).
     fn run_ended(&self, run: &str, status: &str, root: &str);
 
-    /// Whether the record is being replayed.
-    fn is_replay(&self) -> bool;
+    /// The model providers of a run under `policy`, keeping their stores beside the journal
+    /// at `journal` (a replay asks no provider: its completions are in the record).
+    fn models(&self, policy: &Policy, journal: Option<&Path>) -> Llm;
+
+    /// The limits from the command line a run takes (a replay's are recorded).
+    fn overrides(&self, command_line: LimitsSpec) -> LimitsSpec;
 }
 
 /// A live run: effects are performed, and recorded when there is a journal.
@@ -136,8 +142,12 @@ impl RunMode for Live {
         }
     }
 
-    fn is_replay(&self) -> bool {
-        false
+    fn models(&self, policy: &Policy, journal: Option<&Path>) -> Llm {
+        Llm::new(policy.llm(), journal)
+    }
+
+    fn overrides(&self, command_line: LimitsSpec) -> LimitsSpec {
+        command_line
     }
 }
 
@@ -222,8 +232,12 @@ impl RunMode for Replay {
 
     fn run_ended(&self, _: &str, _: &str, _: &str) {}
 
-    fn is_replay(&self) -> bool {
-        true
+    fn models(&self, policy: &Policy, _: Option<&Path>) -> Llm {
+        Llm::new(policy.llm(), None)
+    }
+
+    fn overrides(&self, _: LimitsSpec) -> LimitsSpec {
+        LimitsSpec::default()
     }
 }
 
