@@ -38,9 +38,10 @@ pub mod testing;
 
 pub use baton_trust::check as trust;
 pub use call::{ToolRun, status_of};
+pub use capability::Grant;
 pub use error::Error;
 pub use host::{Host, HostOptions};
 pub use plugin::{Info, Plugin, ToolCall};
 pub use recorded::{RecordedRun, ReplayReport};
 pub use run::RunRecord;
-pub use runner::{Grant, Runner};
+pub use runner::Runner;

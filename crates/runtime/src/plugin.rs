@@ -13,12 +13,12 @@ use wasmtime::component::InstancePre;
 
 use crate::bindings::types::{PlannerInfo, PromptInfo, ToolInfo};
 use crate::bindings::{planner_api, prompt_api, tool_api};
+use crate::capability::Grant;
 use crate::capability::HostState;
 use crate::error::Error;
 use crate::host::Host;
 use crate::loader::world::World;
 use crate::loader::{LoadError, Loaded};
-use crate::runner::Grant;
 use crate::schema::{Direction, ToolSchemas};
 use crate::trust::{Provenance, Sidecars, TrustCheck};
 use baton_sandbox::Usage;

@@ -1,31 +1,15 @@
 //! Baton's sandbox with the capabilities linked: what runs every call of every plugin.
 
-use std::sync::Arc;
-
 use baton_core::limits::Limits;
-use baton_effects::Gate;
-use baton_effects::fs::Node;
-use baton_policy::Grants;
 use baton_sandbox::{Outcome, Sandbox};
 use wasmtime::component::{Component, Instance, InstancePre, Linker};
 use wasmtime::{Engine, Store};
 
-use crate::capability::{self, CallSetup, Caller, HostState};
+use crate::capability::{self, CallSetup, Caller, Grant, HostState};
 
 pub struct Runner {
     sandbox: Sandbox,
     linker: Linker<HostState>,
-}
-
-/// Who runs, with what it is granted, journaled through which gate.
-pub struct Grant<'a> {
-    pub plugin: &'a Arc<str>,
-    pub gate: &'a Arc<dyn Gate>,
-    pub grants: &'a Grants,
-    /// Values of the granted secrets (empty in a replay, which serves the recorded ones).
-    pub secrets: &'a [(String, String)],
-    /// The granted directories (see `baton_effects::fs::Node`).
-    pub preopens: &'a [Node],
 }
 
 impl Runner {
@@ -59,11 +43,7 @@ impl Runner {
     ) -> Outcome<R> {
         let state = |stdio, memory| {
             let setup = CallSetup {
-                plugin: grant.plugin,
-                gate: grant.gate,
-                grants: grant.grants,
-                secrets: grant.secrets,
-                preopens: grant.preopens,
+                grant,
                 stdio: &stdio,
             };
             HostState::new(&setup, memory, caller)

@@ -62,9 +62,9 @@ impl Capability for Http {
         HttpState {
             ctx: WasiHttpCtx::new(),
             hooks: EgressHooks {
-                gate: call.gate.clone(),
-                grant: call.grants.net.clone(),
-                plugin: call.plugin.clone(),
+                gate: call.grant.gate.clone(),
+                grant: call.grant.grants.net.clone(),
+                plugin: call.grant.plugin.clone(),
             },
         }
     }

@@ -35,7 +35,7 @@ impl Capability for Models {
     }
 
     fn prepare(call: &CallSetup<'_>) -> Option<LlmGrant> {
-        call.grants.llm.clone()
+        call.grant.grants.llm.clone()
     }
 }
 

@@ -46,8 +46,8 @@ pub struct Interfaces {
     pub version: &'static str,
 }
 
-/// What one call of a plugin is given, from which each capability builds its state.
-pub struct CallSetup<'a> {
+/// Who runs, with what it is granted, journaled through which gate.
+pub struct Grant<'a> {
     pub plugin: &'a Arc<str>,
     /// Every effect of the call goes through it.
     pub gate: &'a Arc<dyn Gate>,
@@ -56,6 +56,11 @@ pub struct CallSetup<'a> {
     pub secrets: &'a [(String, String)],
     /// The granted directories (see `baton_effects::fs::Node`).
     pub preopens: &'a [Node],
+}
+
+/// What one call of a plugin is given, from which each capability builds its state.
+pub struct CallSetup<'a> {
+    pub grant: Grant<'a>,
     /// Its bounded standard output and error.
     pub stdio: &'a Stdio,
 }
@@ -161,8 +166,8 @@ macro_rules! capabilities {
                 Self {
                     table: ResourceTable::new(),
                     memory,
-                    plugin: call.plugin.clone(),
-                    gate: call.gate.clone(),
+                    plugin: call.grant.plugin.clone(),
+                    gate: call.grant.gate.clone(),
                     caller,
                     nested_calls: 0,
                     $($module: $module::$capability::prepare(call),)*

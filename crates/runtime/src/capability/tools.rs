@@ -26,7 +26,7 @@ impl Capability for Tools {
     }
 
     fn prepare(call: &CallSetup<'_>) -> Vec<String> {
-        call.grants.tools.clone()
+        call.grant.grants.tools.clone()
     }
 }
 

@@ -78,12 +78,12 @@ impl Capability for Wasi {
     /// Only what is granted: no arguments, no sockets; the environment, time and randomness
     /// come from the gate.
     fn prepare(call: &CallSetup<'_>) -> WasiCtx {
-        let gate = call.gate;
+        let gate = call.grant.gate;
         let mut builder = WasiCtxBuilder::new();
-        if !call.grants.env.is_empty() || !call.grants.secrets.is_empty() {
+        if !call.grant.grants.env.is_empty() || !call.grant.grants.secrets.is_empty() {
             let effect = Effect::Environment {
-                names: call.grants.env.clone(),
-                secrets: call.secrets.to_vec(),
+                names: call.grant.grants.env.clone(),
+                secrets: call.grant.secrets.to_vec(),
             };
             if let EventKind::Environment { vars } = gate.effect(effect) {
                 builder.envs(&vars);

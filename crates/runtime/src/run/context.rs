@@ -18,11 +18,11 @@ use serde_json::Value;
 use super::journal::Chains;
 use super::mode::{Access, CallPlan};
 use crate::bindings::types::ToolError;
-use crate::capability::{Caller, HostState};
+use crate::capability::{Caller, Grant, HostState};
 use crate::error::Error;
 use crate::host::Host;
 use crate::plugin::{Entry, Plugin, ToolCall, wrong_world};
-use crate::runner::{Grant, Runner};
+use crate::runner::Runner;
 use crate::schema::Direction;
 use crate::trust::Provenance;
 

@@ -69,21 +69,7 @@ impl RunJournal {
         }
         let mode = Arc::new(Live { recorder });
         let run_gate = mode.gate(&id, RUN_CHAIN.into(), Arc::new(NoSecrets));
-        let journal = Self {
-            id,
-            run_gate,
-            mode,
-            events: 0,
-            denials: Vec::new(),
-        };
-        journal.run_gate.emit(EventKind::RunStarted {
-            format: FORMAT_VERSION,
-            baton: env!("CARGO_PKG_VERSION").into(),
-            command: command.into(),
-            started_at,
-            policies,
-        });
-        journal
+        Self::started(id, run_gate, mode, command.into(), started_at, policies)
     }
 
     /// Re-runs the record of a run: every event produced is compared with `recorded`.
@@ -106,8 +92,20 @@ impl RunJournal {
             _ => Default::default(),
         };
         let mode = Arc::new(Replay { chains, source });
-        let run_gate: Arc<dyn Gate> =
-            baton_effects::ReplayGate::open(&id, RUN_CHAIN.into(), run_chain);
+        let run_gate = baton_effects::ReplayGate::open(&id, RUN_CHAIN.into(), run_chain);
+        // When it started is taken from the record.
+        Self::started(id, run_gate, mode, command, String::new(), policies)
+    }
+
+    /// A run whose chain begins with `run_started`.
+    fn started(
+        id: String,
+        run_gate: Arc<dyn Gate>,
+        mode: Arc<dyn RunMode>,
+        command: String,
+        started_at: String,
+        policies: Vec<PolicyRef>,
+    ) -> Self {
         let journal = Self {
             id,
             run_gate,
@@ -119,7 +117,7 @@ impl RunJournal {
             format: FORMAT_VERSION,
             baton: env!("CARGO_PKG_VERSION").into(),
             command,
-            started_at: String::new(),
+            started_at,
             policies,
         });
         journal

@@ -70,7 +70,7 @@ impl Capability for Filesystem {
     }
 
     fn prepare(call: &CallSetup<'_>) -> Vec<Node> {
-        call.preopens.to_vec()
+        call.grant.preopens.to_vec()
     }
 }
 
