@@ -6,16 +6,18 @@
 //! whose committed events form a prefix of each chain, which verifies.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use super::chain::Stored;
 use super::event::{Event, FORMAT_VERSION, RUN_CHAIN};
 
 mod recorder;
 
-pub use recorder::Recorder;
+use recorder::Writer;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -91,6 +93,86 @@ pub struct RunSummary {
     pub events: u64,
 }
 
+/// Where runs are kept: what Baton records runs in and reads them back from. [`Journal`]
+/// (SQLite) is the first store; whatever store a run is kept in, it exports to a bundle,
+/// which is one SQLite file.
+pub trait Store: Send + Sync {
+    /// Where it is, as messages name it.
+    fn location(&self) -> String;
+
+    /// The file it is kept in, when it is one (the LLM layer keeps its own files beside it).
+    fn file(&self) -> Option<&Path>;
+
+    /// How runs are recorded in it (`None`: it is read-only).
+    fn recorder(&self) -> Option<&Recorder>;
+
+    /// The latest `limit` runs, newest first.
+    fn runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError>;
+
+    /// The run `run` (an id or a unique prefix of one).
+    fn find_run(&self, run: &str) -> Result<Option<RunSummary>, StoreError>;
+
+    /// Every event of `run`, chain by chain, each in order.
+    fn events(&self, run: &str) -> Result<Vec<Event>, StoreError>;
+
+    /// The blobs linked to `run` in `role`, as (digest, bytes).
+    fn blobs(&self, run: &str, role: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// Writes `run` with its events and blobs to a new bundle file at `dest`.
+    fn export(&self, run: &str, dest: &Path) -> Result<(), StoreError>;
+}
+
+/// What a store does with what runs record, in the order they record it.
+pub trait Sink: Send + Sync {
+    fn run_started(&self, run: &str, started_at: &str, command: &str);
+    /// Chained events, each already hashed (see `chain::ChainWriter`).
+    fn events(&self, events: Vec<Stored>);
+    /// Stores `bytes` under `digest` (once) and links it to `run` in `role` (`component`,
+    /// `policy`, ...).
+    fn blob(&self, run: &str, role: &str, digest: &str, bytes: Arc<[u8]>);
+    fn run_ended(&self, run: &str, status: &str, root: &str);
+    /// Waits until everything sent so far is kept.
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// How runs are recorded in a store. Cheap to clone.
+#[derive(Clone)]
+pub struct Recorder(Arc<dyn Sink>);
+
+impl Recorder {
+    pub fn new(sink: Arc<dyn Sink>) -> Self {
+        Self(sink)
+    }
+
+    pub fn run_started(&self, run: &str, started_at: &str, command: &str) {
+        self.0.run_started(run, started_at, command);
+    }
+
+    pub fn event(&self, event: Stored) {
+        self.0.events(vec![event]);
+    }
+
+    /// Sends several events at once.
+    pub fn events(&self, events: Vec<Stored>) {
+        self.0.events(events);
+    }
+
+    /// Stores `bytes` under `digest` (once) and links it to `run` in `role`
+    /// (`component`, `policy`, ...).
+    pub fn blob(&self, run: &str, role: &str, digest: &str, bytes: Arc<[u8]>) {
+        self.0.blob(run, role, digest, bytes);
+    }
+
+    pub fn run_ended(&self, run: &str, status: &str, root: &str) {
+        self.0.run_ended(run, status, root);
+    }
+
+    /// Waits until everything sent so far is committed.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.0.flush()
+    }
+}
+
 /// A journal file (the store, or a bundle).
 pub struct Journal {
     path: PathBuf,
@@ -107,7 +189,7 @@ impl Journal {
             })?;
         }
         let conn = open_writable(path)?;
-        let recorder = Recorder::spawn(conn, path).map_err(|e| StoreError::Open {
+        let recorder = Writer::spawn(conn, path).map_err(|e| StoreError::Open {
             path: path.to_owned(),
             source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
         })?;
@@ -417,4 +499,38 @@ fn check_format(conn: &Connection, path: &Path) -> Result<(), StoreError> {
         });
     }
     Ok(())
+}
+
+impl Store for Journal {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn file(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
+    fn recorder(&self) -> Option<&Recorder> {
+        Journal::recorder(self)
+    }
+
+    fn runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
+        Journal::runs(self, limit)
+    }
+
+    fn find_run(&self, run: &str) -> Result<Option<RunSummary>, StoreError> {
+        Journal::find_run(self, run)
+    }
+
+    fn events(&self, run: &str) -> Result<Vec<Event>, StoreError> {
+        Journal::events(self, run)
+    }
+
+    fn blobs(&self, run: &str, role: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Journal::blobs(self, run, role)
+    }
+
+    fn export(&self, run: &str, dest: &Path) -> Result<(), StoreError> {
+        Journal::export(self, run, dest)
+    }
 }

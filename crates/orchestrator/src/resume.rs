@@ -8,6 +8,7 @@
 //! of the chain that produced it. Only steps the earlier run chain entered count as completed.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use baton_budget::Ledger;
@@ -128,15 +129,17 @@ pub async fn resume(
     let journal = host
         .journal()
         .ok_or_else(|| refuse("there is no journal to read it from".into()))?;
+    // Messages name the store as its users gave it.
+    let location = PathBuf::from(journal.location());
     let summary = journal.find_run(run)?.ok_or_else(|| {
         refuse(format!(
             "no run '{run}' is recorded in {} (see `baton trace ls`)",
-            journal.path().display()
+            location.display()
         ))
     })?;
     let events = journal.events(&summary.run)?;
     let verified = verify_run(&events).map_err(|source| Error::Tampered {
-        path: journal.path().to_owned(),
+        path: location.clone(),
         source,
     })?;
     if verified.complete && summary.status == "succeeded" {
@@ -152,7 +155,7 @@ pub async fn resume(
         )));
     }
     let components = host
-        .recorded_components(journal, &summary.run, &events, journal.path())
+        .recorded_components(journal, &summary.run, &events, &location)
         .await?;
     let RecordedWorkflow {
         event: workflow,

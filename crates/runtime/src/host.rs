@@ -7,7 +7,7 @@ use std::sync::Arc;
 use baton_budget::{BudgetLimits, Ledger};
 use baton_core::Digest;
 use baton_journal::event::PolicyRef;
-use baton_journal::store::Journal;
+use baton_journal::store::{Journal, Store};
 use baton_llm::Llm;
 use baton_policy::{LimitsSpec, Policy, ResolvedLimits};
 
@@ -47,7 +47,7 @@ pub struct Host {
     pub(crate) tools: Arc<BTreeMap<String, Arc<Plugin>>>,
     /// Prompts a run's planner may render, by name.
     pub(crate) prompts: Arc<BTreeMap<String, Arc<Plugin>>>,
-    pub(crate) journal: Option<Journal>,
+    pub(crate) journal: Option<Box<dyn Store>>,
     /// The policy files in force and their texts, as runs record and bundles carry them.
     pub(crate) policy_files: Vec<(PolicyRef, Arc<[u8]>)>,
     /// The model providers and routes of the policy.
@@ -64,7 +64,10 @@ impl Host {
             Some(dir) => CompileCache::new(dir, runner.engine()),
             None => CompileCache::disabled(),
         };
-        let journal = options.store.as_deref().map(Journal::open).transpose()?;
+        let journal = match &options.store {
+            Some(path) => Some(Box::new(Journal::open(path)?) as Box<dyn Store>),
+            None => None,
+        };
         let policy_files = policy
             .texts()
             .map(|(name, text)| {
@@ -165,8 +168,8 @@ impl Host {
     }
 
     /// The journal calls are recorded in, if any.
-    pub fn journal(&self) -> Option<&Journal> {
-        self.journal.as_ref()
+    pub fn journal(&self) -> Option<&dyn Store> {
+        self.journal.as_deref()
     }
 
     /// The policy this host enforces.
@@ -194,7 +197,7 @@ impl Host {
 
     /// Whether runs are journaled.
     pub fn recording(&self) -> bool {
-        self.journal.as_ref().and_then(Journal::recorder).is_some()
+        self.journal().and_then(Store::recorder).is_some()
     }
 
     /// The budget a run may spend.

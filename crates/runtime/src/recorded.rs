@@ -11,7 +11,7 @@ use baton_core::Digest;
 use baton_core::limits::{LimitKind, Limits};
 use baton_effects::NoSecrets;
 use baton_journal::event::{Event, EventKind, InvocationOutcome, LimitsRecord, step_chain};
-use baton_journal::store::Journal;
+use baton_journal::store::{Journal, Store};
 use baton_journal::verify_run;
 use baton_policy::{Policy, ResolvedLimits, Source};
 
@@ -181,7 +181,7 @@ impl Host {
     /// journal in messages).
     pub async fn recorded_components(
         &self,
-        journal: &Journal,
+        journal: &dyn Store,
         run: &str,
         events: &[Event],
         path: &Path,
@@ -208,7 +208,7 @@ impl Host {
 }
 
 /// The policy a recorded run was governed by, rebuilt from the bundle's policy texts.
-pub fn recorded_policy(journal: &Journal, run: &str, events: &[Event]) -> Result<Policy, String> {
+pub fn recorded_policy(journal: &dyn Store, run: &str, events: &[Event]) -> Result<Policy, String> {
     let Some(EventKind::RunStarted { policies, .. }) = events.first().map(|e| &e.kind) else {
         return Err("its run does not start with run_started".into());
     };

@@ -45,7 +45,7 @@ pub async fn run(host: &mut Host, args: CallArgs) -> Result<(), Error> {
         tracing::info!(
             "run {} recorded in {} (root {})",
             run.id,
-            journal.path().display(),
+            journal.location(),
             run.root
         );
         if let Some(bundle) = &args.bundle {

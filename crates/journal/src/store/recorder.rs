@@ -1,5 +1,5 @@
-//! The journal's one writer: a thread that receives what runs record, in order, and commits
-//! it in batched transactions. `Recorder` is how the rest of Baton sends to it.
+//! The SQLite journal's one writer: a thread that receives what runs record, in order, and
+//! commits it in batched transactions.
 
 use std::path::Path;
 use std::sync::{Arc, mpsc};
@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::{Connection, params};
 
-use super::StoreError;
+use super::{Recorder, Sink, StoreError};
 use crate::chain::Stored;
 
 /// What the writer thread is asked to do, in order.
@@ -32,21 +32,22 @@ enum Write {
     Flush(mpsc::SyncSender<Result<(), String>>),
 }
 
-/// Sends writes to the journal's writer thread. Cheap to clone.
-#[derive(Clone)]
-pub struct Recorder {
+/// Sends writes to the journal's writer thread.
+pub(super) struct Writer {
     tx: mpsc::Sender<Write>,
     /// The writer, to wake it when a flush is asked for while it gathers.
     writer: std::thread::Thread,
 }
 
-impl Recorder {
+impl Writer {
     fn send(&self, write: Write) {
         // A send fails only when the writer is gone, which `flush` reports.
         let _ = self.tx.send(write);
     }
+}
 
-    pub fn run_started(&self, run: &str, started_at: &str, command: &str) {
+impl Sink for Writer {
+    fn run_started(&self, run: &str, started_at: &str, command: &str) {
         self.send(Write::RunStarted {
             run: run.into(),
             started_at: started_at.into(),
@@ -54,20 +55,13 @@ impl Recorder {
         });
     }
 
-    pub fn event(&self, event: Stored) {
-        self.events(vec![event]);
-    }
-
-    /// Sends several events at once.
-    pub fn events(&self, events: Vec<Stored>) {
+    fn events(&self, events: Vec<Stored>) {
         if !events.is_empty() {
             self.send(Write::Events(events));
         }
     }
 
-    /// Stores `bytes` under `digest` (once) and links it to `run` in `role`
-    /// (`component`, `policy`, ...).
-    pub fn blob(&self, run: &str, role: &str, digest: &str, bytes: Arc<[u8]>) {
+    fn blob(&self, run: &str, role: &str, digest: &str, bytes: Arc<[u8]>) {
         self.send(Write::Blob {
             run: run.into(),
             role: role.into(),
@@ -76,7 +70,7 @@ impl Recorder {
         });
     }
 
-    pub fn run_ended(&self, run: &str, status: &str, root: &str) {
+    fn run_ended(&self, run: &str, status: &str, root: &str) {
         self.send(Write::RunEnded {
             run: run.into(),
             status: status.into(),
@@ -84,8 +78,7 @@ impl Recorder {
         });
     }
 
-    /// Waits until everything sent so far is committed.
-    pub fn flush(&self) -> Result<(), StoreError> {
+    fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.tx
             .send(Write::Flush(tx))
@@ -97,9 +90,9 @@ impl Recorder {
     }
 }
 
-impl Recorder {
-    /// Starts the writer thread on `conn` (the journal at `path`); returns its recorder and
-    /// the thread.
+impl Writer {
+    /// Starts the writer thread on `conn` (the journal at `path`); returns the recorder that
+    /// sends to it, and the thread.
     pub(super) fn spawn(
         conn: Connection,
         path: &Path,
@@ -109,11 +102,11 @@ impl Recorder {
         let handle = std::thread::Builder::new()
             .name("baton-journal".into())
             .spawn(move || writer(conn, rx, &writer_path))?;
-        let recorder = Recorder {
+        let writer = Writer {
             tx,
             writer: handle.thread().clone(),
         };
-        Ok((recorder, handle))
+        Ok((Recorder::new(Arc::new(writer)), handle))
     }
 }
 

@@ -88,7 +88,7 @@ impl RunContext {
         chains: Chains,
     ) -> Arc<Self> {
         let mode = chains.mode();
-        let journal = host.journal.as_ref().map(|j| j.path());
+        let journal = host.journal().and_then(|j| j.file());
         Arc::new(Self {
             llm: Arc::new(mode.models(&policy, journal)),
             runner: host.runner.clone(),
