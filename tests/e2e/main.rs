@@ -14,6 +14,7 @@ mod inspect;
 mod journal;
 mod library;
 mod llm;
+mod mcp;
 mod model_server;
 mod policy;
 mod replay;

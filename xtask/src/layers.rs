@@ -60,6 +60,15 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "baton-mcp",
+        &[
+            "baton-budget",
+            "baton-journal",
+            "baton-policy",
+            "baton-runtime",
+        ],
+    ),
+    (
         "baton",
         &[
             "baton-core",
@@ -72,6 +81,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "baton-llm",
             "baton-runtime",
             "baton-orchestrator",
+            "baton-mcp",
         ],
     ),
 ];

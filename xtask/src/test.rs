@@ -10,7 +10,7 @@ use crate::{Result, cargo, layers, models, plugins, run};
 pub fn all(extra: &[String]) -> Result<()> {
     let plugins = plugins::build()?;
     let models = models::fetch()?;
-    ensure_python_cryptography()?;
+    ensure_python_peers()?;
     let ws = workspace()?;
     layers::check()?;
     eprintln!("xtask: checking formatting");
@@ -52,33 +52,49 @@ fn nextest_installed() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// The signature interop tests check Baton's signatures with Python's `cryptography` package
-/// (and Baton against signatures it makes); installs it for the user if it is missing.
-fn ensure_python_cryptography() -> Result<()> {
+/// Python packages the end-to-end tests use as peers Baton did not write: (module, what pip
+/// installs, what for).
+const PYTHON_PEERS: &[(&str, &str, &str)] = &[
+    (
+        "cryptography",
+        "cryptography",
+        "the signature interop tests",
+    ),
+    ("mcp", "mcp==2.3.0", "the MCP server tests' client"),
+];
+
+/// Installs for the user each of `PYTHON_PEERS` that is missing.
+fn ensure_python_peers() -> Result<()> {
+    for (module, package, what) in PYTHON_PEERS {
+        ensure_python_package(module, package, what)?;
+    }
+    Ok(())
+}
+
+fn ensure_python_package(module: &str, package: &str, what: &str) -> Result<()> {
     let present = || {
         Command::new("python3")
-            .args(["-c", "import cryptography"])
+            .args(["-c", &format!("import {module}")])
             .output()
             .is_ok_and(|o| o.status.success())
     };
     if present() {
         return Ok(());
     }
-    eprintln!("xtask: installing Python's cryptography package (for the signature interop tests)");
+    eprintln!("xtask: installing Python's {package} (for {what})");
     // Newer pips refuse --user installs into a distribution's Python without the flag.
     for flags in [&["--break-system-packages"][..], &[]] {
         let _ = Command::new("python3")
             .args(["-m", "pip", "install", "--quiet", "--user"])
             .args(flags)
-            .arg("cryptography")
+            .arg(package)
             .status();
         if present() {
             return Ok(());
         }
     }
-    Err(
-        "cannot install Python's cryptography package: install python3 with pip, then run \
-         `python3 -m pip install cryptography`"
-            .into(),
-    )
+    Err(format!(
+        "cannot install Python's {package} package: install python3 with pip, then run \
+         `python3 -m pip install '{package}'`"
+    ))
 }

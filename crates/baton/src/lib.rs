@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`runtime`] | the [`Host`]: loading signed components, capabilities, calls, runs, replay |
 //! | [`orchestrator`] | workflows: planners, steps run concurrently, results |
+//! | [`mcp`] | Baton as an MCP server |
 //! | [`llm`] | model providers, routing, retries, breakers, the completion cache, embeddings |
 //! | [`effects`] | the effect gate (live and replaying) and the world adapters behind it |
 //! | [`sandbox`] | the engine and the limits of one call |
@@ -39,6 +40,7 @@ pub use baton_core::{Digest, limits, text};
 pub use baton_effects as effects;
 pub use baton_journal as journal;
 pub use baton_llm as llm;
+pub use baton_mcp as mcp;
 pub use baton_orchestrator as orchestrator;
 pub use baton_policy as policy;
 pub use baton_runtime as runtime;

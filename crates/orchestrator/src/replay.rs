@@ -14,14 +14,16 @@ use crate::{RunRequest, check_planner, drive, progress, recorded};
 /// What a replay reproduced (a recorded failure replays as the same failure).
 #[derive(Debug)]
 pub enum Replayed {
-    /// A `baton call`'s result.
-    Call(Result<ToolCall, Error>),
+    /// The results of a run's tool calls (one for `baton call`; one per call of an MCP
+    /// session).
+    Calls(Vec<Result<ToolCall, Error>>),
     /// A `baton run`'s result.
     Run(Box<RunResult>),
 }
 
 /// Re-runs the run recorded in `bundle` with the recorded inputs and effects, comparing
-/// every event: a recorded tool call, or a recorded `baton run`. `component` replaces the
+/// every event: recorded tool calls (`baton call`, an MCP session), or a recorded
+/// `baton run`. `component` replaces the
 /// recorded component of the same name (to test a new version against a recorded run).
 pub async fn replay(
     host: &Host,
@@ -30,12 +32,12 @@ pub async fn replay(
 ) -> Result<ReplayReport<Replayed>, Error> {
     let recorded = host.open_recorded(bundle, component).await?;
     if !recorded.is_workflow() {
-        let report = host.replay_call(recorded).await?;
+        let report = host.replay_calls(recorded).await?;
         return Ok(ReplayReport {
             run: report.run,
             events: report.events,
             root: report.root,
-            outcome: Replayed::Call(report.outcome),
+            outcome: Replayed::Calls(report.outcome),
         });
     }
     replay_workflow(host, recorded).await

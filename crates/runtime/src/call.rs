@@ -5,7 +5,7 @@ use baton_budget::{BudgetReport, Ledger};
 use crate::error::Error;
 use crate::host::Host;
 use crate::plugin::{Plugin, ToolCall, check_input};
-use crate::run::{Invocation, RunContext, RunRecord, live_access};
+use crate::run::{RunContext, RunRecord, live_access};
 
 /// The step id of a `baton call` run.
 pub(crate) const CALL_STEP: &str = "call";
@@ -51,27 +51,14 @@ impl Host {
             .start_step(CALL_STEP, plugin.name(), &digest, access.redactor())
             .expect("a live run records, it cannot diverge");
         let ctx = RunContext::live(self, run.chains());
-        let step = Ledger::step(
-            &ledger,
-            plugin.name(),
-            self.policy.step_budget(plugin.name(), plugin.subject()),
-        );
         let result = ctx
-            .invoke(Invocation {
-                plugin,
-                input,
-                access,
-                gate: gate.clone(),
-                timeout: None,
-                depth: 0,
-                ledger: step,
-            })
+            .invoke_step(plugin, input, access, gate.clone(), &ledger)
             .await;
         // A live run records what happens; it cannot diverge.
         let _ = run.end_step(CALL_STEP, &*gate);
         // The journal's writer commits in the background; `Journal::export` and dropping the
         // journal wait for it.
-        let record = run.finish(status_of(&result)).ok();
+        let record = run.finish(status_of(std::slice::from_ref(&result))).ok();
         ToolRun {
             // Without a journal nothing was recorded, so there is no run to report.
             run: record.filter(|_| self.recording()),
@@ -81,7 +68,10 @@ impl Host {
     }
 }
 
-/// A run's status by how its one call ended.
-pub fn status_of<T>(result: &Result<T, Error>) -> &'static str {
-    if result.is_ok() { "ok" } else { "failed" }
+/// A run's status by how its calls ended: failed when any one failed.
+pub(crate) fn status_of<T>(results: &[Result<T, Error>]) -> &'static str {
+    match results.iter().all(Result::is_ok) {
+        true => "ok",
+        false => "failed",
+    }
 }

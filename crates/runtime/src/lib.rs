@@ -37,7 +37,7 @@ pub mod schema;
 pub mod testing;
 
 pub use baton_trust::check as trust;
-pub use call::{ToolRun, status_of};
+pub use call::ToolRun;
 pub use capability::Grant;
 pub use error::Error;
 pub use host::{Host, HostOptions};

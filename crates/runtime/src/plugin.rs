@@ -282,7 +282,7 @@ pub fn tools_by_name(
 }
 
 /// The components (`*.wasm` files) in `dir`, in name order.
-pub(crate) fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+pub fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let unreadable = |source| LoadError::Read {
         path: dir.to_owned(),
         source,

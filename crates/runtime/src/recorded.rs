@@ -10,12 +10,14 @@ use baton_budget::{BudgetLimits, Ledger};
 use baton_core::Digest;
 use baton_core::limits::{LimitKind, Limits};
 use baton_effects::NoSecrets;
-use baton_journal::event::{Event, EventKind, InvocationOutcome, LimitsRecord, step_chain};
+use baton_journal::event::{
+    Event, EventKind, InvocationOutcome, LimitsRecord, RUN_CHAIN, step_chain,
+};
 use baton_journal::store::{Journal, Store};
 use baton_journal::verify_run;
 use baton_policy::{Policy, ResolvedLimits, Source};
 
-use crate::call::{CALL_STEP, status_of};
+use crate::call::status_of;
 use crate::error::Error;
 use crate::host::Host;
 use crate::plugin::{Plugin, ToolCall, tools_by_name};
@@ -114,14 +116,39 @@ impl Host {
         })
     }
 
-    /// Re-runs a recorded tool call with the recorded input and effects, comparing every
-    /// event.
-    pub async fn replay_call(
+    /// Re-runs a recorded run of tool calls (a `baton call`, or an MCP session: one step per
+    /// call) with the recorded inputs and effects, comparing every event. Returns each
+    /// call's result, in order.
+    pub async fn replay_calls(
         &self,
         recorded: RecordedRun,
-    ) -> Result<ReplayReport<Result<ToolCall, Error>>, Error> {
-        let call = RecordedCall::find(&recorded.events, &step_chain(CALL_STEP))
-            .ok_or_else(|| recorded.invalid("it records no tool call".into()))?;
+    ) -> Result<ReplayReport<Vec<Result<ToolCall, Error>>>, Error> {
+        // The calls, in the order the run chain entered them.
+        let mut calls = Vec::new();
+        for event in recorded.events.iter().filter(|e| e.chain == RUN_CHAIN) {
+            if let EventKind::StepStarted { step, tool, .. } = &event.kind {
+                let call =
+                    RecordedCall::find(&recorded.events, &step_chain(step)).ok_or_else(|| {
+                        recorded.invalid(format!("its step '{step}' records no call"))
+                    })?;
+                calls.push((step.clone(), tool.clone(), call));
+            }
+        }
+        if calls.is_empty() {
+            return Err(recorded.invalid("it records no tool call".into()));
+        }
+        // A replacement takes the place of the component of its name; in a run of one call,
+        // of the component called, whatever its name (to see where a different one departs).
+        let single = calls.len() == 1;
+        let replaces = |replacement: &Plugin, tool: &str| single || replacement.name() == tool;
+        if let Some(replacement) = &recorded.replacement
+            && !calls.iter().any(|(_, tool, _)| replaces(replacement, tool))
+        {
+            return Err(recorded.invalid(format!(
+                "the run used no component named '{}' to replace",
+                replacement.name()
+            )));
+        }
         let RecordedRun {
             bundle,
             events,
@@ -129,50 +156,56 @@ impl Host {
             replacement,
             policy,
         } = recorded;
-        let main = components.get(&call.digest).cloned();
-        let mut tools = tools_by_name(components.into_values());
-        let plugin = match replacement {
-            Some(replacement) => {
-                tools.insert(replacement.name().to_string(), replacement.clone());
-                replacement
-            }
-            None => main.ok_or_else(|| Error::BundleInvalid {
-                path: bundle.clone(),
-                reason: format!("it lacks the bytes of component {}", call.digest),
-            })?,
-        };
+        let mut tools = tools_by_name(components.values().cloned());
+        if let Some(replacement) = &replacement {
+            tools.insert(replacement.name().to_string(), replacement.clone());
+        }
         let source = format!("{} (recorded)", bundle.display());
         let mut run = RunJournal::replay(&events, Some(source));
-        let gate = run
-            .start_step(
-                CALL_STEP,
-                plugin.name(),
-                &plugin.loaded.digest.to_string(),
-                Arc::new(NoSecrets),
-            )
-            .map_err(Error::Diverged)?;
         let ctx = RunContext::recorded(self, policy, (tools, BTreeMap::new()), run.chains());
-        let access = ctx.access(&plugin)?;
         // Budget decisions are recorded too; a replay does not make them again.
         let ledger = Ledger::run(BudgetLimits::default());
-        let result = ctx
-            .invoke(Invocation {
-                plugin: &plugin,
-                input: &call.input,
-                access,
-                gate: gate.clone(),
-                timeout: None,
-                depth: 0,
-                ledger,
-            })
-            .await;
-        run.end_step(CALL_STEP, &*gate).map_err(Error::Diverged)?;
-        let record = run.finish(status_of(&result)).map_err(Error::Diverged)?;
+        let mut results = Vec::new();
+        for (step, tool, call) in calls {
+            let plugin = match &replacement {
+                Some(replacement) if replaces(replacement, &tool) => replacement.clone(),
+                _ => components
+                    .get(&call.digest)
+                    .cloned()
+                    .ok_or_else(|| Error::BundleInvalid {
+                        path: bundle.clone(),
+                        reason: format!("it lacks the bytes of component {}", call.digest),
+                    })?,
+            };
+            let gate = run
+                .start_step(
+                    &step,
+                    plugin.name(),
+                    &plugin.loaded.digest.to_string(),
+                    Arc::new(NoSecrets),
+                )
+                .map_err(Error::Diverged)?;
+            let access = ctx.access(&plugin)?;
+            let result = ctx
+                .invoke(Invocation {
+                    plugin: &plugin,
+                    input: &call.input,
+                    access,
+                    gate: gate.clone(),
+                    timeout: None,
+                    depth: 0,
+                    ledger: ledger.clone(),
+                })
+                .await;
+            run.end_step(&step, &*gate).map_err(Error::Diverged)?;
+            results.push(result);
+        }
+        let record = run.finish(status_of(&results)).map_err(Error::Diverged)?;
         Ok(ReplayReport {
             run: record.id,
             events: record.events,
             root: record.root,
-            outcome: result,
+            outcome: results,
         })
     }
 

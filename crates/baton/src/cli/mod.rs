@@ -6,6 +6,7 @@ mod call;
 mod eval;
 mod inspect;
 mod llm;
+mod mcp;
 mod policy;
 mod replay;
 mod run;
@@ -138,6 +139,9 @@ enum Command {
     Run(run::RunArgs),
     /// Call a tool component with JSON input and print its JSON output
     Call(call::CallArgs),
+    /// Serve the tool components in directories to MCP clients over standard input and
+    /// output; the session is journaled as one run
+    Mcp(mcp::McpArgs),
     /// Show what a component is: world, name, version, schemas, imports, digest, limits
     Inspect(inspect::InspectArgs),
     /// Re-run a recorded run from its bundle and check that every event is identical
@@ -180,7 +184,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         // The completion cache lives beside the journal.
         if !matches!(
             command,
-            Command::Run(_) | Command::Call(_) | Command::Llm(_) | Command::Cache(_)
+            Command::Run(_)
+                | Command::Call(_)
+                | Command::Mcp(_)
+                | Command::Llm(_)
+                | Command::Cache(_)
         ) {
             // Only calls and completions are recorded; a replay compares, and inspecting
             // runs nothing.
@@ -198,6 +206,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             return run::run(&mut host, plan.expect("a run has a plan")).await;
         };
         let done = match command {
+            Command::Mcp(args) => mcp::run(host, args).await,
             Command::Call(args) => call::run(&mut host, args).await,
             Command::Inspect(args) => inspect::run(&host, args).await,
             Command::Replay(args) => replay::run(&host, args).await,

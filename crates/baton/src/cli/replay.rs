@@ -20,8 +20,14 @@ pub async fn run(host: &Host, args: ReplayArgs) -> Result<(), Error> {
     let report = baton::orchestrator::replay(host, &args.bundle, args.component.as_deref()).await?;
     println!("identical: {} events, root {}", report.events, report.root);
     match &report.outcome {
-        Replayed::Call(Ok(call)) => tracing::info!("replayed output: {}", call.output),
-        Replayed::Call(Err(e)) => tracing::info!("replayed the recorded failure: {e}"),
+        Replayed::Calls(results) => {
+            for result in results {
+                match result {
+                    Ok(call) => tracing::info!("replayed output: {}", call.output),
+                    Err(e) => tracing::info!("replayed the recorded failure: {e}"),
+                }
+            }
+        }
         Replayed::Run(result) => tracing::info!(
             "replayed run: {}, {} steps, output {}",
             result.status.name(),

@@ -145,6 +145,29 @@ impl RunContext {
         self.chains.gate(chain, access.redactor())
     }
 
+    /// A tool called as a step of its own (not nested in another call, no deadline but its
+    /// policy's) in `gate`'s chain, spending from a step budget under `run_ledger`.
+    pub async fn invoke_step(
+        self: &Arc<Self>,
+        plugin: &Plugin,
+        input: &str,
+        access: Access,
+        gate: Arc<dyn Gate>,
+        run_ledger: &Arc<Ledger>,
+    ) -> Result<ToolCall, Error> {
+        let budget = self.policy.step_budget(plugin.name(), plugin.subject());
+        self.invoke(Invocation {
+            plugin,
+            input,
+            access,
+            gate,
+            timeout: None,
+            depth: 0,
+            ledger: Ledger::step(run_ledger, plugin.name(), budget),
+        })
+        .await
+    }
+
     /// A tool's invocation: `invocation_started`, the sandboxed call (effects through its
     /// gate), `invocation_ended`, then the output checks.
     pub async fn invoke(self: &Arc<Self>, invocation: Invocation<'_>) -> Result<ToolCall, Error> {

@@ -1,0 +1,16 @@
+//! Baton as an MCP server: the tools in a directory, each verified before it is compiled,
+//! served to any Model Context Protocol client, every call in a fresh sandbox under the
+//! policy and journaled. A session is one run: `baton trace` lists it and `baton replay`
+//! replays its bundle.
+//!
+//! - [`catalog`]: the tools served, with their MCP definitions and annotations;
+//! - [`session`]: the run a session is, one step per call;
+//! - [`server`]: the protocol, through the official Rust SDK (`rmcp`).
+
+pub mod catalog;
+pub mod server;
+pub mod session;
+
+pub use catalog::Catalog;
+pub use server::serve_stdio;
+pub use session::Session;
