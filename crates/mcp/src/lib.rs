@@ -5,12 +5,15 @@
 //!
 //! - [`catalog`]: the tools served, with their MCP definitions and annotations;
 //! - [`session`]: the run a session is, one step per call;
-//! - [`server`]: the protocol, through the official Rust SDK (`rmcp`).
+//! - [`server`]: the protocol, through the official Rust SDK (`rmcp`), over stdio;
+//! - `http`: the Streamable HTTP transport ([`serve_http`]).
 
 pub mod catalog;
+mod http;
 pub mod server;
 pub mod session;
 
 pub use catalog::Catalog;
+pub use http::{HttpOptions, serve_http};
 pub use server::serve_stdio;
 pub use session::Session;

@@ -23,10 +23,11 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(host: Arc<Host>, catalog: Catalog) -> Self {
-        let session = Session::start(host, catalog.plugins());
+    /// A server for one MCP session, offering `catalog`.
+    pub fn new(host: Arc<Host>, catalog: Arc<Catalog>) -> Self {
+        let session = Session::new(host, catalog.plugins().cloned().collect());
         Self {
-            catalog: Arc::new(catalog),
+            catalog,
             session: Arc::new(session),
         }
     }
@@ -82,7 +83,7 @@ pub async fn serve_stdio(
     host: Arc<Host>,
     catalog: Catalog,
 ) -> Result<Option<RunRecord>, std::io::Error> {
-    let server = Server::new(host, catalog);
+    let server = Server::new(host, Arc::new(catalog));
     let session = server.session.clone();
     let running = server
         .serve(rmcp::transport::stdio())

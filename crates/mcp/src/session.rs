@@ -1,6 +1,7 @@
-//! An MCP session is one run: it starts when the client connects, each tool call is a step
-//! in its own chain (entered in the run chain when it ends), and it ends when the client goes.
-//! `baton trace show` lists it; its bundle replays like any other.
+//! An MCP session is one run: it starts with the session's first call, each tool call is a
+//! step in its own chain (entered in the run chain when it ends), and it ends when the
+//! session does (the client goes, or the server stops). `baton trace show` lists it; its
+//! bundle replays like any other. A session that calls nothing records nothing.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,55 +16,70 @@ pub const COMMAND: &str = "mcp";
 
 pub struct Session {
     host: Arc<Host>,
-    ctx: Arc<RunContext>,
-    /// `None` once the session has ended.
-    run: Mutex<Option<RunJournal>>,
-    ledger: Arc<Ledger>,
+    /// The components the run's bundle carries.
+    tools: Vec<Arc<Plugin>>,
+    /// The run, once the first call has started it.
+    run: Mutex<Option<Run>>,
     /// Calls made so far (numbering their steps).
     calls: AtomicU32,
     /// Whether a call failed (the run's status says so, as a `baton call`'s does).
     failed: AtomicBool,
 }
 
+struct Run {
+    journal: RunJournal,
+    ctx: Arc<RunContext>,
+    ledger: Arc<Ledger>,
+}
+
 impl Session {
-    /// Starts the run of a session offering `tools`; their bytes go into its bundle.
-    pub fn start<'a>(host: Arc<Host>, tools: impl IntoIterator<Item = &'a Arc<Plugin>>) -> Self {
-        let (run, ledger) = host.start_run(COMMAND);
-        for plugin in tools {
-            run.blob(
-                "component",
-                &plugin.loaded.digest.to_string(),
-                &plugin.loaded.bytes,
-            );
-        }
-        let ctx = RunContext::live(&host, run.chains());
+    /// A session offering `tools`, whose bytes its bundle will carry.
+    pub fn new(host: Arc<Host>, tools: Vec<Arc<Plugin>>) -> Self {
         Self {
             host,
-            ctx,
-            run: Mutex::new(Some(run)),
-            ledger,
+            tools,
+            run: Mutex::new(None),
             calls: AtomicU32::new(0),
             failed: AtomicBool::new(false),
         }
     }
 
-    fn run(&self) -> MutexGuard<'_, Option<RunJournal>> {
+    fn run(&self) -> MutexGuard<'_, Option<Run>> {
         self.run.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The session's run, started now if this is its first call.
+    fn started(&self) -> (Arc<RunContext>, Arc<Ledger>) {
+        let mut run = self.run();
+        let run = run.get_or_insert_with(|| {
+            let (journal, ledger) = self.host.start_run(COMMAND);
+            for plugin in &self.tools {
+                journal.blob(
+                    "component",
+                    &plugin.loaded.digest.to_string(),
+                    &plugin.loaded.bytes,
+                );
+            }
+            let ctx = RunContext::live(&self.host, journal.chains());
+            Run {
+                journal,
+                ctx,
+                ledger,
+            }
+        });
+        (run.ctx.clone(), run.ledger.clone())
     }
 
     /// Calls `plugin` with `input` (JSON text) as the session's next step: checked against
     /// its schema, run in a fresh sandbox under the policy, journaled.
     pub async fn call(&self, plugin: &Plugin, input: &str) -> Result<ToolCall, Error> {
         check_input(plugin, input)?;
-        let access = self.ctx.access(plugin)?;
+        let (ctx, ledger) = self.started();
+        let access = ctx.access(plugin)?;
         let step = format!("call:{}", self.calls.fetch_add(1, Ordering::Relaxed) + 1);
-        let gate = match &*self.run() {
-            Some(run) => run.step_gate(&step, access.redactor()),
-            None => return Err(Error::Engine("the MCP session has ended".into())),
-        };
-        let result = self
-            .ctx
-            .invoke_step(plugin, input, access, gate.clone(), &self.ledger)
+        let gate = ctx.gate(baton_journal::event::step_chain(&step), &access);
+        let result = ctx
+            .invoke_step(plugin, input, access, gate.clone(), &ledger)
             .await;
         if result.is_err() {
             self.failed.store(true, Ordering::Relaxed);
@@ -71,19 +87,28 @@ impl Session {
         if let Some(run) = &mut *self.run() {
             let digest = plugin.loaded.digest.to_string();
             // A live run records what happens; it cannot diverge.
-            let _ = run.record_step(&step, plugin.name(), &digest, &*gate);
+            let _ = run
+                .journal
+                .record_step(&step, plugin.name(), &digest, &*gate);
         }
         result
     }
 
-    /// Ends the session's run; its record, when the host journals.
+    /// Ends the session's run: its record, when it called something and the host journals.
     pub fn end(&self) -> Option<RunRecord> {
         let run = self.run().take()?;
         let status = match self.failed.load(Ordering::Relaxed) {
             true => "failed",
             false => "ok",
         };
-        let record = run.finish(status).ok()?;
+        let record = run.journal.finish(status).ok()?;
         self.host.recording().then_some(record)
+    }
+}
+
+impl Drop for Session {
+    /// A session that goes away (its client disconnected, the server stopped) ends its run.
+    fn drop(&mut self) {
+        self.end();
     }
 }

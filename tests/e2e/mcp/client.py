@@ -1,37 +1,50 @@
 """An MCP client Baton did not write: the official Python SDK (`mcp` on PyPI), driving
-`baton mcp` over stdio the way an agent does.
+`baton mcp` the way an agent does.
 
-    python3 client.py BATON HANDSHAKE TOOLS_DIR CALLS_JSON
+    python3 client.py --stdio BATON TOOLS_DIR [--discover] CALLS_JSON
+    python3 client.py --http URL [--key KEY] [--discover] CALLS_JSON
 
-HANDSHAKE is `initialize` (the legacy handshake) or `discover` (the newest protocol).
+Over stdio it starts `BATON mcp --tools TOOLS_DIR`; over HTTP it connects to URL. The
+handshake is `initialize` (the legacy one) unless --discover (the newest protocol).
 CALLS_JSON is a list of [tool, arguments]. Prints one JSON document: the negotiated
 version, the tools listed, and each call's result.
 """
 
+import argparse
 import asyncio
 import json
 import os
-import sys
 
+import httpx2
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
 # The SDK starts servers with a minimal environment; Baton's settings are passed on.
 PASSED = ("BATON_STORE", "BATON_CACHE_DIR", "BATON_MODELS", "PATH", "HOME")
 
 
-async def main(baton, handshake, tools, calls):
-    env = {name: os.environ[name] for name in PASSED if name in os.environ}
-    server = StdioServerParameters(command=baton, args=["mcp", "--tools", tools], env=env)
-    async with stdio_client(server) as (read, write):
+def transport(args):
+    if args.stdio:
+        baton, tools = args.stdio
+        env = {name: os.environ[name] for name in PASSED if name in os.environ}
+        server = StdioServerParameters(command=baton, args=["mcp", "--tools", tools], env=env)
+        return stdio_client(server)
+    headers = {"Authorization": f"Bearer {args.key}"} if args.key else {}
+    return streamable_http_client(args.http, http_client=httpx2.AsyncClient(headers=headers))
+
+
+async def main(args):
+    async with transport(args) as streams:
+        read, write = streams[0], streams[1]
         async with ClientSession(read, write) as session:
-            if handshake == "discover":
+            if args.discover:
                 await session.discover()
             else:
                 await session.initialize()
             listed = await session.list_tools()
             results = []
-            for name, arguments in calls:
+            for name, arguments in json.loads(args.calls):
                 result = await session.call_tool(name, arguments)
                 results.append({
                     "structured": result.structured_content,
@@ -45,4 +58,10 @@ async def main(baton, handshake, tools, calls):
             }))
 
 
-asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])))
+parser = argparse.ArgumentParser()
+parser.add_argument("--stdio", nargs=2, metavar=("BATON", "TOOLS_DIR"))
+parser.add_argument("--http", metavar="URL")
+parser.add_argument("--key")
+parser.add_argument("--discover", action="store_true")
+parser.add_argument("calls")
+asyncio.run(main(parser.parse_args()))

@@ -3,22 +3,23 @@
 //! hostile call answered with an error while the server goes on; the session journaled as
 //! one run whose bundle replays.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
 use crate::common::*;
 
-/// Runs the Python SDK's client (`client.py`) against `baton mcp --tools DIR`, with the
-/// journal at `store`, making `calls`; returns what it printed and the server's stderr.
-fn mcp_client(handshake: &str, tools: &Path, store: &Path, calls: &Value) -> (Value, String) {
+/// Runs the Python SDK's client (`client.py`) with `target` (`--stdio BATON DIR` or `--http
+/// URL ...`) and the journal at `store`, making `calls`; returns what it printed and its
+/// stderr (a stdio server's too).
+fn python_client(target: &[&str], store: &Path, calls: &Value) -> (Value, String) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/mcp/client.py");
     let output: Output = Command::new("python3")
         .arg(script)
-        .arg(env!("CARGO_BIN_EXE_baton"))
-        .arg(handshake)
-        .arg(tools)
+        .args(target)
         .arg(calls.to_string())
         .env("BATON_STORE", store)
         .env("BATON_CACHE_DIR", cache_dir())
@@ -33,6 +34,90 @@ fn mcp_client(handshake: &str, tools: &Path, store: &Path, calls: &Value) -> (Va
     );
     let printed = serde_json::from_slice(&output.stdout).expect("the client prints JSON");
     (printed, stderr)
+}
+
+/// The Python client over stdio, with the given handshake.
+fn mcp_client(handshake: &str, tools: &Path, store: &Path, calls: &Value) -> (Value, String) {
+    let mut target = vec![
+        "--stdio",
+        env!("CARGO_BIN_EXE_baton"),
+        tools.to_str().unwrap(),
+    ];
+    if handshake == "discover" {
+        target.push("--discover");
+    }
+    python_client(&target, store, calls)
+}
+
+/// `baton mcp --http 0 --tools DIR extra...` with the journal at `store`: the running
+/// server, the address it said it listens on, and the rest of its stderr (read by a thread
+/// until it exits, so that it never blocks writing a log line).
+fn http_server(
+    tools: &Path,
+    store: &Path,
+    extra: &[&str],
+) -> (Child, String, std::thread::JoinHandle<String>) {
+    let mut child = baton()
+        .env("BATON_STORE", store)
+        .env("BATON_TEST_KEY", "s3cret-key")
+        .args(["mcp", "--http", "0", "--tools", tools.to_str().unwrap()])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("baton starts");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("serving MCP at") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "baton mcp exited");
+    }
+    let address = line
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches("/mcp");
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = stderr.read_to_string(&mut rest);
+        rest
+    });
+    (child, address.to_string(), rest)
+}
+
+/// A POST of `body` to `/mcp` at `address` with `headers`: the status and the body.
+fn post(address: &str, headers: &[&str], body: &str) -> (u16, String) {
+    exchange(address, headers, body.len(), body)
+}
+
+/// A POST to `/mcp` whose headers announce a body of `length` bytes, of which `body` is sent.
+fn exchange(address: &str, headers: &[&str], length: usize, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    let mut request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nContent-Length: {length}\r\n\
+         Connection: close\r\n"
+    );
+    for header in headers {
+        request.push_str(&format!("{header}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (status, body.to_string())
+}
+
+/// Stops `child` as a service manager would (SIGTERM) and waits for it.
+fn terminate(mut child: Child) -> std::process::ExitStatus {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap()
 }
 
 /// A directory with `calc` and the fuel bomb `spin`, each with its signature, a copy of
@@ -155,5 +240,106 @@ fn a_tools_directory_that_cannot_be_read_is_a_clear_error() {
     assert_contains(
         &String::from_utf8_lossy(&out.stderr),
         &["--tools <DIR>", "required"],
+    );
+}
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"test","version":"1"}}}"#;
+
+#[test]
+fn over_http_a_client_with_the_key_is_served_and_others_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = tools_dir(dir.path());
+    let store = dir.path().join("journal.db");
+    let (server, address, log) = http_server(&tools, &store, &["--api-key-env", "BATON_TEST_KEY"]);
+    let url = format!("http://{address}/mcp");
+    let calls = json!([["calc", {"expression": "6 * 7"}], ["spin", {}]]);
+    for handshake in [&[][..], &["--discover"][..]] {
+        let mut target = vec!["--http", url.as_str(), "--key", "s3cret-key"];
+        target.extend_from_slice(handshake);
+        let (printed, _) = python_client(&target, &store, &calls);
+        assert_eq!(printed["calls"][0]["structured"], json!({"value": 42.0}));
+        assert_eq!(printed["calls"][1]["is_error"], true);
+    }
+
+    let key = "Authorization: Bearer s3cret-key";
+    let (status, body) = post(&address, &[], INITIALIZE);
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = post(&address, &["Authorization: Bearer wrong"], INITIALIZE);
+    assert_eq!(status, 401);
+    // A page in a browser, on another origin, cannot reach the server (DNS rebinding).
+    let (status, body) = post(&address, &[key, "Origin: http://evil.example"], INITIALIZE);
+    assert_eq!(status, 403, "{body}");
+    // What is not JSON-RPC gets the JSON-RPC error for it, and the server goes on.
+    let (status, body) = post(&address, &[key], "{not json");
+    assert_eq!(status, 400);
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["code"], -32700);
+    let (status, body) = post(&address, &[key], r#"{"method": "tools/list"}"#);
+    assert_eq!(status, 400);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"]["code"],
+        -32600
+    );
+    // A body announced past the limit is refused before it is read.
+    let (status, body) = exchange(&address, &[key], 5 << 20, "");
+    assert_eq!(status, 413, "{body}");
+    let (status, body) = post(&address, &[key], INITIALIZE);
+    assert_eq!(status, 200, "{body}");
+
+    assert!(terminate(server).success());
+    assert_contains(
+        &log.join().unwrap(),
+        &["rejected request with disallowed Origin"],
+    );
+    // A session of the 2025 lifecycle is one run; the 2026 lifecycle has no sessions, so
+    // each of its calls is a run of its own. All of them ended with the server.
+    let listed = text_output(&run_with_store(&store, &["trace", "ls"]));
+    let mut runs: Vec<(&str, &str)> = listed
+        .lines()
+        .filter(|l| l.contains(" mcp "))
+        .map(|l| (l.split_whitespace().next().unwrap(), l))
+        .collect();
+    runs.reverse();
+    assert_eq!(runs.len(), 3, "{listed}");
+    let steps = |run_id: &str| text_output(&run_with_store(&store, &["trace", "show", run_id]));
+    assert!(runs[0].1.contains("failed"), "{}", runs[0].1);
+    assert_contains(&steps(runs[0].0), &["call:1: calc", "call:2: spin"]);
+    assert!(runs[1].1.contains(" ok "), "{}", runs[1].1);
+    assert_contains(&steps(runs[1].0), &["call:1: calc"]);
+    assert!(runs[2].1.contains("failed"), "{}", runs[2].1);
+    assert_contains(&steps(runs[2].0), &["call:1: spin"]);
+    for (run_id, _) in runs {
+        let verified = text_output(&run_with_store(&store, &["trace", "verify", run_id]));
+        assert_contains(&verified, &["complete"]);
+    }
+}
+
+#[test]
+fn a_bad_http_setup_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = tools_dir(dir.path());
+    let tools = tools.to_str().unwrap();
+    let out = run(&["mcp", "--tools", tools, "--http", "nowhere"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_contains(
+        &String::from_utf8_lossy(&out.stderr),
+        &["'nowhere' is not an address to listen on: give PORT or HOST:PORT"],
+    );
+    let out = baton()
+        .env_remove("NO_SUCH_KEY_VARIABLE")
+        .args([
+            "mcp",
+            "--tools",
+            tools,
+            "--http",
+            "0",
+            "--api-key-env",
+            "NO_SUCH_KEY_VARIABLE",
+        ])
+        .output()
+        .unwrap();
+    assert_contains(
+        &error_line(&out, 2),
+        &["the environment variable NO_SUCH_KEY_VARIABLE is not set"],
     );
 }

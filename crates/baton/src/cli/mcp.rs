@@ -1,11 +1,15 @@
-//! `baton mcp`: serve the tools in directories to MCP clients over standard input and output.
+//! `baton mcp`: serve the tools in directories to MCP clients, over standard input and output
+//! or over Streamable HTTP.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use baton::mcp::Catalog;
+use baton::mcp::{Catalog, HttpOptions};
 use baton::{Error, Host};
 use clap::Args;
+
+use super::Failure;
 
 #[derive(Debug, Args)]
 pub struct McpArgs {
@@ -13,19 +17,78 @@ pub struct McpArgs {
     /// not verify are left out (and said why on standard error)
     #[arg(long, value_name = "DIR", required = true)]
     tools: Vec<PathBuf>,
+    /// Serve Streamable HTTP at http://ADDR/mcp instead of standard input and output; a bare
+    /// port listens on 127.0.0.1
+    #[arg(long, value_name = "ADDR", value_parser = listen_address)]
+    http: Option<SocketAddr>,
+    /// A browser origin (scheme://host:port) allowed to call over HTTP; may be repeated.
+    /// Without one, requests that carry an Origin are refused
+    #[arg(long, value_name = "ORIGIN", requires = "http")]
+    allow_origin: Vec<String>,
+    /// Require every HTTP request to carry `Authorization: Bearer KEY`, with KEY read from
+    /// this environment variable
+    #[arg(long, value_name = "NAME", requires = "http")]
+    api_key_env: Option<String>,
 }
 
-pub async fn run(mut host: Host, args: McpArgs) -> Result<(), Error> {
+/// `PORT` (on 127.0.0.1) or `HOST:PORT`.
+fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    text.parse().map_err(|_| {
+        format!("'{text}' is not an address to listen on: give PORT or HOST:PORT (127.0.0.1:8080)")
+    })
+}
+
+pub async fn run(mut host: Host, args: McpArgs) -> Result<(), Failure> {
+    let api_key = match &args.api_key_env {
+        Some(name) => Some(std::env::var(name).map_err(|_| {
+            Failure::Usage(format!(
+                "--api-key-env {name}: the environment variable {name} is not set; set it to \
+                 the key clients must send"
+            ))
+        })?),
+        None => None,
+    };
     let (catalog, left_out) = Catalog::load(&mut host, &args.tools).await?;
     for component in &left_out {
         eprintln!("not served: {component}");
     }
-    // Standard output is the protocol's: everything else goes to standard error.
-    let record = baton::mcp::serve_stdio(Arc::new(host), catalog)
+    let host = Arc::new(host);
+    let Some(listen) = args.http else {
+        // Standard output is the protocol's: everything else goes to standard error.
+        let record = baton::mcp::serve_stdio(host, catalog)
+            .await
+            .map_err(|e| Error::InputUnreadable(format!("the MCP connection: {e}")))?;
+        if let Some(run) = record {
+            tracing::info!("session recorded as run {} (root {})", run.id, run.root);
+        }
+        return Ok(());
+    };
+    let options = HttpOptions {
+        listen,
+        allowed_origins: args.allow_origin,
+        api_key,
+    };
+    let listening = |address| eprintln!("baton mcp: serving MCP at http://{address}/mcp");
+    baton::mcp::serve_http(host, catalog, options, listening, stopped())
         .await
-        .map_err(|e| Error::InputUnreadable(format!("the MCP connection: {e}")))?;
-    if let Some(run) = record {
-        tracing::info!("session recorded as run {} (root {})", run.id, run.root);
+        .map_err(|e| Failure::Usage(format!("cannot serve MCP on {listen}: {e}")))
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn stopped() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
     }
-    Ok(())
 }

@@ -30,6 +30,9 @@ pub enum Failure {
     /// A `baton run` that ended without success (its result is still reported).
     #[error("the run {}: {reason}", status.name().replace('_', " "))]
     RunEnded { status: RunStatus, reason: String },
+    /// A command that cannot be carried out as asked.
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl Failure {
@@ -37,6 +40,7 @@ impl Failure {
     pub fn exit_code(&self) -> u8 {
         match self {
             Failure::Baton(error) => exit::code(error),
+            Failure::Usage(_) => exit::BAD_INPUT,
             Failure::RunEnded { status, .. } => match status {
                 RunStatus::BudgetExceeded | RunStatus::MaxSteps => exit::LIMIT,
                 RunStatus::Failed | RunStatus::Succeeded => exit::TOOL_FAILED,
@@ -206,7 +210,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             return run::run(&mut host, plan.expect("a run has a plan")).await;
         };
         let done = match command {
-            Command::Mcp(args) => mcp::run(host, args).await,
+            Command::Mcp(args) => return mcp::run(host, args).await,
             Command::Call(args) => call::run(&mut host, args).await,
             Command::Inspect(args) => inspect::run(&host, args).await,
             Command::Replay(args) => replay::run(&host, args).await,
