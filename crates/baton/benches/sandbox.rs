@@ -15,6 +15,7 @@
 //! Run with `cargo xtask bench` (which builds the plugins first).
 
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 use baton::effects::{Gate, LiveGate, NoSecrets};
 use baton::policy::{Grants, LimitsSpec, Policy};
@@ -113,12 +114,19 @@ fn calls(c: &mut Criterion) {
                 preopens: &[],
             };
             runner
-                .run(&pre, grant, &limits, None, async |store, instance| {
-                    indices
-                        .load(&mut *store, instance)?
-                        .call_invoke(&mut *store, INPUT)
-                        .await
-                })
+                .run(
+                    &pre,
+                    grant,
+                    &limits,
+                    &CancellationToken::new(),
+                    None,
+                    async |store, instance| {
+                        indices
+                            .load(&mut *store, instance)?
+                            .call_invoke(&mut *store, INPUT)
+                            .await
+                    },
+                )
                 .await
                 .result
                 .unwrap()

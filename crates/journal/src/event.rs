@@ -295,6 +295,8 @@ pub enum InvocationOutcome {
     Trap {
         message: String,
     },
+    /// Its caller stopped it (an MCP client's `notifications/cancelled`).
+    Cancelled,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,10 +6,12 @@
 //! - [`catalog`]: the tools served, with their MCP definitions and annotations;
 //! - [`session`]: the run a session is, one step per call;
 //! - [`server`]: the protocol, through the official Rust SDK (`rmcp`), over stdio;
+//! - `progress`: notifications for calls that run longer than a second;
 //! - `http`: the Streamable HTTP transport ([`serve_http`]).
 
 pub mod catalog;
 mod http;
+mod progress;
 pub mod server;
 pub mod session;
 

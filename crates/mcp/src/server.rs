@@ -14,6 +14,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 
 use crate::catalog::Catalog;
+use crate::progress;
 use crate::session::Session;
 
 /// An MCP server over one session.
@@ -58,7 +59,7 @@ impl ServerHandler for Server {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let Some(entry) = self.catalog.get(&request.name) else {
             return Err(ErrorData::invalid_params(
@@ -67,7 +68,10 @@ impl ServerHandler for Server {
             ));
         };
         let input = serde_json::Value::Object(request.arguments.unwrap_or_default()).to_string();
-        let result = match self.session.call(&entry.plugin, &input).await {
+        // `notifications/cancelled` cancels the context's token, which stops the sandbox.
+        let call = self.session.call(&entry.plugin, &input, context.ct.clone());
+        let token = context.meta.get_progress_token();
+        let result = match progress::reported(call, token, &context.peer).await {
             Ok(call) => CallToolResult::structured(call.output),
             // The tool's failure, a schema violation or a limit: the caller reads Baton's
             // one-line message, and the server goes on serving.

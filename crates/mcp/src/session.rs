@@ -10,6 +10,7 @@ use baton_budget::Ledger;
 use baton_runtime::plugin::check_input;
 use baton_runtime::run::{RunContext, RunJournal, RunRecord};
 use baton_runtime::{Error, Host, Plugin, ToolCall};
+use tokio_util::sync::CancellationToken;
 
 /// The `command` an MCP session's run is recorded with.
 pub const COMMAND: &str = "mcp";
@@ -71,17 +72,24 @@ impl Session {
     }
 
     /// Calls `plugin` with `input` (JSON text) as the session's next step: checked against
-    /// its schema, run in a fresh sandbox under the policy, journaled.
-    pub async fn call(&self, plugin: &Plugin, input: &str) -> Result<ToolCall, Error> {
+    /// its schema, run in a fresh sandbox under the policy until it ends or `cancel` is
+    /// cancelled, journaled either way.
+    pub async fn call(
+        &self,
+        plugin: &Plugin,
+        input: &str,
+        cancel: CancellationToken,
+    ) -> Result<ToolCall, Error> {
         check_input(plugin, input)?;
         let (ctx, ledger) = self.started();
         let access = ctx.access(plugin)?;
         let step = format!("call:{}", self.calls.fetch_add(1, Ordering::Relaxed) + 1);
         let gate = ctx.gate(baton_journal::event::step_chain(&step), &access);
         let result = ctx
-            .invoke_step(plugin, input, access, gate.clone(), &ledger)
+            .invoke_step(plugin, input, access, gate.clone(), &ledger, cancel)
             .await;
-        if result.is_err() {
+        // A call its client cancelled did not fail.
+        if result.as_ref().is_err_and(|e| !e.is_cancelled()) {
             self.failed.store(true, Ordering::Relaxed);
         }
         if let Some(run) = &mut *self.run() {

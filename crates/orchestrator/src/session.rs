@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use baton_budget::Ledger;
 use baton_effects::Divergence;
@@ -211,6 +212,7 @@ impl Orchestrator<'_> {
             timeout: None,
             depth: 0,
             ledger,
+            cancel: CancellationToken::new(),
         };
         let result = self.ctx.invoke_with(invocation, call).await;
         let digest = planner.loaded.digest.to_string();

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 use baton_budget::Ledger;
 use baton_core::limits::LimitKind;
@@ -307,6 +308,7 @@ impl StepJob {
                 timeout: self.timeout,
                 depth: 0,
                 ledger: self.ledger.clone(),
+                cancel: CancellationToken::new(),
             })
             .await;
         (name, Some(gate), result)

@@ -1,6 +1,7 @@
 //! A tool called on its own (`baton call`): journaled as a run of one step.
 
 use baton_budget::{BudgetReport, Ledger};
+use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::host::Host;
@@ -52,7 +53,14 @@ impl Host {
             .expect("a live run records, it cannot diverge");
         let ctx = RunContext::live(self, run.chains());
         let result = ctx
-            .invoke_step(plugin, input, access, gate.clone(), &ledger)
+            .invoke_step(
+                plugin,
+                input,
+                access,
+                gate.clone(),
+                &ledger,
+                CancellationToken::new(),
+            )
             .await;
         // A live run records what happens; it cannot diverge.
         let _ = run.end_step(CALL_STEP, &*gate);
@@ -68,9 +76,13 @@ impl Host {
     }
 }
 
-/// A run's status by how its calls ended: failed when any one failed.
+/// A run's status by how its calls ended: failed when any one failed (a call its caller
+/// cancelled did not fail).
 pub(crate) fn status_of<T>(results: &[Result<T, Error>]) -> &'static str {
-    match results.iter().all(Result::is_ok) {
+    match results
+        .iter()
+        .all(|r| r.as_ref().is_ok() || r.as_ref().is_err_and(Error::is_cancelled))
+    {
         true => "ok",
         false => "failed",
     }

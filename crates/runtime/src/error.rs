@@ -116,6 +116,19 @@ pub enum Error {
     Llm { kind: String, message: String },
 }
 
+impl Error {
+    /// Whether this is a call its caller cancelled (not a failure of the call).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(
+            self,
+            Error::Sandbox {
+                error: SandboxError::Cancelled,
+                ..
+            }
+        )
+    }
+}
+
 fn describe_sandbox_error(who: &str, error: &SandboxError, limits: &ResolvedLimits) -> String {
     match error {
         SandboxError::Limit(limit) => match limit.kind() {
@@ -135,7 +148,7 @@ fn describe_sandbox_error(who: &str, error: &SandboxError, limits: &ResolvedLimi
             ),
         },
         SandboxError::Trap { .. } => format!("{who} {error}; this is a bug in the component"),
-        SandboxError::Instantiate { .. } => format!("{who} {error}"),
+        SandboxError::Instantiate { .. } | SandboxError::Cancelled => format!("{who} {error}"),
     }
 }
 

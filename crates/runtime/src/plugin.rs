@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 use baton_core::text::{one_line, truncate};
 use baton_effects::{LiveGate, NoSecrets};
@@ -218,25 +219,32 @@ impl Host {
         };
         let outcome = self
             .runner
-            .run(pre, grant, &limits.limits, None, async |store, instance| {
-                Ok(match entry {
-                    Entry::Tool(e) => Info::Tool(
-                        e.load(&mut *store, instance)?
-                            .call_describe(&mut *store)
-                            .await?,
-                    ),
-                    Entry::Prompt(e) => Info::Prompt(
-                        e.load(&mut *store, instance)?
-                            .call_describe(&mut *store)
-                            .await?,
-                    ),
-                    Entry::Planner(e) => Info::Planner(
-                        e.load(&mut *store, instance)?
-                            .call_describe(&mut *store)
-                            .await?,
-                    ),
-                })
-            })
+            .run(
+                pre,
+                grant,
+                &limits.limits,
+                &CancellationToken::new(),
+                None,
+                async |store, instance| {
+                    Ok(match entry {
+                        Entry::Tool(e) => Info::Tool(
+                            e.load(&mut *store, instance)?
+                                .call_describe(&mut *store)
+                                .await?,
+                        ),
+                        Entry::Prompt(e) => Info::Prompt(
+                            e.load(&mut *store, instance)?
+                                .call_describe(&mut *store)
+                                .await?,
+                        ),
+                        Entry::Planner(e) => Info::Planner(
+                            e.load(&mut *store, instance)?
+                                .call_describe(&mut *store)
+                                .await?,
+                        ),
+                    })
+                },
+            )
             .await;
         outcome.result.map_err(|error| Error::Sandbox {
             who: format!("{} (while describing itself)", path.display()),

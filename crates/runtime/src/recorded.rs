@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use baton_budget::{BudgetLimits, Ledger};
 use baton_core::Digest;
@@ -16,6 +17,7 @@ use baton_journal::event::{
 use baton_journal::store::{Journal, Store};
 use baton_journal::verify_run;
 use baton_policy::{Policy, ResolvedLimits, Source};
+use tokio_util::sync::CancellationToken;
 
 use crate::call::status_of;
 use crate::error::Error;
@@ -195,6 +197,7 @@ impl Host {
                     timeout: None,
                     depth: 0,
                     ledger: ledger.clone(),
+                    cancel: CancellationToken::new(),
                 })
                 .await;
             run.end_step(&step, &*gate).map_err(Error::Diverged)?;
@@ -291,8 +294,23 @@ pub(crate) struct RecordedCall {
     pub digest: String,
     pub input: String,
     pub limits: LimitsRecord,
-    /// The fuel burned when a recorded timeout struck.
-    pub timed_out_after: Option<u64>,
+    /// How it was stopped, when its deadline or its caller stopped it.
+    pub interrupted: Option<Interrupted>,
+}
+
+/// A recorded call that was stopped before it ended: by what, after burning how much fuel,
+/// after how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Interrupted {
+    pub by: Interruption,
+    pub fuel: u64,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interruption {
+    Timeout,
+    Cancelled,
 }
 
 impl RecordedCall {
@@ -308,19 +326,35 @@ impl RecordedCall {
         else {
             return None;
         };
-        let timed_out_after = steps.find_map(|e| match &e.kind {
+        let interrupted = steps.find_map(|e| match &e.kind {
             EventKind::InvocationEnded {
-                outcome: InvocationOutcome::Limit { limit, .. },
+                outcome,
                 fuel,
+                duration_us,
                 ..
-            } if limit == LimitKind::Timeout.name() => Some(*fuel),
+            } => {
+                let by = match outcome {
+                    InvocationOutcome::Limit { limit, .. }
+                        if limit == LimitKind::Timeout.name() =>
+                    {
+                        Interruption::Timeout
+                    }
+                    InvocationOutcome::Cancelled => Interruption::Cancelled,
+                    _ => return None,
+                };
+                Some(Interrupted {
+                    by,
+                    fuel: *fuel,
+                    duration: Duration::from_micros(*duration_us),
+                })
+            }
             _ => None,
         });
         Some(Self {
             digest: digest.clone(),
             input: input.clone(),
             limits: *limits,
-            timed_out_after,
+            interrupted,
         })
     }
 }

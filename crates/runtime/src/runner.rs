@@ -2,6 +2,7 @@
 
 use baton_core::limits::Limits;
 use baton_sandbox::{Outcome, Sandbox};
+use tokio_util::sync::CancellationToken;
 use wasmtime::component::{Component, Instance, InstancePre, Linker};
 use wasmtime::{Engine, Store};
 
@@ -38,6 +39,7 @@ impl Runner {
         pre: &InstancePre<HostState>,
         grant: Grant<'_>,
         limits: &Limits,
+        cancel: &CancellationToken,
         caller: Option<Caller>,
         call: impl AsyncFnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<R>,
     ) -> Outcome<R> {
@@ -48,6 +50,6 @@ impl Runner {
             };
             HostState::new(&setup, memory, caller)
         };
-        self.sandbox.run(pre, limits, state, call).await
+        self.sandbox.run(pre, limits, cancel, state, call).await
     }
 }

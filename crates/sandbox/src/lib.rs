@@ -8,6 +8,9 @@
 //!   cannot interrupt a call that is blocked in the host.
 //! - output: the returned document is measured by the caller; stdout and stderr go to
 //!   `BoundedPipe`s that trap when full.
+//! - cancellation: the caller's token, checked by the same epoch callback (a running guest
+//!   stops at the next tick) and raced against the call (one blocked in the host stops at
+//!   once).
 //!
 //! The sandbox knows nothing of what a component may reach: the store's data (`T`) and the
 //! linker that gives it its imports belong to the caller (Baton's runtime, which links the
@@ -21,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use baton_core::limits::{LimitExceeded, Limits, OutputStream};
 use baton_core::text::{one_line, truncate};
+use tokio_util::sync::CancellationToken;
 use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
@@ -39,6 +43,9 @@ pub enum SandboxError {
     /// The component could not be instantiated (a host-side problem, not the guest's).
     #[error("could not be instantiated: {message}")]
     Instantiate { message: String },
+    /// Its caller stopped it (an MCP client's `notifications/cancelled`, ...).
+    #[error("was cancelled by its caller")]
+    Cancelled,
 }
 
 /// Fuel between two yields of a running guest (about 10 ms of CPU).
@@ -93,13 +100,15 @@ impl Sandbox {
         &self.engine
     }
 
-    /// Instantiates `pre` in a fresh store under `limits` and runs `call` on the instance.
-    /// The store's data is built by `state` around the call's bounded stdio and a memory
-    /// limiter it must hand back through [`Sandboxed::limiter`].
+    /// Instantiates `pre` in a fresh store under `limits` and runs `call` on the instance,
+    /// until it returns or `cancel` is cancelled. The store's data is built by `state` around
+    /// the call's bounded stdio and a memory limiter it must hand back through
+    /// [`Sandboxed::limiter`].
     pub async fn run<T: Sandboxed, R>(
         &self,
         pre: &InstancePre<T>,
         limits: &Limits,
+        cancel: &CancellationToken,
         state: impl FnOnce(Stdio, MemoryLimiter) -> T,
         call: impl AsyncFnOnce(&mut Store<T>, &Instance) -> wasmtime::Result<R>,
     ) -> Outcome<R> {
@@ -126,8 +135,11 @@ impl Sandbox {
         let deadline = started + limits.timeout;
         let timeout = limits.timeout;
         store.set_epoch_deadline(1);
+        let cancelled = cancel.clone();
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+            if cancelled.is_cancelled() {
+                Err(wasmtime::Error::new(SandboxError::Cancelled))
+            } else if Instant::now() >= deadline {
                 Err(wasmtime::Error::new(LimitExceeded::Timeout {
                     limit: timeout,
                 }))
@@ -147,11 +159,14 @@ impl Sandbox {
         };
         // The epoch deadline stops running wasm (with exact fuel accounting); this timeout,
         // a few ticks later, stops a call that is blocked in the host and never returns to wasm.
-        let result = tokio::time::timeout(timeout + HOST_CALL_GRACE, run)
-            .await
-            .unwrap_or(Err(SandboxError::Limit(LimitExceeded::Timeout {
-                limit: timeout,
-            })));
+        let result = tokio::select! {
+            timed = tokio::time::timeout(timeout + HOST_CALL_GRACE, run) => {
+                timed.unwrap_or(Err(SandboxError::Limit(LimitExceeded::Timeout {
+                    limit: timeout,
+                })))
+            }
+            () = cancel.cancelled() => Err(SandboxError::Cancelled),
+        };
         let usage = Usage {
             fuel: limits.fuel - store.get_fuel().unwrap_or(0),
             peak_memory: store.data_mut().limiter().peak(),
@@ -172,6 +187,9 @@ fn classify(
 ) -> SandboxError {
     if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
         return SandboxError::Limit(limit.clone());
+    }
+    if let Some(SandboxError::Cancelled) = error.downcast_ref::<SandboxError>() {
+        return SandboxError::Cancelled;
     }
     let trap = error.downcast_ref::<Trap>();
     match trap {

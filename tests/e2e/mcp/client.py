@@ -6,8 +6,10 @@
 
 Over stdio it starts `BATON mcp --tools TOOLS_DIR`; over HTTP it connects to URL. The
 handshake is `initialize` (the legacy one) unless --discover (the newest protocol).
-CALLS_JSON is a list of [tool, arguments]. Prints one JSON document: the negotiated
-version, the tools listed, and each call's result.
+CALLS_JSON is a list of [tool, arguments] or [tool, arguments, "cancel"]: a call to cancel
+(by cancelling its task, which sends `notifications/cancelled`) once the server reports its
+progress. Prints one JSON document: the negotiated version, the tools listed, and each
+call's result (for a cancelled call, the progress it heard).
 """
 
 import argparse
@@ -15,6 +17,7 @@ import asyncio
 import json
 import os
 
+import anyio
 import httpx2
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -34,6 +37,18 @@ def transport(args):
     return streamable_http_client(args.http, http_client=httpx2.AsyncClient(headers=headers))
 
 
+async def cancelled_call(session, name, arguments):
+    """Calls `name` and cancels the call once the server says it is still running."""
+    heard = []
+    with anyio.CancelScope() as scope:
+        async def progress(progress, total, message):
+            heard.append({"progress": progress, "message": message})
+            scope.cancel()
+
+        await session.call_tool(name, arguments, progress_callback=progress)
+    return {"cancelled": scope.cancelled_caught, "progress": heard}
+
+
 async def main(args):
     async with transport(args) as streams:
         read, write = streams[0], streams[1]
@@ -44,7 +59,10 @@ async def main(args):
                 await session.initialize()
             listed = await session.list_tools()
             results = []
-            for name, arguments in json.loads(args.calls):
+            for name, arguments, *cancel in json.loads(args.calls):
+                if cancel:
+                    results.append(await cancelled_call(session, name, arguments))
+                    continue
                 result = await session.call_tool(name, arguments)
                 results.append({
                     "structured": result.structured_content,

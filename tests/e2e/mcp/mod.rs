@@ -220,6 +220,44 @@ fn a_client_lists_verified_tools_and_a_fuel_bomb_does_not_stop_the_server() {
 }
 
 #[test]
+fn a_cancelled_call_stops_its_sandbox_and_is_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    copy_plugin("calc.wasm", &tools);
+    copy_plugin("testing/sleeper.wasm", &tools);
+    let store = dir.path().join("journal.db");
+    // The sleeper blocks in the host for an hour: the client hears it is running, cancels
+    // it, and calls on.
+    let calls = json!([["sleeper", {}, "cancel"], ["calc", {"expression": "1 + 2"}]]);
+    let (printed, _) = mcp_client("initialize", &tools, &store, &calls);
+    let cancelled = &printed["calls"][0];
+    assert_eq!(cancelled["cancelled"], true, "{printed}");
+    assert_eq!(cancelled["progress"][0]["message"], "running for 1 s");
+    assert_eq!(printed["calls"][1]["structured"], json!({"value": 3.0}));
+
+    // The sandbox was stopped then, not at its deadline: the journal says it was cancelled.
+    // A cancelled call is not a failure.
+    let listed = text_output(&run_with_store(&store, &["trace", "ls"]));
+    let line = listed.lines().find(|l| l.contains(" mcp ")).expect(&listed);
+    assert!(line.contains(" ok "), "{line}");
+    let run_id = line.split_whitespace().next().unwrap();
+    let shown = text_output(&run_with_store(&store, &["trace", "show", run_id]));
+    assert_contains(
+        &shown,
+        &["call:1: sleeper", "cancelled by its caller", "call:2: calc"],
+    );
+    // The replay stops the sleeper where the record says it was stopped.
+    let bundle = dir.path().join("session.bundle");
+    text_output(&run_with_store(
+        &store,
+        &["trace", "export", run_id, "-o", bundle.to_str().unwrap()],
+    ));
+    let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
+    assert!(replayed.starts_with("identical: "), "{replayed}");
+}
+
+#[test]
 fn the_newest_protocol_is_negotiated_by_discovery() {
     let dir = tempfile::tempdir().unwrap();
     let tools = tools_dir(dir.path());

@@ -329,6 +329,7 @@ fn detail(kind: &EventKind) -> String {
                 }
                 InvocationOutcome::Limit { message, .. } => message.clone(),
                 InvocationOutcome::Trap { message } => cut(message),
+                InvocationOutcome::Cancelled => "cancelled by its caller".into(),
             };
             format!(
                 "{outcome}; {fuel} fuel, {} peak memory, {:.2} ms",

@@ -8,6 +8,7 @@
 //! capability is its module plus one line there.
 
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 use baton_budget::Ledger;
 use baton_effects::fs::Node;
@@ -107,6 +108,8 @@ pub struct Caller {
     pub digest: Arc<str>,
     /// Whether it may render the run's prompts (only a run's planner may).
     pub may_render: bool,
+    /// Stops the call, and the calls it makes.
+    pub cancel: CancellationToken,
 }
 
 /// The interfaces every other one builds on.

@@ -14,6 +14,7 @@ use baton_llm::Llm;
 use baton_policy::{LimitsSpec, Policy, Source, ToolBounds};
 use baton_sandbox::{Outcome, SandboxError, Usage};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use super::journal::Chains;
 use super::mode::{Access, CallPlan};
@@ -22,6 +23,7 @@ use crate::capability::{Caller, Grant, HostState};
 use crate::error::Error;
 use crate::host::Host;
 use crate::plugin::{Entry, Plugin, ToolCall, wrong_world};
+use crate::recorded::Interruption;
 use crate::runner::Runner;
 use crate::schema::Direction;
 use crate::trust::Provenance;
@@ -60,6 +62,8 @@ pub struct Invocation<'a> {
     pub depth: u32,
     /// The budget it spends from.
     pub ledger: Arc<Ledger>,
+    /// Stops it when cancelled (and journals that it was).
+    pub cancel: CancellationToken,
 }
 
 impl RunContext {
@@ -154,6 +158,7 @@ impl RunContext {
         access: Access,
         gate: Arc<dyn Gate>,
         run_ledger: &Arc<Ledger>,
+        cancel: CancellationToken,
     ) -> Result<ToolCall, Error> {
         let budget = self.policy.step_budget(plugin.name(), plugin.subject());
         self.invoke(Invocation {
@@ -164,6 +169,7 @@ impl RunContext {
             timeout: None,
             depth: 0,
             ledger: Ledger::step(run_ledger, plugin.name(), budget),
+            cancel,
         })
         .await
     }
@@ -226,6 +232,7 @@ impl RunContext {
             timeout,
             depth,
             ledger,
+            cancel,
         } = invocation;
         let mut limits = self
             .policy
@@ -240,7 +247,7 @@ impl RunContext {
         let CallPlan {
             limits,
             enforced,
-            timed_out_after,
+            interrupted,
             hold,
         } = self.chains.mode().plan(
             &chain,
@@ -279,6 +286,7 @@ impl RunContext {
             ledger: ledger.clone(),
             digest: plugin.digest.as_str().into(),
             may_render: matches!(plugin.entry, Entry::Planner(_)),
+            cancel: cancel.clone(),
         };
         let grant = Grant {
             plugin: &plugin.name,
@@ -289,14 +297,21 @@ impl RunContext {
         };
         let Outcome { mut result, usage } = self
             .runner
-            .run(&plugin.pre, grant, &enforced, Some(caller), call)
+            .run(&plugin.pre, grant, &enforced, &cancel, Some(caller), call)
             .await;
-        if timed_out_after.is_some()
-            && let Err(SandboxError::Limit(LimitExceeded::Fuel { .. })) = result
+        // A replayed interruption stops where the recorded one did (its fuel ran out, or, for
+        // a call blocked in the host, the wall-clock net struck): it ends as recorded.
+        if let Some(interrupted) = interrupted
+            && let Err(SandboxError::Limit(
+                LimitExceeded::Fuel { .. } | LimitExceeded::Timeout { .. },
+            )) = result
         {
-            result = Err(SandboxError::Limit(LimitExceeded::Timeout {
-                limit: limits.limits.timeout,
-            }));
+            result = Err(match interrupted.by {
+                Interruption::Timeout => SandboxError::Limit(LimitExceeded::Timeout {
+                    limit: limits.limits.timeout,
+                }),
+                Interruption::Cancelled => SandboxError::Cancelled,
+            });
         }
         let sandbox_error = |error| Error::Sandbox {
             who: format!("{} '{}'", plugin.loaded.shape.world, plugin.name()),
@@ -353,6 +368,7 @@ fn outcome_record(result: &Result<Result<String, ToolError>, SandboxError>) -> I
                 message,
             }
         }
+        Err(SandboxError::Cancelled) => InvocationOutcome::Cancelled,
         Err(SandboxError::Limit(limit)) => InvocationOutcome::Limit {
             limit: limit.kind().map_or("stack", LimitKind::name).into(),
             message: limit.to_string(),

@@ -18,7 +18,7 @@ use baton_policy::{Grants, LimitsSpec, Policy, ResolvedLimits, Source};
 
 use crate::error::Error;
 use crate::plugin::Plugin;
-use crate::recorded::RecordedCall;
+use crate::recorded::{Interrupted, Interruption, RecordedCall};
 
 /// What one invocation of a plugin may reach.
 pub struct Access {
@@ -34,9 +34,9 @@ pub(crate) struct CallPlan<'a> {
     pub limits: Cow<'a, ResolvedLimits>,
     /// What the sandbox enforces.
     pub enforced: baton_core::limits::Limits,
-    /// Replay of a recorded timeout: the fuel it had burned when its deadline struck. The
-    /// call gets exactly that fuel, and running out of it is that same timeout.
-    pub timed_out_after: Option<u64>,
+    /// Replay of a recorded timeout or cancellation: the call gets exactly the fuel it had
+    /// burned when it was stopped, and running out of it is that same interruption.
+    pub interrupted: Option<Interrupted>,
     /// The fuel reserved against the budget, committed when the call ends.
     pub hold: Option<Hold>,
 }
@@ -46,6 +46,9 @@ pub(crate) const BUDGET_CAPABILITY: &str = "budget";
 
 /// Added to ten times the recorded timeout of a replayed call.
 const REPLAY_TIMEOUT_SLACK: Duration = Duration::from_secs(10);
+
+/// Added to twice how long a cancelled call ran, when it is replayed.
+const REPLAY_CANCEL_SLACK: Duration = Duration::from_secs(1);
 
 pub(crate) trait RunMode: Send + Sync {
     /// The gate of `chain` of run `run`.
@@ -127,7 +130,7 @@ impl RunMode for Live {
         Ok(CallPlan {
             enforced: limits.limits,
             limits,
-            timed_out_after: None,
+            interrupted: None,
             hold,
         })
     }
@@ -198,13 +201,13 @@ impl RunMode for Replay {
             return Err(refused(gate, message.clone()));
         }
         let recorded = events.and_then(|events| RecordedCall::find(events, chain));
-        let (limits, timed_out_after) = match recorded {
+        let (limits, interrupted) = match recorded {
             Some(call) => {
                 let source = match &self.source {
                     Some(source) => source.clone(),
                     None => format!("the recorded chain {chain}"),
                 };
-                (Cow::Owned(call.limits(&source)), call.timed_out_after)
+                (Cow::Owned(call.limits(&source)), call.interrupted)
             }
             None => (Cow::Borrowed(limits), None),
         };
@@ -212,16 +215,23 @@ impl RunMode for Replay {
             gate.adopt_recorded_usage();
         }
         let mut enforced = limits.limits;
-        if let Some(fuel) = timed_out_after {
-            enforced.fuel = fuel.max(1);
-        }
         // In a replay, fuel is the CPU limit; wall time (recorded effects are served at
         // once) is only a safety net, loose enough for a slower machine.
         enforced.timeout = enforced.timeout * 10 + REPLAY_TIMEOUT_SLACK;
+        if let Some(interrupted) = &interrupted {
+            enforced.fuel = interrupted.fuel.max(1);
+            // A cancelled call blocked in the host burns no fuel: the net stops it, sized by
+            // how long it ran before it was cancelled rather than by its deadline.
+            if interrupted.by == Interruption::Cancelled {
+                enforced.timeout = enforced
+                    .timeout
+                    .min(interrupted.duration * 2 + REPLAY_CANCEL_SLACK);
+            }
+        }
         Ok(CallPlan {
             limits,
             enforced,
-            timed_out_after,
+            interrupted,
             hold: None,
         })
     }

@@ -189,6 +189,7 @@ impl RunContext {
             timeout: None,
             depth: caller.depth + 1,
             ledger: caller.ledger.clone(),
+            cancel: caller.cancel.child_token(),
         };
         let outcome = Box::pin(run(self, invocation)).await;
         let sealed = match gate.seal() {
