@@ -62,6 +62,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "baton-mcp",
         &[
+            "baton-core",
             "baton-budget",
             "baton-journal",
             "baton-policy",

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
 use crate::server::Server;
+use crate::watch::{Listeners, watch};
 
 /// The largest request body accepted.
 const MAX_REQUEST_BODY: usize = 4 << 20;
@@ -42,6 +43,9 @@ pub async fn serve_http(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let catalog = Arc::new(catalog);
+    let listeners = Arc::new(Listeners::default());
+    let _watching =
+        watch(host.clone(), catalog.clone(), listeners.clone()).map_err(std::io::Error::other)?;
     let stop = CancellationToken::new();
     let mut config = StreamableHttpServerConfig::default()
         .with_max_request_body_bytes(MAX_REQUEST_BODY)
@@ -51,7 +55,13 @@ pub async fn serve_http(
         false => config.with_allowed_origins(options.allowed_origins),
     };
     let service = StreamableHttpService::new(
-        move || Ok(Server::new(host.clone(), catalog.clone())),
+        move || {
+            Ok(Server::new(
+                host.clone(),
+                catalog.clone(),
+                listeners.clone(),
+            ))
+        },
         Arc::new(LocalSessionManager::default()),
         config,
     );

@@ -6,6 +6,7 @@
 //! - [`catalog`]: the tools served, with their MCP definitions and annotations;
 //! - [`session`]: the run a session is, one step per call;
 //! - [`server`]: the protocol, through the official Rust SDK (`rmcp`), over stdio;
+//! - [`watch`]: the directories watched, and clients told when the tools change;
 //! - `progress`: notifications for calls that run longer than a second;
 //! - `http`: the Streamable HTTP transport ([`serve_http`]).
 
@@ -14,6 +15,7 @@ mod http;
 mod progress;
 pub mod server;
 pub mod session;
+pub mod watch;
 
 pub use catalog::Catalog;
 pub use http::{HttpOptions, serve_http};

@@ -10,39 +10,50 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 
 use crate::catalog::Catalog;
 use crate::progress;
 use crate::session::Session;
+use crate::watch::{Listeners, watch};
 
 /// An MCP server over one session.
 pub struct Server {
     catalog: Arc<Catalog>,
     session: Arc<Session>,
+    listeners: Arc<Listeners>,
 }
 
 impl Server {
-    /// A server for one MCP session, offering `catalog`.
-    pub fn new(host: Arc<Host>, catalog: Arc<Catalog>) -> Self {
-        let session = Session::new(host, catalog.plugins().cloned().collect());
+    /// A server for one MCP session, offering `catalog`; once the client has initialized
+    /// the session, it is one of `listeners`, told when the tools change.
+    pub fn new(host: Arc<Host>, catalog: Arc<Catalog>, listeners: Arc<Listeners>) -> Self {
+        let session = Session::new(host, catalog.clone());
         Self {
             catalog,
             session: Arc::new(session),
+            listeners,
         }
     }
 }
 
 impl ServerHandler for Server {
     fn get_info(&self) -> ServerConfig {
-        let mut config = ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_instructions(
-                "Baton's tools: WebAssembly components, each signature-checked before it is \
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .build();
+        let mut config = ServerConfig::new(capabilities).with_instructions(
+            "Baton's tools: WebAssembly components, each signature-checked before it is \
                  loaded, run in a sandbox under a policy, every call journaled.",
-            );
+        );
         config.server_info = Implementation::new("baton", env!("CARGO_PKG_VERSION"));
         config
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.listeners.add(context.peer);
     }
 
     async fn list_tools(
@@ -61,6 +72,7 @@ impl ServerHandler for Server {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        // The tool as served now (the directory may have changed since the list).
         let Some(entry) = self.catalog.get(&request.name) else {
             return Err(ErrorData::invalid_params(
                 format!("no tool named '{}' is served", request.name),
@@ -82,12 +94,16 @@ impl ServerHandler for Server {
 }
 
 /// Serves `catalog` from `host` over standard input and output until the client closes
-/// them; returns the session's run, when the host journals.
+/// them, watching its directories; returns the session's run, when the host journals.
 pub async fn serve_stdio(
     host: Arc<Host>,
     catalog: Catalog,
 ) -> Result<Option<RunRecord>, std::io::Error> {
-    let server = Server::new(host, Arc::new(catalog));
+    let catalog = Arc::new(catalog);
+    let listeners = Arc::new(Listeners::default());
+    let _watching =
+        watch(host.clone(), catalog.clone(), listeners.clone()).map_err(std::io::Error::other)?;
+    let server = Server::new(host, catalog, listeners);
     let session = server.session.clone();
     let running = server
         .serve(rmcp::transport::stdio())

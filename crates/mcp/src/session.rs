@@ -10,6 +10,8 @@ use baton_budget::Ledger;
 use baton_runtime::plugin::check_input;
 use baton_runtime::run::{RunContext, RunJournal, RunRecord};
 use baton_runtime::{Error, Host, Plugin, ToolCall};
+
+use crate::catalog::Catalog;
 use tokio_util::sync::CancellationToken;
 
 /// The `command` an MCP session's run is recorded with.
@@ -17,8 +19,8 @@ pub const COMMAND: &str = "mcp";
 
 pub struct Session {
     host: Arc<Host>,
-    /// The components the run's bundle carries.
-    tools: Vec<Arc<Plugin>>,
+    /// The tools served; those served when the run starts are those its tools may call.
+    catalog: Arc<Catalog>,
     /// The run, once the first call has started it.
     run: Mutex<Option<Run>>,
     /// Calls made so far (numbering their steps).
@@ -34,11 +36,11 @@ struct Run {
 }
 
 impl Session {
-    /// A session offering `tools`, whose bytes its bundle will carry.
-    pub fn new(host: Arc<Host>, tools: Vec<Arc<Plugin>>) -> Self {
+    /// A session offering the tools of `catalog`.
+    pub fn new(host: Arc<Host>, catalog: Arc<Catalog>) -> Self {
         Self {
             host,
-            tools,
+            catalog,
             run: Mutex::new(None),
             calls: AtomicU32::new(0),
             failed: AtomicBool::new(false),
@@ -54,14 +56,8 @@ impl Session {
         let mut run = self.run();
         let run = run.get_or_insert_with(|| {
             let (journal, ledger) = self.host.start_run(COMMAND);
-            for plugin in &self.tools {
-                journal.blob(
-                    "component",
-                    &plugin.loaded.digest.to_string(),
-                    &plugin.loaded.bytes,
-                );
-            }
-            let ctx = RunContext::live(&self.host, journal.chains());
+            let tools = Arc::new(self.catalog.tools());
+            let ctx = RunContext::live_with_tools(&self.host, journal.chains(), tools);
             Run {
                 journal,
                 ctx,
@@ -82,6 +78,10 @@ impl Session {
     ) -> Result<ToolCall, Error> {
         check_input(plugin, input)?;
         let (ctx, ledger) = self.started();
+        // The bundle carries every component the run called, to replay it.
+        let digest = plugin.loaded.digest.to_string();
+        ctx.chains()
+            .blob("component", &digest, &plugin.loaded.bytes);
         let access = ctx.access(plugin)?;
         let step = format!("call:{}", self.calls.fetch_add(1, Ordering::Relaxed) + 1);
         let gate = ctx.gate(baton_journal::event::step_chain(&step), &access);
@@ -93,7 +93,6 @@ impl Session {
             self.failed.store(true, Ordering::Relaxed);
         }
         if let Some(run) = &mut *self.run() {
-            let digest = plugin.loaded.digest.to_string();
             // A live run records what happens; it cannot diverge.
             let _ = run
                 .journal

@@ -162,11 +162,6 @@ impl Host {
         Ok(names)
     }
 
-    /// The tool `name`, if it was added.
-    pub fn tool(&self, name: &str) -> Option<&Arc<Plugin>> {
-        self.tools.get(name)
-    }
-
     /// The names of the tools other tools may call.
     pub fn tool_names(&self) -> impl Iterator<Item = &str> {
         self.tools.keys().map(String::as_str)

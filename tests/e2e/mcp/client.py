@@ -6,16 +6,23 @@
 
 Over stdio it starts `BATON mcp --tools TOOLS_DIR`; over HTTP it connects to URL. The
 handshake is `initialize` (the legacy one) unless --discover (the newest protocol).
-CALLS_JSON is a list of [tool, arguments] or [tool, arguments, "cancel"]: a call to cancel
-(by cancelling its task, which sends `notifications/cancelled`) once the server reports its
-progress. Prints one JSON document: the negotiated version, the tools listed, and each
-call's result (for a cancelled call, the progress it heard).
+CALLS_JSON is a list of steps, each one of
+- [tool, arguments]: a call;
+- [tool, arguments, "cancel"]: a call to cancel (by cancelling its task, which sends
+  `notifications/cancelled`) once the server reports its progress;
+- "list": the names of the tools listed now;
+- {"copy": [FROM, TO]}: a component copied into place, its sidecars first;
+- {"remove": PATH}: a file removed;
+- "await-change": wait for `notifications/tools/list_changed`.
+Prints one JSON document: the negotiated version, the tools listed first, and each step's
+result (for a cancelled call, the progress it heard).
 """
 
 import argparse
 import asyncio
 import json
 import os
+import shutil
 
 import anyio
 import httpx2
@@ -49,17 +56,58 @@ async def cancelled_call(session, name, arguments):
     return {"cancelled": scope.cancelled_caught, "progress": heard}
 
 
+class Changes:
+    """The `notifications/tools/list_changed` heard and not yet awaited."""
+
+    def __init__(self):
+        self.event = anyio.Event()
+
+    async def heard(self, message):
+        if getattr(message, "method", None) == "notifications/tools/list_changed":
+            self.event.set()
+
+    async def next(self):
+        with anyio.fail_after(60):
+            await self.event.wait()
+        self.event = anyio.Event()
+
+
+async def act(session, step, changed):
+    """A step that is not a call: see the module's docs."""
+    if step == "list":
+        return {"listed": [tool.name for tool in (await session.list_tools()).tools]}
+    if step == "await-change":
+        await changed.next()
+        return {"changed": True}
+    if "copy" in step:
+        source, target = step["copy"]
+        for suffix in (".sig", ".intoto.json"):
+            if os.path.exists(source + suffix):
+                shutil.copy(source + suffix, target + suffix)
+        # The component appears whole, as a deployment would put it in place.
+        shutil.copy(source, target + ".part")
+        os.replace(target + ".part", target)
+        return {"copied": target}
+    os.remove(step["remove"])
+    return {"removed": step["remove"]}
+
+
 async def main(args):
     async with transport(args) as streams:
         read, write = streams[0], streams[1]
-        async with ClientSession(read, write) as session:
+        changed = Changes()
+        async with ClientSession(read, write, message_handler=changed.heard) as session:
             if args.discover:
                 await session.discover()
             else:
                 await session.initialize()
             listed = await session.list_tools()
             results = []
-            for name, arguments, *cancel in json.loads(args.calls):
+            for step in json.loads(args.calls):
+                if not isinstance(step, list):
+                    results.append(await act(session, step, changed))
+                    continue
+                name, arguments, *cancel = step
                 if cancel:
                     results.append(await cancelled_call(session, name, arguments))
                     continue

@@ -258,6 +258,63 @@ fn a_cancelled_call_stops_its_sandbox_and_is_journaled() {
 }
 
 #[test]
+fn the_directory_is_watched_and_only_verified_changes_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = tools_dir(dir.path());
+    std::fs::remove_file(tools.join("tampered.wasm")).unwrap();
+    std::fs::remove_file(tools.join("tampered.wasm.sig")).unwrap();
+    // What is put in place while the server runs: a component changed after it was signed
+    // (as `tampered.wasm`, and over `calc.wasm`), and signed ones.
+    let staging = dir.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    let tampered = tools_dir(&staging).join("tampered.wasm");
+    let tampered_calc = staging.join("calc.wasm");
+    std::fs::copy(&tampered, &tampered_calc).unwrap();
+    std::fs::copy(
+        format!("{}.sig", plugin("calc.wasm").display()),
+        format!("{}.sig", tampered_calc.display()),
+    )
+    .unwrap();
+    let text_stats = copy_plugin("text-stats.wasm", &staging);
+    let json_query = copy_plugin("json-query.wasm", &staging);
+    let into = |name: &str| tools.join(name).to_str().unwrap().to_string();
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let store = dir.path().join("journal.db");
+    let steps = json!([
+        // A tampered drop-in is refused; a signed one is served, and clients are told.
+        {"copy": [path(&tampered), into("tampered.wasm")]},
+        {"copy": [path(&text_stats), into("text-stats.wasm")]},
+        "await-change",
+        "list",
+        // A replacement that does not verify leaves the tool as it was last verified.
+        {"copy": [path(&tampered_calc), into("calc.wasm")]},
+        {"remove": into("spin.wasm")},
+        "await-change",
+        "list",
+        ["calc", {"expression": "6 * 7"}],
+        // A replacement that verifies is served in its place.
+        {"copy": [path(&json_query), into("text-stats.wasm")]},
+        "await-change",
+        "list",
+    ]);
+    let (printed, stderr) = mcp_client("initialize", &tools, &store, &steps);
+    let names = |listed: &Value| listed["listed"].clone();
+    let steps = printed["calls"].as_array().unwrap();
+    assert_eq!(names(&steps[3]), json!(["calc", "spin", "text-stats"]));
+    assert_eq!(names(&steps[7]), json!(["calc", "text-stats"]));
+    assert_eq!(steps[8]["structured"], json!({"value": 42.0}));
+    assert_eq!(names(&steps[11]), json!(["calc", "json-query"]));
+    let refusals: Vec<&str> = stderr.lines().filter(|l| l.contains("not served")).collect();
+    let refused = |name: &str| {
+        refusals
+            .iter()
+            .any(|l| l.contains(name) && l.contains("does not verify with any trusted key"))
+    };
+    assert!(refused("tampered.wasm"), "{stderr}");
+    assert!(refused("calc.wasm"), "{stderr}");
+}
+
+#[test]
 fn the_newest_protocol_is_negotiated_by_discovery() {
     let dir = tempfile::tempdir().unwrap();
     let tools = tools_dir(dir.path());

@@ -41,7 +41,7 @@ fn listen_address(text: &str) -> Result<SocketAddr, String> {
     })
 }
 
-pub async fn run(mut host: Host, args: McpArgs) -> Result<(), Failure> {
+pub async fn run(host: Host, args: McpArgs) -> Result<(), Failure> {
     let api_key = match &args.api_key_env {
         Some(name) => Some(std::env::var(name).map_err(|_| {
             Failure::Usage(format!(
@@ -51,7 +51,7 @@ pub async fn run(mut host: Host, args: McpArgs) -> Result<(), Failure> {
         })?),
         None => None,
     };
-    let (catalog, left_out) = Catalog::load(&mut host, &args.tools).await?;
+    let (catalog, left_out) = Catalog::load(&host, &args.tools).await?;
     for component in &left_out {
         eprintln!("not served: {component}");
     }

@@ -69,11 +69,20 @@ pub struct Invocation<'a> {
 impl RunContext {
     /// A live run's context.
     pub fn live(host: &Host, chains: Chains) -> Arc<Self> {
+        Self::live_with_tools(host, chains, host.tools.clone())
+    }
+
+    /// A live run's context in which tools may call `tools` (rather than the host's).
+    pub fn live_with_tools(
+        host: &Host,
+        chains: Chains,
+        tools: Arc<BTreeMap<String, Arc<Plugin>>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             runner: host.runner.clone(),
             policy: host.policy.clone(),
             overrides: host.overrides,
-            tools: host.tools.clone(),
+            tools,
             prompts: host.prompts.clone(),
             bounds: host.policy.tool_bounds(),
             chains,

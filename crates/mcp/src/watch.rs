@@ -1,0 +1,95 @@
+//! The tool directories, watched: when a file in one changes, the catalog scans them again
+//! (verifying what is new or replaced) and, when the tools served changed, every client
+//! that can hear it is sent `notifications/tools/list_changed`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use baton_runtime::Host;
+use notify::event::{AccessKind, AccessMode, MetadataKind, ModifyKind};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use rmcp::{Peer, RoleServer};
+
+use crate::catalog::Catalog;
+
+/// How long a directory must be quiet before it is scanned: a copy is many events, and a
+/// component and its signature arrive one after the other.
+const QUIET: Duration = Duration::from_millis(200);
+
+/// The clients told when the tools change (those whose session began with `initialize`;
+/// the sessionless protocol has no channel for it).
+#[derive(Default)]
+pub struct Listeners(Mutex<Vec<Peer<RoleServer>>>);
+
+impl Listeners {
+    pub fn add(&self, peer: Peer<RoleServer>) {
+        self.peers().push(peer);
+    }
+
+    fn peers(&self) -> std::sync::MutexGuard<'_, Vec<Peer<RoleServer>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tells every client the tools changed, forgetting those that are gone.
+    async fn tell_all(&self) {
+        let peers = self.peers().clone();
+        let mut gone = Vec::new();
+        for (index, peer) in peers.iter().enumerate() {
+            if peer.notify_tool_list_changed().await.is_err() {
+                gone.push(index);
+            }
+        }
+        let mut peers = self.peers();
+        for index in gone.into_iter().rev() {
+            if index < peers.len() {
+                peers.remove(index);
+            }
+        }
+    }
+}
+
+/// Watches the directories of `catalog` until the returned watcher is dropped.
+pub fn watch(
+    host: Arc<Host>,
+    catalog: Arc<Catalog>,
+    listeners: Arc<Listeners>,
+) -> notify::Result<RecommendedWatcher> {
+    let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| changes_files(&e.kind)) {
+            let _ = changed.send(());
+        }
+    })?;
+    for dir in catalog.dirs() {
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    }
+    tokio::spawn(async move {
+        while changes.recv().await.is_some() {
+            while let Ok(Some(())) = tokio::time::timeout(QUIET, changes.recv()).await {}
+            match catalog.scan(&host).await {
+                Ok(scan) => {
+                    for component in &scan.left_out {
+                        tracing::warn!("not served: {component}");
+                    }
+                    if scan.changed {
+                        tracing::info!("the tools served changed; telling the clients");
+                        listeners.tell_all().await;
+                    }
+                }
+                Err(e) => tracing::warn!("cannot scan the tool directories again: {e}"),
+            }
+        }
+    });
+    Ok(watcher)
+}
+
+/// Whether an event may have changed what a directory holds (reading a file, as a scan
+/// does, does not).
+fn changes_files(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(access) => *access == AccessKind::Close(AccessMode::Write),
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
+        EventKind::Any | EventKind::Other => true,
+    }
+}
