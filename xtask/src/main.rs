@@ -15,6 +15,7 @@ mod bench;
 mod demo;
 mod layers;
 mod models;
+mod npm;
 mod plugins;
 mod test;
 mod workspace;

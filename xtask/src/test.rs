@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use crate::workspace::workspace;
-use crate::{Result, cargo, layers, models, plugins, run};
+use crate::{Result, cargo, layers, models, npm, plugins, run};
 
 /// Builds the plugins, fetches the models, checks layering, formatting and lints, then runs
 /// the test suite (with cargo-nextest when it is installed) and the documentation's examples.
@@ -11,6 +11,7 @@ pub fn all(extra: &[String]) -> Result<()> {
     let plugins = plugins::build()?;
     let models = models::fetch()?;
     ensure_python_peers()?;
+    let inspector = npm::inspector()?;
     let ws = workspace()?;
     layers::check()?;
     eprintln!("xtask: checking formatting");
@@ -31,7 +32,8 @@ pub fn all(extra: &[String]) -> Result<()> {
     tests
         .current_dir(&ws.root)
         .env("BATON_PLUGIN_DIR", &plugins)
-        .env("BATON_MODELS", &models);
+        .env("BATON_MODELS", &models)
+        .env("BATON_MCP_INSPECTOR", &inspector);
     match nextest_installed() {
         true => tests.args(["nextest", "run", "--no-fail-fast"]),
         false => tests.args(["test", "--no-fail-fast"]),

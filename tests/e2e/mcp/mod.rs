@@ -304,7 +304,10 @@ fn the_directory_is_watched_and_only_verified_changes_are_served() {
     assert_eq!(names(&steps[7]), json!(["calc", "text-stats"]));
     assert_eq!(steps[8]["structured"], json!({"value": 42.0}));
     assert_eq!(names(&steps[11]), json!(["calc", "json-query"]));
-    let refusals: Vec<&str> = stderr.lines().filter(|l| l.contains("not served")).collect();
+    let refusals: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("not served"))
+        .collect();
     let refused = |name: &str| {
         refusals
             .iter()
@@ -336,6 +339,83 @@ fn a_tools_directory_that_cannot_be_read_is_a_clear_error() {
         &String::from_utf8_lossy(&out.stderr),
         &["--tools <DIR>", "required"],
     );
+}
+
+/// The MCP Inspector's CLI (from npm; `cargo xtask test` installs it and says where with
+/// `BATON_MCP_INSPECTOR`) with `args`: what it printed.
+fn inspector(args: &[&str], store: &Path) -> Value {
+    let command = std::env::var_os("BATON_MCP_INSPECTOR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/npm/node_modules/.bin/mcp-inspector")
+        });
+    assert!(
+        command.exists(),
+        "{} is missing: `cargo xtask test` installs the MCP Inspector",
+        command.display()
+    );
+    let output = Command::new(command)
+        .arg("--cli")
+        .args(args)
+        .env("BATON_STORE", store)
+        .env("BATON_CACHE_DIR", cache_dir())
+        .env("BATON_MODELS", models_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the Inspector failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).expect(&stdout)
+}
+
+#[test]
+fn the_mcp_inspector_lists_and_calls_tools_over_stdio_and_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = tools_dir(dir.path());
+    let store = dir.path().join("journal.db");
+    let stdio = [env!("CARGO_BIN_EXE_baton"), "mcp", "--tools"];
+    let stdio: Vec<&str> = stdio.into_iter().chain([tools.to_str().unwrap()]).collect();
+    let with = |target: &[&str], method: &[&str]| {
+        let args: Vec<&str> = target.iter().chain(method).copied().collect();
+        inspector(&args, &store)
+    };
+    let listed = with(&stdio, &["--method", "tools/list"]);
+    let names: Vec<&str> = listed["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["calc", "spin"]);
+    assert_eq!(listed["tools"][0]["annotations"]["readOnlyHint"], true);
+    let calc = ["--method", "tools/call", "--tool-name", "calc"];
+    let called = with(
+        &stdio,
+        &[&calc[..], &["--tool-arg", "expression=6 * 7"]].concat(),
+    );
+    assert_eq!(called["structuredContent"]["value"].as_f64(), Some(42.0));
+    assert_eq!(called["isError"], false);
+
+    let (server, address, _log) = http_server(&tools, &store, &[]);
+    let url = format!("http://{address}/mcp");
+    let http = [url.as_str(), "--transport", "http"];
+    let spin = ["--method", "tools/call", "--tool-name", "spin"];
+    let called = with(&http, &spin);
+    assert_eq!(called["isError"], true);
+    assert_contains(
+        called["content"][0]["text"].as_str().unwrap(),
+        &["tool 'spin' ran out of fuel"],
+    );
+    let called = with(
+        &http,
+        &[&calc[..], &["--tool-arg", "expression=2 ^ 8"]].concat(),
+    );
+    assert_eq!(called["structuredContent"]["value"].as_f64(), Some(256.0));
+    assert!(terminate(server).success());
 }
 
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"test","version":"1"}}}"#;
