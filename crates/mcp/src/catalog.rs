@@ -1,6 +1,7 @@
-//! The tools an MCP server offers: every tool component in the given directories that loads
-//! (its signature verified before it is compiled, exactly as `baton call` does), described
-//! for MCP clients. A component that does not load is left out, and the reason logged.
+//! The tools and prompts an MCP server offers: every tool and prompt component in the given
+//! directories that loads (its signature verified before it is compiled, exactly as
+//! `baton call` does), described for MCP clients. A component that does not load is left
+//! out, and the reason logged.
 //!
 //! The directories can be scanned again (when they change): a new or replaced file is
 //! verified before it is served, a removed one stops being served, and a file that does not
@@ -12,28 +13,42 @@ use std::sync::{Arc, RwLock};
 
 use baton_core::Digest;
 use baton_policy::Grants;
+use baton_runtime::bindings::types::TokenBudget;
 use baton_runtime::plugin::wasm_files;
 use baton_runtime::{Error, Host, Info, Plugin};
-use rmcp::model::{JsonObject, Tool, ToolAnnotations};
+use rmcp::model::{JsonObject, Prompt, PromptArgument, Tool, ToolAnnotations};
 
-/// The tools served, by name, and the directories they come from.
+/// The tools and prompts served, by name, and the directories they come from.
 pub struct Catalog {
     dirs: Vec<PathBuf>,
     state: RwLock<State>,
+    /// What prompts are rendered within.
+    prompt_budget: TokenBudget,
+}
+
+/// The budget prompts are rendered within unless the server is told otherwise: the model of
+/// the default policy, and a context it fits in.
+pub fn default_prompt_budget() -> TokenBudget {
+    TokenBudget {
+        model: "smollm2".into(),
+        max_tokens: 4096,
+    }
 }
 
 #[derive(Clone, Default)]
 struct State {
-    tools: BTreeMap<String, Entry>,
+    tools: BTreeMap<String, Entry<Tool>>,
+    prompts: BTreeMap<String, Entry<Prompt>>,
     /// The digest of every file last loaded from the directories (tools and other worlds).
     files: BTreeMap<PathBuf, Digest>,
 }
 
-/// One tool served: the component, how MCP clients see it, and the file it came from.
+/// One tool or prompt served: the component, how MCP clients see it (`D`), and the file it
+/// came from.
 #[derive(Clone)]
-pub struct Entry {
+pub struct Entry<D> {
     pub plugin: Arc<Plugin>,
-    pub definition: Tool,
+    pub definition: D,
     pub path: PathBuf,
 }
 
@@ -48,7 +63,9 @@ pub struct LeftOut {
 #[derive(Debug, Default)]
 pub struct Scan {
     /// Whether the tools served changed (one added, replaced or removed).
-    pub changed: bool,
+    pub tools_changed: bool,
+    /// Whether the prompts served changed.
+    pub prompts_changed: bool,
     pub left_out: Vec<LeftOut>,
 }
 
@@ -60,9 +77,20 @@ impl Catalog {
         let catalog = Self {
             dirs: dirs.to_vec(),
             state: RwLock::default(),
+            prompt_budget: default_prompt_budget(),
         };
         let scan = catalog.scan(host).await?;
         Ok((catalog, scan.left_out))
+    }
+
+    /// Prompts are rendered within `budget`.
+    pub fn with_prompt_budget(mut self, budget: TokenBudget) -> Self {
+        self.prompt_budget = budget;
+        self
+    }
+
+    pub fn prompt_budget(&self) -> &TokenBudget {
+        &self.prompt_budget
     }
 
     /// The directories served.
@@ -81,6 +109,9 @@ impl Catalog {
         let present: BTreeSet<&PathBuf> = found.iter().collect();
         state.files.retain(|path, _| present.contains(path));
         state.tools.retain(|_, entry| present.contains(&entry.path));
+        state
+            .prompts
+            .retain(|_, entry| present.contains(&entry.path));
         let mut left_out = Vec::new();
         for path in &found {
             if let Err(reason) = state.load(host, path).await {
@@ -90,23 +121,35 @@ impl Catalog {
                 });
             }
         }
-        let served = |state: &State| -> Vec<(String, Digest)> {
-            let tools = state.tools.iter();
-            tools
-                .map(|(n, e)| (n.clone(), e.plugin.loaded.digest))
-                .collect()
+        let scan = Scan {
+            tools_changed: served(&before.tools) != served(&state.tools),
+            prompts_changed: served(&before.prompts) != served(&state.prompts),
+            left_out,
         };
-        let changed = served(&before) != served(&state);
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
-        Ok(Scan { changed, left_out })
+        Ok(scan)
     }
 
     fn state(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn get(&self, name: &str) -> Option<Entry> {
+    pub fn tool(&self, name: &str) -> Option<Entry<Tool>> {
         self.state().tools.get(name).cloned()
+    }
+
+    pub fn prompt(&self, name: &str) -> Option<Entry<Prompt>> {
+        self.state().prompts.get(name).cloned()
+    }
+
+    /// The MCP definitions of the prompts, in name order.
+    pub fn prompt_definitions(&self) -> Vec<Prompt> {
+        let state = self.state();
+        state
+            .prompts
+            .values()
+            .map(|e| e.definition.clone())
+            .collect()
     }
 
     /// The MCP definitions of the tools, in name order.
@@ -136,36 +179,64 @@ impl State {
             .load_bytes(path, &bytes)
             .await
             .map_err(|e| e.to_string())?;
-        if !plugin.is_tool() {
-            tracing::debug!("{} is not a tool; not served", path.display());
-            self.files.insert(path.to_owned(), digest);
-            return Ok(());
+        // What the file held before, in whichever world, gives way to what it holds now.
+        match &plugin.info {
+            Info::Tool(_) => {
+                let grants = host.policy().grants_for(plugin.name(), plugin.subject());
+                let definition = tool_definition(&plugin, &grants);
+                place(&mut self.tools, "tool", plugin, definition, path)?;
+                self.prompts.retain(|_, e| e.path != path);
+            }
+            Info::Prompt(_) => {
+                let definition = prompt_definition(&plugin);
+                place(&mut self.prompts, "prompt", plugin, definition, path)?;
+                self.tools.retain(|_, e| e.path != path);
+            }
+            Info::Planner(_) => {
+                tracing::debug!("{} is a planner; not served", path.display());
+                self.tools.retain(|_, e| e.path != path);
+                self.prompts.retain(|_, e| e.path != path);
+            }
         }
-        let name = plugin.name().to_string();
-        if let Some(other) = self.tools.get(&name).filter(|e| e.path != path) {
-            return Err(format!(
-                "a tool named '{name}' is already served from {}; rename one of them",
-                other.path.display()
-            ));
-        }
-        // The tool this file held before, under whatever name.
-        self.tools.retain(|_, entry| entry.path != path);
-        let grants = host.policy().grants_for(plugin.name(), plugin.subject());
-        let definition = definition(&plugin, &grants);
-        let entry = Entry {
-            plugin: Arc::new(plugin),
-            definition,
-            path: path.to_owned(),
-        };
-        self.tools.insert(name, entry);
         self.files.insert(path.to_owned(), digest);
         Ok(())
     }
 }
 
+/// Serves `plugin` (a `what`) from `path` under its name, in place of whatever `path` held.
+fn place<D>(
+    served: &mut BTreeMap<String, Entry<D>>,
+    what: &str,
+    plugin: Plugin,
+    definition: D,
+    path: &Path,
+) -> Result<(), String> {
+    let name = plugin.name().to_string();
+    if let Some(other) = served.get(&name).filter(|e| e.path != path) {
+        return Err(format!(
+            "a {what} named '{name}' is already served from {}; rename one of them",
+            other.path.display()
+        ));
+    }
+    served.retain(|_, entry| entry.path != path);
+    let entry = Entry {
+        plugin: Arc::new(plugin),
+        definition,
+        path: path.to_owned(),
+    };
+    served.insert(name, entry);
+    Ok(())
+}
+
+/// The names and digests of what is served, to tell whether it changed.
+fn served<D>(entries: &BTreeMap<String, Entry<D>>) -> Vec<(&String, Digest)> {
+    let entries = entries.iter();
+    entries.map(|(n, e)| (n, e.plugin.loaded.digest)).collect()
+}
+
 /// How an MCP client sees `plugin`: its name, description and schemas from `describe()`,
 /// and hints derived from what `grants` lets it reach.
-fn definition(plugin: &Plugin, grants: &Grants) -> Tool {
+fn tool_definition(plugin: &Plugin, grants: &Grants) -> Tool {
     let Info::Tool(info) = &plugin.info else {
         unreachable!("only tools are catalogued")
     };
@@ -177,6 +248,60 @@ fn definition(plugin: &Plugin, grants: &Grants) -> Tool {
     tool.output_schema = Some(Arc::new(schema(&info.output_schema)));
     tool.annotations = Some(annotations(grants));
     tool
+}
+
+/// How an MCP client sees a prompt: its name and description, and an argument for each
+/// top-level property of its variables' schema (MCP prompt arguments are strings; see
+/// [`vars`]).
+fn prompt_definition(plugin: &Plugin) -> Prompt {
+    let Info::Prompt(info) = &plugin.info else {
+        unreachable!("only prompts are catalogued as prompts")
+    };
+    let schema = schema(&info.vars_schema);
+    let required: BTreeSet<&str> = schema
+        .get("required")
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|name| name.as_str())
+        .collect();
+    let properties = schema.get("properties").and_then(|p| p.as_object());
+    let arguments = properties
+        .into_iter()
+        .flatten()
+        .map(|(name, property)| {
+            let mut argument =
+                PromptArgument::new(name).with_required(required.contains(name.as_str()));
+            if let Some(description) = property.get("description").and_then(|d| d.as_str()) {
+                argument = argument.with_description(description);
+            }
+            argument
+        })
+        .collect();
+    Prompt::new(&info.name, Some(&info.description), Some(arguments))
+}
+
+/// A prompt's variables (JSON text) from an MCP client's string arguments: an argument the
+/// schema declares a string is taken as it is, any other is read as JSON (a number, a list,
+/// an object), or as a string when it is not JSON.
+pub fn vars(plugin: &Plugin, arguments: &JsonObject) -> String {
+    let Info::Prompt(info) = &plugin.info else {
+        return serde_json::Value::Object(arguments.clone()).to_string();
+    };
+    let schema = schema(&info.vars_schema);
+    let declared = |name: &str| schema.get("properties").and_then(|p| p.get(name)).cloned();
+    let vars: JsonObject = arguments
+        .iter()
+        .map(|(name, value)| {
+            let is_string = declared(name).is_some_and(|p| p["type"] == "string");
+            let value = match value.as_str() {
+                Some(text) if !is_string => serde_json::from_str(text).unwrap_or(value.clone()),
+                _ => value.clone(),
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    serde_json::Value::Object(vars).to_string()
 }
 
 /// A schema `describe()` gave (checked at load) as a JSON object; a schema that is not an

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use baton_runtime::Host;
 use baton_runtime::run::RunRecord;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams,
+    GetPromptResponse, GetPromptResult, Implementation, ListPromptsResult, ListToolsResult,
+    PaginatedRequestParams, PromptMessage, Role, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 
-use crate::catalog::Catalog;
+use crate::catalog::{self, Catalog};
 use crate::progress;
 use crate::session::Session;
 use crate::watch::{Listeners, watch};
@@ -41,6 +42,8 @@ impl Server {
 impl ServerHandler for Server {
     fn get_info(&self) -> ServerConfig {
         let capabilities = ServerCapabilities::builder()
+            .enable_prompts()
+            .enable_prompts_list_changed()
             .enable_tools()
             .enable_tool_list_changed()
             .build();
@@ -67,13 +70,70 @@ impl ServerHandler for Server {
         })
     }
 
+    async fn list_prompts(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Ok(ListPromptsResult {
+            prompts: self.catalog.prompt_definitions(),
+            ..ListPromptsResult::default()
+        })
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let Some(entry) = self.catalog.prompt(&request.name) else {
+            return Err(ErrorData::invalid_params(
+                format!("no prompt named '{}' is served", request.name),
+                None,
+            ));
+        };
+        let arguments = request.arguments.unwrap_or_default();
+        let arguments_declared = entry.definition.arguments.iter().flatten();
+        if let Some(missing) = arguments_declared
+            .filter(|a| a.required == Some(true) && !arguments.contains_key(&a.name))
+            .map(|a| a.name.as_str())
+            .next()
+        {
+            return Err(ErrorData::invalid_params(
+                format!("prompt '{}' needs the argument '{missing}'", request.name),
+                None,
+            ));
+        }
+        let vars = catalog::vars(&entry.plugin, &arguments);
+        let budget = self.catalog.prompt_budget();
+        let rendered = self
+            .session
+            .render(&entry.plugin, &vars, budget, context.ct.clone())
+            .await
+            .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
+        let messages = rendered.output.as_array().into_iter().flatten();
+        let messages = messages.map(|message| {
+            // MCP prompts speak as the user or the assistant; system and tool turns are
+            // given to the client as the user's.
+            let role = match message["role"].as_str() {
+                Some("assistant") => Role::Assistant,
+                _ => Role::User,
+            };
+            PromptMessage::new_text(role, message["content"].as_str().unwrap_or_default())
+        });
+        let description = entry.definition.description.clone().unwrap_or_default();
+        Ok(GetPromptResult::new(messages.collect())
+            .with_description(description)
+            .into())
+    }
+
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         // The tool as served now (the directory may have changed since the list).
-        let Some(entry) = self.catalog.get(&request.name) else {
+        let Some(entry) = self.catalog.tool(&request.name) else {
             return Err(ErrorData::invalid_params(
                 format!("no tool named '{}' is served", request.name),
                 None,

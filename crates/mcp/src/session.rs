@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use baton_budget::Ledger;
+use baton_runtime::bindings::types::TokenBudget;
 use baton_runtime::plugin::check_input;
-use baton_runtime::run::{RunContext, RunJournal, RunRecord};
+use baton_runtime::run::{RunContext, RunJournal, RunRecord, render_input};
 use baton_runtime::{Error, Host, Plugin, ToolCall};
 
 use crate::catalog::Catalog;
@@ -23,8 +24,8 @@ pub struct Session {
     catalog: Arc<Catalog>,
     /// The run, once the first call has started it.
     run: Mutex<Option<Run>>,
-    /// Calls made so far (numbering their steps).
-    calls: AtomicU32,
+    /// Steps taken so far (numbering them).
+    steps: AtomicU32,
     /// Whether a call failed (the run's status says so, as a `baton call`'s does).
     failed: AtomicBool,
 }
@@ -42,7 +43,7 @@ impl Session {
             host,
             catalog,
             run: Mutex::new(None),
-            calls: AtomicU32::new(0),
+            steps: AtomicU32::new(0),
             failed: AtomicBool::new(false),
         }
     }
@@ -77,13 +78,37 @@ impl Session {
         cancel: CancellationToken,
     ) -> Result<ToolCall, Error> {
         check_input(plugin, input)?;
+        self.step("call", plugin, input, cancel).await
+    }
+
+    /// Renders the prompt `plugin` with `vars` (JSON text) within `budget` as the session's
+    /// next step: its messages, as a JSON array of `{role, content}`.
+    pub async fn render(
+        &self,
+        plugin: &Plugin,
+        vars: &str,
+        budget: &TokenBudget,
+        cancel: CancellationToken,
+    ) -> Result<ToolCall, Error> {
+        let input = render_input(vars, budget);
+        self.step("render", plugin, &input, cancel).await
+    }
+
+    /// `plugin` invoked with `input` as the step `<kind>:<n>`, in a fresh sandbox.
+    async fn step(
+        &self,
+        kind: &str,
+        plugin: &Plugin,
+        input: &str,
+        cancel: CancellationToken,
+    ) -> Result<ToolCall, Error> {
         let (ctx, ledger) = self.started();
         // The bundle carries every component the run called, to replay it.
         let digest = plugin.loaded.digest.to_string();
         ctx.chains()
             .blob("component", &digest, &plugin.loaded.bytes);
         let access = ctx.access(plugin)?;
-        let step = format!("call:{}", self.calls.fetch_add(1, Ordering::Relaxed) + 1);
+        let step = format!("{kind}:{}", self.steps.fetch_add(1, Ordering::Relaxed) + 1);
         let gate = ctx.gate(baton_journal::event::step_chain(&step), &access);
         let result = ctx
             .invoke_step(plugin, input, access, gate.clone(), &ledger, cancel)

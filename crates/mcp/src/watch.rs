@@ -1,6 +1,7 @@
 //! The tool directories, watched: when a file in one changes, the catalog scans them again
-//! (verifying what is new or replaced) and, when the tools served changed, every client
-//! that can hear it is sent `notifications/tools/list_changed`.
+//! (verifying what is new or replaced) and, when the tools or prompts served changed, every
+//! client that can hear it is sent `notifications/tools/list_changed` or
+//! `notifications/prompts/list_changed`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,7 +11,7 @@ use notify::event::{AccessKind, AccessMode, MetadataKind, ModifyKind};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use rmcp::{Peer, RoleServer};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Scan};
 
 /// How long a directory must be quiet before it is scanned: a copy is many events, and a
 /// component and its signature arrive one after the other.
@@ -30,12 +31,20 @@ impl Listeners {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Tells every client the tools changed, forgetting those that are gone.
-    async fn tell_all(&self) {
+    /// Tells every client what changed, forgetting those that are gone.
+    async fn tell_all(&self, scan: &Scan) {
         let peers = self.peers().clone();
         let mut gone = Vec::new();
         for (index, peer) in peers.iter().enumerate() {
-            if peer.notify_tool_list_changed().await.is_err() {
+            let tools = match scan.tools_changed {
+                true => peer.notify_tool_list_changed().await.is_ok(),
+                false => true,
+            };
+            let prompts = match scan.prompts_changed {
+                true => peer.notify_prompt_list_changed().await.is_ok(),
+                false => true,
+            };
+            if !(tools && prompts) {
                 gone.push(index);
             }
         }
@@ -71,9 +80,9 @@ pub fn watch(
                     for component in &scan.left_out {
                         tracing::warn!("not served: {component}");
                     }
-                    if scan.changed {
-                        tracing::info!("the tools served changed; telling the clients");
-                        listeners.tell_all().await;
+                    if scan.tools_changed || scan.prompts_changed {
+                        tracing::info!("what is served changed; telling the clients");
+                        listeners.tell_all(&scan).await;
                     }
                 }
                 Err(e) => tracing::warn!("cannot scan the tool directories again: {e}"),

@@ -13,7 +13,9 @@ CALLS_JSON is a list of steps, each one of
 - "list": the names of the tools listed now;
 - {"copy": [FROM, TO]}: a component copied into place, its sidecars first;
 - {"remove": PATH}: a file removed;
-- "await-change": wait for `notifications/tools/list_changed`.
+- "await-change": wait for `notifications/tools/list_changed`;
+- "prompts": the prompts listed now;
+- {"prompt": [name, arguments]}: a prompt got, its messages (or the error).
 Prints one JSON document: the negotiated version, the tools listed first, and each step's
 result (for a cancelled call, the progress it heard).
 """
@@ -76,6 +78,16 @@ async def act(session, step, changed):
     """A step that is not a call: see the module's docs."""
     if step == "list":
         return {"listed": [tool.name for tool in (await session.list_tools()).tools]}
+    if step == "prompts":
+        listed = await session.list_prompts()
+        return {"prompts": [p.model_dump(exclude_none=True) for p in listed.prompts]}
+    if "prompt" in step:
+        name, arguments = step["prompt"]
+        try:
+            got = await session.get_prompt(name, arguments)
+        except Exception as error:  # the SDK raises the server's JSON-RPC error
+            return {"error": str(error)}
+        return {"messages": [{"role": m.role, "text": m.content.text} for m in got.messages]}
     if step == "await-change":
         await changed.next()
         return {"changed": True}

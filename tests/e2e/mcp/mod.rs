@@ -318,6 +318,78 @@ fn the_directory_is_watched_and_only_verified_changes_are_served() {
 }
 
 #[test]
+fn prompt_components_are_served_as_prompts_and_rendered_as_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    copy_plugin("calc.wasm", &tools);
+    copy_plugin("prompts/react.wasm", &tools);
+    copy_plugin("testing/echo-prompt.wasm", &tools);
+    let store = dir.path().join("journal.db");
+    let calc = r#"[{"name": "calc", "description": "arithmetic"}]"#;
+    let steps = json!([
+        "prompts",
+        {"prompt": ["react-prompt", {"task": "add 2 and 3", "tools": calc}]},
+        {"prompt": ["react-prompt", {"tools": calc}]},
+        {"prompt": ["no-such-prompt", {}]},
+        ["calc", {"expression": "2 + 3"}],
+    ]);
+    let (printed, _) = mcp_client("initialize", &tools, &store, &steps);
+    let steps = printed["calls"].as_array().unwrap();
+    let prompts = steps[0]["prompts"].as_array().unwrap();
+    let names: Vec<&str> = prompts
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["echo-prompt", "react-prompt"]);
+    // Arguments come from the variables' schema.
+    let arguments = &prompts[1]["arguments"];
+    assert_eq!(arguments[0]["name"], "results");
+    assert_eq!(arguments[1]["name"], "task");
+    assert_eq!(arguments[1]["required"], true);
+    assert_eq!(arguments[2]["name"], "tools");
+    assert_eq!(arguments[2]["required"], false);
+
+    // Rendered by the component: the system turn is given as the user's, and the JSON
+    // argument reached it as a list.
+    let messages = steps[1]["messages"].as_array();
+    let messages = messages.unwrap_or_else(|| panic!("{}", steps[1]));
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[0]["role"], "user");
+    assert_contains(
+        messages[0]["text"].as_str().unwrap(),
+        &["You are an agent that completes a task by calling tools."],
+    );
+    assert_contains(
+        messages[1]["text"].as_str().unwrap(),
+        &["Task: add 2 and 3", "- calc: arithmetic"],
+    );
+    assert_contains(
+        steps[2]["error"].as_str().unwrap(),
+        &["prompt 'react-prompt' needs the argument 'task'"],
+    );
+    assert_contains(
+        steps[3]["error"].as_str().unwrap(),
+        &["no prompt named 'no-such-prompt' is served"],
+    );
+    assert_eq!(steps[4]["structured"], json!({"value": 5.0}));
+
+    // The render is a step of the session's run, and its bundle replays.
+    let listed = text_output(&run_with_store(&store, &["trace", "ls"]));
+    let line = listed.lines().find(|l| l.contains(" mcp ")).expect(&listed);
+    let run_id = line.split_whitespace().next().unwrap();
+    let shown = text_output(&run_with_store(&store, &["trace", "show", run_id]));
+    assert_contains(&shown, &["render:1: react-prompt", "call:2: calc"]);
+    let bundle = dir.path().join("session.bundle");
+    text_output(&run_with_store(
+        &store,
+        &["trace", "export", run_id, "-o", bundle.to_str().unwrap()],
+    ));
+    let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
+    assert!(replayed.starts_with("identical: "), "{replayed}");
+}
+
+#[test]
 fn the_newest_protocol_is_negotiated_by_discovery() {
     let dir = tempfile::tempdir().unwrap();
     let tools = tools_dir(dir.path());

@@ -5,7 +5,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use baton::mcp::catalog::default_prompt_budget;
 use baton::mcp::{Catalog, HttpOptions};
+use baton::runtime::bindings::types::TokenBudget;
 use baton::{Error, Host};
 use clap::Args;
 
@@ -13,8 +15,8 @@ use super::Failure;
 
 #[derive(Debug, Args)]
 pub struct McpArgs {
-    /// A directory of tool components (.wasm) to serve; may be repeated. Components that do
-    /// not verify are left out (and said why on standard error)
+    /// A directory of tool and prompt components (.wasm) to serve; may be repeated, and is
+    /// watched. Components that do not verify are left out (and said why on standard error)
     #[arg(long, value_name = "DIR", required = true)]
     tools: Vec<PathBuf>,
     /// Serve Streamable HTTP at http://ADDR/mcp instead of standard input and output; a bare
@@ -29,6 +31,12 @@ pub struct McpArgs {
     /// this environment variable
     #[arg(long, value_name = "NAME", requires = "http")]
     api_key_env: Option<String>,
+    /// The model whose tokenizer counts the tokens of a rendered prompt
+    #[arg(long, value_name = "MODEL", default_value_t = default_prompt_budget().model)]
+    prompt_model: String,
+    /// How many tokens a rendered prompt may use
+    #[arg(long, value_name = "N", default_value_t = default_prompt_budget().max_tokens)]
+    prompt_tokens: u32,
 }
 
 /// `PORT` (on 127.0.0.1) or `HOST:PORT`.
@@ -52,6 +60,10 @@ pub async fn run(host: Host, args: McpArgs) -> Result<(), Failure> {
         None => None,
     };
     let (catalog, left_out) = Catalog::load(&host, &args.tools).await?;
+    let catalog = catalog.with_prompt_budget(TokenBudget {
+        model: args.prompt_model,
+        max_tokens: args.prompt_tokens,
+    });
     for component in &left_out {
         eprintln!("not served: {component}");
     }

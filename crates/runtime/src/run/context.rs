@@ -184,9 +184,13 @@ impl RunContext {
     }
 
     /// A tool's invocation: `invocation_started`, the sandboxed call (effects through its
-    /// gate), `invocation_ended`, then the output checks.
+    /// gate), `invocation_ended`, then the output checks. A prompt's is its render (see
+    /// `render_input` for its input).
     pub async fn invoke(self: &Arc<Self>, invocation: Invocation<'_>) -> Result<ToolCall, Error> {
         let plugin = invocation.plugin;
+        if let Entry::Prompt(entry) = &plugin.entry {
+            return self.render_step(invocation, entry).await;
+        }
         let (Entry::Tool(entry), Some(schemas)) = (&plugin.entry, &plugin.schemas) else {
             return Err(wrong_world(plugin));
         };

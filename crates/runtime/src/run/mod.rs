@@ -5,8 +5,10 @@ mod context;
 mod journal;
 mod mode;
 mod nested;
+mod render;
 
 pub use context::{Components, Invocation, RunContext};
 pub use journal::{Chains, RunJournal, RunRecord};
 pub use mode::Access;
 pub(crate) use mode::live_access;
+pub use render::render_input;

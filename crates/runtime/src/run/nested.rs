@@ -12,6 +12,7 @@ use baton_llm::Llm;
 use serde_json::Value;
 
 use super::context::{Invocation, RunContext};
+use super::render::render_input;
 use crate::bindings::types::{Error as HostError, Message, Role, TokenBudget, ToolError};
 use crate::capability::{Caller, HostState, Run};
 use crate::error::{Error, host_error_parts};
@@ -107,11 +108,7 @@ impl RunContext {
         vars: &str,
         budget: TokenBudget,
     ) -> Result<Vec<Message>, HostError> {
-        let input = serde_json::json!({
-            "budget": {"max_tokens": budget.max_tokens, "model": budget.model},
-            "vars": vars,
-        })
-        .to_string();
+        let input = render_input(vars, &budget);
         let prompt = self.prompts().get(name).cloned().ok_or_else(|| {
             HostError::Unavailable(format!(
                 "no prompt named '{name}' is loaded; name it in the workflow's prompts"
@@ -240,7 +237,7 @@ fn record(
 }
 
 /// Rendered messages as journaled: `[{"role": ..., "content": ...}]`.
-fn messages_json(messages: &[Message]) -> String {
+pub(super) fn messages_json(messages: &[Message]) -> String {
     let messages: Vec<Value> = messages
         .iter()
         .map(|m| {
