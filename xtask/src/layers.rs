@@ -65,6 +65,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "baton-core",
             "baton-budget",
             "baton-journal",
+            "baton-llm",
             "baton-policy",
             "baton-runtime",
         ],

@@ -13,10 +13,17 @@ use std::sync::{Arc, RwLock};
 
 use baton_core::Digest;
 use baton_policy::Grants;
+use baton_policy::llm::DEFAULT_EMBEDDING_MODEL;
 use baton_runtime::bindings::types::TokenBudget;
 use baton_runtime::plugin::wasm_files;
 use baton_runtime::{Error, Host, Info, Plugin};
 use rmcp::model::{JsonObject, Prompt, PromptArgument, Tool, ToolAnnotations};
+
+use crate::search::ToolSearch;
+
+/// With more tools than this, `tools/list` offers `search_tools` instead (as a workflow's
+/// planner sees only the tools closest to its task).
+pub const DEFAULT_TOOL_SEARCH_TOP_K: usize = 16;
 
 /// The tools and prompts served, by name, and the directories they come from.
 pub struct Catalog {
@@ -24,6 +31,8 @@ pub struct Catalog {
     state: RwLock<State>,
     /// What prompts are rendered within.
     prompt_budget: TokenBudget,
+    /// How tools are searched when there are too many to list.
+    search: ToolSearch,
 }
 
 /// The budget prompts are rendered within unless the server is told otherwise: the model of
@@ -78,6 +87,7 @@ impl Catalog {
             dirs: dirs.to_vec(),
             state: RwLock::default(),
             prompt_budget: default_prompt_budget(),
+            search: ToolSearch::new(DEFAULT_TOOL_SEARCH_TOP_K, DEFAULT_EMBEDDING_MODEL.into()),
         };
         let scan = catalog.scan(host).await?;
         Ok((catalog, scan.left_out))
@@ -91,6 +101,21 @@ impl Catalog {
 
     pub fn prompt_budget(&self) -> &TokenBudget {
         &self.prompt_budget
+    }
+
+    /// Tools are searched with `search` when there are too many to list.
+    pub fn with_tool_search(mut self, search: ToolSearch) -> Self {
+        self.search = search;
+        self
+    }
+
+    pub fn search(&self) -> &ToolSearch {
+        &self.search
+    }
+
+    /// How many tools are served.
+    pub fn tool_count(&self) -> usize {
+        self.state().tools.len()
     }
 
     /// The directories served.

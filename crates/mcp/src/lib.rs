@@ -7,12 +7,14 @@
 //! - [`session`]: the run a session is, one step per call;
 //! - [`server`]: the protocol, through the official Rust SDK (`rmcp`), over stdio;
 //! - [`watch`]: the directories watched, and clients told when the tools change;
+//! - [`search`]: `search_tools`, for clients that cannot take every tool;
 //! - `progress`: notifications for calls that run longer than a second;
 //! - `http`: the Streamable HTTP transport ([`serve_http`]).
 
 pub mod catalog;
 mod http;
 mod progress;
+pub mod search;
 pub mod server;
 pub mod session;
 pub mod watch;

@@ -2,7 +2,8 @@
 //! protocol version negotiated as the specification says (rmcp offers every version it
 //! knows, the newest first).
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use baton_runtime::Host;
 use baton_runtime::run::RunRecord;
@@ -16,25 +17,31 @@ use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 
 use crate::catalog::{self, Catalog};
 use crate::progress;
+use crate::search;
 use crate::session::Session;
 use crate::watch::{Listeners, watch};
 
 /// An MCP server over one session.
 pub struct Server {
+    host: Arc<Host>,
     catalog: Arc<Catalog>,
     session: Arc<Session>,
     listeners: Arc<Listeners>,
+    /// The tools `search_tools` has found in this session, listed with it.
+    found: Mutex<BTreeSet<String>>,
 }
 
 impl Server {
     /// A server for one MCP session, offering `catalog`; once the client has initialized
     /// the session, it is one of `listeners`, told when the tools change.
     pub fn new(host: Arc<Host>, catalog: Arc<Catalog>, listeners: Arc<Listeners>) -> Self {
-        let session = Session::new(host, catalog.clone());
+        let session = Session::new(host.clone(), catalog.clone());
         Self {
+            host,
             catalog,
             session: Arc::new(session),
             listeners,
+            found: Mutex::default(),
         }
     }
 }
@@ -64,8 +71,15 @@ impl ServerHandler for Server {
         _: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        let mut tools = self.catalog.definitions();
+        let search = self.catalog.search();
+        if search.applies(tools.len()) {
+            let found = self.found();
+            tools.retain(|tool| found.contains(tool.name.as_ref()));
+            tools.insert(0, search.definition());
+        }
         Ok(ListToolsResult {
-            tools: self.catalog.definitions(),
+            tools,
             ..ListToolsResult::default()
         })
     }
@@ -132,6 +146,10 @@ impl ServerHandler for Server {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let search = self.catalog.search();
+        if request.name == search::NAME && search.applies(self.catalog.tool_count()) {
+            return Ok(self.search(request, context).await.into());
+        }
         // The tool as served now (the directory may have changed since the list).
         let Some(entry) = self.catalog.tool(&request.name) else {
             return Err(ErrorData::invalid_params(
@@ -150,6 +168,48 @@ impl ServerHandler for Server {
             Err(error) => CallToolResult::error(vec![ContentBlock::text(error.to_string())]),
         };
         Ok(result.into())
+    }
+}
+
+impl Server {
+    fn found(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.found.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `search_tools`: the tools closest to the query, now listed for this session too (and
+    /// the client told, when that changed the list).
+    async fn search(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let arguments = request.arguments.unwrap_or_default();
+        let tools = self.catalog.definitions();
+        let search = self.catalog.search();
+        let found = match search.search(&self.host, &arguments, tools).await {
+            Ok(found) => found,
+            Err(message) => return CallToolResult::error(vec![ContentBlock::text(message)]),
+        };
+        let added = {
+            let mut listed = self.found();
+            let before = listed.len();
+            listed.extend(found.iter().map(|tool| tool.name.to_string()));
+            listed.len() > before
+        };
+        if added && let Err(e) = context.peer.notify_tool_list_changed().await {
+            tracing::debug!("the client was not told the tools changed: {e}");
+        }
+        let found: Vec<serde_json::Value> = found
+            .iter()
+            .map(|tool| {
+                serde_json::json!({
+                    "name": tool.name,
+                    "description": tool.description,
+                    "inputSchema": *tool.input_schema,
+                })
+            })
+            .collect();
+        CallToolResult::structured(serde_json::json!({ "tools": found }))
     }
 }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use baton_effects::Gate;
-use baton_llm::embedding::cosine;
+use baton_llm::embedding::closest;
 use baton_runtime::bindings::types::ToolInfo;
 use baton_runtime::models;
 use baton_runtime::run::RunContext;
@@ -32,14 +32,9 @@ pub(super) async fn top_k(
     );
     match models::embed(gate, ctx.llm(), model, &texts).await {
         Ok(vectors) => {
-            let mut ranked: Vec<(f32, (String, ToolInfo))> = vectors[1..]
-                .iter()
-                .map(|v| cosine(&vectors[0], v))
-                .zip(tools)
-                .collect();
-            // Stable: equal scores keep name order.
-            ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
-            (ranked.into_iter().take(k).map(|(_, t)| t).collect(), None)
+            let chosen = closest(&vectors[0], &vectors[1..], k);
+            let tools: Vec<(String, ToolInfo)> = tools.into_iter().collect();
+            (chosen.into_iter().map(|i| tools[i].clone()).collect(), None)
         }
         Err(e) => {
             let why = format!(

@@ -177,6 +177,11 @@ impl Host {
         &self.policy
     }
 
+    /// The model providers of the policy.
+    pub fn llm(&self) -> &Llm {
+        &self.llm
+    }
+
     /// The limits `plugin` runs under.
     pub fn limits_for(&self, plugin: &Plugin) -> ResolvedLimits {
         self.policy

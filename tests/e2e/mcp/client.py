@@ -1,7 +1,7 @@
 """An MCP client Baton did not write: the official Python SDK (`mcp` on PyPI), driving
 `baton mcp` the way an agent does.
 
-    python3 client.py --stdio BATON TOOLS_DIR [--discover] CALLS_JSON
+    python3 client.py --stdio BATON TOOLS_DIR [--server-arg ARG]... [--discover] CALLS_JSON
     python3 client.py --http URL [--key KEY] [--discover] CALLS_JSON
 
 Over stdio it starts `BATON mcp --tools TOOLS_DIR`; over HTTP it connects to URL. The
@@ -40,7 +40,8 @@ def transport(args):
     if args.stdio:
         baton, tools = args.stdio
         env = {name: os.environ[name] for name in PASSED if name in os.environ}
-        server = StdioServerParameters(command=baton, args=["mcp", "--tools", tools], env=env)
+        arguments = ["mcp", "--tools", tools, *(args.server_arg or [])]
+        server = StdioServerParameters(command=baton, args=arguments, env=env)
         return stdio_client(server)
     headers = {"Authorization": f"Bearer {args.key}"} if args.key else {}
     return streamable_http_client(args.http, http_client=httpx2.AsyncClient(headers=headers))
@@ -138,6 +139,7 @@ async def main(args):
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--stdio", nargs=2, metavar=("BATON", "TOOLS_DIR"))
+parser.add_argument("--server-arg", action="append", help="a further argument of `baton mcp`")
 parser.add_argument("--http", metavar="URL")
 parser.add_argument("--key")
 parser.add_argument("--discover", action="store_true")

@@ -390,6 +390,53 @@ fn prompt_components_are_served_as_prompts_and_rendered_as_steps() {
 }
 
 #[test]
+fn with_too_many_tools_the_client_searches_for_the_ones_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    for tool in [
+        "calc.wasm",
+        "json-query.wasm",
+        "text-stats.wasm",
+        "testing/spin.wasm",
+    ] {
+        copy_plugin(tool, &tools);
+    }
+    let store = dir.path().join("journal.db");
+    let steps = json!([
+        "list",
+        ["search_tools", {"query": "evaluate an arithmetic expression", "limit": 1}],
+        "await-change",
+        "list",
+        ["calc", {"expression": "6 * 7"}],
+        ["search_tools", {}],
+    ]);
+    let target = [
+        "--stdio",
+        env!("CARGO_BIN_EXE_baton"),
+        tools.to_str().unwrap(),
+        "--server-arg=--tool-search-top-k",
+        "--server-arg=2",
+    ];
+    let (printed, _) = python_client(&target, &store, &steps);
+    let steps = printed["calls"].as_array().unwrap();
+    // Four tools are more than two: only the search is listed.
+    assert_eq!(steps[0]["listed"], json!(["search_tools"]));
+    let found = &steps[1]["structured"]["tools"];
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["name"], "calc");
+    assert_eq!(found[0]["inputSchema"]["required"], json!(["expression"]));
+    // What it found is listed from then on, and can be called.
+    assert_eq!(steps[3]["listed"], json!(["search_tools", "calc"]));
+    assert_eq!(steps[4]["structured"], json!({"value": 42.0}));
+    assert_eq!(steps[5]["is_error"], true);
+    assert_contains(
+        steps[5]["text"][0].as_str().unwrap(),
+        &["search_tools needs a \"query\""],
+    );
+}
+
+#[test]
 fn the_newest_protocol_is_negotiated_by_discovery() {
     let dir = tempfile::tempdir().unwrap();
     let tools = tools_dir(dir.path());

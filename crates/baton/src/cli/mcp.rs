@@ -5,8 +5,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use baton::mcp::catalog::default_prompt_budget;
+use baton::mcp::catalog::{DEFAULT_TOOL_SEARCH_TOP_K, default_prompt_budget};
+use baton::mcp::search::ToolSearch;
 use baton::mcp::{Catalog, HttpOptions};
+use baton::policy::llm::DEFAULT_EMBEDDING_MODEL;
 use baton::runtime::bindings::types::TokenBudget;
 use baton::{Error, Host};
 use clap::Args;
@@ -37,6 +39,13 @@ pub struct McpArgs {
     /// How many tokens a rendered prompt may use
     #[arg(long, value_name = "N", default_value_t = default_prompt_budget().max_tokens)]
     prompt_tokens: u32,
+    /// With more tools than this, list only `search_tools` (and the tools it finds); 0 lists
+    /// every tool
+    #[arg(long, value_name = "K", default_value_t = DEFAULT_TOOL_SEARCH_TOP_K)]
+    tool_search_top_k: usize,
+    /// The embedding model tools are searched with
+    #[arg(long, value_name = "MODEL", default_value = DEFAULT_EMBEDDING_MODEL)]
+    embedding_model: String,
 }
 
 /// `PORT` (on 127.0.0.1) or `HOST:PORT`.
@@ -60,10 +69,15 @@ pub async fn run(host: Host, args: McpArgs) -> Result<(), Failure> {
         None => None,
     };
     let (catalog, left_out) = Catalog::load(&host, &args.tools).await?;
-    let catalog = catalog.with_prompt_budget(TokenBudget {
-        model: args.prompt_model,
-        max_tokens: args.prompt_tokens,
-    });
+    let catalog = catalog
+        .with_prompt_budget(TokenBudget {
+            model: args.prompt_model,
+            max_tokens: args.prompt_tokens,
+        })
+        .with_tool_search(ToolSearch::new(
+            args.tool_search_top_k,
+            args.embedding_model,
+        ));
     for component in &left_out {
         eprintln!("not served: {component}");
     }

@@ -121,6 +121,18 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// The indices of the (at most) `k` of `candidates` closest to `query`, closest first;
+/// equal scores keep the candidates' order.
+pub fn closest<V: AsRef<[f32]>>(query: &[f32], candidates: &[V], k: usize) -> Vec<usize> {
+    let mut ranked: Vec<(f32, usize)> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (cosine(query, v.as_ref()), i))
+        .collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+    ranked.into_iter().take(k).map(|(_, i)| i).collect()
+}
+
 #[async_trait::async_trait]
 impl Provider for Embedding {
     fn count_input(&self, messages: &[LlmMessage]) -> u64 {
