@@ -5,6 +5,7 @@
 //!   request to a journaled step, without the protocol).
 //! - `mcp_call/stdio`: the real `baton mcp` binary, driven over its standard input and
 //!   output: a `tools/call` request written, its response read.
+//! - `mcp_call/stdio_ping`: a `ping` the same way, the cost of the protocol and the pipes.
 //!
 //! After the group, 10,000 sequential calls are made over stdio and the server's resident
 //! memory is printed before and after them.
@@ -101,6 +102,11 @@ impl Server {
         }
     }
 
+    fn ping(&mut self) {
+        let response = self.request("ping", "{}");
+        assert!(response.contains(r#""result":{}"#), "{response}");
+    }
+
     fn call_calc(&mut self) {
         let params = format!(r#"{{"name":"calc","arguments":{INPUT}}}"#);
         let response = self.request("tools/call", &params);
@@ -156,6 +162,8 @@ fn calls(c: &mut Criterion) {
     });
     let mut server = Server::start(&tools, dir.path());
     group.bench_function("stdio", |b| b.iter(|| server.call_calc()));
+    // The protocol and the pipes alone: a request that runs nothing.
+    group.bench_function("stdio_ping", |b| b.iter(|| server.ping()));
     group.finish();
 }
 

@@ -226,7 +226,9 @@ pub async fn serve_stdio(
     let server = Server::new(host, catalog, listeners);
     let session = server.session.clone();
     let running = server
-        .serve(rmcp::transport::stdio())
+        // Pipes (as clients start servers) are driven by the reactor, not the blocking pool:
+        // a message costs no hand-off to another thread.
+        .serve(rmcp::transport::stdio_pipes())
         .await
         .map_err(std::io::Error::other)?;
     let ended = running.waiting().await;
