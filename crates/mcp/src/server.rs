@@ -15,7 +15,8 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 
-use crate::catalog::{self, Catalog};
+use crate::catalog::Catalog;
+use crate::definition;
 use crate::progress;
 use crate::search;
 use crate::session::Session;
@@ -118,7 +119,7 @@ impl ServerHandler for Server {
                 None,
             ));
         }
-        let vars = catalog::vars(&entry.plugin, &arguments);
+        let vars = definition::vars(&entry.plugin, &arguments);
         let budget = self.catalog.prompt_budget();
         let rendered = self
             .session
