@@ -36,6 +36,7 @@ const RATIOS: &[(&str, &str)] = &[
     ("schedule/run_64_steps", "schedule/call_64_times"),
     ("fanout/baton_p8", "fanout/native_p8"),
     ("fanout/baton_p32", "fanout/native_p32"),
+    ("mcp_call/stdio", "mcp_call/library"),
 ];
 
 /// Prints the criterion medians of the ratio pairs that were measured.

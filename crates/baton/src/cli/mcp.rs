@@ -48,6 +48,13 @@ pub struct McpArgs {
     embedding_model: String,
 }
 
+impl McpArgs {
+    /// Whether the server speaks over standard input and output (not HTTP).
+    pub fn over_stdio(&self) -> bool {
+        self.http.is_none()
+    }
+}
+
 /// `PORT` (on 127.0.0.1) or `HOST:PORT`.
 fn listen_address(text: &str) -> Result<SocketAddr, String> {
     if let Ok(port) = text.parse::<u16>() {

@@ -173,7 +173,14 @@ enum Command {
 }
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // An MCP server over stdio has one client: its requests, their calls and the replies are
+    // cheapest on one thread, with no hand-off between workers (a running guest still
+    // yields every fuel slice, so notifications are heard while it runs).
+    let mut builder = match &cli.command {
+        Command::Mcp(args) if args.over_stdio() => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .map_err(|e| Error::Engine(format!("cannot start the async runtime: {e}")))?;
