@@ -27,31 +27,23 @@ impl Listeners {
         self.peers().push(peer);
     }
 
+    /// The clients still connected (those gone are forgotten).
     fn peers(&self) -> std::sync::MutexGuard<'_, Vec<Peer<RoleServer>>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        let mut peers = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        peers.retain(|peer| !peer.is_transport_closed());
+        peers
     }
 
-    /// Tells every client what changed, forgetting those that are gone.
+    /// Tells every client what changed.
     async fn tell_all(&self, scan: &Scan) {
         let peers = self.peers().clone();
-        let mut gone = Vec::new();
-        for (index, peer) in peers.iter().enumerate() {
-            let tools = match scan.tools_changed {
-                true => peer.notify_tool_list_changed().await.is_ok(),
-                false => true,
-            };
-            let prompts = match scan.prompts_changed {
-                true => peer.notify_prompt_list_changed().await.is_ok(),
-                false => true,
-            };
-            if !(tools && prompts) {
-                gone.push(index);
+        for peer in peers {
+            // A client that went away meanwhile cannot be told; the others still are.
+            if scan.tools_changed {
+                let _ = peer.notify_tool_list_changed().await;
             }
-        }
-        let mut peers = self.peers();
-        for index in gone.into_iter().rev() {
-            if index < peers.len() {
-                peers.remove(index);
+            if scan.prompts_changed {
+                let _ = peer.notify_prompt_list_changed().await;
             }
         }
     }

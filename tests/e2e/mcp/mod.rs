@@ -120,6 +120,30 @@ fn terminate(mut child: Child) -> std::process::ExitStatus {
     child.wait().unwrap()
 }
 
+/// The MCP session's run recorded in `store`: its `trace ls` line and what `trace show`
+/// prints of it.
+fn session_run(store: &Path) -> (String, String) {
+    let listed = text_output(&run_with_store(store, &["trace", "ls"]));
+    let line = listed.lines().find(|l| l.contains(" mcp ")).expect(&listed);
+    let run_id = line.split_whitespace().next().unwrap();
+    let shown = text_output(&run_with_store(store, &["trace", "show", run_id]));
+    (line.to_string(), shown)
+}
+
+/// Exports the run of `line` (from [`session_run`]) to a bundle in `dir`, checks that
+/// `baton replay` replays it identically, and returns the bundle.
+fn assert_replays_identically(store: &Path, line: &str, dir: &Path) -> PathBuf {
+    let run_id = line.split_whitespace().next().unwrap();
+    let bundle = dir.join("session.bundle");
+    text_output(&run_with_store(
+        store,
+        &["trace", "export", run_id, "-o", bundle.to_str().unwrap()],
+    ));
+    let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
+    assert!(replayed.starts_with("identical: "), "{replayed}");
+    bundle
+}
+
 /// A directory with `calc` and the fuel bomb `spin`, each with its signature, a copy of
 /// `text-stats` without one, and a copy of `json-query` changed after it was signed.
 fn tools_dir(dir: &Path) -> PathBuf {
@@ -192,19 +216,10 @@ fn a_client_lists_verified_tools_and_a_fuel_bomb_does_not_stop_the_server() {
     assert_eq!(results[2]["structured"], json!({"value": 2.0}));
 
     // The session is one run, each call a step; its bundle replays identically.
-    let listed = text_output(&run_with_store(&store, &["trace", "ls"]));
-    let line = listed.lines().find(|l| l.contains(" mcp ")).expect(&listed);
+    let (line, shown) = session_run(&store);
     assert!(line.contains("failed"), "a call failed: {line}");
-    let run_id = line.split_whitespace().next().unwrap();
-    let shown = text_output(&run_with_store(&store, &["trace", "show", run_id]));
     assert_contains(&shown, &["call:1: calc", "call:2: spin", "call:3: calc"]);
-    let bundle = dir.path().join("session.bundle");
-    text_output(&run_with_store(
-        &store,
-        &["trace", "export", run_id, "-o", bundle.to_str().unwrap()],
-    ));
-    let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
-    assert!(replayed.starts_with("identical: "), "{replayed}");
+    let bundle = assert_replays_identically(&store, &line, dir.path());
     // A replacement replaces the session's component of its name; there is none here.
     let stats = plugin("text-stats.wasm");
     let out = run(&[
@@ -238,23 +253,14 @@ fn a_cancelled_call_stops_its_sandbox_and_is_journaled() {
 
     // The sandbox was stopped then, not at its deadline: the journal says it was cancelled.
     // A cancelled call is not a failure.
-    let listed = text_output(&run_with_store(&store, &["trace", "ls"]));
-    let line = listed.lines().find(|l| l.contains(" mcp ")).expect(&listed);
+    let (line, shown) = session_run(&store);
     assert!(line.contains(" ok "), "{line}");
-    let run_id = line.split_whitespace().next().unwrap();
-    let shown = text_output(&run_with_store(&store, &["trace", "show", run_id]));
     assert_contains(
         &shown,
         &["call:1: sleeper", "cancelled by its caller", "call:2: calc"],
     );
     // The replay stops the sleeper where the record says it was stopped.
-    let bundle = dir.path().join("session.bundle");
-    text_output(&run_with_store(
-        &store,
-        &["trace", "export", run_id, "-o", bundle.to_str().unwrap()],
-    ));
-    let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
-    assert!(replayed.starts_with("identical: "), "{replayed}");
+    assert_replays_identically(&store, &line, dir.path());
 }
 
 #[test]
@@ -375,18 +381,9 @@ fn prompt_components_are_served_as_prompts_and_rendered_as_steps() {
     assert_eq!(steps[4]["structured"], json!({"value": 5.0}));
 
     // The render is a step of the session's run, and its bundle replays.
-    let listed = text_output(&run_with_store(&store, &["trace", "ls"]));
-    let line = listed.lines().find(|l| l.contains(" mcp ")).expect(&listed);
-    let run_id = line.split_whitespace().next().unwrap();
-    let shown = text_output(&run_with_store(&store, &["trace", "show", run_id]));
+    let (line, shown) = session_run(&store);
     assert_contains(&shown, &["render:1: react-prompt", "call:2: calc"]);
-    let bundle = dir.path().join("session.bundle");
-    text_output(&run_with_store(
-        &store,
-        &["trace", "export", run_id, "-o", bundle.to_str().unwrap()],
-    ));
-    let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
-    assert!(replayed.starts_with("identical: "), "{replayed}");
+    assert_replays_identically(&store, &line, dir.path());
 }
 
 #[test]

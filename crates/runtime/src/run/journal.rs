@@ -3,7 +3,7 @@
 //! (replaying and comparing).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use baton_effects::{Divergence, Gate, NoSecrets, Redactor, Sealed};
 use baton_journal::event::{
@@ -67,7 +67,10 @@ impl RunJournal {
         if let Some(r) = &recorder {
             r.run_started(&id, &started_at, command);
         }
-        let mode = Arc::new(Live { recorder });
+        let mode = Arc::new(Live {
+            recorder,
+            sent: Mutex::default(),
+        });
         let run_gate = mode.gate(&id, RUN_CHAIN.into(), Arc::new(NoSecrets));
         Self::started(id, run_gate, mode, command.into(), started_at, policies)
     }

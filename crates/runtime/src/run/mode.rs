@@ -3,9 +3,9 @@
 //! rest of the runtime and the orchestrator never ask which one they hold.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baton_budget::{Hold, Ledger, Spend};
@@ -96,6 +96,9 @@ pub(crate) trait RunMode: Send + Sync {
 /// A live run: effects are performed, and recorded when there is a journal.
 pub(crate) struct Live {
     pub recorder: Option<Recorder>,
+    /// The blobs sent for this run, as (role, digest): each is sent once, however many of
+    /// the run's calls use it.
+    pub sent: Mutex<HashSet<(String, String)>>,
 }
 
 impl RunMode for Live {
@@ -104,7 +107,11 @@ impl RunMode for Live {
     }
 
     fn blob(&self, run: &str, role: &str, digest: &str, bytes: &Arc<[u8]>) {
-        if let Some(recorder) = &self.recorder {
+        let Some(recorder) = &self.recorder else {
+            return;
+        };
+        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        if sent.insert((role.to_string(), digest.to_string())) {
             recorder.blob(run, role, digest, bytes.clone());
         }
     }

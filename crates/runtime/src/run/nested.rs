@@ -9,12 +9,11 @@ use std::sync::atomic::Ordering;
 use baton_effects::{BoxFuture, Sealed};
 use baton_journal::event::{EventKind, ToolCallOutcome};
 use baton_llm::Llm;
-use serde_json::Value;
 
 use super::context::{Invocation, RunContext};
 use super::render::render_input;
-use crate::bindings::types::{Error as HostError, Message, Role, TokenBudget, ToolError};
-use crate::capability::{Caller, HostState, Run};
+use crate::bindings::types::{Error as HostError, Message, TokenBudget, ToolError};
+use crate::capability::{Caller, Run};
 use crate::error::{Error, host_error_parts};
 use crate::plugin::{Entry, Plugin, check_input};
 use baton_core::limits::LimitExceeded;
@@ -119,21 +118,8 @@ impl RunContext {
             let Entry::Prompt(entry) = &invocation.plugin.entry else {
                 unreachable!("add_prompt admits only prompts")
             };
-            let call = async |store: &mut wasmtime::Store<HostState>, instance: &_| {
-                let messages = entry
-                    .load(&mut *store, instance)?
-                    .call_render(&mut *store, vars, &budget)
-                    .await?;
-                Ok(match messages {
-                    Ok(messages) => {
-                        let text = messages_json(&messages);
-                        let _ = rendered.set(messages);
-                        Ok(text)
-                    }
-                    Err(e) => Err(ToolError::Host(e)),
-                })
-            };
-            match ctx.invoke_with(invocation, call).await {
+            let rendering = ctx.render_with(invocation, entry, vars, &budget, &rendered);
+            match rendering.await {
                 Ok((Ok(text), _)) => Ok(text),
                 Ok((Err(ToolError::Host(e)), _)) => Err(e),
                 Ok((Err(e), _)) => Err(HostError::Failed(format!("prompt '{name}' failed: {e:?}"))),
@@ -234,23 +220,6 @@ fn record(
         root,
         tool: name.into(),
     }
-}
-
-/// Rendered messages as journaled: `[{"role": ..., "content": ...}]`.
-pub(super) fn messages_json(messages: &[Message]) -> String {
-    let messages: Vec<Value> = messages
-        .iter()
-        .map(|m| {
-            let role = match m.role {
-                Role::System => "system",
-                Role::User => "user",
-                Role::Assistant => "assistant",
-                Role::Tool => "tool",
-            };
-            serde_json::json!({"role": role, "content": m.content})
-        })
-        .collect();
-    Value::Array(messages).to_string()
 }
 
 /// What a caller receives when the tool it called fails.

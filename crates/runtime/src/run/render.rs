@@ -2,14 +2,15 @@
 //! run's planner. Either way its input, as journaled, is the token budget and the variables,
 //! so that a replay renders it again from the record.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Value, json};
 
 use super::context::{Invocation, RunContext};
-use super::nested::messages_json;
 use crate::bindings::prompt_api::GuestIndices;
-use crate::bindings::types::{TokenBudget, ToolError};
+use baton_sandbox::Usage;
+
+use crate::bindings::types::{Message, Role, TokenBudget, ToolError};
 use crate::error::Error;
 use crate::plugin::ToolCall;
 
@@ -49,18 +50,55 @@ impl RunContext {
                      \"vars\": TEXT}}"
                 ),
             })?;
-        let call = async |store: &mut wasmtime::Store<_>, instance: &_| {
-            let rendered = entry
-                .load(&mut *store, instance)?
-                .call_render(&mut *store, &vars, &budget)
-                .await?;
-            Ok(rendered
-                .map(|messages| messages_json(&messages))
-                .map_err(ToolError::Host))
-        };
-        let (output, usage) = self.invoke_with(invocation, call).await?;
+        let (output, usage) = self
+            .render_with(invocation, entry, &vars, &budget, &OnceLock::new())
+            .await?;
         let output = output.map_err(|error| Error::ToolFailed { tool: name, error })?;
         let output = serde_json::from_str(&output).expect("messages are written as JSON");
         Ok(ToolCall { output, usage })
     }
+
+    /// The prompt of `invocation` (whose entry is `entry`) rendered with `vars` within
+    /// `budget`, sandboxed and journaled: the messages as JSON text (and themselves in
+    /// `rendered`), or the prompt's error.
+    pub(super) async fn render_with(
+        self: &Arc<Self>,
+        invocation: Invocation<'_>,
+        entry: &GuestIndices,
+        vars: &str,
+        budget: &TokenBudget,
+        rendered: &OnceLock<Vec<Message>>,
+    ) -> Result<(Result<String, ToolError>, Usage), Error> {
+        let call = async |store: &mut wasmtime::Store<_>, instance: &_| {
+            let messages = entry
+                .load(&mut *store, instance)?
+                .call_render(&mut *store, vars, budget)
+                .await?;
+            Ok(messages
+                .map(|messages| {
+                    let text = messages_json(&messages);
+                    let _ = rendered.set(messages);
+                    text
+                })
+                .map_err(ToolError::Host))
+        };
+        self.invoke_with(invocation, call).await
+    }
+}
+
+/// Rendered messages as journaled: `[{"role": ..., "content": ...}]`.
+fn messages_json(messages: &[Message]) -> String {
+    let messages: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let role = match m.role {
+                Role::System => "system",
+                Role::User => "user",
+                Role::Assistant => "assistant",
+                Role::Tool => "tool",
+            };
+            serde_json::json!({"role": role, "content": m.content})
+        })
+        .collect();
+    Value::Array(messages).to_string()
 }
