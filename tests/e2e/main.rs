@@ -20,6 +20,7 @@ mod policy;
 mod replay;
 mod run;
 mod secrets;
+mod serve;
 mod server;
 mod signing;
 mod sigstore;

@@ -71,6 +71,18 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "baton-serve",
+        &[
+            "baton-core",
+            "baton-budget",
+            "baton-journal",
+            "baton-llm",
+            "baton-policy",
+            "baton-runtime",
+            "baton-orchestrator",
+        ],
+    ),
+    (
         "baton",
         &[
             "baton-core",
@@ -84,6 +96,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "baton-runtime",
             "baton-orchestrator",
             "baton-mcp",
+            "baton-serve",
         ],
     ),
 ];

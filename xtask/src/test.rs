@@ -63,6 +63,12 @@ const PYTHON_PEERS: &[(&str, &str, &str)] = &[
         "the signature interop tests",
     ),
     ("mcp", "mcp==2.3.0", "the MCP server tests' client"),
+    ("openai", "openai==3.60.0", "the gateway tests' client"),
+    (
+        "prometheus_client",
+        "prometheus_client==0.26.0",
+        "the metrics tests' parser",
+    ),
 ];
 
 /// Installs for the user each of `PYTHON_PEERS` that is missing.

@@ -8,6 +8,7 @@
 //! | [`runtime`] | the [`Host`]: loading signed components, capabilities, calls, runs, replay |
 //! | [`orchestrator`] | workflows: planners, steps run concurrently, results |
 //! | [`mcp`] | Baton as an MCP server |
+//! | [`serve`] | Baton as a service: the OpenAI-compatible gateway, API keys, metrics |
 //! | [`llm`] | model providers, routing, retries, breakers, the completion cache, embeddings |
 //! | [`effects`] | the effect gate (live and replaying) and the world adapters behind it |
 //! | [`sandbox`] | the engine and the limits of one call |
@@ -46,4 +47,5 @@ pub use baton_policy as policy;
 pub use baton_runtime as runtime;
 pub use baton_runtime::{Error, Host, HostOptions, Info, Plugin, ToolCall, testing};
 pub use baton_sandbox as sandbox;
+pub use baton_serve as serve;
 pub use baton_trust as trust;

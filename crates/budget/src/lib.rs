@@ -144,6 +144,27 @@ impl BudgetLimits {
         }
     }
 
+    /// The limits as `parse` reads them ("tokens=300,usd=$0.10"); empty when unlimited.
+    pub fn to_text(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(n) = self.tokens {
+            parts.push(format!("tokens={n}"));
+        }
+        if let Some(usd) = self.usd {
+            parts.push(format!("usd={usd}"));
+        }
+        if let Some(n) = self.calls {
+            parts.push(format!("calls={n}"));
+        }
+        if let Some(n) = self.fuel {
+            parts.push(format!("fuel={n}"));
+        }
+        if let Some(time) = self.time {
+            parts.push(format!("time={}", humantime::format_duration(time)));
+        }
+        parts.join(",")
+    }
+
     pub fn is_unlimited(&self) -> bool {
         *self == BudgetLimits::default()
     }
@@ -199,6 +220,20 @@ impl Ledger {
     /// A run's ledger.
     pub fn run(limits: BudgetLimits) -> Arc<Self> {
         Arc::new(Self::new("run".into(), limits, None))
+    }
+
+    /// A run's ledger inside an account's (an API key's): what the run spends counts
+    /// against both.
+    pub fn run_within(account: &Arc<Ledger>, limits: BudgetLimits) -> Arc<Self> {
+        Arc::new(Self::new("run".into(), limits, Some(account.clone())))
+    }
+
+    /// A long-lived ledger named `scope` (such as "key 'ci'") that has already spent
+    /// `spent`: the runs it pays for are opened with `run_within`.
+    pub fn account(scope: String, limits: BudgetLimits, spent: Spend) -> Arc<Self> {
+        let ledger = Self::new(scope, limits, None);
+        ledger.lock().committed = spent;
+        Arc::new(ledger)
     }
 
     /// A step's ledger inside `run`'s.

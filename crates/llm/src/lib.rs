@@ -13,6 +13,7 @@ mod openai;
 pub mod provider;
 mod retry;
 mod store;
+mod telemetry;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -230,6 +231,21 @@ impl Llm {
         request: &LlmRequest,
         ledger: &Arc<Ledger>,
     ) -> LlmRecord {
+        let mut cache_asked = false;
+        let record = self
+            .serve(requester, request, ledger, &mut cache_asked)
+            .await;
+        telemetry::completion(request, &record, cache_asked);
+        record
+    }
+
+    async fn serve(
+        &self,
+        requester: &Requester<'_>,
+        request: &LlmRequest,
+        ledger: &Arc<Ledger>,
+        cache_asked: &mut bool,
+    ) -> LlmRecord {
         let caller = requester.name;
         let Some(route) = self.route(&request.model) else {
             return LlmRecord::failed("unavailable", Self::no_route(&request.model));
@@ -265,6 +281,7 @@ impl Llm {
         };
         let cached = route.cache && requester.cache.unwrap_or(self.cache_settings.enabled);
         let keys = cached.then(|| Keys::of(request, requester.digest, &self.policy_version));
+        *cache_asked = cached;
         let mut vector = None;
         if let Some(keys) = &keys {
             match self.cached(keys, request).await {
@@ -522,6 +539,7 @@ impl Llm {
 /// Adds a breaker transition to an attempt's record.
 fn note(attempt: &mut LlmAttempt, transition: Option<breaker::Transition>) {
     if let Some(t) = transition {
+        telemetry::breaker(&attempt.provider, t);
         if !attempt.breaker.is_empty() {
             attempt.breaker.push_str(", ");
         }

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use baton_budget::Ledger;
+use baton_runtime::completion::ModelReply;
 use baton_runtime::run::{RunContext, RunJournal};
 use baton_runtime::{Error, Host, RecordedRun, ReplayReport, ToolCall};
 
@@ -19,6 +20,9 @@ pub enum Replayed {
     Calls(Vec<Result<ToolCall, Error>>),
     /// A `baton run`'s result.
     Run(Box<RunResult>),
+    /// The answers to a run of model requests (`baton llm complete`, the gateway of
+    /// `baton serve`).
+    Models(Vec<ModelReply>),
 }
 
 /// Re-runs the run recorded in `bundle` with the recorded inputs and effects, comparing
@@ -31,6 +35,15 @@ pub async fn replay(
     component: Option<&Path>,
 ) -> Result<ReplayReport<Replayed>, Error> {
     let recorded = host.open_recorded(bundle, component).await?;
+    if recorded.is_models() {
+        let report = host.replay_models(recorded).await?;
+        return Ok(ReplayReport {
+            run: report.run,
+            events: report.events,
+            root: report.root,
+            outcome: Replayed::Models(report.outcome),
+        });
+    }
     if !recorded.is_workflow() {
         let report = host.replay_calls(recorded).await?;
         return Ok(ReplayReport {

@@ -191,13 +191,27 @@ impl Host {
     /// Starts journaling a new run of `command` under this host's policies, with the
     /// policy texts its bundle must carry, and the budget it may spend.
     pub fn start_run(&self, command: &str) -> (RunJournal, Arc<Ledger>) {
+        self.start_run_within(command, None)
+    }
+
+    /// `start_run`, with the run's spend counted in `account` too (an API key's ledger)
+    /// when there is one.
+    pub fn start_run_within(
+        &self,
+        command: &str,
+        account: Option<&Arc<Ledger>>,
+    ) -> (RunJournal, Arc<Ledger>) {
         let recorder = self.journal.as_ref().and_then(|j| j.recorder().cloned());
         let policies = self.policy_files.iter().map(|(r, _)| r.clone()).collect();
         let run = RunJournal::live(recorder, command, policies);
         for (reference, text) in &self.policy_files {
             run.blob("policy", &reference.digest, text);
         }
-        (run, Ledger::run(self.budget))
+        let ledger = match account {
+            Some(account) => Ledger::run_within(account, self.budget),
+            None => Ledger::run(self.budget),
+        };
+        (run, ledger)
     }
 
     /// Whether runs are journaled.

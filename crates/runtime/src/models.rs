@@ -23,6 +23,26 @@ pub async fn complete(
     request: LlmRequest,
     ledger: &Arc<Ledger>,
 ) -> LlmOutcome {
+    answer(gate, llm, requester, request, ledger).await.outcome
+}
+
+/// A completion's outcome and where it came from.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub outcome: LlmOutcome,
+    /// A provider, the idempotency store, or a cache tier (see `baton_llm::source` and
+    /// `baton_llm::cache::tier`); empty when nothing answered.
+    pub source: String,
+}
+
+/// `complete`, saying where the answer came from.
+pub async fn answer(
+    gate: &dyn Gate,
+    llm: &Llm,
+    requester: &Requester<'_>,
+    request: LlmRequest,
+    ledger: &Arc<Ledger>,
+) -> Answer {
     let probe = EventKind::Llm {
         attempts: Vec::new(),
         committed: Default::default(),
@@ -40,10 +60,15 @@ pub async fn complete(
         record.into_event(request.clone())
     };
     match gate.exchange(probe, perform).await {
-        Some(EventKind::Llm { outcome, .. }) => outcome,
-        _ => LlmOutcome::Failed {
-            kind: "failed".into(),
-            message: DIVERGED.into(),
+        Some(EventKind::Llm {
+            outcome, source, ..
+        }) => Answer { outcome, source },
+        _ => Answer {
+            outcome: LlmOutcome::Failed {
+                kind: "failed".into(),
+                message: DIVERGED.into(),
+            },
+            source: String::new(),
         },
     }
 }

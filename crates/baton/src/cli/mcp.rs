@@ -56,7 +56,7 @@ impl McpArgs {
 }
 
 /// `PORT` (on 127.0.0.1) or `HOST:PORT`.
-fn listen_address(text: &str) -> Result<SocketAddr, String> {
+pub fn listen_address(text: &str) -> Result<SocketAddr, String> {
     if let Ok(port) = text.parse::<u16>() {
         return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
     }
@@ -111,7 +111,7 @@ pub async fn run(host: Host, args: McpArgs) -> Result<(), Failure> {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn stopped() {
+pub async fn stopped() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {

@@ -5,11 +5,13 @@ mod cache;
 mod call;
 mod eval;
 mod inspect;
+mod keys;
 mod llm;
 mod mcp;
 mod policy;
 mod replay;
 mod run;
+mod serve;
 mod sign;
 mod trace;
 
@@ -146,6 +148,12 @@ enum Command {
     /// Serve the tool components in directories to MCP clients over standard input and
     /// output; the session is journaled as one run
     Mcp(mcp::McpArgs),
+    /// Serve the OpenAI-compatible gateway and Prometheus metrics over HTTP to the holders
+    /// of API keys; every request is journaled as a run
+    Serve(serve::ServeArgs),
+    /// Make, list and revoke the API keys `baton serve` accepts
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Show what a component is: world, name, version, schemas, imports, digest, limits
     Inspect(inspect::InspectArgs),
     /// Re-run a recorded run from its bundle and check that every event is identical
@@ -186,6 +194,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         .map_err(|e| Error::Engine(format!("cannot start the async runtime: {e}")))?;
     let command = match cli.command {
         Command::Trace(command) => return Ok(trace::run(&cli.global.store(), command)?),
+        Command::Keys(command) => {
+            return keys::run(&cli.global.store(), cli.global.budget, command);
+        }
         Command::Keygen(args) => return Ok(sign::keygen(args)?),
         Command::Verify(args) => return Ok(sign::verify(args, &cli.global.policy)?),
         command => command,
@@ -198,6 +209,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Command::Run(_)
                 | Command::Call(_)
                 | Command::Mcp(_)
+                | Command::Serve(_)
                 | Command::Llm(_)
                 | Command::Cache(_)
         ) {
@@ -218,6 +230,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         };
         let done = match command {
             Command::Mcp(args) => return mcp::run(host, args).await,
+            Command::Serve(args) => return serve::run(host, &cli.global.store(), args).await,
             Command::Call(args) => call::run(&mut host, args).await,
             Command::Inspect(args) => inspect::run(&host, args).await,
             Command::Replay(args) => replay::run(&host, args).await,
@@ -226,7 +239,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Command::Eval(args) => eval::run(&host, args).await,
             Command::Cache(command) => cache::run(&host, command),
             Command::Sign(args) => sign::sign(&host, args).await,
-            Command::Run(_) | Command::Trace(_) | Command::Keygen(_) | Command::Verify(_) => {
+            Command::Run(_)
+            | Command::Trace(_)
+            | Command::Keys(_)
+            | Command::Keygen(_)
+            | Command::Verify(_) => {
                 unreachable!("handled above")
             }
         };

@@ -28,6 +28,11 @@ pub async fn run(host: &Host, args: ReplayArgs) -> Result<(), Error> {
                 }
             }
         }
+        Replayed::Models(replies) => {
+            for reply in replies {
+                tracing::info!("replayed answer: {reply:?}");
+            }
+        }
         Replayed::Run(result) => tracing::info!(
             "replayed run: {}, {} steps, output {}",
             result.status.name(),

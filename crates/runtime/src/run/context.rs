@@ -347,8 +347,10 @@ impl RunContext {
                 ..Spend::default()
             });
         }
+        let outcome = outcome_record(&result);
+        record_metrics(plugin.name(), &outcome, &usage);
         gate.emit(EventKind::InvocationEnded {
-            outcome: outcome_record(&result),
+            outcome,
             fuel: usage.fuel,
             peak_memory: usage.peak_memory,
             duration_us: usage.duration.as_micros() as u64,
@@ -362,6 +364,24 @@ impl Access {
     pub fn redactor(&self) -> Arc<dyn Redactor> {
         super::mode::redactor(&self.secrets)
     }
+}
+
+/// Tells the process's metrics recorder about a finished invocation (nothing is recorded
+/// when no recorder is installed).
+fn record_metrics(component: &str, outcome: &InvocationOutcome, usage: &Usage) {
+    let ended = match outcome {
+        InvocationOutcome::Returned { .. } => "ok",
+        InvocationOutcome::ToolError { .. } => "tool_error",
+        InvocationOutcome::Limit { .. } => "limit",
+        InvocationOutcome::Trap { .. } => "trap",
+        InvocationOutcome::Cancelled => "cancelled",
+    };
+    let component = component.to_string();
+    metrics::counter!("baton_calls_total", "component" => component.clone(), "outcome" => ended)
+        .increment(1);
+    metrics::histogram!("baton_call_duration_seconds", "component" => component.clone())
+        .record(usage.duration.as_secs_f64());
+    metrics::counter!("baton_fuel_consumed_total", "component" => component).increment(usage.fuel);
 }
 
 /// How an invocation ended, as journaled.
