@@ -23,7 +23,7 @@ mod session;
 mod step;
 
 pub use replay::{Replayed, replay};
-pub use resume::resume;
+pub use resume::{resume, resume_with};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,13 +31,15 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use baton_budget::Ledger;
+use baton_budget::{BudgetLimits, Ledger};
 use baton_effects::{Divergence, NoSecrets};
 use baton_journal::event::EventKind;
 use baton_runtime::bindings::types::ToolInfo;
+use baton_runtime::host::RunStart;
 use baton_runtime::plugin::Entry;
 use baton_runtime::run::{RunContext, RunJournal, RunRecord};
 use baton_runtime::{Error, Host, Info, Plugin};
+use tokio_util::sync::CancellationToken;
 
 use progress::{Progress, ProgressSink};
 use result::{RunResult, Totals};
@@ -66,32 +68,115 @@ pub async fn run(
     request: RunRequest<'_>,
     progress: Arc<dyn ProgressSink>,
 ) -> Result<WorkflowRun, Error> {
-    check_planner(&request.planner)?;
-    let (journal, ledger) = host.start_run("run");
-    let ctx = RunContext::live(host, journal.chains());
-    let components = ctx.tools().values().chain(ctx.prompts().values());
-    for plugin in std::iter::once(&request.planner).chain(components) {
-        journal.blob(
-            "component",
-            &plugin.loaded.digest.to_string(),
-            &plugin.loaded.bytes,
-        );
-    }
-    let (record, result) = drive(
+    launch(host, &request.planner, Launch::default())?
+        .run(request, progress)
+        .await
+}
+
+/// How a run is launched when not as `baton run` launches it: with components of its own,
+/// a budget of its own, spending from an account, cancellable.
+#[derive(Default)]
+pub struct Launch<'a> {
+    /// The run's id (`None`: a new one).
+    pub id: Option<String>,
+    /// The tools and prompts of the run (`None`: those the host holds).
+    pub components: Option<(Arc<ByName>, Arc<ByName>)>,
+    /// The run's budget (`None`: the host's).
+    pub budget: Option<BudgetLimits>,
+    /// A ledger the run's spend also counts against (an API key's).
+    pub account: Option<&'a Arc<Ledger>>,
+    /// Cancelling it stops the steps in flight and the planner loop.
+    pub cancel: CancellationToken,
+}
+
+/// Components by name.
+pub type ByName = BTreeMap<String, Arc<Plugin>>;
+
+/// A run journaled from its start, not yet driven: its id is known.
+pub struct Launched {
+    ctx: Arc<RunContext>,
+    journal: RunJournal,
+    ledger: Arc<Ledger>,
+    cancel: CancellationToken,
+    recording: bool,
+}
+
+/// Starts journaling a run of `planner` as `how` says.
+pub fn launch(host: &Host, planner: &Plugin, how: Launch<'_>) -> Result<Launched, Error> {
+    check_planner(planner)?;
+    let (journal, ledger) = host.start_run_as(RunStart {
+        command: "run",
+        id: how.id,
+        budget: how.budget,
+        account: how.account,
+    });
+    let ctx = match how.components {
+        Some((tools, prompts)) => RunContext::live_with(host, journal.chains(), tools, prompts),
+        None => RunContext::live(host, journal.chains()),
+    };
+    Ok(Launched {
         ctx,
         journal,
-        request,
-        None,
-        BTreeMap::new(),
         ledger,
-        progress,
-    )
-    .await
-    .expect("a live run records, it cannot diverge");
-    Ok(WorkflowRun {
-        run: Some(record).filter(|_| host.recording()),
-        result,
+        cancel: how.cancel,
+        recording: host.recording(),
     })
+}
+
+impl Launched {
+    /// The run's id, as the journal knows it.
+    pub fn id(&self) -> &str {
+        self.journal.id()
+    }
+
+    /// Drives the run to its end.
+    pub async fn run(
+        self,
+        request: RunRequest<'_>,
+        progress: Arc<dyn ProgressSink>,
+    ) -> Result<WorkflowRun, Error> {
+        let Launched {
+            ctx,
+            journal,
+            ledger,
+            cancel,
+            recording,
+        } = self;
+        let components = ctx.tools().values().chain(ctx.prompts().values());
+        for plugin in std::iter::once(&request.planner).chain(components) {
+            journal.blob(
+                "component",
+                &plugin.loaded.digest.to_string(),
+                &plugin.loaded.bytes,
+            );
+        }
+        let (record, result) = drive(
+            ctx,
+            journal,
+            request,
+            None,
+            BTreeMap::new(),
+            Controls {
+                ledger,
+                progress,
+                cancel,
+            },
+        )
+        .await
+        .expect("a live run records, it cannot diverge");
+        Ok(WorkflowRun {
+            run: Some(record).filter(|_| recording),
+            result,
+        })
+    }
+}
+
+/// What governs a run while it runs: the ledger it spends from, where its progress goes,
+/// and what cancels it.
+pub(crate) struct Controls {
+    pub ledger: Arc<Ledger>,
+    pub progress: Arc<dyn ProgressSink>,
+    pub cancel: CancellationToken,
 }
 
 /// Runs the orchestration in `journal` (live or replaying) and finishes it; a replay that
@@ -102,8 +187,11 @@ pub(crate) async fn drive(
     request: RunRequest<'_>,
     recorded: Option<&EventKind>,
     resumable: BTreeMap<String, resume::Resumed>,
-    ledger: Arc<Ledger>,
-    progress: Arc<dyn ProgressSink>,
+    Controls {
+        ledger,
+        progress,
+        cancel,
+    }: Controls,
 ) -> Result<(RunRecord, RunResult), Divergence> {
     let tools: BTreeMap<String, ToolInfo> = ctx
         .tools()
@@ -163,6 +251,7 @@ pub(crate) async fn drive(
         warned: false,
         planner_fuel: 0,
         resumable,
+        cancel,
     };
     let ending = run.plan_and_run().await?;
     let budget = run.ledger.report();

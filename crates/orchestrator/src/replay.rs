@@ -4,13 +4,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use baton_budget::Ledger;
 use baton_runtime::completion::ModelReply;
 use baton_runtime::run::{RunContext, RunJournal};
 use baton_runtime::{Error, Host, RecordedRun, ReplayReport, ToolCall};
 
 use crate::result::RunResult;
-use crate::{RunRequest, check_planner, drive, progress, recorded};
+use crate::{Controls, RunRequest, check_planner, drive, progress, recorded};
 
 /// What a replay reproduced (a recorded failure replays as the same failure).
 #[derive(Debug)]
@@ -106,8 +108,11 @@ async fn replay_workflow(
         request,
         Some(workflow),
         BTreeMap::new(),
-        ledger,
-        Arc::new(progress::Quiet),
+        Controls {
+            ledger,
+            progress: Arc::new(progress::Quiet),
+            cancel: CancellationToken::new(),
+        },
     )
     .await
     .map_err(Error::Diverged)?;

@@ -19,6 +19,9 @@ pub enum RunStatus {
     BudgetExceeded,
     /// The planner asked for more steps or decisions than `max_steps`.
     MaxSteps,
+    /// Its caller cancelled it (the runs API of `baton serve`): the steps in flight were
+    /// stopped and the planner was not asked again.
+    Cancelled,
 }
 
 impl RunStatus {
@@ -28,6 +31,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::BudgetExceeded => "budget_exceeded",
             RunStatus::MaxSteps => "max_steps",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 }

@@ -20,7 +20,7 @@ use baton_runtime::{Error, Host};
 
 use super::progress::ProgressSink;
 use super::recorded::RecordedWorkflow;
-use super::{RunRequest, WorkflowRun, drive};
+use super::{Controls, Launch, RunRequest, WorkflowRun, drive};
 
 /// A step output a resumed run takes over instead of running the step again.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +122,17 @@ pub async fn resume(
     run: &str,
     progress: Arc<dyn ProgressSink>,
 ) -> Result<WorkflowRun, Error> {
+    resume_with(host, run, progress, Launch::default()).await
+}
+
+/// `resume`, with the new run's id, budget, account and cancellation as `how` says (its
+/// components are the recorded ones).
+pub async fn resume_with(
+    host: &Host,
+    run: &str,
+    progress: Arc<dyn ProgressSink>,
+    how: Launch<'_>,
+) -> Result<WorkflowRun, Error> {
     let refuse = |reason: String| Error::Resume {
         run: run.to_string(),
         reason,
@@ -171,7 +182,7 @@ pub async fn resume(
         return Err(refuse("its run does not start with run_started".into()));
     };
     let recorder = journal.recorder().cloned();
-    let resumed = RunJournal::live(recorder.clone(), "run", policies.clone());
+    let resumed = RunJournal::live(recorder.clone(), how.id, "run", policies.clone());
     for (digest, bytes) in journal.blobs(&summary.run, "policy")? {
         resumed.blob("policy", &digest, &bytes.into());
     }
@@ -189,15 +200,22 @@ pub async fn resume(
         input: &input,
         settings: &settings,
     };
-    let ledger = Ledger::run(host.budget());
+    let budget = how.budget.unwrap_or(host.budget());
+    let ledger = match how.account {
+        Some(account) => Ledger::run_within(account, budget),
+        None => Ledger::run(budget),
+    };
     let (record, result) = drive(
         ctx,
         resumed,
         request,
         Some(workflow),
         completed(&events),
-        ledger,
-        progress,
+        Controls {
+            ledger,
+            progress,
+            cancel: how.cancel,
+        },
     )
     .await
     .expect("a live run records, it cannot diverge");

@@ -171,6 +171,7 @@ impl Orchestrator<'_> {
                     .policy()
                     .step_budget(&step.tool, self.ctx.tools()[&step.tool].subject()),
             ),
+            cancel: self.cancel.clone(),
             started: self.started,
         })
     }

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use baton_budget::Ledger;
 use baton_effects::Divergence;
+use baton_journal::event::{EventKind, RUN_CHAIN};
 use baton_runtime::bindings::types::{Decision, RunState, StepResult, ToolError, ToolInfo};
 use baton_runtime::plugin::Entry;
 use baton_runtime::run::{Invocation, RunContext, RunJournal};
@@ -51,6 +52,8 @@ pub(crate) struct Orchestrator<'a> {
     pub(crate) planner_fuel: u64,
     /// Outputs of an interrupted run's steps, by id, that this run takes over.
     pub(crate) resumable: BTreeMap<String, resume::Resumed>,
+    /// Cancelled when the run's caller cancels it.
+    pub(crate) cancel: CancellationToken,
 }
 
 impl Orchestrator<'_> {
@@ -65,6 +68,13 @@ impl Orchestrator<'_> {
             decisions,
         };
         loop {
+            if self.cancelled_before(decisions) {
+                return Ok(end(
+                    RunStatus::Cancelled,
+                    format!("the run was cancelled after {decisions} planner decisions"),
+                    decisions,
+                ));
+            }
             if decisions >= max {
                 return Ok(end(
                     RunStatus::MaxSteps,
@@ -132,6 +142,24 @@ impl Orchestrator<'_> {
                 return Ok(end(RunStatus::BudgetExceeded, reason, decisions));
             }
         }
+    }
+
+    /// Whether the run stops before planner decision `decision`: live, when its caller
+    /// cancelled it; in a replay, where the recorded run stopped (it ended cancelled without
+    /// that decision).
+    fn cancelled_before(&self, decision: u32) -> bool {
+        let Some(recorded) = self.ctx.recorded_chain(RUN_CHAIN) else {
+            return self.cancel.is_cancelled();
+        };
+        let step = format!("plan:{decision}");
+        let cancelled = recorded.iter().any(|e| {
+            matches!(&e.kind, EventKind::RunEnded { status, .. }
+                if status == RunStatus::Cancelled.name())
+        });
+        cancelled
+            && !recorded
+                .iter()
+                .any(|e| matches!(&e.kind, EventKind::StepStarted { step: s, .. } if *s == step))
     }
 
     /// The planner's `finish`: its output with references to step outputs filled in.
@@ -212,7 +240,7 @@ impl Orchestrator<'_> {
             timeout: None,
             depth: 0,
             ledger,
-            cancel: CancellationToken::new(),
+            cancel: self.cancel.clone(),
         };
         let result = self.ctx.invoke_with(invocation, call).await;
         let digest = planner.loaded.digest.to_string();

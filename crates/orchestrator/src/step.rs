@@ -43,6 +43,8 @@ pub(super) struct StepJob {
     /// (see `resume`).
     pub taken_over: Option<(EventKind, String)>,
     pub ledger: Arc<Ledger>,
+    /// Cancelled when the run is.
+    pub cancel: CancellationToken,
     /// When the run started.
     pub started: Instant,
 }
@@ -308,7 +310,7 @@ impl StepJob {
                 timeout: self.timeout,
                 depth: 0,
                 ledger: self.ledger.clone(),
-                cancel: CancellationToken::new(),
+                cancel: self.cancel.clone(),
             })
             .await;
         (name, Some(gate), result)
@@ -319,6 +321,7 @@ impl StepJob {
 /// refused, the policy or the budget said no.
 fn retryable(error: &Error) -> bool {
     !is_budget(error)
+        && !error.is_cancelled()
         && !matches!(
             error,
             Error::InputNotJson { .. }

@@ -14,7 +14,7 @@ use baton_llm::cache::Cache;
 use baton_llm::embedding::cosine;
 
 use crate::error::Error;
-use crate::host::Host;
+use crate::host::{Host, RunStart};
 use crate::models;
 use crate::recorded::{RecordedRun, ReplayReport};
 use crate::run::{RunJournal, RunRecord};
@@ -115,7 +115,10 @@ impl Host {
     /// Sends `request` through the policy's routes for `asker`, journaled as a run of its
     /// own, under the host's budget and the asker's account.
     pub async fn complete_as(&self, request: LlmRequest, asker: Asker<'_>) -> CompletionRun {
-        let (mut run, ledger) = self.start_run_within(asker.command, asker.account);
+        let (mut run, ledger) = self.start_run_as(RunStart {
+            account: asker.account,
+            ..RunStart::new(asker.command)
+        });
         let gate = run
             .start_step(STEP, COMPLETION_TOOL, "", Arc::new(NoSecrets))
             .expect("a live run records, it cannot diverge");
@@ -142,7 +145,10 @@ impl Host {
     /// Embeds `texts` with the policy's embedding model `model` for `asker`, journaled as a
     /// run of its own (with the texts, so that its bundle replays).
     pub async fn embed_as(&self, model: &str, texts: &[String], asker: Asker<'_>) -> EmbeddingRun {
-        let (mut run, _) = self.start_run_within(asker.command, asker.account);
+        let (mut run, _) = self.start_run_as(RunStart {
+            account: asker.account,
+            ..RunStart::new(asker.command)
+        });
         let json: Arc<[u8]> = serde_json::to_vec(texts).expect("strings serialize").into();
         let digest = baton_effects::http::encode_body(&json).0;
         run.blob(TEXTS_BLOB, &digest, &json);

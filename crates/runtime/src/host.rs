@@ -19,6 +19,30 @@ use crate::run::RunJournal;
 use crate::runner::Runner;
 use crate::trust::PolicyTrust;
 
+/// How a run starts: what it is recorded as, what it may spend, and from whose account.
+#[derive(Debug, Clone)]
+pub struct RunStart<'a> {
+    /// The `command` the run is recorded with.
+    pub command: &'a str,
+    /// Its id (`None`: a new one).
+    pub id: Option<String>,
+    /// Its budget (`None`: the host's).
+    pub budget: Option<BudgetLimits>,
+    /// A ledger its spend also counts against (an API key's).
+    pub account: Option<&'a Arc<Ledger>>,
+}
+
+impl<'a> RunStart<'a> {
+    pub fn new(command: &'a str) -> Self {
+        Self {
+            command,
+            id: None,
+            budget: None,
+            account: None,
+        }
+    }
+}
+
 /// How to build a `Host`.
 #[derive(Debug, Clone, Default)]
 pub struct HostOptions {
@@ -191,25 +215,21 @@ impl Host {
     /// Starts journaling a new run of `command` under this host's policies, with the
     /// policy texts its bundle must carry, and the budget it may spend.
     pub fn start_run(&self, command: &str) -> (RunJournal, Arc<Ledger>) {
-        self.start_run_within(command, None)
+        self.start_run_as(RunStart::new(command))
     }
 
-    /// `start_run`, with the run's spend counted in `account` too (an API key's ledger)
-    /// when there is one.
-    pub fn start_run_within(
-        &self,
-        command: &str,
-        account: Option<&Arc<Ledger>>,
-    ) -> (RunJournal, Arc<Ledger>) {
+    /// Starts journaling a new run as `start` says.
+    pub fn start_run_as(&self, start: RunStart<'_>) -> (RunJournal, Arc<Ledger>) {
         let recorder = self.journal.as_ref().and_then(|j| j.recorder().cloned());
         let policies = self.policy_files.iter().map(|(r, _)| r.clone()).collect();
-        let run = RunJournal::live(recorder, command, policies);
+        let run = RunJournal::live(recorder, start.id, start.command, policies);
+        let budget = start.budget.unwrap_or(self.budget);
         for (reference, text) in &self.policy_files {
             run.blob("policy", &reference.digest, text);
         }
-        let ledger = match account {
-            Some(account) => Ledger::run_within(account, self.budget),
-            None => Ledger::run(self.budget),
+        let ledger = match start.account {
+            Some(account) => Ledger::run_within(account, budget),
+            None => Ledger::run(budget),
         };
         (run, ledger)
     }

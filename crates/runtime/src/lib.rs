@@ -40,7 +40,7 @@ pub use baton_trust::check as trust;
 pub use call::ToolRun;
 pub use capability::Grant;
 pub use error::Error;
-pub use host::{Host, HostOptions};
+pub use host::{Host, HostOptions, RunStart};
 pub use plugin::{Info, Plugin, ToolCall};
 pub use recorded::{RecordedRun, ReplayReport};
 pub use run::RunRecord;

@@ -6,13 +6,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use baton_budget::{Ledger, Spend};
 use baton_runtime::Host;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::keys::{KeyRecord, Keys};
+use crate::library::Library;
+use crate::runs::Runs;
 
 pub struct App {
     pub host: Arc<Host>,
     pub keys: Keys,
     pub metrics: PrometheusHandle,
+    pub library: Library,
+    pub runs: Runs,
+    /// Cancelled when the server stops.
+    pub shutdown: CancellationToken,
     /// Each key's ledger, made on its first request from what the store says it spent.
     accounts: Mutex<HashMap<String, Account>>,
 }
@@ -24,11 +31,21 @@ struct Account {
 }
 
 impl App {
-    pub fn new(host: Arc<Host>, keys: Keys, metrics: PrometheusHandle) -> Self {
+    pub fn new(
+        host: Arc<Host>,
+        keys: Keys,
+        metrics: PrometheusHandle,
+        library: Library,
+        runs: Runs,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             host,
             keys,
             metrics,
+            library,
+            runs,
+            shutdown,
             accounts: Mutex::default(),
         }
     }

@@ -1,6 +1,6 @@
 //! API keys: made by `baton keys create`, shown once, stored only as their SHA-256 hash
 //! (a key is 32 random bytes, so a fast hash is as strong as a slow one), each with its
-//! scopes, its budget and what it has spent so far. Kept in `keys.db` beside the journal.
+//! scopes, its budget and what it has spent so far. Kept in `serve.db` beside the journal.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -145,9 +145,9 @@ const COLUMNS: &str = "id, name, scopes, budget, created_at, revoked_at, spent_t
                        spent_nano_usd, spent_calls, spent_fuel";
 
 impl Keys {
-    /// The key store beside the journal `journal` (`keys.db` in its directory).
+    /// The key store beside the journal `journal` (`serve.db` in its directory).
     pub fn beside(journal: &Path) -> Result<Self, KeyError> {
-        Self::open(&journal.with_file_name("keys.db"))
+        Self::open(&crate::store_beside(journal))
     }
 
     pub fn open(path: &Path) -> Result<Self, KeyError> {

@@ -1,7 +1,7 @@
-//! Baton as a service (`baton serve`): an OpenAI-compatible gateway, Prometheus metrics,
-//! and the API keys that say who may use them and what each may spend. It adds no policy,
-//! budget or journal logic of its own: a gateway request is a run like any other,
-//! journaled and replayable.
+//! Baton as a service (`baton serve`): a runs API, an OpenAI-compatible gateway,
+//! Prometheus metrics, and the API keys that say who may use them and what each may spend.
+//! It adds no policy, budget or journal logic of its own: a submitted run or a gateway
+//! request is a run like any other, journaled and replayable.
 
 mod app;
 mod auth;
@@ -9,8 +9,11 @@ mod body;
 mod error;
 mod gateway;
 pub mod keys;
+mod library;
 mod metrics;
+mod runs;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,27 +29,57 @@ pub use app::App;
 pub use error::ApiError;
 pub use gateway::{CACHE_HEADER, COMMAND as GATEWAY_COMMAND, RUN_HEADER};
 use keys::Keys;
+use library::Library;
+pub use runs::RunLimits;
+use runs::{RunTable, Runs};
 
 /// How often what keys spent is written to the key store while the server runs (and once
 /// more when it stops).
 const STORE_SPEND_EVERY: Duration = Duration::from_millis(500);
+
+/// The file beside the journal `journal` that holds the server's keys and runs.
+pub fn store_beside(journal: &Path) -> PathBuf {
+    journal.with_file_name("serve.db")
+}
 
 /// How the server is run.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// The largest request body accepted, in bytes.
     pub max_body: usize,
+    pub runs: RunLimits,
+    /// Directories of the workflows runs may name.
+    pub workflows: Vec<PathBuf>,
+    /// Directories inside which runs may name components.
+    pub components: Vec<PathBuf>,
+    /// How long a stopping server waits for its runs before it leaves them interrupted.
+    pub grace: Duration,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self { max_body: 4 << 20 }
+        Self {
+            max_body: 4 << 20,
+            runs: RunLimits {
+                max_runs: 4,
+                queue: 64,
+            },
+            workflows: Vec::new(),
+            components: Vec::new(),
+            grace: Duration::from_secs(30),
+        }
     }
 }
 
 /// The API's routes over `app`.
 pub fn router(app: Arc<App>, options: &ServeOptions) -> Router {
     Router::new()
+        .route("/v1/runs", post(runs::create).get(runs::list))
+        .route("/v1/runs/{id}", get(runs::get))
+        .route("/v1/runs/{id}/events", get(runs::events))
+        .route("/v1/runs/{id}/bundle", get(runs::bundle))
+        .route("/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/v1/runs/{id}/resume", post(runs::resume))
         .route("/v1/chat/completions", post(gateway::chat_completions))
         .route("/v1/embeddings", post(gateway::embeddings))
         .route("/v1/models", get(gateway::models))
@@ -71,16 +104,30 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-/// Serves the API of `host` on `listener` until `shutdown` is cancelled; then stops
-/// accepting, lets requests in flight finish, and writes what keys spent.
+/// Serves the API of `host` (whose journal is at `journal`) on `listener` until `shutdown`
+/// is cancelled (`ready` is called once requests are accepted); then stops accepting, lets requests in flight finish, waits up to the
+/// grace period for runs in flight (leaving the rest interrupted, to resume later), and
+/// writes what keys spent.
 pub async fn serve(
     host: Arc<Host>,
-    keys: Keys,
+    journal: &Path,
     options: ServeOptions,
     listener: TcpListener,
+    ready: impl FnOnce(),
     shutdown: CancellationToken,
 ) -> Result<(), String> {
-    let app = Arc::new(App::new(host, keys, metrics::recorder()?));
+    let keys = Keys::beside(journal).map_err(|e| e.to_string())?;
+    let table = RunTable::open(&store_beside(journal))?;
+    let runs = Runs::new(table, options.runs)?;
+    let library = Library::new(host.clone(), &options.workflows, &options.components)?;
+    let app = Arc::new(App::new(
+        host,
+        keys,
+        metrics::recorder()?,
+        library,
+        runs,
+        shutdown.clone(),
+    ));
     let flushing = {
         let (app, stop) = (app.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -90,9 +137,23 @@ pub async fn serve(
             }
         })
     };
+    ready();
     let served = axum::serve(listener, router(app.clone(), &options))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await;
+    let tasks = &app.runs.tasks;
+    tasks.close();
+    if tokio::time::timeout(options.grace, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "runs still in flight after {}: left interrupted (POST /v1/runs/ID/resume \
+             continues one)",
+            humantime::format_duration(options.grace)
+        );
+        app.runs.interrupt_all();
+    }
     let _ = flushing.await;
     app.store_spend();
     served.map_err(|e| format!("the server stopped: {e}"))

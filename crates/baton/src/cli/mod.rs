@@ -45,7 +45,9 @@ impl Failure {
             Failure::Usage(_) => exit::BAD_INPUT,
             Failure::RunEnded { status, .. } => match status {
                 RunStatus::BudgetExceeded | RunStatus::MaxSteps => exit::LIMIT,
-                RunStatus::Failed | RunStatus::Succeeded => exit::TOOL_FAILED,
+                RunStatus::Failed | RunStatus::Succeeded | RunStatus::Cancelled => {
+                    exit::TOOL_FAILED
+                }
             },
         }
     }

@@ -1,12 +1,13 @@
-//! `baton serve`: the OpenAI-compatible gateway and metrics over HTTP, for the keys of
-//! `baton keys`.
+//! `baton serve`: the runs API, the OpenAI-compatible gateway and metrics over HTTP, for
+//! the keys of `baton keys`.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use baton::policy::values;
-use baton::serve::ServeOptions;
-use baton::serve::keys::Keys;
+use baton::serve::{RunLimits, ServeOptions};
 use baton::{Error, Host};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
@@ -22,10 +23,28 @@ pub struct ServeArgs {
     /// The largest request body accepted, e.g. "4 MiB"
     #[arg(long, default_value = "4 MiB", value_parser = values::output, value_name = "SIZE")]
     max_body: u64,
+    /// A directory of workflow files runs may name; may be repeated
+    #[arg(long, value_name = "DIR")]
+    workflows: Vec<PathBuf>,
+    /// A directory inside which runs may name planners, tools and prompts by path; may be
+    /// repeated
+    #[arg(long, value_name = "DIR")]
+    components: Vec<PathBuf>,
+    /// Runs that run at once
+    #[arg(long, default_value_t = 4, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    max_runs: u16,
+    /// Runs that may wait for a slot; one more is refused (429)
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    queue: usize,
+    /// How long a stopping server waits for runs in flight before leaving them interrupted
+    /// (to resume later)
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    grace: Duration,
 }
 
-pub async fn run(host: Host, store: &std::path::Path, args: ServeArgs) -> Result<(), Failure> {
-    let keys = Keys::beside(store).map_err(|e| Failure::Usage(e.to_string()))?;
+pub async fn run(host: Host, store: &Path, args: ServeArgs) -> Result<(), Failure> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| {
@@ -37,7 +56,6 @@ pub async fn run(host: Host, store: &std::path::Path, args: ServeArgs) -> Result
     let address = listener
         .local_addr()
         .map_err(|e| Error::Engine(format!("the listening socket: {e}")))?;
-    eprintln!("baton serve: listening on http://{address}");
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -47,8 +65,16 @@ pub async fn run(host: Host, store: &std::path::Path, args: ServeArgs) -> Result
     });
     let options = ServeOptions {
         max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+        runs: RunLimits {
+            max_runs: args.max_runs.into(),
+            queue: args.queue,
+        },
+        workflows: args.workflows,
+        components: args.components,
+        grace: args.grace,
     };
-    baton::serve::serve(Arc::new(host), keys, options, listener, shutdown)
+    let ready = || eprintln!("baton serve: listening on http://{address}");
+    baton::serve::serve(Arc::new(host), store, options, listener, ready, shutdown)
         .await
         .map_err(Failure::Usage)
 }

@@ -78,12 +78,22 @@ impl RunContext {
         chains: Chains,
         tools: Arc<BTreeMap<String, Arc<Plugin>>>,
     ) -> Arc<Self> {
+        Self::live_with(host, chains, tools, host.prompts.clone())
+    }
+
+    /// A live run's context with `tools` and `prompts` of its own (rather than the host's).
+    pub fn live_with(
+        host: &Host,
+        chains: Chains,
+        tools: Arc<BTreeMap<String, Arc<Plugin>>>,
+        prompts: Arc<BTreeMap<String, Arc<Plugin>>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             runner: host.runner.clone(),
             policy: host.policy.clone(),
             overrides: host.overrides,
             tools,
-            prompts: host.prompts.clone(),
+            prompts,
             bounds: host.policy.tool_bounds(),
             chains,
             calls: AtomicU32::new(0),

@@ -60,9 +60,20 @@ pub struct RunJournal {
 }
 
 impl RunJournal {
-    /// Starts recording a new run of `command` under `policies`.
-    pub fn live(recorder: Option<Recorder>, command: &str, policies: Vec<PolicyRef>) -> Self {
-        let id = ulid::Ulid::generate().to_string().to_lowercase();
+    /// The run's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Starts recording a new run of `command` under `policies`, as `id` (`None`: a new
+    /// id).
+    pub fn live(
+        recorder: Option<Recorder>,
+        id: Option<String>,
+        command: &str,
+        policies: Vec<PolicyRef>,
+    ) -> Self {
+        let id = id.unwrap_or_else(new_run_id);
         let started_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         if let Some(r) = &recorder {
             r.run_started(&id, &started_at, command);
@@ -87,7 +98,9 @@ impl RunJournal {
                 .or_default()
                 .push(event.clone());
         }
-        let run_chain = chains.remove(RUN_CHAIN).unwrap_or_default();
+        // The run chain stays among the others too: the orchestrator reads where a recorded
+        // run stopped from it.
+        let run_chain = chains.get(RUN_CHAIN).cloned().unwrap_or_default();
         let (command, policies) = match run_chain.first().map(|e| &e.kind) {
             Some(EventKind::RunStarted {
                 command, policies, ..
@@ -222,4 +235,9 @@ impl RunJournal {
             denials: self.denials,
         })
     }
+}
+
+/// A new run id: a ULID in lower case (they sort by time).
+pub fn new_run_id() -> String {
+    ulid::Ulid::generate().to_string().to_lowercase()
 }
