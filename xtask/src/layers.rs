@@ -76,6 +76,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "baton-core",
             "baton-budget",
             "baton-journal",
+            "baton-effects",
             "baton-llm",
             "baton-policy",
             "baton-runtime",

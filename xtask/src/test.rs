@@ -69,6 +69,11 @@ const PYTHON_PEERS: &[(&str, &str, &str)] = &[
         "prometheus_client==0.26.0",
         "the metrics tests' parser",
     ),
+    (
+        "standardwebhooks",
+        "standardwebhooks==1.3.0",
+        "the webhook tests' receiver",
+    ),
 ];
 
 /// Installs for the user each of `PYTHON_PEERS` that is missing.

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::keys::{KeyRecord, Keys};
 use crate::library::Library;
 use crate::runs::Runs;
+use crate::webhooks::HookTable;
 
 pub struct App {
     pub host: Arc<Host>,
@@ -18,6 +19,7 @@ pub struct App {
     pub metrics: PrometheusHandle,
     pub library: Library,
     pub runs: Runs,
+    pub hooks: HookTable,
     /// Cancelled when the server stops.
     pub shutdown: CancellationToken,
     /// Each key's ledger, made on its first request from what the store says it spent.
@@ -37,6 +39,7 @@ impl App {
         metrics: PrometheusHandle,
         library: Library,
         runs: Runs,
+        hooks: HookTable,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -45,6 +48,7 @@ impl App {
             metrics,
             library,
             runs,
+            hooks,
             shutdown,
             accounts: Mutex::default(),
         }

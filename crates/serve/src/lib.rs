@@ -1,4 +1,4 @@
-//! Baton as a service (`baton serve`): a runs API, an OpenAI-compatible gateway,
+//! Baton as a service (`baton serve`): a runs API with webhooks, an OpenAI-compatible gateway,
 //! Prometheus metrics, and the API keys that say who may use them and what each may spend.
 //! It adds no policy, budget or journal logic of its own: a submitted run or a gateway
 //! request is a run like any other, journaled and replayable.
@@ -12,6 +12,7 @@ pub mod keys;
 mod library;
 mod metrics;
 mod runs;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -80,6 +81,8 @@ pub fn router(app: Arc<App>, options: &ServeOptions) -> Router {
         .route("/v1/runs/{id}/bundle", get(runs::bundle))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/runs/{id}/resume", post(runs::resume))
+        .route("/v1/webhooks", post(webhooks::register).get(webhooks::list))
+        .route("/v1/webhooks/{id}", axum::routing::delete(webhooks::delete))
         .route("/v1/chat/completions", post(gateway::chat_completions))
         .route("/v1/embeddings", post(gateway::embeddings))
         .route("/v1/models", get(gateway::models))
@@ -120,12 +123,14 @@ pub async fn serve(
     let table = RunTable::open(&store_beside(journal))?;
     let runs = Runs::new(table, options.runs)?;
     let library = Library::new(host.clone(), &options.workflows, &options.components)?;
+    let hooks = webhooks::HookTable::open(&store_beside(journal))?;
     let app = Arc::new(App::new(
         host,
         keys,
         metrics::recorder()?,
         library,
         runs,
+        hooks,
         shutdown.clone(),
     ));
     let flushing = {

@@ -1,8 +1,10 @@
 //! `baton serve`, driven by clients Baton did not write: OpenAI's Python SDK against the
-//! gateway, Prometheus's parser against the metrics, reqwest and curl against the runs API.
+//! gateway, Prometheus's parser against the metrics, reqwest and curl against the runs API, Python's
+//! `standardwebhooks` against the webhooks.
 
 mod gateway;
 mod runs;
+mod webhooks;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;

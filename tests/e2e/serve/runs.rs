@@ -14,13 +14,13 @@ use super::{Api, Served, make_key};
 use crate::common::*;
 
 /// A server's directories: workflows, components (the allowlists) and its journal.
-struct Setup {
+pub(super) struct Setup {
     dir: tempfile::TempDir,
-    store: PathBuf,
+    pub store: PathBuf,
 }
 
 impl Setup {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         for sub in ["workflows", "components"] {
             std::fs::create_dir(dir.path().join(sub)).unwrap();
@@ -43,7 +43,7 @@ impl Setup {
 
     /// Writes workflow `name` (static planner, the components directory's tools) with
     /// `body`.
-    fn workflow(&self, name: &str, body: &str) {
+    pub fn workflow(&self, name: &str, body: &str) {
         let text = format!(
             "planner = {:?}\ntools = [{:?}]\n{body}",
             self.path("components/static.wasm"),
@@ -53,7 +53,12 @@ impl Setup {
     }
 
     fn serve(&self, extra: &[&str]) -> Served {
-        let policy = write_policy(self.dir.path(), "");
+        self.serve_with("", extra)
+    }
+
+    /// `serve` under a policy of `policy`'s text.
+    pub fn serve_with(&self, policy: &str, extra: &[&str]) -> Served {
+        let policy = write_policy(self.dir.path(), policy);
         let (workflows, components) = (self.path("workflows"), self.path("components"));
         let mut args = vec![
             "--workflows",
@@ -66,7 +71,7 @@ impl Setup {
     }
 }
 
-const FANOUT: &str = r#"
+pub(super) const FANOUT: &str = r#"
 task = "measure a sentence"
 
 [input]
@@ -120,7 +125,7 @@ fn all_events(served: &Served, id: &str, key: &str) -> Vec<(String, Value)> {
     seen
 }
 
-fn submit(api: &Api, key: &str, body: Value) -> (u16, Value) {
+pub(super) fn submit(api: &Api, key: &str, body: Value) -> (u16, Value) {
     api.send("POST", "/v1/runs", Some(key), &body.to_string())
 }
 

@@ -170,10 +170,13 @@ fn start(
     let tracked = Tracked::new(id.clone(), QUEUED);
     app.runs.live().insert(id, tracked.clone());
     let (app, account) = (app.clone(), caller.account.clone());
-    app.runs
-        .tasks
-        .clone()
-        .spawn(submit::execute(app.clone(), tracked, work, account));
+    let key_id = caller.key.id.clone();
+    app.runs.tasks.clone().spawn(submit::execute(
+        app.clone(),
+        tracked,
+        work,
+        (key_id, account),
+    ));
     Ok(())
 }
 

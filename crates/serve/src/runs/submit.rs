@@ -17,6 +17,7 @@ use super::tracker::{Sink, Tracked};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::library::Library;
+use crate::webhooks;
 
 /// The body of `POST /v1/runs`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -148,9 +149,14 @@ impl Work {
     }
 }
 
-/// Runs `work` as the tracked run once a slot is free, spending from `account`; records
-/// how it ended.
-pub async fn execute(app: Arc<App>, tracked: Arc<Tracked>, work: Work, account: Arc<Ledger>) {
+/// Runs `work` as the tracked run of key `key_id` once a slot is free, spending from its
+/// `account`; records how it ended and delivers that to the key's webhooks.
+pub async fn execute(
+    app: Arc<App>,
+    tracked: Arc<Tracked>,
+    work: Work,
+    (key_id, account): (String, Arc<Ledger>),
+) {
     let runs = &app.runs;
     let permit = tokio::select! {
         permit = runs.slots.clone().acquire_owned() => permit.ok(),
@@ -178,6 +184,7 @@ pub async fn execute(app: Arc<App>, tracked: Arc<Tracked>, work: Work, account: 
         tracing::error!("{e}");
     }
     runs.release(&tracked.id);
+    webhooks::deliver_run(&app, &key_id, &tracked.id, &status, result);
 }
 
 /// Drives the run: its status and its result (or why it could not run).
