@@ -74,6 +74,11 @@ const PYTHON_PEERS: &[(&str, &str, &str)] = &[
         "standardwebhooks==1.3.0",
         "the webhook tests' receiver",
     ),
+    (
+        "opentelemetry.proto",
+        "opentelemetry-proto==1.45.2",
+        "the trace tests' receiver",
+    ),
 ];
 
 /// Installs for the user each of `PYTHON_PEERS` that is missing.

@@ -9,8 +9,17 @@ use clap::Parser;
 fn main() -> ExitCode {
     baton::llm::pin_thread_count();
     let args = cli::Cli::parse();
-    cli::init_logging(args.global.verbose);
-    match cli::run(args) {
+    let telemetry =
+        match cli::telemetry::init(args.global.verbose, args.global.otlp_endpoint.as_deref()) {
+            Ok(telemetry) => telemetry,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(baton::exit::BAD_INPUT);
+            }
+        };
+    let done = cli::run(args);
+    drop(telemetry);
+    match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
+use tracing::Instrument;
 
 use baton_budget::{Hold, Ledger, Spend, Usd};
 use baton_journal::event::{EventKind, LlmAttempt, LlmOutcome, LlmRequest, SpendRecord};
@@ -232,10 +233,13 @@ impl Llm {
         ledger: &Arc<Ledger>,
     ) -> LlmRecord {
         let mut cache_asked = false;
+        let span = telemetry::span(request, self.route(&request.model));
         let record = self
             .serve(requester, request, ledger, &mut cache_asked)
+            .instrument(span.clone())
             .await;
         telemetry::completion(request, &record, cache_asked);
+        telemetry::finish(&span, &record);
         record
     }
 

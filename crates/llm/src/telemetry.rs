@@ -1,7 +1,12 @@
 //! What the LLM layer tells the process's metrics recorder (rendered by `baton serve` at
-//! `/metrics`; nothing is recorded when no recorder is installed).
+//! `/metrics`; nothing is recorded when no recorder is installed), and the span of each
+//! request, with the OpenTelemetry GenAI semantic conventions' attributes (exported over
+//! OTLP when `--otlp-endpoint` is given).
 
 use baton_journal::event::{LlmOutcome, LlmRequest};
+
+use baton_policy::llm::ModelRoute;
+use tracing::field::Empty;
 
 use crate::LlmRecord;
 use crate::breaker::Transition;
@@ -69,4 +74,46 @@ pub fn breaker(provider: &str, transition: Transition) {
         "transition" => transition
     )
     .increment(1);
+}
+
+/// The span of one completion request (`route`: the model's route, when it has one).
+pub fn span(request: &LlmRequest, route: Option<&ModelRoute>) -> tracing::Span {
+    tracing::info_span!(
+        "llm call",
+        otel.name = format!("chat {}", request.model),
+        otel.kind = "client",
+        gen_ai.operation.name = "chat",
+        gen_ai.provider.name = route.map_or("", |r| r.provider.as_str()),
+        gen_ai.request.model = request.model.as_str(),
+        gen_ai.request.max_tokens = i64::from(request.max_tokens),
+        gen_ai.request.temperature = request.temperature.as_str(),
+        gen_ai.response.model = Empty,
+        gen_ai.response.finish_reasons = Empty,
+        gen_ai.usage.input_tokens = Empty,
+        gen_ai.usage.output_tokens = Empty,
+        baton.llm.source = Empty,
+        error.type = Empty,
+    )
+}
+
+/// Records on `span` how the request ended.
+pub fn finish(span: &tracing::Span, record: &LlmRecord) {
+    span.record("baton.llm.source", record.source.as_str());
+    match &record.outcome {
+        LlmOutcome::Completed {
+            model,
+            input_tokens,
+            output_tokens,
+            finish_reason,
+            ..
+        } => {
+            span.record("gen_ai.response.model", model.as_str());
+            span.record("gen_ai.response.finish_reasons", finish_reason.as_str());
+            span.record("gen_ai.usage.input_tokens", i64::from(*input_tokens));
+            span.record("gen_ai.usage.output_tokens", i64::from(*output_tokens));
+        }
+        LlmOutcome::Failed { kind, .. } => {
+            span.record("error.type", kind.as_str());
+        }
+    }
 }

@@ -40,6 +40,7 @@ use baton_runtime::plugin::Entry;
 use baton_runtime::run::{RunContext, RunJournal, RunRecord};
 use baton_runtime::{Error, Host, Info, Plugin};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use progress::{Progress, ProgressSink};
 use result::{RunResult, Totals};
@@ -179,9 +180,34 @@ pub(crate) struct Controls {
     pub cancel: CancellationToken,
 }
 
-/// Runs the orchestration in `journal` (live or replaying) and finishes it; a replay that
-/// diverges stops at the first divergence.
+/// Runs the orchestration in `journal` (live or replaying) and finishes it, in a span of
+/// its own; a replay that diverges stops at the first divergence.
 pub(crate) async fn drive(
+    ctx: Arc<RunContext>,
+    journal: RunJournal,
+    request: RunRequest<'_>,
+    recorded: Option<&EventKind>,
+    resumable: BTreeMap<String, resume::Resumed>,
+    controls: Controls,
+) -> Result<(RunRecord, RunResult), Divergence> {
+    let span = tracing::info_span!(
+        "run",
+        otel.name = format!("run {}", request.settings.name),
+        baton.run.id = journal.id(),
+        baton.workflow = request.settings.name.as_str(),
+        baton.planner = request.planner.name(),
+        baton.status = tracing::field::Empty,
+    );
+    let done = orchestrate(ctx, journal, request, recorded, resumable, controls)
+        .instrument(span.clone())
+        .await;
+    if let Ok((_, result)) = &done {
+        span.record("baton.status", result.status.name());
+    }
+    done
+}
+
+async fn orchestrate(
     ctx: Arc<RunContext>,
     mut journal: RunJournal,
     request: RunRequest<'_>,

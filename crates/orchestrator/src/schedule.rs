@@ -6,6 +6,7 @@ use baton_effects::Divergence;
 use baton_journal::event::{EventKind, step_chain};
 use baton_runtime::bindings::types::{StepResult, ToolError};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::plan::PlannedStep;
 use crate::progress::Progress;
@@ -92,7 +93,7 @@ impl Orchestrator<'_> {
                 self.step_ended(done, &mut status, &mut slots, &mut out_of_budget);
             }
             for job in launch {
-                tasks.spawn(job.run());
+                tasks.spawn(job.run().in_current_span());
             }
             // Enter finished steps in the run chain in plan order.
             while let Some(done) = slots.get_mut(recorded).and_then(Option::take) {

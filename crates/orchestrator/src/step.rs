@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use baton_budget::Ledger;
 use baton_core::limits::LimitKind;
@@ -105,6 +106,16 @@ impl StepDone {
 
 impl StepJob {
     pub async fn run(self) -> StepDone {
+        let span = tracing::info_span!(
+            "step",
+            otel.name = format!("step {}", self.id),
+            baton.step.id = self.id.as_str(),
+            baton.tool = self.plugin.name(),
+        );
+        self.attempts().instrument(span).await
+    }
+
+    async fn attempts(self) -> StepDone {
         let started_ms = self.started.elapsed().as_millis() as u64;
         let job = Arc::new(self);
         let Tried {
@@ -223,7 +234,7 @@ impl StepJob {
         for replicate in 1..=self.replicates {
             let base = format!("{}#{replicate}", self.id);
             let job = self.clone();
-            tasks.spawn(async move { (replicate, job.tried(base).await) });
+            tasks.spawn(async move { (replicate, job.tried(base).await) }.in_current_span());
         }
         let mut runs = Vec::new();
         while let Some(joined) = tasks.join_next().await {

@@ -4,6 +4,7 @@
 
 mod gateway;
 mod runs;
+mod traces;
 mod webhooks;
 
 use std::io::{BufRead, BufReader, Read};

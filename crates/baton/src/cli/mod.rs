@@ -13,6 +13,7 @@ mod replay;
 mod run;
 mod serve;
 mod sign;
+pub mod telemetry;
 mod trace;
 
 use std::path::PathBuf;
@@ -105,6 +106,15 @@ pub struct GlobalArgs {
     /// Show more of what happens (-v: call statistics, -vv: debug logs); RUST_LOG overrides
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
+    /// Send traces (a span per run, step, tool call and LLM call) to this OpenTelemetry
+    /// collector's OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl GlobalArgs {
@@ -251,24 +261,6 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         };
         Ok(done?)
     })
-}
-
-pub fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .without_time()
-        .init();
 }
 
 /// `text`, or all of standard input when it is "-".

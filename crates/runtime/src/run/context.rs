@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use baton_budget::{Ledger, Spend};
 use baton_core::limits::{LimitExceeded, LimitKind, OutputStream};
 use baton_effects::{Gate, Redactor};
@@ -318,9 +320,21 @@ impl RunContext {
             secrets: &secrets,
             preopens: &preopens,
         };
+        // A span per call, named as the OpenTelemetry GenAI conventions name tool calls.
+        let span = tracing::info_span!(
+            "tool call",
+            otel.name = format!("execute_tool {}", plugin.name()),
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = plugin.name(),
+            baton.world = %plugin.loaded.shape.world,
+            baton.component.digest = %plugin.loaded.digest,
+            baton.fuel = tracing::field::Empty,
+            baton.outcome = tracing::field::Empty,
+        );
         let Outcome { mut result, usage } = self
             .runner
             .run(&plugin.pre, grant, &enforced, &cancel, Some(caller), call)
+            .instrument(span.clone())
             .await;
         // A replayed interruption stops where the recorded one did (its fuel ran out, or, for
         // a call blocked in the host, the wall-clock net struck): it ends as recorded.
@@ -358,7 +372,10 @@ impl RunContext {
             });
         }
         let outcome = outcome_record(&result);
-        record_metrics(plugin.name(), &outcome, &usage);
+        let ended = record_metrics(plugin.name(), &outcome, &usage);
+        // As a signed integer: OpenTelemetry has no unsigned one (an unsigned value is sent as text).
+        span.record("baton.fuel", i64::try_from(usage.fuel).unwrap_or(i64::MAX));
+        span.record("baton.outcome", ended);
         gate.emit(EventKind::InvocationEnded {
             outcome,
             fuel: usage.fuel,
@@ -377,8 +394,8 @@ impl Access {
 }
 
 /// Tells the process's metrics recorder about a finished invocation (nothing is recorded
-/// when no recorder is installed).
-fn record_metrics(component: &str, outcome: &InvocationOutcome, usage: &Usage) {
+/// when no recorder is installed); returns how it ended, in a word.
+fn record_metrics(component: &str, outcome: &InvocationOutcome, usage: &Usage) -> &'static str {
     let ended = match outcome {
         InvocationOutcome::Returned { .. } => "ok",
         InvocationOutcome::ToolError { .. } => "tool_error",
@@ -392,6 +409,7 @@ fn record_metrics(component: &str, outcome: &InvocationOutcome, usage: &Usage) {
     metrics::histogram!("baton_call_duration_seconds", "component" => component.clone())
         .record(usage.duration.as_secs_f64());
     metrics::counter!("baton_fuel_consumed_total", "component" => component).increment(usage.fuel);
+    ended
 }
 
 /// How an invocation ended, as journaled.
