@@ -37,6 +37,7 @@ const RATIOS: &[(&str, &str)] = &[
     ("fanout/baton_p8", "fanout/native_p8"),
     ("fanout/baton_p32", "fanout/native_p32"),
     ("mcp_call/stdio", "mcp_call/library"),
+    ("gateway/miss", "gateway/direct"),
 ];
 
 /// Prints the criterion medians of the ratio pairs that were measured.

@@ -20,7 +20,6 @@
 //!
 //! Run with `cargo xtask bench`.
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,10 +30,11 @@ use baton::llm::{Llm, Requester};
 use baton::policy::Policy;
 use baton::runtime::models;
 use criterion::{Criterion, criterion_group};
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+
+#[allow(dead_code)]
+mod common;
+
+use common::serve_completions;
 
 fn ledger(c: &mut Criterion) {
     let mut group = c.benchmark_group("ledger");
@@ -89,46 +89,6 @@ fn ledger(c: &mut Criterion) {
         })
     });
     group.finish();
-}
-
-/// A chat-completions server on loopback that answers every request at once, keeping
-/// connections alive. Returns its port.
-async fn serve_completions() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let answer = Bytes::from(
-        serde_json::json!({
-            "choices": [{"message": {"role": "assistant", "content": "ok"},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 12, "completion_tokens": 1}
-        })
-        .to_string(),
-    );
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let answer = answer.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |_request| {
-                    let answer = answer.clone();
-                    async move {
-                        Ok::<_, Infallible>(
-                            hyper::Response::builder()
-                                .header("content-type", "application/json")
-                                .body(Full::new(answer))
-                                .unwrap(),
-                        )
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    port
 }
 
 /// A caller of the library, not a plugin.

@@ -94,9 +94,11 @@ impl Orchestrator<'_> {
             let decision = match decision {
                 Ok(decision) => decision,
                 Err(e) => {
-                    let status = match step::is_budget(&e) {
-                        true => RunStatus::BudgetExceeded,
-                        false => RunStatus::Failed,
+                    let status = match (step::is_budget(&e), e.is_cancelled()) {
+                        (true, _) => RunStatus::BudgetExceeded,
+                        // Cancelled while the planner was deciding.
+                        (_, true) => RunStatus::Cancelled,
+                        _ => RunStatus::Failed,
                     };
                     let reason = format!("planner '{planner}' failed: {e}");
                     self.progress.report(Progress::Error {

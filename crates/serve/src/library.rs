@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use axum::http::StatusCode;
+use baton_core::Digest;
 use baton_orchestrator::ByName;
 use baton_orchestrator::workflow::Workflow;
 use baton_runtime::plugin::{Entry, wasm_files};
@@ -84,11 +85,28 @@ impl Library {
         let workflow = Workflow::load(&path).map_err(|reason| {
             ApiError::bad_request(format!("workflow '{name}' cannot be used: {reason}"))
         })?;
-        if !workflow.policies.is_empty() {
-            return Err(ApiError::bad_request(format!(
-                "workflow '{name}' layers policy files of its own; a server runs every run \
-                 under its own policies (baton serve --policy): move them there"
-            )));
+        // A server runs every run under its own policies: a workflow's must be among them.
+        let enforced: Vec<Digest> = self
+            .host
+            .policy()
+            .texts()
+            .map(|(_, text)| Digest::of(text.as_bytes()))
+            .collect();
+        for policy in &workflow.policies {
+            let text = std::fs::read(policy).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "workflow '{name}': cannot read its policy {}: {e}",
+                    policy.display()
+                ))
+            })?;
+            if !enforced.contains(&Digest::of(&text)) {
+                return Err(ApiError::bad_request(format!(
+                    "workflow '{name}' layers {}, which the server does not enforce: start \
+                     it with --policy {}",
+                    policy.display(),
+                    policy.display()
+                )));
+            }
         }
         Ok(workflow)
     }

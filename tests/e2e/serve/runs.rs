@@ -192,6 +192,8 @@ fn a_run_streams_its_events_and_its_bundle_replays_for_its_key_only() {
     assert_eq!(listed["next"], id.as_str());
     let (status, _) = submit(&api, &gateway_only, json!({"workflow": "fanout"}));
     assert_eq!(status, 403);
+    let (status, answer) = api.send("GET", &format!("/v1/runs/{id}"), None, "");
+    assert_eq!((status, answer["error"]["code"].clone()), (401, json!("missing_api_key")));
     // A run that has ended cannot be cancelled.
     let (status, answer) = api.send("POST", &format!("/v1/runs/{id}/cancel"), Some(&alice), "");
     assert_eq!(
@@ -255,6 +257,27 @@ fn requests_outside_the_allowlists_are_refused() {
     }
     let (_, listed) = api.send("GET", "/v1/runs", Some(&key), "");
     assert_eq!(listed["data"], json!([]), "a refused request starts no run");
+    // A workflow's policies must be among the server's: this one is not.
+    let own = std::fs::read_to_string(setup.path("workflows/fanout.toml")).unwrap();
+    std::fs::write(setup.path("workflows/extra.toml"), "[budget]\ncalls = 3\n").unwrap();
+    std::fs::write(
+        setup.path("workflows/own.toml"),
+        format!("policy = [\"extra.toml\"]\n{own}"),
+    )
+    .unwrap();
+    let (status, answer) = submit(&api, &key, json!({"workflow": "own"}));
+    assert_eq!(status, 400, "{answer}");
+    assert_contains(
+        answer["error"]["message"].as_str().unwrap(),
+        &["extra.toml", "does not enforce", "--policy"],
+    );
+    // A server that enforces it runs it.
+    drop(served);
+    let extra = setup.path("workflows/extra.toml");
+    let served = setup.serve(&["--policy", extra.to_str().unwrap()]);
+    let api = Api::new(&served.address);
+    let (status, answer) = submit(&api, &key, json!({"workflow": "own"}));
+    assert_eq!(status, 202, "{answer}");
 }
 
 /// A run of the static planner over one step that blocks (the sleeper): `timeout` bounds

@@ -1,0 +1,258 @@
+//! `baton serve` under load: the real binary, against a keep-alive chat-completions server
+//! on loopback that answers at once.
+//!
+//! Criterion, one request at a time on a keep-alive connection:
+//! - `gateway/direct`: a chat completion POSTed to the upstream server itself;
+//! - `gateway/miss`: the same request through the gateway (key check, routing, the key's
+//!   budget, breaker, the journaled run), with the cache off.
+//!
+//! Then a load generator keeps 64 connections busy and prints the p50 and p99 latency of:
+//! the upstream directly; the gateway with the cache off; the gateway with the cache on and
+//! a miss (the exact tier, then the semantic tier's embedding, both asked); exact-tier hits;
+//! semantic-tier hits (the same question, spaced differently each time, so that only the
+//! semantic tier can answer); and `POST /v1/runs` of a run that does nothing, with the rate
+//! of runs submitted.
+//!
+//! Run with `cargo xtask bench -- serve`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group};
+use serde_json::{Value, json};
+
+#[allow(dead_code)]
+mod common;
+
+use common::{plugin, serve_completions};
+
+/// Connections the load generator keeps busy.
+const CONNECTIONS: usize = 64;
+
+/// A running `baton serve` and the key to call it with.
+struct Served {
+    child: Child,
+    base: String,
+    key: String,
+}
+
+impl Served {
+    /// `baton serve` with its journal in `dir`, under a policy routing model `test` to the
+    /// upstream on `port`, with the cache on or off.
+    fn start(dir: &Path, port: u16, cache: bool, extra: &[&str]) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let policy = dir.join("policy.toml");
+        std::fs::write(
+            &policy,
+            format!(
+                "[llm.providers.up]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\n\
+                 \n[llm.models.test]\nprovider = \"up\"\n\n[cache]\nenabled = {cache}\n"
+            ),
+        )
+        .unwrap();
+        let baton = |args: &[&str]| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_baton"));
+            command
+                .env("BATON_STORE", dir.join("journal.db"))
+                .env("BATON_CACHE_DIR", dir.join("cache"))
+                .env_remove("BATON_POLICY")
+                .args(["--policy", policy.to_str().unwrap()])
+                .args(args);
+            command
+        };
+        let made = baton(&["keys", "create", "--name", "bench"])
+            .output()
+            .unwrap();
+        let key = String::from_utf8(made.stdout).unwrap().trim().to_string();
+        let mut child = baton(&["serve", "--listen", "0"])
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("listening on") {
+            line.clear();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "baton serve exited");
+        }
+        // The rest of its standard error is drained so that it never blocks on it.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        let base = line.split("http://").nth(1).unwrap().trim().to_string();
+        Self { child, base, key }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chat(prompt: &str) -> Value {
+    json!({"model": "test", "max_tokens": 16, "temperature": 0,
+           "messages": [{"role": "user", "content": prompt}]})
+}
+
+/// POSTs `body` to `url` (with `key`), checking the answer is a success.
+async fn post(client: &reqwest::Client, url: &str, key: Option<&str>, body: &Value) {
+    let mut request = client.post(url).json(body);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    response.bytes().await.unwrap();
+}
+
+fn single(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = rt.block_on(serve_completions());
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(&dir.path().join("off"), port, false, &[]);
+    let client = reqwest::Client::new();
+    let direct = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    let gateway = format!("http://{}/v1/chat/completions", served.base);
+    let body = chat("What is the capital of France?");
+    let mut group = c.benchmark_group("gateway");
+    group.bench_function("direct", |b| {
+        b.to_async(&rt)
+            .iter(|| post(&client, &direct, None, &body))
+    });
+    group.bench_function("miss", |b| {
+        b.to_async(&rt)
+            .iter(|| post(&client, &gateway, Some(&served.key), &body))
+    });
+    group.finish();
+}
+
+/// `total` requests over `CONNECTIONS` connections, request `i` made by `make(i)`; every
+/// request's latency, sorted, and the whole load's duration.
+fn load<F, Fut>(rt: &tokio::runtime::Runtime, total: usize, make: F) -> (Vec<Duration>, Duration)
+where
+    F: Fn(reqwest::Client, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let make = Arc::new(make);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut latencies: Vec<Duration> = rt.block_on(async {
+        let workers: Vec<_> = (0..CONNECTIONS)
+            .map(|_| {
+                let (make, next) = (make.clone(), next.clone());
+                tokio::spawn(async move {
+                    // One client per worker: one keep-alive connection each.
+                    let client = reqwest::Client::builder()
+                        .pool_max_idle_per_host(1)
+                        .build()
+                        .unwrap();
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= total {
+                            return mine;
+                        }
+                        let began = Instant::now();
+                        make(client.clone(), i).await;
+                        mine.push(began.elapsed());
+                    }
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for worker in workers {
+            all.extend(worker.await.unwrap());
+        }
+        all
+    });
+    let elapsed = started.elapsed();
+    latencies.sort();
+    (latencies, elapsed)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn report(name: &str, (latencies, elapsed): &(Vec<Duration>, Duration)) {
+    println!(
+        "  {name:<34} p50 {:>9.1} µs   p99 {:>9.1} µs   {:>8.0} requests/s",
+        percentile(latencies, 0.5).as_secs_f64() * 1e6,
+        percentile(latencies, 0.99).as_secs_f64() * 1e6,
+        latencies.len() as f64 / elapsed.as_secs_f64()
+    );
+}
+
+/// The load phase: every measure at 64 connections.
+fn under_load() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = rt.block_on(serve_completions());
+    let dir = tempfile::tempdir().unwrap();
+    let workflows = dir.path().join("workflows");
+    std::fs::create_dir_all(&workflows).unwrap();
+    std::fs::write(
+        workflows.join("noop.toml"),
+        format!(
+            "name = \"noop\"\nplanner = {:?}\n\n[config]\nsteps = []\n",
+            plugin("planners/static.wasm")
+        ),
+    )
+    .unwrap();
+    let off = Served::start(&dir.path().join("off"), port, false, &[]);
+    let on = Served::start(
+        &dir.path().join("on"),
+        port,
+        true,
+        &[
+            "--workflows",
+            workflows.to_str().unwrap(),
+            "--max-runs",
+            "2",
+            "--queue",
+            "1000000",
+        ],
+    );
+    println!("under load: {CONNECTIONS} connections");
+    let direct = Arc::new(format!("http://127.0.0.1:{port}/v1/chat/completions"));
+    let body = Arc::new(chat("What is the capital of France?"));
+    let measure = |name: &str, total: usize, url: Arc<String>, key: Option<String>, body: Arc<dyn Fn(usize) -> Value + Send + Sync>| {
+        let result = load(&rt, total, move |client, i| {
+            let (url, key, body) = (url.clone(), key.clone(), body.clone());
+            async move { post(&client, &url, key.as_deref(), &body(i)).await }
+        });
+        report(name, &result);
+    };
+    let same = {
+        let body = body.clone();
+        Arc::new(move |_| (*body).clone()) as Arc<dyn Fn(usize) -> Value + Send + Sync>
+    };
+    let chat_url = |served: &Served| Arc::new(format!("http://{}/v1/chat/completions", served.base));
+    measure("upstream directly", 20_000, direct, None, same.clone());
+    measure("gateway, cache off", 20_000, chat_url(&off), Some(off.key.clone()), same.clone());
+    let distinct = Arc::new(|i: usize| chat(&format!("Question number {i}: what is {i} squared?")));
+    measure("gateway, cache miss", 5_000, chat_url(&on), Some(on.key.clone()), distinct);
+    // The answer is cached by the first request; every later one is an exact hit.
+    measure("gateway, exact hit", 20_000, chat_url(&on), Some(on.key.clone()), same);
+    let spaced = Arc::new(|i: usize| {
+        let (before, after) = (" ".repeat(i / 64 + 1), " ".repeat(i % 64 + 1));
+        chat(&format!("{before}What is the capital of France?{after}"))
+    });
+    measure("gateway, semantic hit", 5_000, chat_url(&on), Some(on.key.clone()), spaced);
+    let runs = Arc::new(format!("http://{}/v1/runs", on.base));
+    let noop = Arc::new(|_| json!({"workflow": "noop"}));
+    measure("runs API, submit a no-op run", 10_000, runs, Some(on.key.clone()), noop);
+}
+
+criterion_group!(benches, single);
+
+fn main() {
+    benches();
+    under_load();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+}
