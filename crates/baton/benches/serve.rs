@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group};
+use criterion::Criterion;
 use serde_json::{Value, json};
 
 #[allow(dead_code)]
@@ -98,36 +98,132 @@ fn chat(prompt: &str) -> Value {
            "messages": [{"role": "user", "content": prompt}]})
 }
 
-/// POSTs `body` to `url` (with `key`), checking the answer is a success.
-async fn post(client: &reqwest::Client, url: &str, key: Option<&str>, body: &Value) {
+/// POSTs `body` to `url` (with `key`), checking the answer is a success; returns the
+/// answer's `x-baton-cache` header.
+async fn post(client: &reqwest::Client, url: &str, key: Option<&str>, body: &Value) -> String {
     let mut request = client.post(url).json(body);
     if let Some(key) = key {
         request = request.bearer_auth(key);
     }
     let response = request.send().await.unwrap();
     assert!(response.status().is_success(), "{}", response.status());
+    let tier = response
+        .headers()
+        .get("x-baton-cache")
+        .map_or("", |v| v.to_str().unwrap())
+        .to_string();
     response.bytes().await.unwrap();
+    tier
 }
 
-fn single(c: &mut Criterion) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let port = rt.block_on(serve_completions());
-    let dir = tempfile::tempdir().unwrap();
-    let served = Served::start(&dir.path().join("off"), port, false, &[]);
+/// `post`, checking which tier of the cache answered (a semantic tier that cannot embed
+/// would silently measure misses).
+async fn post_answered_by(
+    tier: &str,
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    body: &Value,
+) {
+    let answered = post(client, url, Some(key), body).await;
+    assert_eq!(answered, tier, "is BATON_MODELS set? `cargo xtask bench` sets it");
+}
+
+/// The upstream, and a server with the cache off and one with it on (which also serves a
+/// workflow that does nothing).
+struct Fixture {
+    rt: tokio::runtime::Runtime,
+    port: u16,
+    off: Served,
+    on: Served,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let port = rt.block_on(serve_completions());
+        let dir = tempfile::tempdir().unwrap();
+        let workflows = dir.path().join("workflows");
+        std::fs::create_dir_all(&workflows).unwrap();
+        std::fs::write(
+            workflows.join("noop.toml"),
+            format!(
+                "name = \"noop\"\nplanner = {:?}\n\n[config]\nsteps = []\n",
+                plugin("planners/static.wasm")
+            ),
+        )
+        .unwrap();
+        let off = Served::start(&dir.path().join("off"), port, false, &[]);
+        let on = Served::start(
+            &dir.path().join("on"),
+            port,
+            true,
+            &[
+                "--workflows",
+                workflows.to_str().unwrap(),
+                "--max-runs",
+                "2",
+                "--queue",
+                "1000000",
+            ],
+        );
+        Self {
+            rt,
+            port,
+            off,
+            on,
+            _dir: dir,
+        }
+    }
+}
+
+/// The question of the semantic hits, spaced differently for each `i`: only the semantic
+/// tier can answer it.
+fn spaced(i: usize) -> Value {
+    let gap = |n: usize| " ".repeat(n + 1);
+    let (a, b, c) = (gap(i % 32), gap(i / 32 % 32), gap(i / 1024));
+    chat(&format!("{a}What is the capital{b}of France?{c}"))
+}
+
+fn single(c: &mut Criterion, fixture: &Fixture) {
+    let Fixture { rt, port, off, on, .. } = fixture;
     let client = reqwest::Client::new();
     let direct = format!("http://127.0.0.1:{port}/v1/chat/completions");
-    let gateway = format!("http://{}/v1/chat/completions", served.base);
+    let url = |served: &Served, path: &str| format!("http://{}{path}", served.base);
     let body = chat("What is the capital of France?");
     let mut group = c.benchmark_group("gateway");
     group.bench_function("direct", |b| {
-        b.to_async(&rt)
-            .iter(|| post(&client, &direct, None, &body))
+        b.to_async(rt).iter(|| post(&client, &direct, None, &body))
     });
+    let gateway = url(off, "/v1/chat/completions");
     group.bench_function("miss", |b| {
-        b.to_async(&rt)
-            .iter(|| post(&client, &gateway, Some(&served.key), &body))
+        b.to_async(rt)
+            .iter(|| post(&client, &gateway, Some(&off.key), &body))
+    });
+    let cached = url(on, "/v1/chat/completions");
+    // The answer every hit is served from.
+    rt.block_on(post(&client, &cached, Some(&on.key), &body));
+    group.bench_function("exact_hit", |b| {
+        b.to_async(rt)
+            .iter(|| post_answered_by("exact", &client, &cached, &on.key, &body))
+    });
+    let next = AtomicUsize::new(100_000);
+    group.bench_function("semantic_hit", |b| {
+        b.to_async(rt).iter(|| {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let body = spaced(i);
+            let (client, cached) = (&client, &cached);
+            async move { post_answered_by("semantic", client, cached, &on.key, &body).await }
+        })
     });
     group.finish();
+    let runs = url(on, "/v1/runs");
+    let noop = json!({"workflow": "noop"});
+    c.benchmark_group("runs").bench_function("submit", |b| {
+        b.to_async(rt)
+            .iter(|| post(&client, &runs, Some(&on.key), &noop))
+    });
 }
 
 /// `total` requests over `CONNECTIONS` connections, request `i` made by `make(i)`; every
@@ -188,71 +284,46 @@ fn report(name: &str, (latencies, elapsed): &(Vec<Duration>, Duration)) {
 }
 
 /// The load phase: every measure at 64 connections.
-fn under_load() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let port = rt.block_on(serve_completions());
-    let dir = tempfile::tempdir().unwrap();
-    let workflows = dir.path().join("workflows");
-    std::fs::create_dir_all(&workflows).unwrap();
-    std::fs::write(
-        workflows.join("noop.toml"),
-        format!(
-            "name = \"noop\"\nplanner = {:?}\n\n[config]\nsteps = []\n",
-            plugin("planners/static.wasm")
-        ),
-    )
-    .unwrap();
-    let off = Served::start(&dir.path().join("off"), port, false, &[]);
-    let on = Served::start(
-        &dir.path().join("on"),
-        port,
-        true,
-        &[
-            "--workflows",
-            workflows.to_str().unwrap(),
-            "--max-runs",
-            "2",
-            "--queue",
-            "1000000",
-        ],
-    );
+fn under_load(fixture: &Fixture) {
+    let Fixture { rt, port, off, on, .. } = fixture;
     println!("under load: {CONNECTIONS} connections");
-    let direct = Arc::new(format!("http://127.0.0.1:{port}/v1/chat/completions"));
-    let body = Arc::new(chat("What is the capital of France?"));
-    let measure = |name: &str, total: usize, url: Arc<String>, key: Option<String>, body: Arc<dyn Fn(usize) -> Value + Send + Sync>| {
-        let result = load(&rt, total, move |client, i| {
-            let (url, key, body) = (url.clone(), key.clone(), body.clone());
-            async move { post(&client, &url, key.as_deref(), &body(i)).await }
+    // Each measure: its name, requests, URL, key, body, and the cache tier that must answer
+    // (empty: none checked).
+    let measure = |name: &str,
+                   total: usize,
+                   url: String,
+                   key: Option<&str>,
+                   body: fn(usize) -> Value,
+                   tier: &'static str| {
+        let (url, key) = (Arc::new(url), key.map(str::to_owned));
+        let result = load(rt, total, move |client, i| {
+            let (url, key) = (url.clone(), key.clone());
+            async move {
+                let answered = post(&client, &url, key.as_deref(), &body(i)).await;
+                assert!(tier.is_empty() || answered == tier, "{answered} for {tier}");
+            }
         });
         report(name, &result);
     };
-    let same = {
-        let body = body.clone();
-        Arc::new(move |_| (*body).clone()) as Arc<dyn Fn(usize) -> Value + Send + Sync>
-    };
-    let chat_url = |served: &Served| Arc::new(format!("http://{}/v1/chat/completions", served.base));
-    measure("upstream directly", 20_000, direct, None, same.clone());
-    measure("gateway, cache off", 20_000, chat_url(&off), Some(off.key.clone()), same.clone());
-    let distinct = Arc::new(|i: usize| chat(&format!("Question number {i}: what is {i} squared?")));
-    measure("gateway, cache miss", 5_000, chat_url(&on), Some(on.key.clone()), distinct);
-    // The answer is cached by the first request; every later one is an exact hit.
-    measure("gateway, exact hit", 20_000, chat_url(&on), Some(on.key.clone()), same);
-    let spaced = Arc::new(|i: usize| {
-        let (before, after) = (" ".repeat(i / 64 + 1), " ".repeat(i % 64 + 1));
-        chat(&format!("{before}What is the capital of France?{after}"))
-    });
-    measure("gateway, semantic hit", 5_000, chat_url(&on), Some(on.key.clone()), spaced);
-    let runs = Arc::new(format!("http://{}/v1/runs", on.base));
-    let noop = Arc::new(|_| json!({"workflow": "noop"}));
-    measure("runs API, submit a no-op run", 10_000, runs, Some(on.key.clone()), noop);
+    let same = |_| chat("What is the capital of France?");
+    let chat_url = |served: &Served| format!("http://{}/v1/chat/completions", served.base);
+    let direct = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    measure("upstream directly", 20_000, direct, None, same, "");
+    measure("gateway, cache off", 20_000, chat_url(off), Some(&off.key), same, "miss");
+    let distinct = |i| chat(&format!("Question number {i}: what is {i} squared?"));
+    let (on_url, on_key) = (chat_url(on), Some(on.key.as_str()));
+    measure("gateway, cache miss", 2_000, on_url.clone(), on_key, distinct, "miss");
+    measure("gateway, exact hit", 20_000, on_url.clone(), on_key, same, "exact");
+    measure("gateway, semantic hit", 2_000, on_url, on_key, spaced, "semantic");
+    let runs = format!("http://{}/v1/runs", on.base);
+    let noop = |_| json!({"workflow": "noop"});
+    measure("runs API, submit a no-op run", 10_000, runs, on_key, noop, "");
 }
 
-criterion_group!(benches, single);
-
 fn main() {
-    benches();
-    under_load();
-    criterion::Criterion::default()
-        .configure_from_args()
-        .final_summary();
+    let fixture = Fixture::new();
+    let mut criterion = Criterion::default().configure_from_args();
+    single(&mut criterion, &fixture);
+    under_load(&fixture);
+    criterion.final_summary();
 }

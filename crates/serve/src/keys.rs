@@ -280,12 +280,14 @@ impl Keys {
     /// The live key whose secret is `secret`.
     pub fn find(&self, secret: &str) -> Result<Option<KeyRecord>, KeyError> {
         let conn = self.conn();
-        let found = conn
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM keys WHERE hash = ?1 AND revoked_at IS NULL"),
-                [hash(secret)],
-                read_record,
-            )
+        // Asked on every request: the statement is prepared once.
+        let mut query = conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM keys WHERE hash = ?1 AND revoked_at IS NULL"
+            ))
+            .map_err(|e| self.failed(e))?;
+        let found = query
+            .query_row([hash(secret)], read_record)
             .optional()
             .map_err(|e| self.failed(e))?;
         found.transpose()
