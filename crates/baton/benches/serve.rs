@@ -77,7 +77,10 @@ impl Served {
         let mut line = String::new();
         while !line.contains("listening on") {
             line.clear();
-            assert!(stderr.read_line(&mut line).unwrap() > 0, "baton serve exited");
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "baton serve exited"
+            );
         }
         // The rest of its standard error is drained so that it never blocks on it.
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
@@ -126,7 +129,10 @@ async fn post_answered_by(
     body: &Value,
 ) {
     let answered = post(client, url, Some(key), body).await;
-    assert_eq!(answered, tier, "is BATON_MODELS set? `cargo xtask bench` sets it");
+    assert_eq!(
+        answered, tier,
+        "is BATON_MODELS set? `cargo xtask bench` sets it"
+    );
 }
 
 /// The upstream, and a server with the cache off and one with it on (which also serves a
@@ -187,7 +193,9 @@ fn spaced(i: usize) -> Value {
 }
 
 fn single(c: &mut Criterion, fixture: &Fixture) {
-    let Fixture { rt, port, off, on, .. } = fixture;
+    let Fixture {
+        rt, port, off, on, ..
+    } = fixture;
     let client = reqwest::Client::new();
     let direct = format!("http://127.0.0.1:{port}/v1/chat/completions");
     let url = |served: &Served, path: &str| format!("http://{}{path}", served.base);
@@ -285,7 +293,9 @@ fn report(name: &str, (latencies, elapsed): &(Vec<Duration>, Duration)) {
 
 /// The load phase: every measure at 64 connections.
 fn under_load(fixture: &Fixture) {
-    let Fixture { rt, port, off, on, .. } = fixture;
+    let Fixture {
+        rt, port, off, on, ..
+    } = fixture;
     println!("under load: {CONNECTIONS} connections");
     // Each measure: its name, requests, URL, key, body, and the cache tier that must answer
     // (empty: none checked).
@@ -309,15 +319,50 @@ fn under_load(fixture: &Fixture) {
     let chat_url = |served: &Served| format!("http://{}/v1/chat/completions", served.base);
     let direct = format!("http://127.0.0.1:{port}/v1/chat/completions");
     measure("upstream directly", 20_000, direct, None, same, "");
-    measure("gateway, cache off", 20_000, chat_url(off), Some(&off.key), same, "miss");
+    measure(
+        "gateway, cache off",
+        20_000,
+        chat_url(off),
+        Some(&off.key),
+        same,
+        "miss",
+    );
     let distinct = |i| chat(&format!("Question number {i}: what is {i} squared?"));
     let (on_url, on_key) = (chat_url(on), Some(on.key.as_str()));
-    measure("gateway, cache miss", 2_000, on_url.clone(), on_key, distinct, "miss");
-    measure("gateway, exact hit", 20_000, on_url.clone(), on_key, same, "exact");
-    measure("gateway, semantic hit", 2_000, on_url, on_key, spaced, "semantic");
+    measure(
+        "gateway, cache miss",
+        2_000,
+        on_url.clone(),
+        on_key,
+        distinct,
+        "miss",
+    );
+    measure(
+        "gateway, exact hit",
+        20_000,
+        on_url.clone(),
+        on_key,
+        same,
+        "exact",
+    );
+    measure(
+        "gateway, semantic hit",
+        2_000,
+        on_url,
+        on_key,
+        spaced,
+        "semantic",
+    );
     let runs = format!("http://{}/v1/runs", on.base);
     let noop = |_| json!({"workflow": "noop"});
-    measure("runs API, submit a no-op run", 10_000, runs, on_key, noop, "");
+    measure(
+        "runs API, submit a no-op run",
+        10_000,
+        runs,
+        on_key,
+        noop,
+        "",
+    );
 }
 
 fn main() {

@@ -72,3 +72,28 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_json_with_their_status_and_retry_after() {
+        let response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", "full")
+            .retry_after(2)
+            .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let budget = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "budget_exceeded", "spent");
+        assert_eq!(budget.kind(), "insufficient_quota");
+        assert_eq!(ApiError::internal("x").kind(), "api_error");
+        assert!(
+            ApiError::bad_request("x")
+                .into_response()
+                .headers()
+                .get(header::RETRY_AFTER)
+                .is_none()
+        );
+    }
+}

@@ -193,7 +193,10 @@ fn a_run_streams_its_events_and_its_bundle_replays_for_its_key_only() {
     let (status, _) = submit(&api, &gateway_only, json!({"workflow": "fanout"}));
     assert_eq!(status, 403);
     let (status, answer) = api.send("GET", &format!("/v1/runs/{id}"), None, "");
-    assert_eq!((status, answer["error"]["code"].clone()), (401, json!("missing_api_key")));
+    assert_eq!(
+        (status, answer["error"]["code"].clone()),
+        (401, json!("missing_api_key"))
+    );
     // A run that has ended cannot be cancelled.
     let (status, answer) = api.send("POST", &format!("/v1/runs/{id}/cancel"), Some(&alice), "");
     assert_eq!(

@@ -69,4 +69,3 @@ pub async fn serve_completions() -> u16 {
     });
     port
 }
-
