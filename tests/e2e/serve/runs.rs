@@ -452,3 +452,53 @@ fn a_stopping_server_waits_its_grace_then_leaves_runs_interrupted() {
     let line = listed.lines().find(|l| l.starts_with(&id)).expect(&listed);
     assert!(line.contains("running"), "{line}");
 }
+
+#[test]
+fn bad_server_setups_and_key_commands_are_one_line_errors() {
+    let setup = Setup::new();
+    let store = setup.store.to_str().unwrap();
+    let missing = setup.path("nowhere");
+    let serve = |args: &[&str]| {
+        baton()
+            .env("BATON_STORE", store)
+            .arg("serve")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let error = error_line(
+        &serve(&["--listen", "0", "--workflows", missing.to_str().unwrap()]),
+        2,
+    );
+    assert_contains(&error, &["--workflows", "nowhere"]);
+    // The argument parser's own message (with its usage hint).
+    let output = serve(&["--listen", "nonsense"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_contains(
+        &String::from_utf8_lossy(&output.stderr),
+        &["nonsense", "HOST:PORT"],
+    );
+    // An address already taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let error = error_line(&serve(&["--listen", &address]), 2);
+    assert_contains(&error, &["cannot listen on", &address, "--listen"]);
+    // Keys: a lifetime budget has no time limit; names are unique; revoking needs a key.
+    let keys = |args: &[&str]| run_with_store(&setup.store, args);
+    let error = error_line(
+        &keys(&["keys", "create", "--name", "k", "--budget", "time=5s"]),
+        2,
+    );
+    assert_contains(&error, &["time"]);
+    make_key(&setup.store, "k", &[]);
+    let error = error_line(&keys(&["keys", "create", "--name", "k"]), 2);
+    assert_contains(&error, &["'k' exists", "revoke"]);
+    let error = error_line(&keys(&["keys", "revoke", "nobody"]), 2);
+    assert_contains(&error, &["nobody", "keys ls"]);
+    let output = keys(&["keys", "create", "--name", "x", "--scopes", "root"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_contains(
+        &String::from_utf8_lossy(&output.stderr),
+        &["'root' is not a scope"],
+    );
+}
