@@ -398,8 +398,12 @@ first = "{{first.output}}"
     let api = Api::new(&served.address);
     let (_, before) = api.send("GET", &format!("/v1/runs/{id}"), Some(&key), "");
     assert_eq!(before["status"], "interrupted", "{before}");
-    let (status, _) = api.send("GET", &format!("/v1/runs/{id}/bundle"), Some(&key), "");
+    let (status, answer) = api.send("GET", &format!("/v1/runs/{id}/bundle"), Some(&key), "");
     assert_eq!(status, 409);
+    assert_contains(
+        answer["error"]["message"].as_str().unwrap(),
+        &[&format!("run '{id}' is interrupted: ")],
+    );
     let (status, resumed) = api.send("POST", &format!("/v1/runs/{id}/resume"), Some(&key), "");
     assert_eq!(status, 202, "{resumed}");
     assert_eq!(resumed["resumed_from"], id.as_str());

@@ -193,6 +193,14 @@ fn visible(app: &App, caller: &Caller, id: &str) -> Result<Row, ApiError> {
     Ok(row)
 }
 
+/// A run's status: from memory while it runs, from the table after.
+fn status(app: &App, row: &Row) -> String {
+    match app.runs.live().get(&row.id) {
+        Some(tracked) => tracked.status(),
+        None => row.status.clone(),
+    }
+}
+
 /// A run as the API shows it: from memory while it runs, from the table after.
 fn describe(app: &App, row: Row) -> Value {
     let live = app.runs.live().get(&row.id).cloned();
@@ -285,7 +293,7 @@ pub async fn resume(
             "not_resumable",
             format!(
                 "run '{id}' is {}: only a run that ended without success can be resumed",
-                describe(&app, row)["status"]
+                status(&app, &row)
             ),
         ));
     }
@@ -393,7 +401,7 @@ pub async fn bundle(
             "run_not_ended",
             format!(
                 "run '{id}' is {}: its bundle exists once it ends",
-                describe(&app, row)["status"]
+                status(&app, &row)
             ),
         ));
     }
