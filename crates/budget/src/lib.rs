@@ -8,167 +8,13 @@
 //! check and the reservation happen under one lock. A step's ledger has the run's as its
 //! parent, and a reservation must fit both.
 
+mod amounts;
+
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// An amount of US dollars, in nano-dollars (exact, and small enough for journals, whose
-/// numbers are IEEE doubles: up to about nine million dollars).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Usd(pub u64);
-
-const NANOS_PER_USD: u64 = 1_000_000_000;
-
-impl Usd {
-    /// Parses "0.10", "$0.10" or "1e-3"; at most nine decimal places count.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let trimmed = text.trim().trim_start_matches('$');
-        let value: f64 = trimmed
-            .parse()
-            .map_err(|_| format!("'{text}' is not an amount of US dollars such as 0.10"))?;
-        Self::from_f64(value).ok_or_else(|| format!("'{text}' must be between 0 and 9,000,000"))
-    }
-
-    /// Dollars as a float (prices in TOML are floats), rounded to the nearest nano-dollar.
-    pub fn from_f64(value: f64) -> Option<Self> {
-        (value.is_finite() && (0.0..=9.0e6).contains(&value))
-            .then(|| Usd((value * NANOS_PER_USD as f64).round() as u64))
-    }
-
-    /// What `tokens` cost at `per_1k` per thousand tokens, rounded up to the next
-    /// nano-dollar so that a reservation is never below the real price.
-    pub fn for_tokens(per_1k: Usd, tokens: u64) -> Usd {
-        let nanos = (per_1k.0 as u128 * tokens as u128).div_ceil(1000);
-        Usd(nanos.min(u64::MAX as u128) as u64)
-    }
-}
-
-impl fmt::Display for Usd {
-    /// "$0.0123": whole cents always, then as many more digits as are not zero.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let whole = self.0 / NANOS_PER_USD;
-        let frac = format!("{:09}", self.0 % NANOS_PER_USD);
-        let frac = frac.trim_end_matches('0');
-        write!(f, "${whole}.{frac:0<2}")
-    }
-}
-
-/// What an effect spends, or may spend.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Spend {
-    pub tokens: u64,
-    pub usd: Usd,
-    pub fuel: u64,
-    pub calls: u64,
-}
-
-impl Spend {
-    fn plus(self, other: Spend) -> Spend {
-        Spend {
-            tokens: self.tokens.saturating_add(other.tokens),
-            usd: Usd(self.usd.0.saturating_add(other.usd.0)),
-            fuel: self.fuel.saturating_add(other.fuel),
-            calls: self.calls.saturating_add(other.calls),
-        }
-    }
-
-    fn minus(self, other: Spend) -> Spend {
-        Spend {
-            tokens: self.tokens.saturating_sub(other.tokens),
-            usd: Usd(self.usd.0.saturating_sub(other.usd.0)),
-            fuel: self.fuel.saturating_sub(other.fuel),
-            calls: self.calls.saturating_sub(other.calls),
-        }
-    }
-}
-
-/// Limits of a run or a step; `None` is unlimited.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BudgetLimits {
-    pub tokens: Option<u64>,
-    pub usd: Option<Usd>,
-    pub fuel: Option<u64>,
-    pub calls: Option<u64>,
-    pub time: Option<Duration>,
-}
-
-impl BudgetLimits {
-    /// Parses `tokens=20000,usd=0.10,time=60s,fuel=1e9,calls=10` (any subset).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let mut limits = BudgetLimits::default();
-        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (key, value) = part.split_once('=').ok_or_else(|| {
-                format!("'{part}' is not KEY=VALUE (keys: tokens, usd, time, fuel, calls)")
-            })?;
-            limits.set(key.trim(), value.trim())?;
-        }
-        Ok(limits)
-    }
-
-    /// Sets one limit from its text.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let count = |what: &str| {
-            value
-                .replace('_', "")
-                .parse::<u64>()
-                .map_err(|_| format!("{key}={value}: {what} must be a whole number"))
-        };
-        match key {
-            "tokens" => self.tokens = Some(count("tokens")?),
-            "fuel" => self.fuel = Some(count("fuel")?),
-            "calls" => self.calls = Some(count("calls")?),
-            "usd" => self.usd = Some(Usd::parse(value).map_err(|e| format!("usd: {e}"))?),
-            "time" => {
-                self.time = Some(
-                    humantime::parse_duration(value)
-                        .map_err(|e| format!("time={value} is not a duration such as 60s: {e}"))?,
-                )
-            }
-            other => {
-                return Err(format!(
-                    "'{other}' is not a budget (tokens, usd, time, fuel, calls)"
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// `self` with every limit `over` sets replaced by it.
-    pub fn overridden_by(self, over: &BudgetLimits) -> BudgetLimits {
-        BudgetLimits {
-            tokens: over.tokens.or(self.tokens),
-            usd: over.usd.or(self.usd),
-            fuel: over.fuel.or(self.fuel),
-            calls: over.calls.or(self.calls),
-            time: over.time.or(self.time),
-        }
-    }
-
-    /// The limits as `parse` reads them ("tokens=300,usd=$0.10"); empty when unlimited.
-    pub fn to_text(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(n) = self.tokens {
-            parts.push(format!("tokens={n}"));
-        }
-        if let Some(usd) = self.usd {
-            parts.push(format!("usd={usd}"));
-        }
-        if let Some(n) = self.calls {
-            parts.push(format!("calls={n}"));
-        }
-        if let Some(n) = self.fuel {
-            parts.push(format!("fuel={n}"));
-        }
-        if let Some(time) = self.time {
-            parts.push(format!("time={}", humantime::format_duration(time)));
-        }
-        parts.join(",")
-    }
-
-    pub fn is_unlimited(&self) -> bool {
-        *self == BudgetLimits::default()
-    }
-}
+pub use amounts::{BudgetLimits, Spend, Usd};
 
 /// A reservation that did not fit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -222,10 +68,10 @@ impl Ledger {
         Arc::new(Self::new("run".into(), limits, None))
     }
 
-    /// A run's ledger inside an account's (an API key's): what the run spends counts
-    /// against both.
-    pub fn run_within(account: &Arc<Ledger>, limits: BudgetLimits) -> Arc<Self> {
-        Arc::new(Self::new("run".into(), limits, Some(account.clone())))
+    /// A run's ledger, inside an account's (an API key's) when there is one: what the run
+    /// spends then counts against both.
+    pub fn run_for(limits: BudgetLimits, account: Option<&Arc<Ledger>>) -> Arc<Self> {
+        Arc::new(Self::new("run".into(), limits, account.cloned()))
     }
 
     /// A long-lived ledger named `scope` (such as "key 'ci'") that has already spent

@@ -201,10 +201,7 @@ pub async fn resume_with(
         settings: &settings,
     };
     let budget = how.budget.unwrap_or(host.budget());
-    let ledger = match how.account {
-        Some(account) => Ledger::run_within(account, budget),
-        None => Ledger::run(budget),
-    };
+    let ledger = Ledger::run_for(budget, how.account);
     let (record, result) = drive(
         ctx,
         resumed,

@@ -227,10 +227,7 @@ impl Host {
         for (reference, text) in &self.policy_files {
             run.blob("policy", &reference.digest, text);
         }
-        let ledger = match start.account {
-            Some(account) => Ledger::run_within(account, budget),
-            None => Ledger::run(budget),
-        };
+        let ledger = Ledger::run_for(budget, start.account);
         (run, ledger)
     }
 

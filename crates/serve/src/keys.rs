@@ -3,21 +3,22 @@
 //! scopes, its budget and what it has spent so far. Kept in `serve.db` beside the journal.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::path::Path;
 
 use baton_budget::{BudgetLimits, Spend, Usd};
 use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
+use crate::db::{self, Db};
+
 /// What every key begins with, so that a leaked one is easy to recognise.
 pub const PREFIX: &str = "bk_";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("the key store {path}: {reason}")]
-    Store { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Store(String),
     #[error("{0}")]
     Invalid(String),
     #[error("no key named or numbered '{0}': `baton keys ls` lists them")]
@@ -120,8 +121,7 @@ pub struct Created {
 }
 
 pub struct Keys {
-    path: PathBuf,
-    conn: Mutex<Connection>,
+    db: Db,
 }
 
 const SCHEMA: &str = "
@@ -147,38 +147,20 @@ const COLUMNS: &str = "id, name, scopes, budget, created_at, revoked_at, spent_t
 impl Keys {
     /// The key store beside the journal `journal` (`serve.db` in its directory).
     pub fn beside(journal: &Path) -> Result<Self, KeyError> {
-        Self::open(&crate::store_beside(journal))
+        Self::open(&db::beside(journal))
     }
 
     pub fn open(path: &Path) -> Result<Self, KeyError> {
-        let failed = |e: &dyn fmt::Display| KeyError::Store {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| failed(&e))?;
-        }
-        let conn = Connection::open(path).map_err(|e| failed(&e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|e| failed(&e))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| failed(&e))?;
-        conn.execute_batch(SCHEMA).map_err(|e| failed(&e))?;
-        Ok(Self {
-            path: path.to_owned(),
-            conn: Mutex::new(conn),
-        })
+        let db = Db::open(path, "the key store", SCHEMA).map_err(KeyError::Store)?;
+        Ok(Self { db })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.conn()
     }
 
     fn failed(&self, e: rusqlite::Error) -> KeyError {
-        KeyError::Store {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        }
+        KeyError::Store(self.db.failed(e))
     }
 
     /// Makes a key named `name` (unique among keys not revoked).
@@ -210,7 +192,7 @@ impl Keys {
             scopes,
             budget_text: budget.clone(),
             budget: limits,
-            created_at: now(),
+            created_at: db::now(),
             revoked_at: None,
             spent: Spend::default(),
         };
@@ -264,7 +246,7 @@ impl Keys {
             .execute(
                 "UPDATE keys SET revoked_at = ?1 \
                  WHERE (name = ?2 OR id = ?2) AND revoked_at IS NULL",
-                params![now(), which],
+                params![db::now(), which],
             )
             .map_err(|e| self.failed(e))?;
         if changed == 0 {
@@ -343,10 +325,6 @@ fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<KeyRecord, Ke
 
 fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-fn now() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
 #[cfg(test)]

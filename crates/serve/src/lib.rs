@@ -6,6 +6,7 @@
 mod app;
 mod auth;
 mod body;
+mod db;
 mod error;
 mod gateway;
 pub mod keys;
@@ -37,11 +38,6 @@ use runs::{RunTable, Runs};
 /// How often what keys spent is written to the key store while the server runs (and once
 /// more when it stops).
 const STORE_SPEND_EVERY: Duration = Duration::from_millis(500);
-
-/// The file beside the journal `journal` that holds the server's keys and runs.
-pub fn store_beside(journal: &Path) -> PathBuf {
-    journal.with_file_name("serve.db")
-}
 
 /// How the server is run.
 #[derive(Debug, Clone)]
@@ -120,10 +116,10 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), String> {
     let keys = Keys::beside(journal).map_err(|e| e.to_string())?;
-    let table = RunTable::open(&store_beside(journal))?;
+    let table = RunTable::open(&db::beside(journal))?;
     let runs = Runs::new(table, options.runs)?;
     let library = Library::new(host.clone(), &options.workflows, &options.components)?;
-    let hooks = webhooks::HookTable::open(&store_beside(journal))?;
+    let hooks = webhooks::HookTable::open(&db::beside(journal))?;
     let app = Arc::new(App::new(
         host,
         keys,

@@ -6,9 +6,9 @@
 //! `[plugins.webhooks.net]` says where they may go, and each delivery is journaled as a run
 //! (`command` "webhook") whose chain holds every attempt.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lc_rs::hmac;
 use axum::Json;
@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::body::JsonBody;
+use crate::db::{self, Db};
 use crate::error::ApiError;
 use crate::keys::Scope;
 
@@ -52,8 +53,7 @@ pub struct Hook {
 }
 
 pub struct HookTable {
-    path: PathBuf,
-    conn: Mutex<Connection>,
+    db: Db,
 }
 
 const SCHEMA: &str = "
@@ -68,31 +68,25 @@ CREATE TABLE IF NOT EXISTS webhooks (
 
 impl HookTable {
     pub fn open(path: &Path) -> Result<Self, String> {
-        let failed = |e: rusqlite::Error| format!("the webhook table {}: {e}", path.display());
-        let conn = Connection::open(path).map_err(failed)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(failed)?;
-        conn.execute_batch(SCHEMA).map_err(failed)?;
         Ok(Self {
-            path: path.to_owned(),
-            conn: Mutex::new(conn),
+            db: Db::open(path, "the webhook table", SCHEMA)?,
         })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.conn()
     }
 
     fn failed(&self, e: rusqlite::Error) -> String {
-        format!("the webhook table {}: {e}", self.path.display())
+        self.db.failed(e)
     }
 
     fn insert(&self, hook: &Hook) -> Result<(), String> {
-        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         self.conn()
             .execute(
                 "INSERT INTO webhooks (id, key_id, url, secret, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![hook.id, hook.key_id, hook.url, hook.secret, now],
+                params![hook.id, hook.key_id, hook.url, hook.secret, db::now()],
             )
             .map(drop)
             .map_err(|e| self.failed(e))
@@ -241,7 +235,7 @@ pub fn deliver_run(app: &Arc<App>, key_id: &str, run: &str, status: &str, result
     };
     let payload = json!({
         "type": "run.finished",
-        "timestamp": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        "timestamp": db::now(),
         "data": {"id": run, "status": status, "result": result},
     });
     let body: Bytes = payload.to_string().into();
@@ -269,10 +263,7 @@ async fn deliver(app: &App, hook: &Hook, body: Bytes) {
     let mut delivered = false;
     let mut wait = FIRST_BACKOFF;
     for attempt in 1..=ATTEMPTS {
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            .to_string();
+        let timestamp = db::unix_seconds().to_string();
         let signature = sign(&hook.secret, &message, &timestamp, &body);
         let request = HttpRequestRecord {
             method: "POST".into(),

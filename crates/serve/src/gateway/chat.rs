@@ -17,7 +17,7 @@ use baton_runtime::completion::Asker;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{CACHE_HEADER, COMMAND, embeds, name_run, unix_now, unknown_model};
+use super::{CACHE_HEADER, COMMAND, embeds, name_run, unknown_model};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::body::JsonBody;
@@ -218,7 +218,7 @@ pub async fn chat_completions(
         } => {
             let answer = Answer {
                 id: format!("chatcmpl-{}", run.as_deref().unwrap_or("unrecorded")),
-                created: unix_now(),
+                created: crate::db::unix_seconds(),
                 model,
                 text,
                 finish_reason,

@@ -8,7 +8,6 @@ mod chat;
 mod embeddings;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::State;
@@ -77,10 +76,4 @@ fn name_run(response: &mut Response, run: Option<&str>) {
     if let Some(value) = run.and_then(|r| HeaderValue::from_str(r).ok()) {
         response.headers_mut().insert(RUN_HEADER, value);
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

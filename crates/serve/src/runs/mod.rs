@@ -157,7 +157,7 @@ fn start(
     let row = Row {
         id: id.clone(),
         key_id: caller.key.id.clone(),
-        created_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        created_at: crate::db::now(),
         status: QUEUED.into(),
         request,
         result: None,
@@ -169,14 +169,10 @@ fn start(
     }
     let tracked = Tracked::new(id.clone(), QUEUED);
     app.runs.live().insert(id, tracked.clone());
-    let (app, account) = (app.clone(), caller.account.clone());
-    let key_id = caller.key.id.clone();
-    app.runs.tasks.clone().spawn(submit::execute(
-        app.clone(),
-        tracked,
-        work,
-        (key_id, account),
-    ));
+    let (key_id, account) = (caller.key.id.clone(), caller.account.clone());
+    app.runs
+        .tasks
+        .spawn(submit::execute(app.clone(), tracked, work, key_id, account));
     Ok(())
 }
 

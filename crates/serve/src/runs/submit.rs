@@ -155,7 +155,8 @@ pub async fn execute(
     app: Arc<App>,
     tracked: Arc<Tracked>,
     work: Work,
-    (key_id, account): (String, Arc<Ledger>),
+    key_id: String,
+    account: Arc<Ledger>,
 ) {
     let runs = &app.runs;
     let permit = tokio::select! {

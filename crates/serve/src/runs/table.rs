@@ -2,11 +2,12 @@
 //! what was asked, its status and result. The journal holds what the run did; this table
 //! holds what the API must answer after a restart (and which runs a restart interrupted).
 
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
+
+use crate::db::Db;
 
 /// A run as the table holds it.
 #[derive(Debug, Clone)]
@@ -21,8 +22,7 @@ pub struct Row {
 }
 
 pub struct RunTable {
-    path: PathBuf,
-    conn: Mutex<Connection>,
+    db: Db,
 }
 
 const SCHEMA: &str = "
@@ -48,27 +48,17 @@ pub const INTERRUPTED: &str = "interrupted";
 
 impl RunTable {
     pub fn open(path: &Path) -> Result<Self, String> {
-        let failed = |e: rusqlite::Error| format!("the run table {}: {e}", path.display());
-        let conn = Connection::open(path).map_err(failed)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(failed)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(failed)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(failed)?;
-        conn.execute_batch(SCHEMA).map_err(failed)?;
         Ok(Self {
-            path: path.to_owned(),
-            conn: Mutex::new(conn),
+            db: Db::open(path, "the run table", SCHEMA)?,
         })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.conn()
     }
 
     fn failed(&self, e: rusqlite::Error) -> String {
-        format!("the run table {}: {e}", self.path.display())
+        self.db.failed(e)
     }
 
     pub fn insert(&self, row: &Row) -> Result<(), String> {
