@@ -145,10 +145,13 @@ fn a_component_exporting_two_worlds() {
 }
 
 #[test]
-fn calling_a_prompt_component_is_a_usage_error() {
-    let line = error_line(&call("testing/echo-prompt.wasm", "{}", &[]), 2);
+fn calling_a_planner_component_is_a_usage_error() {
+    let line = error_line(&call("planners/static.wasm", "{}", &[]), 2);
     assert_contains(
         &line,
-        &["echo-prompt.wasm is a prompt component; only tools can be called with input"],
+        &[
+            "static.wasm is a planner component; only tools are called with input and prompts \
+             rendered with variables; planners run a workflow (`baton run --planner`)",
+        ],
     );
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod authoring;
 mod bad_input;
 mod cache;
 mod call;

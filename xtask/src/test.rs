@@ -79,6 +79,11 @@ const PYTHON_PEERS: &[(&str, &str, &str)] = &[
         "opentelemetry-proto==1.45.2",
         "the trace tests' receiver",
     ),
+    (
+        "componentize_py",
+        "componentize-py==0.25.1",
+        "building the Python templates",
+    ),
 ];
 
 /// Installs for the user each of `PYTHON_PEERS` that is missing.

@@ -1,12 +1,14 @@
-//! A tool called on its own (`baton call`): journaled as a run of one step.
+//! A tool called, or a prompt rendered, on its own (`baton call`): journaled as a run of one
+//! step.
 
 use baton_budget::{BudgetReport, Ledger};
 use tokio_util::sync::CancellationToken;
 
+use crate::bindings::types::TokenBudget;
 use crate::error::Error;
 use crate::host::Host;
-use crate::plugin::{Plugin, ToolCall, check_input};
-use crate::run::{RunContext, RunRecord, live_access};
+use crate::plugin::{Plugin, ToolCall, check_input, wrong_world};
+use crate::run::{RunContext, RunRecord, live_access, render_input};
 
 /// The step id of a `baton call` run.
 pub(crate) const CALL_STEP: &str = "call";
@@ -32,18 +34,42 @@ impl Host {
 
     /// Like `call_tool`, and also returns the run that journaled the call and what it spent.
     pub async fn run_tool(&self, plugin: &Plugin, input: &str) -> ToolRun {
-        let refused = |e| ToolRun {
+        if let Err(e) = check_input(plugin, input) {
+            return self.refused(e);
+        }
+        self.run_one(plugin, input).await
+    }
+
+    /// Renders the prompt `plugin` with `vars` (JSON text) within `budget`, journaled as a
+    /// run like a tool's call: its output is the messages, as a JSON array of
+    /// `{role, content}`.
+    pub async fn run_prompt(&self, plugin: &Plugin, vars: &str, budget: &TokenBudget) -> ToolRun {
+        if !plugin.is_prompt() {
+            return self.refused(wrong_world(plugin));
+        }
+        if let Err(e) = serde_json::from_str::<serde_json::Value>(vars) {
+            return self.refused(Error::InputNotJson {
+                reason: e.to_string(),
+            });
+        }
+        self.run_one(plugin, &render_input(vars, budget)).await
+    }
+
+    /// A call refused before its run started.
+    fn refused(&self, error: Error) -> ToolRun {
+        ToolRun {
             run: None,
             budget: Ledger::run(self.budget()).report(),
-            result: Err(e),
-        };
-        if let Err(e) = check_input(plugin, input) {
-            return refused(e);
+            result: Err(error),
         }
+    }
+
+    /// `plugin` invoked with `input` as the one step of a run.
+    async fn run_one(&self, plugin: &Plugin, input: &str) -> ToolRun {
         // What the tool may reach is settled before anything is journaled.
         let access = match live_access(&self.policy, plugin) {
             Ok(access) => access,
-            Err(e) => return refused(e),
+            Err(e) => return self.refused(e),
         };
         let digest = plugin.loaded.digest.to_string();
         let (mut run, ledger) = self.start_run("call");

@@ -123,6 +123,11 @@ impl Plugin {
     pub fn is_tool(&self) -> bool {
         self.schemas.is_some()
     }
+
+    /// Whether it is a prompt.
+    pub fn is_prompt(&self) -> bool {
+        matches!(self.entry, Entry::Prompt(_))
+    }
 }
 
 impl Host {
@@ -274,7 +279,8 @@ pub(crate) fn wrong_world(plugin: &Plugin) -> Error {
     Error::WrongWorld {
         path: plugin.loaded.source.clone(),
         world: plugin.loaded.shape.world,
-        what: "only tools can be called with input; prompts and planners run inside a workflow",
+        what: "only tools are called with input and prompts rendered with variables; planners \
+               run a workflow (`baton run --planner`)",
     }
 }
 

@@ -1,4 +1,4 @@
-//! `baton call`: one tool call from the command line.
+//! `baton call`: one tool call, or one prompt rendered, from the command line.
 
 use std::path::PathBuf;
 
@@ -8,11 +8,17 @@ use clap::Args;
 
 #[derive(Debug, Args)]
 pub struct CallArgs {
-    /// The tool component (.wasm)
+    /// The tool or prompt component (.wasm)
     component: PathBuf,
-    /// The input document (JSON); "-" reads it from standard input
+    /// The input document (JSON), or a prompt's variables; "-" reads it from standard input
     #[arg(long, short, value_name = "JSON")]
     input: String,
+    /// The model whose tokenizer a prompt counts with [default: the MCP server's, smollm2]
+    #[arg(long, value_name = "NAME")]
+    model: Option<String>,
+    /// The most tokens a prompt's messages may use
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    max_tokens: u32,
     /// Also write the run (journal, component, policy) to this bundle file, for
     /// `baton replay`; written even when the call fails
     #[arg(long, value_name = "FILE")]
@@ -34,7 +40,16 @@ pub async fn run(host: &mut Host, args: CallArgs) -> Result<(), Error> {
         run,
         budget,
         result,
-    } = host.run_tool(&plugin, &input).await;
+    } = if plugin.is_prompt() {
+        let mut budget = baton::mcp::catalog::default_prompt_budget();
+        budget.max_tokens = args.max_tokens;
+        if let Some(model) = args.model {
+            budget.model = model;
+        }
+        host.run_prompt(&plugin, &input, &budget).await
+    } else {
+        host.run_tool(&plugin, &input).await
+    };
     for denial in run.iter().flat_map(|r| &r.denials) {
         eprintln!("denied: {denial}");
     }

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Each subcommand lives in its own module; all of them
 //! are thin layers over the library.
 
+mod author;
 mod cache;
 mod call;
 mod eval;
@@ -190,6 +191,10 @@ enum Command {
     Sign(sign::SignArgs),
     /// Check a file's signature and attestation against a public key
     Verify(sign::VerifyArgs),
+    /// Make a tool, prompt or planner project in Rust, Python or JavaScript
+    New(author::new::NewArgs),
+    /// Build the project in a directory (made by `baton new`) into NAME.wasm
+    Build(author::build::BuildArgs),
 }
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
@@ -211,6 +216,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Keygen(args) => return Ok(sign::keygen(args)?),
         Command::Verify(args) => return Ok(sign::verify(args, &cli.global.policy)?),
+        Command::New(args) => return author::new::run(args),
+        Command::Build(args) => return author::build::run(args),
         command => command,
     };
     runtime.block_on(async {
@@ -255,7 +262,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             | Command::Trace(_)
             | Command::Keys(_)
             | Command::Keygen(_)
-            | Command::Verify(_) => {
+            | Command::Verify(_)
+            | Command::New(_)
+            | Command::Build(_) => {
                 unreachable!("handled above")
             }
         };

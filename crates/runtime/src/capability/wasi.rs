@@ -1,6 +1,12 @@
 //! The WASI interfaces a plugin may import from wasmtime-wasi: I/O streams, clocks, random,
-//! CLI environment and stdio — but no sockets: network egress goes through `wasi:http` alone,
-//! where the `http` capability checks it. The filesystem is Baton's own (`capability::fs`).
+//! CLI environment and stdio, and sockets that are always refused. Network egress goes
+//! through `wasi:http` alone, where the `http` capability checks it; the filesystem is Baton's
+//! own (`capability::fs`).
+//!
+//! `wasi:sockets` is linked only because Python and JavaScript toolchains import it whether or
+//! not a tool uses it: creating a TCP or UDP socket answers `access-denied` and a name lookup
+//! `permanent-resolver-failure`, whatever the policy says, so no socket is ever opened. The
+//! answers never vary, so they need no journal event to replay.
 //!
 //! Time and randomness come from the gate (`baton_effects::wasi`), and so does the
 //! environment: only the variables and secrets the policy grants.
@@ -10,8 +16,9 @@ use baton_journal::event::{EventKind, RandomSource};
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::cli::{WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
-use wasmtime_wasi::p2::bindings::{cli, clocks, random};
+use wasmtime_wasi::p2::bindings::{cli, clocks, random, sockets};
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::{CallSetup, Capability, HostState, Interfaces};
@@ -53,6 +60,19 @@ impl Capability for Wasi {
             ],
             version: "0.2.",
         },
+        Interfaces {
+            package: "wasi:sockets",
+            names: &[
+                "network",
+                "instance-network",
+                "ip-name-lookup",
+                "tcp",
+                "tcp-create-socket",
+                "udp",
+                "udp-create-socket",
+            ],
+            version: "0.2.",
+        },
     ];
 
     fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
@@ -72,11 +92,18 @@ impl Capability for Wasi {
         cli::terminal_stdin::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
         cli::terminal_stdout::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
         cli::terminal_stderr::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
+        sockets::network::add_to_linker::<_, WasiSockets>(l, &Default::default(), HostState::sockets)?;
+        sockets::instance_network::add_to_linker::<_, WasiSockets>(l, HostState::sockets)?;
+        sockets::ip_name_lookup::add_to_linker::<_, WasiSockets>(l, HostState::sockets)?;
+        sockets::tcp::add_to_linker::<_, WasiSockets>(l, HostState::sockets)?;
+        sockets::tcp_create_socket::add_to_linker::<_, WasiSockets>(l, HostState::sockets)?;
+        sockets::udp::add_to_linker::<_, WasiSockets>(l, HostState::sockets)?;
+        sockets::udp_create_socket::add_to_linker::<_, WasiSockets>(l, HostState::sockets)?;
         Ok(())
     }
 
-    /// Only what is granted: no arguments, no sockets; the environment, time and randomness
-    /// come from the gate.
+    /// Only what is granted: no arguments, no sockets (see the module's documentation); the
+    /// environment, time and randomness come from the gate.
     fn prepare(call: &CallSetup<'_>) -> WasiCtx {
         let gate = call.grant.gate;
         let mut builder = WasiCtxBuilder::new();
@@ -103,6 +130,9 @@ impl Capability for Wasi {
                 source: RandomSource::Insecure,
             })
             .insecure_random_seed(wasi::insecure_seed(&**gate))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
             .build()
     }
 }

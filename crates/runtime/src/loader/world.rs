@@ -65,7 +65,7 @@ pub enum WorldError {
     Several(Vec<World>),
     #[error(
         "it imports '{import}', which Baton does not provide; plugins may import only baton:plugin \
-         and the WASI interfaces listed in wit/ (no raw sockets)"
+         and the WASI 0.2 interfaces listed in docs/authoring.md"
     )]
     ForbiddenImport { import: String },
 }
@@ -115,7 +115,9 @@ mod tests {
         assert!(import_allowed("baton:plugin/llm@0.1.0"));
         assert!(import_allowed("wasi:io/streams@0.2.6"));
         assert!(import_allowed("wasi:http/outgoing-handler@0.2.0"));
-        assert!(!import_allowed("wasi:sockets/tcp@0.2.0"));
+        // Linked, but always refused (see `capability::wasi`).
+        assert!(import_allowed("wasi:sockets/tcp@0.2.9"));
+        assert!(!import_allowed("wasi:sockets/tcp@0.3.0"));
         assert!(!import_allowed("wasi:io/streams@0.3.0"));
         assert!(!import_allowed("baton:plugin/llm@0.2.0"));
         assert!(!import_allowed("baton:plugin/secrets@0.1.0"));
