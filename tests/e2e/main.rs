@@ -18,6 +18,7 @@ mod llm;
 mod mcp;
 mod model_server;
 mod policy;
+mod registry;
 mod replay;
 mod run;
 mod secrets;

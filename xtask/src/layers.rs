@@ -20,6 +20,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["baton-core", "baton-budget", "baton-trust"],
     ),
     ("baton-sandbox", &["baton-core"]),
+    ("baton-registry", &["baton-core", "baton-trust"]),
     (
         "baton-effects",
         &["baton-core", "baton-journal", "baton-policy"],
@@ -44,6 +45,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "baton-sandbox",
             "baton-effects",
             "baton-llm",
+            "baton-registry",
         ],
     ),
     (

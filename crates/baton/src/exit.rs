@@ -46,6 +46,7 @@ pub fn code(error: &Error) -> u8 {
         | Error::TrustConfig(_) => POLICY,
         Error::Unverified { .. } | Error::Load(LoadError::Untrusted { .. }) => UNTRUSTED,
         Error::Load(_)
+        | Error::Registry(_)
         | Error::Journal(_)
         | Error::BadInfo { .. }
         | Error::WrongWorld { .. }

@@ -14,6 +14,7 @@
 //! | [`sandbox`] | the engine and the limits of one call |
 //! | [`policy`] | policy files: grants, limits, budgets, trust; explain |
 //! | [`trust`] | keys, signatures, attestations, Sigstore bundles |
+//! | [`registry`] | components pushed to and pulled from OCI registries, cached by digest |
 //! | [`journal`] | events, hash chains, the store, bundles |
 //! | [`budget`] | the ledger |
 //!
@@ -37,13 +38,14 @@ pub mod exit;
 pub mod library {}
 
 pub use baton_budget as budget;
-pub use baton_core::{Digest, limits, text};
+pub use baton_core::{Digest, limits, source, text};
 pub use baton_effects as effects;
 pub use baton_journal as journal;
 pub use baton_llm as llm;
 pub use baton_mcp as mcp;
 pub use baton_orchestrator as orchestrator;
 pub use baton_policy as policy;
+pub use baton_registry as registry;
 pub use baton_runtime as runtime;
 pub use baton_runtime::{Error, Host, HostOptions, Info, Plugin, ToolCall, testing};
 pub use baton_sandbox as sandbox;

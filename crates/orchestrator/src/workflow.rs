@@ -167,7 +167,11 @@ impl Workflow {
         let file: WorkflowFile =
             toml::from_str(&text).map_err(|e| baton_core::text::one_line(&e.to_string()))?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        let resolve = |p: &PathBuf| dir.join(p);
+        // Files are relative to the workflow; `oci://` references are not files.
+        let resolve = |p: &PathBuf| match baton_core::source::is_oci(p) {
+            true => p.clone(),
+            false => dir.join(p),
+        };
         let duration = |what: &str, text: &str| {
             humantime::parse_duration(text)
                 .map(|d| d.as_millis() as u64)

@@ -19,6 +19,9 @@ use crate::schema::SchemaError;
 pub enum Error {
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// A component named by an OCI reference could not be pulled.
+    #[error(transparent)]
+    Registry(#[from] baton_registry::RegistryError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
     /// A component's `describe()` returned something Baton cannot use.

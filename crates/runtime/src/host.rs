@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use baton_budget::{BudgetLimits, Ledger};
 use baton_core::Digest;
+use baton_core::source::is_oci;
 use baton_journal::event::PolicyRef;
 use baton_journal::store::{Journal, Store};
 use baton_llm::Llm;
 use baton_policy::{LimitsSpec, Policy, ResolvedLimits};
+use baton_registry::{Pulled, Registry};
 
 use crate::error::Error;
 use crate::loader::Loader;
@@ -78,12 +80,22 @@ pub struct Host {
     pub(crate) llm: Arc<Llm>,
     /// What a run may spend: the policy's `[budget]` with the command line's on top.
     pub(crate) budget: BudgetLimits,
+    /// Where components named by `oci://` references come from.
+    pub(crate) registry: Registry,
 }
 
 impl Host {
     pub fn new(options: HostOptions) -> Result<Self, Error> {
         let policy = Policy::load_all(&options.policies)?;
         let runner = Runner::new().map_err(|e| Error::Engine(format!("{e:#}")))?;
+        // Pulled components are cached even when compiled ones are not.
+        let registry = Registry::new(
+            &options
+                .cache_dir
+                .clone()
+                .or_else(CompileCache::default_dir)
+                .unwrap_or_else(|| std::env::temp_dir().join("baton")),
+        );
         let cache = match &options.cache_dir {
             Some(dir) => CompileCache::new(dir, runner.engine()),
             None => CompileCache::disabled(),
@@ -120,6 +132,7 @@ impl Host {
             journal,
             llm: Arc::new(llm),
             budget,
+            registry,
         })
     }
 
@@ -175,6 +188,12 @@ impl Host {
     /// Loads every tool component (`*.wasm`) in `dir`, in name order, and makes each callable
     /// by other tools (components of other worlds are skipped). Returns the tools' names.
     pub async fn add_tools_from(&mut self, dir: &Path) -> Result<Vec<String>, Error> {
+        if is_oci(dir) {
+            let tool = self.load(dir).await?;
+            let name = tool.name().to_string();
+            self.add_tool(tool)?;
+            return Ok(vec![name]);
+        }
         let mut names = Vec::new();
         for path in wasm_files(dir)? {
             let plugin = self.load(&path).await?;
@@ -184,6 +203,18 @@ impl Host {
             }
         }
         Ok(names)
+    }
+
+    /// The component an `oci://` reference names, pulled into the cache (or found there) with
+    /// its signature files beside it; nothing is verified until it is loaded.
+    pub async fn pull(&self, reference: &str) -> Result<Pulled, Error> {
+        let pulled = self.registry.pull(reference).await?;
+        let how = match pulled.cached {
+            true => "cached",
+            false => "pulled",
+        };
+        tracing::info!("{reference}: {} ({how})", pulled.manifest);
+        Ok(pulled)
     }
 
     /// The names of the tools other tools may call.

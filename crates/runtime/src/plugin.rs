@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+use baton_core::source::is_oci;
 use baton_core::text::{one_line, truncate};
 use baton_effects::{LiveGate, NoSecrets};
 use baton_policy::{Grants, LimitsSpec, Subject};
@@ -131,8 +132,17 @@ impl Plugin {
 }
 
 impl Host {
-    /// Loads, checks, links and describes the component at `path`.
+    /// Loads, checks, links and describes the component at `path`, or the one an `oci://`
+    /// reference names (pulled into the cache first, then verified there like any file).
     pub async fn load(&self, path: &Path) -> Result<Plugin, Error> {
+        let pulled;
+        let path = match path.to_str().filter(|_| is_oci(path)) {
+            Some(reference) => {
+                pulled = self.pull(reference).await?;
+                pulled.path.as_path()
+            }
+            None => path,
+        };
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_owned(),
             source,

@@ -459,7 +459,7 @@ fn a_tools_directory_that_cannot_be_read_is_a_clear_error() {
 
 /// The MCP Inspector's CLI (from npm; `cargo xtask test` installs it and says where with
 /// `BATON_MCP_INSPECTOR`) with `args`: what it printed.
-fn inspector(args: &[&str], store: &Path) -> Value {
+pub(crate) fn inspector(args: &[&str], store: &Path) -> Value {
     let command = std::env::var_os("BATON_MCP_INSPECTOR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {

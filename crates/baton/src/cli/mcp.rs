@@ -17,8 +17,9 @@ use super::Failure;
 
 #[derive(Debug, Args)]
 pub struct McpArgs {
-    /// A directory of tool and prompt components (.wasm) to serve; may be repeated, and is
-    /// watched. Components that do not verify are left out (and said why on standard error)
+    /// A directory of tool and prompt components (.wasm) to serve, or an oci:// reference to
+    /// one; may be repeated, and directories are watched. Components that do not verify are
+    /// left out (and said why on standard error)
     #[arg(long, value_name = "DIR", required = true)]
     tools: Vec<PathBuf>,
     /// Serve Streamable HTTP at http://ADDR/mcp instead of standard input and output; a bare
@@ -75,7 +76,18 @@ pub async fn run(host: Host, args: McpArgs) -> Result<(), Failure> {
         })?),
         None => None,
     };
-    let (catalog, left_out) = Catalog::load(&host, &args.tools).await?;
+    // A pulled component is served from its directory in the cache, which holds only it.
+    let mut dirs = Vec::with_capacity(args.tools.len());
+    for path in args.tools {
+        match path.to_str().filter(|_| baton::source::is_oci(&path)) {
+            Some(reference) => {
+                let pulled = host.pull(reference).await?;
+                dirs.push(pulled.path.parent().expect("a cached file").to_owned());
+            }
+            None => dirs.push(path),
+        }
+    }
+    let (catalog, left_out) = Catalog::load(&host, &dirs).await?;
     let catalog = catalog
         .with_prompt_budget(TokenBudget {
             model: args.prompt_model,

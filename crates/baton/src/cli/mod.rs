@@ -10,6 +10,7 @@ mod keys;
 mod llm;
 mod mcp;
 mod policy;
+mod registry;
 mod replay;
 mod run;
 mod serve;
@@ -195,6 +196,10 @@ enum Command {
     New(author::new::NewArgs),
     /// Build the project in a directory (made by `baton new`) into NAME.wasm
     Build(author::build::BuildArgs),
+    /// Push a component and its signature to an OCI registry
+    Push(registry::PushArgs),
+    /// Pull a component from an OCI registry into the cache and verify it under the policy
+    Pull(registry::PullArgs),
 }
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
@@ -218,6 +223,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Verify(args) => return Ok(sign::verify(args, &cli.global.policy)?),
         Command::New(args) => return author::new::run(args),
         Command::Build(args) => return author::build::run(args),
+        Command::Push(args) => {
+            return runtime.block_on(registry::push(cli.global.cache_dir.clone(), args));
+        }
         command => command,
     };
     runtime.block_on(async {
@@ -258,13 +266,15 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Command::Eval(args) => eval::run(&host, args).await,
             Command::Cache(command) => cache::run(&host, command),
             Command::Sign(args) => sign::sign(&host, args).await,
+            Command::Pull(args) => registry::pull(&host, args).await,
             Command::Run(_)
             | Command::Trace(_)
             | Command::Keys(_)
             | Command::Keygen(_)
             | Command::Verify(_)
             | Command::New(_)
-            | Command::Build(_) => {
+            | Command::Build(_)
+            | Command::Push(_) => {
                 unreachable!("handled above")
             }
         };

@@ -1,0 +1,53 @@
+//! What can go wrong with a registry, each error saying what to do.
+
+use std::path::PathBuf;
+
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("'{reference}' is not a component reference: {reason}")]
+    BadReference { reference: String, reason: String },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not a WebAssembly component ({reason}); push what `baton build` made", path.display())]
+    NotAComponent { path: PathBuf, reason: String },
+    #[error(
+        "cannot {what} {reference}: {reason}; check the reference, that the registry is up, and \
+         its credentials (BATON_REGISTRY_USERNAME, BATON_REGISTRY_PASSWORD)"
+    )]
+    Failed {
+        what: String,
+        reference: String,
+        reason: String,
+    },
+    #[error("cannot cache the pulled component in {}: {source}", path.display())]
+    Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Whether the registry did not answer at all (so a cached answer may stand in).
+pub(crate) fn unreachable(error: &OciDistributionError) -> bool {
+    match error {
+        OciDistributionError::RequestError(e) => e.is_connect() || e.is_timeout(),
+        _ => false,
+    }
+}
+
+/// Whether the registry answered that there is no such manifest.
+pub(crate) fn not_found(error: &OciDistributionError) -> bool {
+    match error {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| matches!(e.code, OciErrorCode::ManifestUnknown)),
+        _ => false,
+    }
+}

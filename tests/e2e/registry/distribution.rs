@@ -1,0 +1,189 @@
+//! Push, pull, verify, refuse, and work offline.
+
+use crate::common::{copy_plugin, error_line, json_output, text_output};
+
+use super::{Registry, keypair, with_cache};
+
+#[test]
+fn a_signed_component_is_pushed_pulled_by_tag_and_digest_and_served_offline_from_the_cache() {
+    let mut registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let calc = copy_plugin("calc.wasm", dir.path());
+    let tag = registry.reference("tools/calc:1.0.0");
+
+    let pinned = text_output(&with_cache(&cache, &["push", calc.to_str().unwrap(), &tag]));
+    let pinned = pinned.trim();
+    let prefix = format!("oci://{}/tools/calc@sha256:", registry.host);
+    assert!(pinned.starts_with(&prefix), "{pinned}");
+
+    // `baton pull` verifies under the policy and prints the reference pinned to the digest.
+    let pull = with_cache(&cache, &["pull", &tag]);
+    assert_eq!(text_output(&pull).trim(), pinned);
+    let said = String::from_utf8_lossy(&pull.stderr);
+    assert!(
+        said.contains("tool calc") && said.contains("signed by key baton-dev"),
+        "{said}"
+    );
+
+    let input = r#"{"expression": "6 * 7"}"#;
+    for reference in [tag.as_str(), pinned] {
+        let output = with_cache(&cache, &["call", reference, "--input", input]);
+        assert_eq!(json_output(&output)["value"], 42.0, "{reference}");
+    }
+    // A workflow names it like a file.
+    let flow = dir.path().join("flow.toml");
+    std::fs::write(
+        &flow,
+        format!(
+            "planner = {:?}\ntools = [{tag:?}]\n\n[[config.steps]]\nid = \"a\"\ntool = \
+             \"calc\"\ninput = {{ expression = \"2 + 3\" }}\n\n[config.output]\nsum = \
+             \"{{{{a.output.value}}}}\"\n",
+            crate::common::plugin("planners/static.wasm")
+        ),
+    )
+    .unwrap();
+    let run = with_cache(&cache, &["run", flow.to_str().unwrap()]);
+    assert_eq!(json_output(&run)["sum"], 5.0);
+    // And an MCP client (the MCP Inspector) calls it through `baton mcp`.
+    let mcp = [env!("CARGO_BIN_EXE_baton"), "mcp", "--tools", &tag];
+    let call = ["--method", "tools/call", "--tool-name", "calc"];
+    let args = ["--tool-arg", "expression=2 ^ 5"];
+    let store = dir.path().join("journal.db");
+    let called = crate::mcp::inspector(&[&mcp[..], &call, &args].concat(), &store);
+    assert_eq!(called["structuredContent"]["value"].as_f64(), Some(32.0));
+
+    // With the registry gone, both the digest and the tag are served from the cache.
+    registry.stop();
+    for reference in [pinned, tag.as_str()] {
+        let output = with_cache(&cache, &["call", reference, "--input", input]);
+        assert_eq!(json_output(&output)["value"], 42.0, "{reference}");
+    }
+    // What was never pulled cannot be served.
+    let never = registry.reference("tools/other:1.0.0");
+    let line = error_line(&with_cache(&cache, &["call", &never, "--input", "{}"]), 2);
+    assert!(
+        line.starts_with(&format!("error: cannot pull {never}: ")),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_unsigned_artifact_and_a_tag_moved_to_an_untrusted_signer_are_refused() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let tag = registry.reference("tools/calc:stable");
+    let input = r#"{"expression": "1 + 1"}"#;
+
+    // Signed by the trusted key: it runs.
+    let trusted = copy_plugin("calc.wasm", dir.path());
+    let pinned = text_output(&with_cache(
+        &cache,
+        &["push", trusted.to_str().unwrap(), &tag],
+    ));
+    assert_eq!(
+        json_output(&with_cache(&cache, &["call", &tag, "--input", input]))["value"],
+        2.0
+    );
+
+    // The same bytes re-signed by a key the policy does not trust, pushed to the same tag.
+    let other = tempfile::tempdir().unwrap();
+    let resigned = other.path().join("calc.wasm");
+    std::fs::copy(&trusted, &resigned).unwrap();
+    let (key, _) = keypair(other.path());
+    let signed = crate::common::baton()
+        .env("BATON_KEY_PASSWORD", "registry tests")
+        .args([
+            "sign",
+            "--key",
+            key.to_str().unwrap(),
+            resigned.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    text_output(&signed);
+    text_output(&with_cache(
+        &cache,
+        &["push", resigned.to_str().unwrap(), &tag],
+    ));
+    let line = error_line(&with_cache(&cache, &["call", &tag, "--input", input]), 4);
+    assert!(line.contains("is not trusted"), "{line}");
+    // The digest pinned before still names the trusted component.
+    let output = with_cache(&cache, &["call", pinned.trim(), "--input", input]);
+    assert_eq!(json_output(&output)["value"], 2.0);
+
+    // Unsigned: pushed with a warning, refused at load.
+    let bare = tempfile::tempdir().unwrap();
+    let unsigned = bare.path().join("calc.wasm");
+    std::fs::copy(&trusted, &unsigned).unwrap();
+    let unsigned_tag = registry.reference("tools/calc:unsigned");
+    let push = with_cache(&cache, &["push", unsigned.to_str().unwrap(), &unsigned_tag]);
+    text_output(&push);
+    assert!(
+        String::from_utf8_lossy(&push.stderr).contains("has no signature beside it"),
+        "{}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+    let line = error_line(
+        &with_cache(&cache, &["call", &unsigned_tag, "--input", input]),
+        4,
+    );
+    assert!(line.contains("is not trusted: it is unsigned"), "{line}");
+}
+
+#[test]
+fn bad_references_and_pushes_are_clear_errors() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let calc = copy_plugin("calc.wasm", dir.path());
+    let calc = calc.to_str().unwrap();
+    let cases: [(&[&str], i32, &str); 4] = [
+        (
+            &["call", "oci://calc:1", "--input", "{}"],
+            2,
+            "'oci://calc:1' is not a component reference: it names no registry host",
+        ),
+        (
+            &["push", calc, "127.0.0.1:5000/calc:1"],
+            2,
+            "is not a component reference: it does not start with oci://",
+        ),
+        (
+            &[
+                "push",
+                calc,
+                &format!("oci://{}/calc@sha256:{}", registry.host, "0".repeat(64)),
+            ],
+            2,
+            "a push names a tag (oci://HOST/REPO:TAG), not a digest",
+        ),
+        (
+            &["push", "missing.wasm", &registry.reference("calc:1")],
+            2,
+            "cannot read missing.wasm",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let line = error_line(&with_cache(&cache, args), code);
+        assert!(line.contains(message), "{args:?}: {line}");
+    }
+    let not_a_component = dir.path().join("notes.wasm");
+    std::fs::write(&not_a_component, "just text").unwrap();
+    let line = error_line(
+        &with_cache(
+            &cache,
+            &[
+                "push",
+                not_a_component.to_str().unwrap(),
+                &registry.reference("calc:1"),
+            ],
+        ),
+        2,
+    );
+    assert!(
+        line.contains("notes.wasm is not a WebAssembly component"),
+        "{line}"
+    );
+}
