@@ -94,6 +94,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "baton-trust",
             "baton-policy",
             "baton-sandbox",
+            "baton-registry",
             "baton-effects",
             "baton-llm",
             "baton-runtime",
