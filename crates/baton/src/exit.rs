@@ -43,10 +43,12 @@ pub fn code(error: &Error) -> u8 {
         Error::Policy(_)
         | Error::SecretMissing { .. }
         | Error::FsMount { .. }
-        | Error::TrustConfig(_) => POLICY,
+        | Error::TrustConfig(_)
+        | Error::Held { .. } => POLICY,
         Error::Unverified { .. } | Error::Load(LoadError::Untrusted { .. }) => UNTRUSTED,
         Error::Load(_)
         | Error::Registry(_)
+        | Error::NoVersion { .. }
         | Error::Journal(_)
         | Error::BadInfo { .. }
         | Error::WrongWorld { .. }

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use baton_runtime::versions::Requirement;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -62,7 +64,8 @@ pub struct Workflow {
     /// The input when `--input` gives none.
     pub input: Value,
     pub planner: PathBuf,
-    /// Directories of tool components, or single components.
+    /// Directories of tool components, single components, and the versions of a tool it
+    /// needs (`greet@^1.2`, see `baton_runtime::versions::Requirement`).
     pub tools: Vec<PathBuf>,
     /// Prompt components the planner may render (directories or single components).
     pub prompts: Vec<PathBuf>,
@@ -167,11 +170,20 @@ impl Workflow {
         let file: WorkflowFile =
             toml::from_str(&text).map_err(|e| baton_core::text::one_line(&e.to_string()))?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        // Files are relative to the workflow; `oci://` references are not files.
-        let resolve = |p: &PathBuf| match baton_core::source::is_oci(p) {
-            true => p.clone(),
-            false => dir.join(p),
+        // Files are relative to the workflow; `oci://` references and tool requirements
+        // (`greet@^1.2`) are not files.
+        let resolve = |p: &PathBuf| {
+            let requirement = p.to_str().and_then(Requirement::parse).is_some();
+            match baton_core::source::is_oci(p) || requirement {
+                true => p.clone(),
+                false => dir.join(p),
+            }
         };
+        for entry in file.tools.iter().filter_map(|p| p.to_str()) {
+            if let Some(Err(e)) = Requirement::parse(entry) {
+                return Err(format!("tools: {e}"));
+            }
+        }
         let duration = |what: &str, text: &str| {
             humantime::parse_duration(text)
                 .map(|d| d.as_millis() as u64)

@@ -19,6 +19,7 @@ mod grants;
 mod limits;
 pub mod llm;
 pub mod net;
+pub mod requests;
 pub mod trust;
 pub mod values;
 

@@ -19,6 +19,24 @@ use crate::schema::SchemaError;
 pub enum Error {
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// A component that requests what its policy does not grant: not run until it is.
+    #[error(
+        "{} ({name} {version}) is held: it requests {unmet}, which its policy does not grant; \
+         grant them in [plugins.{name}] to run it (`baton policy diff OLD NEW` compares two \
+         versions)",
+        path.display()
+    )]
+    Held {
+        path: PathBuf,
+        name: String,
+        version: String,
+        unmet: String,
+    },
+    /// A workflow asked for versions of a tool that no component found has.
+    #[error(
+        "no tool matches {requirement} ({found}); add a matching version to the tool directories"
+    )]
+    NoVersion { requirement: String, found: String },
     /// A component named by an OCI reference could not be pulled.
     #[error(transparent)]
     Registry(#[from] baton_registry::RegistryError),

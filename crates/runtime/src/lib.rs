@@ -35,6 +35,7 @@ pub mod run;
 mod runner;
 pub mod schema;
 pub mod testing;
+pub mod versions;
 
 pub use baton_trust::check as trust;
 pub use call::ToolRun;

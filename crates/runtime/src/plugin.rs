@@ -9,6 +9,8 @@ use tokio_util::sync::CancellationToken;
 use baton_core::source::is_oci;
 use baton_core::text::{one_line, truncate};
 use baton_effects::{LiveGate, NoSecrets};
+use baton_policy::explain::Item;
+use baton_policy::requests;
 use baton_policy::{Grants, LimitsSpec, Subject};
 use serde_json::Value;
 use wasmtime::component::InstancePre;
@@ -133,8 +135,16 @@ impl Plugin {
 
 impl Host {
     /// Loads, checks, links and describes the component at `path`, or the one an `oci://`
-    /// reference names (pulled into the cache first, then verified there like any file).
+    /// reference names (pulled into the cache first, then verified there like any file), to
+    /// run it: a component its policy does not grant what it requests is held (refused).
     pub async fn load(&self, path: &Path) -> Result<Plugin, Error> {
+        let plugin = self.examine(path).await?;
+        self.check_held(&plugin)?;
+        Ok(plugin)
+    }
+
+    /// Like `load`, but a held component loads too, to be inspected, explained or signed.
+    pub async fn examine(&self, path: &Path) -> Result<Plugin, Error> {
         let pulled;
         let path = match path.to_str().filter(|_| is_oci(path)) {
             Some(reference) => {
@@ -147,14 +157,41 @@ impl Host {
             path: path.to_owned(),
             source,
         })?;
-        self.load_bytes(path, &bytes).await
+        self.examine_bytes(path, &bytes).await
     }
 
     /// Loads, checks, links and describes `bytes`, with the signatures found beside `path`
-    /// (which also names them in messages).
+    /// (which also names them in messages), to run them: held as `load` says.
     pub async fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Plugin, Error> {
+        let plugin = self.examine_bytes(path, bytes).await?;
+        self.check_held(&plugin)?;
+        Ok(plugin)
+    }
+
+    /// Like `load_bytes`, but a held component loads too.
+    pub async fn examine_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Plugin, Error> {
         self.load_checked(path, bytes, &Sidecars::beside(path), &self.trust)
             .await
+    }
+
+    /// What `plugin` requests that its policy does not grant it.
+    pub fn unmet_requests(&self, plugin: &Plugin) -> Vec<Item> {
+        let grants = self.policy.grants_for(plugin.name(), plugin.subject());
+        plugin.loaded.requests.unmet(&grants)
+    }
+
+    /// Refuses a component whose requests its policy does not cover.
+    fn check_held(&self, plugin: &Plugin) -> Result<(), Error> {
+        let unmet = self.unmet_requests(plugin);
+        if unmet.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Held {
+            path: plugin.loaded.source.clone(),
+            name: plugin.name().to_string(),
+            version: plugin.info.version().to_string(),
+            unmet: requests::list(&unmet),
+        })
     }
 
     /// Loads `bytes` if `trust` accepts them with `sidecars`.

@@ -130,3 +130,36 @@ fn a_build_that_fails_says_so_and_leaves_no_component() {
     );
     assert!(!project.dir.join(project.wasm()).exists());
 }
+
+#[test]
+fn a_malformed_requests_section_is_refused_at_load() {
+    use wasm_encoder::{ComponentSection, CustomSection};
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(crate::common::plugin("calc.wasm")).unwrap();
+    CustomSection {
+        name: "baton:requests".into(),
+        data: br#"{"egress": ["https://example.com"]}"#.as_slice().into(),
+    }
+    .append_to_component(&mut bytes);
+    let path = dir.path().join("calc.wasm");
+    std::fs::write(&path, bytes).unwrap();
+    let policy = crate::common::write_policy(dir.path(), "[trust]\nrequire_signatures = false\n");
+    let output = baton()
+        .args([
+            "--policy",
+            policy.to_str().unwrap(),
+            "call",
+            path.to_str().unwrap(),
+        ])
+        .args(["--input", r#"{"expression": "1"}"#])
+        .output()
+        .unwrap();
+    let line = error_line(&output, 2);
+    assert!(
+        line.contains(
+            "cannot be used as a Baton plugin: its baton:requests section is not valid: unknown \
+             field `egress`"
+        ),
+        "{line}"
+    );
+}

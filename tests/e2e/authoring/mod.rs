@@ -6,6 +6,7 @@
 mod errors;
 mod sandbox;
 mod templates;
+mod versions;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

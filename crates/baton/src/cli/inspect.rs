@@ -45,7 +45,7 @@ struct Limits {
 }
 
 pub async fn run(host: &Host, args: InspectArgs) -> Result<(), Error> {
-    let plugin = host.load(&args.component).await?;
+    let plugin = host.examine(&args.component).await?;
     let limits = host.limits_for(&plugin);
     let report = report(&plugin, &limits);
     if args.json {

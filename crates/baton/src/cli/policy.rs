@@ -1,9 +1,10 @@
 //! `baton policy`: validate a policy file; explain what a component will and will not get.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use baton::policy::Policy;
 use baton::policy::explain::{Item, explain};
+use baton::policy::requests;
 use baton::{Error, Host};
 use clap::Subcommand;
 
@@ -23,6 +24,14 @@ pub enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Compare two versions of a component: what each requests against what the policy
+    /// (--policy) grants it, and what the new one asks for beyond the old one's grant
+    Diff {
+        /// The version in use (.wasm or oci://)
+        old: PathBuf,
+        /// The version to upgrade to (.wasm or oci://)
+        new: PathBuf,
+    },
 }
 
 pub async fn run(host: &Host, command: PolicyCommand) -> Result<(), Error> {
@@ -38,7 +47,7 @@ pub async fn run(host: &Host, command: PolicyCommand) -> Result<(), Error> {
             Ok(())
         }
         PolicyCommand::Explain { component, json } => {
-            let plugin = host.load(&component).await?;
+            let plugin = host.examine(&component).await?;
             let digest = plugin.loaded.digest.to_string();
             let report = explain(
                 host.policy(),
@@ -68,5 +77,57 @@ pub async fn run(host: &Host, command: PolicyCommand) -> Result<(), Error> {
             }
             Ok(())
         }
+        PolicyCommand::Diff { old, new } => diff(host, &old, &new).await,
     }
+}
+
+/// Prints each version's requests against its grants, then what holds the new one.
+async fn diff(host: &Host, old: &Path, new: &Path) -> Result<(), Error> {
+    let old = host.examine(old).await?;
+    let new = host.examine(new).await?;
+    for plugin in [&old, &new] {
+        let grants = host.policy().grants_for(plugin.name(), plugin.subject());
+        println!(
+            "{} {} ({})",
+            plugin.name(),
+            plugin.info.version(),
+            plugin.loaded.digest
+        );
+        let requests = plugin.loaded.requests.against(&grants);
+        if requests.is_empty() {
+            println!("  requests nothing beyond computing on its input");
+        }
+        for (item, granted) in requests {
+            let status = match granted {
+                true => "granted",
+                false => "NOT GRANTED",
+            };
+            println!("  {:<8} {:<40} {status}", item.capability, item.detail);
+        }
+    }
+    // What the new version asks for that the old one's grant does not cover.
+    let old_grants = host.policy().grants_for(old.name(), old.subject());
+    let beyond = new.loaded.requests.unmet(&old_grants);
+    match (beyond.is_empty(), host.unmet_requests(&new).is_empty()) {
+        (true, true) => println!(
+            "{} {} requests nothing beyond what {} is granted: it can replace it",
+            new.name(),
+            new.info.version(),
+            old.info.version()
+        ),
+        (_, false) => println!(
+            "{} {} is held until a policy grants it {}",
+            new.name(),
+            new.info.version(),
+            requests::list(&host.unmet_requests(&new))
+        ),
+        (false, true) => println!(
+            "{} {} requests more than {} was granted ({}), and its policy grants it",
+            new.name(),
+            new.info.version(),
+            old.info.version(),
+            requests::list(&beyond)
+        ),
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@ use baton::orchestrator::progress::{Progress, ProgressSink};
 use baton::orchestrator::result::{RunResult, RunStatus, StepStatus};
 use baton::orchestrator::workflow::{Settings, Workflow};
 use baton::orchestrator::{RunRequest, WorkflowRun};
+use baton::runtime::versions::Requirement;
 use baton::{Error, Host, HostOptions};
 
 use super::Failure;
@@ -215,13 +216,30 @@ async fn start(
     settings: &Settings,
     display: std::sync::Arc<Display>,
 ) -> Result<WorkflowRun, Error> {
-    for path in &tools {
-        if path.is_dir() {
-            let names = host.add_tools_from(path).await?;
-            tracing::info!("tools from {}: {}", path.display(), names.join(", "));
-        } else {
-            let tool = host.load(path).await?;
-            host.add_tool(tool)?;
+    // Entries like `greet@^1.2` say which versions of a tool the run needs.
+    let (requirements, paths): (Vec<_>, Vec<_>) = tools
+        .into_iter()
+        .partition(|p| p.to_str().and_then(Requirement::parse).is_some());
+    let requirements: Vec<Requirement> = requirements
+        .iter()
+        .filter_map(|p| p.to_str().and_then(Requirement::parse)?.ok())
+        .collect();
+    for chosen in host.add_tools_choosing(&paths, &requirements).await? {
+        let asked = chosen.requirement.as_deref().unwrap_or("the newest");
+        tracing::info!(
+            "tool {} {} ({}) for {asked}",
+            chosen.name,
+            chosen.version,
+            chosen.digest
+        );
+        for (version, unmet) in &chosen.held {
+            tracing::warn!(
+                "{} {version} is held: it requests {unmet}, which its policy does not grant; \
+                 {} {} runs instead",
+                chosen.name,
+                chosen.name,
+                chosen.version
+            );
         }
     }
     for path in &prompts {

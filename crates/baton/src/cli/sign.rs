@@ -188,7 +188,7 @@ async fn describe(host: &Host, path: &Path, bytes: &[u8]) -> Result<Value, Error
     let mut predicate = if bytes.starts_with(b"\0asm") {
         // A component Baton cannot run (a test fixture with a forbidden import, say) is
         // still signed: the attestation then says only what it is.
-        match host.load_bytes(path, bytes).await {
+        match host.examine_bytes(path, bytes).await {
             Ok(plugin) => {
                 let world = match &plugin.info {
                     Info::Tool(_) => "tool",

@@ -13,6 +13,7 @@ use wasmtime::component::Component;
 
 use baton_core::Digest;
 use baton_core::text::one_line;
+use baton_policy::requests::{self, Requests};
 use baton_trust::check::{Provenance, Sidecars, TrustCheck, TrustError};
 use cache::CompileCache;
 use world::{Shape, WorldError};
@@ -46,6 +47,8 @@ pub enum LoadError {
     },
     #[error("{} cannot be used as a Baton plugin: {source}", path.display())]
     World { path: PathBuf, source: WorldError },
+    #[error("{} cannot be used as a Baton plugin: {reason}; rebuild it with `baton build`", path.display())]
+    Requests { path: PathBuf, reason: String },
 }
 
 /// A component that passed every check, ready to be linked.
@@ -58,11 +61,47 @@ pub struct Loaded {
     pub size: usize,
     pub provenance: Provenance,
     pub shape: Shape,
+    /// What it says it needs (its signed `baton:requests` section; empty without one).
+    pub requests: Requests,
     pub component: Component,
 }
 
 pub struct Loader {
     cache: CompileCache,
+}
+
+/// The component's `baton:requests` section, read from its top level: nested modules and
+/// components are stepped over unread, so this costs little even for a large component.
+fn requests(bytes: &[u8]) -> Result<Requests, String> {
+    use wasmparser::{Chunk, Parser, Payload};
+    let unparsable = |e: wasmparser::BinaryReaderError| format!("it cannot be parsed: {e}");
+    let mut parser = Parser::new(0);
+    let mut rest = bytes;
+    loop {
+        let Chunk::Parsed { consumed, payload } = parser.parse(rest, true).map_err(unparsable)?
+        else {
+            unreachable!("all of the bytes are given at once");
+        };
+        rest = &rest[consumed..];
+        match payload {
+            Payload::ModuleSection {
+                unchecked_range, ..
+            }
+            | Payload::ComponentSection {
+                unchecked_range, ..
+            } => {
+                // The parent parser goes on after the nested bytes, which are not fed to it.
+                rest = rest
+                    .get(unchecked_range.len()..)
+                    .ok_or("it cannot be parsed: a nested section runs past its end")?;
+            }
+            Payload::CustomSection(section) if section.name() == requests::SECTION => {
+                return Requests::parse(section.data());
+            }
+            Payload::End(_) => return Ok(Requests::default()),
+            _ => {}
+        }
+    }
 }
 
 /// The 8-byte preamble of a component (magic, version 0x0d, layer 1).
@@ -121,6 +160,10 @@ impl Loader {
             path: path(),
             source: e,
         })?;
+        let requests = requests(bytes).map_err(|reason| LoadError::Requests {
+            path: path(),
+            reason,
+        })?;
         Ok(Loaded {
             source: path(),
             bytes: bytes.into(),
@@ -128,6 +171,7 @@ impl Loader {
             size: bytes.len(),
             provenance,
             shape,
+            requests,
             component,
         })
     }

@@ -8,6 +8,8 @@ use std::process::{Command, Stdio};
 
 use clap::Args;
 
+use baton::policy::requests::{self, Requests};
+
 use super::{Component, Kind, Language, Manifest};
 use crate::cli::Failure;
 
@@ -23,7 +25,10 @@ const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 
 pub fn run(args: BuildArgs) -> Result<(), Failure> {
     let dir = &args.dir;
-    let component = Manifest::read(dir)?;
+    let Manifest {
+        component,
+        requests,
+    } = Manifest::read(dir)?;
     let out = dir.join(format!("{}.wasm", component.name));
     toolchain(component.language)?;
     eprintln!(
@@ -37,12 +42,15 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         Language::Python => python(dir, component.kind, &out)?,
         Language::Js => js(dir)?,
     }
-    let bytes = std::fs::read(&out).map_err(|e| {
+    let mut bytes = std::fs::read(&out).map_err(|e| {
         Failure::Usage(format!(
             "the build finished but {} cannot be read: {e}",
             out.display()
         ))
     })?;
+    if !requests.is_empty() {
+        write_requests(&out, &mut bytes, &requests)?;
+    }
     println!(
         "{}  {}  {}",
         out.display(),
@@ -53,6 +61,26 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         "next: baton sign --key baton.key {}",
         out.file_name().expect("a file").to_string_lossy()
     );
+    Ok(())
+}
+
+/// Appends the `baton:requests` section to the component at `out` (whose bytes are `bytes`),
+/// replacing the file whole.
+fn write_requests(out: &Path, bytes: &mut Vec<u8>, requests: &Requests) -> Result<(), Failure> {
+    use wasm_encoder::{ComponentSection, CustomSection};
+    let data = serde_json::to_vec(requests).expect("requests serialize");
+    CustomSection {
+        name: requests::SECTION.into(),
+        data: data.into(),
+    }
+    .append_to_component(bytes);
+    let unwritable =
+        |e: std::io::Error| Failure::Usage(format!("cannot write {}: {e}", out.display()));
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty());
+    let mut file =
+        tempfile::NamedTempFile::new_in(dir.unwrap_or(Path::new("."))).map_err(unwritable)?;
+    std::io::Write::write_all(&mut file, bytes).map_err(unwritable)?;
+    file.persist(out).map_err(|e| unwritable(e.error))?;
     Ok(())
 }
 

@@ -6,6 +6,7 @@ pub mod new;
 
 use std::path::Path;
 
+use baton::policy::requests::Requests;
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
@@ -51,11 +52,16 @@ impl Language {
 
 /// `baton.toml`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Manifest {
     component: Component,
+    /// What the component needs, written into it (and so signed with it) by `baton build`.
+    #[serde(default)]
+    requests: Requests,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Component {
     name: String,
     kind: Kind,
@@ -65,7 +71,7 @@ struct Component {
 const MANIFEST: &str = "baton.toml";
 
 impl Manifest {
-    fn read(dir: &Path) -> Result<Component, Failure> {
+    fn read(dir: &Path) -> Result<Manifest, Failure> {
         let path = dir.join(MANIFEST);
         let text = std::fs::read_to_string(&path).map_err(|e| {
             Failure::Usage(match e.kind() {
@@ -80,13 +86,14 @@ impl Manifest {
         let manifest: Manifest = toml::from_str(&text).map_err(|e| {
             Failure::Usage(format!(
                 "{} is not a valid project manifest: {}; it needs [component] with name, kind \
-                 (tool, prompt or planner) and language (rust, python or js)",
+                 (tool, prompt or planner) and language (rust, python or js), and may have \
+                 [requests] (net, env, secrets, tools, llm)",
                 path.display(),
                 e.message()
             ))
         })?;
         check_name(&manifest.component.name)?;
-        Ok(manifest.component)
+        Ok(manifest)
     }
 }
 

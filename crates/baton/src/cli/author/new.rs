@@ -256,6 +256,7 @@ mod tests {
                 }
                 let manifest = &files.iter().find(|(p, _)| p == "baton.toml").unwrap().1;
                 let manifest: Manifest = toml::from_str(manifest).unwrap();
+                assert!(manifest.requests.is_empty());
                 assert_eq!(manifest.component.kind, kind);
                 assert_eq!(manifest.component.language, lang);
                 assert_eq!(manifest.component.name, "word-count");
