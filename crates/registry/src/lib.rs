@@ -76,7 +76,7 @@ impl Registry {
     /// Pushes the component `file` to `reference` (a tag), with the signature files beside it.
     pub async fn push(&self, file: &Path, reference: &str) -> Result<Pushed, RegistryError> {
         let target = OciReference::parse(reference)?;
-        if target.inner.digest().is_some() {
+        if target.inner.digest().is_some() || target.versions.is_some() {
             return Err(RegistryError::BadReference {
                 reference: reference.into(),
                 reason: "a push names a tag (oci://HOST/REPO:TAG), not a digest".into(),
@@ -116,10 +116,40 @@ impl Registry {
         })
     }
 
+    /// The versions of `reference`'s repository that match its requirement, newest first, as
+    /// references to their tags (tags that are not semver versions are not versions).
+    pub async fn versions(&self, reference: &OciReference) -> Result<Vec<String>, RegistryError> {
+        let Some(requirement) = &reference.versions else {
+            return Ok(Vec::new());
+        };
+        let listed = reference
+            .client()
+            .list_tags(&reference.inner, &self.auth, None, None)
+            .await
+            .map_err(|e| reference.failed("list the tags of", &e))?;
+        let mut versions: Vec<(semver::Version, String)> = listed
+            .tags
+            .into_iter()
+            .filter_map(|tag| Some((semver::Version::parse(&tag).ok()?, tag)))
+            .filter(|(version, _)| requirement.matches(version))
+            .collect();
+        versions.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(versions
+            .into_iter()
+            .map(|(_, tag)| reference.at_tag(&tag))
+            .collect())
+    }
+
     /// Pulls the component `reference` names into the cache (unless it is there) and returns
     /// where it is. Nothing is verified here: the loader does that before compiling it.
     pub async fn pull(&self, reference: &str) -> Result<Pulled, RegistryError> {
         let source = OciReference::parse(reference)?;
+        if source.versions.is_some() {
+            return Err(RegistryError::BadReference {
+                reference: reference.into(),
+                reason: "it names versions, not one component: the host chooses among them".into(),
+            });
+        }
         if let Some(digest) = source.inner.digest()
             && let Some(path) = self.cache.component(digest)
         {

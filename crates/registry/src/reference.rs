@@ -4,14 +4,20 @@ use std::net::IpAddr;
 
 use baton_core::source::OCI_SCHEME;
 use oci_client::{Client, Reference};
+use semver::VersionReq;
 
 use crate::RegistryError;
 
-/// A parsed `oci://` reference.
+/// A parsed `oci://` reference. In place of a tag it may name a semver requirement
+/// (`oci://HOST/REPO:^1.2`): the versions, among the repository's tags, it may be.
 #[derive(Debug, Clone)]
 pub struct OciReference {
     pub(crate) inner: Reference,
+    pub versions: Option<VersionReq>,
 }
+
+/// Characters a semver requirement may have and an OCI tag may not.
+const REQUIREMENT: &[char] = &['^', '~', '<', '>', '=', '*', ',', ' '];
 
 impl OciReference {
     pub fn parse(text: &str) -> Result<Self, RegistryError> {
@@ -33,10 +39,31 @@ impl OciReference {
                 "it names no registry host: write oci://HOST[:PORT]/REPO:TAG".into(),
             ));
         }
+        // `REPO:^1.2`: the part after the repository's last colon is a requirement.
+        let (rest, versions) = match rest.rsplit_once(':') {
+            Some((repository, tag)) if !tag.contains('/') && tag.contains(REQUIREMENT) => {
+                let versions = VersionReq::parse(tag).map_err(|e| {
+                    bad(format!(
+                        "'{tag}' is neither a tag nor a semver requirement ({e})"
+                    ))
+                })?;
+                (repository, Some(versions))
+            }
+            _ => (rest, None),
+        };
         let inner: Reference = rest
             .parse()
             .map_err(|e: oci_client::ParseError| bad(e.to_string()))?;
-        Ok(Self { inner })
+        Ok(Self { inner, versions })
+    }
+
+    /// The same repository at `tag`, as text.
+    pub fn at_tag(&self, tag: &str) -> String {
+        format!(
+            "{OCI_SCHEME}{}/{}:{tag}",
+            self.inner.registry(),
+            self.inner.repository()
+        )
     }
 
     /// The client for its registry.

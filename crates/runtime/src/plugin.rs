@@ -12,6 +12,7 @@ use baton_effects::{LiveGate, NoSecrets};
 use baton_policy::explain::Item;
 use baton_policy::requests;
 use baton_policy::{Grants, LimitsSpec, Subject};
+use baton_registry::OciReference;
 use serde_json::Value;
 use wasmtime::component::InstancePre;
 
@@ -137,14 +138,28 @@ impl Host {
     /// Loads, checks, links and describes the component at `path`, or the one an `oci://`
     /// reference names (pulled into the cache first, then verified there like any file), to
     /// run it: a component its policy does not grant what it requests is held (refused).
+    ///
+    /// `oci://HOST/REPO:^1.2` names the newest version among the repository's tags that
+    /// matches, verifies and is not held.
     pub async fn load(&self, path: &Path) -> Result<Plugin, Error> {
-        let plugin = self.examine(path).await?;
+        if let Some(reference) = ranged(path)? {
+            return self.newest(&reference, true).await;
+        }
+        let plugin = self.examine_one(path).await?;
         self.check_held(&plugin)?;
         Ok(plugin)
     }
 
     /// Like `load`, but a held component loads too, to be inspected, explained or signed.
     pub async fn examine(&self, path: &Path) -> Result<Plugin, Error> {
+        match ranged(path)? {
+            Some(reference) => self.newest(&reference, false).await,
+            None => self.examine_one(path).await,
+        }
+    }
+
+    /// A file, or one component in a registry, loaded whether or not it is held.
+    async fn examine_one(&self, path: &Path) -> Result<Plugin, Error> {
         let pulled;
         let path = match path.to_str().filter(|_| is_oci(path)) {
             Some(reference) => {
@@ -172,6 +187,39 @@ impl Host {
     pub async fn examine_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Plugin, Error> {
         self.load_checked(path, bytes, &Sidecars::beside(path), &self.trust)
             .await
+    }
+
+    /// The newest version `reference` names that verifies (and, if `runnable`, is not held);
+    /// each one passed over is said why.
+    async fn newest(&self, reference: &OciReference, runnable: bool) -> Result<Plugin, Error> {
+        let candidates = self.registry.versions(reference).await?;
+        let mut passed = Vec::new();
+        for candidate in &candidates {
+            let plugin = match self.examine_one(Path::new(candidate)).await {
+                Ok(plugin) => plugin,
+                Err(e @ Error::Load(_)) => {
+                    tracing::warn!("{candidate} passed over: {e}");
+                    passed.push(format!("{candidate} does not verify"));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if runnable && let Err(e) = self.check_held(&plugin) {
+                tracing::warn!("{candidate} passed over: {e}");
+                passed.push(format!("{candidate} is held"));
+                continue;
+            }
+            tracing::info!("{candidate}: the newest version that verifies and may run");
+            return Ok(plugin);
+        }
+        let versions = reference.versions.as_ref().map(ToString::to_string);
+        Err(Error::NoVersion {
+            requirement: reference.at_tag(&versions.unwrap_or_default()),
+            found: match passed.is_empty() {
+                true => "no tag of the repository matches".into(),
+                false => passed.join("; "),
+            },
+        })
     }
 
     /// What `plugin` requests that its policy does not grant it.
@@ -320,6 +368,15 @@ pub fn check_input(plugin: &Plugin, input: &str) -> Result<(), Error> {
             tool: plugin.name().to_string(),
             error,
         })
+}
+
+/// `path` as an `oci://` reference naming versions, if it is one.
+fn ranged(path: &Path) -> Result<Option<OciReference>, Error> {
+    let Some(text) = path.to_str().filter(|_| is_oci(path)) else {
+        return Ok(None);
+    };
+    let reference = OciReference::parse(text)?;
+    Ok(reference.versions.is_some().then_some(reference))
 }
 
 pub(crate) fn wrong_world(plugin: &Plugin) -> Error {

@@ -73,7 +73,11 @@ impl Host {
                 false => vec![path.clone()],
             };
             for file in files {
-                let plugin = self.examine(&file).await?;
+                // A registry's versions (`oci://HOST/REPO:^1.2`) are chosen among as they load.
+                let plugin = match is_oci(&file) {
+                    true => self.load(&file).await?,
+                    false => self.examine(&file).await?,
+                };
                 if plugin.is_tool() {
                     found
                         .entry(plugin.name().to_string())

@@ -187,3 +187,83 @@ fn bad_references_and_pushes_are_clear_errors() {
         "{line}"
     );
 }
+
+#[test]
+fn a_version_range_picks_the_newest_tag_that_verifies() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let trusted = copy_plugin("calc.wasm", dir.path());
+    let other = tempfile::tempdir().unwrap();
+    let untrusted = other.path().join("calc.wasm");
+    std::fs::copy(&trusted, &untrusted).unwrap();
+    let (key, _) = keypair(other.path());
+    text_output(
+        &crate::common::baton()
+            .env("BATON_KEY_PASSWORD", "registry tests")
+            .args([
+                "sign",
+                "--key",
+                key.to_str().unwrap(),
+                untrusted.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap(),
+    );
+    for (file, tag) in [
+        (&trusted, "1.0.0"),
+        (&untrusted, "1.1.0"),
+        (&trusted, "2.0.0"),
+        (&trusted, "latest"),
+    ] {
+        let reference = registry.reference(&format!("tools/calc:{tag}"));
+        let output = with_cache(&cache, &["push", file.to_str().unwrap(), &reference]);
+        text_output(&output);
+    }
+    let input = r#"{"expression": "3 * 3"}"#;
+    // ^1: 1.1.0 is signed by a key the policy does not trust, so 1.0.0 is chosen.
+    let output = with_cache(
+        &cache,
+        &[
+            "call",
+            &registry.reference("tools/calc:^1"),
+            "--input",
+            input,
+        ],
+    );
+    assert_eq!(json_output(&output)["value"], 9.0);
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("tools/calc:1.1.0 passed over") && said.contains("is not trusted"),
+        "{said}"
+    );
+    let line = error_line(
+        &with_cache(
+            &cache,
+            &[
+                "call",
+                &registry.reference("tools/calc:>=3"),
+                "--input",
+                input,
+            ],
+        ),
+        2,
+    );
+    assert!(
+        line.contains("no tool matches") && line.contains("no tag of the repository matches"),
+        "{line}"
+    );
+    // Pushing to a range is refused.
+    let line = error_line(
+        &with_cache(
+            &cache,
+            &[
+                "push",
+                trusted.to_str().unwrap(),
+                &registry.reference("tools/calc:^1"),
+            ],
+        ),
+        2,
+    );
+    assert!(line.contains("a push names a tag"), "{line}");
+}
