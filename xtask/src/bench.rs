@@ -38,6 +38,9 @@ const RATIOS: &[(&str, &str)] = &[
     ("fanout/baton_p32", "fanout/native_p32"),
     ("mcp_call/stdio", "mcp_call/library"),
     ("gateway/miss", "gateway/direct"),
+    ("oci/cached_digest", "oci/file"),
+    ("oci/cached_tag", "oci/file"),
+    ("warm_call/python_greet", "warm_call/rust_calc"),
 ];
 
 /// Prints the criterion medians of the ratio pairs that were measured.

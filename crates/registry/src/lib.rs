@@ -18,7 +18,9 @@ mod error;
 mod reference;
 mod signatures;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use oci_client::Client;
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -34,6 +36,9 @@ use cache::Cache;
 pub struct Registry {
     cache: Cache,
     auth: RegistryAuth,
+    /// One client per registry, kept: making one builds a TLS configuration, which costs
+    /// more than a request to a registry nearby.
+    clients: Mutex<BTreeMap<String, Client>>,
 }
 
 /// A component pulled (or found in the cache).
@@ -70,7 +75,18 @@ impl Registry {
         Self {
             cache: Cache::new(cache_dir.join("oci")),
             auth,
+            clients: Mutex::default(),
         }
+    }
+
+    /// The client for `reference`'s registry.
+    fn client(&self, reference: &OciReference) -> Client {
+        let registry = reference.inner.registry();
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients
+            .entry(registry.to_string())
+            .or_insert_with(|| client_for(registry))
+            .clone()
     }
 
     /// Pushes the component `file` to `reference` (a tag), with the signature files beside it.
@@ -92,7 +108,7 @@ impl Registry {
                 reason: e.to_string(),
             }
         })?;
-        let client = target.client();
+        let client = self.client(&target);
         let failed = |e: &dyn std::fmt::Display| target.failed("push", e);
         WasmClient::new(client.clone())
             .push(&target.inner, &self.auth, layer, config, None)
@@ -122,8 +138,8 @@ impl Registry {
         let Some(requirement) = &reference.versions else {
             return Ok(Vec::new());
         };
-        let listed = reference
-            .client()
+        let listed = self
+            .client(reference)
             .list_tags(&reference.inner, &self.auth, None, None)
             .await
             .map_err(|e| reference.failed("list the tags of", &e))?;
@@ -159,7 +175,7 @@ impl Registry {
                 cached: true,
             });
         }
-        let client = source.client();
+        let client = self.client(&source);
         let digest = match source.inner.digest() {
             Some(digest) => digest.to_string(),
             None => match client

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use baton_core::source::OCI_SCHEME;
-use oci_client::{Client, Reference};
+use oci_client::Reference;
 use semver::VersionReq;
 
 use crate::RegistryError;
@@ -64,11 +64,6 @@ impl OciReference {
             self.inner.registry(),
             self.inner.repository()
         )
-    }
-
-    /// The client for its registry.
-    pub(crate) fn client(&self) -> Client {
-        crate::client_for(self.inner.registry())
     }
 
     /// The same repository at `digest`.
