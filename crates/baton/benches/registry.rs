@@ -11,8 +11,8 @@
 //!   reference `calc` and the Python template from `baton new tool --lang python`; their sizes
 //!   are printed.
 //!
-//! Needs `docker-registry` and `componentize-py` on PATH. Run with `cargo xtask bench --
-//! registry`.
+//! Needs `docker-registry` and `componentize-py` on PATH. Run with `cargo xtask bench` (all
+//! benchmarks), or `BATON_PLUGIN_DIR=target/plugins cargo bench -p baton --bench registry`.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
