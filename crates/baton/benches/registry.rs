@@ -138,7 +138,11 @@ fn benches(c: &mut Criterion) {
     }
 
     let mut group = c.benchmark_group("oci");
-    for (name, path) in [("file", calc.to_str().unwrap()), ("cached_digest", &pinned), ("cached_tag", &tag)] {
+    for (name, path) in [
+        ("file", calc.to_str().unwrap()),
+        ("cached_digest", &pinned),
+        ("cached_tag", &tag),
+    ] {
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| async {
                 let plugin = host.load(Path::new(path)).await.unwrap();
@@ -148,7 +152,9 @@ fn benches(c: &mut Criterion) {
     }
     group.finish();
 
-    let rust = rt.block_on(host.load(&common::plugin("calc.wasm"))).unwrap();
+    let rust = rt
+        .block_on(host.load(&common::plugin("calc.wasm")))
+        .unwrap();
     let py = rt.block_on(host.load(&python)).unwrap();
     eprintln!(
         "sizes: rust calc {} bytes, python greet {} bytes",

@@ -62,7 +62,31 @@ fn template(
     assert!(output.contains(expected), "{kind} in {lang}: {output}");
     let replay = text_output(&project.baton(&["replay", "run.bundle"]));
     assert!(replay.starts_with("identical: "), "{replay}");
+    if kind == "tool" {
+        called_over_mcp(&project);
+    }
     project
+}
+
+/// An MCP client (the MCP Inspector) calls the tool through `baton mcp`.
+fn called_over_mcp(project: &Project) {
+    let policy = project.dir.join("policy.toml");
+    let server = [
+        env!("CARGO_BIN_EXE_baton"),
+        "--policy",
+        policy.to_str().unwrap(),
+        "mcp",
+        "--tools",
+        project.dir.to_str().unwrap(),
+    ];
+    let call = ["--method", "tools/call", "--tool-name", &project.name];
+    let args = ["--tool-arg", "name=Grace"];
+    let store = project.dir.join("mcp.db");
+    let called = crate::mcp::inspector(&[&server[..], &call, &args].concat(), &store);
+    assert_eq!(
+        called["structuredContent"]["greeting"], "Hello, Grace!",
+        "{called}"
+    );
 }
 
 #[test]
