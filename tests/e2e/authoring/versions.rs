@@ -164,6 +164,16 @@ fn the_newest_granted_version_runs_and_an_upgrade_asking_for_more_egress_is_held
         "{diff}"
     );
 
+    // `inspect` shows what it requests.
+    let inspect = text_output(&baton_in(
+        &dir,
+        &["--policy", narrow, "inspect", v11.to_str().unwrap()],
+    ));
+    assert!(
+        inspect.contains(&format!("  requests\n    net      {API}, {COLLECTOR}")),
+        "{inspect}"
+    );
+
     // Once a policy grants it, the upgrade runs.
     let wide = policy(&dir, &project, &[API, COLLECTOR]);
     let output = run(wide.to_str().unwrap(), &[tools_dir, "greet@^1.0"]);

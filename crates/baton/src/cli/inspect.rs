@@ -31,6 +31,8 @@ struct Report {
     size: usize,
     provenance: String,
     imports: Vec<String>,
+    /// What it requests (its signed `baton:requests` section).
+    requests: baton::policy::requests::Requests,
     /// Schema name ("input", "output", "vars", "config") → the schema.
     schemas: BTreeMap<&'static str, Value>,
     limits: Limits,
@@ -76,6 +78,7 @@ fn report(plugin: &Plugin, limits: &ResolvedLimits) -> Report {
         size: loaded.size,
         provenance: loaded.provenance.to_string(),
         imports: loaded.shape.imports.clone(),
+        requests: loaded.requests.clone(),
         schemas,
         limits: Limits {
             fuel: limits.limits.fuel,
@@ -120,6 +123,19 @@ fn print_text(r: &Report, limits: &ResolvedLimits) {
     println!("  imports");
     for import in &r.imports {
         println!("    {import}");
+    }
+    if !r.requests.is_empty() {
+        let requests = serde_json::to_value(&r.requests).expect("requests serialize");
+        println!("  requests");
+        for (capability, items) in requests.as_object().into_iter().flatten() {
+            let items: Vec<&str> = items
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            println!("    {capability:<8} {}", items.join(", "));
+        }
     }
     for (name, schema) in &r.schemas {
         let text = serde_json::to_string_pretty(schema).expect("a Value serializes");
