@@ -143,7 +143,7 @@ impl Host {
     /// matches, verifies and is not held.
     pub async fn load(&self, path: &Path) -> Result<Plugin, Error> {
         if let Some(reference) = ranged(path)? {
-            return self.newest(&reference, true).await;
+            return Ok(self.newest(&reference, true).await?.0);
         }
         let plugin = self.examine_one(path).await?;
         self.check_held(&plugin)?;
@@ -153,7 +153,7 @@ impl Host {
     /// Like `load`, but a held component loads too, to be inspected, explained or signed.
     pub async fn examine(&self, path: &Path) -> Result<Plugin, Error> {
         match ranged(path)? {
-            Some(reference) => self.newest(&reference, false).await,
+            Some(reference) => Ok(self.newest(&reference, false).await?.0),
             None => self.examine_one(path).await,
         }
     }
@@ -189,9 +189,13 @@ impl Host {
             .await
     }
 
-    /// The newest version `reference` names that verifies (and, if `runnable`, is not held);
-    /// each one passed over is said why.
-    async fn newest(&self, reference: &OciReference, runnable: bool) -> Result<Plugin, Error> {
+    /// The newest version `reference` names that verifies (and, if `runnable`, is not held),
+    /// with the reference to its tag; each one passed over is said why.
+    pub async fn newest(
+        &self,
+        reference: &OciReference,
+        runnable: bool,
+    ) -> Result<(Plugin, String), Error> {
         let candidates = self.registry.versions(reference).await?;
         let mut passed = Vec::new();
         for candidate in &candidates {
@@ -210,7 +214,7 @@ impl Host {
                 continue;
             }
             tracing::info!("{candidate}: the newest version that verifies and may run");
-            return Ok(plugin);
+            return Ok((plugin, candidate.clone()));
         }
         let versions = reference.versions.as_ref().map(ToString::to_string);
         Err(Error::NoVersion {

@@ -20,7 +20,8 @@ pub struct PushArgs {
 
 #[derive(Debug, Args)]
 pub struct PullArgs {
-    /// What to pull: oci://HOST[:PORT]/REPO:TAG or oci://HOST[:PORT]/REPO@sha256:…
+    /// What to pull: oci://HOST[:PORT]/REPO:TAG, oci://HOST[:PORT]/REPO@sha256:…, or
+    /// oci://HOST[:PORT]/REPO:^1.2 (the newest matching version that verifies and may run)
     reference: String,
 }
 
@@ -46,9 +47,14 @@ pub async fn push(cache_dir: Option<PathBuf>, args: PushArgs) -> Result<(), Fail
 
 /// Pulls the component into the cache and verifies it under the policy, as loading it would.
 pub async fn pull(host: &Host, args: PullArgs) -> Result<(), baton::Error> {
-    let pulled = host.pull(&args.reference).await?;
+    let mut reference = OciReference::parse(&args.reference)?;
+    let mut tag = args.reference.clone();
+    if reference.versions.is_some() {
+        tag = host.newest(&reference, true).await?.1;
+        reference = OciReference::parse(&tag)?;
+    }
+    let pulled = host.pull(&tag).await?;
     let plugin = host.load(&pulled.path).await?;
-    let reference = OciReference::parse(&args.reference)?;
     println!("{}", reference.pinned(&pulled.manifest));
     eprintln!(
         "{} {} {} ({}), {}: {}",
