@@ -14,10 +14,8 @@
 //! Needs `docker-registry` and `componentize-py` on PATH. Run with `cargo xtask bench` (all
 //! benchmarks), or `BATON_PLUGIN_DIR=target/plugins cargo bench -p baton --bench registry`.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use baton::{Host, HostOptions};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -25,6 +23,9 @@ use wasm_encoder::{ComponentSection, CustomSection};
 
 #[allow(dead_code)]
 mod common;
+#[allow(dead_code)]
+#[path = "../../../tests/e2e/registry/server.rs"]
+mod registry_server;
 
 const PASSWORD: &str = "bench";
 
@@ -44,39 +45,6 @@ fn baton(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-/// A registry on a free loopback port, serving from `dir`.
-fn registry(dir: &Path) -> (Child, String) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let host = format!("127.0.0.1:{port}");
-    let config = dir.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: \
-             {}\nhttp:\n  addr: {host}\n",
-            dir.join("registry").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("docker-registry (Debian's package) on PATH");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(&host).is_err() {
-        assert!(Instant::now() < deadline, "docker-registry did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (child, host)
 }
 
 /// `calc` padded to about 200 KB with a custom section, signed with the key in `dir`.
@@ -116,8 +84,8 @@ fn benches(c: &mut Criterion) {
     )
     .unwrap();
     let calc = padded_calc(dir);
-    let (mut child, host) = registry(dir);
-    let tag = format!("oci://{host}/bench/calc:1.0.0");
+    let registry = registry_server::Registry::start();
+    let tag = registry.reference("bench/calc:1.0.0");
     let pinned = baton(dir, &["push", "calc.wasm", &tag]);
     let python = python_tool(dir);
 
@@ -170,8 +138,7 @@ fn benches(c: &mut Criterion) {
             .iter(|| async { host.call_tool(&py, r#"{"name": "Ada"}"#).await.unwrap() })
     });
     group.finish();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(registry);
 }
 
 criterion_group!(oci, benches);

@@ -63,14 +63,11 @@ fn an_unknown_language_or_kind_is_a_usage_error() {
 #[test]
 fn building_a_directory_without_a_project_says_how_to_make_one() {
     let temp = tempfile::tempdir().unwrap();
-    let line = error_line(
-        &baton()
-            .current_dir(temp.path())
-            .arg("build")
-            .output()
-            .unwrap(),
-        2,
-    );
+    let build = || {
+        let output = baton().current_dir(temp.path()).arg("build").output();
+        error_line(&output.unwrap(), 2)
+    };
+    let line = build();
     assert!(
         line.contains("has no baton.toml: `baton build` builds a project made by `baton new`"),
         "{line}"
@@ -80,14 +77,7 @@ fn building_a_directory_without_a_project_says_how_to_make_one() {
         "[component]\nname = \"x\"\nkind = \"agent\"\n",
     )
     .unwrap();
-    let line = error_line(
-        &baton()
-            .current_dir(temp.path())
-            .arg("build")
-            .output()
-            .unwrap(),
-        2,
-    );
+    let line = build();
     assert!(
         line.contains("baton.toml is not a valid project manifest"),
         "{line}"

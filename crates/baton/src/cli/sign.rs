@@ -100,8 +100,16 @@ pub fn keygen(args: KeygenArgs) -> Result<(), Error> {
 
 /// Writes `bytes` to `path` all at once, through a temporary file beside it: readable by its
 /// owner only when `private`, and never over an existing file unless `replace`.
-fn write_whole(path: &Path, bytes: &[u8], private: bool, replace: bool) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+pub(super) fn write_whole(
+    path: &Path,
+    bytes: &[u8],
+    private: bool,
+    replace: bool,
+) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut file = tempfile::NamedTempFile::new_in(dir)?;
     #[cfg(unix)]
     {

@@ -74,14 +74,8 @@ fn write_requests(out: &Path, bytes: &mut Vec<u8>, requests: &Requests) -> Resul
         data: data.into(),
     }
     .append_to_component(bytes);
-    let unwritable =
-        |e: std::io::Error| Failure::Usage(format!("cannot write {}: {e}", out.display()));
-    let dir = out.parent().filter(|d| !d.as_os_str().is_empty());
-    let mut file =
-        tempfile::NamedTempFile::new_in(dir.unwrap_or(Path::new("."))).map_err(unwritable)?;
-    std::io::Write::write_all(&mut file, bytes).map_err(unwritable)?;
-    file.persist(out).map_err(|e| unwritable(e.error))?;
-    Ok(())
+    crate::cli::sign::write_whole(out, bytes, false, true)
+        .map_err(|e| Failure::Usage(format!("cannot write {}: {e}", out.display())))
 }
 
 /// Fails, saying what to install, when the language's toolchain is missing.
