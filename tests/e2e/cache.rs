@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use baton::journal::event::{EventKind, LlmMessage, LlmOutcome, LlmRequest};
-use baton::journal::store::Journal;
+use baton::journal::store::{Journal, StoreUrl};
 use baton::{Host, HostOptions};
 use serde_json::json;
 
@@ -166,7 +166,7 @@ async fn hits_are_served_while_the_providers_breaker_is_open() {
     std::fs::write(&policy, text).unwrap();
     let host = Host::new(HostOptions {
         policies: vec![policy],
-        store: Some(dir.path().join("journal.db")),
+        store: Some(StoreUrl::Sqlite(dir.path().join("journal.db"))),
         ..HostOptions::default()
     })
     .unwrap();

@@ -16,7 +16,7 @@ use baton::effects::{Gate, LiveGate, NoSecrets};
 use baton::journal::event::{
     EventKind, LlmAttempt, LlmMessage, LlmOutcome, LlmRequest, step_chain,
 };
-use baton::journal::store::Journal;
+use baton::journal::store::{Journal, StoreUrl};
 use baton::llm::{Llm, Requester};
 use baton::policy::Policy;
 use baton::runtime::models;
@@ -227,7 +227,7 @@ async fn the_breaker_opens_fails_fast_half_opens_and_closes() {
     let store = dir.path().join("journal.db");
     let host = Host::new(HostOptions {
         policies: vec![policy],
-        store: Some(store.clone()),
+        store: Some(StoreUrl::Sqlite(store.clone())),
         ..HostOptions::default()
     })
     .unwrap();

@@ -8,6 +8,7 @@ mod bad_input;
 mod cache;
 mod call;
 mod capabilities;
+mod cluster;
 mod egress;
 mod filesystem;
 mod hostile;

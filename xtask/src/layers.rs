@@ -15,6 +15,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("baton-budget", &[]),
     ("baton-journal", &["baton-core"]),
     ("baton-trust", &["baton-core"]),
+    ("baton-postgres", &["baton-journal"]),
     (
         "baton-policy",
         &["baton-core", "baton-budget", "baton-trust"],
@@ -46,6 +47,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "baton-effects",
             "baton-llm",
             "baton-registry",
+            "baton-postgres",
         ],
     ),
     (

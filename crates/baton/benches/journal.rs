@@ -14,7 +14,7 @@ use baton::journal::chain::{ChainWriter, Stored};
 use baton::journal::event::{
     EventKind, InvocationOutcome, LimitsRecord, PolicyRef, RUN_CHAIN, step_chain,
 };
-use baton::journal::store::Journal;
+use baton::journal::store::{Journal, StoreUrl};
 use baton::{Host, HostOptions};
 #[allow(dead_code)]
 mod common;
@@ -197,7 +197,10 @@ fn journaled_calls(c: &mut Criterion) {
     let mut group = c.benchmark_group("journaled_call");
     for (name, store) in [
         ("unrecorded", None),
-        ("recorded", Some(dir.path().join("journal.db"))),
+        (
+            "recorded",
+            Some(StoreUrl::Sqlite(dir.path().join("journal.db"))),
+        ),
     ] {
         let host = Host::new(HostOptions {
             store,
@@ -229,7 +232,7 @@ fn replays(c: &mut Criterion) {
     // With the compile cache, as `baton replay` runs: a replay loads the bundled component.
     let host = Host::new(HostOptions {
         policies: vec![policy],
-        store: Some(dir.path().join("journal.db")),
+        store: Some(StoreUrl::Sqlite(dir.path().join("journal.db"))),
         cache_dir: Some(dir.path().join("cache")),
         ..HostOptions::default()
     })

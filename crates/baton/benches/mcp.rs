@@ -17,6 +17,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 
+use baton::journal::store::StoreUrl;
 use baton::mcp::{Catalog, Session};
 use baton::{Host, HostOptions};
 use criterion::{Criterion, criterion_group};
@@ -141,7 +142,7 @@ fn calls(c: &mut Criterion) {
     let tools = tools_dir(dir.path());
     let (session, calc) = rt.block_on(async {
         let host = Host::new(HostOptions {
-            store: Some(dir.path().join("library.db")),
+            store: Some(StoreUrl::Sqlite(dir.path().join("library.db"))),
             cache_dir: Some(dir.path().join("cache")),
             ..HostOptions::default()
         })

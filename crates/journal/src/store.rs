@@ -15,7 +15,12 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use super::chain::Stored;
 use super::event::{Event, FORMAT_VERSION, RUN_CHAIN};
 
+mod bundle;
 mod recorder;
+mod url;
+
+pub use bundle::{BlobRow, EventRow, RunRow, write_bundle};
+pub use url::StoreUrl;
 
 use recorder::Writer;
 
@@ -73,6 +78,16 @@ pub enum StoreError {
         seq: i64,
         reason: String,
     },
+    #[error("store {location}: {reason}")]
+    Server { location: String, reason: String },
+    #[error("store {location}: event {run}/{chain}/{seq} is not readable: {reason}")]
+    BadRow {
+        location: String,
+        run: String,
+        chain: String,
+        seq: i64,
+        reason: String,
+    },
     #[error("the journal writer stopped; events may not have been saved")]
     WriterGone,
     #[error("cannot write bundle {}: {source}; check that its directory exists and is writable", path.display())]
@@ -120,6 +135,10 @@ pub trait Store: Send + Sync {
 
     /// Writes `run` with its events and blobs to a new bundle file at `dest`.
     fn export(&self, run: &str, dest: &Path) -> Result<(), StoreError>;
+
+    /// Deletes runs started before `cutoff` (RFC 3339) and blobs no run uses any more;
+    /// returns how many runs it deleted.
+    fn prune(&self, cutoff: &str) -> Result<usize, StoreError>;
 }
 
 /// What a store does with what runs record, in the order they record it.
@@ -310,28 +329,9 @@ impl Journal {
         if let Some((recorder, _)) = &self.recorder {
             recorder.flush()?;
         }
-        let dir = dest
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let io = |source: std::io::Error| StoreError::WriteBundle {
-            path: dest.to_owned(),
-            source,
-        };
-        let temp = tempfile::Builder::new()
-            .prefix(".baton-bundle")
-            .tempfile_in(dir)
-            .map_err(io)?;
-        {
-            let out = open_writable(temp.path())?;
-            let sql = |r: rusqlite::Result<usize>| {
-                r.map_err(|source| StoreError::Sql {
-                    path: dest.to_owned(),
-                    source,
-                })
-            };
-            let source = self.path.to_string_lossy().into_owned();
-            sql(out.execute("ATTACH DATABASE ?1 AS src", [source]))?;
+        let source = self.path.to_string_lossy().into_owned();
+        bundle::write_atomically(dest, |out| {
+            out.execute("ATTACH DATABASE ?1 AS src", [source])?;
             for statement in [
                 "INSERT INTO runs SELECT * FROM src.runs WHERE run = ?1",
                 "INSERT INTO events SELECT * FROM src.events WHERE run = ?1",
@@ -339,18 +339,11 @@ impl Journal {
                 "INSERT INTO blobs SELECT * FROM src.blobs WHERE digest IN
                     (SELECT digest FROM src.run_blobs WHERE run = ?1)",
             ] {
-                sql(out.execute(statement, [run]))?;
+                out.execute(statement, [run])?;
             }
-            sql(out.execute("DETACH DATABASE src", []))?;
-            // A bundle is one self-contained file: no WAL beside it.
-            out.pragma_update(None, "journal_mode", "DELETE")
-                .map_err(|source| StoreError::Sql {
-                    path: dest.to_owned(),
-                    source,
-                })?;
-        }
-        temp.persist(dest).map_err(|e| io(e.error))?;
-        Ok(())
+            out.execute("DETACH DATABASE src", [])?;
+            Ok(())
+        })
     }
 
     /// Deletes runs started before `cutoff` (RFC 3339) and blobs no run uses any more.
@@ -532,5 +525,9 @@ impl Store for Journal {
 
     fn export(&self, run: &str, dest: &Path) -> Result<(), StoreError> {
         Journal::export(self, run, dest)
+    }
+
+    fn prune(&self, cutoff: &str) -> Result<usize, StoreError> {
+        Journal::prune(self, cutoff)
     }
 }

@@ -8,7 +8,7 @@ use baton_budget::{BudgetLimits, Ledger};
 use baton_core::Digest;
 use baton_core::source::is_oci;
 use baton_journal::event::PolicyRef;
-use baton_journal::store::{Journal, Store};
+use baton_journal::store::{Store, StoreUrl};
 use baton_llm::Llm;
 use baton_policy::{LimitsSpec, Policy, ResolvedLimits};
 use baton_registry::{Pulled, Registry};
@@ -54,8 +54,8 @@ pub struct HostOptions {
     pub limits: LimitsSpec,
     /// Where compiled components are cached; `None` turns the cache off.
     pub cache_dir: Option<PathBuf>,
-    /// The journal every call is recorded in; `None` records nothing.
-    pub store: Option<PathBuf>,
+    /// The store every call is recorded in; `None` records nothing.
+    pub store: Option<StoreUrl>,
     /// Load components whatever the policy's `[trust]` says (for signing them).
     pub accept_unsigned: bool,
     /// Budget limits from the command line, overriding the policy's `[budget]`.
@@ -100,10 +100,11 @@ impl Host {
             Some(dir) => CompileCache::new(dir, runner.engine()),
             None => CompileCache::disabled(),
         };
-        let journal = match &options.store {
-            Some(path) => Some(Box::new(Journal::open(path)?) as Box<dyn Store>),
-            None => None,
-        };
+        let journal = options
+            .store
+            .as_ref()
+            .map(crate::stores::open)
+            .transpose()?;
         let policy_files = policy
             .texts()
             .map(|(name, text)| {
@@ -114,7 +115,11 @@ impl Host {
                 (reference, text.as_bytes().into())
             })
             .collect();
-        let llm = Llm::new(policy.llm(), options.store.as_deref());
+        // The LLM layer's files live beside a SQLite journal; with PostgreSQL they are per process.
+        let llm = Llm::new(
+            policy.llm(),
+            options.store.as_ref().and_then(StoreUrl::file),
+        );
         let budget = policy.run_budget().overridden_by(&options.budget);
         let trust = match options.accept_unsigned {
             true => PolicyTrust::accept_unsigned(),

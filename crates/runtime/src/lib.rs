@@ -34,6 +34,7 @@ pub mod recorded;
 pub mod run;
 mod runner;
 pub mod schema;
+pub mod stores;
 pub mod testing;
 pub mod versions;
 

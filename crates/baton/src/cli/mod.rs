@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use baton::budget::BudgetLimits;
+use baton::journal::store::StoreUrl;
 use baton::orchestrator::result::RunStatus;
 use baton::policy::{LimitsSpec, values};
 use baton::{Error, Host, HostOptions, exit};
@@ -101,10 +102,10 @@ pub struct GlobalArgs {
     /// Compile components afresh instead of using the compile cache
     #[arg(long, global = true)]
     no_cache: bool,
-    /// The journal (SQLite) every run is recorded in [default: journal.db in the user's data
-    /// directory]
-    #[arg(long, global = true, env = "BATON_STORE", value_name = "FILE")]
-    store: Option<PathBuf>,
+    /// Where every run is recorded: sqlite:FILE (or just FILE), or postgres://USER@HOST/DB
+    /// for a store many hosts share [default: journal.db in the user's data directory]
+    #[arg(long, global = true, env = "BATON_STORE", value_name = "URL", value_parser = StoreUrl::parse)]
+    store: Option<StoreUrl>,
     /// Show more of what happens (-v: call statistics, -vv: debug logs); RUST_LOG overrides
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
@@ -120,13 +121,19 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
-    fn store(&self) -> PathBuf {
-        self.store.clone().unwrap_or_else(|| {
-            dirs::data_dir()
-                .unwrap_or_else(|| PathBuf::from("."))
-                .join("baton")
-                .join("journal.db")
-        })
+    fn store(&self) -> StoreUrl {
+        self.store
+            .clone()
+            .unwrap_or_else(|| StoreUrl::Sqlite(default_journal()))
+    }
+
+    /// The SQLite file the server's keys and runs (`serve.db`) are kept beside: the journal,
+    /// or with a PostgreSQL store the default journal's place.
+    fn local_file(&self) -> PathBuf {
+        self.store
+            .as_ref()
+            .and_then(StoreUrl::file)
+            .map_or_else(default_journal, PathBuf::from)
     }
 
     fn host_options(&self) -> HostOptions {
@@ -150,6 +157,14 @@ impl GlobalArgs {
             budget: self.budget.unwrap_or_default(),
         }
     }
+}
+
+/// journal.db in the user's data directory.
+fn default_journal() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("baton")
+        .join("journal.db")
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,7 +232,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     let command = match cli.command {
         Command::Trace(command) => return Ok(trace::run(&cli.global.store(), command)?),
         Command::Keys(command) => {
-            return keys::run(&cli.global.store(), cli.global.budget, command);
+            return keys::run(&cli.global.local_file(), cli.global.budget, command);
         }
         Command::Keygen(args) => return Ok(sign::keygen(args)?),
         Command::Verify(args) => return Ok(sign::verify(args, &cli.global.policy)?),
@@ -257,7 +272,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         };
         let done = match command {
             Command::Mcp(args) => return mcp::run(host, args).await,
-            Command::Serve(args) => return serve::run(host, &cli.global.store(), args).await,
+            Command::Serve(args) => return serve::run(host, &cli.global.local_file(), args).await,
             Command::Call(args) => call::run(&mut host, args).await,
             Command::Inspect(args) => inspect::run(&host, args).await,
             Command::Replay(args) => replay::run(&host, args).await,

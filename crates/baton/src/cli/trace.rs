@@ -8,8 +8,9 @@ use baton::budget::Usd;
 use baton::journal::event::{
     Event, EventKind, FsAnswer, HttpOutcome, InvocationOutcome, LlmOutcome, ToolCallOutcome,
 };
-use baton::journal::store::{Journal, RunSummary};
+use baton::journal::store::{Journal, RunSummary, Store, StoreUrl};
 use baton::journal::verify_run;
+use baton::runtime::stores;
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
@@ -51,7 +52,7 @@ pub enum TraceCommand {
     },
 }
 
-pub fn run(store: &Path, command: TraceCommand) -> Result<(), Error> {
+pub fn run(store: &StoreUrl, command: TraceCommand) -> Result<(), Error> {
     match command {
         TraceCommand::Ls { limit, json } => {
             let runs = read_store(store)?.runs(limit)?;
@@ -66,7 +67,7 @@ pub fn run(store: &Path, command: TraceCommand) -> Result<(), Error> {
                 }
             }
             if runs.is_empty() && !json {
-                println!("no runs recorded in {}", store.display());
+                println!("no runs recorded in {store}");
             }
             Ok(())
         }
@@ -87,7 +88,7 @@ pub fn run(store: &Path, command: TraceCommand) -> Result<(), Error> {
             let (journal, summary) = open_run(store, &run)?;
             let events = journal.events(&summary.run)?;
             let verified = verify_run(&events).map_err(|source| Error::Tampered {
-                path: journal.path().to_owned(),
+                path: journal.location().into(),
                 source,
             })?;
             let state = if verified.complete {
@@ -108,7 +109,7 @@ pub fn run(store: &Path, command: TraceCommand) -> Result<(), Error> {
             Ok(())
         }
         TraceCommand::Prune { days } => {
-            let journal = Journal::open(store)?;
+            let journal = stores::open(store)?;
             let cutoff = SystemTime::now() - Duration::from_secs(days * 86_400);
             let cutoff = humantime::format_rfc3339_millis(cutoff).to_string();
             let removed = journal.prune(&cutoff)?;
@@ -118,15 +119,15 @@ pub fn run(store: &Path, command: TraceCommand) -> Result<(), Error> {
     }
 }
 
-fn read_store(store: &Path) -> Result<Journal, Error> {
-    Ok(Journal::open_read_only(store)?)
+fn read_store(store: &StoreUrl) -> Result<Box<dyn Store>, Error> {
+    Ok(stores::open_existing(store)?)
 }
 
 /// A run named by id (or unique prefix) in the store, or the single run of a bundle file.
-fn open_run(store: &Path, run: &str) -> Result<(Journal, RunSummary), Error> {
+fn open_run(store: &StoreUrl, run: &str) -> Result<(Box<dyn Store>, RunSummary), Error> {
     let path = Path::new(run);
     let journal = if path.is_file() {
-        Journal::open_read_only(path)?
+        Box::new(Journal::open_read_only(path)?)
     } else {
         read_store(store)?
     };
@@ -136,7 +137,7 @@ fn open_run(store: &Path, run: &str) -> Result<(Journal, RunSummary), Error> {
         journal.find_run(run)?
     };
     let summary = found.ok_or_else(|| Error::BundleInvalid {
-        path: journal.path().to_owned(),
+        path: journal.location().into(),
         reason: format!("no run '{run}' is recorded there (see `baton trace ls`)"),
     })?;
     Ok((journal, summary))

@@ -1,0 +1,206 @@
+//! `--store postgres://…`: runs recorded in PostgreSQL, listed, verified and exported from
+//! it, and the bundle replayed on a machine with no server at all.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::postgres::Postgres;
+use crate::common::*;
+
+/// A diamond of calc steps: start, then left and right at once, then join.
+const DIAMOND: &str = r#"
+[[config.steps]]
+id = "start"
+tool = "calc"
+input = { expression = "1 + 2" }
+
+[[config.steps]]
+id = "left"
+tool = "calc"
+input = { expression = "{{start.output.value}} * 2" }
+depends_on = ["start"]
+
+[[config.steps]]
+id = "right"
+tool = "calc"
+input = { expression = "{{start.output.value}} + 1" }
+depends_on = ["start"]
+
+[[config.steps]]
+id = "join"
+tool = "calc"
+input = { expression = "{{left.output.value}} + {{right.output.value}}" }
+depends_on = ["left", "right"]
+
+[config.output]
+total = "{{join.output.value}}"
+"#;
+
+fn diamond(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("diamond.toml");
+    let text = format!(
+        "planner = {:?}\ntools = [{:?}]\n{DIAMOND}",
+        plugin("planners/static.wasm"),
+        plugin("calc.wasm").parent().unwrap()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_run_kept_in_postgres_exports_a_bundle_that_replays_with_no_server() {
+    let server = Postgres::start();
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let result_file = dir.path().join("result.json");
+    let flow = diamond(dir.path());
+    let ran = run(&[
+        "run",
+        flow.to_str().unwrap(),
+        "--store",
+        &url,
+        "--output",
+        result_file.to_str().unwrap(),
+    ]);
+    text_output(&ran);
+    let result: Value =
+        serde_json::from_str(&std::fs::read_to_string(&result_file).unwrap()).unwrap();
+    assert_eq!(result["status"], "succeeded", "{result}");
+    assert_eq!(result["output"]["total"], 10.0);
+    let id = result["run"].as_str().unwrap();
+    let root = result["root"].as_str().unwrap();
+
+    let listed = text_output(&run(&["trace", "ls", "--json", "--store", &url]));
+    let summary: Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    assert_eq!(summary["run"], id);
+    assert_eq!(summary["status"], "succeeded");
+    assert_eq!(summary["root"], root);
+
+    let verified = text_output(&run(&["trace", "verify", &id[..10], "--store", &url]));
+    assert!(
+        verified.contains(&format!("root {root}, complete")),
+        "{verified}"
+    );
+
+    let bundle = dir.path().join("diamond.bundle");
+    text_output(&run(&[
+        "trace",
+        "export",
+        id,
+        "-o",
+        bundle.to_str().unwrap(),
+        "--store",
+        &url,
+    ]));
+    // No server from here on: the bundle is all a replay needs.
+    drop(server);
+    let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
+    assert!(replayed.starts_with("identical: "), "{replayed}");
+    assert!(replayed.contains(root), "{replayed}");
+    let verified = text_output(&run(&["trace", "verify", bundle.to_str().unwrap()]));
+    assert!(
+        verified.contains(&format!("root {root}, complete")),
+        "{verified}"
+    );
+}
+
+#[test]
+fn a_store_that_cannot_be_used_is_one_clear_line() {
+    let unknown = run(&["trace", "ls", "--store", "mysql://db/x"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert_contains(
+        &String::from_utf8_lossy(&unknown.stderr),
+        &["'mysql://' is not a store", "postgres://"],
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://baton:hunter2@127.0.0.1:{port}/baton");
+    let absent = error_line(&run(&["trace", "ls", "--store", &url]), 2);
+    assert_contains(
+        &absent,
+        &[
+            &format!("postgres://baton:***@127.0.0.1:{port}/baton"),
+            "refused",
+        ],
+    );
+    assert!(!absent.contains("hunter2"), "{absent}");
+    let calc = plugin("calc.wasm");
+    let call = error_line(
+        &run(&[
+            "call",
+            calc.to_str().unwrap(),
+            "--input",
+            r#"{"expression": "1"}"#,
+            "--store",
+            &url,
+        ]),
+        2,
+    );
+    assert_contains(&call, &["refused"]);
+}
+
+#[test]
+fn a_run_pauses_while_postgres_restarts_and_loses_nothing() {
+    use std::io::{BufRead, BufReader, Write};
+    let server = Postgres::start();
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    // The step's request is held here while the server restarts.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let policy = write_policy(
+        dir.path(),
+        &format!("[plugins.fetch.net]\nallow = [\"http://127.0.0.1:{port}\"]\n"),
+    );
+    let flow = dir.path().join("held.toml");
+    std::fs::write(
+        &flow,
+        format!(
+            "planner = {:?}\ntools = [{:?}]\n\
+             [[config.steps]]\nid = \"get\"\ntool = \"fetch\"\n\
+             input = {{ url = \"http://127.0.0.1:{port}/held\" }}\n\
+             [[config.steps]]\nid = \"after\"\ntool = \"calc\"\n\
+             input = {{ expression = \"6 * 7\" }}\ndepends_on = [\"get\"]\n",
+            plugin("planners/static.wasm"),
+            plugin("calc.wasm").parent().unwrap()
+        ),
+    )
+    .unwrap();
+    let result_file = dir.path().join("result.json");
+    let child = baton()
+        .args(["run", flow.to_str().unwrap(), "--store", &url, "--policy"])
+        .arg(&policy)
+        .arg("--output")
+        .arg(&result_file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut stream, _) = listener.accept().unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap() > 2 {
+        line.clear();
+    }
+    // The run is mid-step: the server goes away and comes back before the step answers.
+    server.stop();
+    server.resume();
+    stream
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+        .unwrap();
+    drop(stream);
+    let output = child.wait_with_output().unwrap();
+    text_output(&output);
+    let result: Value =
+        serde_json::from_str(&std::fs::read_to_string(&result_file).unwrap()).unwrap();
+    assert_eq!(result["status"], "succeeded", "{result}");
+    let root = result["root"].as_str().unwrap();
+    let id = result["run"].as_str().unwrap();
+    let verified = text_output(&run(&["trace", "verify", id, "--store", &url]));
+    assert!(verified.contains(&format!("root {root}, complete")), "{verified}");
+}
