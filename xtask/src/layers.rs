@@ -15,7 +15,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("baton-budget", &[]),
     ("baton-journal", &["baton-core"]),
     ("baton-trust", &["baton-core"]),
-    ("baton-postgres", &["baton-journal"]),
+    ("baton-postgres", &["baton-budget", "baton-journal"]),
     (
         "baton-policy",
         &["baton-core", "baton-budget", "baton-trust"],

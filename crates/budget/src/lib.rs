@@ -7,6 +7,10 @@
 //! new worst case together fit every limit, so concurrent steps can never overspend: the
 //! check and the reservation happen under one lock. A step's ledger has the run's as its
 //! parent, and a reservation must fit both.
+//!
+//! A run whose steps run on several hosts keeps its budget in a shared [`Account`] (a row in
+//! PostgreSQL): the run's ledger on each host sits inside it, and a reservation must fit the
+//! account too, checked and taken there atomically.
 
 mod amounts;
 
@@ -30,6 +34,19 @@ pub struct Exceeded {
     pub what: String,
 }
 
+/// A budget kept outside this process and shared by every host spending from it. A
+/// reservation is checked and taken atomically there; each returns a hold that `settle`
+/// later commits.
+pub trait Account: Send + Sync + fmt::Debug {
+    /// Reserves `want`, or says which limit it does not fit.
+    fn reserve(&self, want: Spend) -> Result<HoldId, Exceeded>;
+    /// Commits `actual` for the hold and releases the rest of it.
+    fn settle(&self, hold: HoldId, actual: Spend);
+}
+
+/// A reservation an [`Account`] holds.
+pub type HoldId = i64;
+
 #[derive(Debug, Default)]
 struct Tally {
     committed: Spend,
@@ -47,6 +64,8 @@ pub struct Ledger {
     limits: BudgetLimits,
     started: Instant,
     parent: Option<Arc<Ledger>>,
+    /// The shared account the run's ledger sits inside, if any.
+    account: Option<Arc<dyn Account>>,
     tally: Mutex<Tally>,
 }
 
@@ -82,6 +101,23 @@ impl Ledger {
         Arc::new(ledger)
     }
 
+    /// A run's ledger (with `limits` of its own) inside a shared `account`: a reservation
+    /// must fit both.
+    pub fn run_within(limits: BudgetLimits, account: Arc<dyn Account>) -> Arc<Self> {
+        let mut ledger = Self::new("run".into(), limits, None);
+        ledger.account = Some(account);
+        Arc::new(ledger)
+    }
+
+    /// Counts `spent` as committed here, without a reservation or a limit check: spend a
+    /// step made on another host, already checked and committed in the shared account.
+    pub fn absorb(&self, spent: Spend, cache_hits: u64, semantic_hits: u64) {
+        let mut tally = self.lock();
+        tally.committed = tally.committed.plus(spent);
+        tally.cache_hits += cache_hits;
+        tally.semantic_hits += semantic_hits;
+    }
+
     /// A step's ledger inside `run`'s.
     pub fn step(run: &Arc<Ledger>, step: &str, limits: BudgetLimits) -> Arc<Self> {
         Arc::new(Self::new(
@@ -97,6 +133,7 @@ impl Ledger {
             limits,
             started: Instant::now(),
             parent,
+            account: None,
             tally: Mutex::new(Tally::default()),
         }
     }
@@ -118,6 +155,12 @@ impl Ledger {
             ledger.check(&guard, want)?;
             guards.push(guard);
         }
+        // The shared account is asked last, under the local locks: what it grants is then
+        // reserved here too, or it is given back.
+        let shared = match chain[chain.len() - 1].account.as_ref() {
+            Some(account) if want != Spend::default() => Some(account.reserve(want)?),
+            _ => None,
+        };
         for guard in &mut guards {
             guard.reserved = guard.reserved.plus(want);
         }
@@ -125,6 +168,7 @@ impl Ledger {
         Ok(Hold {
             ledger: self.clone(),
             held: want,
+            shared,
             settled: false,
         })
     }
@@ -232,13 +276,16 @@ impl Ledger {
         }
     }
 
-    fn settle(&self, held: Spend, actual: Spend) {
+    fn settle(&self, held: Spend, actual: Spend, shared: Option<HoldId>) {
         let mut ledger = Some(self);
         while let Some(current) = ledger {
             let mut tally = current.lock();
             tally.reserved = tally.reserved.minus(held);
             tally.committed = tally.committed.plus(actual);
             drop(tally);
+            if let (Some(account), Some(hold)) = (&current.account, shared) {
+                account.settle(hold, actual);
+            }
             ledger = current.parent.as_deref();
         }
     }
@@ -253,6 +300,8 @@ fn round_ms(d: Duration) -> Duration {
 pub struct Hold {
     ledger: Arc<Ledger>,
     held: Spend,
+    /// The shared account's hold, when the run's ledger sits inside one.
+    shared: Option<HoldId>,
     settled: bool,
 }
 
@@ -269,14 +318,14 @@ impl Hold {
     /// Records `actual` as spent and releases the rest of the reservation.
     pub fn commit(mut self, actual: Spend) {
         self.settled = true;
-        self.ledger.settle(self.held, actual);
+        self.ledger.settle(self.held, actual, self.shared);
     }
 }
 
 impl Drop for Hold {
     fn drop(&mut self) {
         if !self.settled {
-            self.ledger.settle(self.held, Spend::default());
+            self.ledger.settle(self.held, Spend::default(), self.shared);
         }
     }
 }

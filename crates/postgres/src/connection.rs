@@ -113,3 +113,14 @@ pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
         }
     }
 }
+
+/// Whether `error` may pass if what failed is tried again: the connection broke, or the server
+/// is shutting down, starting up or out of connections (SQLSTATE classes 08 and 57P, 53300),
+/// or the transaction lost a race (40001, 40P01). Anything else would fail the same way.
+pub(crate) fn passing(error: &tokio_postgres::Error) -> bool {
+    let Some(db) = error.as_db_error() else {
+        return true;
+    };
+    let code = db.code().code();
+    code.starts_with("08") || code.starts_with("57P") || matches!(code, "53300" | "40001" | "40P01")
+}

@@ -14,13 +14,44 @@ use tokio::runtime::Handle;
 use crate::connection::{Connector, describe};
 use crate::writer::Writer;
 
-/// A journal kept in a PostgreSQL database.
+/// A journal kept in a PostgreSQL database (with the ledgers and step outcomes of runs
+/// spread over several hosts).
 pub struct PgStore {
-    location: String,
-    runtime: Handle,
-    connector: Arc<Connector>,
+    pub(crate) db: Arc<Db>,
     recorder: Option<Recorder>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// The store's thread and connection: where queries run.
+pub(crate) struct Db {
+    pub(crate) location: String,
+    runtime: Handle,
+    connector: Arc<Connector>,
+}
+
+impl Db {
+    /// Runs `query` on the store's thread and waits for its answer.
+    pub(crate) fn call<T, F>(
+        &self,
+        query: impl FnOnce(Arc<Connector>) -> F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, String>> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let future = query(self.connector.clone());
+        self.runtime.spawn(async move {
+            let _ = tx.send(future.await);
+        });
+        rx.recv()
+            .map_err(|_| "its thread stopped".to_string())
+            .and_then(|answer| answer)
+            .map_err(|reason| StoreError::Server {
+                location: self.location.clone(),
+                reason,
+            })
+    }
 }
 
 impl PgStore {
@@ -74,35 +105,25 @@ impl PgStore {
             .map_err(|_| server("its thread stopped while connecting".into()))?
             .map_err(server)?;
         Ok(Self {
-            location,
-            runtime,
-            connector,
+            db: Arc::new(Db {
+                location,
+                runtime,
+                connector,
+            }),
             recorder: Some(Recorder::new(Arc::new(writer))),
             thread: Some(thread),
         })
     }
 
-    /// Runs `query` on the store's thread and waits for its answer.
     fn call<T, F>(&self, query: impl FnOnce(Arc<Connector>) -> F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, String>> + Send + 'static,
     {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let future = query(self.connector.clone());
-        self.runtime.spawn(async move {
-            let _ = tx.send(future.await);
-        });
-        rx.recv()
-            .map_err(|_| "its thread stopped".to_string())
-            .and_then(|answer| answer)
-            .map_err(|reason| StoreError::Server {
-                location: self.location.clone(),
-                reason,
-            })
+        self.db.call(query)
     }
 
-    fn flush(&self) -> Result<(), StoreError> {
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
         match &self.recorder {
             Some(recorder) => recorder.flush(),
             None => Ok(()),
@@ -203,7 +224,7 @@ async fn check_format(connector: &Connector) -> Result<(), String> {
 
 impl Store for PgStore {
     fn location(&self) -> String {
-        self.location.clone()
+        self.db.location.clone()
     }
 
     fn file(&self) -> Option<&Path> {
@@ -263,7 +284,7 @@ impl Store for PgStore {
         rows.into_iter()
             .map(|row| {
                 serde_json::from_str(&row.body).map_err(|e| StoreError::BadRow {
-                    location: self.location.clone(),
+                    location: self.db.location.clone(),
                     run: run.into(),
                     chain: row.chain,
                     seq: row.seq,
@@ -284,7 +305,7 @@ impl Store for PgStore {
         self.flush()?;
         let Some((header, events)) = self.rows(run)? else {
             return Err(StoreError::Server {
-                location: self.location.clone(),
+                location: self.db.location.clone(),
                 reason: format!("it holds no run '{run}'; `baton trace ls` lists the runs"),
             });
         };

@@ -9,6 +9,8 @@
 
 mod connection;
 mod journal;
+mod ledger;
+mod steps;
 mod writer;
 
 pub use journal::PgStore;

@@ -11,7 +11,7 @@ use baton_journal::chain::Stored;
 use baton_journal::store::{Sink, StoreError};
 use tokio::sync::mpsc;
 
-use crate::connection::{Connector, describe};
+use crate::connection::{Connector, describe, passing};
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 4096;
@@ -163,19 +163,6 @@ async fn commit_retrying(connector: &Connector, writes: &[Write]) -> Result<(), 
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(2));
     }
-}
-
-/// Whether `error` may pass if the batch is sent again: the connection broke, or the server
-/// is shutting down, starting up or out of connections (SQLSTATE classes 08 and 57P, 53300),
-/// or the transaction lost a race (40001, 40P01). Anything else would fail the same way.
-fn passing(error: &tokio_postgres::Error) -> bool {
-    let Some(db) = error.as_db_error() else {
-        return true;
-    };
-    let code = db.code().code();
-    code.starts_with("08")
-        || code.starts_with("57P")
-        || matches!(code, "53300" | "40001" | "40P01")
 }
 
 /// One transaction: new runs, then every event of the batch in one statement, blobs, ends.

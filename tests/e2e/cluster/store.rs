@@ -202,5 +202,8 @@ fn a_run_pauses_while_postgres_restarts_and_loses_nothing() {
     let root = result["root"].as_str().unwrap();
     let id = result["run"].as_str().unwrap();
     let verified = text_output(&run(&["trace", "verify", id, "--store", &url]));
-    assert!(verified.contains(&format!("root {root}, complete")), "{verified}");
+    assert!(
+        verified.contains(&format!("root {root}, complete")),
+        "{verified}"
+    );
 }
