@@ -1,9 +1,10 @@
 //! Shared budgets against a real server: hosts reserving at once never overspend.
 
+// The ledger tests restart no server.
+#[allow(dead_code)]
 #[path = "../../../tests/e2e/cluster/postgres.rs"]
 mod postgres;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use baton_budget::{BudgetLimits, Ledger, Spend};
