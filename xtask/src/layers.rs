@@ -64,6 +64,16 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "baton-cluster",
+        &[
+            "baton-budget",
+            "baton-journal",
+            "baton-orchestrator",
+            "baton-postgres",
+            "baton-runtime",
+        ],
+    ),
+    (
         "baton-mcp",
         &[
             "baton-core",
@@ -103,6 +113,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "baton-orchestrator",
             "baton-mcp",
             "baton-serve",
+            "baton-postgres",
+            "baton-cluster",
         ],
     ),
 ];

@@ -38,6 +38,7 @@ pub mod exit;
 pub mod library {}
 
 pub use baton_budget as budget;
+pub use baton_cluster as cluster;
 pub use baton_core::{Digest, limits, source, text};
 pub use baton_effects as effects;
 pub use baton_journal as journal;

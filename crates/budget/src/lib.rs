@@ -109,13 +109,19 @@ impl Ledger {
         Arc::new(ledger)
     }
 
-    /// Counts `spent` as committed here, without a reservation or a limit check: spend a
-    /// step made on another host, already checked and committed in the shared account.
+    /// Counts `spent` as committed here and in every ancestor, without a reservation or a
+    /// limit check: spend a step made on another host, already checked and committed in the
+    /// shared account (which is not told again).
     pub fn absorb(&self, spent: Spend, cache_hits: u64, semantic_hits: u64) {
-        let mut tally = self.lock();
-        tally.committed = tally.committed.plus(spent);
-        tally.cache_hits += cache_hits;
-        tally.semantic_hits += semantic_hits;
+        let mut ledger = Some(self);
+        while let Some(current) = ledger {
+            let mut tally = current.lock();
+            tally.committed = tally.committed.plus(spent);
+            tally.cache_hits += cache_hits;
+            tally.semantic_hits += semantic_hits;
+            drop(tally);
+            ledger = current.parent.as_deref();
+        }
     }
 
     /// A step's ledger inside `run`'s.

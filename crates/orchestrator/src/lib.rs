@@ -16,6 +16,7 @@ pub mod workflow;
 mod discovery;
 mod evidence;
 mod recorded;
+pub mod remote;
 mod replay;
 mod resume;
 mod schedule;
@@ -43,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use progress::{Progress, ProgressSink};
+use remote::Dispatch;
 use result::{RunResult, Totals};
 use session::Orchestrator;
 use workflow::Settings;
@@ -88,6 +90,9 @@ pub struct Launch<'a> {
     pub account: Option<&'a Arc<Ledger>>,
     /// Cancelling it stops the steps in flight and the planner loop.
     pub cancel: CancellationToken,
+    /// Where its steps run (`None`: here). The run's budget is then kept in the shared
+    /// account the dispatch names.
+    pub dispatch: Option<Arc<dyn Dispatch>>,
 }
 
 /// Components by name.
@@ -99,18 +104,26 @@ pub struct Launched {
     journal: RunJournal,
     ledger: Arc<Ledger>,
     cancel: CancellationToken,
+    dispatch: Option<Arc<dyn Dispatch>>,
     recording: bool,
 }
 
 /// Starts journaling a run of `planner` as `how` says.
 pub fn launch(host: &Host, planner: &Plugin, how: Launch<'_>) -> Result<Launched, Error> {
     check_planner(planner)?;
-    let (journal, ledger) = host.start_run_as(RunStart {
+    let (journal, mut ledger) = host.start_run_as(RunStart {
         command: "run",
         id: how.id,
         budget: how.budget,
         account: how.account,
     });
+    if let Some(dispatch) = &how.dispatch {
+        let limits = how.budget.unwrap_or(host.budget());
+        let account = dispatch
+            .account(journal.id(), limits)
+            .map_err(|reason| Error::Engine(format!("the run's shared budget: {reason}")))?;
+        ledger = Ledger::run_within(limits, account);
+    }
     let ctx = match how.components {
         Some((tools, prompts)) => RunContext::live_with(host, journal.chains(), tools, prompts),
         None => RunContext::live(host, journal.chains()),
@@ -120,6 +133,7 @@ pub fn launch(host: &Host, planner: &Plugin, how: Launch<'_>) -> Result<Launched
         journal,
         ledger,
         cancel: how.cancel,
+        dispatch: how.dispatch,
         recording: host.recording(),
     })
 }
@@ -141,6 +155,7 @@ impl Launched {
             journal,
             ledger,
             cancel,
+            dispatch,
             recording,
         } = self;
         let components = ctx.tools().values().chain(ctx.prompts().values());
@@ -161,6 +176,7 @@ impl Launched {
                 ledger,
                 progress,
                 cancel,
+                dispatch,
             },
         )
         .await
@@ -178,6 +194,7 @@ pub(crate) struct Controls {
     pub ledger: Arc<Ledger>,
     pub progress: Arc<dyn ProgressSink>,
     pub cancel: CancellationToken,
+    pub dispatch: Option<Arc<dyn Dispatch>>,
 }
 
 /// Runs the orchestration in `journal` (live or replaying) and finishes it, in a span of
@@ -217,6 +234,7 @@ async fn orchestrate(
         ledger,
         progress,
         cancel,
+        dispatch,
     }: Controls,
 ) -> Result<(RunRecord, RunResult), Divergence> {
     let tools: BTreeMap<String, ToolInfo> = ctx
@@ -278,6 +296,8 @@ async fn orchestrate(
         planner_fuel: 0,
         resumable,
         cancel,
+        dispatch,
+        committed: false,
     };
     let ending = run.plan_and_run().await?;
     let budget = run.ledger.report();

@@ -112,6 +112,7 @@ async fn replay_workflow(
             ledger,
             progress: Arc::new(progress::Quiet),
             cancel: CancellationToken::new(),
+            dispatch: None,
         },
     )
     .await

@@ -69,6 +69,9 @@ pub struct StepReport {
     /// The run whose output of this step a resumed run took over instead of running it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<String>,
+    /// The worker that ran it, when the run's steps ran on workers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]

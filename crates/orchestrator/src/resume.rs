@@ -212,6 +212,7 @@ pub async fn resume_with(
             ledger,
             progress,
             cancel: how.cancel,
+            dispatch: None,
         },
     )
     .await

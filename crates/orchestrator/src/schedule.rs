@@ -12,8 +12,10 @@ use crate::plan::PlannedStep;
 use crate::progress::Progress;
 use crate::result::StepStatus;
 use crate::session::Orchestrator;
-use crate::step::{StepDone, StepJob};
+use crate::step::{Attempt, StepDone, StepJob};
 use crate::{resume, template};
+use std::future::Future;
+use std::pin::Pin;
 
 impl Orchestrator<'_> {
     /// Runs one decision's steps: each as soon as the steps it depends on have succeeded
@@ -89,11 +91,11 @@ impl Orchestrator<'_> {
             let inline = launch.len() == 1 && tasks.is_empty();
             if inline {
                 let job = launch.pop().expect("one step to launch");
-                let done = job.run().await;
+                let done = self.start(job).await;
                 self.step_ended(done, &mut status, &mut slots, &mut out_of_budget);
             }
             for job in launch {
-                tasks.spawn(job.run().in_current_span());
+                tasks.spawn(self.start(job).in_current_span());
             }
             // Enter finished steps in the run chain in plan order.
             while let Some(done) = slots.get_mut(recorded).and_then(Option::take) {
@@ -113,6 +115,32 @@ impl Orchestrator<'_> {
             let done = joined.expect("a step task does not panic");
             self.step_ended(done, &mut status, &mut slots, &mut out_of_budget);
         }
+    }
+
+    /// A step's run: here, or on a worker when the run dispatches its steps (a step that
+    /// takes over a recorded output runs nothing, so it stays here).
+    fn start(&mut self, job: StepJob) -> Pin<Box<dyn Future<Output = StepDone> + Send>> {
+        let Some(dispatch) = self.dispatch.clone().filter(|_| job.taken_over.is_none()) else {
+            return Box::pin(job.run());
+        };
+        // Workers read the run's start (its workflow, policy and components) from the store.
+        if !self.committed {
+            if let Err(e) = self.journal.commit() {
+                let reason = format!("the run's start cannot be shared with workers: {e}");
+                let at = self.elapsed_ms();
+                let step = PlannedStep {
+                    id: job.id.clone(),
+                    tool: job.plugin.name().to_string(),
+                    input: Value::Null,
+                    after: Vec::new(),
+                    replicates: job.replicates,
+                };
+                let done = StepDone::not_run(job.index, &step, StepStatus::Failed, reason, at);
+                return Box::pin(std::future::ready(done));
+            }
+            self.committed = true;
+        }
+        Box::pin(job.remote(dispatch, self.journal.id().to_string()))
     }
 
     /// Takes in a step that ended: its output for later templates, whether the budget ran
@@ -200,9 +228,17 @@ impl Orchestrator<'_> {
             .loaded
             .digest
             .to_string();
-        for (attempt, gate) in &done.attempts {
-            self.journal
-                .record_step(attempt, &done.report.tool, &digest, &**gate)?;
+        for (attempt, chain) in done.attempts {
+            match chain {
+                Attempt::Open(gate) => {
+                    self.journal
+                        .record_step(&attempt, &done.report.tool, &digest, &*gate)?
+                }
+                Attempt::Sealed(sealed) => {
+                    self.journal
+                        .record_sealed(&attempt, &done.report.tool, &digest, sealed)?
+                }
+            }
         }
         let output = match (&done.report.output, &done.report.error) {
             (Some(output), _) => Ok(output.to_string()),

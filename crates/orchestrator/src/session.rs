@@ -54,6 +54,10 @@ pub(crate) struct Orchestrator<'a> {
     pub(crate) resumable: BTreeMap<String, resume::Resumed>,
     /// Cancelled when the run's caller cancels it.
     pub(crate) cancel: CancellationToken,
+    /// Where steps run when not here.
+    pub(crate) dispatch: Option<Arc<dyn crate::remote::Dispatch>>,
+    /// Whether the run's start is committed to the store for workers to read.
+    pub(crate) committed: bool,
 }
 
 impl Orchestrator<'_> {

@@ -25,7 +25,7 @@ use super::progress::{Progress, ProgressSink};
 use super::result::{StepReport, StepStatus, cache_tier, dollars};
 
 /// A step ready to run.
-pub(super) struct StepJob {
+pub(crate) struct StepJob {
     pub ctx: Arc<RunContext>,
     pub index: usize,
     pub id: String,
@@ -60,11 +60,17 @@ struct Tried {
     fuel: u64,
 }
 
+/// A chain a step wrote: still open here, or sealed by the worker that ran the step.
+pub(crate) enum Attempt {
+    Open(Arc<dyn Gate>),
+    Sealed(baton_effects::Sealed),
+}
+
 /// A step that ended (or was never run).
-pub(super) struct StepDone {
+pub(crate) struct StepDone {
     pub index: usize,
-    /// The chain name of each invocation and its gate, to be sealed into the run chain.
-    pub attempts: Vec<(String, Arc<dyn Gate>)>,
+    /// The chain name of each invocation and its chain, to be sealed into the run chain.
+    pub attempts: Vec<(String, Attempt)>,
     pub report: StepReport,
     /// Whether it failed because the budget ran out.
     pub out_of_budget: bool,
@@ -96,6 +102,7 @@ impl StepDone {
                 cache_hits: 0,
                 cache_tier: None,
                 resumed_from: None,
+                worker: None,
                 output: None,
                 error: Some(reason),
             },
@@ -153,10 +160,14 @@ impl StepJob {
                     Some((EventKind::Resumed { run, .. }, _)) => Some(run.clone()),
                     _ => None,
                 },
+                worker: None,
                 output,
                 error,
             },
-            attempts,
+            attempts: attempts
+                .into_iter()
+                .map(|(name, gate)| (name, Attempt::Open(gate)))
+                .collect(),
             out_of_budget,
         }
     }

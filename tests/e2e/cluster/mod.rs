@@ -1,5 +1,7 @@
 //! Past one machine: the journal in a PostgreSQL server the tests start (`postgres.rs`).
 
+pub mod nats;
 pub mod postgres;
 
 mod store;
+mod workers;

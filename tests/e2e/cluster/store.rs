@@ -37,7 +37,7 @@ depends_on = ["left", "right"]
 total = "{{join.output.value}}"
 "#;
 
-fn diamond(dir: &Path) -> std::path::PathBuf {
+pub(super) fn diamond(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("diamond.toml");
     let text = format!(
         "planner = {:?}\ntools = [{:?}]\n{DIAMOND}",

@@ -17,6 +17,7 @@ mod serve;
 mod sign;
 pub mod telemetry;
 mod trace;
+mod worker;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -180,6 +181,9 @@ enum Command {
     /// Serve the OpenAI-compatible gateway and Prometheus metrics over HTTP to the holders
     /// of API keys; every request is journaled as a run
     Serve(serve::ServeArgs),
+    /// Run the steps of runs orchestrated elsewhere (`baton run --nats`), pulled from NATS
+    /// JetStream and recorded in the shared PostgreSQL store
+    Worker(worker::WorkerArgs),
     /// Make, list and revoke the API keys `baton serve` accepts
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -252,6 +256,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 | Command::Call(_)
                 | Command::Mcp(_)
                 | Command::Serve(_)
+                | Command::Worker(_)
                 | Command::Llm(_)
                 | Command::Cache(_)
         ) {
@@ -268,11 +273,17 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         };
         let mut host = Host::new(options)?;
         let Some(command) = command else {
-            return run::run(&mut host, plan.expect("a run has a plan")).await;
+            return run::run(
+                &mut host,
+                plan.expect("a run has a plan"),
+                &cli.global.store(),
+            )
+            .await;
         };
         let done = match command {
             Command::Mcp(args) => return mcp::run(host, args).await,
             Command::Serve(args) => return serve::run(host, &cli.global.local_file(), args).await,
+            Command::Worker(args) => return worker::run(host, &cli.global.store(), args).await,
             Command::Call(args) => call::run(&mut host, args).await,
             Command::Inspect(args) => inspect::run(&host, args).await,
             Command::Replay(args) => replay::run(&host, args).await,

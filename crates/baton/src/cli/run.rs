@@ -2,12 +2,15 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use baton::cluster::{Cluster, NatsDispatch};
+use baton::journal::store::StoreUrl;
 use baton::orchestrator::progress::{Progress, ProgressSink};
+use baton::orchestrator::remote::Dispatch;
 use baton::orchestrator::result::{RunResult, RunStatus, StepStatus};
 use baton::orchestrator::workflow::{Settings, Workflow};
-use baton::orchestrator::{RunRequest, WorkflowRun};
+use baton::orchestrator::{Launch, RunRequest, WorkflowRun};
 use baton::runtime::versions::Requirement;
 use baton::{Error, Host, HostOptions};
 
@@ -57,6 +60,15 @@ pub struct RunArgs {
     /// steps it completed
     #[arg(long, value_name = "RUN", conflicts_with_all = ["target", "planner", "task", "input", "tools"])]
     resume: Option<String>,
+    /// Run the steps on the workers of this NATS server (JetStream) instead of here; the
+    /// run and its budget are kept in the --store they share (postgres://…)
+    #[arg(
+        long,
+        env = "BATON_NATS",
+        value_name = "URL",
+        conflicts_with = "resume"
+    )]
+    nats: Option<String>,
 }
 
 /// What `baton run` was asked to run, before the host exists: the host's policies and
@@ -144,7 +156,7 @@ impl Plan {
     }
 }
 
-pub async fn run(host: &mut Host, plan: Plan) -> Result<(), Failure> {
+pub async fn run(host: &mut Host, plan: Plan, store: &StoreUrl) -> Result<(), Failure> {
     let Plan {
         args,
         planner,
@@ -154,6 +166,10 @@ pub async fn run(host: &mut Host, plan: Plan) -> Result<(), Failure> {
         input,
         settings,
     } = plan;
+    let dispatch = match &args.nats {
+        Some(url) => Some(dispatch(url, store).await?),
+        None => None,
+    };
     let display = std::sync::Arc::new(Display::new(args.json));
     let WorkflowRun { run, mut result } = match &args.resume {
         Some(run) => baton::orchestrator::resume(host, run, display.clone()).await?,
@@ -163,7 +179,18 @@ pub async fn run(host: &mut Host, plan: Plan) -> Result<(), Failure> {
                 tools,
                 prompts,
             };
-            start(host, components, &task, &input, &settings, display.clone()).await?
+            let how = Launch {
+                dispatch,
+                ..Launch::default()
+            };
+            start(
+                host,
+                components,
+                (&task, &input, &settings),
+                how,
+                display.clone(),
+            )
+            .await?
         }
     };
     display.finish();
@@ -203,7 +230,18 @@ struct Components {
     prompts: Vec<PathBuf>,
 }
 
-/// Loads the tools, prompts and the planner and runs them.
+/// The cluster at NATS `url` whose workers share `store`, as a run's steps are sent there.
+async fn dispatch(url: &str, store: &StoreUrl) -> Result<Arc<dyn Dispatch>, Failure> {
+    let cluster = Cluster::connect(url, store, baton::cluster::connect::ACK_WAIT)
+        .await
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let dispatch = NatsDispatch::new(cluster)
+        .await
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    Ok(dispatch)
+}
+
+/// Loads the tools, prompts and the planner and runs them as `how` says.
 async fn start(
     host: &mut Host,
     Components {
@@ -211,9 +249,8 @@ async fn start(
         tools,
         prompts,
     }: Components,
-    task: &str,
-    input: &Value,
-    settings: &Settings,
+    (task, input, settings): (&str, &Value, &Settings),
+    how: Launch<'_>,
     display: std::sync::Arc<Display>,
 ) -> Result<WorkflowRun, Error> {
     // Entries like `greet@^1.2` say which versions of a tool the run needs.
@@ -253,7 +290,9 @@ async fn start(
         input,
         settings,
     };
-    baton::orchestrator::run(host, request, display).await
+    baton::orchestrator::launch(host, &request.planner.clone(), how)?
+        .run(request, display)
+        .await
 }
 
 /// Writes `result` to `path` through a temporary file, so that a reader never sees half.

@@ -35,6 +35,18 @@ pub struct Chains {
 }
 
 impl Chains {
+    /// The chains of run `run`, recorded live to `recorder`, opened on another host than the
+    /// one driving the run (a worker running one of its steps).
+    pub fn live(recorder: Option<Recorder>, run: &str) -> Self {
+        Self {
+            run: run.into(),
+            mode: Arc::new(Live {
+                recorder,
+                sent: Mutex::default(),
+            }),
+        }
+    }
+
     pub fn gate(&self, chain: ChainId, redactor: Arc<dyn Redactor>) -> Arc<dyn Gate> {
         self.mode.gate(&self.run, chain, redactor)
     }
@@ -42,6 +54,11 @@ impl Chains {
     /// Stores a blob the run's bundle must carry (live only; a replay has them already).
     pub fn blob(&self, role: &str, digest: &str, bytes: &Arc<[u8]>) {
         self.mode.blob(&self.run, role, digest, bytes);
+    }
+
+    /// Waits until everything these chains recorded is kept.
+    pub fn flush(&self) -> Result<(), baton_journal::store::StoreError> {
+        self.mode.flush()
     }
 
     /// How this run meets the world.
@@ -203,14 +220,45 @@ impl RunJournal {
         Ok(())
     }
 
+    /// Enters a step another host ran and sealed in the run chain: its start, then its end.
+    pub fn record_sealed(
+        &mut self,
+        step: &str,
+        tool: &str,
+        digest: &str,
+        sealed: Sealed,
+    ) -> Result<(), Divergence> {
+        self.note(EventKind::StepStarted {
+            step: step.into(),
+            tool: tool.into(),
+            digest: digest.into(),
+        })?;
+        self.enter_sealed(step, sealed);
+        self.run_gate.send();
+        Ok(())
+    }
+
+    /// Sends what the run chain holds so far to the store and waits until it is kept: other
+    /// hosts may then read the run's start.
+    pub fn commit(&self) -> Result<(), baton_journal::store::StoreError> {
+        self.run_gate.send();
+        self.mode.flush()
+    }
+
     /// Seals a step's chain into the run chain.
     pub fn end_step(&mut self, step: &str, gate: &dyn Gate) -> Result<(), Divergence> {
+        let sealed = gate.seal()?;
+        self.enter_sealed(step, sealed);
+        Ok(())
+    }
+
+    fn enter_sealed(&mut self, step: &str, sealed: Sealed) {
         let Sealed {
             root,
             events,
             denials,
             nested,
-        } = gate.seal()?;
+        } = sealed;
         self.events += events + nested;
         self.denials.extend(denials);
         self.run_gate.emit(EventKind::StepEnded {
@@ -218,7 +266,6 @@ impl RunJournal {
             root,
             events,
         });
-        Ok(())
     }
 
     /// Ends the run with `status` and returns its record (or a replay's first divergence).

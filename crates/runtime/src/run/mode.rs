@@ -85,6 +85,9 @@ pub(crate) trait RunMode: Send + Sync {
     /// Records that run `run` ended (a replay records nothing).
     fn run_ended(&self, run: &str, status: &str, root: &str);
 
+    /// Waits until everything recorded so far is kept (a replay keeps nothing).
+    fn flush(&self) -> Result<(), baton_journal::store::StoreError>;
+
     /// The model providers of a run under `policy`, keeping their stores beside the journal
     /// at `journal` (a replay asks no provider: its completions are in the record).
     fn models(&self, policy: &Policy, journal: Option<&Path>) -> Llm;
@@ -150,6 +153,10 @@ impl RunMode for Live {
         if let Some(recorder) = &self.recorder {
             recorder.run_ended(run, status, root);
         }
+    }
+
+    fn flush(&self) -> Result<(), baton_journal::store::StoreError> {
+        self.recorder.as_ref().map_or(Ok(()), Recorder::flush)
     }
 
     fn models(&self, policy: &Policy, journal: Option<&Path>) -> Llm {
@@ -248,6 +255,10 @@ impl RunMode for Replay {
     }
 
     fn run_ended(&self, _: &str, _: &str, _: &str) {}
+
+    fn flush(&self) -> Result<(), baton_journal::store::StoreError> {
+        Ok(())
+    }
 
     fn models(&self, policy: &Policy, _: Option<&Path>) -> Llm {
         Llm::new(policy.llm(), None)
