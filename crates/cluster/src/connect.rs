@@ -69,8 +69,6 @@ impl Cluster {
         };
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
-            .retry_on_initial_connect()
-            .max_reconnects(Some(1))
             .connect(url)
             .await
             .map_err(|e| {

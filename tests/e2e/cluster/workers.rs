@@ -87,3 +87,228 @@ fn a_diamond_runs_on_three_workers_and_replays_on_one_machine() {
     assert!(replayed.starts_with("identical: "), "{replayed}");
     assert!(replayed.contains(root), "{replayed}");
 }
+
+/// A model server on loopback that holds the first request it gets until the test lets it
+/// go (or drops it), and answers every later one at once.
+struct HeldModel {
+    listener: std::net::TcpListener,
+}
+
+impl HeldModel {
+    fn start() -> Self {
+        Self {
+            listener: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        }
+    }
+
+    fn policy(&self) -> String {
+        format!(
+            "[llm.providers.openai]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{}/v1\"\n\
+             backoff = \"10ms\"\n\n[llm.models.test]\nprovider = \"openai\"\n\n\
+             [plugins.ask.llm]\nmodels = [\"test\"]\n",
+            self.listener.local_addr().unwrap().port()
+        )
+    }
+
+    /// Waits for the next request; returns its connection, the request read.
+    fn next(&self) -> std::net::TcpStream {
+        let (stream, _) = self.listener.accept().unwrap();
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        crate::server::read_request(&mut reader).expect("a request");
+        stream
+    }
+
+    /// Answers `stream` with a completion of 5 + 3 tokens.
+    fn answer(mut stream: std::net::TcpStream) {
+        use std::io::Write;
+        let body = serde_json::json!({
+            "id": "chatcmpl-test", "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+        })
+        .to_string();
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body.as_bytes()).unwrap();
+    }
+}
+
+#[test]
+fn a_worker_killed_mid_step_is_replaced_and_the_step_counts_once() {
+    let pg = Postgres::start();
+    let nats = Nats::start();
+    let store = pg.url();
+    let model = HeldModel::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), &model.policy());
+    let flow = dir.path().join("ask.toml");
+    std::fs::write(
+        &flow,
+        format!(
+            "planner = {:?}\ntools = [{:?}]\n\
+             [[config.steps]]\nid = \"q\"\ntool = \"ask\"\n\
+             input = {{ question = \"why?\", model = \"test\" }}\n",
+            plugin("planners/static.wasm"),
+            plugin("calc.wasm").parent().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut first = Worker::start(&nats, &store, "w1", &["--ack-wait", "2s"]);
+    let result_file = dir.path().join("result.json");
+    // A budget of one call: the step fits it only if the dead worker's hold is released.
+    let running = baton()
+        .args([
+            "run",
+            flow.to_str().unwrap(),
+            "--nats",
+            &nats.url(),
+            "--store",
+            &store,
+        ])
+        .args(["--budget", "calls=1", "--policy", policy.to_str().unwrap()])
+        .arg("--output")
+        .arg(&result_file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first worker is mid-step, waiting for the model, when it is killed.
+    let held = model.next();
+    first.kill();
+    drop(held);
+    let _second = Worker::start(&nats, &store, "w2", &["--ack-wait", "2s"]);
+    HeldModel::answer(model.next());
+    let output = running.wait_with_output().unwrap();
+    let result: Value = serde_json::from_str(
+        &std::fs::read_to_string(&result_file)
+            .unwrap_or_else(|_| panic!("no result: {}", String::from_utf8_lossy(&output.stderr))),
+    )
+    .unwrap();
+    assert_eq!(result["status"], "succeeded", "{result}");
+    let step = &result["steps"][0];
+    assert_eq!(step["worker"], "w2", "{result}");
+    assert_eq!(step["output"]["answer"], "ok");
+    // Spent once: one call, 8 tokens.
+    assert_eq!(result["totals"]["llm_calls"], 1, "{result}");
+    assert_eq!(result["totals"]["tokens"], 8, "{result}");
+    // One committed chain for the step, verified.
+    let id = result["run"].as_str().unwrap();
+    let shown = json_output(&run(&["trace", "show", id, "--json", "--store", &store]));
+    let chains: std::collections::BTreeSet<&str> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["chain"].as_str())
+        .filter(|c| c.starts_with("step:q"))
+        .collect();
+    assert_eq!(chains.into_iter().collect::<Vec<_>>(), ["step:q"]);
+    let started = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["chain"] == "step:q" && e["kind"] == "invocation_started")
+        .count();
+    assert_eq!(started, 1);
+    let verified = text_output(&run(&["trace", "verify", id, "--store", &store]));
+    assert!(verified.contains("complete"), "{verified}");
+}
+
+#[test]
+fn sixty_four_steps_on_three_workers_spend_exactly_a_budget_of_ten_calls() {
+    use crate::model_server::{ModelServer, Reply};
+    let pg = Postgres::start();
+    let nats = Nats::start();
+    let store = pg.url();
+    let model = ModelServer::start(Vec::new(), Reply::ok("ok", (5, 3)));
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(
+        dir.path(),
+        &(model.policy("test", "") + "\n[plugins.ask.llm]\nmodels = [\"test\"]\n"),
+    );
+    let mut flow = format!(
+        "planner = {:?}\ntools = [{:?}]\nmax_parallel = 64\n",
+        plugin("planners/static.wasm"),
+        plugin("calc.wasm").parent().unwrap()
+    );
+    for n in 0..64 {
+        flow.push_str(&format!(
+            "[[config.steps]]\nid = \"q{n}\"\ntool = \"ask\"\n\
+             input = {{ question = \"question {n}\", model = \"test\" }}\n"
+        ));
+    }
+    let flow_file = dir.path().join("wide.toml");
+    std::fs::write(&flow_file, flow).unwrap();
+    let _workers: Vec<Worker> = (1..=3)
+        .map(|n| Worker::start(&nats, &store, &format!("w{n}"), &["--capacity", "22"]))
+        .collect();
+    let (_, result) = run_on(
+        dir.path(),
+        &flow_file,
+        &nats,
+        &store,
+        &["--budget", "calls=10", "--policy", policy.to_str().unwrap()],
+    );
+    let steps = result["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 64, "{result}");
+    let ok = steps.iter().filter(|s| s["status"] == "ok").count();
+    assert_eq!(ok, 10, "{result}");
+    assert_eq!(model.requests().len(), 10);
+    assert_eq!(result["totals"]["llm_calls"], 10, "{result}");
+    for step in steps.iter().filter(|s| s["status"] != "ok") {
+        let error = step["error"].as_str().unwrap_or_default();
+        assert!(error.contains("budget"), "{step}");
+    }
+}
+
+#[test]
+fn a_cluster_that_cannot_work_is_one_clear_line() {
+    let pg = Postgres::start();
+    let store = pg.url();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite:{}", dir.path().join("j.db").display());
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nowhere = format!("nats://127.0.0.1:{free_port}");
+
+    let line = error_line(&run(&["worker", "--nats", &nowhere, "--store", &sqlite]), 2);
+    assert_contains(&line, &["share one store", "--store postgres://"]);
+    let line = error_line(&run(&["worker", "--nats", &nowhere, "--store", &store]), 2);
+    assert_contains(&line, &[&nowhere, "cannot connect", "nats-server -js"]);
+    let line = error_line(
+        &run(&[
+            "worker",
+            "--nats",
+            &nowhere,
+            "--store",
+            &store,
+            "--capacity",
+            "0",
+        ]),
+        2,
+    );
+    assert_contains(&line, &["--capacity 0 would run nothing"]);
+
+    // A cluster with no worker: the run says so instead of waiting for one.
+    let nats = Nats::start();
+    let flow = diamond(dir.path());
+    let line = error_line(
+        &run(&[
+            "run",
+            flow.to_str().unwrap(),
+            "--nats",
+            &nats.url(),
+            "--store",
+            &store,
+        ]),
+        2,
+    );
+    assert_contains(&line, &["no worker is running", "baton worker --nats"]);
+}
