@@ -8,7 +8,7 @@
 //! chains into the shared store, and the orchestrator enters their roots in the run chain in
 //! plan order, so the run exports one bundle that replays on one machine.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -39,6 +39,9 @@ pub struct StepRequest {
     /// The rendered input (JSON text).
     pub input: String,
     pub replicates: u32,
+    /// The signature of each of the run's components, by digest: a worker verifies each
+    /// component under its own policy with it before it runs anything.
+    pub signatures: BTreeMap<String, String>,
 }
 
 impl StepRequest {
@@ -93,7 +96,13 @@ pub trait Dispatch: Send + Sync {
 
 impl StepJob {
     /// The step run by a worker through `dispatch`, as a step of run `run`.
-    pub(crate) async fn remote(self, dispatch: Arc<dyn Dispatch>, run: String) -> StepDone {
+    /// `signatures` are those of the run's components (see [`StepRequest`]).
+    pub(crate) async fn remote(
+        self,
+        dispatch: Arc<dyn Dispatch>,
+        run: String,
+        signatures: BTreeMap<String, String>,
+    ) -> StepDone {
         let started_ms = self.started.elapsed().as_millis() as u64;
         let request = StepRequest {
             run,
@@ -101,6 +110,7 @@ impl StepJob {
             tool: self.plugin.name().to_string(),
             input: self.input.clone(),
             replicates: self.replicates,
+            signatures,
         };
         let outcome = tokio::select! {
             outcome = dispatch.run_step(request) => outcome,
@@ -182,6 +192,21 @@ impl StepJob {
     }
 }
 
+/// The signature of each of `plugins` that verified with one, by digest.
+pub(crate) fn signatures<'a>(
+    plugins: impl IntoIterator<Item = &'a Arc<baton_runtime::Plugin>>,
+) -> BTreeMap<String, String> {
+    plugins
+        .into_iter()
+        .filter_map(|plugin| match &plugin.loaded.provenance {
+            baton_runtime::trust::Provenance::Verified(v) => {
+                Some((plugin.loaded.digest.to_string(), v.signature.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// A run as a worker knows it: its context rebuilt from the shared store.
 struct KnownRun {
     ctx: Arc<RunContext>,
@@ -208,9 +233,13 @@ impl StepRunner {
         }
     }
 
-    /// The run `run` rebuilt from the store: its components verified against the signatures
-    /// it recorded, its policy and workflow as it recorded them.
-    async fn known(&self, run: &str) -> Result<Arc<KnownRun>, Error> {
+    /// The run `run` rebuilt from the store: its components verified under this worker's own
+    /// `[trust]` with the signatures the run recorded, its policy and workflow as recorded.
+    async fn known(
+        &self,
+        run: &str,
+        signatures: &BTreeMap<String, String>,
+    ) -> Result<Arc<KnownRun>, Error> {
         let mut runs = self.runs.lock().await;
         if let Some(known) = runs.get(run) {
             return Ok(known.clone());
@@ -230,7 +259,7 @@ impl StepRunner {
         let location = PathBuf::from(journal.location());
         let components = self
             .host
-            .recorded_components(journal, run, &events, &location)
+            .trusted_components(journal, run, signatures, &location)
             .await?;
         let workflow = RecordedWorkflow::read(&events, &components).map_err(refuse)?;
         let policy = recorded_policy(journal, run, &events).map_err(refuse)?;
@@ -258,7 +287,7 @@ impl StepRunner {
         request: &StepRequest,
         account: Option<Arc<dyn Account>>,
     ) -> Result<StepOutcome, Error> {
-        let known = self.known(&request.run).await?;
+        let known = self.known(&request.run, &request.signatures).await?;
         let plugin = known
             .ctx
             .tools()

@@ -140,7 +140,12 @@ impl Orchestrator<'_> {
             }
             self.committed = true;
         }
-        Box::pin(job.remote(dispatch, self.journal.id().to_string()))
+        let signatures = crate::remote::signatures(
+            std::iter::once(&self.planner)
+                .chain(self.ctx.tools().values())
+                .chain(self.ctx.prompts().values()),
+        );
+        Box::pin(job.remote(dispatch, self.journal.id().to_string(), signatures))
     }
 
     /// Takes in a step that ended: its output for later templates, whether the budget ran

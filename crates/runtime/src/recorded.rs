@@ -243,6 +243,47 @@ impl Host {
     }
 }
 
+impl Host {
+    /// Every component `run` of `journal` used, by digest, each verified under this host's
+    /// own `[trust]` with its signature (a detached signature or a Sigstore bundle) from
+    /// `signatures`, by component digest: a worker runs only what its own policy trusts,
+    /// whatever the store holds (`path` names the store in messages).
+    pub async fn trusted_components(
+        &self,
+        journal: &dyn Store,
+        run: &str,
+        signatures: &BTreeMap<String, String>,
+        path: &Path,
+    ) -> Result<BTreeMap<String, Arc<Plugin>>, Error> {
+        let mut components = BTreeMap::new();
+        for (digest, bytes) in journal.blobs(run, "component")? {
+            let actual = Digest::of(&bytes).to_string();
+            if actual != digest {
+                return Err(Error::BundleInvalid {
+                    path: path.to_owned(),
+                    reason: format!("the bytes stored for component {digest} hash to {actual}"),
+                });
+            }
+            let label = path.join(&digest);
+            let mut sidecars = Sidecars {
+                base: label.clone(),
+                ..Sidecars::default()
+            };
+            if let Some(signature) = signatures.get(&digest) {
+                match signature.trim_start().starts_with('{') {
+                    true => sidecars.bundle = Some(signature.clone()),
+                    false => sidecars.sig = Some(signature.clone()),
+                }
+            }
+            let loaded = self
+                .load_checked(&label, &bytes, &sidecars, &self.trust)
+                .await?;
+            components.insert(digest, Arc::new(loaded));
+        }
+        Ok(components)
+    }
+}
+
 /// The policy a recorded run was governed by, rebuilt from the bundle's policy texts.
 pub fn recorded_policy(journal: &dyn Store, run: &str, events: &[Event]) -> Result<Policy, String> {
     let Some(EventKind::RunStarted { policies, .. }) = events.first().map(|e| &e.kind) else {

@@ -110,12 +110,19 @@ impl HeldModel {
         )
     }
 
-    /// Waits for the next request; returns its connection, the request read.
+    /// Waits (a minute at most) for the next request; returns its connection, the request
+    /// read.
     fn next(&self) -> std::net::TcpStream {
-        let (stream, _) = self.listener.accept().unwrap();
-        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-        crate::server::read_request(&mut reader).expect("a request");
-        stream
+        let listener = self.listener.try_clone().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            crate::server::read_request(&mut reader).expect("a request");
+            let _ = tx.send(stream);
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a worker asks the model within a minute")
     }
 
     /// Answers `stream` with a completion of 5 + 3 tokens.
@@ -311,4 +318,37 @@ fn a_cluster_that_cannot_work_is_one_clear_line() {
         2,
     );
     assert_contains(&line, &["no worker is running", "baton worker --nats"]);
+}
+
+#[test]
+fn a_worker_runs_only_what_its_own_policy_trusts() {
+    let pg = Postgres::start();
+    let nats = Nats::start();
+    let store = pg.url();
+    let dir = tempfile::tempdir().unwrap();
+    // The worker trusts one key of its own, which signed none of the run's components.
+    let keys = dir.path().join("keys");
+    let made = baton()
+        .env("BATON_KEY_PASSWORD", "worker-test")
+        .args(["keygen", "--out", keys.to_str().unwrap()])
+        .output()
+        .unwrap();
+    text_output(&made);
+    let policy = dir.path().join("worker.toml");
+    std::fs::write(&policy, "[trust]\nkeys = [\"keys/baton.pub\"]\n").unwrap();
+    let _worker = Worker::start(
+        &nats,
+        &store,
+        "careful",
+        &["--policy", policy.to_str().unwrap()],
+    );
+    let flow = diamond(dir.path());
+    let (_, result) = run_on(dir.path(), &flow, &nats, &store, &[]);
+    assert_eq!(result["status"], "failed", "{result}");
+    let start = &result["steps"][0];
+    assert_eq!(start["id"], "start");
+    assert_contains(
+        start["error"].as_str().unwrap(),
+        &["does not verify with any trusted key", "key baton"],
+    );
 }
