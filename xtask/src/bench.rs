@@ -41,6 +41,12 @@ const RATIOS: &[(&str, &str)] = &[
     ("oci/cached_digest", "oci/file"),
     ("oci/cached_tag", "oci/file"),
     ("warm_call/python_greet", "warm_call/rust_calc"),
+    ("pg_journal/append_10k", "pg_journal/sqlite_append_10k"),
+    ("reservation/postgres", "reservation/local"),
+    ("dispatch/nats_200", "dispatch/local_200"),
+    ("steps_1000/workers_1", "steps_1000/local"),
+    ("steps_1000/workers_2", "steps_1000/local"),
+    ("steps_1000/workers_4", "steps_1000/local"),
 ];
 
 /// Prints the criterion medians of the ratio pairs that were measured.

@@ -46,6 +46,7 @@ pub use baton_llm as llm;
 pub use baton_mcp as mcp;
 pub use baton_orchestrator as orchestrator;
 pub use baton_policy as policy;
+pub use baton_postgres as postgres;
 pub use baton_registry as registry;
 pub use baton_runtime as runtime;
 pub use baton_runtime::{Error, Host, HostOptions, Info, Plugin, ToolCall, testing};

@@ -104,7 +104,16 @@ impl Ledger {
     /// A run's ledger (with `limits` of its own) inside a shared `account`: a reservation
     /// must fit both.
     pub fn run_within(limits: BudgetLimits, account: Arc<dyn Account>) -> Arc<Self> {
-        let mut ledger = Self::new("run".into(), limits, None);
+        Self::run_within_for(limits, account, None)
+    }
+
+    /// `run_within`, and inside an API key's ledger too when there is one (see `run_for`).
+    pub fn run_within_for(
+        limits: BudgetLimits,
+        account: Arc<dyn Account>,
+        key: Option<&Arc<Ledger>>,
+    ) -> Arc<Self> {
+        let mut ledger = Self::new("run".into(), limits, key.cloned());
         ledger.account = Some(account);
         Arc::new(ledger)
     }
@@ -163,7 +172,7 @@ impl Ledger {
         }
         // The shared account is asked last, under the local locks: what it grants is then
         // reserved here too, or it is given back.
-        let shared = match chain[chain.len() - 1].account.as_ref() {
+        let shared = match chain.iter().find_map(|l| l.account.as_ref()) {
             Some(account) if want != Spend::default() => Some(account.reserve(want)?),
             _ => None,
         };

@@ -30,6 +30,12 @@ type Waiting = Arc<Mutex<HashMap<(String, String), oneshot::Sender<Result<StepOu
 /// Sends a run's steps to the cluster's workers.
 pub struct NatsDispatch(Arc<Inner>);
 
+impl std::fmt::Debug for NatsDispatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NatsDispatch({})", self.0.cluster.url)
+    }
+}
+
 struct Inner {
     cluster: Cluster,
     waiting: Waiting,

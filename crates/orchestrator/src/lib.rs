@@ -122,7 +122,7 @@ pub fn launch(host: &Host, planner: &Plugin, how: Launch<'_>) -> Result<Launched
         let account = dispatch
             .account(journal.id(), limits)
             .map_err(|reason| Error::Engine(format!("the run's shared budget: {reason}")))?;
-        ledger = Ledger::run_within(limits, account);
+        ledger = Ledger::run_within_for(limits, account, how.account);
     }
     let ctx = match how.components {
         Some((tools, prompts)) => RunContext::live_with(host, journal.chains(), tools, prompts),

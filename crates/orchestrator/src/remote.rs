@@ -86,7 +86,7 @@ pub struct StepOutcome {
 type Outcome = Pin<Box<dyn Future<Output = Result<StepOutcome, String>> + Send>>;
 
 /// Where steps run when not here: a transport to workers that share this host's store.
-pub trait Dispatch: Send + Sync {
+pub trait Dispatch: Send + Sync + std::fmt::Debug {
     /// The shared account run `run`'s budget (`limits`) is kept in, created if need be.
     fn account(&self, run: &str, limits: BudgetLimits) -> Result<Arc<dyn Account>, String>;
 

@@ -22,6 +22,8 @@ pub struct App {
     pub hooks: HookTable,
     /// Cancelled when the server stops.
     pub shutdown: CancellationToken,
+    /// Where runs' steps run when not here.
+    pub dispatch: Option<Arc<dyn baton_orchestrator::remote::Dispatch>>,
     /// Each key's ledger, made on its first request from what the store says it spent.
     accounts: Mutex<HashMap<String, Account>>,
 }
@@ -50,6 +52,7 @@ impl App {
             runs,
             hooks,
             shutdown,
+            dispatch: None,
             accounts: Mutex::default(),
         }
     }

@@ -51,6 +51,8 @@ pub struct ServeOptions {
     pub components: Vec<PathBuf>,
     /// How long a stopping server waits for its runs before it leaves them interrupted.
     pub grace: Duration,
+    /// Where runs' steps run when not here (`baton serve --nats`).
+    pub dispatch: Option<std::sync::Arc<dyn baton_orchestrator::remote::Dispatch>>,
 }
 
 impl Default for ServeOptions {
@@ -64,6 +66,7 @@ impl Default for ServeOptions {
             workflows: Vec::new(),
             components: Vec::new(),
             grace: Duration::from_secs(30),
+            dispatch: None,
         }
     }
 }
@@ -120,7 +123,7 @@ pub async fn serve(
     let runs = Runs::new(table, options.runs)?;
     let library = Library::new(host.clone(), &options.workflows, &options.components)?;
     let hooks = webhooks::HookTable::open(&db::beside(journal))?;
-    let app = Arc::new(App::new(
+    let mut app = App::new(
         host,
         keys,
         metrics::recorder()?,
@@ -128,7 +131,9 @@ pub async fn serve(
         runs,
         hooks,
         shutdown.clone(),
-    ));
+    );
+    app.dispatch = options.dispatch.clone();
+    let app = Arc::new(app);
     let flushing = {
         let (app, stop) = (app.clone(), shutdown.clone());
         tokio::spawn(async move {

@@ -1,13 +1,12 @@
 //! A `nats-server -js` of the test's own (Debian's `nats-server` package; `.ci/run` installs
 //! it) on a free loopback port, its JetStream store in a temporary directory; and `baton
-//! worker` processes pulling steps from it.
+//! worker` processes pulling steps from it. Shared by the end-to-end tests and the cluster
+//! benchmark, which includes this file.
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use crate::common::baton;
 
 pub struct Nats {
     child: Child,
@@ -63,9 +62,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts worker `name` (with `extra` arguments) and waits until it says it is ready.
-    pub fn start(nats: &Nats, store: &str, name: &str, extra: &[&str]) -> Self {
-        let mut child = baton()
+    /// Starts worker `name` with `baton` (the command, its environment set) and `extra`
+    /// arguments, and waits until it says it is ready.
+    pub fn start(mut baton: Command, nats: &Nats, store: &str, name: &str, extra: &[&str]) -> Self {
+        let mut child = baton
             .args([
                 "worker",
                 "--nats",

@@ -47,7 +47,15 @@ fn a_diamond_runs_on_three_workers_and_replays_on_one_machine() {
     let nats = Nats::start();
     let store = pg.url();
     let workers: Vec<Worker> = (1..=3)
-        .map(|n| Worker::start(&nats, &store, &format!("w{n}"), &["--capacity", "2"]))
+        .map(|n| {
+            Worker::start(
+                baton(),
+                &nats,
+                &store,
+                &format!("w{n}"),
+                &["--capacity", "2"],
+            )
+        })
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let flow = diamond(dir.path());
@@ -165,7 +173,7 @@ fn a_worker_killed_mid_step_is_replaced_and_the_step_counts_once() {
         ),
     )
     .unwrap();
-    let mut first = Worker::start(&nats, &store, "w1", &["--ack-wait", "2s"]);
+    let mut first = Worker::start(baton(), &nats, &store, "w1", &["--ack-wait", "2s"]);
     let result_file = dir.path().join("result.json");
     // A budget of one call: the step fits it only if the dead worker's hold is released.
     let running = baton()
@@ -188,7 +196,7 @@ fn a_worker_killed_mid_step_is_replaced_and_the_step_counts_once() {
     let held = model.next();
     first.kill();
     drop(held);
-    let _second = Worker::start(&nats, &store, "w2", &["--ack-wait", "2s"]);
+    let _second = Worker::start(baton(), &nats, &store, "w2", &["--ack-wait", "2s"]);
     HeldModel::answer(model.next());
     let output = running.wait_with_output().unwrap();
     let result: Value = serde_json::from_str(
@@ -251,7 +259,15 @@ fn sixty_four_steps_on_three_workers_spend_exactly_a_budget_of_ten_calls() {
     let flow_file = dir.path().join("wide.toml");
     std::fs::write(&flow_file, flow).unwrap();
     let _workers: Vec<Worker> = (1..=3)
-        .map(|n| Worker::start(&nats, &store, &format!("w{n}"), &["--capacity", "22"]))
+        .map(|n| {
+            Worker::start(
+                baton(),
+                &nats,
+                &store,
+                &format!("w{n}"),
+                &["--capacity", "22"],
+            )
+        })
         .collect();
     let (_, result) = run_on(
         dir.path(),
@@ -337,6 +353,7 @@ fn a_worker_runs_only_what_its_own_policy_trusts() {
     let policy = dir.path().join("worker.toml");
     std::fs::write(&policy, "[trust]\nkeys = [\"keys/baton.pub\"]\n").unwrap();
     let _worker = Worker::start(
+        baton(),
         &nats,
         &store,
         "careful",
@@ -351,4 +368,63 @@ fn a_worker_runs_only_what_its_own_policy_trusts() {
         start["error"].as_str().unwrap(),
         &["does not verify with any trusted key", "key baton"],
     );
+}
+
+#[test]
+fn baton_serve_runs_its_runs_steps_on_the_workers() {
+    use crate::serve::runs::all_events;
+    use crate::serve::{Api, Served};
+    let pg = Postgres::start();
+    let nats = Nats::start();
+    let store = pg.url();
+    let dir = tempfile::tempdir().unwrap();
+    // With a PostgreSQL store the server's keys live in the data directory.
+    let data = dir.path().join("data");
+    let with_data = || {
+        let mut command = baton();
+        command
+            .env("XDG_DATA_HOME", &data)
+            .env("BATON_STORE", &store);
+        command
+    };
+    let made = with_data()
+        .args(["keys", "create", "--name", "app", "--scopes", "runs"])
+        .output()
+        .unwrap();
+    let key = text_output(&made).trim().to_string();
+    let workflows = dir.path().join("workflows");
+    std::fs::create_dir(&workflows).unwrap();
+    let flow = diamond(&workflows);
+    let _worker = Worker::start(baton(), &nats, &store, "w1", &["--capacity", "2"]);
+    let components = plugin("calc.wasm").parent().unwrap().to_path_buf();
+    let served = Served::spawn(
+        with_data(),
+        &[
+            "--nats",
+            &nats.url(),
+            "--workflows",
+            workflows.to_str().unwrap(),
+            "--components",
+            components.to_str().unwrap(),
+        ],
+    );
+    let api = Api::new(&served.address);
+    let name = flow.file_stem().unwrap().to_str().unwrap();
+    let (status, accepted) = api.send(
+        "POST",
+        "/v1/runs",
+        Some(&key),
+        &serde_json::json!({ "workflow": name }).to_string(),
+    );
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["id"].as_str().unwrap().to_string();
+    let seen = all_events(&served, &id, &key);
+    let (_, finished) = seen.last().unwrap();
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    assert_eq!(finished["output"]["total"], 10.0);
+    for step in finished["steps"].as_array().unwrap() {
+        assert_eq!(step["worker"], "w1", "{step}");
+    }
+    let verified = text_output(&run(&["trace", "verify", &id, "--store", &store]));
+    assert!(verified.contains("complete"), "{verified}");
 }

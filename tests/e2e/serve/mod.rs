@@ -3,7 +3,7 @@
 //! `standardwebhooks` against the webhooks.
 
 mod gateway;
-mod runs;
+pub(crate) mod runs;
 mod traces;
 mod webhooks;
 
@@ -25,15 +25,17 @@ pub struct Served {
 impl Served {
     /// `baton serve --listen 0 --policy POLICY` with the journal at `store`.
     pub fn start(store: &Path, policy: &Path, extra: &[&str]) -> Self {
-        let mut child = baton()
+        let mut command = baton();
+        command
             .env("BATON_STORE", store)
-            .args([
-                "--policy",
-                policy.to_str().unwrap(),
-                "serve",
-                "--listen",
-                "0",
-            ])
+            .args(["--policy", policy.to_str().unwrap()]);
+        Self::spawn(command, extra)
+    }
+
+    /// `COMMAND serve --listen 0 EXTRA...`, once it listens.
+    pub fn spawn(mut command: Command, extra: &[&str]) -> Self {
+        let mut child = command
+            .args(["serve", "--listen", "0"])
             .args(extra)
             .stderr(Stdio::piped())
             .spawn()

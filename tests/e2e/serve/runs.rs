@@ -118,7 +118,7 @@ fn events(
 }
 
 /// Every event of run `id` until it finishes; the last is `run_finished`.
-fn all_events(served: &Served, id: &str, key: &str) -> Vec<(String, Value)> {
+pub(crate) fn all_events(served: &Served, id: &str, key: &str) -> Vec<(String, Value)> {
     let (mut child, stream) = events(served, id, key);
     let seen: Vec<(String, Value)> = stream.collect();
     child.wait().unwrap();

@@ -282,7 +282,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         };
         let done = match command {
             Command::Mcp(args) => return mcp::run(host, args).await,
-            Command::Serve(args) => return serve::run(host, &cli.global.local_file(), args).await,
+            Command::Serve(args) => {
+                let (store, local) = (cli.global.store(), cli.global.local_file());
+                return serve::run(host, (&store, &local), args).await;
+            }
             Command::Worker(args) => return worker::run(host, &cli.global.store(), args).await,
             Command::Call(args) => call::run(&mut host, args).await,
             Command::Inspect(args) => inspect::run(&host, args).await,

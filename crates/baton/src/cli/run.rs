@@ -231,7 +231,7 @@ struct Components {
 }
 
 /// The cluster at NATS `url` whose workers share `store`, as a run's steps are sent there.
-async fn dispatch(url: &str, store: &StoreUrl) -> Result<Arc<dyn Dispatch>, Failure> {
+pub(super) async fn dispatch(url: &str, store: &StoreUrl) -> Result<Arc<dyn Dispatch>, Failure> {
     let cluster = Cluster::connect(url, store, baton::cluster::connect::ACK_WAIT)
         .await
         .map_err(|e| Failure::Usage(e.to_string()))?;

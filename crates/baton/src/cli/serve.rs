@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use baton::journal::store::StoreUrl;
 use baton::policy::values;
 use baton::serve::{RunLimits, ServeOptions};
 use baton::{Error, Host};
@@ -42,9 +43,21 @@ pub struct ServeArgs {
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration,
           value_name = "DURATION")]
     grace: Duration,
+    /// Run the runs' steps on the workers of this NATS server (JetStream); the runs and
+    /// their budgets are kept in the --store they share (postgres://…)
+    #[arg(long, env = "BATON_NATS", value_name = "URL")]
+    nats: Option<String>,
 }
 
-pub async fn run(host: Host, store: &Path, args: ServeArgs) -> Result<(), Failure> {
+pub async fn run(
+    host: Host,
+    (store, local): (&StoreUrl, &Path),
+    args: ServeArgs,
+) -> Result<(), Failure> {
+    let dispatch = match &args.nats {
+        Some(url) => Some(super::run::dispatch(url, store).await?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| {
@@ -72,9 +85,10 @@ pub async fn run(host: Host, store: &Path, args: ServeArgs) -> Result<(), Failur
         workflows: args.workflows,
         components: args.components,
         grace: args.grace,
+        dispatch,
     };
     let ready = || eprintln!("baton serve: listening on http://{address}");
-    baton::serve::serve(Arc::new(host), store, options, listener, ready, shutdown)
+    baton::serve::serve(Arc::new(host), local, options, listener, ready, shutdown)
         .await
         .map_err(Failure::Usage)
 }

@@ -200,6 +200,7 @@ async fn run(
         id: Some(tracked.id.clone()),
         account: Some(account),
         cancel: tracked.cancel.clone(),
+        dispatch: app.dispatch.clone(),
         ..Launch::default()
     };
     let host = &app.host;
