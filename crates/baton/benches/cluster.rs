@@ -133,10 +133,12 @@ fn plan(steps: usize, max_parallel: usize) -> Settings {
     }
 }
 
-/// A host recording in the PostgreSQL store at `url`.
+/// A host recording in the PostgreSQL store at `url`, compiling through the compile cache
+/// (as `baton` does by default).
 fn host(url: &str) -> Host {
     Host::new(HostOptions {
         store: Some(StoreUrl::Postgres(url.into())),
+        cache_dir: Some(std::env::temp_dir().join("baton-bench-cache")),
         ..HostOptions::default()
     })
     .unwrap()

@@ -145,7 +145,9 @@ async fn handle(cluster: &Cluster, runner: &StepRunner, message: Message, ack_wa
             }
         })
     };
-    let outcome = outcome(&cluster.store, runner, &request).await;
+    // Only a step delivered before can have an outcome or a half-written chain.
+    let again = message.info().map_or(true, |info| info.delivered > 1);
+    let outcome = outcome(&cluster.store, runner, &request, again).await;
     renewing.abort();
     let Some(outcome) = outcome else {
         // The store failed: another try, a little later.
@@ -175,19 +177,24 @@ async fn on_store<T: Send + 'static>(
         .map_err(|e| e.to_string())
 }
 
-/// The step's outcome (JSON of an [`Answer`]), committed to the store: the one recorded
-/// already, or a new one. `None` when the store could not be used (the step is tried again).
+/// The step's outcome (JSON of an [`Answer`]), committed to the store: when it was delivered
+/// `again`, the one recorded already if there is one; else a new one. `None` when the store
+/// could not be used (the step is tried again).
 async fn outcome(
     store: &Arc<PgStore>,
     runner: &StepRunner,
     request: &StepRequest,
+    again: bool,
 ) -> Option<Vec<u8>> {
     let (run, id, owner) = (request.run.clone(), request.id.clone(), request.owner());
     let failed = |e: String| -> Option<Vec<u8>> {
         tracing::error!("step {owner}: {e}");
         None
     };
-    let saved = on_store(store, move |s| s.step_outcome(&run, &id)).await;
+    let saved = match again {
+        true => on_store(store, move |s| s.step_outcome(&run, &id)).await,
+        false => Ok(None),
+    };
     match saved {
         Ok(Some(saved)) => {
             tracing::info!("step {} was done already; answering again", request.owner());
@@ -199,6 +206,9 @@ async fn outcome(
     // A step half-done by a worker that died: its chains set aside, its holds released.
     let (run, id, owner) = (request.run.clone(), request.id.clone(), request.owner());
     let cleared = on_store(store, move |s| {
+        if !again {
+            return Ok(0);
+        }
         let abandoned = s.abandon_step(&run, &id)?;
         if abandoned > 0 {
             tracing::warn!(

@@ -30,26 +30,28 @@ impl PgStore {
         })
     }
 
-    /// Records the outcome of step `step` after its chains are committed; returns the outcome
-    /// that stands (an earlier one, if another worker recorded it first).
+    /// Records the outcome of step `step`, whose chains the caller has committed; returns the
+    /// outcome that stands (an earlier one, if another worker recorded it first).
     pub fn save_step_outcome(
         &self,
         run: &str,
         step: &str,
         outcome: &str,
     ) -> Result<String, StoreError> {
-        self.flush()?;
         let (run, step, outcome) = (run.to_owned(), step.to_owned(), outcome.to_owned());
         self.db.call(|connector| async move {
             let client = connector.client().await?;
-            client
-                .execute(
+            let inserted = client
+                .query_opt(
                     "INSERT INTO step_outcomes (run, step, outcome) VALUES ($1, $2, $3)
-                     ON CONFLICT (run, step) DO NOTHING",
+                     ON CONFLICT (run, step) DO NOTHING RETURNING outcome",
                     &[&run, &step, &outcome],
                 )
                 .await
                 .map_err(|e| describe(&e))?;
+            if let Some(row) = inserted {
+                return Ok(row.get(0));
+            }
             let row = client
                 .query_one(
                     "SELECT outcome FROM step_outcomes WHERE run = $1 AND step = $2",
@@ -67,6 +69,18 @@ impl PgStore {
         self.flush()?;
         let (run, step) = (run.to_owned(), step.to_owned());
         self.db.call(|connector| async move {
+            let written = connector
+                .client()
+                .await?
+                .query_opt(
+                    &format!("SELECT 1 FROM events WHERE {STEP_CHAINS} LIMIT 1"),
+                    &[&run, &step],
+                )
+                .await
+                .map_err(|e| describe(&e))?;
+            if written.is_none() {
+                return Ok(0);
+            }
             // A connection of its own: its transaction holds no reader's query.
             let client = connector.another().client().await?;
             let moved = async {
