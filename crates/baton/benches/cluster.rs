@@ -151,7 +151,13 @@ struct Workers {
 }
 
 impl Workers {
-    async fn start(nats: &str, store: &str, n: usize, capacity: usize) -> Self {
+    /// `n` workers of `capacity` each, and a dispatch to them once all are ready.
+    async fn start(
+        nats: &str,
+        store: &str,
+        n: usize,
+        capacity: usize,
+    ) -> (Self, Arc<dyn Dispatch>) {
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
         for i in 0..n {
@@ -172,7 +178,14 @@ impl Workers {
                     .unwrap();
             }));
         }
-        Self { stop, tasks }
+        // Ready once all of them answer the roll call.
+        let url = StoreUrl::Postgres(store.into());
+        let cluster = Cluster::connect(nats, &url, Duration::from_secs(30))
+            .await
+            .unwrap();
+        while cluster.workers().await.unwrap().len() < n {}
+        let dispatch: Arc<dyn Dispatch> = NatsDispatch::new(cluster).await.unwrap();
+        (Self { stop, tasks }, dispatch)
     }
 
     async fn stop(self) {
@@ -219,14 +232,6 @@ fn steps(c: &mut Criterion) {
         rt.block_on(host.load(&plugin("planners/static.wasm")))
             .unwrap(),
     );
-    let cluster = rt
-        .block_on(Cluster::connect(
-            &nats.url(),
-            &StoreUrl::Postgres(store.clone()),
-            Duration::from_secs(30),
-        ))
-        .unwrap();
-
     let mut group = c.benchmark_group("dispatch");
     group.sample_size(10);
     let sequential = plan(200, 1);
@@ -234,8 +239,7 @@ fn steps(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| run(&host, &planner, &sequential, None))
     });
-    let workers = rt.block_on(Workers::start(&nats.url(), &store, 1, 1));
-    let dispatch: Arc<dyn Dispatch> = rt.block_on(NatsDispatch::new(cluster.clone())).unwrap();
+    let (workers, dispatch) = rt.block_on(Workers::start(&nats.url(), &store, 1, 1));
     group.bench_function("nats_200", |b| {
         b.to_async(&rt)
             .iter(|| run(&host, &planner, &sequential, Some(dispatch.clone())))
@@ -250,8 +254,7 @@ fn steps(c: &mut Criterion) {
         b.to_async(&rt).iter(|| run(&host, &planner, &wide, None))
     });
     for n in [1, 2, 4] {
-        let workers = rt.block_on(Workers::start(&nats.url(), &store, n, 4));
-        let dispatch: Arc<dyn Dispatch> = rt.block_on(NatsDispatch::new(cluster.clone())).unwrap();
+        let (workers, dispatch) = rt.block_on(Workers::start(&nats.url(), &store, n, 4));
         group.bench_function(format!("workers_{n}"), |b| {
             b.to_async(&rt)
                 .iter(|| run(&host, &planner, &wide, Some(dispatch.clone())))

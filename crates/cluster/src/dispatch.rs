@@ -47,7 +47,14 @@ impl NatsDispatch {
     /// A dispatch through `cluster`; fails when no worker advertises itself, rather than
     /// leaving the run's steps waiting for one.
     pub async fn new(cluster: Cluster) -> Result<Arc<Self>, ClusterError> {
-        let workers = cluster.workers().await?;
+        // Workers starting at this moment may miss one roll call; three are asked.
+        let mut workers = Vec::new();
+        for _ in 0..3 {
+            workers = cluster.workers().await?;
+            if !workers.is_empty() {
+                break;
+            }
+        }
         if workers.is_empty() {
             return Err(ClusterError::Nats {
                 url: cluster.url.clone(),

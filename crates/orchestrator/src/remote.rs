@@ -218,10 +218,11 @@ const KNOWN_RUNS: usize = 64;
 
 /// A worker's side: runs steps of runs recorded in the host's store.
 pub struct StepRunner {
+    // Declared (so dropped) before the host: they record through its store.
+    runs: tokio::sync::Mutex<HashMap<String, Arc<KnownRun>>>,
     host: Arc<Host>,
     /// The worker's name, as outcomes report it.
     name: String,
-    runs: tokio::sync::Mutex<HashMap<String, Arc<KnownRun>>>,
 }
 
 impl StepRunner {

@@ -19,6 +19,7 @@ use crate::writer::Writer;
 pub struct PgStore {
     pub(crate) db: Arc<Db>,
     recorder: Option<Recorder>,
+    writer: Arc<Writer>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -104,13 +105,15 @@ impl PgStore {
             .recv()
             .map_err(|_| server("its thread stopped while connecting".into()))?
             .map_err(server)?;
+        let writer = Arc::new(writer);
         Ok(Self {
             db: Arc::new(Db {
                 location,
                 runtime,
                 connector,
             }),
-            recorder: Some(Recorder::new(Arc::new(writer))),
+            recorder: Some(Recorder::new(writer.clone())),
+            writer,
             thread: Some(thread),
         })
     }
@@ -363,8 +366,10 @@ impl Store for PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        // The writer drains what it was sent, then ends with the last recorder.
+        // The writer writes what it was sent, then stops, even while recorders of the store
+        // remain (what they send later is refused: their flush says so).
         self.recorder.take();
+        self.writer.close();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -38,6 +38,8 @@ enum Write {
         root: String,
     },
     Flush(std::sync::mpsc::SyncSender<Result<(), String>>),
+    /// The store is closing: what came before is written, nothing after.
+    Close,
 }
 
 /// Sends writes to the writer task.
@@ -59,6 +61,11 @@ impl Writer {
     fn send(&self, write: Write) {
         // A send fails only when the writer is gone, which `flush` reports.
         let _ = self.tx.send(write);
+    }
+
+    /// Asks the writer to write what it was sent, then stop (whatever recorders remain).
+    pub(crate) fn close(&self) {
+        self.send(Write::Close);
     }
 }
 
@@ -118,6 +125,10 @@ async fn write_all(
     // written, and every flush reports the loss.
     let mut lost: Option<String> = None;
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let closing = batch.iter().position(|w| matches!(w, Write::Close));
+        if let Some(at) = closing {
+            batch.truncate(at);
+        }
         let (writes, flushes): (Vec<_>, Vec<_>) = std::mem::take(&mut batch)
             .into_iter()
             .partition(|w| !matches!(w, Write::Flush(_)));
@@ -133,6 +144,9 @@ async fn write_all(
             if let Write::Flush(reply) = flush {
                 let _ = reply.send(result.clone());
             }
+        }
+        if closing.is_some() {
+            return;
         }
     }
 }
@@ -188,7 +202,21 @@ async fn commit(
             }
         }
     }
-    client.batch_execute("BEGIN").await?;
+    // One statement is atomic on its own: most batches (events only) need no transaction,
+    // and so no round trips to open and close one.
+    let statements = usize::from(!runs.is_empty())
+        + writes
+            .iter()
+            .map(|w| match w {
+                Write::RunStarted { .. } | Write::RunEnded { .. } => 1,
+                Write::Blob { .. } => 3,
+                Write::Events(_) | Write::Flush(_) | Write::Close => 0,
+            })
+            .sum::<usize>();
+    let transaction = statements > 1;
+    if transaction {
+        client.batch_execute("BEGIN").await?;
+    }
     let done = async {
         for write in writes {
             if let Write::RunStarted {
@@ -259,10 +287,13 @@ async fn commit(
         Ok(())
     }
     .await;
-    match done {
-        Ok(()) => client.batch_execute("COMMIT").await,
-        Err(e) => {
-            let _ = client.batch_execute("ROLLBACK").await;
+    match (done, transaction) {
+        (Ok(()), true) => client.batch_execute("COMMIT").await,
+        (Ok(()), false) => Ok(()),
+        (Err(e), transaction) => {
+            if transaction {
+                let _ = client.batch_execute("ROLLBACK").await;
+            }
             Err(e)
         }
     }

@@ -202,3 +202,23 @@ fn a_store_written_by_a_newer_baton_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_store_closes_while_a_recorder_outlives_it() {
+    let server = Postgres::start();
+    let pg = PgStore::open(&server.url()).unwrap();
+    let recorder = Store::recorder(&pg).unwrap().clone();
+    recorder.run_started(RUN, "2026-12-04T18:00:00.000Z", "run");
+    recorder.flush().unwrap();
+    // Dropping the store writes what was sent and stops the writer, without waiting for the
+    // recorder still held here.
+    drop(pg);
+    let err = recorder.flush().unwrap_err();
+    assert!(matches!(err, StoreError::WriterGone), "{err}");
+    let again = PgStore::open(&server.url()).unwrap();
+    assert_eq!(
+        again.runs(10).unwrap().len(),
+        1,
+        "what came before was written"
+    );
+}
