@@ -20,7 +20,7 @@ const LOOK_IN_STORE_EVERY: Duration = Duration::from_secs(5);
 
 /// A step's outcome as published on the run's outcome subject (and kept in the store).
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Answer {
+pub struct Answer {
     pub id: String,
     pub outcome: Result<StepOutcome, String>,
 }

@@ -17,5 +17,5 @@ pub mod worker;
 mod names;
 
 pub use connect::{Cluster, ClusterError};
-pub use dispatch::NatsDispatch;
+pub use dispatch::{Answer, NatsDispatch};
 pub use worker::{WorkerOptions, work};

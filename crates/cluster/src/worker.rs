@@ -180,7 +180,7 @@ async fn on_store<T: Send + 'static>(
 /// The step's outcome (JSON of an [`Answer`]), committed to the store: when it was delivered
 /// `again`, the one recorded already if there is one; else a new one. `None` when the store
 /// could not be used (the step is tried again).
-async fn outcome(
+pub async fn outcome(
     store: &Arc<PgStore>,
     runner: &StepRunner,
     request: &StepRequest,
