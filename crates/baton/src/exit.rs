@@ -32,7 +32,7 @@ pub fn code(error: &Error) -> u8 {
         Error::Tampered { .. } | Error::BundleInvalid { .. } | Error::Diverged(_) => VERIFICATION,
         Error::Policy(PolicyError::Unsigned { .. }) => UNTRUSTED,
         Error::Budget(_) | Error::BudgetRefused(_) => LIMIT,
-        Error::Workflow { .. } | Error::Resume { .. } => BAD_INPUT,
+        Error::Workflow { .. } | Error::Resume { .. } | Error::Step { .. } => BAD_INPUT,
         Error::Cache(_) => BAD_INPUT,
         Error::Llm { kind, .. } => match kind.as_str() {
             "budget-exceeded" => LIMIT,

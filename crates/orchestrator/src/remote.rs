@@ -245,7 +245,7 @@ impl StepRunner {
         if let Some(known) = runs.get(run) {
             return Ok(known.clone());
         }
-        let refuse = |reason: String| Error::Resume {
+        let refuse = |reason: String| Error::Step {
             run: run.into(),
             reason,
         };
@@ -294,7 +294,7 @@ impl StepRunner {
             .tools()
             .get(&request.tool)
             .cloned()
-            .ok_or_else(|| Error::Resume {
+            .ok_or_else(|| Error::Step {
                 run: request.run.clone(),
                 reason: format!("it has no tool '{}'", request.tool),
             })?;

@@ -118,6 +118,8 @@ pub enum Error {
     BundleInvalid { path: PathBuf, reason: String },
     #[error("{0}")]
     Diverged(Divergence),
+    #[error("cannot run a step of run '{run}' on this worker: {reason}")]
+    Step { run: String, reason: String },
     #[error("cannot resume run '{run}': {reason}")]
     Resume { run: String, reason: String },
     #[error("workflow {}: {reason}", path.display())]
