@@ -1,5 +1,5 @@
 //! Joining a cluster: NATS with JetStream, the steps' stream and its consumer, the workers'
-//! bucket, and the shared PostgreSQL store.
+//! roll call, and the shared PostgreSQL store.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +52,7 @@ pub struct Cluster {
 
 impl Cluster {
     /// Connects to NATS at `url` and to the PostgreSQL store at `store`, creating the
-    /// stream, its consumer and the workers' bucket if they do not exist.
+    /// stream and its consumer if they do not exist.
     pub async fn connect(
         url: &str,
         store: &StoreUrl,

@@ -44,7 +44,7 @@ struct Inner {
 }
 
 impl NatsDispatch {
-    /// A dispatch through `cluster`; fails when no worker advertises itself, rather than
+    /// A dispatch through `cluster`; fails when no worker answers the roll call, rather than
     /// leaving the run's steps waiting for one.
     pub async fn new(cluster: Cluster) -> Result<Arc<Self>, ClusterError> {
         // Workers starting at this moment may miss one roll call; three are asked.

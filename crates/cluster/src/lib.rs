@@ -6,7 +6,7 @@
 //! after the ack wait, and the worker that takes it sets aside the half-written chains and
 //! runs the step from scratch (or, if the step's outcome is already recorded, only answers).
 //!
-//! - [`connect`]: the NATS connection, the stream, the workers' bucket and the store;
+//! - [`connect`]: the NATS connection, the stream, the workers' roll call and the store;
 //! - [`dispatch`]: the orchestrator's side;
 //! - [`worker`]: the worker's side.
 

@@ -22,7 +22,7 @@ use crate::names;
 /// How a worker works.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
-    /// Its name, as it advertises itself and outcomes report it.
+    /// Its name, as it answers the roll call and outcomes report it.
     pub name: String,
     /// Steps it runs at once.
     pub capacity: usize,
