@@ -20,10 +20,12 @@ pub struct Postgres {
 impl Postgres {
     /// A new database cluster, running.
     pub fn start() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("baton-pg")
-            .tempdir()
-            .unwrap();
+        let builder = tempfile::Builder::new().prefix("baton-pg").clone();
+        // As root, in /tmp: `nobody` must be able to reach the directory, whatever TMPDIR is.
+        let dir = match is_root() {
+            true => builder.tempdir_in("/tmp").unwrap(),
+            false => builder.tempdir().unwrap(),
+        };
         if is_root() {
             std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
         }
