@@ -125,7 +125,17 @@ pub trait Store: Send + Sync {
     fn runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError>;
 
     /// The run `run` (an id or a unique prefix of one).
-    fn find_run(&self, run: &str) -> Result<Option<RunSummary>, StoreError>;
+    fn find_run(&self, run: &str) -> Result<Option<RunSummary>, StoreError> {
+        let all = self.runs(usize::MAX >> 1)?;
+        if let Some(exact) = all.iter().find(|r| r.run == run) {
+            return Ok(Some(exact.clone()));
+        }
+        let mut matches = all.into_iter().filter(|r| r.run.starts_with(run));
+        Ok(match (matches.next(), matches.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
+        })
+    }
 
     /// Every event of `run`, chain by chain, each in order.
     fn events(&self, run: &str) -> Result<Vec<Event>, StoreError>;
@@ -266,20 +276,6 @@ impl Journal {
             })
         });
         self.sql(self.sql(rows)?.collect())
-    }
-
-    /// The run whose id is `run` or starts with it (when that prefix is unique).
-    pub fn find_run(&self, run: &str) -> Result<Option<RunSummary>, StoreError> {
-        let all = self.runs(usize::MAX >> 1)?;
-        let exact = all.iter().find(|r| r.run == run).cloned();
-        if exact.is_some() {
-            return Ok(exact);
-        }
-        let mut matches = all.into_iter().filter(|r| r.run.starts_with(run));
-        Ok(match (matches.next(), matches.next()) {
-            (Some(one), None) => Some(one),
-            _ => None,
-        })
     }
 
     /// All events of `run`: the run chain first, then each step chain, each in order.
@@ -509,10 +505,6 @@ impl Store for Journal {
 
     fn runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
         Journal::runs(self, limit)
-    }
-
-    fn find_run(&self, run: &str) -> Result<Option<RunSummary>, StoreError> {
-        Journal::find_run(self, run)
     }
 
     fn events(&self, run: &str) -> Result<Vec<Event>, StoreError> {

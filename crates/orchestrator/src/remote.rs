@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::progress::Quiet;
 use crate::recorded::RecordedWorkflow;
-use crate::result::{StepReport, StepStatus, cache_tier, dollars};
+use crate::result::{StepStatus, cache_tier, dollars};
 use crate::step::{Attempt, StepDone, StepJob};
 use crate::workflow::Settings;
 
@@ -116,33 +116,14 @@ impl StepJob {
             outcome = dispatch.run_step(request) => outcome,
             () = self.cancel.cancelled() => Err("the run was cancelled".into()),
         };
-        let report = |status, attempts, output, error| StepReport {
-            id: self.id.clone(),
-            tool: self.plugin.name().to_string(),
-            status,
-            attempts,
-            started_ms,
-            finished_ms: self.started.elapsed().as_millis() as u64,
-            fuel: 0,
-            llm_calls: 0,
-            tokens: 0,
-            cost_usd: 0.0,
-            cache_hits: 0,
-            cache_tier: None,
-            resumed_from: None,
-            worker: None,
-            output,
-            error,
-        };
+        let step = (self.id.as_str(), self.plugin.name());
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(reason) => {
-                return StepDone {
-                    index: self.index,
-                    attempts: Vec::new(),
-                    report: report(StepStatus::Failed, 0, None, Some(reason)),
-                    out_of_budget: false,
-                };
+                let mut done = StepDone::not_run(self.index, step, StepStatus::Failed, reason, 0);
+                done.report.started_ms = started_ms;
+                done.report.finished_ms = self.started.elapsed().as_millis() as u64;
+                return done;
             }
         };
         let spent = Spend {
@@ -162,7 +143,12 @@ impl StepJob {
             true => StepStatus::Ok,
             false => StepStatus::Failed,
         };
-        let mut report = report(status, outcome.invocations, output, outcome.error);
+        let mut report = StepDone::not_run(self.index, step, status, String::new(), 0).report;
+        report.attempts = outcome.invocations;
+        report.started_ms = started_ms;
+        report.finished_ms = self.started.elapsed().as_millis() as u64;
+        report.output = output;
+        report.error = outcome.error;
         report.fuel = outcome.fuel;
         report.llm_calls = budget.spent.calls;
         report.tokens = budget.spent.tokens;

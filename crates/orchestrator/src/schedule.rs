@@ -58,7 +58,7 @@ impl Orchestrator<'_> {
                     let done = match skip_reason {
                         Some(reason) => Some(StepDone::not_run(
                             i,
-                            step,
+                            (&step.id, &step.tool),
                             StepStatus::Skipped,
                             reason,
                             self.elapsed_ms(),
@@ -128,14 +128,8 @@ impl Orchestrator<'_> {
             if let Err(e) = self.journal.commit() {
                 let reason = format!("the run's start cannot be shared with workers: {e}");
                 let at = self.elapsed_ms();
-                let step = PlannedStep {
-                    id: job.id.clone(),
-                    tool: job.plugin.name().to_string(),
-                    input: Value::Null,
-                    after: Vec::new(),
-                    replicates: job.replicates,
-                };
-                let done = StepDone::not_run(job.index, &step, StepStatus::Failed, reason, at);
+                let step = (job.id.as_str(), job.plugin.name());
+                let done = StepDone::not_run(job.index, step, StepStatus::Failed, reason, at);
                 return Box::pin(std::future::ready(done));
             }
             self.committed = true;
@@ -176,7 +170,7 @@ impl Orchestrator<'_> {
             let at = self.elapsed_ms();
             Box::new(StepDone::not_run(
                 index,
-                step,
+                (&step.id, &step.tool),
                 StepStatus::Failed,
                 reason,
                 at,

@@ -20,7 +20,6 @@ use baton_sandbox::SandboxError;
 use serde_json::Value;
 
 use super::evidence;
-use super::plan::PlannedStep;
 use super::progress::{Progress, ProgressSink};
 use super::result::{StepReport, StepStatus, cache_tier, dollars};
 
@@ -77,10 +76,10 @@ pub(crate) struct StepDone {
 }
 
 impl StepDone {
-    /// A step that never ran: skipped, or failed before its first invocation.
+    /// Step `id` (of `tool`) that never ran: skipped, or failed before its first invocation.
     pub fn not_run(
         index: usize,
-        step: &PlannedStep,
+        (id, tool): (&str, &str),
         status: StepStatus,
         reason: String,
         at_ms: u64,
@@ -89,8 +88,8 @@ impl StepDone {
             index,
             attempts: Vec::new(),
             report: StepReport {
-                id: step.id.clone(),
-                tool: step.tool.clone(),
+                id: id.into(),
+                tool: tool.into(),
                 status,
                 attempts: 0,
                 started_ms: at_ms,

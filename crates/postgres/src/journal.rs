@@ -267,18 +267,6 @@ impl Store for PgStore {
         })
     }
 
-    fn find_run(&self, run: &str) -> Result<Option<RunSummary>, StoreError> {
-        let all = self.runs(usize::MAX >> 1)?;
-        if let Some(exact) = all.iter().find(|r| r.run == run) {
-            return Ok(Some(exact.clone()));
-        }
-        let mut matches = all.into_iter().filter(|r| r.run.starts_with(run));
-        Ok(match (matches.next(), matches.next()) {
-            (Some(one), None) => Some(one),
-            _ => None,
-        })
-    }
-
     fn events(&self, run: &str) -> Result<Vec<Event>, StoreError> {
         self.flush()?;
         let Some((_, rows)) = self.rows(run)? else {

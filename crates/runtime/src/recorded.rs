@@ -226,24 +226,14 @@ impl Host {
             recorded: events.iter().filter_map(recorded_signature).collect(),
         };
         let mut components = BTreeMap::new();
-        for (digest, bytes) in journal.blobs(run, "component")? {
-            let actual = Digest::of(&bytes).to_string();
-            if actual != digest {
-                return Err(Error::BundleInvalid {
-                    path: path.to_owned(),
-                    reason: format!("the bytes stored for component {digest} hash to {actual}"),
-                });
-            }
-            let label = path.join(&digest);
+        for (digest, bytes, label) in stored_components(journal, run, path)? {
             let none = Sidecars::default();
             let loaded = Arc::new(self.load_checked(&label, &bytes, &none, &trust).await?);
             components.insert(digest, loaded);
         }
         Ok(components)
     }
-}
 
-impl Host {
     /// Every component `run` of `journal` used, by digest, each verified under this host's
     /// own `[trust]` with its signature (a detached signature or a Sigstore bundle) from
     /// `signatures`, by component digest: a worker runs only what its own policy trusts,
@@ -256,15 +246,7 @@ impl Host {
         path: &Path,
     ) -> Result<BTreeMap<String, Arc<Plugin>>, Error> {
         let mut components = BTreeMap::new();
-        for (digest, bytes) in journal.blobs(run, "component")? {
-            let actual = Digest::of(&bytes).to_string();
-            if actual != digest {
-                return Err(Error::BundleInvalid {
-                    path: path.to_owned(),
-                    reason: format!("the bytes stored for component {digest} hash to {actual}"),
-                });
-            }
-            let label = path.join(&digest);
+        for (digest, bytes, label) in stored_components(journal, run, path)? {
             let mut sidecars = Sidecars {
                 base: label.clone(),
                 ..Sidecars::default()
@@ -282,6 +264,30 @@ impl Host {
         }
         Ok(components)
     }
+}
+
+/// The component bytes `run` of `journal` holds, as (digest, bytes, label for messages), each
+/// checked to hash to its digest.
+fn stored_components(
+    journal: &dyn Store,
+    run: &str,
+    path: &Path,
+) -> Result<Vec<(String, Vec<u8>, std::path::PathBuf)>, Error> {
+    journal
+        .blobs(run, "component")?
+        .into_iter()
+        .map(|(digest, bytes)| {
+            let actual = Digest::of(&bytes).to_string();
+            if actual != digest {
+                return Err(Error::BundleInvalid {
+                    path: path.to_owned(),
+                    reason: format!("the bytes stored for component {digest} hash to {actual}"),
+                });
+            }
+            let label = path.join(&digest);
+            Ok((digest, bytes, label))
+        })
+        .collect()
 }
 
 /// The policy a recorded run was governed by, rebuilt from the bundle's policy texts.
