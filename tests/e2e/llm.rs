@@ -307,7 +307,7 @@ async fn parallel_calls_never_overspend_the_budget() {
     let dir = tempfile::tempdir().unwrap();
     let text = server.policy("test", "retries = 0") + "input_per_1k = 1.0\noutput_per_1k = 2.0\n";
     let policy = Policy::load(&write_policy(dir.path(), &text)).unwrap();
-    let llm = Arc::new(Llm::new(policy.llm(), None));
+    let llm = Arc::new(Llm::new(policy.llm(), &baton::llm::Stores::Memory));
     // One call costs 14 × $0.001 + 10 × $0.002 = $0.034: the budget fits exactly ten.
     let per_call = Usd::parse("0.034").unwrap();
     let limit = Usd(per_call.0 * 10);

@@ -33,6 +33,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "baton-budget",
             "baton-journal",
             "baton-policy",
+            "baton-postgres",
         ],
     ),
     (
@@ -95,6 +96,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "baton-policy",
             "baton-runtime",
             "baton-orchestrator",
+            "baton-postgres",
         ],
     ),
     (

@@ -32,7 +32,7 @@ fn main() {
         .map(|l| serde_json::from_str(l).expect("a pair"))
         .collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let llm = Llm::new(Policy::builtin().llm(), None);
+    let llm = Llm::new(Policy::builtin().llm(), &baton_llm::Stores::Memory);
     let texts: Vec<String> = pairs
         .iter()
         .flat_map(|p| [p.a.clone(), p.b.clone()])

@@ -103,13 +103,18 @@ fn journal(c: &mut Criterion) {
 fn reservation(c: &mut Criterion) {
     let server = postgres::Postgres::start();
     let pg = PgStore::open(&server.url()).unwrap();
-    pg.open_ledger("bench", BudgetLimits::default()).unwrap();
+    pg.database()
+        .open_ledger("bench", BudgetLimits::default())
+        .unwrap();
     let one = Spend {
         calls: 1,
         tokens: 100,
         ..Spend::default()
     };
-    let shared = Ledger::run_within(BudgetLimits::default(), pg.account("bench", "bench/s"));
+    let shared = Ledger::run_within(
+        BudgetLimits::default(),
+        pg.database().account("bench", "bench/s"),
+    );
     let local = Ledger::run(BudgetLimits::default());
     let mut group = c.benchmark_group("reservation");
     for (name, ledger) in [("postgres", shared), ("local", local)] {

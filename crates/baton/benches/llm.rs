@@ -118,7 +118,7 @@ fn llm_for(policy_text: &str) -> Llm {
     let path = dir.path().join("policy.toml");
     std::fs::write(&path, policy_text).unwrap();
     let policy = Policy::load(&path).unwrap();
-    Llm::new(policy.llm(), None)
+    Llm::new(policy.llm(), &baton_llm::Stores::Memory)
 }
 
 fn calls(c: &mut Criterion) {

@@ -54,7 +54,8 @@ pub struct Spend {
 }
 
 impl Spend {
-    pub(crate) fn plus(self, other: Spend) -> Spend {
+    /// Both, each amount saturating.
+    pub fn plus(self, other: Spend) -> Spend {
         Spend {
             tokens: self.tokens.saturating_add(other.tokens),
             usd: Usd(self.usd.0.saturating_add(other.usd.0)),

@@ -42,6 +42,8 @@ pub trait Account: Send + Sync + fmt::Debug {
     fn reserve(&self, want: Spend) -> Result<HoldId, Exceeded>;
     /// Commits `actual` for the hold and releases the rest of it.
     fn settle(&self, hold: HoldId, actual: Spend);
+    /// The shared ledger's name, as every host knows it.
+    fn id(&self) -> &str;
 }
 
 /// A reservation an [`Account`] holds.
@@ -99,6 +101,38 @@ impl Ledger {
         let ledger = Self::new(scope, limits, None);
         ledger.lock().committed = spent;
         Arc::new(ledger)
+    }
+
+    /// A long-lived ledger named `scope` (such as an API key's) whose budget is also kept in
+    /// the shared `account`, inside `parent` if any: every reservation is taken there too,
+    /// so that hosts spending from it at once never overspend it.
+    pub fn account_in(
+        scope: String,
+        limits: BudgetLimits,
+        spent: Spend,
+        account: Arc<dyn Account>,
+        parent: Option<Arc<Ledger>>,
+    ) -> Arc<Self> {
+        let mut ledger = Self::new(scope, limits, parent);
+        ledger
+            .tally
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .committed = spent;
+        ledger.account = Some(account);
+        Arc::new(ledger)
+    }
+
+    /// The names of the shared accounts above this ledger (in its ancestors), nearest first:
+    /// what a host running part of its work elsewhere must reserve in too.
+    pub fn accounts_above(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut ledger = self.parent.as_deref();
+        while let Some(current) = ledger {
+            found.extend(current.account.as_ref().map(|a| a.id().to_owned()));
+            ledger = current.parent.as_deref();
+        }
+        found
     }
 
     /// A run's ledger (with `limits` of its own) inside a shared `account`: a reservation
@@ -170,12 +204,23 @@ impl Ledger {
             ledger.check(&guard, want)?;
             guards.push(guard);
         }
-        // The shared account is asked last, under the local locks: what it grants is then
-        // reserved here too, or it is given back.
-        let shared = match chain.iter().find_map(|l| l.account.as_ref()) {
-            Some(account) if want != Spend::default() => Some(account.reserve(want)?),
-            _ => None,
-        };
+        // The shared accounts are asked last, under the local locks, nearest first: what
+        // they all grant is then reserved here too, or what some granted is given back.
+        let mut shared = Vec::new();
+        if want != Spend::default() {
+            for account in chain.iter().filter_map(|l| l.account.as_ref()) {
+                match account.reserve(want) {
+                    Ok(hold) => shared.push(hold),
+                    Err(refused) => {
+                        let granted = chain.iter().filter_map(|l| l.account.as_ref());
+                        for (account, hold) in granted.zip(shared) {
+                            account.settle(hold, Spend::default());
+                        }
+                        return Err(refused);
+                    }
+                }
+            }
+        }
         for guard in &mut guards {
             guard.reserved = guard.reserved.plus(want);
         }
@@ -291,15 +336,20 @@ impl Ledger {
         }
     }
 
-    fn settle(&self, held: Spend, actual: Spend, shared: Option<HoldId>) {
+    /// Settles a hold here and in every ancestor; `shared` are the holds of the shared
+    /// accounts on the way, nearest first.
+    fn settle(&self, held: Spend, actual: Spend, shared: &[HoldId]) {
+        let mut shared = shared.iter();
         let mut ledger = Some(self);
         while let Some(current) = ledger {
             let mut tally = current.lock();
             tally.reserved = tally.reserved.minus(held);
             tally.committed = tally.committed.plus(actual);
             drop(tally);
-            if let (Some(account), Some(hold)) = (&current.account, shared) {
-                account.settle(hold, actual);
+            if let Some(account) = &current.account
+                && let Some(hold) = shared.next()
+            {
+                account.settle(*hold, actual);
             }
             ledger = current.parent.as_deref();
         }
@@ -315,8 +365,8 @@ fn round_ms(d: Duration) -> Duration {
 pub struct Hold {
     ledger: Arc<Ledger>,
     held: Spend,
-    /// The shared account's hold, when the run's ledger sits inside one.
-    shared: Option<HoldId>,
+    /// The holds of the shared accounts the ledger sits inside, nearest first.
+    shared: Vec<HoldId>,
     settled: bool,
 }
 
@@ -333,14 +383,15 @@ impl Hold {
     /// Records `actual` as spent and releases the rest of the reservation.
     pub fn commit(mut self, actual: Spend) {
         self.settled = true;
-        self.ledger.settle(self.held, actual, self.shared);
+        self.ledger.settle(self.held, actual, &self.shared);
     }
 }
 
 impl Drop for Hold {
     fn drop(&mut self) {
         if !self.settled {
-            self.ledger.settle(self.held, Spend::default(), self.shared);
+            self.ledger
+                .settle(self.held, Spend::default(), &self.shared);
         }
     }
 }
@@ -390,6 +441,8 @@ impl fmt::Display for BudgetReport {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn usd(text: &str) -> Usd {
@@ -514,5 +567,87 @@ mod tests {
         });
         assert_eq!(won.into_inner(), 10);
         assert_eq!(run.report().spent.calls, 10);
+    }
+
+    /// An account kept in memory: calls up to `limit`, holds by id.
+    #[derive(Debug)]
+    struct Shared {
+        id: String,
+        limit: u64,
+        /// Calls spent, and those held by hold.
+        state: Mutex<(u64, BTreeMap<HoldId, u64>)>,
+    }
+
+    impl Shared {
+        fn new(id: &str, limit: u64) -> Arc<Self> {
+            Arc::new(Self {
+                id: id.into(),
+                limit,
+                state: Mutex::default(),
+            })
+        }
+
+        /// Calls spent and held.
+        fn used(&self) -> (u64, u64) {
+            let state = self.state.lock().unwrap();
+            (state.0, state.1.values().sum())
+        }
+    }
+
+    impl Account for Shared {
+        fn reserve(&self, want: Spend) -> Result<HoldId, Exceeded> {
+            let mut state = self.state.lock().unwrap();
+            let held: u64 = state.1.values().sum();
+            if state.0 + held + want.calls > self.limit {
+                return Err(Exceeded {
+                    scope: self.id.clone(),
+                    key: "calls",
+                    what: "full".into(),
+                });
+            }
+            let hold = state.1.keys().max().map_or(0, |last| last + 1);
+            state.1.insert(hold, want.calls);
+            Ok(hold)
+        }
+
+        fn settle(&self, hold: HoldId, actual: Spend) {
+            let mut state = self.state.lock().unwrap();
+            state.1.remove(&hold);
+            state.0 += actual.calls;
+        }
+
+        fn id(&self) -> &str {
+            &self.id
+        }
+    }
+
+    /// A run inside a shared run account inside a key's shared account: a reservation is
+    /// taken in both; when the key's refuses, what the run's granted is given back.
+    #[test]
+    fn a_reservation_is_taken_in_every_shared_account_or_in_none() {
+        let (run_account, key_account) = (Shared::new("run", 10), Shared::new("key:k", 2));
+        let key = Ledger::account_in(
+            "key 'k'".into(),
+            BudgetLimits::default(),
+            Spend::default(),
+            key_account.clone(),
+            None,
+        );
+        let run = Ledger::run_within_for(BudgetLimits::default(), run_account.clone(), Some(&key));
+        let step = Ledger::step(&run, "s", BudgetLimits::default());
+        assert_eq!(step.accounts_above(), ["run", "key:k"]);
+        let call = Spend {
+            calls: 1,
+            ..Default::default()
+        };
+        for _ in 0..2 {
+            step.reserve(call).unwrap().commit(call);
+        }
+        assert_eq!((run_account.used(), key_account.used()), ((2, 0), (2, 0)));
+        let refused = step.reserve(call).unwrap_err();
+        assert_eq!(refused.scope, "key:k");
+        // Nothing stays held in the run's account for the refused call.
+        assert_eq!((run_account.used(), key_account.used()), ((2, 0), (2, 0)));
+        assert_eq!(key.report().spent.calls, 2);
     }
 }

@@ -158,8 +158,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Dispatch for NatsDispatch {
     fn account(&self, run: &str, limits: BudgetLimits) -> Result<Arc<dyn Account>, String> {
         let store = &self.0.cluster.store;
-        store.open_ledger(run, limits).map_err(|e| e.to_string())?;
-        Ok(store.account(run, &format!("{run}/orchestrator")))
+        store
+            .database()
+            .open_ledger(run, limits)
+            .map_err(|e| e.to_string())?;
+        Ok(store
+            .database()
+            .account(run, &format!("{run}/orchestrator")))
     }
 
     fn run_step(

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{AckKind, Message, consumer};
+use baton_budget::{BudgetLimits, Spend};
 use baton_journal::store::StoreError;
-use baton_orchestrator::remote::{StepRequest, StepRunner};
-use baton_postgres::PgStore;
+use baton_orchestrator::remote::{SharedLedger, StepRequest, StepRunner};
+use baton_postgres::{LedgerState, PgStore};
 use baton_runtime::{Error, Host};
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
@@ -215,13 +216,38 @@ pub async fn outcome(
                 "step {owner}: {abandoned} events of an earlier attempt set aside; running it again"
             );
         }
-        s.release_holds(&owner)
+        s.database().release_holds(&owner)
     });
     if let Err(e) = cleared.await {
         return failed(e);
     }
-    let account = Some(store.account(&request.run, &request.owner()));
-    let outcome = match runner.run(request, account).await {
+    let ids = request.accounts.clone();
+    let states = on_store(store, move |s| {
+        ids.iter()
+            .map(|id| s.database().ledger(id))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    let shared = match states.await {
+        Ok(states) => request
+            .accounts
+            .iter()
+            .zip(states)
+            .map(|(id, state)| {
+                let state = state.unwrap_or(LedgerState {
+                    limits: BudgetLimits::default(),
+                    spent: Spend::default(),
+                    held: Spend::default(),
+                });
+                SharedLedger {
+                    account: store.database().account(id, &request.owner()),
+                    limits: state.limits,
+                    used: state.spent.plus(state.held),
+                }
+            })
+            .collect(),
+        Err(e) => return failed(e),
+    };
+    let outcome = match runner.run(request, shared).await {
         Err(Error::Journal(e)) => return failed(e.to_string()),
         result => result.map_err(|e| e.to_string()),
     };

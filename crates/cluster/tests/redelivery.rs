@@ -21,6 +21,7 @@ fn request() -> StepRequest {
         input: r#"{"expression": "1 + 2"}"#.into(),
         replicates: 0,
         signatures: Default::default(),
+        accounts: Vec::new(),
     }
 }
 

@@ -7,7 +7,7 @@
 pub mod breaker;
 pub mod cache;
 pub mod embedding;
-mod idempotency;
+pub mod idempotency;
 mod local;
 mod openai;
 pub mod provider;
@@ -16,7 +16,6 @@ mod store;
 mod telemetry;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +31,7 @@ use cache::{Cache, Hit, Keys};
 use idempotency::{Idempotency, Prior};
 use provider::Provider;
 use store::Store;
+pub use store::Stores;
 
 /// Fixes the number of threads the tensor library uses, as `RAYON_NUM_THREADS`, to the number
 /// it would choose itself (one per physical core) unless the variable is already set.
@@ -159,10 +159,8 @@ fn spend_record(s: Spend) -> SpendRecord {
 }
 
 impl Llm {
-    /// The routing table `config`. Idempotency keys and the cache are kept beside the
-    /// journal `beside` (`llm-idempotency.db`, `llm-cache.db`), in memory when `None`.
-    pub fn new(config: &LlmConfig, beside: Option<&Path>) -> Self {
-        let file = |name| beside.map(|journal| journal.with_file_name(name));
+    /// The routing table `config`, keeping idempotency keys and the cache in `stores`.
+    pub fn new(config: &LlmConfig, stores: &Stores) -> Self {
         let slots = config
             .providers
             .iter()
@@ -175,11 +173,22 @@ impl Llm {
                 (name.clone(), slot)
             })
             .collect();
+        let (idempotency, cache) = match stores {
+            Stores::Memory => (Idempotency::new(None), Cache::new(None)),
+            Stores::Beside(journal) => (
+                Idempotency::new(Some(&journal.with_file_name("llm-idempotency.db"))),
+                Cache::new(Some(&journal.with_file_name("llm-cache.db"))),
+            ),
+            Stores::Postgres { db, index_dir } => (
+                Idempotency::in_postgres(db.clone()),
+                Cache::in_postgres(db.clone(), index_dir.clone()),
+            ),
+        };
         Self {
             models: config.models.clone(),
             slots,
-            idempotency: Idempotency::new(file("llm-idempotency.db").as_deref()),
-            cache: Cache::new(file("llm-cache.db").as_deref()),
+            idempotency,
+            cache,
             cache_settings: config.cache.clone(),
             policy_version: config.policy_version.clone(),
         }

@@ -1,8 +1,34 @@
-//! The LLM layer's own SQLite files (idempotency keys, the completion cache), beside the
-//! journal or in memory.
+//! Where the LLM layer keeps idempotency keys and the completion cache: its own SQLite files
+//! beside a SQLite journal, the PostgreSQL store, or memory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use baton_postgres::Database;
+
+/// Where idempotency keys and the completion cache are kept.
+#[derive(Debug, Clone, Default)]
+pub enum Stores {
+    /// In memory, for this process only.
+    #[default]
+    Memory,
+    /// SQLite files beside the journal at this path (`llm-idempotency.db`, `llm-cache.db`,
+    /// and the cache's vector indexes in `llm-cache.db.index/`).
+    Beside(PathBuf),
+    /// The PostgreSQL store, shared by every host, with this host's vector indexes in
+    /// `index_dir` (in memory when `None`).
+    Postgres {
+        db: Database,
+        index_dir: Option<PathBuf>,
+    },
+}
+
+impl Stores {
+    /// Beside the journal at `journal`, or in memory when there is none.
+    pub fn beside(journal: Option<&Path>) -> Self {
+        journal.map_or(Self::Memory, |j| Self::Beside(j.to_owned()))
+    }
+}
 
 /// One of the LLM stores (idempotency keys, the cache): a SQLite file opened on first use, so
 /// that calls which never need it never touch it.

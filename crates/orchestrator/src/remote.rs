@@ -42,6 +42,10 @@ pub struct StepRequest {
     /// The signature of each of the run's components, by digest: a worker verifies each
     /// component under its own policy with it before it runs anything.
     pub signatures: BTreeMap<String, String>,
+    /// The shared ledgers the step's spend is reserved in, nearest first: the run's, then
+    /// any above it (an API key's).
+    #[serde(default)]
+    pub accounts: Vec<String>,
 }
 
 impl StepRequest {
@@ -49,6 +53,14 @@ impl StepRequest {
     pub fn owner(&self) -> String {
         format!("{}/{}", self.run, self.id)
     }
+}
+
+/// A shared ledger a step reserves in, with its limits and what was spent or held in it when
+/// the step began: a call's fuel is then granted up to what is left across the cluster.
+pub struct SharedLedger {
+    pub account: Arc<dyn Account>,
+    pub limits: BudgetLimits,
+    pub used: Spend,
 }
 
 /// A chain a worker sealed and committed.
@@ -111,6 +123,7 @@ impl StepJob {
             input: self.input.clone(),
             replicates: self.replicates,
             signatures,
+            accounts: self.ledger.accounts_above(),
         };
         let outcome = tokio::select! {
             outcome = dispatch.run_step(request) => outcome,
@@ -267,12 +280,12 @@ impl StepRunner {
         Ok(known)
     }
 
-    /// Runs `request`, its budget held in `account` when the run's budget is shared; returns
-    /// once the chains it wrote are committed to the store.
+    /// Runs `request`, its budget held in `shared` (the ledgers its request names, nearest
+    /// first); returns once the chains it wrote are committed to the store.
     pub async fn run(
         &self,
         request: &StepRequest,
-        account: Option<Arc<dyn Account>>,
+        shared: Vec<SharedLedger>,
     ) -> Result<StepOutcome, Error> {
         let known = self.known(&request.run, &request.signatures).await?;
         let plugin = known
@@ -285,10 +298,21 @@ impl StepRunner {
                 reason: format!("it has no tool '{}'", request.tool),
             })?;
         let (retries, timeout) = known.settings.for_step(&request.id);
-        let run_ledger = match account {
-            Some(account) => Ledger::run_within(BudgetLimits::default(), account),
-            None => Ledger::run(BudgetLimits::default()),
-        };
+        // The ledgers above the step: one per shared ledger, each kept there too.
+        let run_ledger = shared
+            .into_iter()
+            .rev()
+            .fold(None, |parent, shared| {
+                let scope = format!("ledger '{}'", shared.account.id());
+                Some(Ledger::account_in(
+                    scope,
+                    shared.limits,
+                    shared.used,
+                    shared.account,
+                    parent,
+                ))
+            })
+            .unwrap_or_else(|| Ledger::run(BudgetLimits::default()));
         let ledger = Ledger::step(
             &run_ledger,
             &request.id,

@@ -26,8 +26,10 @@ pub struct PgStore {
 /// The store's thread and connection: where queries run.
 pub(crate) struct Db {
     pub(crate) location: String,
-    runtime: Handle,
-    connector: Arc<Connector>,
+    pub(crate) runtime: Handle,
+    pub(crate) connector: Arc<Connector>,
+    /// Connections of their own for sessions, kept between them.
+    pub(crate) spare: std::sync::Mutex<Vec<Arc<tokio_postgres::Client>>>,
 }
 
 impl Db {
@@ -111,6 +113,7 @@ impl PgStore {
                 location,
                 runtime,
                 connector,
+                spare: std::sync::Mutex::default(),
             }),
             recorder: Some(Recorder::new(writer.clone())),
             writer,
@@ -124,6 +127,12 @@ impl PgStore {
         F: Future<Output = Result<T, String>> + Send + 'static,
     {
         self.db.call(query)
+    }
+
+    /// The database, for the tables of other layers (the completion cache, idempotency keys,
+    /// API keys), on this store's thread and connections.
+    pub fn database(&self) -> crate::Database {
+        crate::Database::new(self.db.clone())
     }
 
     pub(crate) fn flush(&self) -> Result<(), StoreError> {

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use baton_budget::{Account, BudgetLimits, Exceeded, HoldId, Spend, Usd};
 use baton_journal::store::StoreError;
 
+use crate::Database;
 use crate::connection::{describe, passing};
-use crate::journal::{Db, PgStore};
+use crate::journal::Db;
 
 /// How long a reservation waits for a server that cannot be reached before it is refused.
 const UNREACHABLE_FOR: Duration = Duration::from_secs(30);
@@ -22,7 +23,7 @@ fn limit(value: Option<u64>) -> Option<i64> {
     value.map(amount)
 }
 
-impl PgStore {
+impl Database {
     /// Creates the shared ledger `id` with `limits`, unless it exists.
     pub fn open_ledger(&self, id: &str, limits: BudgetLimits) -> Result<(), StoreError> {
         let id = id.to_owned();
@@ -56,25 +57,42 @@ impl PgStore {
         })
     }
 
-    /// What the ledger `id` has spent (committed), if it exists.
-    pub fn ledger_spent(&self, id: &str) -> Result<Option<Spend>, StoreError> {
+    /// The ledger `id`'s limits, what it has spent (committed) and what is held, if it
+    /// exists.
+    pub fn ledger(&self, id: &str) -> Result<Option<LedgerState>, StoreError> {
         let id = id.to_owned();
         self.db.call(|connector| async move {
             let row = connector
                 .client()
                 .await?
                 .query_opt(
-                    "SELECT spent_tokens, spent_usd, spent_calls, spent_fuel
+                    "SELECT limit_tokens, limit_usd, limit_calls, limit_fuel,
+                            spent_tokens, spent_usd, spent_calls, spent_fuel,
+                            held_tokens, held_usd, held_calls, held_fuel
                      FROM ledgers WHERE id = $1",
                     &[&id],
                 )
                 .await
                 .map_err(|e| describe(&e))?;
-            Ok(row.map(|row| Spend {
-                tokens: row.get::<_, i64>(0) as u64,
-                usd: Usd(row.get::<_, i64>(1) as u64),
-                calls: row.get::<_, i64>(2) as u64,
-                fuel: row.get::<_, i64>(3) as u64,
+            Ok(row.map(|row| {
+                let limit = |i| row.get::<_, Option<i64>>(i).map(|v| v.max(0) as u64);
+                let spend = |i| Spend {
+                    tokens: row.get::<_, i64>(i).max(0) as u64,
+                    usd: Usd(row.get::<_, i64>(i + 1).max(0) as u64),
+                    calls: row.get::<_, i64>(i + 2).max(0) as u64,
+                    fuel: row.get::<_, i64>(i + 3).max(0) as u64,
+                };
+                LedgerState {
+                    limits: BudgetLimits {
+                        tokens: limit(0),
+                        usd: limit(1).map(Usd),
+                        calls: limit(2),
+                        fuel: limit(3),
+                        time: None,
+                    },
+                    spent: spend(4),
+                    held: spend(8),
+                }
             }))
         })
     }
@@ -101,6 +119,16 @@ impl PgStore {
                 .map_err(|e| describe(&e))
         })
     }
+}
+
+/// A shared ledger as it stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerState {
+    pub limits: BudgetLimits,
+    /// Committed.
+    pub spent: Spend,
+    /// Reserved by calls in flight.
+    pub held: Spend,
 }
 
 /// A shared ledger, as the budget layer reserves against it.
@@ -278,5 +306,9 @@ impl Account for PgAccount {
                 self.ledger
             );
         }
+    }
+
+    fn id(&self) -> &str {
+        &self.ledger
     }
 }

@@ -8,9 +8,14 @@
 //! (`migrations/`), applied when a store is opened.
 
 mod connection;
+mod database;
 mod journal;
 mod ledger;
 mod steps;
 mod writer;
 
+pub use database::{Database, Session};
 pub use journal::PgStore;
+pub use ledger::LedgerState;
+/// The client the database's queries are written with.
+pub use tokio_postgres;

@@ -30,6 +30,7 @@ fn three_hosts_reserving_at_once_never_overspend() {
     for repetition in 0..100 {
         let ledger = format!("run-{repetition}");
         hosts[0]
+            .database()
             .open_ledger(
                 &ledger,
                 BudgetLimits {
@@ -44,7 +45,9 @@ fn three_hosts_reserving_at_once_never_overspend() {
                 for step in 0..64 {
                     let (won, ledger) = (&won, &ledger);
                     s.spawn(move || {
-                        let account = host.account(ledger, &format!("{ledger}/{h}/{step}"));
+                        let account = host
+                            .database()
+                            .account(ledger, &format!("{ledger}/{h}/{step}"));
                         let run = Ledger::run_within(BudgetLimits::default(), account);
                         let step = Ledger::step(&run, "s", BudgetLimits::default());
                         if let Ok(hold) = step.reserve(one_call()) {
@@ -56,7 +59,7 @@ fn three_hosts_reserving_at_once_never_overspend() {
             }
         });
         assert_eq!(won.load(Ordering::SeqCst), 10, "repetition {repetition}");
-        let spent = hosts[1].ledger_spent(&ledger).unwrap().unwrap();
+        let spent = hosts[1].database().ledger(&ledger).unwrap().unwrap().spent;
         assert_eq!(
             (spent.calls, spent.tokens),
             (10, 70),
@@ -70,6 +73,7 @@ fn a_refusal_names_the_limit_and_released_holds_free_the_budget() {
     let server = Postgres::start();
     let store = PgStore::open(&server.url()).unwrap();
     store
+        .database()
         .open_ledger(
             "r",
             BudgetLimits {
@@ -78,18 +82,24 @@ fn a_refusal_names_the_limit_and_released_holds_free_the_budget() {
             },
         )
         .unwrap();
-    let dead = Ledger::run_within(BudgetLimits::default(), store.account("r", "worker-a/s1"));
+    let dead = Ledger::run_within(
+        BudgetLimits::default(),
+        store.database().account("r", "worker-a/s1"),
+    );
     let want = Spend {
         tokens: 60,
         ..Spend::default()
     };
     // A worker that dies holding a reservation: its hold is never settled.
     std::mem::forget(dead.reserve(want).unwrap());
-    let other = Ledger::run_within(BudgetLimits::default(), store.account("r", "worker-b/s2"));
+    let other = Ledger::run_within(
+        BudgetLimits::default(),
+        store.database().account("r", "worker-b/s2"),
+    );
     let err = other.reserve(want).unwrap_err();
     assert_eq!(err.key, "tokens");
     assert!(err.what.contains("60 tokens needed, 60 of 100"), "{err}");
-    assert_eq!(store.release_holds("worker-a/s1").unwrap(), 1);
+    assert_eq!(store.database().release_holds("worker-a/s1").unwrap(), 1);
     let hold = other
         .reserve(want)
         .expect("the dead worker's hold is released");
@@ -97,8 +107,14 @@ fn a_refusal_names_the_limit_and_released_holds_free_the_budget() {
         tokens: 40,
         ..Spend::default()
     });
-    assert_eq!(store.ledger_spent("r").unwrap().unwrap().tokens, 40);
-    let missing = Ledger::run_within(BudgetLimits::default(), store.account("nope", "x"));
+    assert_eq!(
+        store.database().ledger("r").unwrap().unwrap().spent.tokens,
+        40
+    );
+    let missing = Ledger::run_within(
+        BudgetLimits::default(),
+        store.database().account("nope", "x"),
+    );
     let err = missing.reserve(want).unwrap_err().to_string();
     assert!(
         err.contains("the shared ledger 'nope' does not exist"),

@@ -9,7 +9,7 @@ use baton_core::Digest;
 use baton_core::source::is_oci;
 use baton_journal::event::PolicyRef;
 use baton_journal::store::{Store, StoreUrl};
-use baton_llm::Llm;
+use baton_llm::{Llm, Stores};
 use baton_policy::{LimitsSpec, Policy, ResolvedLimits};
 use baton_registry::{Pulled, Registry};
 
@@ -78,6 +78,8 @@ pub struct Host {
     pub(crate) policy_files: Vec<(PolicyRef, Arc<[u8]>)>,
     /// The model providers and routes of the policy.
     pub(crate) llm: Arc<Llm>,
+    /// Where the LLM layer keeps idempotency keys and the completion cache.
+    pub(crate) llm_stores: Stores,
     /// What a run may spend: the policy's `[budget]` with the command line's on top.
     pub(crate) budget: BudgetLimits,
     /// Where components named by `oci://` references come from.
@@ -100,11 +102,14 @@ impl Host {
             Some(dir) => CompileCache::new(dir, runner.engine()),
             None => CompileCache::disabled(),
         };
-        let journal = options
-            .store
-            .as_ref()
-            .map(crate::stores::open)
-            .transpose()?;
+        let (journal, llm_stores) = match &options.store {
+            Some(url) => {
+                let (journal, stores) =
+                    crate::stores::open_for_host(url, options.cache_dir.as_deref())?;
+                (Some(journal), stores)
+            }
+            None => (None, Stores::Memory),
+        };
         let policy_files = policy
             .texts()
             .map(|(name, text)| {
@@ -115,11 +120,7 @@ impl Host {
                 (reference, text.as_bytes().into())
             })
             .collect();
-        // The LLM layer's files live beside a SQLite journal; with PostgreSQL they are per process.
-        let llm = Llm::new(
-            policy.llm(),
-            options.store.as_ref().and_then(StoreUrl::file),
-        );
+        let llm = Llm::new(policy.llm(), &llm_stores);
         let budget = policy.run_budget().overridden_by(&options.budget);
         let trust = match options.accept_unsigned {
             true => PolicyTrust::accept_unsigned(),
@@ -136,6 +137,7 @@ impl Host {
             prompts: Arc::default(),
             journal,
             llm: Arc::new(llm),
+            llm_stores,
             budget,
             registry,
         })
@@ -225,6 +227,15 @@ impl Host {
     /// The names of the tools other tools may call.
     pub fn tool_names(&self) -> impl Iterator<Item = &str> {
         self.tools.keys().map(String::as_str)
+    }
+
+    /// The PostgreSQL store's database, when the host records there (for the tables of
+    /// other layers: API keys, shared ledgers).
+    pub fn database(&self) -> Option<&baton_postgres::Database> {
+        match &self.llm_stores {
+            Stores::Postgres { db, .. } => Some(db),
+            Stores::Memory | Stores::Beside(_) => None,
+        }
     }
 
     /// The journal calls are recorded in, if any.

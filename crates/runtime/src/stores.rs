@@ -1,6 +1,9 @@
 //! Opening the store a `--store` URL names: the SQLite journal (the default) or PostgreSQL.
 
+use std::path::Path;
+
 use baton_journal::store::{Journal, Store, StoreError, StoreUrl};
+use baton_llm::Stores;
 use baton_postgres::PgStore;
 
 /// Opens (creating it if need be) the store at `url` for recording and reading.
@@ -16,5 +19,25 @@ pub fn open_existing(url: &StoreUrl) -> Result<Box<dyn Store>, StoreError> {
     Ok(match url {
         StoreUrl::Sqlite(path) => Box::new(Journal::open_read_only(path)?),
         StoreUrl::Postgres(url) => Box::new(PgStore::open(url)?),
+    })
+}
+
+/// Opens the store at `url` for a host: the journal, and where the LLM layer keeps its
+/// idempotency keys and completion cache (files beside a SQLite journal; the PostgreSQL
+/// database, with this host's vector indexes under `cache_dir`).
+pub fn open_for_host(
+    url: &StoreUrl,
+    cache_dir: Option<&Path>,
+) -> Result<(Box<dyn Store>, Stores), StoreError> {
+    Ok(match url {
+        StoreUrl::Sqlite(path) => (Box::new(Journal::open(path)?), Stores::Beside(path.clone())),
+        StoreUrl::Postgres(url) => {
+            let store = PgStore::open(url)?;
+            let stores = Stores::Postgres {
+                db: store.database(),
+                index_dir: cache_dir.map(|dir| dir.join("llm-cache.index")),
+            };
+            (Box::new(store), stores)
+        }
     })
 }

@@ -8,7 +8,7 @@ use baton_runtime::Host;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::keys::{KeyRecord, Keys};
+use crate::keys::{KeyRecord, Keys, ledger_of};
 use crate::library::Library;
 use crate::runs::Runs;
 use crate::webhooks::HookTable;
@@ -62,13 +62,26 @@ impl App {
     }
 
     /// The ledger `key`'s runs and requests spend from: one per key for the life of the
-    /// server, so that concurrent requests reserve against the same budget.
+    /// server, so that concurrent requests reserve against the same budget. With the keys in
+    /// PostgreSQL, every reservation is also taken in the key's shared ledger, so that
+    /// servers sharing the store never overspend it together.
     pub fn account(&self, key: &KeyRecord) -> Arc<Ledger> {
         self.accounts()
             .entry(key.id.clone())
-            .or_insert_with(|| Account {
-                ledger: Ledger::account(format!("key '{}'", key.name), key.budget, key.spent),
-                stored: key.spent,
+            .or_insert_with(|| {
+                let scope = format!("key '{}'", key.name);
+                let ledger = match self.keys.shared() {
+                    Some(db) => {
+                        let owner = format!("{}/serve-{}", ledger_of(&key.id), std::process::id());
+                        let shared = db.account(&ledger_of(&key.id), &owner);
+                        Ledger::account_in(scope, key.budget, key.spent, shared, None)
+                    }
+                    None => Ledger::account(scope, key.budget, key.spent),
+                };
+                Account {
+                    ledger,
+                    stored: key.spent,
+                }
             })
             .ledger
             .clone()

@@ -118,7 +118,10 @@ pub async fn serve(
     ready: impl FnOnce(),
     shutdown: CancellationToken,
 ) -> Result<(), String> {
-    let keys = Keys::beside(journal).map_err(|e| e.to_string())?;
+    let keys = match host.database() {
+        Some(db) => Keys::in_postgres(db.clone()),
+        None => Keys::beside(journal).map_err(|e| e.to_string())?,
+    };
     let table = RunTable::open(&db::beside(journal))?;
     let runs = Runs::new(table, options.runs)?;
     let library = Library::new(host.clone(), &options.workflows, &options.components)?;

@@ -3,5 +3,6 @@
 pub mod nats;
 pub mod postgres;
 
+mod keys;
 mod store;
 mod workers;

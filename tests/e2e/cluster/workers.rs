@@ -389,6 +389,7 @@ fn baton_serve_runs_its_runs_steps_on_the_workers() {
     };
     let made = with_data()
         .args(["keys", "create", "--name", "app", "--scopes", "runs"])
+        .args(["--budget", "fuel=1000000000000"])
         .output()
         .unwrap();
     let key = text_output(&made).trim().to_string();
@@ -427,4 +428,8 @@ fn baton_serve_runs_its_runs_steps_on_the_workers() {
     }
     let verified = text_output(&run(&["trace", "verify", &id, "--store", &store]));
     assert!(verified.contains("complete"), "{verified}");
+    // What the steps spent on the workers was reserved in the key's shared ledger too.
+    let keys = json_output(&with_data().args(["keys", "ls", "--json"]).output().unwrap());
+    let fuel = keys[0]["spent"]["fuel"].as_u64().unwrap();
+    assert!(fuel > 0, "{keys}");
 }

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Api, Served, assert_replays, make_key, python_client};
+use super::{Api, Served, answered_or_refused, ask_once, assert_replays, make_key, python_client};
 use crate::common::*;
 use crate::model_server::{ModelServer, Reply};
 
@@ -198,32 +198,9 @@ fn a_keys_budget_is_never_overspent_by_64_concurrent_requests() {
         &["--scopes", "llm", "--budget", "tokens=300"],
     );
     let served = Served::start(&store, &policy, &[]);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let statuses: Vec<u16> = runtime.block_on(async {
-        let client = reqwest::Client::new();
-        let requests = (0..64).map(|i| {
-            let request = client
-                .post(served.url("/v1/chat/completions"))
-                .bearer_auth(&key)
-                .json(&json!({
-                    "model": "test",
-                    "max_tokens": 10,
-                    "messages": [{"role": "user", "content": format!("question {i}")}],
-                }))
-                .send();
-            async move { request.await.unwrap().status().as_u16() }
-        });
-        let handles: Vec<_> = requests.map(tokio::spawn).collect();
-        let mut statuses = Vec::new();
-        for handle in handles {
-            statuses.push(handle.await.unwrap());
-        }
-        statuses
+    let ok = answered_or_refused(64, |client, i| {
+        ask_once(client, &served, &key, &format!("question {i}"))
     });
-    let ok = statuses.iter().filter(|s| **s == 200).count() as u64;
-    let refused = statuses.iter().filter(|s| **s == 429).count() as u64;
-    assert_eq!(ok + refused, 64, "{statuses:?}");
-    assert!(ok > 0 && refused > 0, "{statuses:?}");
     assert!(ok * 19 <= 300, "{ok} answers of 19 tokens overspend 300");
     assert_eq!(upstream.requests().len() as u64, ok);
     // What the key spent survives the server: written when it stops.

@@ -168,3 +168,48 @@ pub fn assert_replays(store: &Path, run_id: &str, dir: &Path) {
     let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
     assert!(replayed.starts_with("identical: "), "{replayed}");
 }
+
+/// A chat completion of at most 10 tokens from model `test`, asked of `served` with `key`.
+pub fn ask_once(
+    client: &reqwest::Client,
+    served: &Served,
+    key: &str,
+    question: &str,
+) -> reqwest::RequestBuilder {
+    client
+        .post(served.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({
+            "model": "test",
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": question}],
+        }))
+}
+
+/// Sends the `n` requests `request` makes, all at once; each must be answered (200) or
+/// refused for the budget (429), some of each. Returns how many were answered.
+pub fn answered_or_refused(
+    n: usize,
+    request: impl Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder,
+) -> u64 {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let statuses: Vec<u16> = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let sent = request(&client, i).send();
+                tokio::spawn(async move { sent.await.unwrap().status().as_u16() })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for handle in handles {
+            statuses.push(handle.await.unwrap());
+        }
+        statuses
+    });
+    let ok = statuses.iter().filter(|s| **s == 200).count() as u64;
+    let refused = statuses.iter().filter(|s| **s == 429).count() as u64;
+    assert_eq!(ok + refused, n as u64, "{statuses:?}");
+    assert!(ok > 0 && refused > 0, "{statuses:?}");
+    ok
+}

@@ -1,9 +1,9 @@
 //! `baton keys`: the API keys `baton serve` accepts. A key is shown once, when it is made;
 //! the store keeps only its hash.
 
-use std::path::Path;
-
 use baton::budget::BudgetLimits;
+use baton::journal::store::StoreUrl;
+use baton::postgres::PgStore;
 use baton::serve::keys::{KeyError, KeyRecord, Keys, Scopes};
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -40,12 +40,21 @@ pub struct CreateArgs {
     scopes: Scopes,
 }
 
+/// Runs `command` on the keys of the store at `store`: `serve.db` beside a SQLite journal,
+/// or the PostgreSQL store.
 pub fn run(
-    store: &Path,
+    store: &StoreUrl,
     budget: Option<BudgetLimits>,
     command: KeysCommand,
 ) -> Result<(), Failure> {
-    let keys = Keys::beside(store).map_err(usage)?;
+    // The PostgreSQL store stays open while its keys are used.
+    let (keys, _open) = match store {
+        StoreUrl::Sqlite(path) => (Keys::beside(path).map_err(usage)?, None),
+        StoreUrl::Postgres(url) => {
+            let opened = PgStore::open(url).map_err(baton::Error::from)?;
+            (Keys::in_postgres(opened.database()), Some(opened))
+        }
+    };
     match command {
         KeysCommand::Create(args) => {
             let made = keys

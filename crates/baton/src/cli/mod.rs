@@ -128,8 +128,8 @@ impl GlobalArgs {
             .unwrap_or_else(|| StoreUrl::Sqlite(default_journal()))
     }
 
-    /// The SQLite file the server's keys and runs (`serve.db`) are kept beside: the journal,
-    /// or with a PostgreSQL store the default journal's place.
+    /// The SQLite file the server's runs and webhooks (`serve.db`) are kept beside: the
+    /// journal, or with a PostgreSQL store the default journal's place.
     fn local_file(&self) -> PathBuf {
         self.store
             .as_ref()
@@ -236,7 +236,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     let command = match cli.command {
         Command::Trace(command) => return Ok(trace::run(&cli.global.store(), command)?),
         Command::Keys(command) => {
-            return keys::run(&cli.global.local_file(), cli.global.budget, command);
+            return keys::run(&cli.global.store(), cli.global.budget, command);
         }
         Command::Keygen(args) => return Ok(sign::keygen(args)?),
         Command::Verify(args) => return Ok(sign::verify(args, &cli.global.policy)?),

@@ -1,7 +1,8 @@
 //! The vector index of large namespaces: an HNSW graph (usearch, f16, cosine) per namespace
-//! with more entries than `index_above`, kept in step with SQLite without rebuilding it.
+//! with more entries than `index_above`, kept in step with the database (SQLite or
+//! PostgreSQL) without rebuilding it.
 //!
-//! SQLite stays the truth. Triggers log every entry added to or removed from a namespace in
+//! The database stays the truth. Triggers log every entry added to or removed from a namespace in
 //! `changes` (`seq` grows by one per change) and keep `namespaces.head`, the last change. An
 //! index reflects the namespace as of some `seq`; it is saved as
 //! `<index dir>/<namespace>-<seq>.usearch` and memory-mapped by the next process. A lookup
@@ -13,18 +14,19 @@
 //! past `index_above`, or the files were removed), the index is built from the entries, in
 //! parallel.
 //!
-//! Every step reads inside one SQLite snapshot, taken before the directory is listed, so a
-//! file written and a log trimmed by another process at the same time can never make a lookup
-//! miss a change.
+//! Every step reads inside one snapshot of the database, taken before the directory is
+//! listed, so a file written and a log trimmed by another process at the same time can never
+//! make a lookup miss a change. (In PostgreSQL, the changes of one namespace also commit in
+//! the order of their `seq`: see the store's migration V3.)
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, params};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use super::super::embedding::from_bytes;
+use super::tables::Rows;
 
 /// How many nearest entries the graph offers as candidates.
 const CANDIDATES: usize = 8;
@@ -170,7 +172,7 @@ impl VectorIndex {
     }
 }
 
-/// What SQLite says of a namespace.
+/// What the database says of a namespace.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Namespace {
     pub entries: u64,
@@ -180,49 +182,12 @@ pub struct Namespace {
     pub trimmed: i64,
 }
 
-impl Namespace {
-    pub fn of(db: &Connection, namespace: &str) -> Result<Self, String> {
-        db.query_row(
-            "SELECT entries, head, trimmed FROM namespaces WHERE namespace = ?1",
-            [namespace],
-            |row| {
-                Ok(Self {
-                    entries: row.get::<_, i64>(0)?.max(0) as u64,
-                    head: row.get(1)?,
-                    trimmed: row.get(2)?,
-                })
-            },
-        )
-        .optional()
-        .map(Option::unwrap_or_default)
-        .map_err(|e| e.to_string())
-    }
-}
-
 /// The log up to `seq` is merged into an index on disk: what the caller trims once its
 /// snapshot is over.
 #[must_use]
 pub struct Trim {
     pub namespace: String,
     pub through: i64,
-}
-
-impl Trim {
-    /// Deletes the merged changes and marks indexes older than them stale.
-    pub fn apply(&self, db: &Connection) -> Result<(), String> {
-        db.execute(
-            "UPDATE namespaces SET trimmed = max(trimmed, ?2) WHERE namespace = ?1",
-            params![self.namespace, self.through],
-        )
-        .and_then(|_| {
-            db.execute(
-                "DELETE FROM changes WHERE namespace = ?1 AND seq <= ?2",
-                params![self.namespace, self.through],
-            )
-        })
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-    }
 }
 
 /// An index held by this process, as of the change `seq`.
@@ -253,7 +218,7 @@ impl Indexes {
     /// in.
     pub fn candidates(
         &self,
-        db: &Connection,
+        db: &dyn Rows,
         namespace: &str,
         state: Namespace,
         vector: &[f32],
@@ -272,7 +237,9 @@ impl Indexes {
             });
         }
         let since = current.as_ref().map_or(i64::MIN, |h| h.seq);
-        let changes = Changes::since(db, namespace, since)?;
+        let changes = Changes {
+            touched: db.changes(namespace, since)?,
+        };
         let (current, changes, trim) = match current {
             Some(held) if changes.touched.len() as u64 <= merge_at => (held, changes, None),
             held => {
@@ -326,7 +293,7 @@ impl Indexes {
     /// `current` (or a new index) with `changes` merged in, as of `head`; saved to disk.
     fn merge(
         &self,
-        db: &Connection,
+        db: &dyn Rows,
         namespace: &str,
         current: Option<Held>,
         changes: &Changes,
@@ -347,7 +314,7 @@ impl Indexes {
                 (index, changes.added_vectors(db, namespace)?)
             }
             None => {
-                let all = all_vectors(db, namespace)?;
+                let all = vectors(db, namespace, None)?;
                 tracing::info!(
                     "indexing {} cached answers of namespace {namespace}",
                     all.len()
@@ -417,52 +384,28 @@ struct Changes {
 }
 
 impl Changes {
-    fn since(db: &Connection, namespace: &str, seq: i64) -> Result<Self, String> {
-        let mut statement = db
-            .prepare_cached("SELECT entry FROM changes WHERE namespace = ?1 AND seq > ?2")
-            .map_err(|e| e.to_string())?;
-        let touched = statement
-            .query_map(params![namespace, seq], |row| row.get(0))
-            .and_then(|rows| rows.collect::<Result<_, _>>())
-            .map_err(|e| e.to_string())?;
-        Ok(Self { touched })
-    }
-
     /// The vectors of the touched entries that exist now (an id SQLite reused after a removal
     /// is a new entry).
     fn added_vectors(
         &self,
-        db: &Connection,
+        db: &dyn Rows,
         namespace: &str,
     ) -> Result<Vec<(i64, Vec<f32>)>, String> {
-        let mut statement = db
-            .prepare_cached("SELECT vector FROM entries WHERE id = ?1 AND namespace = ?2")
-            .map_err(|e| e.to_string())?;
-        let mut found = Vec::new();
-        for id in &self.touched {
-            let vector: Option<Vec<u8>> = statement
-                .query_row(params![id, namespace], |row| row.get(0))
-                .optional()
-                .map_err(|e| e.to_string())?;
-            if let Some(vector) = vector {
-                found.push((*id, from_bytes(&vector).collect()));
-            }
-        }
-        Ok(found)
+        vectors(db, namespace, Some(&self.touched))
     }
 }
 
-fn all_vectors(db: &Connection, namespace: &str) -> Result<Vec<(i64, Vec<f32>)>, String> {
-    let mut statement = db
-        .prepare("SELECT id, vector FROM entries WHERE namespace = ?1")
-        .map_err(|e| e.to_string())?;
-    statement
-        .query_map([namespace], |row| {
-            let vector: Vec<u8> = row.get(1)?;
-            Ok((row.get(0)?, from_bytes(&vector).collect()))
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(|e| e.to_string())
+/// The vectors of entries of `namespace`: those among `ids`, or all.
+fn vectors(
+    db: &dyn Rows,
+    namespace: &str,
+    ids: Option<&BTreeSet<i64>>,
+) -> Result<Vec<(i64, Vec<f32>)>, String> {
+    Ok(db
+        .vectors(namespace, ids)?
+        .into_iter()
+        .map(|(id, vector)| (id, from_bytes(&vector).collect()))
+        .collect())
 }
 
 fn remove_file(path: &Path) -> Result<(), String> {

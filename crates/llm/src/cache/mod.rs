@@ -1,5 +1,5 @@
-//! The completion cache: an exact tier and a semantic tier, in `llm-cache.db` beside the
-//! journal.
+//! The completion cache: an exact tier and a semantic tier, in `llm-cache.db` beside a SQLite
+//! journal or in the PostgreSQL store (`tables`).
 //!
 //! - Exact: the key is the sha256 of the canonical request (everything but the idempotency
 //!   key). Same request, same answer.
@@ -17,14 +17,17 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 mod facts;
 mod index;
+mod postgres;
+mod sqlite;
+mod tables;
 
+use index::Indexes;
 pub use index::VectorIndex;
-use index::{Indexes, Namespace};
+use tables::{Candidate, NewEntry, Tables};
 
 use facts::Facts;
 pub use facts::same_facts;
@@ -87,7 +90,7 @@ pub struct Stats {
 }
 
 pub struct Cache {
-    db: crate::Store,
+    tables: Box<dyn Tables>,
     indexes: Indexes,
 }
 
@@ -95,40 +98,26 @@ impl Cache {
     /// The cache at `path` (created on first use), or one in memory. The vector indexes of
     /// large namespaces live beside it, in `<path>.index/`.
     pub fn new(path: Option<&Path>) -> Self {
-        let dir = path.map(|p| {
-            let mut name = p.as_os_str().to_owned();
-            name.push(".index");
-            PathBuf::from(name)
-        });
         Self {
-            db: crate::Store::new(path, SCHEMA),
-            indexes: Indexes::new(dir),
+            tables: Box::new(sqlite::Sqlite::new(path)),
+            indexes: Indexes::new(path.map(|p| beside(p, ".index"))),
+        }
+    }
+
+    /// The cache in the PostgreSQL database `db`, with this host's vector indexes in
+    /// `index_dir` (in memory when `None`).
+    pub fn in_postgres(db: baton_postgres::Database, index_dir: Option<PathBuf>) -> Self {
+        Self {
+            tables: Box::new(postgres::Postgres::new(db)),
+            indexes: Indexes::new(index_dir),
         }
     }
 
     /// The answer stored for exactly this request, if fresh.
     pub fn exact(&self, keys: &Keys, settings: &CacheSettings) -> Result<Option<Hit>, String> {
-        let db = self.db.lock()?;
-        // The lookup's writes (counters, the entry's use) are committed together: one commit
-        // on the request's path rather than three.
-        let db = db.unchecked_transaction().map_err(|e| e.to_string())?;
-        count(&db, "lookups")?;
-        let found: Option<(i64, Vec<u8>)> = db
-            .prepare_cached("SELECT id, response FROM entries WHERE key = ?1 AND created > ?2")
-            .and_then(|mut statement| {
-                statement
-                    .query_row(params![keys.exact, oldest(settings)], |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })
-                    .optional()
-            })
-            .map_err(|e| e.to_string())?;
-        let Some((id, response)) = found else {
-            db.commit().map_err(|e| e.to_string())?;
+        let Some((id, response)) = self.tables.exact(&keys.exact, oldest(settings), now())? else {
             return Ok(None);
         };
-        touch(&db, id, "exact_hits")?;
-        db.commit().map_err(|e| e.to_string())?;
         Ok(Some(Hit {
             id,
             tier: tier::EXACT,
@@ -148,23 +137,24 @@ impl Cache {
         vector: &[f32],
         settings: &CacheSettings,
     ) -> Result<Option<Hit>, String> {
-        let mut db = self.db.lock()?;
+        let (mut candidates, mut trim) = (Vec::new(), None);
         // One snapshot for the whole lookup (see `index`).
-        let snapshot = db.transaction().map_err(|e| e.to_string())?;
-        let state = Namespace::of(&snapshot, &keys.namespace)?;
-        let (candidates, trim) = match state.entries > settings.index_above {
-            true => {
+        self.tables.read(&mut |rows| {
+            let state = rows.namespace(&keys.namespace)?;
+            if state.entries > settings.index_above {
                 let merge_at = settings.index_above.clamp(1, MERGE_AT);
-                let (nearest, trim) =
+                let (nearest, merged) =
                     self.indexes
-                        .candidates(&snapshot, &keys.namespace, state, vector, merge_at)?;
-                (fetch(&snapshot, keys, &nearest, settings)?, trim)
+                        .candidates(rows, &keys.namespace, state, vector, merge_at)?;
+                candidates = rows.fetch(&keys.namespace, &nearest, oldest(settings))?;
+                trim = merged;
+            } else {
+                candidates = rows.scan(&keys.namespace, oldest(settings))?;
             }
-            false => (scan(&snapshot, keys, settings)?, None),
-        };
-        snapshot.finish().map_err(|e| e.to_string())?;
+            Ok(())
+        })?;
         if let Some(trim) = trim {
-            trim.apply(&db)?;
+            self.tables.trim(&trim)?;
         }
         let facts = Facts::of(&keys.query);
         let best = candidates
@@ -174,16 +164,11 @@ impl Cache {
                 *similarity >= settings.threshold && Facts::of(&c.query).agrees_with(&facts)
             })
             .max_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(similarity, c)| (c.id, similarity));
+            .map(|(similarity, c): (f32, Candidate)| (c.id, similarity));
         let Some((id, similarity)) = best else {
             return Ok(None);
         };
-        let response: Vec<u8> = db
-            .query_row("SELECT response FROM entries WHERE id = ?1", [id], |row| {
-                row.get(0)
-            })
-            .map_err(|e| e.to_string())?;
-        touch(&db, id, "semantic_hits")?;
+        let response = self.tables.hit(id, now())?;
         Ok(Some(Hit {
             id,
             tier: tier::SEMANTIC,
@@ -202,152 +187,52 @@ impl Cache {
         settings: &CacheSettings,
     ) -> Result<(), String> {
         let json = serde_json::to_vec(outcome).expect("outcomes serialize");
-        let response = zstd::encode_all(json.as_slice(), 3).map_err(|e| e.to_string())?;
-        let vector = to_bytes(vector.unwrap_or_default());
-        let mut db = self.db.lock()?;
-        let write = db
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| e.to_string())?;
-        let now = now();
-        // A delete and an insert rather than `INSERT OR REPLACE`, whose implicit delete would
-        // not reach the triggers that log changes for the vector index.
-        write
-            .execute("DELETE FROM entries WHERE key = ?1", [&keys.exact])
-            .and_then(|_| {
-                write.execute(
-                    "INSERT INTO entries (key, namespace, query, vector, response, created, used)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                    params![
-                        keys.exact,
-                        keys.namespace,
-                        keys.query,
-                        vector,
-                        response,
-                        now
-                    ],
-                )
-            })
-            .map_err(|e| e.to_string())?;
-        let total: i64 = write
-            .query_row(
-                "SELECT coalesce(sum(entries), 0) FROM namespaces",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| e.to_string())?;
-        let excess = total.saturating_sub(settings.max_entries.min(i64::MAX as u64) as i64);
-        if excess > 0 {
-            write
-                .execute(
-                    "DELETE FROM entries WHERE id IN
-                     (SELECT id FROM entries ORDER BY used, id LIMIT ?1)",
-                    [excess],
-                )
-                .map_err(|e| e.to_string())?;
-        }
-        // A namespace no vector index covers keeps no log of its changes.
-        let state = Namespace::of(&write, &keys.namespace)?;
-        let unindexed = state.entries <= settings.index_above;
-        if unindexed {
-            let trim = index::Trim {
-                namespace: keys.namespace.clone(),
-                through: state.head,
-            };
-            trim.apply(&write)?;
-        }
-        write.commit().map_err(|e| e.to_string())?;
-        if unindexed && state.trimmed < state.head {
+        let entry = NewEntry {
+            key: &keys.exact,
+            namespace: &keys.namespace,
+            query: &keys.query,
+            vector: to_bytes(vector.unwrap_or_default()),
+            response: zstd::encode_all(json.as_slice(), 3).map_err(|e| e.to_string())?,
+            now: now(),
+        };
+        let state = self
+            .tables
+            .store(entry, settings.max_entries, settings.index_above)?;
+        // A namespace no vector index covers keeps no index either.
+        if state.entries <= settings.index_above && state.trimmed < state.head {
             self.indexes.remove(Some(&keys.namespace))?;
         }
         Ok(())
     }
 
     pub fn stats(&self) -> Result<Stats, String> {
-        let db = self.db.lock()?;
-        let (entries, namespaces, bytes) = db
-            .query_row(
-                "SELECT count(*), count(DISTINCT namespace), coalesce(sum(length(response)), 0)
-                 FROM entries",
-                [],
-                |row| {
-                    let n = |i| row.get::<_, i64>(i).map(|v| v as u64);
-                    Ok((n(0)?, n(1)?, n(2)?))
-                },
-            )
-            .map_err(|e| e.to_string())?;
-        let counter = |name: &str| -> Result<u64, String> {
-            db.query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| {
-                r.get::<_, i64>(0)
-            })
-            .optional()
-            .map(|v| v.unwrap_or(0) as u64)
-            .map_err(|e| e.to_string())
-        };
-        Ok(Stats {
-            entries,
-            namespaces,
-            bytes,
-            lookups: counter("lookups")?,
-            exact_hits: counter("exact_hits")?,
-            semantic_hits: counter("semantic_hits")?,
-        })
+        self.tables.stats()
     }
 
     /// The most recently used entries, newest first.
     pub fn list(&self, limit: usize) -> Result<Vec<Entry>, String> {
-        let db = self.db.lock()?;
-        let mut statement = db
-            .prepare(
-                "SELECT id, namespace, query, length(response), created, used FROM entries
-                 ORDER BY used DESC, id DESC LIMIT ?1",
-            )
-            .map_err(|e| e.to_string())?;
-        let rows = statement
-            .query_map([limit as i64], |row| {
-                Ok(Entry {
-                    id: row.get(0)?,
-                    namespace: row.get(1)?,
-                    query: row.get(2)?,
-                    bytes: row.get::<_, i64>(3)? as u64,
-                    created: row.get(4)?,
-                    used: row.get(5)?,
-                })
-            })
-            .map_err(|e| e.to_string())?;
-        rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+        self.tables.list(limit)
     }
 
     /// Removes every entry, or those of one namespace, with their vector indexes; returns
     /// how many.
     pub fn clear(&self, namespace: Option<&str>) -> Result<u64, String> {
-        let mut db = self.db.lock()?;
-        let write = db.transaction().map_err(|e| e.to_string())?;
-        let removed = match namespace {
-            Some(ns) => write
-                .execute("DELETE FROM entries WHERE namespace = ?1", [ns])
-                .and_then(|n| {
-                    write.execute("DELETE FROM changes WHERE namespace = ?1", [ns])?;
-                    write.execute("DELETE FROM namespaces WHERE namespace = ?1", [ns])?;
-                    Ok(n)
-                }),
-            None => write.execute("DELETE FROM entries", []).and_then(|n| {
-                write.execute_batch("DELETE FROM changes; DELETE FROM namespaces;")?;
-                Ok(n)
-            }),
-        }
-        .map_err(|e| e.to_string())?;
-        write.commit().map_err(|e| e.to_string())?;
+        let removed = self.tables.clear(namespace)?;
         self.indexes.remove(namespace)?;
-        Ok(removed as u64)
+        Ok(removed)
     }
 
     /// Removes one entry; whether it existed.
     pub fn remove(&self, id: i64) -> Result<bool, String> {
-        let db = self.db.lock()?;
-        db.execute("DELETE FROM entries WHERE id = ?1", [id])
-            .map(|n| n > 0)
-            .map_err(|e| e.to_string())
+        self.tables.remove(id)
     }
+}
+
+/// The path `path` with `suffix` added to its name.
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 impl Keys {
@@ -385,60 +270,6 @@ impl Keys {
     }
 }
 
-/// A stored user turn that may answer a lookup.
-struct Candidate {
-    id: i64,
-    query: String,
-    vector: Vec<u8>,
-}
-
-impl Candidate {
-    fn of(row: &rusqlite::Row) -> rusqlite::Result<Self> {
-        Ok(Self {
-            id: row.get(0)?,
-            query: row.get(1)?,
-            vector: row.get(2)?,
-        })
-    }
-}
-
-/// Every fresh entry of the request's namespace.
-fn scan(db: &Connection, keys: &Keys, settings: &CacheSettings) -> Result<Vec<Candidate>, String> {
-    let mut statement = db
-        .prepare_cached(
-            "SELECT id, query, vector FROM entries WHERE namespace = ?1 AND created > ?2",
-        )
-        .map_err(|e| e.to_string())?;
-    statement
-        .query_map(params![keys.namespace, oldest(settings)], Candidate::of)
-        .and_then(|rows| rows.collect())
-        .map_err(|e| e.to_string())
-}
-
-/// The fresh entries among `nearest`, which the vector index found.
-fn fetch(
-    db: &Connection,
-    keys: &Keys,
-    nearest: &[i64],
-    settings: &CacheSettings,
-) -> Result<Vec<Candidate>, String> {
-    let mut statement = db
-        .prepare_cached(
-            "SELECT id, query, vector FROM entries
-             WHERE id = ?1 AND namespace = ?2 AND created > ?3",
-        )
-        .map_err(|e| e.to_string())?;
-    let mut found = Vec::new();
-    for id in nearest {
-        let candidate = statement
-            .query_row(params![id, keys.namespace, oldest(settings)], Candidate::of)
-            .optional()
-            .map_err(|e| e.to_string())?;
-        found.extend(candidate);
-    }
-    Ok(found)
-}
-
 fn hash(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -459,72 +290,6 @@ fn decode(response: &[u8]) -> Result<LlmOutcome, String> {
 fn oldest(settings: &CacheSettings) -> i64 {
     now() - settings.ttl.as_millis().min(i64::MAX as u128) as i64
 }
-
-// Lookups run these on every call: their statements stay prepared.
-fn count(db: &Connection, name: &str) -> Result<(), String> {
-    db.prepare_cached(
-        "INSERT INTO counters (name, value) VALUES (?1, 1)
-         ON CONFLICT (name) DO UPDATE SET value = value + 1",
-    )
-    .and_then(|mut statement| statement.execute([name]))
-    .map(|_| ())
-    .map_err(|e| e.to_string())
-}
-
-/// Marks an entry used now and counts the hit.
-fn touch(db: &Connection, id: i64, counter: &str) -> Result<(), String> {
-    db.prepare_cached("UPDATE entries SET used = ?1 WHERE id = ?2")
-        .and_then(|mut statement| statement.execute(params![now(), id]))
-        .map_err(|e| e.to_string())?;
-    count(db, counter)
-}
-
-/// The store's tables. `namespaces` and `changes` are kept by triggers for the vector
-/// indexes (see `index`); `user_version` 1 marks a store whose `namespaces` counts are filled.
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS entries (
-                    id INTEGER PRIMARY KEY,
-                    key TEXT NOT NULL UNIQUE,
-                    namespace TEXT NOT NULL,
-                    query TEXT NOT NULL,
-                    vector BLOB NOT NULL,
-                    response BLOB NOT NULL,
-                    created INTEGER NOT NULL,
-                    used INTEGER NOT NULL
-                );
-                CREATE INDEX IF NOT EXISTS entries_namespace ON entries (namespace);
-                CREATE TABLE IF NOT EXISTS counters (
-                    name TEXT PRIMARY KEY,
-                    value INTEGER NOT NULL
-                );
-                CREATE TABLE IF NOT EXISTS namespaces (
-                    namespace TEXT PRIMARY KEY,
-                    entries INTEGER NOT NULL,
-                    head INTEGER NOT NULL DEFAULT 0,
-                    trimmed INTEGER NOT NULL DEFAULT 0
-                );
-                CREATE TABLE IF NOT EXISTS changes (
-                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                    namespace TEXT NOT NULL,
-                    entry INTEGER NOT NULL
-                );
-                CREATE INDEX IF NOT EXISTS changes_namespace ON changes (namespace, seq);
-                CREATE TRIGGER IF NOT EXISTS entry_added AFTER INSERT ON entries BEGIN
-                    INSERT INTO changes (namespace, entry) VALUES (new.namespace, new.id);
-                    INSERT INTO namespaces (namespace, entries, head)
-                        VALUES (new.namespace, 1, (SELECT max(seq) FROM changes))
-                        ON CONFLICT (namespace) DO UPDATE
-                        SET entries = entries + 1, head = excluded.head;
-                END;
-                CREATE TRIGGER IF NOT EXISTS entry_removed AFTER DELETE ON entries BEGIN
-                    INSERT INTO changes (namespace, entry) VALUES (old.namespace, old.id);
-                    UPDATE namespaces SET entries = entries - 1, head = (SELECT max(seq) FROM changes)
-                        WHERE namespace = old.namespace;
-                END;
-                INSERT OR IGNORE INTO namespaces (namespace, entries)
-                    SELECT namespace, count(*) FROM entries
-                    WHERE (SELECT user_version FROM pragma_user_version) < 1
-                    GROUP BY namespace;
-                PRAGMA user_version = 1;";
 
 /// Unix time in milliseconds (fine enough to tell uses apart for eviction).
 fn now() -> i64 {

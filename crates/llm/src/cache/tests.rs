@@ -1,6 +1,13 @@
-//! The cache's vector index kept in step with SQLite, through changes and restarts.
+//! The cache's vector index kept in step with its store (SQLite, PostgreSQL), through
+//! changes, restarts and other hosts.
+
+use rusqlite::Connection;
 
 use super::*;
+
+#[allow(dead_code)]
+#[path = "../../../../tests/e2e/cluster/postgres.rs"]
+mod postgres;
 
 /// Unit vectors of 16 dimensions from a fixed xorshift sequence.
 struct Vectors(u64);
@@ -62,19 +69,31 @@ fn nearest(cache: &Cache, query: &[f32], settings: &CacheSettings) -> Option<i64
     hit.map(|h| h.id)
 }
 
-/// Through adds, removals, merges and a second cache on the same file (another
-/// process), the index finds what an exact scan finds.
-#[test]
-fn the_vector_index_agrees_with_a_scan_through_changes_and_restarts() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("llm-cache.db");
+/// The namespace "ns" as the cache's tables hold it, and how many of its changes are
+/// logged.
+fn state(cache: &Cache) -> (index::Namespace, usize) {
+    let mut found = (index::Namespace::default(), 0);
+    cache
+        .tables
+        .read(&mut |rows| {
+            found = (rows.namespace("ns")?, rows.changes("ns", i64::MIN)?.len());
+            Ok(())
+        })
+        .unwrap();
+    found
+}
+
+/// Through adds, removals, merges and a second cache on the same store (another process,
+/// or another host when `open(true)` gives it an index directory of its own), the index of
+/// `first` (whose files are in `index_dir`) finds what an exact scan finds.
+fn the_index_agrees_with_a_scan(open: &dyn Fn(bool) -> Cache, index_dir: &Path) {
     let (indexed, scanned) = (settings(4), settings(u64::MAX));
     let mut vectors = Vectors(0x9e37_79b9_7f4a_7c15);
     let mut stored = Vec::new();
-    let first = Cache::new(Some(&path));
+    let first = open(false);
     for n in 0..60 {
         // Another process each time, writing every other entry.
-        let cache = Cache::new(Some(&path));
+        let cache = open(n % 4 == 1);
         let writer = if n % 2 == 0 { &first } else { &cache };
         let vector = vectors.next();
         writer
@@ -82,11 +101,8 @@ fn the_vector_index_agrees_with_a_scan_through_changes_and_restarts() {
             .unwrap();
         stored.push(vector);
         if n % 7 == 3 {
-            let db = writer.db.lock().unwrap();
-            let id: i64 = db
-                .query_row("SELECT min(id) FROM entries", [], |r| r.get(0))
-                .unwrap();
-            drop(db);
+            let oldest = writer.list(usize::MAX).unwrap();
+            let id = oldest.iter().map(|e| e.id).min().unwrap();
             assert!(writer.remove(id).unwrap());
         }
         let query = vectors.near(&stored[n / 2]);
@@ -94,29 +110,114 @@ fn the_vector_index_agrees_with_a_scan_through_changes_and_restarts() {
         assert_eq!(nearest(&first, &query, &indexed), expected, "step {n}");
         assert_eq!(nearest(&cache, &query, &indexed), expected, "step {n}");
     }
-    let files: Vec<_> = std::fs::read_dir(dir.path().join("llm-cache.db.index"))
+    let files: Vec<_> = std::fs::read_dir(index_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert_eq!(files.len(), 1, "one index file per namespace: {files:?}");
     assert!(files[0].starts_with("ns-") && files[0].ends_with(".usearch"));
     // Merged changes leave the log.
-    let logged: i64 = first
-        .db
-        .lock()
-        .unwrap()
-        .query_row("SELECT count(*) FROM changes", [], |r| r.get(0))
-        .unwrap();
+    let (_, logged) = state(&first);
     assert!(logged <= 8, "{logged} changes logged");
 
     first.clear(Some("ns")).unwrap();
-    assert!(
-        std::fs::read_dir(dir.path().join("llm-cache.db.index"))
-            .unwrap()
-            .next()
-            .is_none()
-    );
+    assert!(std::fs::read_dir(index_dir).unwrap().next().is_none());
     assert_eq!(nearest(&first, &stored[0], &indexed), None);
+    assert_eq!(first.stats().unwrap().entries, 0);
+}
+
+#[test]
+fn the_vector_index_agrees_with_a_scan_through_changes_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("llm-cache.db");
+    the_index_agrees_with_a_scan(
+        &|_| Cache::new(Some(&path)),
+        &dir.path().join("llm-cache.db.index"),
+    );
+}
+
+/// The same against a real PostgreSQL server (see `tests/e2e/cluster/postgres.rs`), with
+/// hosts of separate index directories.
+#[test]
+fn in_postgres_the_vector_index_agrees_with_a_scan_across_hosts() {
+    let server = postgres::Postgres::start();
+    let store = baton_postgres::PgStore::open(&server.url()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (here, there) = (dir.path().join("here"), dir.path().join("there"));
+    the_index_agrees_with_a_scan(
+        &|other_host| {
+            let index_dir = if other_host { &there } else { &here };
+            Cache::in_postgres(store.database(), Some(index_dir.clone()))
+        },
+        &here,
+    );
+}
+
+/// Hosts sharing a PostgreSQL store share answers: one stores, another finds it by either
+/// tier, and the counters and listing are the store's.
+#[test]
+fn in_postgres_one_host_finds_what_another_stored() {
+    let server = postgres::Postgres::start();
+    let (a, b) = (
+        baton_postgres::PgStore::open(&server.url()).unwrap(),
+        baton_postgres::PgStore::open(&server.url()).unwrap(),
+    );
+    let (one, other) = (
+        Cache::in_postgres(a.database(), None),
+        Cache::in_postgres(b.database(), None),
+    );
+    let settings = CacheSettings {
+        threshold: 0.9,
+        ..CacheSettings::default()
+    };
+    let mut vectors = Vectors(11);
+    let vector = vectors.next();
+    assert_eq!(other.exact(&keys(1), &settings).unwrap(), None);
+    one.store(&keys(1), Some(&vector), &answer(1), &settings)
+        .unwrap();
+    let exact = other.exact(&keys(1), &settings).unwrap().unwrap();
+    assert_eq!((exact.tier, exact.outcome), (tier::EXACT, answer(1)));
+    let near = other
+        .semantic(&keys(2), &vectors.near(&vector), &settings)
+        .unwrap()
+        .unwrap();
+    assert_eq!((near.tier, near.outcome), (tier::SEMANTIC, answer(1)));
+    let far = vectors.next();
+    assert_eq!(other.semantic(&keys(2), &far, &settings).unwrap(), None);
+    let stats = one.stats().unwrap();
+    assert_eq!(
+        (
+            stats.entries,
+            stats.lookups,
+            stats.exact_hits,
+            stats.semantic_hits
+        ),
+        (1, 2, 1, 1)
+    );
+    let listed = other.list(10).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].query, "the same question");
+    // Storing the same request again replaces the answer.
+    one.store(&keys(1), Some(&vector), &answer(3), &settings)
+        .unwrap();
+    let exact = other.exact(&keys(1), &settings).unwrap().unwrap();
+    assert_eq!(exact.outcome, answer(3));
+    assert_eq!(other.stats().unwrap().entries, 1);
+    // Eviction holds across hosts: past max_entries the least recently used go.
+    let small = CacheSettings {
+        max_entries: 2,
+        ..settings.clone()
+    };
+    for n in 10..14 {
+        other
+            .store(&keys(n), Some(&vectors.next()), &answer(n), &small)
+            .unwrap();
+    }
+    let kept: Vec<_> = one.list(10).unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(kept.len(), 2);
+    assert!(other.remove(kept[0]).unwrap());
+    assert_eq!(one.clear(None).unwrap(), 1);
+    assert_eq!(other.stats().unwrap().entries, 0);
 }
 
 /// A store written before the vector index gets its namespace counts on first open.
@@ -140,13 +241,11 @@ fn an_older_store_is_counted_on_first_open() {
     cache
         .store(&keys(3), Some(&vectors.next()), &answer(3), &settings)
         .unwrap();
-    let state = Namespace::of(&cache.db.lock().unwrap(), "ns").unwrap();
-    assert_eq!(state.entries, 3);
+    assert_eq!(state(&cache).0.entries, 3);
     // Reopening does not count the entries again.
     drop(cache);
     let cache = Cache::new(Some(&path));
-    let state = Namespace::of(&cache.db.lock().unwrap(), "ns").unwrap();
-    assert_eq!(state.entries, 3);
+    assert_eq!(state(&cache).0.entries, 3);
     assert_eq!(cache.stats().unwrap().entries, 3);
 }
 

@@ -113,9 +113,8 @@ impl RunContext {
         chains: Chains,
     ) -> Arc<Self> {
         let mode = chains.mode();
-        let journal = host.journal().and_then(|j| j.file());
         Arc::new(Self {
-            llm: Arc::new(mode.models(&policy, journal)),
+            llm: Arc::new(mode.models(&policy, &host.llm_stores)),
             runner: host.runner.clone(),
             bounds: policy.tool_bounds(),
             overrides: mode.overrides(host.overrides),

@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use baton_effects::fs::Node;
 use baton_effects::{Gate, LiveGate, NoSecrets, Redactor, ReplayGate};
 use baton_journal::event::{ChainId, Event, EventKind};
 use baton_journal::store::Recorder;
-use baton_llm::Llm;
+use baton_llm::{Llm, Stores};
 use baton_policy::{Grants, LimitsSpec, Policy, ResolvedLimits, Source};
 
 use crate::error::Error;
@@ -88,9 +87,9 @@ pub(crate) trait RunMode: Send + Sync {
     /// Waits until everything recorded so far is kept (a replay keeps nothing).
     fn flush(&self) -> Result<(), baton_journal::store::StoreError>;
 
-    /// The model providers of a run under `policy`, keeping their stores beside the journal
-    /// at `journal` (a replay asks no provider: its completions are in the record).
-    fn models(&self, policy: &Policy, journal: Option<&Path>) -> Llm;
+    /// The model providers of a run under `policy`, keeping their stores in `stores` (a
+    /// replay asks no provider: its completions are in the record).
+    fn models(&self, policy: &Policy, stores: &Stores) -> Llm;
 
     /// The limits from the command line a run takes (a replay's are recorded).
     fn overrides(&self, command_line: LimitsSpec) -> LimitsSpec;
@@ -159,8 +158,8 @@ impl RunMode for Live {
         self.recorder.as_ref().map_or(Ok(()), Recorder::flush)
     }
 
-    fn models(&self, policy: &Policy, journal: Option<&Path>) -> Llm {
-        Llm::new(policy.llm(), journal)
+    fn models(&self, policy: &Policy, stores: &Stores) -> Llm {
+        Llm::new(policy.llm(), stores)
     }
 
     fn overrides(&self, command_line: LimitsSpec) -> LimitsSpec {
@@ -260,8 +259,8 @@ impl RunMode for Replay {
         Ok(())
     }
 
-    fn models(&self, policy: &Policy, _: Option<&Path>) -> Llm {
-        Llm::new(policy.llm(), None)
+    fn models(&self, policy: &Policy, _: &Stores) -> Llm {
+        Llm::new(policy.llm(), &Stores::Memory)
     }
 
     fn overrides(&self, _: LimitsSpec) -> LimitsSpec {

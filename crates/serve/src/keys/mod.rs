@@ -1,16 +1,21 @@
 //! API keys: made by `baton keys create`, shown once, stored only as their SHA-256 hash
 //! (a key is 32 random bytes, so a fast hash is as strong as a slow one), each with its
-//! scopes, its budget and what it has spent so far. Kept in `serve.db` beside the journal.
+//! scopes, its budget and what it has spent so far. Kept in `serve.db` beside a SQLite
+//! journal, or in the PostgreSQL store, where what a key spends is a shared ledger that every
+//! server reserves in.
 
 use std::fmt;
 use std::path::Path;
 
-use baton_budget::{BudgetLimits, Spend, Usd};
+use baton_budget::{BudgetLimits, Spend};
+use baton_postgres::Database;
 use rand::Rng;
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use crate::db::{self, Db};
+use crate::db;
+
+mod postgres;
+mod sqlite;
 
 /// What every key begins with, so that a leaked one is easy to recognise.
 pub const PREFIX: &str = "bk_";
@@ -121,28 +126,53 @@ pub struct Created {
 }
 
 pub struct Keys {
-    db: Db,
+    table: Box<dyn KeyTable>,
+    /// The PostgreSQL store the keys are in, if they are.
+    shared: Option<Database>,
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS keys (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    hash TEXT NOT NULL UNIQUE,
-    scopes TEXT NOT NULL,
-    budget TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    revoked_at TEXT,
-    spent_tokens INTEGER NOT NULL DEFAULT 0,
-    spent_nano_usd INTEGER NOT NULL DEFAULT 0,
-    spent_calls INTEGER NOT NULL DEFAULT 0,
-    spent_fuel INTEGER NOT NULL DEFAULT 0
-);
-CREATE UNIQUE INDEX IF NOT EXISTS keys_live_name ON keys(name) WHERE revoked_at IS NULL;
-";
+/// A key's row as either store keeps it.
+struct Stored {
+    id: String,
+    name: String,
+    scopes: String,
+    budget: String,
+    created_at: String,
+    revoked_at: Option<String>,
+    spent: Spend,
+}
 
-const COLUMNS: &str = "id, name, scopes, budget, created_at, revoked_at, spent_tokens, \
-                       spent_nano_usd, spent_calls, spent_fuel";
+impl Stored {
+    fn record(self) -> Result<KeyRecord, KeyError> {
+        let parsed = Scopes::parse(&self.scopes)
+            .and_then(|s| Ok((s, BudgetLimits::parse(&self.budget)?)))
+            .map_err(|e| KeyError::Invalid(format!("key {} is stored damaged: {e}", self.id)))?;
+        Ok(KeyRecord {
+            id: self.id,
+            name: self.name,
+            scopes: parsed.0,
+            budget_text: self.budget,
+            budget: parsed.1,
+            created_at: self.created_at,
+            revoked_at: self.revoked_at,
+            spent: self.spent,
+        })
+    }
+}
+
+/// The keys' table in one store.
+trait KeyTable: Send + Sync {
+    /// Adds `record`, whose secret hashes to `hash`; false when a live key has its name.
+    fn insert(&self, record: &KeyRecord, hash: &str) -> Result<bool, KeyError>;
+    /// Every key, revoked ones too, oldest first.
+    fn list(&self) -> Result<Vec<Stored>, KeyError>;
+    /// Revokes the live key named or numbered `which`; whether there was one.
+    fn revoke(&self, which: &str) -> Result<bool, KeyError>;
+    /// The live key whose secret hashes to `hash`.
+    fn find(&self, hash: &str) -> Result<Option<Stored>, KeyError>;
+    /// Records what the key `id` has spent in all.
+    fn record_spend(&self, id: &str, spent: Spend) -> Result<(), KeyError>;
+}
 
 impl Keys {
     /// The key store beside the journal `journal` (`serve.db` in its directory).
@@ -151,16 +181,23 @@ impl Keys {
     }
 
     pub fn open(path: &Path) -> Result<Self, KeyError> {
-        let db = Db::open(path, "the key store", SCHEMA).map_err(KeyError::Store)?;
-        Ok(Self { db })
+        Ok(Self {
+            table: Box::new(sqlite::Sqlite::open(path)?),
+            shared: None,
+        })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.db.conn()
+    /// The keys in the PostgreSQL store `db`.
+    pub fn in_postgres(db: Database) -> Self {
+        Self {
+            table: Box::new(postgres::Postgres(db.clone())),
+            shared: Some(db),
+        }
     }
 
-    fn failed(&self, e: rusqlite::Error) -> KeyError {
-        KeyError::Store(self.db.failed(e))
+    /// The PostgreSQL store whose ledgers hold what each key spends, when the keys are there.
+    pub fn shared(&self) -> Option<&Database> {
+        self.shared.as_ref()
     }
 
     /// Makes a key named `name` (unique among keys not revoked).
@@ -182,7 +219,6 @@ impl Keys {
                     .into(),
             ));
         }
-        let budget = limits.to_text();
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         let secret = format!("{PREFIX}{}", hex::encode(bytes));
@@ -190,69 +226,31 @@ impl Keys {
             id: ulid::Ulid::generate().to_string().to_lowercase(),
             name: name.into(),
             scopes,
-            budget_text: budget.clone(),
+            budget_text: limits.to_text(),
             budget: limits,
             created_at: db::now(),
             revoked_at: None,
             spent: Spend::default(),
         };
-        let inserted = self.conn().execute(
-            "INSERT INTO keys (id, name, hash, scopes, budget, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                record.id,
-                record.name,
-                hash(&secret),
-                scopes.to_string(),
-                budget,
-                record.created_at
-            ],
-        );
-        match inserted {
-            Ok(_) => Ok(Created { record, secret }),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                Err(KeyError::Invalid(format!(
-                    "a key named '{name}' exists: revoke it first (`baton keys revoke {name}`) \
-                     or choose another name"
-                )))
-            }
-            Err(e) => Err(self.failed(e)),
+        if !self.table.insert(&record, &hash(&secret))? {
+            return Err(KeyError::Invalid(format!(
+                "a key named '{name}' exists: revoke it first (`baton keys revoke {name}`) \
+                 or choose another name"
+            )));
         }
+        Ok(Created { record, secret })
     }
 
     /// Every key, revoked ones too, oldest first.
     pub fn list(&self) -> Result<Vec<KeyRecord>, KeyError> {
-        let conn = self.conn();
-        let mut query = conn
-            .prepare(&format!(
-                "SELECT {COLUMNS} FROM keys ORDER BY created_at, id"
-            ))
-            .map_err(|e| self.failed(e))?;
-        let rows = query
-            .query_map([], read_record)
-            .map_err(|e| self.failed(e))?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.failed(e))?
-            .into_iter()
-            .collect()
+        self.table.list()?.into_iter().map(Stored::record).collect()
     }
 
     /// Revokes the live key named (or whose id is) `which`; it stops working at once.
     pub fn revoke(&self, which: &str) -> Result<KeyRecord, KeyError> {
-        let conn = self.conn();
-        let changed = conn
-            .execute(
-                "UPDATE keys SET revoked_at = ?1 \
-                 WHERE (name = ?2 OR id = ?2) AND revoked_at IS NULL",
-                params![db::now(), which],
-            )
-            .map_err(|e| self.failed(e))?;
-        if changed == 0 {
+        if !self.table.revoke(which)? {
             return Err(KeyError::NotFound(which.into()));
         }
-        drop(conn);
         self.list()?
             .into_iter()
             .rfind(|k| k.name == which || k.id == which)
@@ -261,66 +259,22 @@ impl Keys {
 
     /// The live key whose secret is `secret`.
     pub fn find(&self, secret: &str) -> Result<Option<KeyRecord>, KeyError> {
-        let conn = self.conn();
-        // Asked on every request: the statement is prepared once.
-        let mut query = conn
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM keys WHERE hash = ?1 AND revoked_at IS NULL"
-            ))
-            .map_err(|e| self.failed(e))?;
-        let found = query
-            .query_row([hash(secret)], read_record)
-            .optional()
-            .map_err(|e| self.failed(e))?;
-        found.transpose()
+        self.table
+            .find(&hash(secret))?
+            .map(Stored::record)
+            .transpose()
     }
 
-    /// Records what the key `id` has spent in all (as its ledger says).
+    /// Records what the key `id` has spent in all (as its ledger says). A key in PostgreSQL
+    /// needs none: its shared ledger counts every reservation as it settles.
     pub fn record_spend(&self, id: &str, spent: Spend) -> Result<(), KeyError> {
-        self.conn()
-            .execute(
-                "UPDATE keys SET spent_tokens = ?2, spent_nano_usd = ?3, spent_calls = ?4, \
-                 spent_fuel = ?5 WHERE id = ?1",
-                params![
-                    id,
-                    spent.tokens as i64,
-                    spent.usd.0 as i64,
-                    spent.calls as i64,
-                    spent.fuel as i64
-                ],
-            )
-            .map_err(|e| self.failed(e))?;
-        Ok(())
+        self.table.record_spend(id, spent)
     }
 }
 
-fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<KeyRecord, KeyError>> {
-    let scopes: String = row.get(2)?;
-    let budget_text: String = row.get(3)?;
-    let count = |i| row.get::<_, i64>(i).map(|n| n.max(0) as u64);
-    let spent = Spend {
-        tokens: count(6)?,
-        usd: Usd(count(7)?),
-        calls: count(8)?,
-        fuel: count(9)?,
-    };
-    let id: String = row.get(0)?;
-    let parsed = Scopes::parse(&scopes)
-        .and_then(|s| Ok((s, BudgetLimits::parse(&budget_text)?)))
-        .map_err(|e| KeyError::Invalid(format!("key {id} is stored damaged: {e}")));
-    Ok(match parsed {
-        Ok((scopes, budget)) => Ok(KeyRecord {
-            id,
-            name: row.get(1)?,
-            scopes,
-            budget_text,
-            budget,
-            created_at: row.get(4)?,
-            revoked_at: row.get(5)?,
-            spent,
-        }),
-        Err(e) => Err(e),
-    })
+/// The name of key `id`'s shared ledger.
+pub fn ledger_of(id: &str) -> String {
+    format!("key:{id}")
 }
 
 fn hash(secret: &str) -> String {
@@ -330,6 +284,7 @@ fn hash(secret: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use baton_budget::Usd;
 
     fn limits(text: &str) -> BudgetLimits {
         BudgetLimits::parse(text).unwrap()
