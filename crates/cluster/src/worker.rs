@@ -222,11 +222,7 @@ pub async fn outcome(
         return failed(e);
     }
     let ids = request.accounts.clone();
-    let states = on_store(store, move |s| {
-        ids.iter()
-            .map(|id| s.database().ledger(id))
-            .collect::<Result<Vec<_>, _>>()
-    });
+    let states = on_store(store, move |s| s.database().ledgers(&ids));
     let shared = match states.await {
         Ok(states) => request
             .accounts

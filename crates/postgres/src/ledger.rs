@@ -60,40 +60,50 @@ impl Database {
     /// The ledger `id`'s limits, what it has spent (committed) and what is held, if it
     /// exists.
     pub fn ledger(&self, id: &str) -> Result<Option<LedgerState>, StoreError> {
-        let id = id.to_owned();
+        Ok(self.ledgers(&[id.to_owned()])?.pop().flatten())
+    }
+
+    /// The state of each of the ledgers `ids` (in their order), in one query.
+    pub fn ledgers(&self, ids: &[String]) -> Result<Vec<Option<LedgerState>>, StoreError> {
+        let ids = ids.to_vec();
         self.db.call(|connector| async move {
-            let row = connector
+            let rows = connector
                 .client()
                 .await?
-                .query_opt(
-                    "SELECT limit_tokens, limit_usd, limit_calls, limit_fuel,
+                .query(
+                    "SELECT id, limit_tokens, limit_usd, limit_calls, limit_fuel,
                             spent_tokens, spent_usd, spent_calls, spent_fuel,
                             held_tokens, held_usd, held_calls, held_fuel
-                     FROM ledgers WHERE id = $1",
-                    &[&id],
+                     FROM ledgers WHERE id = ANY($1)",
+                    &[&ids],
                 )
                 .await
                 .map_err(|e| describe(&e))?;
-            Ok(row.map(|row| {
-                let limit = |i| row.get::<_, Option<i64>>(i).map(|v| v.max(0) as u64);
-                let spend = |i| Spend {
-                    tokens: row.get::<_, i64>(i).max(0) as u64,
-                    usd: Usd(row.get::<_, i64>(i + 1).max(0) as u64),
-                    calls: row.get::<_, i64>(i + 2).max(0) as u64,
-                    fuel: row.get::<_, i64>(i + 3).max(0) as u64,
-                };
-                LedgerState {
-                    limits: BudgetLimits {
-                        tokens: limit(0),
-                        usd: limit(1).map(Usd),
-                        calls: limit(2),
-                        fuel: limit(3),
-                        time: None,
-                    },
-                    spent: spend(4),
-                    held: spend(8),
-                }
-            }))
+            let mut found: std::collections::HashMap<String, LedgerState> = rows
+                .iter()
+                .map(|row| {
+                    let limit = |i| row.get::<_, Option<i64>>(i).map(|v| v.max(0) as u64);
+                    let spend = |i| Spend {
+                        tokens: row.get::<_, i64>(i).max(0) as u64,
+                        usd: Usd(row.get::<_, i64>(i + 1).max(0) as u64),
+                        calls: row.get::<_, i64>(i + 2).max(0) as u64,
+                        fuel: row.get::<_, i64>(i + 3).max(0) as u64,
+                    };
+                    let state = LedgerState {
+                        limits: BudgetLimits {
+                            tokens: limit(1),
+                            usd: limit(2).map(Usd),
+                            calls: limit(3),
+                            fuel: limit(4),
+                            time: None,
+                        },
+                        spent: spend(5),
+                        held: spend(9),
+                    };
+                    (row.get(0), state)
+                })
+                .collect();
+            Ok(ids.iter().map(|id| found.remove(id)).collect())
         })
     }
 
