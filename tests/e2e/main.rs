@@ -19,6 +19,7 @@ mod llm;
 mod mcp;
 mod model_server;
 mod policy;
+mod provenance;
 mod registry;
 mod replay;
 mod run;

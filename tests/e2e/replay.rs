@@ -245,6 +245,12 @@ fn golden_bundles_replay_identically() {
                 "{}",
                 path.display()
             );
+            // Recorded before runs were signed: they verify, as unsigned.
+            let verified = text_output(&run(&["trace", "verify", path.to_str().unwrap()]));
+            assert!(
+                verified.contains("complete") && verified.ends_with("unsigned\n"),
+                "{verified}"
+            );
             replayed += 1;
         }
     }

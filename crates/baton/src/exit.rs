@@ -29,7 +29,10 @@ pub fn code(error: &Error) -> u8 {
             error: SandboxError::Trap { .. },
             ..
         } => TOOL_FAILED,
-        Error::Tampered { .. } | Error::BundleInvalid { .. } | Error::Diverged(_) => VERIFICATION,
+        Error::Tampered { .. }
+        | Error::TamperedBlob { .. }
+        | Error::BundleInvalid { .. }
+        | Error::Diverged(_) => VERIFICATION,
         Error::Policy(PolicyError::Unsigned { .. }) => UNTRUSTED,
         Error::Budget(_) | Error::BudgetRefused(_) => LIMIT,
         Error::Workflow { .. } | Error::Resume { .. } | Error::Step { .. } => BAD_INPUT,
@@ -45,7 +48,9 @@ pub fn code(error: &Error) -> u8 {
         | Error::FsMount { .. }
         | Error::TrustConfig(_)
         | Error::Held { .. } => POLICY,
-        Error::Unverified { .. } | Error::Load(LoadError::Untrusted { .. }) => UNTRUSTED,
+        Error::Unverified { .. }
+        | Error::Load(LoadError::Untrusted { .. })
+        | Error::Unproven { .. } => UNTRUSTED,
         Error::Load(_)
         | Error::Registry(_)
         | Error::NoVersion { .. }

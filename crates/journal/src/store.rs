@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS run_blobs (
     digest TEXT NOT NULL,
     PRIMARY KEY (run, role, digest)
 );
+CREATE TABLE IF NOT EXISTS run_envelopes (run TEXT PRIMARY KEY, envelope TEXT NOT NULL);
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +144,12 @@ pub trait Store: Send + Sync {
     /// The blobs linked to `run` in `role`, as (digest, bytes).
     fn blobs(&self, run: &str, role: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 
+    /// Every blob linked to `run`, with its role.
+    fn all_blobs(&self, run: &str) -> Result<Vec<BlobRow>, StoreError>;
+
+    /// The host's signed statement over `run` (a DSSE envelope, JSON), if it was signed.
+    fn envelope(&self, run: &str) -> Result<Option<String>, StoreError>;
+
     /// Writes `run` with its events and blobs to a new bundle file at `dest`.
     fn export(&self, run: &str, dest: &Path) -> Result<(), StoreError>;
 
@@ -160,6 +167,8 @@ pub trait Sink: Send + Sync {
     /// `policy`, ...).
     fn blob(&self, run: &str, role: &str, digest: &str, bytes: Arc<[u8]>);
     fn run_ended(&self, run: &str, status: &str, root: &str);
+    /// Keeps the host's signed statement over the ended run `run` (a DSSE envelope, JSON).
+    fn attest(&self, run: &str, envelope: &str);
     /// Waits until everything sent so far is kept.
     fn flush(&self) -> Result<(), StoreError>;
 }
@@ -194,6 +203,11 @@ impl Recorder {
 
     pub fn run_ended(&self, run: &str, status: &str, root: &str) {
         self.0.run_ended(run, status, root);
+    }
+
+    /// Keeps the host's signed statement over the ended run `run`.
+    pub fn attest(&self, run: &str, envelope: &str) {
+        self.0.attest(run, envelope);
     }
 
     /// Waits until everything sent so far is committed.
@@ -319,6 +333,45 @@ impl Journal {
         self.sql(rows.collect())
     }
 
+    /// The host's signed statement over `run`, if it was signed (a journal or bundle older
+    /// than signing has none).
+    pub fn envelope(&self, run: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.reader()?;
+        let signed: bool = self.sql(conn.query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'run_envelopes'",
+            [],
+            |r| r.get(0),
+        ))?;
+        if !signed {
+            return Ok(None);
+        }
+        self.sql(
+            conn.query_row(
+                "SELECT envelope FROM run_envelopes WHERE run = ?1",
+                [run],
+                |r| r.get(0),
+            )
+            .optional(),
+        )
+    }
+
+    /// Every blob linked to `run`, as (role, digest, bytes).
+    pub fn all_blobs(&self, run: &str) -> Result<Vec<BlobRow>, StoreError> {
+        let conn = self.reader()?;
+        let mut stmt = self.sql(conn.prepare(
+            "SELECT l.role, b.digest, b.bytes FROM run_blobs l JOIN blobs b ON b.digest = l.digest
+             WHERE l.run = ?1 ORDER BY l.role, b.digest",
+        ))?;
+        let rows = self.sql(stmt.query_map([run], |row| {
+            Ok(BlobRow {
+                role: row.get(0)?,
+                digest: row.get(1)?,
+                bytes: row.get(2)?,
+            })
+        }))?;
+        self.sql(rows.collect())
+    }
+
     /// Writes `run` with its events and blobs to a new bundle file at `dest`, atomically: the
     /// file appears complete or not at all.
     pub fn export(&self, run: &str, dest: &Path) -> Result<(), StoreError> {
@@ -332,6 +385,7 @@ impl Journal {
                 "INSERT INTO runs SELECT * FROM src.runs WHERE run = ?1",
                 "INSERT INTO events SELECT * FROM src.events WHERE run = ?1",
                 "INSERT INTO run_blobs SELECT * FROM src.run_blobs WHERE run = ?1",
+                "INSERT INTO run_envelopes SELECT * FROM src.run_envelopes WHERE run = ?1",
                 "INSERT INTO blobs SELECT * FROM src.blobs WHERE digest IN
                     (SELECT digest FROM src.run_blobs WHERE run = ?1)",
             ] {
@@ -355,7 +409,7 @@ impl Journal {
             self.sql(rows.collect())?
         };
         for run in &runs {
-            for table in ["events", "run_blobs", "runs"] {
+            for table in ["events", "run_blobs", "run_envelopes", "runs"] {
                 self.sql(tx.execute(&format!("DELETE FROM {table} WHERE run = ?1"), [run]))?;
             }
         }
@@ -513,6 +567,14 @@ impl Store for Journal {
 
     fn blobs(&self, run: &str, role: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         Journal::blobs(self, run, role)
+    }
+
+    fn all_blobs(&self, run: &str) -> Result<Vec<BlobRow>, StoreError> {
+        Journal::all_blobs(self, run)
+    }
+
+    fn envelope(&self, run: &str) -> Result<Option<String>, StoreError> {
+        Journal::envelope(self, run)
     }
 
     fn export(&self, run: &str, dest: &Path) -> Result<(), StoreError> {

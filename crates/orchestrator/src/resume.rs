@@ -182,7 +182,13 @@ pub async fn resume_with(
         return Err(refuse("its run does not start with run_started".into()));
     };
     let recorder = journal.recorder().cloned();
-    let resumed = RunJournal::live(recorder.clone(), how.id, "run", policies.clone());
+    let resumed = RunJournal::live(
+        recorder.clone(),
+        host.signer().cloned(),
+        how.id,
+        "run",
+        policies.clone(),
+    );
     for (digest, bytes) in journal.blobs(&summary.run, "policy")? {
         resumed.blob("policy", &digest, &bytes.into());
     }

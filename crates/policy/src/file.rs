@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::error::PolicyError;
 use crate::grants::{EnvSpec, FsSpec, LlmSpec, NetSpec, ToolBoundsSpec, ToolsSpec, VarName};
 use crate::limits::LimitsSpec;
-use crate::{llm, trust};
+use crate::{journal, llm, trust};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +64,8 @@ pub(crate) struct PolicyFile {
     pub(crate) tools: ToolBoundsSpec,
     #[serde(default)]
     pub(crate) trust: trust::TrustSpec,
+    #[serde(default)]
+    pub(crate) journal: journal::JournalSpec,
     #[serde(default)]
     pub(crate) llm: llm::LlmSection,
     #[serde(default)]

@@ -16,6 +16,7 @@ mod error;
 pub mod explain;
 mod file;
 mod grants;
+pub mod journal;
 mod limits;
 pub mod llm;
 pub mod net;
@@ -47,6 +48,7 @@ pub struct Policy {
     layers: Vec<Layer>,
     trust: trust::TrustPolicy,
     llm: llm::LlmConfig,
+    run_signing: Option<journal::RunSigning>,
 }
 
 impl Policy {
@@ -165,11 +167,13 @@ impl Policy {
                 .join(", "),
             message,
         })?;
+        let run_signing = journal::resolve(&layers);
         Ok(Policy {
             base,
             layers,
             trust,
             llm,
+            run_signing,
         })
     }
 
@@ -288,6 +292,11 @@ impl Policy {
     /// Whose signatures make a component loadable.
     pub fn trust(&self) -> &trust::TrustPolicy {
         &self.trust
+    }
+
+    /// How this host signs the runs it records (`[journal]`), if it does.
+    pub fn run_signing(&self) -> Option<&journal::RunSigning> {
+        self.run_signing.as_ref()
     }
 
     /// Bounds on tool-to-tool calls: the last file that sets each wins.

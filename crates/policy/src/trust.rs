@@ -27,6 +27,10 @@ pub(super) struct TrustSpec {
     identities: Option<Vec<Identity>>,
     /// A Sigstore trusted root (JSON) for keyless signatures; the public-good root if unset.
     trusted_root: Option<PathBuf>,
+    /// Whether `baton replay` refuses a bundle whose run is not signed by a host key.
+    require_signed_runs: Option<bool>,
+    /// PEM public keys of the hosts whose signed runs are trusted, relative to the policy file.
+    host_keys: Option<Vec<PathBuf>>,
 }
 
 /// Resolves `[trust]` across `layers` (built-in first), reading the files it names.
@@ -45,6 +49,15 @@ pub(super) fn resolve(layers: &[Layer], read_files: bool) -> Result<TrustPolicy,
             trust.keys = keys
                 .iter()
                 .map(|path| key(&layer.name, path, builtin, read_files))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(require) = spec.require_signed_runs {
+            trust.require_signed_runs = require;
+        }
+        if let Some(keys) = &spec.host_keys {
+            trust.host_keys = keys
+                .iter()
+                .map(|path| key(&layer.name, path, false, read_files))
                 .collect::<Result<_, _>>()?;
         }
         if let Some(identities) = &spec.identities {

@@ -310,7 +310,27 @@ impl Store for PgStore {
             });
         };
         let blobs = self.blob_rows(run, None)?;
-        write_bundle(dest, &header, &events, &blobs)
+        let envelope = self.envelope(run)?;
+        write_bundle(dest, &header, &events, &blobs, envelope.as_deref())
+    }
+
+    fn all_blobs(&self, run: &str) -> Result<Vec<BlobRow>, StoreError> {
+        self.flush()?;
+        self.blob_rows(run, None)
+    }
+
+    fn envelope(&self, run: &str) -> Result<Option<String>, StoreError> {
+        self.flush()?;
+        let run = run.to_owned();
+        self.call(|connector| async move {
+            let row = connector
+                .client()
+                .await?
+                .query_opt("SELECT envelope FROM run_envelopes WHERE run = $1", &[&run])
+                .await
+                .map_err(|e| describe(&e))?;
+            Ok(row.map(|row| row.get(0)))
+        })
     }
 
     fn prune(&self, cutoff: &str) -> Result<usize, StoreError> {
@@ -322,6 +342,7 @@ impl Store for PgStore {
             let statements = [
                 "DELETE FROM events WHERE run IN (SELECT run FROM old)",
                 "DELETE FROM run_blobs WHERE run IN (SELECT run FROM old)",
+                "DELETE FROM run_envelopes WHERE run IN (SELECT run FROM old)",
             ];
             let mut removed = 0;
             client

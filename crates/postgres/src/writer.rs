@@ -37,6 +37,10 @@ enum Write {
         status: String,
         root: String,
     },
+    Attest {
+        run: String,
+        envelope: String,
+    },
     Flush(std::sync::mpsc::SyncSender<Result<(), String>>),
     /// The store is closing: what came before is written, nothing after.
     Close,
@@ -98,6 +102,13 @@ impl Sink for Writer {
             run: run.into(),
             status: status.into(),
             root: root.into(),
+        });
+    }
+
+    fn attest(&self, run: &str, envelope: &str) {
+        self.send(Write::Attest {
+            run: run.into(),
+            envelope: envelope.into(),
         });
     }
 
@@ -208,7 +219,7 @@ async fn commit(
         + writes
             .iter()
             .map(|w| match w {
-                Write::RunStarted { .. } | Write::RunEnded { .. } => 1,
+                Write::RunStarted { .. } | Write::RunEnded { .. } | Write::Attest { .. } => 1,
                 Write::Blob { .. } => 3,
                 Write::Events(_) | Write::Flush(_) | Write::Close => 0,
             })
@@ -278,6 +289,15 @@ async fn commit(
                         .execute(
                             "UPDATE runs SET status = $2, root = $3 WHERE run = $1",
                             &[run, status, root],
+                        )
+                        .await?;
+                }
+                Write::Attest { run, envelope } => {
+                    client
+                        .execute(
+                            "INSERT INTO run_envelopes (run, envelope) VALUES ($1, $2)
+                             ON CONFLICT (run) DO UPDATE SET envelope = $2",
+                            &[run, envelope],
                         )
                         .await?;
                 }

@@ -113,6 +113,15 @@ pub enum Error {
     /// A journal or bundle whose hash chains do not verify.
     #[error("{} fails verification: {source}; it was altered or damaged after it was written", path.display())]
     Tampered { path: PathBuf, source: ChainBreak },
+    /// A journal or bundle whose blobs (components, policies) do not match their digests.
+    #[error("{} fails verification: {reason}", path.display())]
+    TamperedBlob { path: PathBuf, reason: String },
+    /// A run whose host signature is missing, does not verify, or signs another record.
+    #[error("{} is not proven: {source}", path.display())]
+    Unproven {
+        path: PathBuf,
+        source: crate::provenance::ProofError,
+    },
     /// A bundle that verifies but cannot be replayed.
     #[error("{} cannot be replayed: {reason}", path.display())]
     BundleInvalid { path: PathBuf, reason: String },

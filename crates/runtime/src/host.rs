@@ -10,6 +10,8 @@ use baton_core::source::is_oci;
 use baton_journal::event::PolicyRef;
 use baton_journal::store::{Store, StoreUrl};
 use baton_llm::{Llm, Stores};
+
+use crate::provenance::RunSigner;
 use baton_policy::{LimitsSpec, Policy, ResolvedLimits};
 use baton_registry::{Pulled, Registry};
 
@@ -73,7 +75,9 @@ pub struct Host {
     pub(crate) tools: Arc<BTreeMap<String, Arc<Plugin>>>,
     /// Prompts a run's planner may render, by name.
     pub(crate) prompts: Arc<BTreeMap<String, Arc<Plugin>>>,
-    pub(crate) journal: Option<Box<dyn Store>>,
+    pub(crate) journal: Option<Arc<dyn Store>>,
+    /// Signs the runs this host records (`[journal] signing_key`).
+    pub(crate) signer: Option<Arc<RunSigner>>,
     /// The policy files in force and their texts, as runs record and bundles carry them.
     pub(crate) policy_files: Vec<(PolicyRef, Arc<[u8]>)>,
     /// The model providers and routes of the policy.
@@ -121,6 +125,12 @@ impl Host {
             })
             .collect();
         let llm = Llm::new(policy.llm(), &llm_stores);
+        let signer = match (policy.run_signing(), &journal) {
+            (Some(signing), Some(store)) => Some(Arc::new(
+                RunSigner::open(signing, store.clone()).map_err(Error::TrustConfig)?,
+            )),
+            _ => None,
+        };
         let budget = policy.run_budget().overridden_by(&options.budget);
         let trust = match options.accept_unsigned {
             true => PolicyTrust::accept_unsigned(),
@@ -135,6 +145,7 @@ impl Host {
             overrides: options.limits,
             tools: Arc::default(),
             prompts: Arc::default(),
+            signer,
             journal,
             llm: Arc::new(llm),
             llm_stores,
@@ -269,13 +280,24 @@ impl Host {
     pub fn start_run_as(&self, start: RunStart<'_>) -> (RunJournal, Arc<Ledger>) {
         let recorder = self.journal.as_ref().and_then(|j| j.recorder().cloned());
         let policies = self.policy_files.iter().map(|(r, _)| r.clone()).collect();
-        let run = RunJournal::live(recorder, start.id, start.command, policies);
+        let run = RunJournal::live(
+            recorder,
+            self.signer.clone(),
+            start.id,
+            start.command,
+            policies,
+        );
         let budget = start.budget.unwrap_or(self.budget);
         for (reference, text) in &self.policy_files {
             run.blob("policy", &reference.digest, text);
         }
         let ledger = Ledger::run_for(budget, start.account);
         (run, ledger)
+    }
+
+    /// What signs the runs this host records, if it signs them.
+    pub fn signer(&self) -> Option<&Arc<RunSigner>> {
+        self.signer.as_ref()
     }
 
     /// Whether runs are journaled.

@@ -30,6 +30,7 @@ pub mod host;
 pub mod loader;
 pub mod models;
 pub mod plugin;
+pub mod provenance;
 pub mod recorded;
 pub mod run;
 mod runner;

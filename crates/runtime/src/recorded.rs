@@ -16,6 +16,8 @@ use baton_journal::event::{
 };
 use baton_journal::store::{Journal, Store};
 use baton_journal::verify_run;
+
+use crate::provenance::{self, RunFacts};
 use baton_policy::{Policy, ResolvedLimits, Source};
 use tokio_util::sync::CancellationToken;
 
@@ -95,6 +97,18 @@ impl Host {
                     summary.run
                 ),
             });
+        }
+        if self.policy.trust().require_signed_runs {
+            let keys =
+                provenance::trusted_hosts(self.policy.trust()).map_err(Error::TrustConfig)?;
+            let blobs = journal.all_blobs(&summary.run)?;
+            let facts = RunFacts::of(&summary.run, &verified.root, &events, &blobs);
+            provenance::check(journal.envelope(&summary.run)?.as_deref(), &keys, &facts).map_err(
+                |source| Error::Unproven {
+                    path: bundle.to_owned(),
+                    source,
+                },
+            )?;
         }
         let components = self
             .recorded_components(&journal, &summary.run, &events, bundle)

@@ -1,6 +1,7 @@
 //! Opening the store a `--store` URL names: the SQLite journal (the default) or PostgreSQL.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use baton_journal::store::{Journal, Store, StoreError, StoreUrl};
 use baton_llm::Stores;
@@ -28,16 +29,16 @@ pub fn open_existing(url: &StoreUrl) -> Result<Box<dyn Store>, StoreError> {
 pub fn open_for_host(
     url: &StoreUrl,
     cache_dir: Option<&Path>,
-) -> Result<(Box<dyn Store>, Stores), StoreError> {
+) -> Result<(Arc<dyn Store>, Stores), StoreError> {
     Ok(match url {
-        StoreUrl::Sqlite(path) => (Box::new(Journal::open(path)?), Stores::Beside(path.clone())),
+        StoreUrl::Sqlite(path) => (Arc::new(Journal::open(path)?), Stores::Beside(path.clone())),
         StoreUrl::Postgres(url) => {
             let store = PgStore::open(url)?;
             let stores = Stores::Postgres {
                 db: store.database(),
                 index_dir: cache_dir.map(|dir| dir.join("llm-cache.index")),
             };
-            (Box::new(store), stores)
+            (Arc::new(store), stores)
         }
     })
 }

@@ -98,4 +98,8 @@ pub struct TrustPolicy {
     pub identities: Vec<Identity>,
     /// The trusted root's JSON text, when a policy names one.
     pub trusted_root: Option<String>,
+    /// Whether a replayed bundle must carry a run signed by one of `host_keys`.
+    pub require_signed_runs: bool,
+    /// The public keys of the hosts whose signed runs are trusted.
+    pub host_keys: Vec<TrustedKey>,
 }

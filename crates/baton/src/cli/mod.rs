@@ -25,7 +25,7 @@ use std::time::Duration;
 use baton::budget::BudgetLimits;
 use baton::journal::store::StoreUrl;
 use baton::orchestrator::result::RunStatus;
-use baton::policy::{LimitsSpec, values};
+use baton::policy::{LimitsSpec, Policy, values};
 use baton::{Error, Host, HostOptions, exit};
 use clap::{ArgAction, Args, Parser, Subcommand};
 
@@ -234,7 +234,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         .build()
         .map_err(|e| Error::Engine(format!("cannot start the async runtime: {e}")))?;
     let command = match cli.command {
-        Command::Trace(command) => return Ok(trace::run(&cli.global.store(), command)?),
+        Command::Trace(command) => {
+            let policy = Policy::load_all(&cli.global.policy).map_err(Error::from)?;
+            return Ok(trace::run(&cli.global.store(), &policy, command)?);
+        }
         Command::Keys(command) => {
             return keys::run(&cli.global.store(), cli.global.budget, command);
         }

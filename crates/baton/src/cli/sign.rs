@@ -20,11 +20,18 @@ use serde_json::{Value, json};
 /// Where a signing key's password comes from when no terminal can be asked.
 const PASSWORD_VAR: &str = "BATON_KEY_PASSWORD";
 
+use baton::policy::journal::DEFAULT_PASSWORD_ENV;
+
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
-    /// The directory to write baton.key (encrypted private key) and baton.pub into
+    /// The directory to write the keys into: baton.key (encrypted private key) and baton.pub,
+    /// or host.key and host.pub with --host
     #[arg(long, value_name = "DIR", default_value = ".")]
     out: PathBuf,
+    /// Make the key this host signs the runs it records with (name it in the policy's
+    /// `[journal] signing_key`; its password is then read from BATON_HOST_KEY_PASSWORD)
+    #[arg(long)]
+    host: bool,
 }
 
 #[derive(Debug, Args)]
@@ -58,13 +65,18 @@ fn key_error(path: &Path, reason: impl ToString) -> Error {
 /// The password for `key`: BATON_KEY_PASSWORD, else asked on the terminal (twice for a new
 /// key).
 fn password(key: &Path, new: bool) -> Result<String, Error> {
-    if let Ok(password) = std::env::var(PASSWORD_VAR) {
+    password_from(PASSWORD_VAR, key, new)
+}
+
+/// A password from the environment variable `var`, or asked in a terminal.
+fn password_from(var: &str, key: &Path, new: bool) -> Result<String, Error> {
+    if let Ok(password) = std::env::var(var) {
         return Ok(password);
     }
     if !std::io::stdin().is_terminal() {
         return Err(key_error(
             key,
-            format!("no password: set {PASSWORD_VAR}, or run baton in a terminal to be asked"),
+            format!("no password: set {var}, or run baton in a terminal to be asked"),
         ));
     }
     let ask = |prompt: &str| rpassword::prompt_password(prompt).map_err(|e| key_error(key, e));
@@ -76,8 +88,9 @@ fn password(key: &Path, new: bool) -> Result<String, Error> {
 }
 
 pub fn keygen(args: KeygenArgs) -> Result<(), Error> {
-    let private = args.out.join("baton.key");
-    let public = args.out.join("baton.pub");
+    let name = if args.host { "host" } else { "baton" };
+    let private = args.out.join(format!("{name}.key"));
+    let public = args.out.join(format!("{name}.pub"));
     for path in [&private, &public] {
         if path.exists() {
             return Err(key_error(
@@ -86,7 +99,10 @@ pub fn keygen(args: KeygenArgs) -> Result<(), Error> {
             ));
         }
     }
-    let password = password(&private, true)?;
+    let password = match args.host {
+        true => password_from(DEFAULT_PASSWORD_ENV, &private, true)?,
+        false => password(&private, true)?,
+    };
     let (private_pem, public_pem) =
         baton::trust::signing::generate(password.as_bytes()).map_err(|e| key_error(&private, e))?;
     std::fs::create_dir_all(&args.out).map_err(|e| key_error(&args.out, e))?;

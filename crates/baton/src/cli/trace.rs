@@ -10,7 +10,11 @@ use baton::journal::event::{
 };
 use baton::journal::store::{Journal, RunSummary, Store, StoreUrl};
 use baton::journal::verify_run;
+use baton::policy::Policy;
+use baton::policy::journal::RunSigning;
+use baton::runtime::provenance::{self, RunFacts, RunSigner};
 use baton::runtime::stores;
+use baton::trust::signing::PublicKey;
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
@@ -36,6 +40,10 @@ pub enum TraceCommand {
     Verify {
         /// Run id (a unique prefix is enough), or a bundle file
         run: String,
+        /// A host's public key (from `baton keygen --host`): the run must be signed by it
+        /// (repeat for several hosts)
+        #[arg(long, value_name = "HOST.pub")]
+        key: Vec<PathBuf>,
     },
     /// Write a run to a self-contained bundle file for `baton replay`
     Export {
@@ -52,7 +60,9 @@ pub enum TraceCommand {
     },
 }
 
-pub fn run(store: &StoreUrl, command: TraceCommand) -> Result<(), Error> {
+/// Runs `command` on the store at `store`; `policy` is the host's (a run it did not sign when
+/// it ended is signed at export when the policy names a host key).
+pub fn run(store: &StoreUrl, policy: &Policy, command: TraceCommand) -> Result<(), Error> {
     match command {
         TraceCommand::Ls { limit, json } => {
             let runs = read_store(store)?.runs(limit)?;
@@ -84,26 +94,52 @@ pub fn run(store: &StoreUrl, command: TraceCommand) -> Result<(), Error> {
             }
             Ok(())
         }
-        TraceCommand::Verify { run } => {
+        TraceCommand::Verify { run, key } => {
             let (journal, summary) = open_run(store, &run)?;
+            let path = PathBuf::from(journal.location());
             let events = journal.events(&summary.run)?;
             let verified = verify_run(&events).map_err(|source| Error::Tampered {
-                path: journal.location().into(),
+                path: path.clone(),
                 source,
             })?;
+            let blobs = journal.all_blobs(&summary.run)?;
+            provenance::check_blobs(&blobs).map_err(|reason| Error::TamperedBlob {
+                path: path.clone(),
+                reason,
+            })?;
+            let envelope = journal.envelope(&summary.run)?;
+            let signed = match (key.is_empty(), &envelope) {
+                (true, Some(_)) => "signed (give --key HOST.pub to check the signature)".into(),
+                (true, None) => "unsigned".into(),
+                (false, _) => {
+                    let keys = host_keys(&key)?;
+                    let facts = RunFacts::of(&summary.run, &verified.root, &events, &blobs);
+                    let by = provenance::check(envelope.as_deref(), &keys, &facts)
+                        .map_err(|source| Error::Unproven { path, source })?;
+                    format!("signed by {by}")
+                }
+            };
             let state = if verified.complete {
                 "complete"
             } else {
                 "incomplete (the run did not finish)"
             };
             println!(
-                "verified: {} events, root {}, {state}",
-                verified.events, verified.root
+                "verified: {} events, root {}, {state}, {} blobs match their digests, {signed}",
+                verified.events,
+                verified.root,
+                blobs.len()
             );
             Ok(())
         }
         TraceCommand::Export { run, output } => {
             let (journal, summary) = open_run(store, &run)?;
+            if let Some(signing) = policy.run_signing()
+                && journal.envelope(&summary.run)?.is_none()
+                && summary.status != "running"
+            {
+                sign_now(store, signing, &summary.run)?;
+            }
             journal.export(&summary.run, &output)?;
             println!("wrote {} (run {})", output.display(), summary.run);
             Ok(())
@@ -117,6 +153,42 @@ pub fn run(store: &StoreUrl, command: TraceCommand) -> Result<(), Error> {
             Ok(())
         }
     }
+}
+
+/// Signs the ended run `run` of the store at `store` with the host key `signing` names.
+fn sign_now(store: &StoreUrl, signing: &RunSigning, run: &str) -> Result<(), Error> {
+    let (journal, _) = stores::open_for_host(store, None)?;
+    let signer = RunSigner::open(signing, journal.clone()).map_err(Error::TrustConfig)?;
+    let recorder = journal.recorder().cloned().ok_or_else(|| {
+        Error::TrustConfig(format!("cannot sign run {run}: the store is not writable"))
+    })?;
+    let signed = signer
+        .sign(&recorder, run)
+        .and_then(|()| recorder.flush().map_err(|e| e.to_string()));
+    // The store's writer stops once no recorder is left: closing the store waits for it.
+    drop(recorder);
+    signed.map_err(|reason| Error::TrustConfig(format!("cannot sign run {run}: {reason}")))
+}
+
+/// The public keys at `paths`, named by their file names.
+fn host_keys(paths: &[PathBuf]) -> Result<Vec<(String, PublicKey)>, Error> {
+    paths
+        .iter()
+        .map(|path| {
+            let failed = |reason: String| Error::Key {
+                path: path.clone(),
+                reason,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+            let key = PublicKey::parse(&text, &path.display().to_string())
+                .map_err(|e| failed(e.to_string()))?;
+            let name = path.file_stem().map_or_else(
+                || path.display().to_string(),
+                |s| s.to_string_lossy().into(),
+            );
+            Ok((name, key))
+        })
+        .collect()
 }
 
 fn read_store(store: &StoreUrl) -> Result<Box<dyn Store>, Error> {

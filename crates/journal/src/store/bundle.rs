@@ -66,12 +66,14 @@ pub(super) fn write_atomically(
     Ok(())
 }
 
-/// Writes the bundle of `run` at `dest` from rows read out of another store.
+/// Writes the bundle of `run` at `dest` from rows read out of another store, with the host's
+/// signed statement over it when there is one.
 pub fn write_bundle(
     dest: &Path,
     run: &RunRow,
     events: &[EventRow],
     blobs: &[BlobRow],
+    envelope: Option<&str>,
 ) -> Result<(), StoreError> {
     write_atomically(dest, |out| {
         out.execute(
@@ -83,6 +85,12 @@ pub fn write_bundle(
         )?;
         for e in events {
             insert.execute(params![run.run, e.chain, e.seq, e.kind, e.body])?;
+        }
+        if let Some(envelope) = envelope {
+            out.execute(
+                "INSERT INTO run_envelopes (run, envelope) VALUES (?1, ?2)",
+                params![run.run, envelope],
+            )?;
         }
         for blob in blobs {
             out.execute(

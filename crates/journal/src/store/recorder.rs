@@ -29,6 +29,10 @@ enum Write {
         status: String,
         root: String,
     },
+    Attest {
+        run: String,
+        envelope: String,
+    },
     Flush(mpsc::SyncSender<Result<(), String>>),
 }
 
@@ -75,6 +79,13 @@ impl Sink for Writer {
             run: run.into(),
             status: status.into(),
             root: root.into(),
+        });
+    }
+
+    fn attest(&self, run: &str, envelope: &str) {
+        self.send(Write::Attest {
+            run: run.into(),
+            envelope: envelope.into(),
         });
     }
 
@@ -212,6 +223,11 @@ fn commit(
             Write::RunEnded { run, status, root } => tx
                 .prepare_cached("UPDATE runs SET status = ?2, root = ?3 WHERE run = ?1")
                 .and_then(|mut s| s.execute(params![run, status, root])),
+            Write::Attest { run, envelope } => tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO run_envelopes (run, envelope) VALUES (?1, ?2)",
+                )
+                .and_then(|mut s| s.execute(params![run, envelope])),
             Write::Flush(reply) => {
                 flushes.push(reply);
                 Ok(0)

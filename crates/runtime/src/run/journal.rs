@@ -12,6 +12,7 @@ use baton_journal::event::{
 use baton_journal::store::Recorder;
 
 use super::mode::{Live, Replay, RunMode};
+use crate::provenance::RunSigner;
 
 /// A finished run, as reported to the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,8 @@ impl Chains {
             mode: Arc::new(Live {
                 recorder,
                 sent: Mutex::default(),
+                // Runs are signed by the host that ends them.
+                signer: None,
             }),
         }
     }
@@ -84,8 +87,10 @@ impl RunJournal {
 
     /// Starts recording a new run of `command` under `policies`, as `id` (`None`: a new
     /// id).
+    /// `signer` signs the run when it ends.
     pub fn live(
         recorder: Option<Recorder>,
+        signer: Option<Arc<RunSigner>>,
         id: Option<String>,
         command: &str,
         policies: Vec<PolicyRef>,
@@ -98,6 +103,7 @@ impl RunJournal {
         let mode = Arc::new(Live {
             recorder,
             sent: Mutex::default(),
+            signer,
         });
         let run_gate = mode.gate(&id, RUN_CHAIN.into(), Arc::new(NoSecrets));
         Self::started(id, run_gate, mode, command.into(), started_at, policies)

@@ -13,6 +13,8 @@ use baton_effects::{Gate, LiveGate, NoSecrets, Redactor, ReplayGate};
 use baton_journal::event::{ChainId, Event, EventKind};
 use baton_journal::store::Recorder;
 use baton_llm::{Llm, Stores};
+
+use crate::provenance::RunSigner;
 use baton_policy::{Grants, LimitsSpec, Policy, ResolvedLimits, Source};
 
 use crate::error::Error;
@@ -101,6 +103,8 @@ pub(crate) struct Live {
     /// The blobs sent for this run, as (role, digest): each is sent once, however many of
     /// the run's calls use it.
     pub sent: Mutex<HashSet<(String, String)>>,
+    /// Signs the run when it ends, when the host signs its runs.
+    pub signer: Option<Arc<RunSigner>>,
 }
 
 impl RunMode for Live {
@@ -149,8 +153,15 @@ impl RunMode for Live {
     }
 
     fn run_ended(&self, run: &str, status: &str, root: &str) {
-        if let Some(recorder) = &self.recorder {
-            recorder.run_ended(run, status, root);
+        let Some(recorder) = &self.recorder else {
+            return;
+        };
+        recorder.run_ended(run, status, root);
+        if let Some(signer) = &self.signer
+            && let Err(e) = signer.sign(recorder, run)
+        {
+            // The run stands; `baton trace verify` will report it unsigned.
+            tracing::error!("run {run} is not signed: {e}");
         }
     }
 

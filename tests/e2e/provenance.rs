@@ -1,0 +1,292 @@
+//! Signed runs: the host signs each run's root; a bundle rewritten by someone who
+//! recomputed every hash verifies as a chain but not as the host's run; another host's key,
+//! a removed signature and changed component bytes are each named.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use baton::journal::chain::{GENESIS, hash_of};
+use baton::journal::event::{Event, EventKind, RUN_CHAIN};
+use baton::journal::store::{EventRow, Journal, RunRow, write_bundle};
+use rusqlite::Connection;
+
+use crate::common::*;
+
+const PASSWORD: &str = "host secret";
+
+/// `baton` with the host key's password and the store at `store`.
+fn with_host(store: &Path, args: &[&str]) -> Output {
+    baton()
+        .env("BATON_STORE", store)
+        .env("BATON_HOST_KEY_PASSWORD", PASSWORD)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A host key in `dir` (host.key, host.pub) and a policy signing runs with it.
+fn signing_host(dir: &Path) -> PathBuf {
+    text_output(&with_host(
+        &dir.join("unused.db"),
+        &["keygen", "--host", "--out", dir.to_str().unwrap()],
+    ));
+    write_policy(dir, "[journal]\nsigning_key = \"host.key\"\n")
+}
+
+/// One signed call of the effects tool, exported: (dir, bundle).
+fn signed_bundle() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = signing_host(dir.path());
+    let store = dir.path().join("journal.db");
+    let tool = plugin("testing/effects.wasm");
+    let input = r#"{"random_bytes": 8, "logs": 2}"#;
+    let called = with_host(
+        &store,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "call",
+            tool.to_str().unwrap(),
+            "--input",
+            input,
+        ],
+    );
+    json_output(&called);
+    let listed = text_output(&run_with_store(&store, &["trace", "ls", "--json"]));
+    let run: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    let bundle = dir.path().join("run.bundle");
+    text_output(&run_with_store(
+        &store,
+        &[
+            "trace",
+            "export",
+            run["run"].as_str().unwrap(),
+            "-o",
+            bundle.to_str().unwrap(),
+        ],
+    ));
+    (dir, bundle)
+}
+
+fn verify(bundle: &Path, keys: &[&Path]) -> Output {
+    let mut args = vec![
+        "trace".to_string(),
+        "verify".into(),
+        bundle.display().to_string(),
+    ];
+    for key in keys {
+        args.extend(["--key".into(), key.display().to_string()]);
+    }
+    run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The rewrite attack: `change` edits the first event it accepts, then every hash of every
+/// chain is recomputed (step chains first, then the run chain with their new roots), exactly
+/// as the journal format says, and the bundle is written again with its signature.
+fn forge(bundle: &Path, out: &Path, change: impl Fn(&mut EventKind) -> bool) {
+    let journal = Journal::open_read_only(bundle).unwrap();
+    let summary = journal.runs(1).unwrap().remove(0);
+    let mut events = journal.events(&summary.run).unwrap();
+    assert!(
+        events.iter_mut().any(|e| change(&mut e.kind)),
+        "nothing to forge"
+    );
+    let rehash = |chain: &mut Vec<&mut Event>| {
+        let mut prev = GENESIS.to_string();
+        for event in chain.iter_mut() {
+            event.prev = prev;
+            event.hash = hash_of(event);
+            prev = event.hash.clone();
+        }
+        prev
+    };
+    let mut roots = HashMap::new();
+    let mut chains: HashMap<String, Vec<&mut Event>> = HashMap::new();
+    for event in &mut events {
+        chains
+            .entry(event.chain.to_string())
+            .or_default()
+            .push(event);
+    }
+    let mut run_chain = chains.remove(RUN_CHAIN).unwrap();
+    for (name, mut chain) in chains {
+        roots.insert(name, rehash(&mut chain));
+    }
+    for event in run_chain.iter_mut() {
+        if let EventKind::StepEnded { step, root, .. } = &mut event.kind {
+            *root = roots[&format!("step:{step}")].clone();
+        }
+    }
+    let root = rehash(&mut run_chain);
+    let rows: Vec<EventRow> = events
+        .iter()
+        .map(|e| EventRow {
+            chain: e.chain.to_string(),
+            seq: e.seq as i64,
+            kind: e.kind.name().into(),
+            body: serde_json::to_string(e).unwrap(),
+        })
+        .collect();
+    let header = RunRow {
+        run: summary.run.clone(),
+        started_at: summary.started_at,
+        command: summary.command,
+        status: summary.status,
+        root: Some(root),
+    };
+    let blobs = journal.all_blobs(&summary.run).unwrap();
+    let envelope = journal.envelope(&summary.run).unwrap();
+    write_bundle(out, &header, &rows, &blobs, envelope.as_deref()).unwrap();
+}
+
+#[test]
+fn a_signed_run_proves_itself_and_a_rewrite_is_caught() {
+    let (dir, bundle) = signed_bundle();
+    let key = dir.path().join("host.pub");
+    let proven = text_output(&verify(&bundle, &[&key]));
+    assert_contains(
+        &proven,
+        &["verified:", "complete", "blobs match", "signed by host"],
+    );
+    let unchecked = text_output(&verify(&bundle, &[]));
+    assert_contains(&unchecked, &["signed (give --key HOST.pub"]);
+
+    // A recorded log line rewritten, every hash recomputed: the chains verify...
+    let forged = dir.path().join("forged.bundle");
+    forge(&bundle, &forged, |kind| match kind {
+        EventKind::Log { message, .. } => {
+            *message = "all is well".into();
+            true
+        }
+        _ => false,
+    });
+    assert!(verify(&forged, &[]).status.success());
+    // ...but not as this host's run.
+    let line = error_line(&verify(&forged, &[&key]), 4);
+    assert_contains(
+        &line,
+        &["not proven", "differs from the signed root", "rewritten"],
+    );
+}
+
+#[test]
+fn another_hosts_key_a_removed_signature_and_changed_component_bytes_are_named() {
+    let (dir, bundle) = signed_bundle();
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    signing_host(&other);
+    let line = error_line(&verify(&bundle, &[&other.join("host.pub")]), 4);
+    assert_contains(&line, &["does not verify with host"]);
+
+    let unsigned = dir.path().join("unsigned.bundle");
+    std::fs::copy(&bundle, &unsigned).unwrap();
+    Connection::open(&unsigned)
+        .unwrap()
+        .execute_batch("DELETE FROM run_envelopes")
+        .unwrap();
+    let line = error_line(&verify(&unsigned, &[&dir.path().join("host.pub")]), 4);
+    assert_contains(&line, &["unsigned"]);
+    assert_contains(&text_output(&verify(&unsigned, &[])), &["unsigned"]);
+
+    let changed = dir.path().join("changed.bundle");
+    std::fs::copy(&bundle, &changed).unwrap();
+    Connection::open(&changed)
+        .unwrap()
+        .execute_batch(
+            "UPDATE blobs SET bytes = x'0061736d01000000'
+             WHERE digest IN (SELECT digest FROM run_blobs WHERE role = 'component')",
+        )
+        .unwrap();
+    let line = error_line(&verify(&changed, &[]), 6);
+    assert_contains(&line, &["component blob", "does not hash to its digest"]);
+}
+
+/// With `require_signed_runs`, `baton replay` takes the host's signed bundle and refuses an
+/// unsigned one.
+#[test]
+fn replay_can_require_a_signed_run() {
+    let (dir, bundle) = signed_bundle();
+    let strict = dir.path().join("strict");
+    std::fs::create_dir(&strict).unwrap();
+    std::fs::copy(dir.path().join("host.pub"), strict.join("host.pub")).unwrap();
+    let policy = write_policy(
+        &strict,
+        "[trust]\nrequire_signed_runs = true\nhost_keys = [\"host.pub\"]\n",
+    );
+    let policy = policy.to_str().unwrap();
+    let replayed = run(&["--policy", policy, "replay", bundle.to_str().unwrap()]);
+    assert!(
+        replayed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+
+    Connection::open(&bundle)
+        .unwrap()
+        .execute_batch("DELETE FROM run_envelopes")
+        .unwrap();
+    let line = error_line(
+        &run(&["--policy", policy, "replay", bundle.to_str().unwrap()]),
+        4,
+    );
+    assert_contains(&line, &["not proven", "unsigned"]);
+}
+
+/// A policy naming a host key whose password is not set says so, in one line, before
+/// anything runs.
+#[test]
+fn a_host_key_without_its_password_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = signing_host(dir.path());
+    let out = baton()
+        .env("BATON_STORE", dir.path().join("journal.db"))
+        .env_remove("BATON_HOST_KEY_PASSWORD")
+        .args(["--policy", policy.to_str().unwrap(), "call"])
+        .arg(plugin("calc.wasm"))
+        .args(["--input", r#"{"expression": "1 + 2"}"#])
+        .output()
+        .unwrap();
+    let line = error_line(&out, 5);
+    assert_contains(
+        &line,
+        &["host.key", "BATON_HOST_KEY_PASSWORD", "password_file"],
+    );
+}
+
+/// A run recorded before the host had a key is signed when it is exported under a policy
+/// naming one.
+#[test]
+fn an_unsigned_run_is_signed_at_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("journal.db");
+    let called = run_with_store(
+        &store,
+        &[
+            "call",
+            plugin("calc.wasm").to_str().unwrap(),
+            "--input",
+            r#"{"expression": "2 * 3"}"#,
+        ],
+    );
+    json_output(&called);
+    let policy = signing_host(dir.path());
+    let listed = text_output(&run_with_store(&store, &["trace", "ls", "--json"]));
+    let run: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    let bundle = dir.path().join("run.bundle");
+    let exported = with_host(
+        &store,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "trace",
+            "export",
+            run["run"].as_str().unwrap(),
+            "-o",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    text_output(&exported);
+    let proven = text_output(&verify(&bundle, &[&dir.path().join("host.pub")]));
+    assert_contains(&proven, &["signed by host"]);
+}
