@@ -22,6 +22,84 @@ fn a_file_that_is_not_wasm() {
     );
 }
 
+/// A junk file's bytes never reach the terminal: a workflow that is not TOML is named by
+/// line and column, and a file that is not WebAssembly shows its first bytes escaped.
+#[test]
+fn a_junk_files_bytes_are_never_echoed_raw() {
+    let junk = b"\x1b[2J\x1b[31mhello junk\x07\n";
+    let (_dir, workflow) = write_temp("flow.toml", junk);
+    let out = run(&["run", &workflow, "--task", "x"]);
+    let line = error_line(&out, 2);
+    assert_contains(&line, &["flow.toml", "line 1, column 2"]);
+    let (_other, component) = write_temp("tool.wasm", junk);
+    let out = run(&["call", &component, "--input", "{}"]);
+    assert_contains(&error_line(&out, 2), &["it starts with \\u{1b}[2J"]);
+    for out in [run(&["run", &workflow, "--task", "x"]), out] {
+        assert!(!out.stderr.contains(&0x1b) && !out.stderr.contains(&0x07));
+    }
+}
+
+/// Input larger than a call may take is refused before it is parsed, from the command line,
+/// standard input or a policy's limit; the limit cannot be set per plugin.
+#[test]
+fn input_larger_than_max_input_is_refused_before_parsing() {
+    let calc = plugin("calc.wasm");
+    let calc = calc.to_str().unwrap();
+    let big = format!("{{\"expression\": \"{}\"}}", "1+".repeat(1024));
+    let out = run(&["--max-input", "1 KiB", "call", calc, "--input", &big]);
+    assert_contains(
+        &error_line(&out, 2),
+        &["input is 2.0 KiB", "larger than the 1 KiB", "(--max-input)"],
+    );
+
+    // 17 MiB on standard input, against the default of 16 MiB: not even valid JSON.
+    let mut child = baton()
+        .args(["call", calc, "--input", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..17 {
+            if std::io::Write::write_all(&mut stdin, &chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_contains(
+        &error_line(&out, 2),
+        &["larger than the 16 MiB", "the default"],
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), "[limits]\nmax_input = \"100 B\"\n");
+    let policy = policy.to_str().unwrap();
+    let out = run(&["--policy", policy, "call", calc, "--input", &big]);
+    assert_contains(
+        &error_line(&out, 2),
+        &["[limits] max_input in", "policy.toml"],
+    );
+
+    let per_plugin = write_policy(dir.path(), "[plugins.calc.limits]\nmax_input = \"1 KiB\"\n");
+    let out = run(&[
+        "--policy",
+        per_plugin.to_str().unwrap(),
+        "call",
+        calc,
+        "--input",
+        "{}",
+    ]);
+    assert_contains(
+        &error_line(&out, 5),
+        &["max_input in [plugins.calc.limits]", "set it in [limits]"],
+    );
+}
+
 #[test]
 fn an_empty_file() {
     let (_dir, path) = write_temp("empty.wasm", b"");

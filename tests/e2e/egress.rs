@@ -169,6 +169,63 @@ fn policy_with_post(dir: &tempfile::TempDir, port: u16) -> PathBuf {
     )
 }
 
+/// A server that answers at once but sends its body too slowly is reported as a response
+/// timeout, naming the body, not as a connection that timed out.
+#[test]
+fn a_body_that_trickles_is_named_as_the_response_timeout() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let net = format!(
+        "allow = [\"http://127.0.0.1:{}\"]\ntimeout = \"500ms\"",
+        server.port
+    );
+    let policy = policy(&dir, &net);
+    let store = dir.path().join("journal.db");
+    let input = serde_json::json!({ "url": server.url("/trickle") }).to_string();
+    let fetch = plugin("fetch.wasm");
+    let out = run_with_store(
+        &store,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "call",
+            fetch.to_str().unwrap(),
+            "--input",
+            &input,
+        ],
+    );
+    assert_contains(&error_line(&out, 1), &["HttpResponseTimeout"]);
+    let shown = text_output(&run_with_store(
+        &store,
+        &["trace", "show", "--json", &last_run(&store)],
+    ));
+    assert_contains(
+        &shown,
+        &[
+            "HTTP-response-timeout",
+            "response body of GET",
+            "did not arrive within 500ms",
+        ],
+    );
+}
+
+/// A URL with user information reaches nothing, and the denial does not repeat it.
+#[test]
+fn a_url_with_user_information_is_denied_and_never_sent() {
+    let server = Server::start();
+    let (_dir, policy) = granted(&server);
+    let url = format!("http://other:hunter2@127.0.0.1:{}/hello", server.port);
+    let out = fetch(&policy, serde_json::json!({ "url": url }));
+    assert_contains(&error_line(&out, 1), &["HttpRequestDenied"]);
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert_contains(
+        &summary,
+        &["carries user information", "send credentials in a header"],
+    );
+    assert!(!summary.contains("hunter2"), "{summary}");
+    assert!(server.seen().is_empty());
+}
+
 #[test]
 fn a_guest_cannot_set_its_own_host_header() {
     let server = Server::start();
@@ -291,4 +348,11 @@ fn https_is_verified_against_the_granted_authorities() {
         &["tool 'fetch' failed: ", "TlsCertificateError"],
     );
     assert_eq!(server.seen().len(), 1);
+}
+
+/// The id of the newest run in `store`.
+fn last_run(store: &std::path::Path) -> String {
+    let listed = text_output(&run_with_store(store, &["trace", "ls", "--json"]));
+    let run: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    run["run"].as_str().unwrap().to_string()
 }

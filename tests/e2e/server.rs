@@ -6,6 +6,7 @@
 //! - `/redirect`: 302 to `http://10.255.0.1:<port>/hello`
 //! - `/slow`: 200 "slow" after 200 ms
 //! - `/wait/N`: 200 "waited" after N milliseconds
+//! - `/trickle`: 200 with a head at once, then its 100-byte body one byte every 100 ms
 //! - anything else: 404
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -141,6 +142,22 @@ fn serve<S: Read + Write>(stream: S, port: u16, seen: &Mutex<Vec<Seen>>) {
     };
     let path = request.path.clone();
     seen.lock().unwrap().push(request);
+    if path == "/trickle" {
+        let stream = reader.get_mut();
+        let head = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\nconnection: close\r\n\r\n";
+        let _ = stream.write_all(head.as_bytes());
+        for _ in 0..100 {
+            if stream
+                .write_all(b"x")
+                .and_then(|()| stream.flush())
+                .is_err()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        return;
+    }
     let (status, extra, body): (&str, String, Vec<u8>) = match path.as_str() {
         "/hello" => ("200 OK", String::new(), b"hello".to_vec()),
         "/big" => ("200 OK", String::new(), vec![b'x'; 64 * 1024]),

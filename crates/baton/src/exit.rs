@@ -59,6 +59,7 @@ pub fn code(error: &Error) -> u8 {
         | Error::WrongWorld { .. }
         | Error::InputUnreadable(_)
         | Error::InputNotJson { .. }
+        | Error::InputTooLarge { .. }
         | Error::InputSchema { .. }
         | Error::Sandbox { .. }
         | Error::Key { .. }

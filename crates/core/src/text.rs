@@ -8,18 +8,48 @@ pub fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-/// Joins a multi-line message (wasmtime's error chains) into one line.
+/// Joins a multi-line message (wasmtime's error chains) into one line. Control characters
+/// (such as a terminal's escape sequences, which an error may quote from a hostile file) are
+/// shown escaped, never passed to the terminal.
 pub fn one_line(text: &str) -> String {
     text.split('\n')
         .map(str::trim)
         .filter(|l| !l.is_empty())
+        .map(escape_controls)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// `text` with every control character escaped (`\u{1b}`).
+pub fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
+}
+
+/// 1-based line and column of the byte `offset` in `text` (for messages about a file).
+pub fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_not_sent_to_the_terminal() {
+        assert_eq!(
+            one_line("bad \u{1b}[2J\u{7}line\r\nnext"),
+            "bad \\u{1b}[2J\\u{7}line; next"
+        );
+        assert_eq!(line_and_column("ab\ncd", 4), (2, 2));
+    }
 
     #[test]
     fn multi_line_errors_become_one_line() {

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpStream;
 
 use baton_journal::event::{HttpOutcome, HttpRequestRecord};
@@ -26,6 +27,7 @@ pub mod code {
     pub const DNS: &str = "DNS-error";
     pub const REFUSED: &str = "connection-refused";
     pub const TIMEOUT: &str = "connection-timeout";
+    pub const RESPONSE_TIMEOUT: &str = "HTTP-response-timeout";
     pub const RESPONSE_TOO_LARGE: &str = "HTTP-response-body-size";
     pub const REQUEST_TOO_LARGE: &str = "HTTP-request-body-size";
     pub const PROTOCOL: &str = "HTTP-protocol-error";
@@ -62,8 +64,21 @@ pub fn decode_body(body: &str) -> Bytes {
 }
 
 pub(crate) async fn send(request: &HttpRequestRecord, body: Bytes, egress: &Egress) -> HttpOutcome {
-    match tokio::time::timeout(egress.timeout, exchange(request, body, egress)).await {
+    // Set once the response's head has arrived: a deadline after it is the body's.
+    let answered = AtomicBool::new(false);
+    let exchanged = exchange(request, body, egress, &answered);
+    match tokio::time::timeout(egress.timeout, exchanged).await {
         Ok(outcome) => outcome,
+        Err(_) if answered.load(Ordering::Relaxed) => failed(
+            code::RESPONSE_TIMEOUT,
+            format!(
+                "the response body of {} {} did not arrive within {} (net.timeout): the server \
+                 answered, then sent its body too slowly",
+                request.method,
+                request.url,
+                humantime::format_duration(egress.timeout)
+            ),
+        ),
         Err(_) => failed(
             code::TIMEOUT,
             format!(
@@ -76,7 +91,12 @@ pub(crate) async fn send(request: &HttpRequestRecord, body: Bytes, egress: &Egre
     }
 }
 
-async fn exchange(request: &HttpRequestRecord, body: Bytes, egress: &Egress) -> HttpOutcome {
+async fn exchange(
+    request: &HttpRequestRecord,
+    body: Bytes,
+    egress: &Egress,
+    answered: &AtomicBool,
+) -> HttpOutcome {
     let Ok(uri) = request.url.parse::<http::Uri>() else {
         return failed(
             code::PROTOCOL,
@@ -146,7 +166,15 @@ async fn exchange(request: &HttpRequestRecord, body: Bytes, egress: &Egress) -> 
         );
     };
     if !tls {
-        return send_over(stream, address, &uri, host, request, body, egress).await;
+        return send_over(
+            stream,
+            address,
+            (&uri, host),
+            request,
+            body,
+            (egress, answered),
+        )
+        .await;
     }
     let connector = match tls_connector(egress.ca.as_deref()) {
         Ok(connector) => connector,
@@ -156,7 +184,17 @@ async fn exchange(request: &HttpRequestRecord, body: Bytes, egress: &Egress) -> 
         return failed(code::TLS, format!("'{host}' is not a name TLS can verify"));
     };
     match connector.connect(name, stream).await {
-        Ok(stream) => send_over(stream, address, &uri, host, request, body, egress).await,
+        Ok(stream) => {
+            send_over(
+                stream,
+                address,
+                (&uri, host),
+                request,
+                body,
+                (egress, answered),
+            )
+            .await
+        }
         Err(e) => {
             // rustls reports a rejected certificate as an InvalidData error wrapping its own.
             let certificate = e
@@ -204,14 +242,15 @@ fn tls_connector(ca: Option<&std::path::Path>) -> Result<tokio_rustls::TlsConnec
 }
 
 /// Sends the request over a connected stream (plain or TLS) and collects the response.
+/// Sends `request` to `uri` (whose host is `host`) over `stream`; `answered` is set when
+/// the response's head arrives.
 async fn send_over<S>(
     stream: S,
     address: SocketAddr,
-    uri: &http::Uri,
-    host: &str,
+    (uri, host): (&http::Uri, &str),
     request: &HttpRequestRecord,
     body: Bytes,
-    egress: &Egress,
+    (egress, answered): (&Egress, &AtomicBool),
 ) -> HttpOutcome
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
@@ -244,6 +283,7 @@ where
         Ok(response) => response,
         Err(e) => return failed(code::PROTOCOL, format!("{address}: {e}")),
     };
+    answered.store(true, Ordering::Relaxed);
     let status = response.status().as_u16();
     let headers = response
         .headers()

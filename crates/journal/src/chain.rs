@@ -218,8 +218,9 @@ pub fn verify(chain: &str, events: &[Event]) -> Result<String, ChainBreak> {
         let computed = hash_of(event);
         if computed != event.hash {
             return Err(broken(format!(
-                "its content does not match its hash (stored {}, computed {computed})",
-                short(&event.hash)
+                "its content does not match its hash (stored {}, computed {})",
+                short(&event.hash),
+                short(&computed)
             )));
         }
         head = event.hash.clone();

@@ -167,8 +167,15 @@ impl Workflow {
     /// Reads and checks the workflow file at `path`; the error says what is wrong with it.
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
-        let file: WorkflowFile =
-            toml::from_str(&text).map_err(|e| baton_core::text::one_line(&e.to_string()))?;
+        // Where and what, never the offending line itself (a hostile file's bytes would reach
+        // the terminal).
+        let file: WorkflowFile = toml::from_str(&text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |span| {
+                baton_core::text::line_and_column(&text, span.start)
+            });
+            let message = baton_core::text::one_line(e.message());
+            format!("line {line}, column {column}: {message}")
+        })?;
         let dir = path.parent().unwrap_or(Path::new("."));
         // Files are relative to the workflow; `oci://` references and tool requirements
         // (`greet@^1.2`) are not files.

@@ -147,7 +147,9 @@ pub(crate) fn load_secrets(
         // The message never quotes the file, which holds secrets.
         PolicyError::Parse {
             file: path.display().to_string(),
-            line: e.span().map_or(1, |s| line_and_column(&text, s.start).0),
+            line: e
+                .span()
+                .map_or(1, |s| baton_core::text::line_and_column(&text, s.start).0),
             column: 1,
             message: "a secrets file holds only NAME = \"value\" lines".into(),
         }
@@ -159,7 +161,7 @@ pub(crate) fn parse(name: &str, text: &str) -> Result<PolicyFile, PolicyError> {
     toml::from_str(text).map_err(|e| {
         let (line, column) = e
             .span()
-            .map(|span| line_and_column(text, span.start))
+            .map(|span| baton_core::text::line_and_column(text, span.start))
             .unwrap_or((1, 1));
         PolicyError::Parse {
             file: name.into(),
@@ -168,12 +170,4 @@ pub(crate) fn parse(name: &str, text: &str) -> Result<PolicyFile, PolicyError> {
             message: e.message().trim().replace('\n', " "),
         }
     })
-}
-
-/// 1-based line and column of a byte offset.
-fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }

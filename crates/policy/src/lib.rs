@@ -40,6 +40,8 @@ use file::{Layer, PluginSection, load_secrets, parse};
 /// The built-in default policy, kept in the repository as `policies/default.toml`.
 const DEFAULT_POLICY: &str = include_str!("../../../policies/default.toml");
 const DEFAULT_POLICY_NAME: &str = "policies/default.toml";
+/// The largest input a call takes unless a policy or `--max-input` says otherwise.
+const DEFAULT_MAX_INPUT: u64 = 16 << 20;
 
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -126,6 +128,24 @@ impl Policy {
                 file,
                 secrets_file,
                 secrets,
+            });
+        }
+        if let Some((layer, plugin)) = layers.iter().find_map(|layer| {
+            layer
+                .file
+                .plugins
+                .iter()
+                .find(|(_, section)| section.limits.max_input.is_some())
+                .map(|(name, _)| (layer, name))
+        }) {
+            return Err(PolicyError::Parse {
+                file: layer.name.clone(),
+                line: 1,
+                column: 1,
+                message: format!(
+                    "max_input in [plugins.{plugin}.limits]: the largest input is checked before \
+                     a component is known; set it in [limits]"
+                ),
             });
         }
         let incomplete = |name: &str| PolicyError::Parse {
@@ -292,6 +312,22 @@ impl Policy {
     /// Whose signatures make a component loadable.
     pub fn trust(&self) -> &trust::TrustPolicy {
         &self.trust
+    }
+
+    /// The largest input a call takes, and where that limit was set: `overrides` (the
+    /// command line), else the last policy file whose `[limits]` sets `max_input`, else 16 MiB.
+    pub fn max_input(&self, overrides: &LimitsSpec) -> (u64, String) {
+        if let Some(limit) = overrides.max_input {
+            return (limit, "--max-input".into());
+        }
+        self.layers
+            .iter()
+            .rev()
+            .find_map(|l| {
+                let limit = l.file.limits.max_input?;
+                Some((limit, format!("[limits] max_input in {}", l.name)))
+            })
+            .unwrap_or((DEFAULT_MAX_INPUT, "the default (--max-input)".into()))
     }
 
     /// How this host signs the runs it records (`[journal]`), if it does.

@@ -21,6 +21,10 @@ pub struct LimitsSpec {
     pub timeout: Option<Duration>,
     #[serde(default, deserialize_with = "values::de::output")]
     pub output: Option<u64>,
+    /// The largest input a call takes (only in a policy's top-level `[limits]`: it is
+    /// checked before anything is parsed or loaded).
+    #[serde(default, deserialize_with = "values::de::output")]
+    pub max_input: Option<u64>,
 }
 
 /// Where a resolved limit came from.

@@ -34,7 +34,10 @@ impl Host {
 
     /// Like `call_tool`, and also returns the run that journaled the call and what it spent.
     pub async fn run_tool(&self, plugin: &Plugin, input: &str) -> ToolRun {
-        if let Err(e) = check_input(plugin, input) {
+        if let Err(e) = self
+            .check_size(input)
+            .and_then(|()| check_input(plugin, input))
+        {
             return self.refused(e);
         }
         self.run_one(plugin, input).await
@@ -47,12 +50,28 @@ impl Host {
         if !plugin.is_prompt() {
             return self.refused(wrong_world(plugin));
         }
+        if let Err(e) = self.check_size(vars) {
+            return self.refused(e);
+        }
         if let Err(e) = serde_json::from_str::<serde_json::Value>(vars) {
             return self.refused(Error::InputNotJson {
                 reason: e.to_string(),
             });
         }
         self.run_one(plugin, &render_input(vars, budget)).await
+    }
+
+    /// Refuses input larger than a call may take, before anything reads it.
+    fn check_size(&self, input: &str) -> Result<(), Error> {
+        let (limit, set_by) = self.max_input();
+        match input.len() as u64 {
+            size if size > limit => Err(Error::InputTooLarge {
+                size,
+                limit,
+                set_by,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// A call refused before its run started.

@@ -58,6 +58,17 @@ pub enum Error {
         "input is not JSON: {reason}; pass a JSON document, e.g. --input '{{\"text\": \"hi\"}}'"
     )]
     InputNotJson { reason: String },
+    #[error(
+        "input is {}, larger than the {} a call may take ({set_by}); raise it with --max-input \
+         or [limits] max_input",
+        baton_core::limits::size(*size),
+        baton_core::limits::size(*limit)
+    )]
+    InputTooLarge {
+        size: u64,
+        limit: u64,
+        set_by: String,
+    },
     #[error("tool '{tool}' refused the call: {error}; `baton inspect` shows the schema")]
     InputSchema { tool: String, error: SchemaError },
     /// A component was cut short by the sandbox.

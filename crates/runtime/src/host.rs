@@ -295,6 +295,11 @@ impl Host {
         (run, ledger)
     }
 
+    /// The largest input a call takes, and where that limit was set.
+    pub fn max_input(&self) -> (u64, String) {
+        self.policy.max_input(&self.overrides)
+    }
+
     /// What signs the runs this host records, if it signs them.
     pub fn signer(&self) -> Option<&Arc<RunSigner>> {
         self.signer.as_ref()

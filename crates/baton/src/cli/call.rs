@@ -30,7 +30,7 @@ pub struct CallArgs {
 }
 
 pub async fn run(host: &mut Host, args: CallArgs) -> Result<(), Error> {
-    let input = super::text_or_stdin(args.input)?;
+    let input = super::input_or_stdin(args.input, host.max_input().0)?;
     for dir in &args.tools {
         let names = host.add_tools_from(dir).await?;
         tracing::info!("tools from {}: {}", dir.display(), names.join(", "));

@@ -97,6 +97,10 @@ pub struct GlobalArgs {
     /// Largest output (and stdout, and stderr) per call, e.g. "1 MiB"
     #[arg(long, global = true, value_parser = values::output, value_name = "SIZE")]
     max_output: Option<u64>,
+    /// Largest input a call takes, e.g. "16 MiB" (larger input is refused before it is read
+    /// as JSON)
+    #[arg(long, global = true, value_parser = values::output, value_name = "SIZE")]
+    max_input: Option<u64>,
     /// Directory of the compile cache [default: the user's cache directory]
     #[arg(long, global = true, env = "BATON_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -145,6 +149,7 @@ impl GlobalArgs {
                 memory: self.memory,
                 timeout: self.timeout,
                 output: self.max_output,
+                max_input: self.max_input,
             },
             cache_dir: if self.no_cache {
                 None
@@ -316,12 +321,21 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
 
 /// `text`, or all of standard input when it is "-".
 fn text_or_stdin(text: String) -> Result<String, Error> {
+    input_or_stdin(text, u64::MAX)
+}
+
+/// `text`, or standard input when it is "-", read no further than one byte past `limit` (the
+/// caller refuses what is larger, without holding all of it).
+fn input_or_stdin(text: String, limit: u64) -> Result<String, Error> {
     if text != "-" {
         return Ok(text);
     }
     let mut read = String::new();
-    std::io::Read::read_to_string(&mut std::io::stdin(), &mut read)
-        .map_err(|e| Error::InputUnreadable(format!("standard input: {e}")))?;
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(std::io::stdin(), limit.saturating_add(1)),
+        &mut read,
+    )
+    .map_err(|e| Error::InputUnreadable(format!("standard input: {e}")))?;
     Ok(read)
 }
 

@@ -32,7 +32,24 @@ fn tampering_is_found_at_its_position() {
     if let EventKind::Log { message, .. } = &mut flipped[2].kind {
         message.push('!');
     }
-    assert_eq!(verify("step:a", &flipped).unwrap_err().seq, 2);
+    let broken = verify("step:a", &flipped).unwrap_err();
+    assert_eq!(broken.seq, 2);
+    // Both hashes are shown the same way: 16 hex digits each.
+    let (stored, computed) = broken
+        .problem
+        .split_once("(stored ")
+        .unwrap()
+        .1
+        .split_once(", computed ")
+        .unwrap();
+    let computed = computed.trim_end_matches(')');
+    assert_eq!(
+        (stored.len(), computed.len()),
+        (16, 16),
+        "{}",
+        broken.problem
+    );
+    assert_ne!(stored, computed);
 
     let mut dropped = good.clone();
     dropped.remove(1);

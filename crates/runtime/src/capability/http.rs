@@ -111,6 +111,15 @@ pub fn check<'g>(
     };
     let scheme = url.scheme_str().unwrap_or("http");
     let host = url.host().unwrap_or_default();
+    // `user:password@` before the host: never sent on, and never echoed (it may be a secret).
+    if url.authority().is_some_and(|a| a.as_str().contains('@')) {
+        let path = url.path_and_query().map_or("/", |p| p.as_str());
+        return Err(format!(
+            "{method} {scheme}://…@{host}{path} is not granted: its URL carries user \
+             information before the host, which Baton refuses rather than forward; send \
+             credentials in a header"
+        ));
+    }
     let Some(port) = url.port_u16().or_else(|| default_port(scheme)) else {
         return Err(format!("{method} {url} is not granted: unknown scheme"));
     };
@@ -248,6 +257,7 @@ fn respond(outcome: HttpOutcome) -> Exchange {
             },
             code::REFUSED => Error::ConnectionRefused,
             code::TIMEOUT => Error::ConnectionTimeout,
+            code::RESPONSE_TIMEOUT => Error::HttpResponseTimeout,
             code::RESPONSE_TOO_LARGE => Error::HttpResponseBodySize(None),
             code::REQUEST_TOO_LARGE => Error::HttpRequestBodySize(None),
             code::TLS => Error::TlsProtocolError,
