@@ -146,3 +146,10 @@ pub fn assert_contains(text: &str, parts: &[&str]) {
         assert!(text.contains(part), "expected {part:?} in: {text}");
     }
 }
+
+/// The id of the newest run in `store`.
+pub fn last_run(store: &Path) -> String {
+    let listed = text_output(&run_with_store(store, &["trace", "ls", "--json"]));
+    let run: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    run["run"].as_str().unwrap().to_string()
+}

@@ -349,10 +349,3 @@ fn https_is_verified_against_the_granted_authorities() {
     );
     assert_eq!(server.seen().len(), 1);
 }
-
-/// The id of the newest run in `store`.
-fn last_run(store: &std::path::Path) -> String {
-    let listed = text_output(&run_with_store(store, &["trace", "ls", "--json"]));
-    let run: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
-    run["run"].as_str().unwrap().to_string()
-}

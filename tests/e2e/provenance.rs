@@ -53,18 +53,11 @@ fn signed_bundle() -> (tempfile::TempDir, PathBuf) {
         ],
     );
     json_output(&called);
-    let listed = text_output(&run_with_store(&store, &["trace", "ls", "--json"]));
-    let run: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    let id = last_run(&store);
     let bundle = dir.path().join("run.bundle");
     text_output(&run_with_store(
         &store,
-        &[
-            "trace",
-            "export",
-            run["run"].as_str().unwrap(),
-            "-o",
-            bundle.to_str().unwrap(),
-        ],
+        &["trace", "export", &id, "-o", bundle.to_str().unwrap()],
     ));
     (dir, bundle)
 }
@@ -271,8 +264,7 @@ fn an_unsigned_run_is_signed_at_export() {
     );
     json_output(&called);
     let policy = signing_host(dir.path());
-    let listed = text_output(&run_with_store(&store, &["trace", "ls", "--json"]));
-    let run: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    let id = last_run(&store);
     let bundle = dir.path().join("run.bundle");
     let exported = with_host(
         &store,
@@ -281,7 +273,7 @@ fn an_unsigned_run_is_signed_at_export() {
             policy.to_str().unwrap(),
             "trace",
             "export",
-            run["run"].as_str().unwrap(),
+            &id,
             "-o",
             bundle.to_str().unwrap(),
         ],
