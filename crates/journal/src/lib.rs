@@ -4,6 +4,7 @@
 pub mod chain;
 pub mod event;
 pub mod store;
+pub mod tlog;
 
 use std::collections::BTreeMap;
 
