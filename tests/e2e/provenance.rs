@@ -140,7 +140,13 @@ fn a_signed_run_proves_itself_and_a_rewrite_is_caught() {
     let proven = text_output(&verify(&bundle, &[&key]));
     assert_contains(
         &proven,
-        &["verified:", "complete", "blobs match", "signed by host"],
+        &[
+            "verified:",
+            "complete",
+            "blobs match",
+            "signed by host",
+            "transparency log (1 of 1)",
+        ],
     );
     let unchecked = text_output(&verify(&bundle, &[]));
     assert_contains(&unchecked, &["signed (give --key HOST.pub"]);
@@ -281,4 +287,143 @@ fn an_unsigned_run_is_signed_at_export() {
     text_output(&exported);
     let proven = text_output(&verify(&bundle, &[&dir.path().join("host.pub")]));
     assert_contains(&proven, &["signed by host"]);
+}
+
+/// Signs one call of calc into `store` under `policy`.
+fn signed_call(store: &Path, policy: &Path, expression: &str) {
+    let input = format!("{{\"expression\": \"{expression}\"}}");
+    let called = with_host(
+        store,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "call",
+            plugin("calc.wasm").to_str().unwrap(),
+            "--input",
+            &input,
+        ],
+    );
+    json_output(&called);
+}
+
+/// Rewrites the store's log without run `run`, as someone with the file but not the host key
+/// would: its leaves renumbered and every subtree recomputed.
+fn drop_from_log(store: &Path, run: &str) {
+    use baton::journal::tlog::{Hash, Nodes, completed};
+    struct Memory(HashMap<(u32, u64), Hash>);
+    impl Nodes for Memory {
+        fn node(&self, level: u32, index: u64) -> Result<Hash, String> {
+            self.0
+                .get(&(level, index))
+                .copied()
+                .ok_or_else(|| "missing".into())
+        }
+    }
+    let db = Connection::open(store).unwrap();
+    let kept: Vec<(String, Vec<u8>)> = db
+        .prepare("SELECT run, hash FROM tlog_leaves WHERE run <> ?1 ORDER BY idx")
+        .unwrap()
+        .query_map([run], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    db.execute_batch("DELETE FROM tlog_leaves; DELETE FROM tlog_nodes;")
+        .unwrap();
+    let mut nodes = Memory(HashMap::new());
+    for (index, (run, hash)) in kept.into_iter().enumerate() {
+        let hash: Hash = hash.try_into().unwrap();
+        for (level, at, node) in completed(&nodes, index as u64, hash).unwrap() {
+            nodes.0.insert((level, at), node);
+            db.execute(
+                "INSERT INTO tlog_nodes (level, idx, hash) VALUES (?1, ?2, ?3)",
+                rusqlite::params![level, at as i64, &node[..]],
+            )
+            .unwrap();
+        }
+        db.execute(
+            "INSERT INTO tlog_leaves (idx, run, hash) VALUES (?1, ?2, ?3)",
+            rusqlite::params![index as i64, run, &hash[..]],
+        )
+        .unwrap();
+    }
+}
+
+/// The log only grows: a checkpoint saved after one run is extended by the log after a
+/// second; a bundle carries its run's inclusion proof, and a changed proof is named; a run
+/// dropped from the log afterwards is caught against the saved checkpoint.
+#[test]
+fn the_log_only_grows_and_a_dropped_run_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = signing_host(dir.path());
+    let key = dir.path().join("host.pub");
+    let key_arg = key.to_str().unwrap();
+    let store = dir.path().join("journal.db");
+    signed_call(&store, &policy, "1 + 1");
+    let first = last_run(&store);
+    let saved = dir.path().join("old.checkpoint");
+    let checkpoint = text_output(&run_with_store(&store, &["log", "checkpoint"]));
+    assert!(
+        checkpoint.starts_with("baton-host/") && checkpoint.contains("\n1\n"),
+        "{checkpoint}"
+    );
+    std::fs::write(&saved, &checkpoint).unwrap();
+
+    signed_call(&store, &policy, "2 + 2");
+    let proved = text_output(&run_with_store(
+        &store,
+        &[
+            "log",
+            "prove-consistency",
+            saved.to_str().unwrap(),
+            "--key",
+            key_arg,
+        ],
+    ));
+    assert_contains(
+        &proved,
+        &["consistent: the log of 2 runs extends the checkpoint of 1"],
+    );
+
+    let bundle = dir.path().join("second.bundle");
+    text_output(&run_with_store(
+        &store,
+        &[
+            "trace",
+            "export",
+            &last_run(&store),
+            "-o",
+            bundle.to_str().unwrap(),
+        ],
+    ));
+    assert_contains(
+        &text_output(&verify(&bundle, &[&key])),
+        &["transparency log (2 of 2)"],
+    );
+    Connection::open(&bundle)
+        .unwrap()
+        .execute_batch("UPDATE tlog_proofs SET proof = zeroblob(32)")
+        .unwrap();
+    let line = error_line(&verify(&bundle, &[&key]), 4);
+    assert_contains(&line, &["transparency log does not hold", "does not lead"]);
+
+    // The first run dropped from the log, which the host then goes on appending to.
+    drop_from_log(&store, &first);
+    signed_call(&store, &policy, "3 + 3");
+    let out = run_with_store(
+        &store,
+        &[
+            "log",
+            "prove-consistency",
+            saved.to_str().unwrap(),
+            "--key",
+            key_arg,
+        ],
+    );
+    assert_contains(
+        &error_line(&out, 4),
+        &[
+            "does not extend the checkpoint of 1",
+            "removed or rewritten",
+        ],
+    );
 }

@@ -16,10 +16,12 @@ use super::chain::Stored;
 use super::event::{Event, FORMAT_VERSION, RUN_CHAIN};
 
 mod bundle;
+mod log;
 mod recorder;
 mod url;
 
 pub use bundle::{BlobRow, EventRow, RunRow, write_bundle};
+pub use log::Inclusion;
 pub use url::StoreUrl;
 
 use recorder::Writer;
@@ -89,6 +91,8 @@ pub enum StoreError {
         seq: i64,
         reason: String,
     },
+    #[error("journal {}: its transparency log: {reason}", path.display())]
+    Log { path: PathBuf, reason: String },
     #[error("the journal writer stopped; events may not have been saved")]
     WriterGone,
     #[error("cannot write bundle {}: {source}; check that its directory exists and is writable", path.display())]
@@ -150,6 +154,11 @@ pub trait Store: Send + Sync {
     /// The host's signed statement over `run` (a DSSE envelope, JSON), if it was signed.
     fn envelope(&self, run: &str) -> Result<Option<String>, StoreError>;
 
+    /// The store's transparency log of signed runs, when it keeps one (SQLite journals).
+    fn log(&self) -> Option<&Journal> {
+        None
+    }
+
     /// Writes `run` with its events and blobs to a new bundle file at `dest`.
     fn export(&self, run: &str, dest: &Path) -> Result<(), StoreError>;
 
@@ -167,8 +176,12 @@ pub trait Sink: Send + Sync {
     /// `policy`, ...).
     fn blob(&self, run: &str, role: &str, digest: &str, bytes: Arc<[u8]>);
     fn run_ended(&self, run: &str, status: &str, root: &str);
-    /// Keeps the host's signed statement over the ended run `run` (a DSSE envelope, JSON).
+    /// Keeps the host's signed statement over the ended run `run` (a DSSE envelope, JSON),
+    /// and appends it to the store's transparency log when it keeps one.
     fn attest(&self, run: &str, envelope: &str);
+    /// Keeps the host's signed checkpoint of the transparency log at `size` (stores without
+    /// a log have none to keep).
+    fn checkpoint(&self, _size: u64, _note: &str) {}
     /// Waits until everything sent so far is kept.
     fn flush(&self) -> Result<(), StoreError>;
 }
@@ -208,6 +221,11 @@ impl Recorder {
     /// Keeps the host's signed statement over the ended run `run`.
     pub fn attest(&self, run: &str, envelope: &str) {
         self.0.attest(run, envelope);
+    }
+
+    /// Keeps the host's signed checkpoint of the transparency log at `size`.
+    pub fn checkpoint(&self, size: u64, note: &str) {
+        self.0.checkpoint(size, note);
     }
 
     /// Waits until everything sent so far is committed.
@@ -379,7 +397,22 @@ impl Journal {
             recorder.flush()?;
         }
         let source = self.path.to_string_lossy().into_owned();
+        let inclusion = self.inclusion(run)?;
         bundle::write_atomically(dest, |out| {
+            if let Some(proof) = &inclusion {
+                out.execute_batch(log::BUNDLE_SCHEMA)?;
+                out.execute(
+                    "INSERT INTO tlog_proofs (run, idx, size, proof, checkpoint)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        run,
+                        proof.index as i64,
+                        proof.size as i64,
+                        proof.proof.concat(),
+                        proof.checkpoint
+                    ],
+                )?;
+            }
             out.execute("ATTACH DATABASE ?1 AS src", [source])?;
             for statement in [
                 "INSERT INTO runs SELECT * FROM src.runs WHERE run = ?1",
@@ -477,6 +510,7 @@ fn try_open_writable(path: &Path) -> Result<Connection, StoreError> {
         .map_err(open)?;
     check_format(&tx, path)?;
     tx.execute_batch(SCHEMA).map_err(open)?;
+    tx.execute_batch(log::SCHEMA).map_err(open)?;
     tx.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?1)",
         [FORMAT_VERSION.to_string()],
@@ -575,6 +609,10 @@ impl Store for Journal {
 
     fn envelope(&self, run: &str) -> Result<Option<String>, StoreError> {
         Journal::envelope(self, run)
+    }
+
+    fn log(&self) -> Option<&Journal> {
+        Some(self)
     }
 
     fn export(&self, run: &str, dest: &Path) -> Result<(), StoreError> {

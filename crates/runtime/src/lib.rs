@@ -24,6 +24,7 @@
 pub mod bindings;
 mod call;
 pub mod capability;
+pub mod checkpoint;
 pub mod completion;
 pub mod error;
 pub mod host;

@@ -19,7 +19,10 @@ use std::sync::Arc;
 
 use baton_core::Digest;
 use baton_journal::event::{Event, EventKind, PolicyRef};
-use baton_journal::store::{BlobRow, Recorder, Store};
+use baton_journal::store::{BlobRow, Inclusion, Recorder, Store};
+use baton_journal::tlog;
+
+use crate::checkpoint::{Checkpoint, NoteKey};
 use baton_policy::journal::{KeyPassword, RunSigning};
 use baton_trust::policy::TrustPolicy;
 use baton_trust::signing::{Envelope, PublicKey, SigningKey};
@@ -243,6 +246,42 @@ pub enum ProofError {
     RootDiffers { signed: String, recorded: String },
     #[error("the record differs from what was signed: {0}")]
     Differs(String),
+    #[error("its place in the transparency log does not hold: {0}")]
+    NotInLog(String),
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+/// Checks that the signed run (whose envelope is `envelope`) is the leaf `inclusion` says,
+/// in a log whose checkpoint one of `keys` signed; returns where, as "N of SIZE".
+pub fn check_inclusion(
+    envelope: &str,
+    inclusion: &Inclusion,
+    keys: &[NoteKey],
+) -> Result<String, ProofError> {
+    let (checkpoint, _) = Checkpoint::open(&inclusion.checkpoint, keys)
+        .map_err(|e| ProofError::NotInLog(format!("its checkpoint: {e}")))?;
+    if checkpoint.size != inclusion.size {
+        return Err(ProofError::NotInLog(format!(
+            "the proof is to a log of {} runs, the checkpoint of {}",
+            inclusion.size, checkpoint.size
+        )));
+    }
+    let leaf = tlog::leaf_hash(envelope.as_bytes());
+    match tlog::verify_inclusion(
+        &leaf,
+        inclusion.index,
+        inclusion.size,
+        &inclusion.proof,
+        &checkpoint.root,
+    ) {
+        true => Ok(format!("{} of {}", inclusion.index + 1, inclusion.size)),
+        false => Err(ProofError::NotInLog(format!(
+            "the proof does not lead from its signed statement at {} to the signed root of {} \
+             runs",
+            inclusion.index, inclusion.size
+        ))),
+    }
 }
 
 /// A run's signature, checked: the envelope `envelope` must verify with one of `keys` (by
@@ -324,6 +363,8 @@ pub fn check_blobs(blobs: &[BlobRow]) -> Result<(), String> {
 /// The host's key, signing the runs it records.
 pub struct RunSigner {
     key: SigningKey,
+    /// Its public half (PEM), which names the log it checkpoints.
+    public: String,
     /// How statements name the host: its public key's digest.
     builder: String,
     store: Arc<dyn Store>,
@@ -352,6 +393,7 @@ impl RunSigner {
         Ok(Self {
             key,
             builder: host_id(&public),
+            public,
             store,
         })
     }
@@ -381,6 +423,13 @@ impl RunSigner {
             run,
             &serde_json::to_string(&envelope).expect("envelopes serialize"),
         );
+        // The envelope is now a leaf of the store's log: checkpoint the log as it stands.
+        if let Some(log) = self.store.log() {
+            recorder.flush().map_err(|e| e.to_string())?;
+            let (size, root) = log.log_head().map_err(|e| e.to_string())?;
+            let note = Checkpoint::of(&self.public, size, root)?.sign(&self.key, &self.public)?;
+            recorder.checkpoint(size, &note);
+        }
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ mod eval;
 mod inspect;
 mod keys;
 mod llm;
+mod log;
 mod mcp;
 mod policy;
 mod registry;
@@ -199,6 +200,9 @@ enum Command {
     /// List, show, verify, export and prune recorded runs
     #[command(subcommand)]
     Trace(trace::TraceCommand),
+    /// The transparency log of signed runs: its checkpoint, and proofs that it only grew
+    #[command(subcommand)]
+    Log(log::LogCommand),
     /// Check a policy file, or explain what it grants a component
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -243,6 +247,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let policy = Policy::load_all(&cli.global.policy).map_err(Error::from)?;
             return Ok(trace::run(&cli.global.store(), &policy, command)?);
         }
+        Command::Log(command) => return Ok(log::run(&cli.global.store(), command)?),
         Command::Keys(command) => {
             return keys::run(&cli.global.store(), cli.global.budget, command);
         }
@@ -307,6 +312,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Command::Run(_)
             | Command::Trace(_)
             | Command::Keys(_)
+            | Command::Log(_)
             | Command::Keygen(_)
             | Command::Verify(_)
             | Command::New(_)

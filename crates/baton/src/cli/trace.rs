@@ -12,6 +12,7 @@ use baton::journal::store::{Journal, RunSummary, Store, StoreUrl};
 use baton::journal::verify_run;
 use baton::policy::Policy;
 use baton::policy::journal::RunSigning;
+use baton::runtime::checkpoint::NoteKey;
 use baton::runtime::provenance::{self, RunFacts, RunSigner};
 use baton::runtime::stores;
 use baton::trust::signing::PublicKey;
@@ -112,11 +113,24 @@ pub fn run(store: &StoreUrl, policy: &Policy, command: TraceCommand) -> Result<(
                 (true, Some(_)) => "signed (give --key HOST.pub to check the signature)".into(),
                 (true, None) => "unsigned".into(),
                 (false, _) => {
-                    let keys = host_keys(&key)?;
+                    let (keys, note_keys) = host_keys(&key)?;
                     let facts = RunFacts::of(&summary.run, &verified.root, &events, &blobs);
-                    let by = provenance::check(envelope.as_deref(), &keys, &facts)
-                        .map_err(|source| Error::Unproven { path, source })?;
-                    format!("signed by {by}")
+                    let unproven = |source| Error::Unproven {
+                        path: path.clone(),
+                        source,
+                    };
+                    let by =
+                        provenance::check(envelope.as_deref(), &keys, &facts).map_err(unproven)?;
+                    let logged = match (journal.log(), &envelope) {
+                        (Some(log), Some(envelope)) => log
+                            .inclusion(&summary.run)?
+                            .map(|i| provenance::check_inclusion(envelope, &i, &note_keys)),
+                        _ => None,
+                    };
+                    match logged.transpose().map_err(unproven)? {
+                        Some(at) => format!("signed by {by}, in its transparency log ({at})"),
+                        None => format!("signed by {by}, not in a transparency log"),
+                    }
                 }
             };
             let state = if verified.complete {
@@ -170,26 +184,29 @@ fn sign_now(store: &StoreUrl, signing: &RunSigning, run: &str) -> Result<(), Err
     signed.map_err(|reason| Error::TrustConfig(format!("cannot sign run {run}: {reason}")))
 }
 
-/// The public keys at `paths`, named by their file names.
-fn host_keys(paths: &[PathBuf]) -> Result<Vec<(String, PublicKey)>, Error> {
-    paths
-        .iter()
-        .map(|path| {
-            let failed = |reason: String| Error::Key {
-                path: path.clone(),
-                reason,
-            };
-            let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
-            let key = PublicKey::parse(&text, &path.display().to_string())
-                .map_err(|e| failed(e.to_string()))?;
-            let name = path.file_stem().map_or_else(
-                || path.display().to_string(),
-                |s| s.to_string_lossy().into(),
-            );
-            Ok((name, key))
-        })
-        .collect()
+/// The host public keys at `paths`, named by their file names: as run signatures and as
+/// log checkpoints are checked with them.
+fn host_keys(paths: &[PathBuf]) -> Result<HostKeys, Error> {
+    let mut keys = (Vec::new(), Vec::new());
+    for path in paths {
+        let failed = |reason: String| Error::Key {
+            path: path.clone(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+        let name = path.file_stem().map_or_else(
+            || path.display().to_string(),
+            |s| s.to_string_lossy().into(),
+        );
+        let key = PublicKey::parse(&text, &path.display().to_string())
+            .map_err(|e| failed(e.to_string()))?;
+        keys.0.push((name.clone(), key));
+        keys.1.push(NoteKey::parse(&name, &text).map_err(failed)?);
+    }
+    Ok(keys)
 }
+
+type HostKeys = (Vec<(String, PublicKey)>, Vec<NoteKey>);
 
 fn read_store(store: &StoreUrl) -> Result<Box<dyn Store>, Error> {
     Ok(stores::open_existing(store)?)

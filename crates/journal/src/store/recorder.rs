@@ -33,6 +33,10 @@ enum Write {
         run: String,
         envelope: String,
     },
+    Checkpoint {
+        size: u64,
+        note: String,
+    },
     Flush(mpsc::SyncSender<Result<(), String>>),
 }
 
@@ -86,6 +90,13 @@ impl Sink for Writer {
         self.send(Write::Attest {
             run: run.into(),
             envelope: envelope.into(),
+        });
+    }
+
+    fn checkpoint(&self, size: u64, note: &str) {
+        self.send(Write::Checkpoint {
+            size,
+            note: note.into(),
         });
     }
 
@@ -227,7 +238,9 @@ fn commit(
                 .prepare_cached(
                     "INSERT OR REPLACE INTO run_envelopes (run, envelope) VALUES (?1, ?2)",
                 )
-                .and_then(|mut s| s.execute(params![run, envelope])),
+                .and_then(|mut s| s.execute(params![run, envelope]))
+                .and_then(|_| super::log::append(&tx, &run, &envelope)),
+            Write::Checkpoint { size, note } => super::log::checkpoint(&tx, size, &note),
             Write::Flush(reply) => {
                 flushes.push(reply);
                 Ok(0)
