@@ -48,7 +48,10 @@ const RATIOS: &[(&str, &str)] = &[
     ("steps_1000/workers_2", "steps_1000/local"),
     ("steps_1000/workers_4", "steps_1000/local"),
     ("provenance/sign_statement", "provenance/sha256_statement"),
-    ("provenance/log_append_checkpoint", "provenance/sign_statement"),
+    (
+        "provenance/log_append_checkpoint",
+        "provenance/sign_statement",
+    ),
     ("provenance/verify_inclusion_1m", "provenance/leaf_hash"),
 ];
 

@@ -102,8 +102,8 @@ fn verify_inclusion(c: &mut Criterion) {
         }
     }
     let root = tlog::root(&log, SIZE).unwrap();
-    let index = 777_777;
-    let leaf = tlog::leaf_hash(&(index as u64).to_le_bytes());
+    let index: u64 = 777_777;
+    let leaf = tlog::leaf_hash(&index.to_le_bytes());
     let proof = tlog::inclusion_proof(&log, index, SIZE).unwrap();
     assert!(tlog::verify_inclusion(&leaf, index, SIZE, &proof, &root));
     let mut group = c.benchmark_group("provenance");
@@ -111,7 +111,7 @@ fn verify_inclusion(c: &mut Criterion) {
         b.iter(|| tlog::verify_inclusion(&leaf, index, SIZE, &proof, &root))
     });
     group.bench_function("leaf_hash", |b| {
-        b.iter(|| tlog::leaf_hash(&(index as u64).to_le_bytes()))
+        b.iter(|| tlog::leaf_hash(&index.to_le_bytes()))
     });
     group.finish();
 }
