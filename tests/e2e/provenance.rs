@@ -427,3 +427,164 @@ fn the_log_only_grows_and_a_dropped_run_is_caught() {
         ],
     );
 }
+
+/// `baton serve` signing every gateway request's run is killed (-9) while requests keep
+/// coming: whatever it was doing, every run in the log is signed and ended, every stored
+/// subtree is what the leaves make, the log extends its newest checkpoint, and a run cut off
+/// is not in the log and verifies as incomplete.
+#[test]
+fn a_host_killed_while_signing_leaves_a_log_that_verifies() {
+    use crate::model_server::{ModelServer, Reply};
+    use crate::serve::Served;
+    use baton::journal::tlog::{Hash, Nodes, completed};
+
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = ModelServer::start(vec![], Reply::ok("fine", (3, 2)));
+    signing_host(dir.path());
+    let policy = write_policy(
+        dir.path(),
+        &format!(
+            "[journal]\nsigning_key = \"host.key\"\n\n{}",
+            upstream.policy("test", "")
+        ),
+    );
+    let store = dir.path().join("journal.db");
+    let key = text_output(&run_with_store(
+        &store,
+        &["keys", "create", "--name", "load", "--scopes", "llm"],
+    ))
+    .trim()
+    .to_string();
+    let mut command = baton();
+    command
+        .env("BATON_STORE", &store)
+        .env("BATON_HOST_KEY_PASSWORD", PASSWORD)
+        .args(["--policy", policy.to_str().unwrap()]);
+    let served = Served::spawn(command, &[]);
+    let url = served.url("/v1/chat/completions");
+    // Until the server is gone: four clients, each asking new questions one after another.
+    let load = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let client = reqwest::Client::new();
+            let clients: Vec<_> = (0..4)
+                .map(|i| {
+                    let (client, url, key) = (client.clone(), url.clone(), key.clone());
+                    tokio::spawn(async move {
+                        for round in 0.. {
+                            let body = serde_json::json!({
+                                "model": "test",
+                                "max_tokens": 10,
+                                "messages": [{"role": "user", "content": format!("q {i}/{round}")}],
+                            });
+                            let sent = client.post(&url).bearer_auth(&key).json(&body).send();
+                            if sent.await.is_err() {
+                                break;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for client in clients {
+                client.await.unwrap();
+            }
+        });
+    });
+    // Kill it once a few runs are logged, whatever it is doing then.
+    let logged = |db: &Connection| -> i64 {
+        db.query_row("SELECT count(*) FROM tlog_leaves", [], |r| r.get(0))
+            .unwrap_or(0)
+    };
+    let db = Connection::open(&store).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while logged(&db) < 6 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "runs are not being logged"
+        );
+        std::thread::yield_now();
+    }
+    drop(served);
+    load.join().unwrap();
+
+    // Every logged run is signed and ended.
+    let unsigned: i64 = db
+        .query_row(
+            "SELECT count(*) FROM tlog_leaves l LEFT JOIN run_envelopes e ON e.run = l.run
+             LEFT JOIN runs r ON r.run = l.run
+             WHERE e.run IS NULL OR r.status = 'running'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(unsigned, 0);
+    // The stored subtrees are exactly those the leaves make.
+    struct Memory(HashMap<(u32, u64), Hash>);
+    impl Nodes for Memory {
+        fn node(&self, level: u32, index: u64) -> Result<Hash, String> {
+            self.0
+                .get(&(level, index))
+                .copied()
+                .ok_or_else(|| "missing".into())
+        }
+    }
+    let leaves: Vec<Vec<u8>> = db
+        .prepare("SELECT hash FROM tlog_leaves ORDER BY idx")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut expected = Memory(HashMap::new());
+    for (index, hash) in leaves.iter().enumerate() {
+        let hash: Hash = hash.clone().try_into().unwrap();
+        for (level, at, node) in completed(&expected, index as u64, hash).unwrap() {
+            expected.0.insert((level, at), node);
+        }
+    }
+    let stored: HashMap<(u32, u64), Hash> = db
+        .prepare("SELECT level, idx, hash FROM tlog_nodes")
+        .unwrap()
+        .query_map([], |r| {
+            let hash: Vec<u8> = r.get(2)?;
+            Ok((
+                (r.get(0)?, r.get::<_, i64>(1)? as u64),
+                hash.try_into().unwrap(),
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stored, expected.0);
+    // The log extends its newest checkpoint.
+    let newest = dir.path().join("newest.checkpoint");
+    std::fs::write(
+        &newest,
+        text_output(&run_with_store(&store, &["log", "checkpoint"])),
+    )
+    .unwrap();
+    let key_path = dir.path().join("host.pub");
+    let proved = run_with_store(
+        &store,
+        &[
+            "log",
+            "prove-consistency",
+            newest.to_str().unwrap(),
+            "--key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    assert_contains(&text_output(&proved), &["consistent"]);
+    // Runs cut off are not logged, and verify as incomplete.
+    let cut: Vec<String> = db
+        .prepare("SELECT run FROM runs WHERE status = 'running'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for run in cut {
+        let verified = text_output(&run_with_store(&store, &["trace", "verify", &run]));
+        assert_contains(&verified, &["incomplete"]);
+    }
+}

@@ -85,18 +85,30 @@ pub fn run(store: &StoreUrl, command: LogCommand) -> Result<(), Error> {
                 return Err(unproven(
                     store,
                     format!(
-                        "the log of {new_size} runs does not extend the checkpoint of \
-                         {old_size}: a logged run was removed or rewritten"
+                        "the log of {} does not extend the checkpoint of {old_size}: a logged \
+                         run was removed or rewritten",
+                        runs(new_size)
                     ),
                 ));
             }
-            println!("consistent: the log of {new_size} runs extends the checkpoint of {old_size}");
+            println!(
+                "consistent: the log of {} extends the checkpoint of {old_size}",
+                runs(new_size)
+            );
             for hash in proof {
                 println!("{}", STANDARD.encode(hash));
             }
         }
     }
     Ok(())
+}
+
+/// "1 run", "2 runs".
+fn runs(n: u64) -> String {
+    match n {
+        1 => "1 run".into(),
+        n => format!("{n} runs"),
+    }
 }
 
 fn unproven(store: &StoreUrl, reason: String) -> Error {
