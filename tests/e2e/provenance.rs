@@ -309,16 +309,7 @@ fn signed_call(store: &Path, policy: &Path, expression: &str) {
 /// Rewrites the store's log without run `run`, as someone with the file but not the host key
 /// would: its leaves renumbered and every subtree recomputed.
 fn drop_from_log(store: &Path, run: &str) {
-    use baton::journal::tlog::{Hash, Nodes, completed};
-    struct Memory(HashMap<(u32, u64), Hash>);
-    impl Nodes for Memory {
-        fn node(&self, level: u32, index: u64) -> Result<Hash, String> {
-            self.0
-                .get(&(level, index))
-                .copied()
-                .ok_or_else(|| "missing".into())
-        }
-    }
+    use baton::journal::tlog::{Hash, MemoryLog};
     let db = Connection::open(store).unwrap();
     let kept: Vec<(String, Vec<u8>)> = db
         .prepare("SELECT run, hash FROM tlog_leaves WHERE run <> ?1 ORDER BY idx")
@@ -329,20 +320,20 @@ fn drop_from_log(store: &Path, run: &str) {
         .collect();
     db.execute_batch("DELETE FROM tlog_leaves; DELETE FROM tlog_nodes;")
         .unwrap();
-    let mut nodes = Memory(HashMap::new());
+    let mut log = MemoryLog::default();
     for (index, (run, hash)) in kept.into_iter().enumerate() {
         let hash: Hash = hash.try_into().unwrap();
-        for (level, at, node) in completed(&nodes, index as u64, hash).unwrap() {
-            nodes.0.insert((level, at), node);
-            db.execute(
-                "INSERT INTO tlog_nodes (level, idx, hash) VALUES (?1, ?2, ?3)",
-                rusqlite::params![level, at as i64, &node[..]],
-            )
-            .unwrap();
-        }
+        log.append(hash);
         db.execute(
             "INSERT INTO tlog_leaves (idx, run, hash) VALUES (?1, ?2, ?3)",
             rusqlite::params![index as i64, run, &hash[..]],
+        )
+        .unwrap();
+    }
+    for ((level, at), node) in log.nodes() {
+        db.execute(
+            "INSERT INTO tlog_nodes (level, idx, hash) VALUES (?1, ?2, ?3)",
+            rusqlite::params![level, *at as i64, &node[..]],
         )
         .unwrap();
     }
@@ -436,7 +427,7 @@ fn the_log_only_grows_and_a_dropped_run_is_caught() {
 fn a_host_killed_while_signing_leaves_a_log_that_verifies() {
     use crate::model_server::{ModelServer, Reply};
     use crate::serve::Served;
-    use baton::journal::tlog::{Hash, Nodes, completed};
+    use baton::journal::tlog::{Hash, MemoryLog};
 
     let dir = tempfile::tempdir().unwrap();
     let upstream = ModelServer::start(vec![], Reply::ok("fine", (3, 2)));
@@ -519,15 +510,6 @@ fn a_host_killed_while_signing_leaves_a_log_that_verifies() {
         .unwrap();
     assert_eq!(unsigned, 0);
     // The stored subtrees are exactly those the leaves make.
-    struct Memory(HashMap<(u32, u64), Hash>);
-    impl Nodes for Memory {
-        fn node(&self, level: u32, index: u64) -> Result<Hash, String> {
-            self.0
-                .get(&(level, index))
-                .copied()
-                .ok_or_else(|| "missing".into())
-        }
-    }
     let leaves: Vec<Vec<u8>> = db
         .prepare("SELECT hash FROM tlog_leaves ORDER BY idx")
         .unwrap()
@@ -535,12 +517,9 @@ fn a_host_killed_while_signing_leaves_a_log_that_verifies() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    let mut expected = Memory(HashMap::new());
-    for (index, hash) in leaves.iter().enumerate() {
-        let hash: Hash = hash.clone().try_into().unwrap();
-        for (level, at, node) in completed(&expected, index as u64, hash).unwrap() {
-            expected.0.insert((level, at), node);
-        }
+    let mut expected = MemoryLog::default();
+    for hash in leaves {
+        expected.append(hash.try_into().unwrap());
     }
     let stored: HashMap<(u32, u64), Hash> = db
         .prepare("SELECT level, idx, hash FROM tlog_nodes")
@@ -555,7 +534,7 @@ fn a_host_killed_while_signing_leaves_a_log_that_verifies() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(stored, expected.0);
+    assert_eq!(&stored, expected.nodes());
     // The log extends its newest checkpoint.
     let newest = dir.path().join("newest.checkpoint");
     std::fs::write(

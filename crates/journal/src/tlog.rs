@@ -36,6 +36,43 @@ pub trait Nodes {
     fn node(&self, level: u32, index: u64) -> Result<Hash, String>;
 }
 
+/// A log kept in memory: the leaves a verifier holds, rebuilt into their tree.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryLog {
+    nodes: std::collections::HashMap<(u32, u64), Hash>,
+    size: u64,
+}
+
+impl MemoryLog {
+    /// Appends the leaf hashed `leaf`.
+    pub fn append(&mut self, leaf: Hash) {
+        let made = completed(self, self.size, leaf).expect("a memory log holds every subtree");
+        for (level, index, hash) in made {
+            self.nodes.insert((level, index), hash);
+        }
+        self.size += 1;
+    }
+
+    /// How many leaves it holds.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Every perfect subtree, by (level, index).
+    pub fn nodes(&self) -> &std::collections::HashMap<(u32, u64), Hash> {
+        &self.nodes
+    }
+}
+
+impl Nodes for MemoryLog {
+    fn node(&self, level: u32, index: u64) -> Result<Hash, String> {
+        self.nodes
+            .get(&(level, index))
+            .copied()
+            .ok_or_else(|| format!("the log has no node {level}/{index}"))
+    }
+}
+
 /// The perfect subtrees a leaf appended at `index` with `hash` completes, as (level, index,
 /// hash), the leaf first: what a log stores when it appends.
 pub fn completed(

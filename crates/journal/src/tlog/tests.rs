@@ -1,7 +1,6 @@
 //! The tree against RFC 6962 proof vectors published by another implementation, and against
 //! an independent implementation (the `ct-merkle` crate) on trees of many sizes.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use base64::Engine;
@@ -10,31 +9,6 @@ use ct_merkle::CtMerkleTree;
 use serde_json::Value;
 
 use super::*;
-
-/// A log in memory, built by appending.
-#[derive(Default)]
-struct Log {
-    nodes: HashMap<(u32, u64), Hash>,
-    size: u64,
-}
-
-impl Nodes for Log {
-    fn node(&self, level: u32, index: u64) -> Result<Hash, String> {
-        self.nodes
-            .get(&(level, index))
-            .copied()
-            .ok_or_else(|| format!("no node {level}/{index}"))
-    }
-}
-
-impl Log {
-    fn append(&mut self, leaf: &[u8]) {
-        for (level, index, hash) in completed(self, self.size, leaf_hash(leaf)).unwrap() {
-            self.nodes.insert((level, index), hash);
-        }
-        self.size += 1;
-    }
-}
 
 fn vectors(kind: &str) -> Vec<(String, Value)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -111,14 +85,14 @@ fn flat(proof: &[Hash]) -> Vec<u8> {
 fn proofs_agree_with_an_independent_implementation() {
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let mut reference: CtMerkleTree<sha2::Sha256, Vec<u8>> = CtMerkleTree::new();
-    let mut log = Log::default();
+    let mut log = MemoryLog::default();
     for size in 1..=70u64 {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         let leaf = state.to_le_bytes()[..(state % 8 + 1) as usize].to_vec();
         reference.push(leaf.clone());
-        log.append(&leaf);
+        log.append(leaf_hash(&leaf));
         let root = root(&log, size).unwrap();
         assert_eq!(
             &root[..],
