@@ -130,7 +130,7 @@ fn forge(bundle: &Path, out: &Path, change: impl Fn(&mut EventKind) -> bool) {
     };
     let blobs = journal.all_blobs(&summary.run).unwrap();
     let envelope = journal.envelope(&summary.run).unwrap();
-    write_bundle(out, &header, &rows, &blobs, envelope.as_deref()).unwrap();
+    write_bundle(out, &header, &rows, &blobs, (envelope.as_deref(), None)).unwrap();
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-use baton::journal::store::Journal;
+use baton::journal::store::{Journal, TransparencyLog};
 use baton::journal::tlog::{self, MemoryLog};
 use baton::runtime::checkpoint::Checkpoint;
 use baton::trust::signing::{Envelope, SigningKey, generate};

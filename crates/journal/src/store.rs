@@ -21,7 +21,7 @@ mod recorder;
 mod url;
 
 pub use bundle::{BlobRow, EventRow, RunRow, write_bundle};
-pub use log::Inclusion;
+pub use log::{Inclusion, TransparencyLog};
 pub use url::StoreUrl;
 
 use recorder::Writer;
@@ -154,10 +154,8 @@ pub trait Store: Send + Sync {
     /// The host's signed statement over `run` (a DSSE envelope, JSON), if it was signed.
     fn envelope(&self, run: &str) -> Result<Option<String>, StoreError>;
 
-    /// The store's transparency log of signed runs, when it keeps one (SQLite journals).
-    fn log(&self) -> Option<&Journal> {
-        None
-    }
+    /// The store's transparency log of signed runs.
+    fn log(&self) -> &dyn TransparencyLog;
 
     /// Writes `run` with its events and blobs to a new bundle file at `dest`.
     fn export(&self, run: &str, dest: &Path) -> Result<(), StoreError>;
@@ -179,9 +177,8 @@ pub trait Sink: Send + Sync {
     /// Keeps the host's signed statement over the ended run `run` (a DSSE envelope, JSON),
     /// and appends it to the store's transparency log when it keeps one.
     fn attest(&self, run: &str, envelope: &str);
-    /// Keeps the host's signed checkpoint of the transparency log at `size` (stores without
-    /// a log have none to keep).
-    fn checkpoint(&self, _size: u64, _note: &str) {}
+    /// Keeps the host's signed checkpoint of the store's transparency log at `size`.
+    fn checkpoint(&self, size: u64, note: &str);
     /// Waits until everything sent so far is kept.
     fn flush(&self) -> Result<(), StoreError>;
 }
@@ -400,18 +397,7 @@ impl Journal {
         let inclusion = self.inclusion(run)?;
         bundle::write_atomically(dest, |out| {
             if let Some(proof) = &inclusion {
-                out.execute_batch(log::BUNDLE_SCHEMA)?;
-                out.execute(
-                    "INSERT INTO tlog_proofs (run, idx, size, proof, checkpoint)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![
-                        run,
-                        proof.index as i64,
-                        proof.size as i64,
-                        proof.proof.concat(),
-                        proof.checkpoint
-                    ],
-                )?;
+                log::carry(out, run, proof)?;
             }
             out.execute("ATTACH DATABASE ?1 AS src", [source])?;
             for statement in [
@@ -611,8 +597,8 @@ impl Store for Journal {
         Journal::envelope(self, run)
     }
 
-    fn log(&self) -> Option<&Journal> {
-        Some(self)
+    fn log(&self) -> &dyn TransparencyLog {
+        self
     }
 
     fn export(&self, run: &str, dest: &Path) -> Result<(), StoreError> {

@@ -7,7 +7,8 @@ use std::thread::JoinHandle;
 
 use baton_journal::event::{Event, FORMAT_VERSION, RUN_CHAIN};
 use baton_journal::store::{
-    BlobRow, EventRow, Recorder, RunRow, RunSummary, Store, StoreError, StoreUrl, write_bundle,
+    BlobRow, EventRow, Recorder, RunRow, RunSummary, Store, StoreError, StoreUrl, TransparencyLog,
+    write_bundle,
 };
 use tokio::runtime::Handle;
 
@@ -311,7 +312,18 @@ impl Store for PgStore {
         };
         let blobs = self.blob_rows(run, None)?;
         let envelope = self.envelope(run)?;
-        write_bundle(dest, &header, &events, &blobs, envelope.as_deref())
+        let inclusion = self.inclusion(run)?;
+        write_bundle(
+            dest,
+            &header,
+            &events,
+            &blobs,
+            (envelope.as_deref(), inclusion.as_ref()),
+        )
+    }
+
+    fn log(&self) -> &dyn TransparencyLog {
+        self
     }
 
     fn all_blobs(&self, run: &str) -> Result<Vec<BlobRow>, StoreError> {

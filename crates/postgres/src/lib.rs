@@ -11,6 +11,7 @@ mod connection;
 mod database;
 mod journal;
 mod ledger;
+mod log;
 mod steps;
 mod writer;
 

@@ -41,6 +41,10 @@ enum Write {
         run: String,
         envelope: String,
     },
+    Checkpoint {
+        size: u64,
+        note: String,
+    },
     Flush(std::sync::mpsc::SyncSender<Result<(), String>>),
     /// The store is closing: what came before is written, nothing after.
     Close,
@@ -109,6 +113,13 @@ impl Sink for Writer {
         self.send(Write::Attest {
             run: run.into(),
             envelope: envelope.into(),
+        });
+    }
+
+    fn checkpoint(&self, size: u64, note: &str) {
+        self.send(Write::Checkpoint {
+            size,
+            note: note.into(),
         });
     }
 
@@ -219,7 +230,9 @@ async fn commit(
         + writes
             .iter()
             .map(|w| match w {
-                Write::RunStarted { .. } | Write::RunEnded { .. } | Write::Attest { .. } => 1,
+                Write::RunStarted { .. } | Write::RunEnded { .. } | Write::Checkpoint { .. } => 1,
+                // The envelope, and its leaf under the log's lock: in a transaction.
+                Write::Attest { .. } => 2,
                 Write::Blob { .. } => 3,
                 Write::Events(_) | Write::Flush(_) | Write::Close => 0,
             })
@@ -298,6 +311,16 @@ async fn commit(
                             "INSERT INTO run_envelopes (run, envelope) VALUES ($1, $2)
                              ON CONFLICT (run) DO UPDATE SET envelope = $2",
                             &[run, envelope],
+                        )
+                        .await?;
+                    crate::log::append(client, run, envelope).await?;
+                }
+                Write::Checkpoint { size, note } => {
+                    client
+                        .execute(
+                            "INSERT INTO tlog_checkpoints (size, note) VALUES ($1, $2)
+                             ON CONFLICT (size) DO NOTHING",
+                            &[&(*size as i64), note],
                         )
                         .await?;
                 }

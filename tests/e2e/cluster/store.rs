@@ -207,3 +207,73 @@ fn a_run_pauses_while_postgres_restarts_and_loses_nothing() {
         "{verified}"
     );
 }
+
+/// Runs signed in PostgreSQL are logged there too: a bundle exported from it carries its
+/// inclusion proof and checkpoint, and the log proves it extends an earlier checkpoint.
+#[test]
+fn runs_signed_in_postgres_are_in_its_transparency_log() {
+    let server = Postgres::start();
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let with_host = |args: &[&str]| {
+        baton()
+            .env("BATON_STORE", &url)
+            .env("BATON_HOST_KEY_PASSWORD", "pw")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = dir.path().to_str().unwrap();
+    text_output(&with_host(&["keygen", "--host", "--out", out]));
+    let policy = write_policy(dir.path(), "[journal]\nsigning_key = \"host.key\"\n");
+    let policy = policy.to_str().unwrap();
+    let calc = plugin("calc.wasm");
+    let call = |expression: &str| {
+        let input = format!("{{\"expression\": \"{expression}\"}}");
+        let args = [
+            "--policy",
+            policy,
+            "call",
+            calc.to_str().unwrap(),
+            "--input",
+            &input,
+        ];
+        json_output(&with_host(&args));
+    };
+    call("1 + 1");
+    let saved = dir.path().join("old.checkpoint");
+    std::fs::write(&saved, text_output(&with_host(&["log", "checkpoint"]))).unwrap();
+    call("2 + 2");
+    let listed = text_output(&with_host(&["trace", "ls", "--json"]));
+    let newest: Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    let bundle = dir.path().join("run.bundle");
+    let id = newest["run"].as_str().unwrap();
+    text_output(&with_host(&[
+        "trace",
+        "export",
+        id,
+        "-o",
+        bundle.to_str().unwrap(),
+    ]));
+    let key = dir.path().join("host.pub");
+    let key = key.to_str().unwrap();
+    let verified = text_output(&run(&[
+        "trace",
+        "verify",
+        bundle.to_str().unwrap(),
+        "--key",
+        key,
+    ]));
+    assert_contains(&verified, &["signed by host", "transparency log (2 of 2)"]);
+    let proved = text_output(&with_host(&[
+        "log",
+        "prove-consistency",
+        saved.to_str().unwrap(),
+        "--key",
+        key,
+    ]));
+    assert_contains(
+        &proved,
+        &["consistent: the log of 2 runs extends the checkpoint of 1"],
+    );
+}

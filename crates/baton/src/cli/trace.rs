@@ -121,11 +121,12 @@ pub fn run(store: &StoreUrl, policy: &Policy, command: TraceCommand) -> Result<(
                     };
                     let by =
                         provenance::check(envelope.as_deref(), &keys, &facts).map_err(unproven)?;
-                    let logged = match (journal.log(), &envelope) {
-                        (Some(log), Some(envelope)) => log
+                    let logged = match &envelope {
+                        Some(envelope) => journal
+                            .log()
                             .inclusion(&summary.run)?
                             .map(|i| provenance::check_inclusion(envelope, &i, &note_keys)),
-                        _ => None,
+                        None => None,
                     };
                     match logged.transpose().map_err(unproven)? {
                         Some(at) => format!("signed by {by}, in its transparency log ({at})"),

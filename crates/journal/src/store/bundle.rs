@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, params};
 
-use super::{StoreError, open_writable};
+use super::{Inclusion, StoreError, open_writable};
 
 /// A run's row, as every store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,13 +67,13 @@ pub(super) fn write_atomically(
 }
 
 /// Writes the bundle of `run` at `dest` from rows read out of another store, with the host's
-/// signed statement over it when there is one.
+/// signed statement over it and its place in the store's transparency log, when it has them.
 pub fn write_bundle(
     dest: &Path,
     run: &RunRow,
     events: &[EventRow],
     blobs: &[BlobRow],
-    envelope: Option<&str>,
+    (envelope, inclusion): (Option<&str>, Option<&Inclusion>),
 ) -> Result<(), StoreError> {
     write_atomically(dest, |out| {
         out.execute(
@@ -91,6 +91,9 @@ pub fn write_bundle(
                 "INSERT INTO run_envelopes (run, envelope) VALUES (?1, ?2)",
                 params![run.run, envelope],
             )?;
+        }
+        if let Some(inclusion) = inclusion {
+            super::log::carry(out, &run.run, inclusion)?;
         }
         for blob in blobs {
             out.execute(

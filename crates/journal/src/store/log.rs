@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS tlog_checkpoints (size INTEGER PRIMARY KEY, note TEXT
 
 /// A bundle's proof that its run is in the log: its leaf, the proof and the signed
 /// checkpoint it leads to.
-pub(super) const BUNDLE_SCHEMA: &str = "
+const BUNDLE_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tlog_proofs (
     run TEXT PRIMARY KEY,
     idx INTEGER NOT NULL,
@@ -36,6 +36,22 @@ CREATE TABLE IF NOT EXISTS tlog_proofs (
     checkpoint TEXT NOT NULL
 );
 ";
+
+/// Writes into the bundle `out` the place of its run `run` in the log.
+pub(super) fn carry(out: &Connection, run: &str, inclusion: &Inclusion) -> rusqlite::Result<()> {
+    out.execute_batch(BUNDLE_SCHEMA)?;
+    out.execute(
+        "INSERT INTO tlog_proofs (run, idx, size, proof, checkpoint) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            run,
+            inclusion.index as i64,
+            inclusion.size as i64,
+            inclusion.proof.concat(),
+            inclusion.checkpoint
+        ],
+    )?;
+    Ok(())
+}
 
 /// The log's perfect subtrees on a connection (inside a transaction or not).
 struct Stored<'a>(&'a Connection);
@@ -94,6 +110,19 @@ pub struct Inclusion {
     pub checkpoint: String,
 }
 
+/// A store's transparency log of signed runs, as readers use it.
+pub trait TransparencyLog {
+    /// The log's size and root now.
+    fn log_head(&self) -> Result<(u64, Hash), StoreError>;
+    /// The proof that the log at `new` extends the log at `old`.
+    fn log_consistency(&self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError>;
+    /// The newest signed checkpoint (its size and note), if the host signed one.
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError>;
+    /// Where run `run` is in the log and the proof of it to the newest checkpoint, if both
+    /// exist (or as its bundle carries it).
+    fn inclusion(&self, run: &str) -> Result<Option<Inclusion>, StoreError>;
+}
+
 impl Journal {
     fn log_sql<T>(&self, result: Result<T, String>) -> Result<T, StoreError> {
         result.map_err(|reason| StoreError::Log {
@@ -101,9 +130,10 @@ impl Journal {
             reason,
         })
     }
+}
 
-    /// The log's size and root now.
-    pub fn log_head(&self) -> Result<(u64, Hash), StoreError> {
+impl TransparencyLog for Journal {
+    fn log_head(&self) -> Result<(u64, Hash), StoreError> {
         let conn = self.reader()?;
         let size: i64 =
             self.sql(conn.query_row("SELECT count(*) FROM tlog_leaves", [], |r| r.get(0)))?;
@@ -111,20 +141,12 @@ impl Journal {
         Ok((size as u64, root))
     }
 
-    /// The root of the log when it held its first `size` leaves.
-    pub fn log_root(&self, size: u64) -> Result<Hash, StoreError> {
-        let conn = self.reader()?;
-        self.log_sql(tlog::root(&Stored(&conn), size))
-    }
-
-    /// The proof that the log at `new` extends the log at `old`.
-    pub fn log_consistency(&self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError> {
+    fn log_consistency(&self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError> {
         let conn = self.reader()?;
         self.log_sql(tlog::consistency_proof(&Stored(&conn), old, new))
     }
 
-    /// The newest signed checkpoint, if the host signed one.
-    pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
         let conn = self.reader()?;
         self.sql(
             conn.query_row(
@@ -136,9 +158,7 @@ impl Journal {
         )
     }
 
-    /// Where run `run` is in the log and the proof of it to the newest checkpoint, if both
-    /// exist (in a store), or as its bundle carries it.
-    pub fn inclusion(&self, run: &str) -> Result<Option<Inclusion>, StoreError> {
+    fn inclusion(&self, run: &str) -> Result<Option<Inclusion>, StoreError> {
         let conn = self.reader()?;
         let has = |table: &str| -> Result<bool, StoreError> {
             self.sql(conn.query_row(

@@ -1,0 +1,202 @@
+//! The transparency log of signed runs in PostgreSQL (migration V6), as the SQLite store keeps
+//! it (see `baton_journal::tlog`): a signed run's envelope is appended as a leaf in the
+//! writer's transaction, under a lock, so that hosts sharing the store number leaves in turn.
+
+use std::collections::HashMap;
+
+use baton_journal::store::{Inclusion, StoreError, TransparencyLog};
+use baton_journal::tlog::{self, Hash, Nodes};
+use tokio_postgres::Client;
+
+use crate::connection::describe;
+use crate::journal::PgStore;
+
+/// Any key of the advisory lock appends take (the same in every host).
+const APPEND_LOCK: i64 = 0x6261_746f_6e5f_746c;
+
+/// Subtrees fetched ahead, for a computation that needs only them.
+struct Fetched(HashMap<(u32, u64), Hash>);
+
+impl Nodes for Fetched {
+    fn node(&self, level: u32, index: u64) -> Result<Hash, String> {
+        self.0
+            .get(&(level, index))
+            .copied()
+            .ok_or_else(|| format!("the log has no node {level}/{index}"))
+    }
+}
+
+fn hash(bytes: Vec<u8>) -> Result<Hash, String> {
+    bytes
+        .try_into()
+        .map_err(|_| "a node of the log is not a hash".to_string())
+}
+
+/// Appends the envelope of `run` to the log unless it is in it; `client` is in the writer's
+/// transaction.
+pub(crate) async fn append(
+    client: &Client,
+    run: &str,
+    envelope: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
+        .await?;
+    let logged = client
+        .query_opt("SELECT 1 FROM tlog_leaves WHERE run = $1", &[&run])
+        .await?;
+    if logged.is_some() {
+        return Ok(());
+    }
+    let size: i64 = client
+        .query_one("SELECT count(*) FROM tlog_leaves", &[])
+        .await?
+        .get(0);
+    // The left siblings the new leaf completes subtrees with.
+    let (mut levels, mut indexes) = (Vec::new(), Vec::new());
+    let (mut level, mut at) = (0i32, size);
+    while at % 2 == 1 {
+        levels.push(level);
+        indexes.push(at - 1);
+        level += 1;
+        at /= 2;
+    }
+    let rows = client
+        .query(
+            "SELECT n.level, n.idx, n.hash FROM tlog_nodes n
+             JOIN unnest($1::int4[], $2::int8[]) AS w(level, idx)
+               ON n.level = w.level AND n.idx = w.idx",
+            &[&levels, &indexes],
+        )
+        .await?;
+    let mut siblings = HashMap::new();
+    for row in rows {
+        let level: i32 = row.get(0);
+        let index: i64 = row.get(1);
+        if let Ok(hash) = hash(row.get(2)) {
+            siblings.insert((level as u32, index as u64), hash);
+        }
+    }
+    let leaf = tlog::leaf_hash(envelope.as_bytes());
+    // A missing sibling (a damaged log) leaves the leaf unlogged rather than the log wrong.
+    let Ok(made) = tlog::completed(&Fetched(siblings), size as u64, leaf) else {
+        tracing::error!("run {run} is not logged: its log is missing subtrees");
+        return Ok(());
+    };
+    client
+        .execute(
+            "INSERT INTO tlog_leaves (idx, run, hash) VALUES ($1, $2, $3)",
+            &[&size, &run, &&leaf[..]],
+        )
+        .await?;
+    let levels: Vec<i32> = made.iter().map(|(l, _, _)| *l as i32).collect();
+    let indexes: Vec<i64> = made.iter().map(|(_, i, _)| *i as i64).collect();
+    let hashes: Vec<&[u8]> = made.iter().map(|(_, _, h)| &h[..]).collect();
+    client
+        .execute(
+            "INSERT INTO tlog_nodes (level, idx, hash)
+             SELECT * FROM unnest($1::int4[], $2::int8[], $3::bytea[])",
+            &[&levels, &indexes, &hashes],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The log's subtrees, each read when asked for.
+struct Read<'a>(&'a PgStore);
+
+impl Nodes for Read<'_> {
+    fn node(&self, level: u32, index: u64) -> Result<Hash, String> {
+        let (level, index) = (level as i32, index as i64);
+        let found = self
+            .0
+            .query(move |client| async move {
+                client
+                    .query_opt(
+                        "SELECT hash FROM tlog_nodes WHERE level = $1 AND idx = $2",
+                        &[&level, &index],
+                    )
+                    .await
+                    .map(|row| row.map(|r| r.get::<_, Vec<u8>>(0)))
+            })
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the log has no node {level}/{index}"))?;
+        hash(found)
+    }
+}
+
+impl PgStore {
+    fn query<T: Send + 'static, F>(
+        &self,
+        query: impl FnOnce(std::sync::Arc<Client>) -> F + Send + 'static,
+    ) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send + 'static,
+    {
+        self.flush()?;
+        self.db.call(|connector| async move {
+            let client = connector.client().await?;
+            query(client).await.map_err(|e| describe(&e))
+        })
+    }
+
+    fn log_error(&self, reason: String) -> StoreError {
+        StoreError::Server {
+            location: self.db.location.clone(),
+            reason: format!("its transparency log: {reason}"),
+        }
+    }
+}
+
+impl TransparencyLog for PgStore {
+    fn log_head(&self) -> Result<(u64, Hash), StoreError> {
+        let size: i64 = self.query(|client| async move {
+            Ok(client
+                .query_one("SELECT count(*) FROM tlog_leaves", &[])
+                .await?
+                .get(0))
+        })?;
+        let root = tlog::root(&Read(self), size as u64).map_err(|e| self.log_error(e))?;
+        Ok((size as u64, root))
+    }
+
+    fn log_consistency(&self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError> {
+        tlog::consistency_proof(&Read(self), old, new).map_err(|e| self.log_error(e))
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        self.query(|client| async move {
+            let row = client
+                .query_opt(
+                    "SELECT size, note FROM tlog_checkpoints ORDER BY size DESC LIMIT 1",
+                    &[],
+                )
+                .await?;
+            Ok(row.map(|r| (r.get::<_, i64>(0) as u64, r.get(1))))
+        })
+    }
+
+    fn inclusion(&self, run: &str) -> Result<Option<Inclusion>, StoreError> {
+        let run = run.to_owned();
+        let index: Option<i64> = self.query(|client| async move {
+            let row = client
+                .query_opt("SELECT idx FROM tlog_leaves WHERE run = $1", &[&run])
+                .await?;
+            Ok(row.map(|r| r.get(0)))
+        })?;
+        let (Some(index), Some((size, checkpoint))) = (index, self.latest_checkpoint()?) else {
+            return Ok(None);
+        };
+        if index as u64 >= size {
+            return Ok(None);
+        }
+        let proof = tlog::inclusion_proof(&Read(self), index as u64, size)
+            .map_err(|e| self.log_error(e))?;
+        Ok(Some(Inclusion {
+            index: index as u64,
+            size,
+            proof,
+            checkpoint,
+        }))
+    }
+}
