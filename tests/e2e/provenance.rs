@@ -567,3 +567,102 @@ fn a_host_killed_while_signing_leaves_a_log_that_verifies() {
         assert_contains(&verified, &["incomplete"]);
     }
 }
+
+/// A change a forger makes to the first event it accepts.
+type Forgery = fn(&mut EventKind) -> bool;
+
+/// The rewrite attack on what a run received: a recorded LLM answer and a recorded HTTP
+/// response, changed and every hash recomputed, verify as chains (and a replay would serve
+/// them "identically") but not as the host's signed run.
+#[test]
+fn forged_llm_and_http_responses_are_caught() {
+    use crate::model_server::{ModelServer, Reply};
+    use crate::server::Server;
+    use baton::journal::event::{HttpOutcome, LlmOutcome};
+
+    let dir = tempfile::tempdir().unwrap();
+    signing_host(dir.path());
+    let key = dir.path().join("host.pub");
+    let upstream = ModelServer::start(vec![], Reply::ok("the true answer", (3, 2)));
+    let site = Server::start();
+    let policy = write_policy(
+        dir.path(),
+        &format!(
+            "[journal]\nsigning_key = \"host.key\"\n\n[plugins.fetch.net]\nallow = [\"http://127.0.0.1:{}\"]\n\n{}",
+            site.port,
+            upstream.policy("test", "")
+        ),
+    );
+    let policy = policy.to_str().unwrap();
+    let store = dir.path().join("journal.db");
+    let export = |name: &str| {
+        let bundle = dir.path().join(name);
+        let id = last_run(&store);
+        text_output(&run_with_store(
+            &store,
+            &["trace", "export", &id, "-o", bundle.to_str().unwrap()],
+        ));
+        bundle
+    };
+
+    let asked = with_host(
+        &store,
+        &[
+            "--policy",
+            policy,
+            "llm",
+            "complete",
+            "--model",
+            "test",
+            "what is true?",
+        ],
+    );
+    assert_contains(&text_output(&asked), &["the true answer"]);
+    let answered = export("llm.bundle");
+    let fetch = plugin("fetch.wasm");
+    let input = serde_json::json!({ "url": site.url("/hello") }).to_string();
+    let fetched = with_host(
+        &store,
+        &[
+            "--policy",
+            policy,
+            "call",
+            fetch.to_str().unwrap(),
+            "--input",
+            &input,
+        ],
+    );
+    assert_eq!(json_output(&fetched)["body"], "hello");
+    let responded = export("http.bundle");
+
+    let forgeries: [(&Path, Forgery); 2] = [
+        (&answered, |kind| match kind {
+            EventKind::Llm {
+                outcome: LlmOutcome::Completed { text, .. },
+                ..
+            } => {
+                *text = "a forged answer".into();
+                true
+            }
+            _ => false,
+        }),
+        (&responded, |kind| match kind {
+            EventKind::Http {
+                outcome: HttpOutcome::Response { body, .. },
+                ..
+            } => {
+                *body = "Zm9yZ2Vk".into();
+                true
+            }
+            _ => false,
+        }),
+    ];
+    for (bundle, change) in forgeries {
+        assert_contains(&text_output(&verify(bundle, &[&key])), &["signed by host"]);
+        let forged = bundle.with_extension("forged");
+        forge(bundle, &forged, change);
+        assert!(verify(&forged, &[]).status.success());
+        let line = error_line(&verify(&forged, &[&key]), 4);
+        assert_contains(&line, &["differs from the signed root", "rewritten"]);
+    }
+}
