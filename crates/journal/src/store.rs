@@ -16,11 +16,13 @@ use super::chain::Stored;
 use super::event::{Event, FORMAT_VERSION, RUN_CHAIN};
 
 mod bundle;
+mod error;
 mod log;
 mod recorder;
 mod url;
 
 pub use bundle::{BlobRow, EventRow, RunRow, write_bundle};
+pub use error::StoreError;
 pub use log::{Inclusion, TransparencyLog};
 pub use url::StoreUrl;
 
@@ -52,55 +54,6 @@ CREATE TABLE IF NOT EXISTS run_blobs (
 );
 CREATE TABLE IF NOT EXISTS run_envelopes (run TEXT PRIMARY KEY, envelope TEXT NOT NULL);
 ";
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot open journal {}: {source}", path.display())]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error("{} is not a Baton journal or bundle ({reason})", path.display())]
-    Foreign { path: PathBuf, reason: String },
-    #[error(
-        "{} uses journal format {found}, newer than this Baton understands ({FORMAT_VERSION}); \
-         upgrade Baton to read it",
-        path.display()
-    )]
-    NewerFormat { path: PathBuf, found: u32 },
-    #[error("journal {}: {source}", path.display())]
-    Sql {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error("journal {}: event {run}/{chain}/{seq} is not readable: {reason}", path.display())]
-    BadEvent {
-        path: PathBuf,
-        run: String,
-        chain: String,
-        seq: i64,
-        reason: String,
-    },
-    #[error("store {location}: {reason}")]
-    Server { location: String, reason: String },
-    #[error("store {location}: event {run}/{chain}/{seq} is not readable: {reason}")]
-    BadRow {
-        location: String,
-        run: String,
-        chain: String,
-        seq: i64,
-        reason: String,
-    },
-    #[error("journal {}: its transparency log: {reason}", path.display())]
-    Log { path: PathBuf, reason: String },
-    #[error("the journal writer stopped; events may not have been saved")]
-    WriterGone,
-    #[error("cannot write bundle {}: {source}; check that its directory exists and is writable", path.display())]
-    WriteBundle {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
 
 /// A run as listed by `trace ls`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

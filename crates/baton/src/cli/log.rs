@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use baton::Error;
 use baton::journal::store::StoreUrl;
-use baton::runtime::checkpoint::{Checkpoint, NoteKey};
+use baton::runtime::checkpoint::Checkpoint;
 use baton::runtime::provenance::ProofError;
 use baton::runtime::stores;
 use clap::Subcommand;
@@ -45,7 +45,7 @@ pub fn run(store: &StoreUrl, command: LogCommand) -> Result<(), Error> {
     match command {
         LogCommand::Checkpoint => print!("{}", newest()?),
         LogCommand::ProveConsistency { old, new, key } => {
-            let keys = note_keys(&key)?;
+            let (_, keys) = super::trace::host_keys(&key)?;
             let read = |path: &PathBuf| {
                 std::fs::read_to_string(path).map_err(|e| Error::Key {
                     path: path.clone(),
@@ -112,23 +112,4 @@ fn unproven(store: &StoreUrl, reason: String) -> Error {
         path: PathBuf::from(store.to_string()),
         source: ProofError::Inconsistent(reason),
     }
-}
-
-/// The host keys at `paths`, as checkpoints are checked with them.
-fn note_keys(paths: &[PathBuf]) -> Result<Vec<NoteKey>, Error> {
-    paths
-        .iter()
-        .map(|path| {
-            let failed = |reason: String| Error::Key {
-                path: path.clone(),
-                reason,
-            };
-            let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
-            let name = path.file_stem().map_or_else(
-                || path.display().to_string(),
-                |s| s.to_string_lossy().into(),
-            );
-            NoteKey::parse(&name, &text).map_err(failed)
-        })
-        .collect()
 }

@@ -187,7 +187,7 @@ fn sign_now(store: &StoreUrl, signing: &RunSigning, run: &str) -> Result<(), Err
 
 /// The host public keys at `paths`, named by their file names: as run signatures and as
 /// log checkpoints are checked with them.
-fn host_keys(paths: &[PathBuf]) -> Result<HostKeys, Error> {
+pub(super) fn host_keys(paths: &[PathBuf]) -> Result<HostKeys, Error> {
     let mut keys = (Vec::new(), Vec::new());
     for path in paths {
         let failed = |reason: String| Error::Key {
@@ -207,7 +207,7 @@ fn host_keys(paths: &[PathBuf]) -> Result<HostKeys, Error> {
     Ok(keys)
 }
 
-type HostKeys = (Vec<(String, PublicKey)>, Vec<NoteKey>);
+pub(super) type HostKeys = (Vec<(String, PublicKey)>, Vec<NoteKey>);
 
 fn read_store(store: &StoreUrl) -> Result<Box<dyn Store>, Error> {
     Ok(stores::open_existing(store)?)
