@@ -5,8 +5,11 @@
 //! - `journal/hash_and_append_10k`: the same, with each event numbered, canonicalized and
 //!   hashed by the chain writer first: the whole recording path of an effect.
 //! - `journal/record_call`: numbering, serializing and hashing the eight events a recorded
-//!   `baton call` of `calc` journals (no store): the recording thread's share of journaling.
+//!   `baton call` of `calc` journals (no store): the part of journaling the writer thread
+//!   does before it stores them (the calling thread only numbers and queues events).
 //! - `journaled_call/*`: `Host::call_tool` on `calc` without a journal and with one.
+//! - `journaled_calls/recorded_1000`: 1,000 recorded calls, then a flush of the journal:
+//!   recorded calls per second when the writer must keep up.
 //!
 //! Run with `cargo xtask bench`.
 
@@ -217,7 +220,32 @@ fn journaled_calls(c: &mut Criterion) {
         });
     }
     group.finish();
+    // Throughput: the writer must keep up, so the flush is part of what is timed.
+    let host = Host::new(HostOptions {
+        store: Some(StoreUrl::Sqlite(dir.path().join("throughput.db"))),
+        ..HostOptions::default()
+    })
+    .unwrap();
+    let calc = rt.block_on(host.load(&path)).unwrap();
+    let recorder = host.journal().unwrap().recorder().unwrap().clone();
+    let mut group = c.benchmark_group("journaled_calls");
+    group.throughput(Throughput::Elements(CALLS));
+    group.sample_size(10);
+    group.bench_function("recorded_1000", |b| {
+        b.to_async(&rt).iter(|| async {
+            for _ in 0..CALLS {
+                host.call_tool(&calc, r#"{"expression": "1 + 2"}"#)
+                    .await
+                    .unwrap();
+            }
+            recorder.flush().unwrap();
+        })
+    });
+    group.finish();
 }
+
+/// Recorded calls per sample of `journaled_calls/recorded_1000`.
+const CALLS: u64 = 1000;
 
 /// A tool whose one effect waits 200 ms (an HTTP response from a slow loopback server), live
 /// and replayed from its bundle, where the recorded response is served at once.

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use baton_journal::chain::{ChainWriter, Stored};
+use baton_journal::chain::{GENESIS, Unhashed};
 use baton_journal::event::{ChainId, EventKind, FsAnswer, HttpOutcome};
 use baton_journal::store::Recorder;
 
@@ -21,14 +21,18 @@ pub struct LiveGate {
 }
 
 struct Chain {
-    writer: ChainWriter,
+    run: String,
+    chain: ChainId,
+    /// Events in the chain so far.
+    len: u64,
     recorder: Option<Recorder>,
     /// What the policy refused, for the caller's summary.
     denials: Vec<String>,
     /// Events in the chains this one called into.
     nested: u64,
-    /// Chained events not yet handed to the recorder.
-    unsent: Vec<Stored>,
+    /// Events not yet handed to the recorder (the last of the chain's `len`), unhashed:
+    /// the recorder's writer chains and hashes them, off this thread.
+    unsent: Vec<EventKind>,
     /// Events waiting behind a reserved slot, in chain order.
     queue: VecDeque<Queued>,
     next_slot: u64,
@@ -55,7 +59,9 @@ impl LiveGate {
     ) -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::new(Chain {
-                writer: ChainWriter::new(run, chain),
+                run: run.into(),
+                chain,
+                len: 0,
                 recorder,
                 denials: Vec::new(),
                 nested: 0,
@@ -87,7 +93,7 @@ impl LiveGate {
 
 impl Gate for LiveGate {
     fn chain(&self) -> ChainId {
-        self.lock().writer.chain().to_string()
+        self.lock().chain.clone()
     }
 
     fn effect(&self, effect: Effect) -> EventKind {
@@ -143,13 +149,7 @@ impl Gate for LiveGate {
     }
 
     fn send(&self) {
-        let mut chain = self.lock();
-        let chain = &mut *chain;
-        if let Some(recorder) = &chain.recorder
-            && !chain.unsent.is_empty()
-        {
-            recorder.events(std::mem::take(&mut chain.unsent));
-        }
+        self.lock().send();
     }
 
     fn adopt_recorded_usage(&self) {}
@@ -176,13 +176,15 @@ impl Gate for LiveGate {
             }
         }
         chain.drain(&*self.redactor);
-        let chain = &mut *chain;
-        if let Some(recorder) = &chain.recorder {
-            recorder.events(std::mem::take(&mut chain.unsent));
-        }
+        chain.send();
         Ok(Sealed {
-            root: chain.writer.head().to_string(),
-            events: chain.writer.len(),
+            // A recorded chain's root is the writer's to fill in where the seal is recorded
+            // (see `chain::Hasher`); an unrecorded chain is never hashed.
+            root: match chain.recorder {
+                Some(_) => String::new(),
+                None => GENESIS.into(),
+            },
+            events: chain.len,
             denials: std::mem::take(&mut chain.denials),
             nested: chain.nested,
         })
@@ -218,15 +220,28 @@ impl Chain {
             } if code == http::code::DENIED => self.denials.push(format!("http: {message}")),
             _ => {}
         }
-        match &self.recorder {
-            Some(recorder) => {
-                self.unsent.push(self.writer.record(kind));
-                if self.unsent.len() >= SEND_BATCH {
-                    recorder.events(std::mem::take(&mut self.unsent));
-                }
+        self.len += 1;
+        // Nothing keeps an unrecorded chain, so it is only counted.
+        if self.recorder.is_some() {
+            self.unsent.push(kind);
+            if self.unsent.len() >= SEND_BATCH {
+                self.send();
             }
-            // Nothing keeps an unrecorded chain, so it is only counted, never hashed.
-            None => self.writer.skip(),
+        }
+    }
+
+    /// Hands the unsent events to the recorder.
+    fn send(&mut self) {
+        if let Some(recorder) = &self.recorder
+            && !self.unsent.is_empty()
+        {
+            let kinds = std::mem::take(&mut self.unsent);
+            recorder.unhashed(Unhashed {
+                run: self.run.clone(),
+                chain: self.chain.clone(),
+                first: self.len - kinds.len() as u64,
+                kinds,
+            });
         }
     }
 }

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::chain::Stored;
+use super::chain::{Stored, Unhashed};
 use super::event::{Event, FORMAT_VERSION, RUN_CHAIN};
 
 mod bundle;
@@ -123,10 +123,17 @@ pub trait Sink: Send + Sync {
     fn run_started(&self, run: &str, started_at: &str, command: &str);
     /// Chained events, each already hashed (see `chain::ChainWriter`).
     fn events(&self, events: Vec<Stored>);
+    /// Events of one chain to chain and hash on the writer's side (see `chain::Hasher`).
+    fn unhashed(&self, events: Unhashed);
     /// Stores `bytes` under `digest` (once) and links it to `run` in `role` (`component`,
     /// `policy`, ...).
     fn blob(&self, run: &str, role: &str, digest: &str, bytes: Arc<[u8]>);
+    /// The run ended with `status`; `root` is its root, or empty for the root of the run
+    /// chain its writer received.
     fn run_ended(&self, run: &str, status: &str, root: &str);
+    /// The root of chain `chain` of `run` as its writer hashed it, once everything sent
+    /// before is hashed (a chain's root once it is sealed, the run's once it ended).
+    fn root(&self, run: &str, chain: &str) -> Result<String, StoreError>;
     /// Keeps the host's signed statement over the ended run `run` (a DSSE envelope, JSON),
     /// and appends it to the store's transparency log when it keeps one.
     fn attest(&self, run: &str, envelope: &str);
@@ -158,6 +165,17 @@ impl Recorder {
         self.0.events(events);
     }
 
+    /// Sends events of one chain for the writer to chain and hash, off the calling thread.
+    pub fn unhashed(&self, events: Unhashed) {
+        self.0.unhashed(events);
+    }
+
+    /// The root the writer reached in chain `chain` of `run` (waits for what was sent
+    /// before to be hashed).
+    pub fn root(&self, run: &str, chain: &str) -> Result<String, StoreError> {
+        self.0.root(run, chain)
+    }
+
     /// Stores `bytes` under `digest` (once) and links it to `run` in `role`
     /// (`component`, `policy`, ...).
     pub fn blob(&self, run: &str, role: &str, digest: &str, bytes: Arc<[u8]>) {
@@ -181,6 +199,23 @@ impl Recorder {
     /// Waits until everything sent so far is committed.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.0.flush()
+    }
+
+    /// A handle that does not keep the writer open (a store's writer stops once every
+    /// recorder is dropped).
+    pub fn downgrade(&self) -> WeakRecorder {
+        WeakRecorder(Arc::downgrade(&self.0))
+    }
+}
+
+/// A recorder that does not keep its writer open.
+#[derive(Clone)]
+pub struct WeakRecorder(std::sync::Weak<dyn Sink>);
+
+impl WeakRecorder {
+    /// The recorder, while its store is open.
+    pub fn upgrade(&self) -> Option<Recorder> {
+        self.0.upgrade().map(Recorder)
     }
 }
 

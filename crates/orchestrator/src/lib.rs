@@ -312,7 +312,7 @@ async fn orchestrate(
         steps: run.reports,
         totals,
         budget: budget.to_string(),
-        root: Some(record.root.clone()),
+        root: record.root.get().ok(),
         bundle: None,
     };
     run.progress

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use baton_budget::{Account, BudgetLimits, Ledger, Spend, Usd};
 use baton_effects::Sealed;
+use baton_journal::event::step_chain;
 use baton_runtime::recorded::recorded_policy;
 use baton_runtime::run::{Chains, RunContext};
 use baton_runtime::{Error, Host};
@@ -345,9 +346,12 @@ impl StepRunner {
                 Attempt::Open(gate) => gate.seal().expect("a live chain cannot diverge"),
                 Attempt::Sealed(sealed) => sealed,
             };
+            // The orchestrator seals the chain with its root: hashed by this worker's
+            // journal writer.
+            let root = known.ctx.chains().root(&step_chain(&name), &sealed)?;
             chains.push(SealedChain {
+                root,
                 name,
-                root: sealed.root,
                 events: sealed.events,
                 denials: sealed.denials,
                 nested: sealed.nested,

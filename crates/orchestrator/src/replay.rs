@@ -120,7 +120,7 @@ async fn replay_workflow(
     Ok(ReplayReport {
         run: record.id,
         events: record.events,
-        root: record.root,
+        root: record.root.get()?,
         outcome: Replayed::Run(Box::new(result)),
     })
 }

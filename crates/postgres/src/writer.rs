@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_journal::chain::Stored;
+use baton_journal::chain::{Hasher, Stored, Unhashed};
 use baton_journal::store::{Sink, StoreError};
 use tokio::sync::mpsc;
 
@@ -26,6 +26,7 @@ enum Write {
         command: String,
     },
     Events(Vec<Stored>),
+    Unhashed(Unhashed),
     Blob {
         run: String,
         role: String,
@@ -46,6 +47,11 @@ enum Write {
         note: String,
     },
     Flush(std::sync::mpsc::SyncSender<Result<(), String>>),
+    Root {
+        run: String,
+        chain: String,
+        reply: std::sync::mpsc::SyncSender<Option<String>>,
+    },
     /// The store is closing: what came before is written, nothing after.
     Close,
 }
@@ -92,6 +98,12 @@ impl Sink for Writer {
         }
     }
 
+    fn unhashed(&self, events: Unhashed) {
+        if !events.kinds.is_empty() {
+            self.send(Write::Unhashed(events));
+        }
+    }
+
     fn blob(&self, run: &str, role: &str, digest: &str, bytes: Arc<[u8]>) {
         self.send(Write::Blob {
             run: run.into(),
@@ -123,6 +135,23 @@ impl Sink for Writer {
         });
     }
 
+    fn root(&self, run: &str, chain: &str) -> Result<String, StoreError> {
+        let (reply, rx) = std::sync::mpsc::sync_channel(1);
+        self.tx
+            .send(Write::Root {
+                run: run.into(),
+                chain: chain.into(),
+                reply,
+            })
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.recv()
+            .map_err(|_| StoreError::WriterGone)?
+            .ok_or_else(|| StoreError::NoChain {
+                run: run.into(),
+                chain: chain.into(),
+            })
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.tx
@@ -143,6 +172,7 @@ async fn write_all(
     location: String,
 ) {
     let mut batch = Vec::new();
+    let mut hasher = Hasher::default();
     // Once a batch is lost, later events would leave a gap in their chains: nothing more is
     // written, and every flush reports the loss.
     let mut lost: Option<String> = None;
@@ -153,6 +183,7 @@ async fn write_all(
         }
         let (writes, flushes): (Vec<_>, Vec<_>) = std::mem::take(&mut batch)
             .into_iter()
+            .filter_map(|w| hash(&mut hasher, w))
             .partition(|w| !matches!(w, Write::Flush(_)));
         let result = match &lost {
             Some(earlier) => Err(format!("an earlier write failed: {earlier}")),
@@ -171,6 +202,24 @@ async fn write_all(
             return;
         }
     }
+}
+
+/// Chains and hashes unhashed events, fills in the root of an ended run and answers
+/// questions about roots, in the order they were sent (before any of it is committed).
+fn hash(hasher: &mut Hasher, write: Write) -> Option<Write> {
+    Some(match write {
+        Write::Unhashed(events) => Write::Events(hasher.hash(events)),
+        Write::RunEnded { run, status, root } if root.is_empty() => Write::RunEnded {
+            root: hasher.end_run(&run),
+            run,
+            status,
+        },
+        Write::Root { run, chain, reply } => {
+            let _ = reply.send(hasher.root(&run, &chain));
+            return None;
+        }
+        write => write,
+    })
 }
 
 /// Commits `writes`, reconnecting and trying again while the server cannot be reached.
@@ -234,7 +283,11 @@ async fn commit(
                 // The envelope, and its leaf under the log's lock: in a transaction.
                 Write::Attest { .. } => 2,
                 Write::Blob { .. } => 3,
-                Write::Events(_) | Write::Flush(_) | Write::Close => 0,
+                Write::Events(_)
+                | Write::Unhashed(_)
+                | Write::Root { .. }
+                | Write::Flush(_)
+                | Write::Close => 0,
             })
             .sum::<usize>();
     let transaction = statements > 1;

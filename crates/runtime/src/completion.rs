@@ -267,7 +267,7 @@ impl Host {
         Ok(ReplayReport {
             run: record.id,
             events: record.events,
-            root: record.root,
+            root: record.root.get()?,
             outcome: replies,
         })
     }

@@ -11,7 +11,7 @@ use baton_journal::event::PolicyRef;
 use baton_journal::store::{Store, StoreUrl};
 use baton_llm::{Llm, Stores};
 
-use crate::provenance::RunSigner;
+use crate::provenance::{BackgroundSigner, RunSigner};
 use baton_policy::{LimitsSpec, Policy, ResolvedLimits};
 use baton_registry::{Pulled, Registry};
 
@@ -77,7 +77,7 @@ pub struct Host {
     pub(crate) prompts: Arc<BTreeMap<String, Arc<Plugin>>>,
     pub(crate) journal: Option<Arc<dyn Store>>,
     /// Signs the runs this host records (`[journal] signing_key`).
-    pub(crate) signer: Option<Arc<RunSigner>>,
+    pub(crate) signer: Option<Arc<BackgroundSigner>>,
     /// The policy files in force and their texts, as runs record and bundles carry them.
     pub(crate) policy_files: Vec<(PolicyRef, Arc<[u8]>)>,
     /// The model providers and routes of the policy.
@@ -126,9 +126,12 @@ impl Host {
             .collect();
         let llm = Llm::new(policy.llm(), &llm_stores);
         let signer = match (policy.run_signing(), &journal) {
-            (Some(signing), Some(store)) => Some(Arc::new(
-                RunSigner::open(signing, store.clone()).map_err(Error::TrustConfig)?,
-            )),
+            (Some(signing), Some(store)) => {
+                let signer = RunSigner::open(signing, store.clone()).map_err(Error::TrustConfig)?;
+                let background = BackgroundSigner::start(signer)
+                    .map_err(|e| Error::Engine(format!("cannot start the signing thread: {e}")))?;
+                Some(Arc::new(background))
+            }
             _ => None,
         };
         let budget = policy.run_budget().overridden_by(&options.budget);
@@ -301,8 +304,16 @@ impl Host {
     }
 
     /// What signs the runs this host records, if it signs them.
-    pub fn signer(&self) -> Option<&Arc<RunSigner>> {
+    pub fn signer(&self) -> Option<&Arc<BackgroundSigner>> {
         self.signer.as_ref()
+    }
+
+    /// Waits until the runs this host ended are signed and logged (they are signed off the
+    /// thread that ran them): a bundle exported after this carries its statement.
+    pub fn settle(&self) {
+        if let Some(signer) = &self.signer {
+            signer.wait();
+        }
     }
 
     /// Whether runs are journaled.

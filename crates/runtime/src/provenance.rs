@@ -28,6 +28,9 @@ use baton_trust::policy::TrustPolicy;
 use baton_trust::signing::{Envelope, PublicKey, SigningKey};
 use serde_json::{Value, json};
 
+mod background;
+pub use background::BackgroundSigner;
+
 /// The DSSE payload type of an in-toto statement.
 pub const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";

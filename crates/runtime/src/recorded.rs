@@ -221,7 +221,7 @@ impl Host {
         Ok(ReplayReport {
             run: record.id,
             events: record.events,
-            root: record.root,
+            root: record.root.get()?,
             outcome: results,
         })
     }

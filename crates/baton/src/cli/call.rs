@@ -61,9 +61,10 @@ pub async fn run(host: &mut Host, args: CallArgs) -> Result<(), Error> {
             "run {} recorded in {} (root {})",
             run.id,
             journal.location(),
-            run.root
+            run.root.get()?
         );
         if let Some(bundle) = &args.bundle {
+            host.settle();
             journal.export(&run.id, bundle)?;
             tracing::info!("bundle written to {}", bundle.display());
         }

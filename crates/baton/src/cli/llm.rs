@@ -70,7 +70,7 @@ pub async fn run(host: &Host, command: LlmCommand) -> Result<(), Error> {
     };
     let done = host.complete(request).await;
     if let Some(run) = &done.run {
-        tracing::info!("run {} (root {})", run.id, run.root);
+        tracing::info!("run {} (root {})", run.id, run.root.get()?);
     }
     eprintln!("budget: {}", done.budget);
     let LlmOutcome::Completed {

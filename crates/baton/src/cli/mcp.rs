@@ -107,7 +107,11 @@ pub async fn run(host: Host, args: McpArgs) -> Result<(), Failure> {
             .await
             .map_err(|e| Error::InputUnreadable(format!("the MCP connection: {e}")))?;
         if let Some(run) = record {
-            tracing::info!("session recorded as run {} (root {})", run.id, run.root);
+            tracing::info!(
+                "session recorded as run {} (root {})",
+                run.id,
+                run.root.get().map_err(baton::Error::from)?
+            );
         }
         return Ok(());
     };

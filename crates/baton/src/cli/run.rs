@@ -199,6 +199,7 @@ pub async fn run(host: &mut Host, plan: Plan, store: &StoreUrl) -> Result<(), Fa
             eprintln!("denied: {denial}");
         }
         if let Some(bundle) = &args.bundle {
+            host.settle();
             journal.export(&run.id, bundle).map_err(Error::from)?;
             result.bundle = Some(bundle.clone());
         }

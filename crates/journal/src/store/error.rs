@@ -44,6 +44,8 @@ pub enum StoreError {
     },
     #[error("journal {}: its transparency log: {reason}", path.display())]
     Log { path: PathBuf, reason: String },
+    #[error("the journal writer recorded no chain '{chain}' of run {run}")]
+    NoChain { run: String, chain: String },
     #[error("the journal writer stopped; events may not have been saved")]
     WriterGone,
     #[error("cannot write bundle {}: {source}; check that its directory exists and is writable", path.display())]

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, params};
 
 use super::{Recorder, Sink, StoreError};
-use crate::chain::Stored;
+use crate::chain::{Hasher, Stored, Unhashed};
 
 /// What the writer thread is asked to do, in order.
 enum Write {
@@ -18,6 +18,7 @@ enum Write {
         command: String,
     },
     Events(Vec<Stored>),
+    Unhashed(Unhashed),
     Blob {
         run: String,
         role: String,
@@ -38,6 +39,18 @@ enum Write {
         note: String,
     },
     Flush(mpsc::SyncSender<Result<(), String>>),
+    Root {
+        run: String,
+        chain: String,
+        reply: mpsc::SyncSender<Option<String>>,
+    },
+}
+
+impl Write {
+    /// Whether someone waits for it: the writer then commits without gathering more.
+    fn awaited(&self) -> bool {
+        matches!(self, Write::Flush(_) | Write::Root { .. })
+    }
 }
 
 /// Sends writes to the journal's writer thread.
@@ -66,6 +79,12 @@ impl Sink for Writer {
     fn events(&self, events: Vec<Stored>) {
         if !events.is_empty() {
             self.send(Write::Events(events));
+        }
+    }
+
+    fn unhashed(&self, events: Unhashed) {
+        if !events.kinds.is_empty() {
+            self.send(Write::Unhashed(events));
         }
     }
 
@@ -98,6 +117,24 @@ impl Sink for Writer {
             size,
             note: note.into(),
         });
+    }
+
+    fn root(&self, run: &str, chain: &str) -> Result<String, StoreError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.tx
+            .send(Write::Root {
+                run: run.into(),
+                chain: chain.into(),
+                reply,
+            })
+            .map_err(|_| StoreError::WriterGone)?;
+        self.writer.unpark();
+        rx.recv()
+            .map_err(|_| StoreError::WriterGone)?
+            .ok_or_else(|| StoreError::NoChain {
+                run: run.into(),
+                chain: chain.into(),
+            })
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -143,10 +180,11 @@ const MAX_BATCH: usize = 4096;
 
 /// The writer thread: receives writes, commits them in batches.
 fn writer(mut conn: Connection, rx: mpsc::Receiver<Write>, path: &Path) {
+    let mut hasher = Hasher::default();
     // Blocks only while idle: the first write of a burst wakes it.
     while let Ok(first) = rx.recv() {
         let deadline = std::time::Instant::now() + GATHER;
-        let mut flushing = matches!(first, Write::Flush(_));
+        let mut flushing = first.awaited();
         let mut batch = vec![first];
         // Sleeps rather than waiting on the channel, so that the writes of the burst do not
         // each wake it; a flush unparks it (`Recorder::flush`).
@@ -155,7 +193,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Write>, path: &Path) {
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(write) => {
-                        flushing |= matches!(write, Write::Flush(_));
+                        flushing |= write.awaited();
                         batch.push(write);
                     }
                     Err(mpsc::TryRecvError::Empty) => break,
@@ -172,7 +210,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Write>, path: &Path) {
             std::thread::park_timeout(deadline - now);
         }
         let mut flushes = Vec::new();
-        let result = commit(&mut conn, batch, &mut flushes);
+        let result = commit(&mut conn, &mut hasher, batch, &mut flushes);
         if let Err(e) = &result {
             tracing::error!(journal = %path.display(), "cannot write the journal: {e}");
         }
@@ -184,6 +222,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Write>, path: &Path) {
 
 fn commit(
     conn: &mut Connection,
+    hasher: &mut Hasher,
     batch: Vec<Write>,
     flushes: &mut Vec<mpsc::SyncSender<Result<(), String>>>,
 ) -> Result<(), String> {
@@ -204,22 +243,8 @@ fn commit(
                      VALUES (?1, ?2, ?3, 'running')",
                 )
                 .and_then(|mut s| s.execute(params![run, started_at, command])),
-            Write::Events(events) => tx
-                .prepare_cached(
-                    "INSERT INTO events (run, chain, seq, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .and_then(|mut insert| {
-                    for event in &events {
-                        insert.execute(params![
-                            event.run,
-                            event.chain,
-                            event.seq as i64,
-                            event.kind,
-                            event.body
-                        ])?;
-                    }
-                    Ok(events.len())
-                }),
+            Write::Events(events) => insert_events(&tx, &events),
+            Write::Unhashed(events) => insert_events(&tx, &hasher.hash(events)),
             Write::Blob {
                 run,
                 role,
@@ -231,9 +256,14 @@ fn commit(
                 )
                 .and_then(|mut s| s.execute(params![run, role, digest]))
             }),
-            Write::RunEnded { run, status, root } => tx
-                .prepare_cached("UPDATE runs SET status = ?2, root = ?3 WHERE run = ?1")
-                .and_then(|mut s| s.execute(params![run, status, root])),
+            Write::RunEnded { run, status, root } => {
+                let root = match root.is_empty() {
+                    true => hasher.end_run(&run),
+                    false => root,
+                };
+                tx.prepare_cached("UPDATE runs SET status = ?2, root = ?3 WHERE run = ?1")
+                    .and_then(|mut s| s.execute(params![run, status, root]))
+            }
             Write::Attest { run, envelope } => tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO run_envelopes (run, envelope) VALUES (?1, ?2)",
@@ -245,10 +275,30 @@ fn commit(
                 flushes.push(reply);
                 Ok(0)
             }
+            Write::Root { run, chain, reply } => {
+                let _ = reply.send(hasher.root(&run, &chain));
+                Ok(0)
+            }
         };
         done.map_err(|e| e.to_string())?;
     }
     tx.commit().map_err(|e| e.to_string())
+}
+
+fn insert_events(tx: &rusqlite::Transaction, events: &[Stored]) -> rusqlite::Result<usize> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO events (run, chain, seq, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for event in events {
+        insert.execute(params![
+            event.run,
+            event.chain,
+            event.seq as i64,
+            event.kind,
+            event.body
+        ])?;
+    }
+    Ok(events.len())
 }
 
 /// Stores content-addressed bytes once: bytes already stored under a digest are not bound

@@ -9,21 +9,55 @@ use baton_effects::{Divergence, Gate, NoSecrets, Redactor, Sealed};
 use baton_journal::event::{
     ChainId, Event, EventKind, FORMAT_VERSION, PolicyRef, RUN_CHAIN, step_chain,
 };
-use baton_journal::store::Recorder;
+use baton_journal::store::{Recorder, StoreError, WeakRecorder};
 
 use super::mode::{Live, Replay, RunMode};
-use crate::provenance::RunSigner;
+use crate::provenance::BackgroundSigner;
 
 /// A finished run, as reported to the user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RunRecord {
     pub id: String,
     /// Hash of the run chain's last event.
-    pub root: String,
+    pub root: RunRoot,
     /// Events in all chains of the run.
     pub events: usize,
     /// What the policy refused during the run ("capability: message").
     pub denials: Vec<String>,
+}
+
+/// A run's root hash: known (a replay computes it, an unrecorded run has none to compute),
+/// or hashed by the journal's writer off the thread that ran it, and asked of it when
+/// needed.
+#[derive(Clone)]
+pub struct RunRoot {
+    run: String,
+    known: Option<String>,
+    /// Weak: a record kept after its host is gone must not keep the journal's writer open.
+    recorder: Option<WeakRecorder>,
+}
+
+impl RunRoot {
+    /// The root, once the writer has hashed everything the run recorded.
+    pub fn get(&self) -> Result<String, StoreError> {
+        match (&self.known, &self.recorder) {
+            (Some(root), _) => Ok(root.clone()),
+            (None, Some(recorder)) => recorder
+                .upgrade()
+                .ok_or(StoreError::WriterGone)?
+                .root(&self.run, RUN_CHAIN),
+            (None, None) => Ok(String::new()),
+        }
+    }
+}
+
+impl std::fmt::Debug for RunRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.known {
+            Some(root) => write!(f, "{root:?}"),
+            None => write!(f, "(run {}: hashed by the journal writer)", self.run),
+        }
+    }
 }
 
 /// Opens further chains of a run, for its steps and the calls they make to other tools:
@@ -60,8 +94,17 @@ impl Chains {
     }
 
     /// Waits until everything these chains recorded is kept.
-    pub fn flush(&self) -> Result<(), baton_journal::store::StoreError> {
+    pub fn flush(&self) -> Result<(), StoreError> {
         self.mode.flush()
+    }
+
+    /// The root of a chain sealed as `sealed`: a recorded chain's is asked of the journal's
+    /// writer, which hashes it off the thread that recorded it.
+    pub fn root(&self, chain: &str, sealed: &Sealed) -> Result<String, StoreError> {
+        match self.mode.recorder() {
+            Some(recorder) if sealed.root.is_empty() => recorder.root(&self.run, chain),
+            _ => Ok(sealed.root.clone()),
+        }
     }
 
     /// How this run meets the world.
@@ -90,7 +133,7 @@ impl RunJournal {
     /// `signer` signs the run when it ends.
     pub fn live(
         recorder: Option<Recorder>,
-        signer: Option<Arc<RunSigner>>,
+        signer: Option<Arc<BackgroundSigner>>,
         id: Option<String>,
         command: &str,
         policies: Vec<PolicyRef>,
@@ -246,7 +289,7 @@ impl RunJournal {
 
     /// Sends what the run chain holds so far to the store and waits until it is kept: other
     /// hosts may then read the run's start.
-    pub fn commit(&self) -> Result<(), baton_journal::store::StoreError> {
+    pub fn commit(&self) -> Result<(), StoreError> {
         self.run_gate.send();
         self.mode.flush()
     }
@@ -281,6 +324,15 @@ impl RunJournal {
         });
         let Sealed { root, events, .. } = self.run_gate.seal()?;
         self.mode.run_ended(&self.id, status, &root);
+        let root = RunRoot {
+            run: self.id.clone(),
+            recorder: self
+                .mode
+                .recorder()
+                .filter(|_| root.is_empty())
+                .map(Recorder::downgrade),
+            known: Some(root).filter(|r| !r.is_empty()),
+        };
         Ok(RunRecord {
             id: self.id,
             root,

@@ -8,7 +8,7 @@ mod nested;
 mod render;
 
 pub use context::{Components, Invocation, RunContext};
-pub use journal::{Chains, RunJournal, RunRecord, new_run_id};
+pub use journal::{Chains, RunJournal, RunRecord, RunRoot, new_run_id};
 pub use mode::Access;
 pub(crate) use mode::live_access;
 pub use render::render_input;

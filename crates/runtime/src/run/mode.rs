@@ -14,7 +14,7 @@ use baton_journal::event::{ChainId, Event, EventKind};
 use baton_journal::store::Recorder;
 use baton_llm::{Llm, Stores};
 
-use crate::provenance::RunSigner;
+use crate::provenance::BackgroundSigner;
 use baton_policy::{Grants, LimitsSpec, Policy, ResolvedLimits, Source};
 
 use crate::error::Error;
@@ -84,7 +84,11 @@ pub(crate) trait RunMode: Send + Sync {
     fn retry_delay(&self, delay: Duration) -> Duration;
 
     /// Records that run `run` ended (a replay records nothing).
+    /// The run ended with `status`; `root` is empty when the recorder's writer hashes it.
     fn run_ended(&self, run: &str, status: &str, root: &str);
+
+    /// Where this run is recorded (a replay records nothing).
+    fn recorder(&self) -> Option<&Recorder>;
 
     /// Waits until everything recorded so far is kept (a replay keeps nothing).
     fn flush(&self) -> Result<(), baton_journal::store::StoreError>;
@@ -104,7 +108,7 @@ pub(crate) struct Live {
     /// the run's calls use it.
     pub sent: Mutex<HashSet<(String, String)>>,
     /// Signs the run when it ends, when the host signs its runs.
-    pub signer: Option<Arc<RunSigner>>,
+    pub signer: Option<Arc<BackgroundSigner>>,
 }
 
 impl RunMode for Live {
@@ -157,12 +161,13 @@ impl RunMode for Live {
             return;
         };
         recorder.run_ended(run, status, root);
-        if let Some(signer) = &self.signer
-            && let Err(e) = signer.sign(recorder, run)
-        {
-            // The run stands; `baton trace verify` will report it unsigned.
-            tracing::error!("run {run} is not signed: {e}");
+        if let Some(signer) = &self.signer {
+            signer.submit(recorder, run);
         }
+    }
+
+    fn recorder(&self) -> Option<&Recorder> {
+        self.recorder.as_ref()
     }
 
     fn flush(&self) -> Result<(), baton_journal::store::StoreError> {
@@ -265,6 +270,10 @@ impl RunMode for Replay {
     }
 
     fn run_ended(&self, _: &str, _: &str, _: &str) {}
+
+    fn recorder(&self) -> Option<&Recorder> {
+        None
+    }
 
     fn flush(&self) -> Result<(), baton_journal::store::StoreError> {
         Ok(())

@@ -407,6 +407,8 @@ pub async fn bundle(
         .ok_or_else(|| ApiError::internal("the server keeps no journal"))?;
     let dir = tempfile::tempdir().map_err(|e| ApiError::internal(e.to_string()))?;
     let path = dir.path().join("run.bundle");
+    // The run's statement is signed off the thread that ran it.
+    app.host.settle();
     journal
         .export(&id, &path)
         .map_err(|e| ApiError::internal(e.to_string()))?;
