@@ -20,6 +20,7 @@ mod mcp;
 mod model_server;
 mod policy;
 mod provenance;
+mod pure_calls;
 mod registry;
 mod replay;
 mod run;

@@ -306,6 +306,15 @@ fn signed_call(store: &Path, policy: &Path, expression: &str) {
     json_output(&called);
 }
 
+/// Exports the last run of `store` to `bundle`.
+fn export_last(store: &Path, bundle: &Path) {
+    let run = last_run(store);
+    text_output(&run_with_store(
+        store,
+        &["trace", "export", &run, "-o", bundle.to_str().unwrap()],
+    ));
+}
+
 /// Rewrites the store's log without run `run`, as someone with the file but not the host key
 /// would: its leaves renumbered and every subtree recomputed.
 fn drop_from_log(store: &Path, run: &str) {
@@ -376,16 +385,7 @@ fn the_log_only_grows_and_a_dropped_run_is_caught() {
     );
 
     let bundle = dir.path().join("second.bundle");
-    text_output(&run_with_store(
-        &store,
-        &[
-            "trace",
-            "export",
-            &last_run(&store),
-            "-o",
-            bundle.to_str().unwrap(),
-        ],
-    ));
+    export_last(&store, &bundle);
     assert_contains(
         &text_output(&verify(&bundle, &[&key])),
         &["transparency log (2 of 2)"],
@@ -417,6 +417,112 @@ fn the_log_only_grows_and_a_dropped_run_is_caught() {
             "removed or rewritten",
         ],
     );
+}
+
+/// `baton log checkpoint` into `path`.
+fn save_checkpoint(store: &Path, path: &Path) {
+    let note = text_output(&run_with_store(store, &["log", "checkpoint"]));
+    std::fs::write(path, note).unwrap();
+}
+
+/// `trace verify TARGET --key KEY --checkpoint HELD`, with the store at `store`.
+fn verify_in(store: &Path, target: &str, key: &Path, held: &Path) -> Output {
+    run_with_store(
+        store,
+        &[
+            "trace",
+            "verify",
+            target,
+            "--key",
+            key.to_str().unwrap(),
+            "--checkpoint",
+            held.to_str().unwrap(),
+        ],
+    )
+}
+
+/// A verifier holding a checkpoint of their own: a bundle exported early is in it, and in a
+/// later one proved from the store's log; a run logged after the checkpoint is not in it; a
+/// later checkpoint cannot be linked without the log; a log rewritten since is caught.
+#[test]
+fn a_run_is_checked_against_a_checkpoint_the_verifier_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = signing_host(dir.path());
+    let key = dir.path().join("host.pub");
+    let store = dir.path().join("journal.db");
+    let export = |name: &str| {
+        let bundle = dir.path().join(name);
+        export_last(&store, &bundle);
+        bundle
+    };
+    signed_call(&store, &policy, "1 + 1");
+    let first = export("first.bundle");
+    let first = first.to_str().unwrap();
+    let (one, three) = (
+        dir.path().join("one.checkpoint"),
+        dir.path().join("three.checkpoint"),
+    );
+    save_checkpoint(&store, &one);
+    signed_call(&store, &policy, "2 + 2");
+    let second = last_run(&store);
+    signed_call(&store, &policy, "3 + 3");
+    save_checkpoint(&store, &three);
+    let third = export("third.bundle");
+
+    assert_contains(
+        &text_output(&verify_in(&store, first, &key, &one)),
+        &[
+            "signed by host, in the checkpoint",
+            "one.checkpoint (1 of 1)",
+        ],
+    );
+    // A later checkpoint: the bundle's proof is to a log of 1, linked to 3 by the store's log.
+    assert_contains(
+        &text_output(&verify_in(&store, first, &key, &three)),
+        &["three.checkpoint (1 of 3)"],
+    );
+    // The same run named in the store rather than as a bundle.
+    assert_contains(
+        &text_output(&verify_in(&store, &second, &key, &three)),
+        &["(2 of 3)"],
+    );
+    // Without the log, a checkpoint of another size proves nothing.
+    let elsewhere = dir.path().join("elsewhere.db");
+    assert_contains(
+        &error_line(&verify_in(&elsewhere, first, &key, &three), 4),
+        &[
+            "no proof that the log of 3 runs extends the log of 1",
+            "give --store",
+        ],
+    );
+    // A run logged after the checkpoint is not in it.
+    assert_contains(
+        &error_line(&verify_in(&store, third.to_str().unwrap(), &key, &one), 4),
+        &["it is run 3 of the log, and the checkpoint given holds 1"],
+    );
+    // The second run dropped from the log: the first's bundle no longer links to the
+    // checkpoint of three runs saved before.
+    drop_from_log(&store, &second);
+    signed_call(&store, &policy, "4 + 4");
+    assert_contains(
+        &error_line(&verify_in(&store, first, &key, &three), 4),
+        &[
+            "the log of 3 runs does not extend the log of 1",
+            "removed or rewritten",
+        ],
+    );
+    // A checkpoint needs the key that signed it.
+    let no_key = run_with_store(
+        &store,
+        &[
+            "trace",
+            "verify",
+            first,
+            "--checkpoint",
+            one.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(no_key.status.code(), Some(2));
 }
 
 /// `baton serve` signing every gateway request's run is killed (-9) while requests keep

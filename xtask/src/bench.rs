@@ -25,6 +25,7 @@ const RATIOS: &[(&str, &str)] = &[
     ("call/baton_sandbox", "call/raw_wasmtime_pooling"),
     ("call/baton_sandbox", "call/raw_wasmtime"),
     ("call/baton_call_tool", "call/raw_wasmtime_pooling"),
+    ("call/pure_cache_hit", "call/baton_call_tool"),
     ("load/from_compile_cache", "load/compile"),
     ("journaled_call/recorded", "journaled_call/unrecorded"),
     ("journal/record_call", "journaled_call/unrecorded"),

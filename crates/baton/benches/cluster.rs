@@ -144,6 +144,7 @@ fn host(url: &str) -> Host {
     Host::new(HostOptions {
         store: Some(StoreUrl::Postgres(url.into())),
         cache_dir: Some(std::env::temp_dir().join("baton-bench-cache")),
+        no_pure_cache: true,
         ..HostOptions::default()
     })
     .unwrap()

@@ -207,6 +207,7 @@ fn journaled_calls(c: &mut Criterion) {
     ] {
         let host = Host::new(HostOptions {
             store,
+            no_pure_cache: true,
             ..HostOptions::default()
         })
         .unwrap();
@@ -223,6 +224,7 @@ fn journaled_calls(c: &mut Criterion) {
     // Throughput: the writer must keep up, so the flush is part of what is timed.
     let host = Host::new(HostOptions {
         store: Some(StoreUrl::Sqlite(dir.path().join("throughput.db"))),
+        no_pure_cache: true,
         ..HostOptions::default()
     })
     .unwrap();
@@ -262,6 +264,7 @@ fn replays(c: &mut Criterion) {
         policies: vec![policy],
         store: Some(StoreUrl::Sqlite(dir.path().join("journal.db"))),
         cache_dir: Some(dir.path().join("cache")),
+        no_pure_cache: true,
         ..HostOptions::default()
     })
     .unwrap();

@@ -47,7 +47,11 @@ fn plan(steps: Vec<Value>, max_parallel: usize) -> Settings {
 
 fn schedule(c: &mut Criterion) {
     let rt = runtime();
-    let mut host = Host::new(HostOptions::default()).unwrap();
+    let mut host = Host::new(HostOptions {
+        no_pure_cache: true,
+        ..HostOptions::default()
+    })
+    .unwrap();
     let calc = rt.block_on(host.load(&plugin("calc.wasm"))).unwrap();
     let planner = Arc::new(
         rt.block_on(host.load(&plugin("planners/static.wasm")))
@@ -92,6 +96,7 @@ fn fanout(c: &mut Criterion) {
     let policy = common::fetch_policy(dir.path(), &server);
     let mut host = Host::new(HostOptions {
         policies: vec![policy],
+        no_pure_cache: true,
         ..HostOptions::default()
     })
     .unwrap();

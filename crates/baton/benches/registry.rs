@@ -96,6 +96,7 @@ fn benches(c: &mut Criterion) {
     let host = Host::new(HostOptions {
         policies: vec![policy],
         cache_dir: Some(dir.join("cache")),
+        no_pure_cache: true,
         ..HostOptions::default()
     })
     .unwrap();

@@ -9,6 +9,9 @@
 //!   host-side timeout, bounded stdout/stderr), on the pooling allocator.
 //! - `call/baton_call_tool`: the whole `Host::call_tool` path: input JSON parse and schema
 //!   check, the sandboxed call, output size, JSON and schema checks.
+//! - `call/pure_cache_hit`: `Host::call_tool` answered by the cache of pure calls (calc
+//!   reaches nothing and reads no clock or randomness): the input checks, the lookup and the
+//!   output checks, without running the component.
 //! - `load/*`: loading a component whose compiled form is already in the compile cache, and
 //!   compiling it from scratch.
 //!
@@ -135,9 +138,23 @@ fn calls(c: &mut Criterion) {
     });
 
     // (c) The whole tool call, schema checks included.
-    let host = Host::new(HostOptions::default()).unwrap();
+    let host = Host::new(HostOptions {
+        no_pure_cache: true,
+        ..HostOptions::default()
+    })
+    .unwrap();
     let calc = rt.block_on(host.load(&path)).unwrap();
     group.bench_function("baton_call_tool", |b| {
+        b.to_async(&rt)
+            .iter(|| async { host.call_tool(&calc, INPUT).await.unwrap() })
+    });
+
+    // (d) The same call answered by the cache of pure calls (a host without a store keeps
+    // it in memory): the first call runs calc, every call measured is a hit.
+    let host = Host::new(HostOptions::default()).unwrap();
+    let calc = rt.block_on(host.load(&path)).unwrap();
+    rt.block_on(host.call_tool(&calc, INPUT)).unwrap();
+    group.bench_function("pure_cache_hit", |b| {
         b.to_async(&rt)
             .iter(|| async { host.call_tool(&calc, INPUT).await.unwrap() })
     });

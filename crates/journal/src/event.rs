@@ -402,6 +402,15 @@ pub enum EventKind {
         root: String,
         tool: String,
     },
+    /// The invocation was served from the cache of pure calls rather than run: its plugin
+    /// reaches nothing outside its sandbox, and the same component called with the same input
+    /// in run `run` read no clock and no randomness (`key`: hex sha256 of the digest and the
+    /// input). The events after this one are those that call recorded; a replay runs the
+    /// component again and checks them.
+    CacheHit {
+        key: String,
+        run: String,
+    },
     /// A filesystem operation on a preopened directory or something beneath it.
     Fs {
         answer: FsAnswer,

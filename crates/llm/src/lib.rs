@@ -30,8 +30,7 @@ use breaker::Breaker;
 use cache::{Cache, Hit, Keys};
 use idempotency::{Idempotency, Prior};
 use provider::Provider;
-use store::Store;
-pub use store::Stores;
+pub use store::{Store, Stores};
 
 /// Fixes the number of threads the tensor library uses, as `RAYON_NUM_THREADS`, to the number
 /// it would choose itself (one per physical core) unless the variable is already set.

@@ -30,9 +30,10 @@ impl Stores {
     }
 }
 
-/// One of the LLM stores (idempotency keys, the cache): a SQLite file opened on first use, so
-/// that calls which never need it never touch it.
-pub(crate) struct Store {
+/// A SQLite file beside the journal (the LLM layer's idempotency keys and completion cache,
+/// the runtime's cache of pure calls) opened on first use, so that calls which never need it
+/// never touch it.
+pub struct Store {
     path: Option<std::path::PathBuf>,
     schema: &'static str,
     db: std::sync::OnceLock<Result<std::sync::Mutex<rusqlite::Connection>, String>>,
@@ -40,7 +41,7 @@ pub(crate) struct Store {
 
 impl Store {
     /// The store at `path` (in memory when `None`) with the tables of `schema`.
-    pub(crate) fn new(path: Option<&Path>, schema: &'static str) -> Self {
+    pub fn new(path: Option<&Path>, schema: &'static str) -> Self {
         Self {
             path: path.map(Path::to_owned),
             schema,
@@ -48,7 +49,7 @@ impl Store {
         }
     }
 
-    pub(crate) fn lock(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>, String> {
+    pub fn lock(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>, String> {
         let db = self
             .db
             .get_or_init(|| open_store(self.path.as_deref(), self.schema).map(Into::into))

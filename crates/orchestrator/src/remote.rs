@@ -264,7 +264,11 @@ impl StepRunner {
             .await?;
         let workflow = RecordedWorkflow::read(&events, &components).map_err(refuse)?;
         let policy = recorded_policy(journal, run, &events).map_err(refuse)?;
-        let chains = Chains::live(journal.recorder().cloned(), run);
+        let chains = Chains::live(
+            journal.recorder().cloned(),
+            run,
+            self.host.pure_cache().cloned(),
+        );
         let known = Arc::new(KnownRun {
             ctx: RunContext::recorded(
                 &self.host,
@@ -338,6 +342,7 @@ impl StepRunner {
             ledger: ledger.clone(),
             cancel: CancellationToken::new(),
             started: Instant::now(),
+            cache: known.settings.cache,
         };
         let done = job.run().await;
         let mut chains = Vec::new();

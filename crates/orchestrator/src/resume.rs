@@ -185,6 +185,7 @@ pub async fn resume_with(
     let resumed = RunJournal::live(
         recorder.clone(),
         host.signer().cloned(),
+        host.pure_cache().cloned(),
         how.id,
         "run",
         policies.clone(),

@@ -201,6 +201,7 @@ impl Orchestrator<'_> {
             ),
             cancel: self.cancel.clone(),
             started: self.started,
+            cache: self.settings.cache,
         })
     }
 

@@ -247,6 +247,8 @@ impl Orchestrator<'_> {
             depth: 0,
             ledger,
             cancel: self.cancel.clone(),
+            // A planner is no tool: nothing of it is cached.
+            cache: false,
         };
         let result = self.ctx.invoke_with(invocation, call).await;
         let digest = planner.loaded.digest.to_string();

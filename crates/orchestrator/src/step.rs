@@ -47,6 +47,8 @@ pub(crate) struct StepJob {
     pub cancel: CancellationToken,
     /// When the run started.
     pub started: Instant,
+    /// Whether the cache of pure calls may answer it (the workflow's `cache`).
+    pub cache: bool,
 }
 
 /// What running a step (or one replicate of it) came to.
@@ -332,6 +334,7 @@ impl StepJob {
                 depth: 0,
                 ledger: self.ledger.clone(),
                 cancel: self.cancel.clone(),
+                cache: self.cache,
             })
             .await;
         (name, Some(gate), result)

@@ -43,6 +43,7 @@ struct WorkflowFile {
     timeout: Option<String>,
     embedding_model: Option<String>,
     tool_search_top_k: Option<usize>,
+    cache: Option<bool>,
     config: Option<toml::Value>,
     #[serde(default)]
     steps: BTreeMap<String, StepFile>,
@@ -100,6 +101,18 @@ pub struct Settings {
     /// (0: all of them).
     #[serde(default)]
     pub tool_search_top_k: usize,
+    /// Whether the cache of pure calls may answer the run's tool calls (`cache = false` in
+    /// the workflow says no). Journaled only when it does not.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub cache: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 fn default_embedding_model() -> String {
@@ -126,6 +139,7 @@ impl Default for Settings {
             steps: BTreeMap::new(),
             embedding_model: default_embedding_model(),
             tool_search_top_k: DEFAULT_TOOL_SEARCH_TOP_K,
+            cache: true,
         }
     }
 }
@@ -263,6 +277,7 @@ impl Workflow {
                 steps,
                 embedding_model: file.embedding_model.unwrap_or_else(default_embedding_model),
                 tool_search_top_k: file.tool_search_top_k.unwrap_or(DEFAULT_TOOL_SEARCH_TOP_K),
+                cache: file.cache.unwrap_or(true),
             },
         })
     }

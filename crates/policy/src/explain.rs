@@ -51,6 +51,7 @@ pub fn explain(
         fs,
         tools,
         llm,
+        ..
     } = policy.grants_for(plugin, subject);
     let mut report = Explanation {
         granted: Vec::new(),

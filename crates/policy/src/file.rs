@@ -31,6 +31,9 @@ pub(crate) struct PluginSection {
     pub(crate) llm: Option<LlmSpec>,
     /// What one step (a call of this plugin) may spend.
     pub(crate) budget: Option<llm::BudgetSpec>,
+    /// `false`: never serve this plugin's calls from the cache of pure calls, nor keep
+    /// their results in it.
+    pub(crate) cache: Option<bool>,
 }
 
 /// `[secrets]`: where secret values come from besides the host environment.

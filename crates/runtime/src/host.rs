@@ -12,6 +12,7 @@ use baton_journal::store::{Store, StoreUrl};
 use baton_llm::{Llm, Stores};
 
 use crate::provenance::{BackgroundSigner, RunSigner};
+use crate::pure_cache::PureCache;
 use baton_policy::{LimitsSpec, Policy, ResolvedLimits};
 use baton_registry::{Pulled, Registry};
 
@@ -62,6 +63,9 @@ pub struct HostOptions {
     pub accept_unsigned: bool,
     /// Budget limits from the command line, overriding the policy's `[budget]`.
     pub budget: BudgetLimits,
+    /// Run every call, even one the cache of pure calls could answer (for measuring the
+    /// calls themselves).
+    pub no_pure_cache: bool,
 }
 
 pub struct Host {
@@ -84,6 +88,8 @@ pub struct Host {
     pub(crate) llm: Arc<Llm>,
     /// Where the LLM layer keeps idempotency keys and the completion cache.
     pub(crate) llm_stores: Stores,
+    /// Answers pure calls made before (kept where the LLM layer keeps its stores).
+    pub(crate) pure_cache: Option<Arc<PureCache>>,
     /// What a run may spend: the policy's `[budget]` with the command line's on top.
     pub(crate) budget: BudgetLimits,
     /// Where components named by `oci://` references come from.
@@ -151,6 +157,7 @@ impl Host {
             signer,
             journal,
             llm: Arc::new(llm),
+            pure_cache: (!options.no_pure_cache).then(|| PureCache::new(&llm_stores)),
             llm_stores,
             budget,
             registry,
@@ -286,6 +293,7 @@ impl Host {
         let run = RunJournal::live(
             recorder,
             self.signer.clone(),
+            self.pure_cache.clone(),
             start.id,
             start.command,
             policies,
@@ -306,6 +314,11 @@ impl Host {
     /// What signs the runs this host records, if it signs them.
     pub fn signer(&self) -> Option<&Arc<BackgroundSigner>> {
         self.signer.as_ref()
+    }
+
+    /// The cache that answers this host's pure calls (`None` when it is off).
+    pub fn pure_cache(&self) -> Option<&Arc<PureCache>> {
+        self.pure_cache.as_ref()
     }
 
     /// Waits until the runs this host ended are signed and logged (they are signed off the

@@ -32,6 +32,7 @@ pub mod loader;
 pub mod models;
 pub mod plugin;
 pub mod provenance;
+pub mod pure_cache;
 pub mod recorded;
 pub mod run;
 mod runner;

@@ -19,17 +19,18 @@ use std::sync::Arc;
 
 use baton_core::Digest;
 use baton_journal::event::{Event, EventKind, PolicyRef};
-use baton_journal::store::{BlobRow, Inclusion, Recorder, Store};
-use baton_journal::tlog;
+use baton_journal::store::{BlobRow, Recorder, Store};
 
-use crate::checkpoint::{Checkpoint, NoteKey};
+use crate::checkpoint::Checkpoint;
 use baton_policy::journal::{KeyPassword, RunSigning};
 use baton_trust::policy::TrustPolicy;
 use baton_trust::signing::{Envelope, PublicKey, SigningKey};
 use serde_json::{Value, json};
 
 mod background;
+mod inclusion;
 pub use background::BackgroundSigner;
+pub use inclusion::{check_in_checkpoint, check_inclusion};
 
 /// The DSSE payload type of an in-toto statement.
 pub const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
@@ -253,38 +254,6 @@ pub enum ProofError {
     NotInLog(String),
     #[error("{0}")]
     Inconsistent(String),
-}
-
-/// Checks that the signed run (whose envelope is `envelope`) is the leaf `inclusion` says,
-/// in a log whose checkpoint one of `keys` signed; returns where, as "N of SIZE".
-pub fn check_inclusion(
-    envelope: &str,
-    inclusion: &Inclusion,
-    keys: &[NoteKey],
-) -> Result<String, ProofError> {
-    let (checkpoint, _) = Checkpoint::open(&inclusion.checkpoint, keys)
-        .map_err(|e| ProofError::NotInLog(format!("its checkpoint: {e}")))?;
-    if checkpoint.size != inclusion.size {
-        return Err(ProofError::NotInLog(format!(
-            "the proof is to a log of {} runs, the checkpoint of {}",
-            inclusion.size, checkpoint.size
-        )));
-    }
-    let leaf = tlog::leaf_hash(envelope.as_bytes());
-    match tlog::verify_inclusion(
-        &leaf,
-        inclusion.index,
-        inclusion.size,
-        &inclusion.proof,
-        &checkpoint.root,
-    ) {
-        true => Ok(format!("{} of {}", inclusion.index + 1, inclusion.size)),
-        false => Err(ProofError::NotInLog(format!(
-            "the proof does not lead from its signed statement at {} to the signed root of {} \
-             runs",
-            inclusion.index, inclusion.size
-        ))),
-    }
 }
 
 /// A run's signature, checked: the envelope `envelope` must verify with one of `keys` (by

@@ -212,6 +212,7 @@ impl Host {
                     depth: 0,
                     ledger: ledger.clone(),
                     cancel: CancellationToken::new(),
+                    cache: true,
                 })
                 .await;
             run.end_step(&step, &*gate).map_err(Error::Diverged)?;

@@ -124,7 +124,13 @@ fn budget_exhaustion_mid_run_gives_a_partial_result_with_the_reason() {
             format!("[[config.steps]]\nid = \"s{i}\"\ntool = \"calc\"\ninput = {{ expression = \"{i} * 2\" }}\n{after}")
         })
         .collect();
-    let flow = workflow(dir.path(), "planners/static.wasm", &steps);
+    // Every run runs its steps: with the cache of pure calls, the later runs' calc steps
+    // would be served and spend no fuel (the workflow's opt-out is what this relies on).
+    let flow = workflow(
+        dir.path(),
+        "planners/static.wasm",
+        &format!("cache = false\n{steps}"),
+    );
     // Measure what the first decision and each step burn (fuel is deterministic), then
     // allow the decision, two steps and half of the third.
     let bundle = dir.path().join("full.bundle");

@@ -162,6 +162,7 @@ impl GlobalArgs {
             store: Some(self.store()),
             accept_unsigned: false,
             budget: self.budget.unwrap_or_default(),
+            no_pure_cache: false,
         }
     }
 }

@@ -9,11 +9,12 @@ use baton::journal::event::{
     Event, EventKind, FsAnswer, HttpOutcome, InvocationOutcome, LlmOutcome, ToolCallOutcome,
 };
 use baton::journal::store::{Journal, RunSummary, Store, StoreUrl};
+use baton::journal::tlog::Hash;
 use baton::journal::verify_run;
 use baton::policy::Policy;
 use baton::policy::journal::RunSigning;
 use baton::runtime::checkpoint::NoteKey;
-use baton::runtime::provenance::{self, RunFacts, RunSigner};
+use baton::runtime::provenance::{self, ProofError, RunFacts, RunSigner};
 use baton::runtime::stores;
 use baton::trust::signing::PublicKey;
 use clap::Subcommand;
@@ -45,6 +46,11 @@ pub enum TraceCommand {
         /// (repeat for several hosts)
         #[arg(long, value_name = "HOST.pub")]
         key: Vec<PathBuf>,
+        /// A checkpoint of the log you hold (saved with `baton log checkpoint`, or from a
+        /// witness): the run must be in the log it describes. A checkpoint of another size
+        /// than the bundle's is proved from the log in the store (`--store`)
+        #[arg(long, value_name = "FILE", requires = "key")]
+        checkpoint: Option<PathBuf>,
     },
     /// Write a run to a self-contained bundle file for `baton replay`
     Export {
@@ -95,7 +101,11 @@ pub fn run(store: &StoreUrl, policy: &Policy, command: TraceCommand) -> Result<(
             }
             Ok(())
         }
-        TraceCommand::Verify { run, key } => {
+        TraceCommand::Verify {
+            run,
+            key,
+            checkpoint,
+        } => {
             let (journal, summary) = open_run(store, &run)?;
             let path = PathBuf::from(journal.location());
             let events = journal.events(&summary.run)?;
@@ -121,16 +131,43 @@ pub fn run(store: &StoreUrl, policy: &Policy, command: TraceCommand) -> Result<(
                     };
                     let by =
                         provenance::check(envelope.as_deref(), &keys, &facts).map_err(unproven)?;
-                    let logged = match &envelope {
-                        Some(envelope) => journal
-                            .log()
-                            .inclusion(&summary.run)?
-                            .map(|i| provenance::check_inclusion(envelope, &i, &note_keys)),
+                    let inclusion = match &envelope {
+                        Some(_) => journal.log().inclusion(&summary.run)?,
                         None => None,
                     };
-                    match logged.transpose().map_err(unproven)? {
-                        Some(at) => format!("signed by {by}, in its transparency log ({at})"),
-                        None => format!("signed by {by}, not in a transparency log"),
+                    let envelope = envelope.as_deref().unwrap_or_default();
+                    match (inclusion, checkpoint) {
+                        (Some(inclusion), None) => {
+                            let at = provenance::check_inclusion(envelope, &inclusion, &note_keys)
+                                .map_err(unproven)?;
+                            format!("signed by {by}, in its transparency log ({at})")
+                        }
+                        (Some(inclusion), Some(held)) => {
+                            let text = std::fs::read_to_string(&held).map_err(|e| Error::Key {
+                                path: held.clone(),
+                                reason: format!("cannot read the checkpoint: {e}"),
+                            })?;
+                            let consistency =
+                                |old, new| log_consistency(store, &run, journal.as_ref(), old, new);
+                            let at = provenance::check_in_checkpoint(
+                                envelope,
+                                &inclusion,
+                                &text,
+                                &note_keys,
+                                consistency,
+                            )
+                            .map_err(unproven)?;
+                            format!(
+                                "signed by {by}, in the checkpoint {} ({at})",
+                                held.display()
+                            )
+                        }
+                        (None, Some(_)) => {
+                            return Err(unproven(ProofError::NotInLog(
+                                "it is in no transparency log, so in no checkpoint of one".into(),
+                            )));
+                        }
+                        (None, None) => format!("signed by {by}, not in a transparency log"),
                     }
                 }
             };
@@ -183,6 +220,31 @@ fn sign_now(store: &StoreUrl, signing: &RunSigning, run: &str) -> Result<(), Err
     // The store's writer stops once no recorder is left: closing the store waits for it.
     drop(recorder);
     signed.map_err(|reason| Error::TrustConfig(format!("cannot sign run {run}: {reason}")))
+}
+
+/// The proof that the log of `new` runs extends the log of `old`, from the log that holds
+/// `run`: the store's, or for a bundle (which carries only its own proof), the log in `store`.
+fn log_consistency(
+    store: &StoreUrl,
+    run: &str,
+    journal: &dyn Store,
+    old: u64,
+    new: u64,
+) -> Result<Vec<Hash>, String> {
+    let hint = |e: &dyn std::fmt::Display| {
+        format!(
+            "{e} (give --store the store that keeps the log, or a checkpoint of the bundle's size)"
+        )
+    };
+    if Path::new(run).is_file() {
+        let kept = read_store(store).map_err(|e| hint(&e))?;
+        kept.log().log_consistency(old, new).map_err(|e| hint(&e))
+    } else {
+        journal
+            .log()
+            .log_consistency(old, new)
+            .map_err(|e| hint(&e))
+    }
 }
 
 /// The host public keys at `paths`, named by their file names: as run signatures and as
@@ -427,6 +489,9 @@ fn detail(kind: &EventKind) -> String {
                 baton::limits::size(*peak_memory),
                 *duration_us as f64 / 1000.0
             )
+        }
+        EventKind::CacheHit { run, .. } => {
+            format!("served from the cache of pure calls, as run {run} returned it:")
         }
         EventKind::Resumed {
             chain, output, run, ..

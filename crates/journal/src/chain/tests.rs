@@ -335,6 +335,10 @@ fn every_kind() -> Vec<EventKind> {
             task: "add".into(),
             tools: vec![("calc".into(), "sha256:01".into())],
         },
+        EventKind::CacheHit {
+            key: "9f".into(),
+            run: "01k".into(),
+        },
         EventKind::Resumed {
             chain: "step:a".into(),
             output: "{}".into(),

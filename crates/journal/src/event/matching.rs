@@ -24,6 +24,7 @@ impl EventKind {
             EventKind::LlmTokens { .. } => "llm_tokens",
             EventKind::LlmEmbed { .. } => "llm_embed",
             EventKind::ToolCall { .. } => "tool_call",
+            EventKind::CacheHit { .. } => "cache_hit",
             EventKind::Verified { .. } => "verified",
             EventKind::Environment { .. } => "environment",
             EventKind::InvocationEnded { .. } => "invocation_ended",

@@ -33,6 +33,8 @@ pub struct Grants {
     /// Tools it may call through the host, by name.
     pub tools: Vec<String>,
     pub llm: Option<LlmGrant>,
+    /// Its calls are never served from the cache of pure calls (`cache = false`).
+    pub no_cache: bool,
 }
 
 impl Grants {
@@ -57,5 +59,19 @@ impl Grants {
         if let Some(net) = &section.net {
             self.net = Some(net.grant(file));
         }
+        if let Some(cache) = section.cache {
+            self.no_cache = !cache;
+        }
+    }
+
+    /// Whether a call under these grants can reach anything outside its sandbox: the
+    /// network, files, the environment, secrets, models or other tools.
+    pub fn reach_the_world(&self) -> bool {
+        self.net.is_some()
+            || !self.env.is_empty()
+            || !self.secrets.is_empty()
+            || !self.fs.is_empty()
+            || !self.tools.is_empty()
+            || self.llm.is_some()
     }
 }

@@ -8,23 +8,25 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
-use baton_budget::{Ledger, Spend};
-use baton_core::limits::{LimitExceeded, LimitKind, OutputStream};
+use baton_budget::{Hold, Ledger, Spend};
+use baton_core::limits::{LimitExceeded, LimitKind, Limits, OutputStream};
 use baton_effects::{Gate, Redactor};
 use baton_journal::event::{Event, EventKind, InvocationOutcome, LimitsRecord};
 use baton_llm::Llm;
-use baton_policy::{LimitsSpec, Policy, Source, ToolBounds};
+use baton_policy::{Grants, LimitsSpec, Policy, Source, ToolBounds};
 use baton_sandbox::{Outcome, SandboxError, Usage};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::journal::Chains;
 use super::mode::{Access, CallPlan};
+use super::purity::Watched;
 use crate::bindings::types::ToolError;
 use crate::capability::{Caller, Grant, HostState};
 use crate::error::Error;
 use crate::host::Host;
 use crate::plugin::{Entry, Plugin, ToolCall, wrong_world};
+use crate::pure_cache::{PureCache, PureCall};
 use crate::recorded::Interruption;
 use crate::runner::Runner;
 use crate::schema::Direction;
@@ -66,6 +68,9 @@ pub struct Invocation<'a> {
     pub ledger: Arc<Ledger>,
     /// Stops it when cancelled (and journals that it was).
     pub cancel: CancellationToken,
+    /// Whether the cache of pure calls may answer it, or keep its result, when its plugin
+    /// reaches nothing outside its sandbox (a workflow's `cache = false` says no).
+    pub cache: bool,
 }
 
 impl RunContext {
@@ -190,6 +195,7 @@ impl RunContext {
             depth: 0,
             ledger: Ledger::step(run_ledger, plugin.name(), budget),
             cancel,
+            cache: true,
         })
         .await
     }
@@ -257,6 +263,7 @@ impl RunContext {
             depth,
             ledger,
             cancel,
+            cache,
         } = invocation;
         let mut limits = self
             .policy
@@ -301,10 +308,30 @@ impl RunContext {
                 trusted_root: v.trusted_root.clone(),
             });
         }
+        // A pure call the cache answers is not run; one it may keep runs watched. A replay of
+        // a call the cache answered runs the component again, checked against what was served.
+        let pure = match self.recorded_hit(&chain) {
+            Some(hit) => {
+                gate.emit(hit);
+                None
+            }
+            None => self.pure_key(cache, plugin, &grants, input),
+        };
+        if let Some((results, key)) = &pure
+            && let Some(served) = results.get(key)
+            && fits(&served, &enforced)
+        {
+            return Ok(serve(plugin.name(), served, key, &*gate, hold));
+        }
+        let watched = pure.as_ref().map(|_| Watched::new(gate.clone()));
+        let call_gate: Arc<dyn Gate> = match &watched {
+            Some(watched) => watched.clone(),
+            None => gate.clone(),
+        };
         let caller = Caller {
             run: self.clone(),
             name: plugin.name.clone(),
-            gate: gate.clone(),
+            gate: call_gate.clone(),
             chain,
             depth,
             ledger: ledger.clone(),
@@ -314,7 +341,7 @@ impl RunContext {
         };
         let grant = Grant {
             plugin: &plugin.name,
-            gate: &gate,
+            gate: &call_gate,
             grants: &grants,
             secrets: &secrets,
             preopens: &preopens,
@@ -375,14 +402,107 @@ impl RunContext {
         // As a signed integer: OpenTelemetry has no unsigned one (an unsigned value is sent as text).
         span.record("baton.fuel", i64::try_from(usage.fuel).unwrap_or(i64::MAX));
         span.record("baton.outcome", ended);
-        gate.emit(EventKind::InvocationEnded {
+        let returned = matches!(outcome, InvocationOutcome::Returned { .. });
+        let ended = EventKind::InvocationEnded {
             outcome,
             fuel: usage.fuel,
             peak_memory: usage.peak_memory,
             duration_us: usage.duration.as_micros() as u64,
-        });
+        };
+        if let (Some((results, key)), Some(watched)) = (&pure, &watched)
+            && returned
+            && let Some(mut events) = watched.pure_events()
+        {
+            events.push(ended.clone());
+            let run = self.chains.run().to_string();
+            results.put(key, &PureCall { run, events });
+        }
+        gate.emit(ended);
         Ok((result.map_err(sandbox_error)?, usage))
     }
+
+    /// The `cache_hit` a replayed chain recorded, if the cache answered its call.
+    fn recorded_hit(&self, chain: &str) -> Option<EventKind> {
+        self.recorded_chain(chain)?
+            .iter()
+            .map(|e| &e.kind)
+            .find(|kind| matches!(kind, EventKind::CacheHit { .. }))
+            .cloned()
+    }
+
+    /// The cache and key for a call of `plugin` with `input`, when the cache may answer it:
+    /// the run is live, neither the workflow nor the policy opted out, and the plugin's grants
+    /// reach nothing outside its sandbox.
+    fn pure_key(
+        &self,
+        cache: bool,
+        plugin: &Plugin,
+        grants: &Grants,
+        input: &str,
+    ) -> Option<(Arc<PureCache>, String)> {
+        let results = self.chains.mode().pure_cache()?;
+        let pure = cache && !grants.no_cache && !grants.reach_the_world();
+        pure.then(|| {
+            let key = PureCache::key(&plugin.loaded.digest.to_string(), input);
+            (results.clone(), key)
+        })
+    }
+}
+
+/// Whether a call the cache kept would have run within `limits`: its fuel, memory and output
+/// within theirs (a call served takes no time).
+fn fits(call: &PureCall, limits: &Limits) -> bool {
+    match call.ended() {
+        Some(EventKind::InvocationEnded {
+            fuel,
+            peak_memory,
+            outcome: InvocationOutcome::Returned { output },
+            ..
+        }) => {
+            *fuel <= limits.fuel
+                && *peak_memory <= limits.memory
+                && output.len() as u64 <= limits.output
+        }
+        _ => false,
+    }
+}
+
+/// Serves `call`, kept under `key`, as this invocation: journaled as a `cache_hit` and the
+/// events the call recorded; no fuel is spent. Returns what it returned.
+fn serve(
+    component: &str,
+    call: PureCall,
+    key: &str,
+    gate: &dyn Gate,
+    hold: Option<Hold>,
+) -> (Result<String, ToolError>, Usage) {
+    let started = std::time::Instant::now();
+    if let Some(hold) = hold {
+        hold.commit(Spend::default());
+    }
+    gate.emit(EventKind::CacheHit {
+        key: key.into(),
+        run: call.run,
+    });
+    let mut output = String::new();
+    for event in call.events {
+        if let EventKind::InvocationEnded {
+            outcome: InvocationOutcome::Returned { output: returned },
+            ..
+        } = &event
+        {
+            output.clone_from(returned);
+        }
+        gate.emit(event);
+    }
+    let usage = Usage {
+        fuel: 0,
+        peak_memory: 0,
+        duration: started.elapsed(),
+    };
+    metrics::counter!("baton_pure_cache_hits_total", "component" => component.to_string())
+        .increment(1);
+    (Ok(output), usage)
 }
 
 impl Access {

@@ -13,6 +13,7 @@ use baton_journal::store::{Recorder, StoreError, WeakRecorder};
 
 use super::mode::{Live, Replay, RunMode};
 use crate::provenance::BackgroundSigner;
+use crate::pure_cache::PureCache;
 
 /// A finished run, as reported to the user.
 #[derive(Debug, Clone)]
@@ -72,7 +73,8 @@ pub struct Chains {
 impl Chains {
     /// The chains of run `run`, recorded live to `recorder`, opened on another host than the
     /// one driving the run (a worker running one of its steps).
-    pub fn live(recorder: Option<Recorder>, run: &str) -> Self {
+    /// `pure_cache` answers its pure calls.
+    pub fn live(recorder: Option<Recorder>, run: &str, pure_cache: Option<Arc<PureCache>>) -> Self {
         Self {
             run: run.into(),
             mode: Arc::new(Live {
@@ -80,8 +82,14 @@ impl Chains {
                 sent: Mutex::default(),
                 // Runs are signed by the host that ends them.
                 signer: None,
+                pure_cache,
             }),
         }
+    }
+
+    /// The run's id.
+    pub fn run(&self) -> &str {
+        &self.run
     }
 
     pub fn gate(&self, chain: ChainId, redactor: Arc<dyn Redactor>) -> Arc<dyn Gate> {
@@ -130,10 +138,11 @@ impl RunJournal {
 
     /// Starts recording a new run of `command` under `policies`, as `id` (`None`: a new
     /// id).
-    /// `signer` signs the run when it ends.
+    /// `signer` signs the run when it ends; `pure_cache` answers its pure calls.
     pub fn live(
         recorder: Option<Recorder>,
         signer: Option<Arc<BackgroundSigner>>,
+        pure_cache: Option<Arc<PureCache>>,
         id: Option<String>,
         command: &str,
         policies: Vec<PolicyRef>,
@@ -147,6 +156,7 @@ impl RunJournal {
             recorder,
             sent: Mutex::default(),
             signer,
+            pure_cache,
         });
         let run_gate = mode.gate(&id, RUN_CHAIN.into(), Arc::new(NoSecrets));
         Self::started(id, run_gate, mode, command.into(), started_at, policies)

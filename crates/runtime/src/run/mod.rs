@@ -5,6 +5,7 @@ mod context;
 mod journal;
 mod mode;
 mod nested;
+mod purity;
 mod render;
 
 pub use context::{Components, Invocation, RunContext};

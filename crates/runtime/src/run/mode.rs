@@ -15,6 +15,7 @@ use baton_journal::store::Recorder;
 use baton_llm::{Llm, Stores};
 
 use crate::provenance::BackgroundSigner;
+use crate::pure_cache::PureCache;
 use baton_policy::{Grants, LimitsSpec, Policy, ResolvedLimits, Source};
 
 use crate::error::Error;
@@ -99,6 +100,9 @@ pub(crate) trait RunMode: Send + Sync {
 
     /// The limits from the command line a run takes (a replay's are recorded).
     fn overrides(&self, command_line: LimitsSpec) -> LimitsSpec;
+
+    /// The cache that may answer this run's pure calls (a replay runs every call again).
+    fn pure_cache(&self) -> Option<&Arc<PureCache>>;
 }
 
 /// A live run: effects are performed, and recorded when there is a journal.
@@ -109,6 +113,8 @@ pub(crate) struct Live {
     pub sent: Mutex<HashSet<(String, String)>>,
     /// Signs the run when it ends, when the host signs its runs.
     pub signer: Option<Arc<BackgroundSigner>>,
+    /// Answers and keeps pure calls.
+    pub pure_cache: Option<Arc<PureCache>>,
 }
 
 impl RunMode for Live {
@@ -180,6 +186,10 @@ impl RunMode for Live {
 
     fn overrides(&self, command_line: LimitsSpec) -> LimitsSpec {
         command_line
+    }
+
+    fn pure_cache(&self) -> Option<&Arc<PureCache>> {
+        self.pure_cache.as_ref()
     }
 }
 
@@ -285,6 +295,10 @@ impl RunMode for Replay {
 
     fn overrides(&self, _: LimitsSpec) -> LimitsSpec {
         LimitsSpec::default()
+    }
+
+    fn pure_cache(&self) -> Option<&Arc<PureCache>> {
+        None
     }
 }
 

@@ -173,6 +173,7 @@ impl RunContext {
             depth: caller.depth + 1,
             ledger: caller.ledger.clone(),
             cancel: caller.cancel.child_token(),
+            cache: true,
         };
         let outcome = Box::pin(run(self, invocation)).await;
         let sealed = match gate.seal() {
