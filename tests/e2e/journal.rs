@@ -493,3 +493,32 @@ fn journals_of_earlier_table_layouts_keep_recording() {
         }
     }
 }
+
+/// `baton trace show … | head`: when the reader stops, baton ends quietly on SIGPIPE, as
+/// Unix tools do, with no panic and nothing on stderr.
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("journal.db");
+    // A run whose events print to far more than a pipe holds (64 KiB).
+    let tool = plugin("testing/effects.wasm");
+    let input = r#"{"random_bytes": 1, "logs": 2000}"#;
+    json_output(&run_with_store(
+        &store,
+        &["call", tool.to_str().unwrap(), "--input", input],
+    ));
+    let id = last_run(&store);
+    let mut child = baton()
+        .env("BATON_STORE", &store)
+        .args(["trace", "show", &id, "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader stops before it reads anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert_eq!(out.status.signal(), Some(13), "{:?}", out.status);
+}

@@ -9,6 +9,9 @@ use clap::Parser;
 fn main() -> ExitCode {
     baton::llm::pin_thread_count();
     let args = cli::Cli::parse();
+    if !args.serves() {
+        end_on_closed_pipe();
+    }
     let telemetry =
         match cli::telemetry::init(args.global.verbose, args.global.otlp_endpoint.as_deref()) {
             Ok(telemetry) => telemetry,
@@ -27,3 +30,18 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// A command whose output is piped into `head` ends quietly when the reader stops, as Unix
+/// tools do: SIGPIPE ends it. Rust ignores the signal by default, which turns a closed pipe
+/// into a write error and `println!` into a panic. Servers keep ignoring it: a client that
+/// goes away must not end them.
+#[cfg(unix)]
+fn end_on_closed_pipe() {
+    // SAFETY: setting a signal's disposition to its default, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn end_on_closed_pipe() {}

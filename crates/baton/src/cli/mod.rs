@@ -231,6 +231,17 @@ enum Command {
     Pull(registry::PullArgs),
 }
 
+impl Cli {
+    /// Whether the command is a server (`serve`, `worker`, `mcp`) rather than one that prints
+    /// its result and ends.
+    pub fn serves(&self) -> bool {
+        matches!(
+            self.command,
+            Command::Serve(_) | Command::Worker(_) | Command::Mcp(_)
+        )
+    }
+}
+
 pub fn run(cli: Cli) -> Result<(), Failure> {
     // An MCP server over stdio has one client: its requests, their calls and the replies are
     // cheapest on one thread, with no hand-off between workers (a running guest still
