@@ -243,7 +243,7 @@ impl Orchestrator<'_> {
             input: &input,
             access,
             gate: gate.clone(),
-            timeout: None,
+            timeout: self.settings.planner_timeout(),
             depth: 0,
             ledger,
             cancel: self.cancel.clone(),

@@ -41,6 +41,7 @@ struct WorkflowFile {
     retries: u32,
     retry_backoff: Option<String>,
     timeout: Option<String>,
+    planner_timeout: Option<String>,
     embedding_model: Option<String>,
     tool_search_top_k: Option<usize>,
     cache: Option<bool>,
@@ -92,6 +93,9 @@ pub struct Settings {
     pub retry_backoff_ms: u64,
     /// Deadline of each step, replacing the policy's timeout (`None`: the policy's).
     pub timeout_ms: Option<u64>,
+    /// Deadline of each planner decision (`None`: the steps' deadline, else the policy's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planner_timeout_ms: Option<u64>,
     /// Settings of single steps, by step id.
     pub steps: BTreeMap<String, StepSettings>,
     /// The model whose embeddings compare replicates' outputs.
@@ -136,6 +140,7 @@ impl Default for Settings {
             retries: 0,
             retry_backoff_ms: 200,
             timeout_ms: None,
+            planner_timeout_ms: None,
             steps: BTreeMap::new(),
             embedding_model: default_embedding_model(),
             tool_search_top_k: DEFAULT_TOOL_SEARCH_TOP_K,
@@ -151,6 +156,14 @@ impl Settings {
         let retries = step.and_then(|s| s.retries).unwrap_or(self.retries);
         let timeout = step.and_then(|s| s.timeout_ms).or(self.timeout_ms);
         (retries, timeout.map(Duration::from_millis))
+    }
+
+    /// The deadline of a planner decision: `planner_timeout`, else the workflow's `timeout`
+    /// (`None`: the policy's).
+    pub fn planner_timeout(&self) -> Option<Duration> {
+        self.planner_timeout_ms
+            .or(self.timeout_ms)
+            .map(Duration::from_millis)
     }
 }
 
@@ -273,6 +286,11 @@ impl Workflow {
                     .timeout
                     .as_deref()
                     .map(|t| duration("timeout", t))
+                    .transpose()?,
+                planner_timeout_ms: file
+                    .planner_timeout
+                    .as_deref()
+                    .map(|t| duration("planner_timeout", t))
                     .transpose()?,
                 steps,
                 embedding_model: file.embedding_model.unwrap_or_else(default_embedding_model),

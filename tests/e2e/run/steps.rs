@@ -271,3 +271,45 @@ input = { expression = "1 + 1" }
         "{stderr}"
     );
 }
+
+/// The workflow's deadline governs the planner's decisions too (`planner_timeout` replaces it
+/// for the planner alone): a planner waiting for a local model to load is not cut at the
+/// policy's 5 s.
+#[test]
+fn the_workflow_deadline_governs_the_planner() {
+    let dir = tempfile::tempdir().unwrap();
+    let step =
+        "[[config.steps]]\nid = \"s\"\ntool = \"calc\"\ninput = { expression = \"1 + 1\" }\n";
+    // The planner's and the step's deadlines, as their chains recorded them.
+    let deadlines = |settings: &str| {
+        let flow = workflow(
+            dir.path(),
+            "planners/static.wasm",
+            &format!("{settings}{step}"),
+        );
+        let bundle = dir.path().join("flow.bundle");
+        let (output, result) = run_flow(dir.path(), &flow, &["--bundle", bundle.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(0), "{result}");
+        let shown = text_output(&run(&["trace", "show", bundle.to_str().unwrap(), "--json"]));
+        let events: Value = serde_json::from_str(&shown).unwrap();
+        let timeout = |chain: &str| {
+            events
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["chain"] == chain && e["kind"] == "invocation_started")
+                .unwrap()["payload"]["limits"]["timeout_ms"]
+                .as_u64()
+                .unwrap()
+        };
+        (timeout("step:plan:0"), timeout("step:s"))
+    };
+    assert_eq!(
+        deadlines("timeout = \"42s\"\ncache = false\n"),
+        (42_000, 42_000)
+    );
+    assert_eq!(
+        deadlines("timeout = \"42s\"\nplanner_timeout = \"7s\"\ncache = false\n"),
+        (7_000, 42_000)
+    );
+}
