@@ -31,7 +31,21 @@ impl Orchestrator<'_> {
         let mut tasks = tokio::task::JoinSet::new();
         let mut recorded = 0;
         let mut out_of_budget: Option<String> = None;
+        // Whether steps entered in the run chain are not yet committed.
+        let mut uncommitted = false;
         loop {
+            // A step that ended is kept before any step after it starts, so that a run
+            // resumed after a crash takes it over rather than running it again.
+            uncommitted |= self.enter_finished(&mut slots, &mut recorded)?;
+            if uncommitted && started.contains(&false) {
+                uncommitted = false;
+                if let Err(e) = self.journal.commit() {
+                    tracing::warn!("the steps that ended cannot be kept yet: {e}");
+                }
+            }
+            if recorded == planned.len() {
+                return Ok(out_of_budget);
+            }
             // Start (or skip) every step that can be, in plan order, until nothing changes.
             let mut launch = Vec::new();
             let mut changed = true;
@@ -97,11 +111,7 @@ impl Orchestrator<'_> {
             for job in launch {
                 tasks.spawn(self.start(job).in_current_span());
             }
-            // Enter finished steps in the run chain in plan order.
-            while let Some(done) = slots.get_mut(recorded).and_then(Option::take) {
-                self.record(done)?;
-                recorded += 1;
-            }
+            uncommitted |= self.enter_finished(&mut slots, &mut recorded)?;
             if recorded == planned.len() {
                 return Ok(out_of_budget);
             }
@@ -115,6 +125,21 @@ impl Orchestrator<'_> {
             let done = joined.expect("a step task does not panic");
             self.step_ended(done, &mut status, &mut slots, &mut out_of_budget);
         }
+    }
+
+    /// Enters the steps that ended in the run chain, in plan order from `recorded` (the
+    /// number entered so far); returns whether it entered any.
+    fn enter_finished(
+        &mut self,
+        slots: &mut [Option<StepDone>],
+        recorded: &mut usize,
+    ) -> Result<bool, Divergence> {
+        let before = *recorded;
+        while let Some(done) = slots.get_mut(*recorded).and_then(Option::take) {
+            self.record(done)?;
+            *recorded += 1;
+        }
+        Ok(*recorded > before)
     }
 
     /// A step's run: here, or on a worker when the run dispatches its steps (a step that
