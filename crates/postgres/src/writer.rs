@@ -144,12 +144,7 @@ impl Sink for Writer {
                 reply,
             })
             .map_err(|_| StoreError::WriterGone)?;
-        rx.recv()
-            .map_err(|_| StoreError::WriterGone)?
-            .ok_or_else(|| StoreError::NoChain {
-                run: run.into(),
-                chain: chain.into(),
-            })
+        StoreError::root_from(&rx, run, chain)
     }
 
     fn flush(&self) -> Result<(), StoreError> {

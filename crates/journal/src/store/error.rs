@@ -54,3 +54,21 @@ pub enum StoreError {
         source: std::io::Error,
     },
 }
+
+impl StoreError {
+    /// The root of chain `chain` of run `run` that a writer sends on `answer` once it has
+    /// hashed the chain (`None`: it recorded no such chain).
+    pub fn root_from(
+        answer: &std::sync::mpsc::Receiver<Option<String>>,
+        run: &str,
+        chain: &str,
+    ) -> Result<String, StoreError> {
+        answer
+            .recv()
+            .map_err(|_| StoreError::WriterGone)?
+            .ok_or_else(|| StoreError::NoChain {
+                run: run.into(),
+                chain: chain.into(),
+            })
+    }
+}

@@ -129,12 +129,7 @@ impl Sink for Writer {
             })
             .map_err(|_| StoreError::WriterGone)?;
         self.writer.unpark();
-        rx.recv()
-            .map_err(|_| StoreError::WriterGone)?
-            .ok_or_else(|| StoreError::NoChain {
-                run: run.into(),
-                chain: chain.into(),
-            })
+        StoreError::root_from(&rx, run, chain)
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -480,19 +480,18 @@ fn serve(
     if let Some(hold) = hold {
         hold.commit(Spend::default());
     }
+    let output = match call.ended() {
+        Some(EventKind::InvocationEnded {
+            outcome: InvocationOutcome::Returned { output },
+            ..
+        }) => output.clone(),
+        _ => String::new(),
+    };
     gate.emit(EventKind::CacheHit {
         key: key.into(),
         run: call.run,
     });
-    let mut output = String::new();
     for event in call.events {
-        if let EventKind::InvocationEnded {
-            outcome: InvocationOutcome::Returned { output: returned },
-            ..
-        } = &event
-        {
-            output.clone_from(returned);
-        }
         gate.emit(event);
     }
     let usage = Usage {
