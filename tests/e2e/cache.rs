@@ -165,7 +165,7 @@ async fn hits_are_served_while_the_providers_breaker_is_open() {
     );
     std::fs::write(&policy, text).unwrap();
     let host = Host::new(HostOptions {
-        policies: vec![policy],
+        policies: vec![crate::common::trust_policy(), policy],
         store: Some(StoreUrl::Sqlite(dir.path().join("journal.db"))),
         ..HostOptions::default()
     })

@@ -8,10 +8,7 @@ use baton::trust::check::with_suffix;
 
 /// A built plugin, e.g. `plugin("calc.wasm")` or `plugin("testing/spin.wasm")`.
 pub fn plugin(name: &str) -> PathBuf {
-    let dir = std::env::var_os("BATON_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/plugins"));
-    let path = dir.join(name);
+    let path = plugin_dir().join(name);
     assert!(
         path.exists(),
         "{} is missing: build the plugins first with `cargo xtask plugins`",
@@ -20,8 +17,34 @@ pub fn plugin(name: &str) -> PathBuf {
     path
 }
 
+/// Where `cargo xtask plugins` put the plugins: `BATON_PLUGIN_DIR`, else `target/plugins`.
+fn plugin_dir() -> PathBuf {
+    std::env::var_os("BATON_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/plugins"))
+}
+
+/// The policy that trusts this machine's development key, which signs the built plugins
+/// (`cargo xtask plugins` writes it beside them).
+pub fn trust_policy() -> PathBuf {
+    plugin("trust.toml")
+}
+
+/// This machine's development key, as `cargo xtask plugins` made it: the private key, the
+/// public key and the private key's password.
+pub fn dev_key() -> (PathBuf, PathBuf, String) {
+    let dir = plugin_dir().join("../dev-key");
+    let password = std::fs::read_to_string(dir.join("password"))
+        .expect("the development key's password: run `cargo xtask plugins`");
+    (
+        dir.join("baton-dev.key"),
+        dir.join("baton-dev.pub"),
+        password.trim().into(),
+    )
+}
+
 /// Copies a built plugin into `dir` with its signature and attestation, so that it loads
-/// under the built-in policy (which requires signatures); returns the copy.
+/// under the development trust policy; returns the copy.
 pub fn copy_plugin(name: &str, dir: &Path) -> PathBuf {
     let from = plugin(name);
     let to = dir.join(from.file_name().unwrap());
@@ -52,14 +75,14 @@ pub fn models_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/models"))
 }
 
-/// The `baton` binary, isolated from the user's environment.
+/// The `baton` binary, isolated from the user's environment, trusting the development key.
 pub fn baton() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_baton"));
     command
         .env("BATON_CACHE_DIR", cache_dir())
         .env("BATON_STORE", shared_store())
         .env("BATON_MODELS", models_dir())
-        .env_remove("BATON_POLICY")
+        .env("BATON_POLICY", trust_policy())
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     command

@@ -5,10 +5,11 @@ use baton::limits::LimitExceeded;
 use baton::sandbox::SandboxError;
 use baton::{Error, Host, HostOptions};
 
-use crate::common::plugin;
+use crate::common::{plugin, trust_policy};
 
 fn host_with_cache(dir: &std::path::Path) -> Host {
     Host::new(HostOptions {
+        policies: vec![trust_policy()],
         cache_dir: Some(dir.to_owned()),
         ..HostOptions::default()
     })
@@ -44,7 +45,11 @@ async fn the_host_keeps_serving_after_every_kind_of_containment() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn limits_are_typed_errors() {
-    let host = Host::new(HostOptions::default()).unwrap();
+    let host = Host::new(HostOptions {
+        policies: vec![trust_policy()],
+        ..HostOptions::default()
+    })
+    .unwrap();
     let spin = host.load(&plugin("testing/spin.wasm")).await.unwrap();
     let err = host.call_tool(&spin, "{}").await.unwrap_err();
     assert!(
@@ -63,7 +68,11 @@ async fn limits_are_typed_errors() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn usage_reports_fuel_and_peak_memory() {
-    let host = Host::new(HostOptions::default()).unwrap();
+    let host = Host::new(HostOptions {
+        policies: vec![trust_policy()],
+        ..HostOptions::default()
+    })
+    .unwrap();
     let calc = host.load(&plugin("calc.wasm")).await.unwrap();
     let small = host
         .call_tool(&calc, r#"{"expression": "1"}"#)

@@ -226,7 +226,7 @@ async fn the_breaker_opens_fails_fast_half_opens_and_closes() {
     );
     let store = dir.path().join("journal.db");
     let host = Host::new(HostOptions {
-        policies: vec![policy],
+        policies: vec![crate::common::trust_policy(), policy],
         store: Some(StoreUrl::Sqlite(store.clone())),
         ..HostOptions::default()
     })

@@ -30,3 +30,4 @@ mod server;
 mod signing;
 mod sigstore;
 mod tools;
+mod trust;

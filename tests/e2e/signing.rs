@@ -254,7 +254,7 @@ fn unsigned_tampered_and_untrusted_components_never_load() {
     let line = error_line(&run(&["call", s(&signed), "--input", input]), 4);
     assert_contains(
         &line,
-        &["does not verify with any trusted key (trusted: key baton-dev)"],
+        &["does not verify with any trusted key (trusted: key baton-dev from "],
     );
 
     // Signed, but by a key the policy does not trust.
@@ -264,9 +264,14 @@ fn unsigned_tampered_and_untrusted_components_never_load() {
     let line = error_line(&run(&["call", s(&unsigned), "--input", input]), 4);
     assert_contains(&line, &["does not verify with any trusted key"]);
 
-    // Trusting that key (and only it) in a policy makes it load, and the dev key no longer.
+    // Trusting that key (and only it: `replace`) in a policy makes it load, and the dev key
+    // no longer.
     let policy = dir.path().join("trust.toml");
-    std::fs::write(&policy, "[trust]\nkeys = [\"other/baton.pub\"]\n").unwrap();
+    std::fs::write(
+        &policy,
+        "[trust]\nreplace = true\nkeys = [\"other/baton.pub\"]\n",
+    )
+    .unwrap();
     let out = run(&[
         "call",
         s(&unsigned),
@@ -288,7 +293,7 @@ fn unsigned_tampered_and_untrusted_components_never_load() {
         ]),
         4,
     );
-    assert_contains(&line, &["(trusted: key baton)"]);
+    assert_contains(&line, &["(trusted: key baton from "]);
 }
 
 #[test]
@@ -341,7 +346,10 @@ fn garbled_and_truncated_signatures_are_refused() {
     );
     assert_contains(
         &error_line(&call(&sig[..sig.len() / 8 * 4]), 4),
-        &["does not verify with any trusted key (trusted: key baton)"],
+        &[
+            "does not verify with any trusted key (trusted: ",
+            "key baton from ",
+        ],
     );
 }
 
@@ -412,11 +420,10 @@ fn attestations_of_another_type_or_another_file_are_refused() {
     );
 }
 
-/// Everything the build signed verifies with the development key the repository ships.
+/// Everything the build signed verifies with this machine's development key.
 #[test]
 fn every_shipped_plugin_is_signed_by_the_development_key() {
-    let dev_key = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../attestations/keys/baton-dev.pub");
+    let dev_key = crate::common::dev_key().1;
     let root = plugin("calc.wasm").parent().unwrap().to_path_buf();
     let mut checked = 0;
     // The reference tools are attested with their description; some test fixtures cannot be
@@ -451,8 +458,7 @@ fn grants_bound_to_a_signer_do_not_follow_the_name() {
     let dir = tempfile::tempdir().unwrap();
     let other = dir.path().join("other");
     text_output(&baton_with_password(&["keygen", "--out", s(&other)]));
-    let dev_key = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../attestations/keys/baton-dev.pub");
+    let dev_key = crate::common::dev_key().1;
     let policy = dir.path().join("policy.toml");
     std::fs::write(
         &policy,
@@ -573,7 +579,7 @@ fn verify_without_a_key_uses_the_policys_trust() {
     let line = error_line(&run(&["verify", s(&artifact)]), 4);
     assert_contains(
         &line,
-        &["does not verify for any trusted signer (trusted: key baton-dev)"],
+        &["does not verify for any trusted signer (trusted: key baton-dev from "],
     );
 }
 
@@ -601,8 +607,7 @@ fn policies_above_a_layer_that_requires_it_must_be_signed() {
     let dir = tempfile::tempdir().unwrap();
     let admin = dir.path().join("admin");
     text_output(&baton_with_password(&["keygen", "--out", s(&admin)]));
-    let dev_key = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../attestations/keys/baton-dev.pub");
+    let dev_key = crate::common::dev_key().1;
     let base = dir.path().join("base.toml");
     std::fs::write(
         &base,

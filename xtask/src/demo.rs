@@ -61,6 +61,13 @@ pub fn run() -> Result<()> {
     .map_err(|e| format!("cannot write {llm_policy:?}: {e}"))?;
     let llm_policy = shown_demo.join("llm-policy.toml").display().to_string();
     let brief = "examples/brief/workflow.toml";
+    // The built-in policy trusts nobody; the plugins are signed with this machine's
+    // development key, which the policy `cargo xtask plugins` wrote trusts.
+    let trust = p("trust.toml");
+    println!(
+        "# The plugins are signed with this machine's development key; every step trusts it \
+         through the policy beside them:\n$ export BATON_POLICY={trust}"
+    );
     let steps = [
         step(
             "Every plugin is signed; who signed it, and what it says it is:",
@@ -183,6 +190,7 @@ pub fn run() -> Result<()> {
             .current_dir(&ws.root)
             .env("BATON_STORE", demo_dir.join("journal.db"))
             .env("BATON_MODELS", &models)
+            .env("BATON_POLICY", &trust)
             .args(&args)
             .status()
             .map_err(|e| format!("cannot run {}: {e}", baton.display()))?;

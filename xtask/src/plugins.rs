@@ -1,5 +1,10 @@
 //! The reference and testing plugins: built for wasm32-wasip2 into `target/plugins/`, and
-//! signed with the development key together with the policies in `policies/`.
+//! signed with this machine's development key together with the policies in `policies/`.
+//!
+//! The development key is made on first use in `target/dev-key/` (its password beside it, in
+//! a file only its owner reads), never committed: a key whose private half were public would
+//! let anyone sign for whoever trusts it. `target/plugins/trust.toml` is the policy that
+//! trusts it, which the demo and the tests layer over the built-in one (which trusts nobody).
 //!
 //! Building them takes minutes, so a stamp in `target/plugins/` records a digest of what they
 //! are built from (their sources, the WIT contract, the lock file and manifests, the
@@ -20,10 +25,12 @@ const PLUGIN_PROFILE: &str = "plugin";
 /// The stamp's file name, in `target/plugins/`.
 const STAMP: &str = ".built-from";
 
-/// The development key's password. The key signs what this repository builds, so that the
-/// built-in policy (which requires signatures) loads it; it is not a secret and must never
-/// be trusted in production.
-const DEV_KEY_PASSWORD: &str = "baton-dev";
+/// The development key's directory, in the target directory, and the key's name: a plugin
+/// section's `signer = "baton-dev"` names it.
+const DEV_KEY_DIR: &str = "dev-key";
+const DEV_KEY_NAME: &str = "baton-dev";
+/// The policy, in `target/plugins/`, that trusts the development key.
+const TRUST_POLICY: &str = "trust.toml";
 
 /// Builds every plugin into `target/plugins/<group>/<name>.wasm` (tools directly in
 /// `target/plugins/`) and signs each with the development key, returning that directory.
@@ -34,12 +41,18 @@ pub fn build() -> Result<PathBuf> {
     let stamp = out.join(STAMP);
     let sources = digest_of(&ws.root, &plugin_sources(&ws)?)?;
     let policies = digest_of(&ws.root, &files(&ws.root.join("policies"), "toml")?)?;
+    let key = dev_key(&ws)?;
+    let signed_with = digest_of(&ws.root, std::slice::from_ref(&key.public))?;
     let recorded = std::fs::read_to_string(&stamp).unwrap_or_default();
     let mut recorded = recorded.lines();
-    let (built_from, signed_policies) = (recorded.next(), recorded.next());
+    let (built_from, signed_policies, recorded_key) =
+        (recorded.next(), recorded.next(), recorded.next());
     let mut to_sign = Vec::new();
     if built_from == Some(sources.as_str()) && outputs(&ws, &out).iter().all(|p| p.exists()) {
         eprintln!("xtask: plugins are up to date with their sources");
+        if recorded_key != Some(signed_with.as_str()) {
+            to_sign.extend(outputs(&ws, &out));
+        }
     } else {
         // A build that stops half way must not look complete.
         let _ = std::fs::remove_file(&stamp);
@@ -52,9 +65,10 @@ pub fn build() -> Result<PathBuf> {
         to_sign.extend(policy_files);
     }
     if !to_sign.is_empty() {
-        sign(&ws, &to_sign)?;
+        sign(&ws, &key, &to_sign)?;
     }
-    std::fs::write(&stamp, format!("{sources}\n{policies}\n"))
+    write_trust_policy(&out, &key)?;
+    std::fs::write(&stamp, format!("{sources}\n{policies}\n{signed_with}\n"))
         .map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
     eprintln!("xtask: plugins are in {}", out.display());
     Ok(out)
@@ -137,20 +151,115 @@ fn compile(ws: &Workspace, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// This machine's development key pair and the password of its private half.
+struct DevKey {
+    private: PathBuf,
+    public: PathBuf,
+    password: String,
+}
+
+/// The development key in `target/dev-key/`, made with `baton keygen` when there is none.
+fn dev_key(ws: &Workspace) -> Result<DevKey> {
+    let dir = ws.target.join(DEV_KEY_DIR);
+    let key = DevKey {
+        private: dir.join(format!("{DEV_KEY_NAME}.key")),
+        public: dir.join(format!("{DEV_KEY_NAME}.pub")),
+        password: String::new(),
+    };
+    let password_file = dir.join("password");
+    if key.private.exists() && key.public.exists() && password_file.exists() {
+        let password = std::fs::read_to_string(&password_file)
+            .map_err(|e| format!("cannot read {}: {e}", password_file.display()))?;
+        return Ok(DevKey {
+            password: password.trim().into(),
+            ..key
+        });
+    }
+    eprintln!(
+        "xtask: making this machine's development key in {}",
+        dir.display()
+    );
+    let fresh = dir.join("new");
+    let _ = std::fs::remove_dir_all(&fresh);
+    std::fs::create_dir_all(&fresh).map_err(|e| format!("cannot create {fresh:?}: {e}"))?;
+    let password = random_hex(16)?;
+    let mut keygen = baton(ws);
+    keygen
+        .env("BATON_KEY_PASSWORD", &password)
+        .args(["keygen", "--out"])
+        .arg(&fresh);
+    run(&mut keygen)?;
+    write_private(&password_file, &password)?;
+    for (made, place) in [("baton.key", &key.private), ("baton.pub", &key.public)] {
+        std::fs::rename(fresh.join(made), place)
+            .map_err(|e| format!("cannot move the new key to {}: {e}", place.display()))?;
+    }
+    let _ = std::fs::remove_dir(&fresh);
+    Ok(DevKey { password, ..key })
+}
+
+/// `bytes` random bytes from the operating system, in hex.
+fn random_hex(bytes: usize) -> Result<String> {
+    use std::io::Read;
+    let mut buffer = vec![0; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buffer))
+        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    Ok(hex(&buffer))
+}
+
+/// Writes `text` to a file only its owner can read.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Writes `out/trust.toml`, the policy that trusts the development key.
+fn write_trust_policy(out: &Path, key: &DevKey) -> Result<()> {
+    let path = out.join(TRUST_POLICY);
+    let text = format!(
+        "# Written by `cargo xtask plugins`: trusts this machine's development key, which signs\n\
+         # the plugins built here. Layer it with --policy {} (or BATON_POLICY).\n\
+         [trust]\nkeys = [{:?}]\n",
+        path.display(),
+        key.public.display().to_string(),
+    );
+    if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+        return Ok(());
+    }
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// `baton`, run from the workspace with a compile cache of its own.
+fn baton(ws: &Workspace) -> Command {
+    let mut baton = cargo();
+    baton
+        .current_dir(&ws.root)
+        .env("BATON_CACHE_DIR", ws.target.join("baton-cache"))
+        .env_remove("BATON_POLICY")
+        .args(["run", "--quiet", "-p", "baton", "--"]);
+    baton
+}
+
 /// Signs `paths` (`FILE.sig`, `FILE.intoto.json` beside each) with `baton sign` and the
-/// development key in `attestations/keys/`.
-fn sign(ws: &Workspace, paths: &[PathBuf]) -> Result<()> {
+/// development key.
+fn sign(ws: &Workspace, key: &DevKey, paths: &[PathBuf]) -> Result<()> {
     eprintln!(
         "xtask: signing {} plugins and policies with the development key",
         paths.len()
     );
-    let key = ws.root.join("attestations/keys/baton-dev.key");
-    let mut sign = cargo();
-    sign.current_dir(&ws.root)
-        .env("BATON_KEY_PASSWORD", DEV_KEY_PASSWORD)
-        .env("BATON_CACHE_DIR", ws.target.join("baton-cache"))
-        .args(["run", "--quiet", "-p", "baton", "--", "sign", "--key"])
-        .arg(&key)
+    let mut sign = baton(ws);
+    sign.env("BATON_KEY_PASSWORD", &key.password)
+        .args(["sign", "--key"])
+        .arg(&key.private)
         .args(paths);
     if let Ok(revision) = std::env::var("BATON_SOURCE_REVISION") {
         sign.env("BATON_SOURCE_REVISION", revision);
@@ -179,7 +288,7 @@ fn signed(path: &Path) -> bool {
 /// Everything the plugins are built from, and what signs them.
 fn plugin_sources(ws: &Workspace) -> Result<Vec<PathBuf>> {
     let mut paths = Vec::new();
-    for dir in ["plugins", "wit", "attestations/keys", "crates/trust/src"] {
+    for dir in ["plugins", "wit", "crates/trust/src"] {
         walk(&ws.root.join(dir), &mut paths)?;
     }
     for file in ["Cargo.lock", "Cargo.toml", "crates/baton/src/cli/sign.rs"] {

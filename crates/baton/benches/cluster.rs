@@ -142,6 +142,7 @@ fn plan(steps: usize, max_parallel: usize) -> Settings {
 /// (as `baton` does by default).
 fn host(url: &str) -> Host {
     Host::new(HostOptions {
+        policies: vec![common::trust_policy()],
         store: Some(StoreUrl::Postgres(url.into())),
         cache_dir: Some(std::env::temp_dir().join("baton-bench-cache")),
         no_pure_cache: true,

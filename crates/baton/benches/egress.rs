@@ -60,7 +60,7 @@ fn gets(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let policy = common::fetch_policy(dir.path(), &server);
     let host = Host::new(HostOptions {
-        policies: vec![policy],
+        policies: vec![common::trust_policy(), policy],
         ..HostOptions::default()
     })
     .unwrap();

@@ -206,6 +206,7 @@ fn journaled_calls(c: &mut Criterion) {
         ),
     ] {
         let host = Host::new(HostOptions {
+            policies: vec![common::trust_policy()],
             store,
             no_pure_cache: true,
             ..HostOptions::default()
@@ -223,6 +224,7 @@ fn journaled_calls(c: &mut Criterion) {
     group.finish();
     // Throughput: the writer must keep up, so the flush is part of what is timed.
     let host = Host::new(HostOptions {
+        policies: vec![common::trust_policy()],
         store: Some(StoreUrl::Sqlite(dir.path().join("throughput.db"))),
         no_pure_cache: true,
         ..HostOptions::default()
@@ -261,7 +263,7 @@ fn replays(c: &mut Criterion) {
     let policy = common::fetch_policy(dir.path(), &server);
     // With the compile cache, as `baton replay` runs: a replay loads the bundled component.
     let host = Host::new(HostOptions {
-        policies: vec![policy],
+        policies: vec![common::trust_policy(), policy],
         store: Some(StoreUrl::Sqlite(dir.path().join("journal.db"))),
         cache_dir: Some(dir.path().join("cache")),
         no_pure_cache: true,

@@ -61,7 +61,7 @@ impl Server {
             .args(["mcp", "--tools", tools.to_str().unwrap()])
             .env("BATON_STORE", dir.join("server.db"))
             .env("BATON_CACHE_DIR", dir.join("cache"))
-            .env_remove("BATON_POLICY")
+            .env("BATON_POLICY", common::trust_policy())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -147,6 +147,7 @@ fn calls(c: &mut Criterion) {
     let tools = tools_dir(dir.path());
     let (session, calc) = rt.block_on(async {
         let host = Host::new(HostOptions {
+            policies: vec![common::trust_policy()],
             store: Some(StoreUrl::Sqlite(dir.path().join("library.db"))),
             cache_dir: Some(dir.path().join("cache")),
             no_pure_cache: true,

@@ -48,6 +48,7 @@ fn plan(steps: Vec<Value>, max_parallel: usize) -> Settings {
 fn schedule(c: &mut Criterion) {
     let rt = runtime();
     let mut host = Host::new(HostOptions {
+        policies: vec![common::trust_policy()],
         no_pure_cache: true,
         ..HostOptions::default()
     })
@@ -95,7 +96,7 @@ fn fanout(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let policy = common::fetch_policy(dir.path(), &server);
     let mut host = Host::new(HostOptions {
-        policies: vec![policy],
+        policies: vec![common::trust_policy(), policy],
         no_pure_cache: true,
         ..HostOptions::default()
     })

@@ -35,7 +35,7 @@ fn baton(dir: &Path, args: &[&str]) -> String {
         .current_dir(dir)
         .env("BATON_KEY_PASSWORD", PASSWORD)
         .env("BATON_CACHE_DIR", dir.join("cache"))
-        .env_remove("BATON_POLICY")
+        .env("BATON_POLICY", common::trust_policy())
         .args(args)
         .output()
         .unwrap();
@@ -77,12 +77,7 @@ fn benches(c: &mut Criterion) {
     let dir = temp.path();
     baton(dir, &["keygen"]);
     let policy = dir.join("policy.toml");
-    let dev = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../attestations/keys/baton-dev.pub");
-    std::fs::write(
-        &policy,
-        format!("[trust]\nkeys = [{:?}, \"baton.pub\"]\n", dev),
-    )
-    .unwrap();
+    std::fs::write(&policy, "[trust]\nkeys = [\"baton.pub\"]\n").unwrap();
     let calc = padded_calc(dir);
     let registry = registry_server::Registry::start();
     let tag = registry.reference("bench/calc:1.0.0");
@@ -94,7 +89,7 @@ fn benches(c: &mut Criterion) {
         .build()
         .unwrap();
     let host = Host::new(HostOptions {
-        policies: vec![policy],
+        policies: vec![common::trust_policy(), policy],
         cache_dir: Some(dir.join("cache")),
         no_pure_cache: true,
         ..HostOptions::default()

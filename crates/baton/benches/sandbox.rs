@@ -139,6 +139,7 @@ fn calls(c: &mut Criterion) {
 
     // (c) The whole tool call, schema checks included.
     let host = Host::new(HostOptions {
+        policies: vec![common::trust_policy()],
         no_pure_cache: true,
         ..HostOptions::default()
     })
@@ -151,7 +152,11 @@ fn calls(c: &mut Criterion) {
 
     // (d) The same call answered by the cache of pure calls (a host without a store keeps
     // it in memory): the first call runs calc, every call measured is a hit.
-    let host = Host::new(HostOptions::default()).unwrap();
+    let host = Host::new(HostOptions {
+        policies: vec![common::trust_policy()],
+        ..HostOptions::default()
+    })
+    .unwrap();
     let calc = rt.block_on(host.load(&path)).unwrap();
     rt.block_on(host.call_tool(&calc, INPUT)).unwrap();
     group.bench_function("pure_cache_hit", |b| {

@@ -59,7 +59,7 @@ impl Served {
             command
                 .env("BATON_STORE", dir.join("journal.db"))
                 .env("BATON_CACHE_DIR", dir.join("cache"))
-                .env_remove("BATON_POLICY")
+                .env("BATON_POLICY", common::trust_policy())
                 .args(["--policy", policy.to_str().unwrap()])
                 .args(args);
             command

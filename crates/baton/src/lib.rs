@@ -23,7 +23,11 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), baton::Error> {
-//! let host = baton::Host::new(baton::HostOptions::default())?;
+//! // The built-in policy trusts nobody: a policy naming the key that signed calc.wasm.
+//! let host = baton::Host::new(baton::HostOptions {
+//!     policies: vec!["trust.toml".into()],
+//!     ..Default::default()
+//! })?;
 //! let calc = host.load("calc.wasm".as_ref()).await?;
 //! let call = host.call_tool(&calc, r#"{"expression": "6 * 7"}"#).await?;
 //! assert_eq!(call.output["value"], 42.0);

@@ -1,6 +1,8 @@
-//! `[trust]`: whose signatures make a component loadable. The last policy file that sets a
-//! key decides it; the built-in policy requires signatures and trusts Baton's development key
-//! (embedded in the binary, so it resolves wherever Baton runs).
+//! `[trust]`: whose signatures make a component loadable. Scalars (`require_signatures`, …)
+//! are decided by the last policy file that sets them; the lists of trusted keys, identities
+//! and host keys grow with each layer, unless a layer sets `replace = true` and so starts them
+//! afresh. The built-in policy requires signatures and trusts nobody: a machine trusts the keys
+//! its own policies name (`cargo xtask plugins` writes one for its development key).
 
 use std::path::{Path, PathBuf};
 
@@ -11,13 +13,13 @@ pub use baton_trust::policy::{Identity, SubjectMatch, TrustPolicy, TrustedKey};
 use crate::PolicyError;
 use crate::file::{Layer, relative_to};
 
-/// The project's development public key, trusted by the built-in policy.
-const DEV_KEY_PATH: &str = "../attestations/keys/baton-dev.pub";
-const DEV_KEY: &str = include_str!("../../../attestations/keys/baton-dev.pub");
-
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TrustSpec {
+    /// Whether this layer's keys, identities and host keys replace those of the layers below
+    /// it instead of adding to them.
+    #[serde(default)]
+    replace: bool,
     require_signatures: Option<bool>,
     /// Whether the policy files layered above this one must be signed.
     require_signed_policies: Option<bool>,
@@ -36,9 +38,13 @@ pub(super) struct TrustSpec {
 /// Resolves `[trust]` across `layers` (built-in first), reading the files it names.
 pub(super) fn resolve(layers: &[Layer], read_files: bool) -> Result<TrustPolicy, PolicyError> {
     let mut trust = TrustPolicy::default();
-    for (index, layer) in layers.iter().enumerate() {
+    for layer in layers {
         let spec = &layer.file.trust;
-        let builtin = index == 0 && layer.name == super::DEFAULT_POLICY_NAME;
+        if spec.replace {
+            trust.keys.clear();
+            trust.identities.clear();
+            trust.host_keys.clear();
+        }
         if let Some(require) = spec.require_signatures {
             trust.require_signatures = require;
         }
@@ -46,22 +52,23 @@ pub(super) fn resolve(layers: &[Layer], read_files: bool) -> Result<TrustPolicy,
             trust.require_signed_policies = require;
         }
         if let Some(keys) = &spec.keys {
-            trust.keys = keys
-                .iter()
-                .map(|path| key(&layer.name, path, builtin, read_files))
-                .collect::<Result<_, _>>()?;
+            for path in keys {
+                let key = key(&layer.name, path, read_files)?;
+                if !trust.keys.iter().any(|k| k.path == key.path) {
+                    trust.keys.push(key);
+                }
+            }
         }
         if let Some(require) = spec.require_signed_runs {
             trust.require_signed_runs = require;
         }
         if let Some(keys) = &spec.host_keys {
-            trust.host_keys = keys
-                .iter()
-                .map(|path| key(&layer.name, path, false, read_files))
-                .collect::<Result<_, _>>()?;
+            for path in keys {
+                trust.host_keys.push(key(&layer.name, path, read_files)?);
+            }
         }
         if let Some(identities) = &spec.identities {
-            trust.identities = identities.clone();
+            trust.identities.extend(identities.iter().cloned());
         }
         if let Some(root) = &spec.trusted_root {
             let path = relative_to(&layer.name, root);
@@ -74,29 +81,22 @@ pub(super) fn resolve(layers: &[Layer], read_files: bool) -> Result<TrustPolicy,
     Ok(trust)
 }
 
-fn key(
-    policy: &str,
-    path: &Path,
-    builtin: bool,
-    read_files: bool,
-) -> Result<TrustedKey, PolicyError> {
+fn key(policy: &str, path: &Path, read_files: bool) -> Result<TrustedKey, PolicyError> {
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if builtin && path == Path::new(DEV_KEY_PATH) {
-        return Ok(TrustedKey {
-            name,
-            path: path.to_owned(),
-            pem: DEV_KEY.into(),
-        });
-    }
     let path = relative_to(policy, path);
     let pem = match read_files {
         true => read(policy, &path)?,
         false => String::new(),
     };
-    Ok(TrustedKey { name, path, pem })
+    Ok(TrustedKey {
+        name,
+        path,
+        pem,
+        policy: policy.into(),
+    })
 }
 
 /// Checks that the policy file at `path` (with `bytes`) is signed by a key or identity that

@@ -6,7 +6,11 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), baton_runtime::Error> {
-//! let host = baton_runtime::Host::new(baton_runtime::HostOptions::default())?;
+//! // The built-in policy trusts nobody: a policy naming the key that signed calc.wasm.
+//! let host = baton_runtime::Host::new(baton_runtime::HostOptions {
+//!     policies: vec!["trust.toml".into()],
+//!     ..Default::default()
+//! })?;
 //! let calc = host.load("calc.wasm".as_ref()).await?;
 //! let call = host.call_tool(&calc, r#"{"expression": "6 * 7"}"#).await?;
 //! assert_eq!(call.output["value"], 42.0);

@@ -114,6 +114,8 @@ pub struct PolicyTrust {
     keys: Vec<(String, PublicKey, String)>,
     identities: Vec<Identity>,
     trusted_root: Option<String>,
+    /// Who is trusted and which policy file said so, for messages.
+    trusted: String,
 }
 
 impl PolicyTrust {
@@ -134,7 +136,12 @@ impl PolicyTrust {
             keys,
             identities: policy.identities.clone(),
             trusted_root: policy.trusted_root.clone(),
+            trusted: trusted(policy),
         })
+    }
+
+    fn trusts_nobody(&self) -> bool {
+        self.keys.is_empty() && self.identities.is_empty()
     }
 
     /// Accepts everything as unverified, whatever signatures lie beside it (for `baton
@@ -147,21 +154,31 @@ impl PolicyTrust {
             keys: Vec::new(),
             identities: Vec::new(),
             trusted_root: None,
+            trusted: String::new(),
         }
     }
+}
 
-    fn names(&self) -> String {
-        let mut names: Vec<String> = self.keys.iter().map(|(n, ..)| format!("key {n}")).collect();
-        names.extend(
-            self.identities
-                .iter()
-                .map(|i| format!("identity {}", i.subject)),
-        );
-        match names.is_empty() {
-            true => "none: the policy's [trust] lists no keys or identities".into(),
-            false => names.join(", "),
-        }
-    }
+/// Why a signature cannot verify when no policy trusts anyone, and what to do.
+const NOBODY: &str = "cannot be checked: no policy trusts any key or identity (the built-in \
+    policy trusts nobody); trust the signer's public key with `[trust] keys = [\"KEY.pub\"]` \
+    in a policy given with --policy or BATON_POLICY, or make a key with `baton keygen` and sign \
+    with `baton sign`";
+
+/// Who `policy` trusts, each key with the policy file that named it.
+fn trusted(policy: &TrustPolicy) -> String {
+    let mut names: Vec<String> = policy
+        .keys
+        .iter()
+        .map(|k| format!("key {} from {}", k.name, k.policy))
+        .collect();
+    names.extend(
+        policy
+            .identities
+            .iter()
+            .map(|i| format!("identity {}", i.subject)),
+    );
+    names.join(", ")
 }
 
 impl TrustCheck for PolicyTrust {
@@ -184,10 +201,13 @@ impl TrustCheck for PolicyTrust {
                 .iter()
                 .find(|(_, key, _)| key.verifies(bytes, &signature));
             let Some((name, key, pem)) = found else {
+                if self.trusts_nobody() {
+                    return Err(refuse(format!("its signature {base}.sig {NOBODY}")));
+                }
                 return Err(refuse(format!(
                     "its signature {base}.sig does not verify with any trusted key (trusted: {}); \
                      the component was changed after signing, or someone else signed it",
-                    self.names()
+                    self.trusted
                 )));
             };
             return Ok(Provenance::Verified(Verified {
@@ -236,10 +256,15 @@ impl TrustCheck for PolicyTrust {
                     }));
                 }
             }
+            if self.trusts_nobody() {
+                return Err(refuse(format!(
+                    "its Sigstore bundle {base}.sigstore.json {NOBODY}"
+                )));
+            }
             return Err(refuse(format!(
                 "its Sigstore bundle {base}.sigstore.json does not verify for any trusted signer \
                  (trusted: {})",
-                self.names()
+                self.trusted
             )));
         }
         if self.require {

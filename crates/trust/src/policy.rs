@@ -87,6 +87,8 @@ pub struct TrustedKey {
     pub name: String,
     pub path: PathBuf,
     pub pem: String,
+    /// The policy file that named it, for messages.
+    pub policy: String,
 }
 
 /// The trust decision's inputs, resolved.

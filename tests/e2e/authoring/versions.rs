@@ -53,7 +53,7 @@ fn with_version(cargo: &str, version: &str) -> String {
 /// A policy trusting the development key (for the static planner) and the project's, and
 /// granting greet egress to `allow`.
 fn policy(dir: &Path, project: &Project, allow: &[&str]) -> PathBuf {
-    let dev = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../attestations/keys/baton-dev.pub");
+    let dev = crate::common::dev_key().1;
     let path = dir.join(format!("policy-{}.toml", allow.len()));
     std::fs::write(
         &path,

@@ -342,7 +342,8 @@ fn a_worker_runs_only_what_its_own_policy_trusts() {
     let nats = Nats::start();
     let store = pg.url();
     let dir = tempfile::tempdir().unwrap();
-    // The worker trusts one key of its own, which signed none of the run's components.
+    // The worker trusts one key of its own and no other, which signed none of the run's
+    // components.
     let keys = dir.path().join("keys");
     let made = baton()
         .env("BATON_KEY_PASSWORD", "worker-test")
@@ -351,7 +352,11 @@ fn a_worker_runs_only_what_its_own_policy_trusts() {
         .unwrap();
     text_output(&made);
     let policy = dir.path().join("worker.toml");
-    std::fs::write(&policy, "[trust]\nkeys = [\"keys/baton.pub\"]\n").unwrap();
+    std::fs::write(
+        &policy,
+        "[trust]\nreplace = true\nkeys = [\"keys/baton.pub\"]\n",
+    )
+    .unwrap();
     let _worker = Worker::start(
         baton(),
         &nats,

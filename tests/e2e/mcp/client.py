@@ -33,7 +33,9 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 # The SDK starts servers with a minimal environment; Baton's settings are passed on.
-PASSED = ("BATON_STORE", "BATON_CACHE_DIR", "BATON_MODELS", "PATH", "HOME")
+PASSED = (
+    "BATON_STORE", "BATON_CACHE_DIR", "BATON_MODELS", "BATON_POLICY", "PATH", "HOME"
+)
 
 
 def transport(args):

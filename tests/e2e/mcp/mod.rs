@@ -24,6 +24,7 @@ fn python_client(target: &[&str], store: &Path, calls: &Value) -> (Value, String
         .env("BATON_STORE", store)
         .env("BATON_CACHE_DIR", cache_dir())
         .env("BATON_MODELS", models_dir())
+        .env("BATON_POLICY", trust_policy())
         .output()
         .expect("python3 runs");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -477,6 +478,7 @@ pub(crate) fn inspector(args: &[&str], store: &Path) -> Value {
         .env("BATON_STORE", store)
         .env("BATON_CACHE_DIR", cache_dir())
         .env("BATON_MODELS", models_dir())
+        .env("BATON_POLICY", trust_policy())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

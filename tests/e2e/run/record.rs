@@ -254,11 +254,10 @@ fn replaying_a_run_with_a_changed_tool_diverges_where_the_tool_is_used() {
     let mut bytes = std::fs::read(plugin("calc.wasm")).unwrap();
     bytes.extend_from_slice(&[0x00, 0x06, 0x04, b'n', b'o', b't', b'e', b'x']);
     std::fs::write(&changed, bytes).unwrap();
-    let key = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../attestations/keys/baton-dev.key");
+    let (key, _, password) = crate::common::dev_key();
     text_output(
         &baton()
-            .env("BATON_KEY_PASSWORD", "baton-dev")
+            .env("BATON_KEY_PASSWORD", password)
             .args([
                 "sign",
                 "--key",

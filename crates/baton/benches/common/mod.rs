@@ -19,6 +19,11 @@ pub fn plugin(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The policy that trusts this machine's development key, which signs the built plugins.
+pub fn trust_policy() -> PathBuf {
+    plugin("trust.toml")
+}
+
 /// Writes, in `dir`, a policy granting `fetch` exactly `server`'s address; returns its path.
 pub fn fetch_policy(dir: &Path, server: &server::Server) -> PathBuf {
     let policy = dir.join("policy.toml");

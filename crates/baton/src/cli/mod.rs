@@ -76,11 +76,15 @@ pub struct Cli {
     command: Command,
 }
 
+/// Policy files layered beneath every `--policy`.
+const POLICY_VAR: &str = "BATON_POLICY";
+
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Policy file (TOML) layered over the built-in policies/default.toml; repeat it to layer
-    /// several, each over the one before
-    #[arg(long, global = true, env = "BATON_POLICY", value_name = "FILE")]
+    /// Policy file (TOML) layered over the built-in policies/default.toml and those in
+    /// BATON_POLICY (a list of paths, as PATH); repeat it to layer several, each over the one
+    /// before
+    #[arg(long, global = true, value_name = "FILE")]
     policy: Vec<PathBuf>,
     /// Fuel per call (about one unit per wasm instruction), e.g. 1_000_000
     #[arg(long, global = true, value_parser = values::fuel, value_name = "UNITS")]
@@ -127,6 +131,16 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
+    /// The policy files to layer over the built-in one: BATON_POLICY's (a machine's or a
+    /// user's standing policy, such as the trust of their own keys), then `--policy`'s.
+    fn policies(&self) -> Vec<PathBuf> {
+        let standing = std::env::var_os(POLICY_VAR).unwrap_or_default();
+        std::env::split_paths(&standing)
+            .filter(|path| !path.as_os_str().is_empty())
+            .chain(self.policy.iter().cloned())
+            .collect()
+    }
+
     fn store(&self) -> StoreUrl {
         self.store
             .clone()
@@ -144,7 +158,7 @@ impl GlobalArgs {
 
     fn host_options(&self) -> HostOptions {
         HostOptions {
-            policies: self.policy.clone(),
+            policies: self.policies(),
             limits: LimitsSpec {
                 fuel: self.fuel,
                 memory: self.memory,
@@ -256,7 +270,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         .map_err(|e| Error::Engine(format!("cannot start the async runtime: {e}")))?;
     let command = match cli.command {
         Command::Trace(command) => {
-            let policy = Policy::load_all(&cli.global.policy).map_err(Error::from)?;
+            let policy = Policy::load_all(&cli.global.policies()).map_err(Error::from)?;
             return Ok(trace::run(&cli.global.store(), &policy, command)?);
         }
         Command::Log(command) => return Ok(log::run(&cli.global.store(), command)?),
@@ -264,7 +278,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             return keys::run(&cli.global.store(), cli.global.budget, command);
         }
         Command::Keygen(args) => return Ok(sign::keygen(args)?),
-        Command::Verify(args) => return Ok(sign::verify(args, &cli.global.policy)?),
+        Command::Verify(args) => return Ok(sign::verify(args, &cli.global.policies())?),
         Command::New(args) => return author::new::run(args),
         Command::Build(args) => return author::build::run(args),
         Command::Push(args) => {
