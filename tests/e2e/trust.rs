@@ -171,3 +171,44 @@ fn holds_private_key(bytes: &[u8]) -> bool {
         line.starts_with("-----BEGIN ") && line.ends_with("PRIVATE KEY-----")
     })
 }
+
+/// Loading applies the checks `baton verify` applies to an attestation beside a component.
+#[test]
+fn a_tampered_or_misplaced_attestation_is_refused_at_load_as_by_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let calc = copy_plugin("calc.wasm", dir.path());
+    let attestation = dir.path().join("calc.wasm.intoto.json");
+    let genuine = std::fs::read_to_string(&attestation).unwrap();
+    let call = || run(&["call", s(&calc), "--input", INPUT]);
+    assert_eq!(text_output(&call()).trim(), r#"{"value":42.0}"#);
+
+    // Its payload edited after signing: the envelope's signature no longer holds.
+    let mut envelope: serde_json::Value = serde_json::from_str(&genuine).unwrap();
+    let payload = envelope["payload"].as_str().unwrap().to_string();
+    let flipped = if payload.starts_with('e') { "f" } else { "e" };
+    envelope["payload"] = format!("{flipped}{}", &payload[1..]).into();
+    std::fs::write(&attestation, envelope.to_string()).unwrap();
+    // The attestation of another component, signed by the same key.
+    let other = std::fs::read_to_string(plugin("text-stats.wasm.intoto.json")).unwrap();
+    for (text, why) in [
+        (envelope.to_string(), "is not signed by key baton-dev"),
+        (other, "is about another file"),
+        ("{not json".to_string(), "is not a DSSE envelope"),
+    ] {
+        std::fs::write(&attestation, text).unwrap();
+        let line = error_line(&call(), 4);
+        assert_contains(
+            &line,
+            &[
+                "is not trusted: its attestation ",
+                "calc.wasm.intoto.json",
+                why,
+            ],
+        );
+        let verified = error_line(&run(&["verify", s(&calc)]), 4);
+        assert_contains(&verified, &["calc.wasm.intoto.json", why]);
+    }
+    // No attestation at all is fine: the signature alone decides.
+    std::fs::remove_file(&attestation).unwrap();
+    assert_eq!(text_output(&call()).trim(), r#"{"value":42.0}"#);
+}

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::policy::{Identity, SubjectMatch, TrustPolicy};
-use crate::signing::{Envelope, INTOTO_PAYLOAD_TYPE, PublicKey};
+use crate::signing::{Envelope, INTOTO_PAYLOAD_TYPE, PublicKey, STATEMENT_TYPE};
 use crate::sigstore::{Signer, verify_bundle};
 use baton_core::Digest;
 
@@ -215,7 +215,7 @@ impl TrustCheck for PolicyTrust {
                 name: name.clone(),
                 key: pem.clone(),
                 signature: sig.trim().into(),
-                attestation: attestation_digest(sidecars, digest, key),
+                attestation: attestation_digest(sidecars, digest, key, &format!("key {name}"))?,
                 trusted_root: String::new(),
             }));
         }
@@ -277,27 +277,55 @@ impl TrustCheck for PolicyTrust {
     }
 }
 
-/// `sha256:` of the attestation beside a component, if it is an in-toto statement signed by
-/// `key` about exactly the bytes with `digest`; empty otherwise.
-fn attestation_digest(sidecars: &Sidecars, digest: &Digest, key: &PublicKey) -> String {
+/// `sha256:` of the attestation beside a component signed by `key` (named `signer`), or
+/// empty when there is none. A present attestation must be an in-toto statement about exactly
+/// the bytes with `digest`, signed by the same key: otherwise the component is refused, as
+/// `baton verify` refuses it.
+fn attestation_digest(
+    sidecars: &Sidecars,
+    digest: &Digest,
+    key: &PublicKey,
+    signer: &str,
+) -> Result<String, TrustError> {
     let Some(text) = &sidecars.attestation else {
-        return String::new();
+        return Ok(String::new());
     };
-    let about_these_bytes = || -> Option<()> {
-        let envelope: Envelope = serde_json::from_str(text).ok()?;
-        (envelope.payload_type == INTOTO_PAYLOAD_TYPE).then_some(())?;
-        let statement: serde_json::Value = serde_json::from_slice(&envelope.open(key)?).ok()?;
-        let hex = digest.hex();
-        statement["subject"]
-            .as_array()?
-            .iter()
-            .any(|s| s["digest"]["sha256"].as_str() == Some(hex.as_str()))
-            .then_some(())
-    };
-    match about_these_bytes() {
-        Some(()) => Digest::of(text.as_bytes()).to_string(),
-        None => String::new(),
+    check_attestation(text, digest, key, signer).map_err(|why| {
+        refuse(format!(
+            "its attestation {}.intoto.json {why}",
+            sidecars.base.display()
+        ))
+    })?;
+    Ok(Digest::of(text.as_bytes()).to_string())
+}
+
+/// The in-toto statement in the attestation `text`, which must be a DSSE envelope signed by
+/// `key` (named `signer`) about exactly the bytes with `digest`; `Err` says what it is not.
+pub fn check_attestation(
+    text: &str,
+    digest: &Digest,
+    key: &PublicKey,
+    signer: &str,
+) -> Result<serde_json::Value, String> {
+    let envelope: Envelope =
+        serde_json::from_str(text).map_err(|_| "is not a DSSE envelope".to_string())?;
+    if envelope.payload_type != INTOTO_PAYLOAD_TYPE {
+        return Err("is not an in-toto attestation".into());
     }
+    let payload = envelope
+        .open(key)
+        .ok_or_else(|| format!("is not signed by {signer}"))?;
+    let statement: serde_json::Value =
+        serde_json::from_slice(&payload).map_err(|_| "holds no in-toto statement".to_string())?;
+    let attested = statement["subject"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|s| s["digest"]["sha256"].as_str() == Some(digest.hex().as_str()));
+    if statement["_type"] != STATEMENT_TYPE || !attested {
+        return Err("is about another file".into());
+    }
+    Ok(statement)
 }
 
 /// A replay's trust: the bytes must verify with what the recorded run says signed them (its

@@ -9,7 +9,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use baton::Digest;
 use baton::Info;
 use baton::policy::Policy;
-use baton::trust::check::{PolicyTrust, Provenance, Sidecars, TrustCheck, with_suffix};
+use baton::trust::check::{
+    PolicyTrust, Provenance, Sidecars, TrustCheck, check_attestation, with_suffix,
+};
 use baton::trust::signing::{
     Envelope, INTOTO_PAYLOAD_TYPE, PREDICATE_TYPE, PublicKey, STATEMENT_TYPE, SigningKey,
 };
@@ -348,25 +350,8 @@ fn attestation(
     let Ok(text) = std::fs::read_to_string(&attestation_path) else {
         return Ok(vec!["  attestation  none".into()]);
     };
-    let bad = |why: &str| format!("its attestation {} {why}", attestation_path.display());
-    let envelope: Envelope =
-        serde_json::from_str(&text).map_err(|_| bad("is not a DSSE envelope"))?;
-    if envelope.payload_type != INTOTO_PAYLOAD_TYPE {
-        return Err(bad("is not an in-toto attestation"));
-    }
-    let payload = envelope
-        .open(key)
-        .ok_or_else(|| bad(&format!("is not signed by {signer}")))?;
-    let statement: Value =
-        serde_json::from_slice(&payload).map_err(|_| bad("holds no in-toto statement"))?;
-    let attested = statement["subject"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|s| s["digest"]["sha256"].as_str() == Some(digest.hex().as_str()));
-    if statement["_type"] != STATEMENT_TYPE || !attested {
-        return Err(bad("is about another file"));
-    }
+    let statement = check_attestation(&text, digest, key, signer)
+        .map_err(|why| format!("its attestation {} {why}", attestation_path.display()))?;
     let predicate = &statement["predicate"];
     let what = match (predicate["kind"].as_str(), predicate["world"].as_str()) {
         (Some("component"), Some(world)) => format!(
