@@ -46,7 +46,7 @@ fn input_larger_than_max_input_is_refused_before_parsing() {
     let calc = plugin("calc.wasm");
     let calc = calc.to_str().unwrap();
     let big = format!("{{\"expression\": \"{}\"}}", "1+".repeat(1024));
-    let out = run(&["--max-input", "1 KiB", "call", calc, "--input", &big]);
+    let out = run(&["call", calc, "--max-input", "1 KiB", "--input", &big]);
     assert_contains(
         &error_line(&out, 2),
         &["input is 2.0 KiB", "larger than the 1 KiB", "(--max-input)"],
@@ -231,5 +231,44 @@ fn calling_a_planner_component_is_a_usage_error() {
             "static.wasm is a planner component; only tools are called with input and prompts \
              rendered with variables; planners run a workflow (`baton run --planner`)",
         ],
+    );
+}
+
+/// A flag is offered only by the commands it acts on: the limits by those that run
+/// components (and `inspect`, which shows them), the budget by those whose runs spend it.
+#[test]
+fn limit_and_budget_flags_are_offered_only_where_they_act() {
+    let help = |command: &[&str]| {
+        let out = run(&[command, &["--help"]].concat());
+        text_output(&out)
+    };
+    for command in [
+        &["trace", "ls"][..],
+        &["policy", "check"],
+        &["cache", "stats"],
+    ] {
+        let text = help(command);
+        for flag in [
+            "--fuel",
+            "--memory",
+            "--timeout",
+            "--budget",
+            "--max-output",
+        ] {
+            assert!(!text.contains(flag), "{command:?} offers {flag}: {text}");
+        }
+    }
+    for command in [&["call"][..], &["run"], &["mcp"], &["serve"]] {
+        assert_contains(&help(command), &["--fuel", "--timeout", "--budget"]);
+    }
+    assert_contains(&help(&["inspect"]), &["--fuel", "--memory"]);
+    assert!(!help(&["inspect"]).contains("--budget"));
+    assert_contains(&help(&["keys", "create"]), &["--budget"]);
+    // Given where it does nothing, a flag is a usage error rather than silently ignored.
+    let out = run(&["trace", "ls", "--fuel", "5"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_contains(
+        &String::from_utf8_lossy(&out.stderr),
+        &["unexpected argument '--fuel'"],
     );
 }

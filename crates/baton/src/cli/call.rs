@@ -27,6 +27,10 @@ pub struct CallArgs {
     /// policy's tools.call allows; may be repeated
     #[arg(long, value_name = "DIR")]
     tools: Vec<PathBuf>,
+    #[command(flatten)]
+    pub limits: super::LimitArgs,
+    #[command(flatten)]
+    pub budget: super::BudgetArg,
 }
 
 pub async fn run(host: &mut Host, args: CallArgs) -> Result<(), Error> {

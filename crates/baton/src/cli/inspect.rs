@@ -18,6 +18,8 @@ pub struct InspectArgs {
     /// Print a JSON document instead of text
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    pub limits: super::LimitArgs,
 }
 
 #[derive(Serialize)]

@@ -27,10 +27,12 @@ pub enum KeysCommand {
     },
 }
 
-/// (What a key may spend over its life is the global --budget, e.g. "usd=5,tokens=1000000";
-/// calls and fuel too.)
 #[derive(Debug, Args)]
 pub struct CreateArgs {
+    /// What the key may spend over its life, e.g. "usd=5,tokens=1000000" (also calls and
+    /// fuel) [default: no limit]
+    #[arg(long, value_parser = BudgetLimits::parse, value_name = "LIMITS")]
+    budget: Option<BudgetLimits>,
     /// What the key is for (unique among keys not revoked)
     #[arg(long)]
     name: String,
@@ -42,11 +44,7 @@ pub struct CreateArgs {
 
 /// Runs `command` on the keys of the store at `store`: `serve.db` beside a SQLite journal,
 /// or the PostgreSQL store.
-pub fn run(
-    store: &StoreUrl,
-    budget: Option<BudgetLimits>,
-    command: KeysCommand,
-) -> Result<(), Failure> {
+pub fn run(store: &StoreUrl, command: KeysCommand) -> Result<(), Failure> {
     // The PostgreSQL store stays open while its keys are used.
     let (keys, _open) = match store {
         StoreUrl::Sqlite(path) => (Keys::beside(path).map_err(usage)?, None),
@@ -58,7 +56,7 @@ pub fn run(
     match command {
         KeysCommand::Create(args) => {
             let made = keys
-                .create(&args.name, args.scopes, budget.unwrap_or_default())
+                .create(&args.name, args.scopes, args.budget.unwrap_or_default())
                 .map_err(usage)?;
             eprintln!(
                 "key '{}' ({}): scopes {}, budget {}. It is shown only now: keep it safe.",

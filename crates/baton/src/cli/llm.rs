@@ -39,6 +39,8 @@ pub struct CompleteArgs {
     /// Print the whole outcome (text, model, tokens, finish reason) as JSON
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    pub budget: super::BudgetArg,
 }
 
 fn temperature(text: &str) -> Result<f32, String> {

@@ -47,6 +47,10 @@ pub struct McpArgs {
     /// The embedding model tools are searched with
     #[arg(long, value_name = "MODEL", default_value = DEFAULT_EMBEDDING_MODEL)]
     embedding_model: String,
+    #[command(flatten)]
+    pub limits: super::LimitArgs,
+    #[command(flatten)]
+    pub budget: super::BudgetArg,
 }
 
 impl McpArgs {

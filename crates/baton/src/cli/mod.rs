@@ -86,26 +86,6 @@ pub struct GlobalArgs {
     /// before
     #[arg(long, global = true, value_name = "FILE")]
     policy: Vec<PathBuf>,
-    /// Fuel per call (about one unit per wasm instruction), e.g. 1_000_000
-    #[arg(long, global = true, value_parser = values::fuel, value_name = "UNITS")]
-    fuel: Option<u64>,
-    /// Memory per call, e.g. "64 MiB"
-    #[arg(long, global = true, value_parser = values::memory, value_name = "SIZE")]
-    memory: Option<u64>,
-    /// Wall-clock deadline per call, e.g. "5s" or "500ms"
-    #[arg(long, global = true, value_parser = values::timeout, value_name = "DURATION")]
-    timeout: Option<Duration>,
-    /// What a run may spend, e.g. "tokens=20000,usd=0.10,time=60s" (also fuel and calls);
-    /// overrides the policy's [budget]
-    #[arg(long, global = true, value_parser = BudgetLimits::parse, value_name = "LIMITS")]
-    budget: Option<BudgetLimits>,
-    /// Largest output (and stdout, and stderr) per call, e.g. "1 MiB"
-    #[arg(long, global = true, value_parser = values::output, value_name = "SIZE")]
-    max_output: Option<u64>,
-    /// Largest input a call takes, e.g. "16 MiB" (larger input is refused before it is read
-    /// as JSON)
-    #[arg(long, global = true, value_parser = values::output, value_name = "SIZE")]
-    max_input: Option<u64>,
     /// Directory of the compile cache [default: the user's cache directory]
     #[arg(long, global = true, env = "BATON_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -128,6 +108,49 @@ pub struct GlobalArgs {
         value_name = "URL"
     )]
     pub otlp_endpoint: Option<String>,
+}
+
+/// The limits of each call, for the commands that run components (`run`, `call`, `mcp`,
+/// `serve`, `worker`) and `inspect`, which shows them; they override the policies.
+#[derive(Debug, Default, Args)]
+pub struct LimitArgs {
+    /// Fuel per call (about one unit per wasm instruction), e.g. 1_000_000
+    #[arg(long, value_parser = values::fuel, value_name = "UNITS")]
+    fuel: Option<u64>,
+    /// Memory per call, e.g. "64 MiB"
+    #[arg(long, value_parser = values::memory, value_name = "SIZE")]
+    memory: Option<u64>,
+    /// Wall-clock deadline per call, e.g. "5s" or "500ms"
+    #[arg(long, value_parser = values::timeout, value_name = "DURATION")]
+    timeout: Option<Duration>,
+    /// Largest output (and stdout, and stderr) per call, e.g. "1 MiB"
+    #[arg(long, value_parser = values::output, value_name = "SIZE")]
+    max_output: Option<u64>,
+    /// Largest input a call takes, e.g. "16 MiB" (larger input is refused before it is read
+    /// as JSON)
+    #[arg(long, value_parser = values::output, value_name = "SIZE")]
+    max_input: Option<u64>,
+}
+
+impl LimitArgs {
+    fn spec(&self) -> LimitsSpec {
+        LimitsSpec {
+            fuel: self.fuel,
+            memory: self.memory,
+            timeout: self.timeout,
+            output: self.max_output,
+            max_input: self.max_input,
+        }
+    }
+}
+
+/// What a run may spend, for the commands whose runs spend it.
+#[derive(Debug, Default, Args)]
+pub struct BudgetArg {
+    /// What a run may spend, e.g. "tokens=20000,usd=0.10,time=60s" (also fuel and calls);
+    /// overrides the policy's [budget]
+    #[arg(long, value_parser = BudgetLimits::parse, value_name = "LIMITS")]
+    pub budget: Option<BudgetLimits>,
 }
 
 impl GlobalArgs {
@@ -156,16 +179,10 @@ impl GlobalArgs {
             .map_or_else(default_journal, PathBuf::from)
     }
 
-    fn host_options(&self) -> HostOptions {
+    fn host_options(&self, limits: LimitsSpec, budget: Option<BudgetLimits>) -> HostOptions {
         HostOptions {
             policies: self.policies(),
-            limits: LimitsSpec {
-                fuel: self.fuel,
-                memory: self.memory,
-                timeout: self.timeout,
-                output: self.max_output,
-                max_input: self.max_input,
-            },
+            limits,
             cache_dir: if self.no_cache {
                 None
             } else {
@@ -175,7 +192,7 @@ impl GlobalArgs {
             },
             store: Some(self.store()),
             accept_unsigned: false,
-            budget: self.budget.unwrap_or_default(),
+            budget: budget.unwrap_or_default(),
             no_pure_cache: false,
         }
     }
@@ -256,6 +273,24 @@ impl Cli {
     }
 }
 
+impl Command {
+    /// The limits and budget its flags set (none for a command that runs nothing).
+    fn limits(&self) -> (LimitsSpec, Option<BudgetLimits>) {
+        match self {
+            Command::Run(args) => (args.limits.spec(), args.budget.budget),
+            Command::Call(args) => (args.limits.spec(), args.budget.budget),
+            Command::Mcp(args) => (args.limits.spec(), args.budget.budget),
+            Command::Serve(args) => (args.limits.spec(), args.budget.budget),
+            Command::Worker(args) => (args.limits.spec(), None),
+            Command::Inspect(args) => (args.limits.spec(), None),
+            Command::Llm(llm::LlmCommand::Complete(args)) => {
+                (LimitsSpec::default(), args.budget.budget)
+            }
+            _ => (LimitsSpec::default(), None),
+        }
+    }
+}
+
 pub fn run(cli: Cli) -> Result<(), Failure> {
     // An MCP server over stdio has one client: its requests, their calls and the replies are
     // cheapest on one thread, with no hand-off between workers (a running guest still
@@ -275,7 +310,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Log(command) => return Ok(log::run(&cli.global.store(), command)?),
         Command::Keys(command) => {
-            return keys::run(&cli.global.store(), cli.global.budget, command);
+            return keys::run(&cli.global.store(), command);
         }
         Command::Keygen(args) => return Ok(sign::keygen(args)?),
         Command::Verify(args) => return Ok(sign::verify(args, &cli.global.policies())?),
@@ -287,7 +322,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         command => command,
     };
     runtime.block_on(async {
-        let mut options = cli.global.host_options();
+        let (limits, budget) = command.limits();
+        let mut options = cli.global.host_options(limits, budget);
         // The completion cache lives beside the journal.
         if !matches!(
             command,

@@ -69,6 +69,10 @@ pub struct RunArgs {
         conflicts_with = "resume"
     )]
     nats: Option<String>,
+    #[command(flatten)]
+    pub limits: super::LimitArgs,
+    #[command(flatten)]
+    pub budget: super::BudgetArg,
 }
 
 /// What `baton run` was asked to run, before the host exists: the host's policies and

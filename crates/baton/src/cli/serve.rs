@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// their budgets are kept in the --store they share (postgres://…)
     #[arg(long, env = "BATON_NATS", value_name = "URL")]
     nats: Option<String>,
+    #[command(flatten)]
+    pub limits: super::LimitArgs,
+    #[command(flatten)]
+    pub budget: super::BudgetArg,
 }
 
 pub async fn run(

@@ -28,6 +28,8 @@ pub struct WorkerArgs {
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration,
           value_name = "DURATION")]
     ack_wait: Duration,
+    #[command(flatten)]
+    pub limits: super::LimitArgs,
 }
 
 pub async fn run(host: Host, store: &StoreUrl, args: WorkerArgs) -> Result<(), Failure> {

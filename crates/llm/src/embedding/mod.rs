@@ -39,9 +39,10 @@ impl Embedding {
             match path.is_file() {
                 true => Ok(path),
                 false => Err(format!(
-                    "the embedding model lacks {}; fetch it with `cargo xtask models` or set \
-                     model_file in the policy's [llm.providers.<name>]",
-                    path.display()
+                    "the embedding model lacks {} ({}), or set model_file in the policy's \
+                     [llm.providers.<name>]",
+                    path.display(),
+                    baton_policy::llm::models_hint()
                 )),
             }
         };
