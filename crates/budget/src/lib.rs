@@ -22,16 +22,27 @@ pub use amounts::{BudgetLimits, Spend, Usd};
 
 /// A reservation that did not fit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "the {scope}'s budget cannot cover this: {what} (budget.{key}); raise it with --budget \
-     {key}=... or in the policy's [budget]"
-)]
+#[error("the {scope}'s budget cannot cover this: {what} (budget.{key}); {}", self.remedy())]
 pub struct Exceeded {
     /// "run" or "step 'name'".
     pub scope: String,
     /// Which limit: tokens, usd, fuel, calls, time.
     pub key: &'static str,
     pub what: String,
+    /// Where the limit is raised, when not with --budget or the policy's [budget].
+    pub raise: Option<String>,
+}
+
+impl Exceeded {
+    fn remedy(&self) -> String {
+        match &self.raise {
+            Some(raise) => format!("raise it in {raise}"),
+            None => format!(
+                "raise it with --budget {}=... or in the policy's [budget]",
+                self.key
+            ),
+        }
+    }
 }
 
 /// A budget kept outside this process and shared by every host spending from it. A
@@ -68,6 +79,8 @@ pub struct Ledger {
     parent: Option<Arc<Ledger>>,
     /// The shared account the run's ledger sits inside, if any.
     account: Option<Arc<dyn Account>>,
+    /// Where its limits are raised, when not with --budget or the policy's [budget].
+    raise: Option<String>,
     tally: Mutex<Tally>,
 }
 
@@ -176,6 +189,17 @@ impl Ledger {
         ))
     }
 
+    /// A step's ledger inside `run`'s with the limits its workflow gives it (`[steps.ID]
+    /// budget`), as well as any its policy gives its tool; `None` when the workflow sets none.
+    pub fn workflow_step(run: &Arc<Ledger>, step: &str, limits: BudgetLimits) -> Option<Arc<Self>> {
+        if limits.is_unlimited() {
+            return None;
+        }
+        let mut ledger = Self::new(format!("step '{step}'"), limits, Some(run.clone()));
+        ledger.raise = Some(format!("the workflow's [steps.{step}] budget"));
+        Some(Arc::new(ledger))
+    }
+
     fn new(scope: String, limits: BudgetLimits, parent: Option<Arc<Ledger>>) -> Self {
         Self {
             scope,
@@ -183,6 +207,7 @@ impl Ledger {
             started: Instant::now(),
             parent,
             account: None,
+            raise: None,
             tally: Mutex::new(Tally::default()),
         }
     }
@@ -238,6 +263,7 @@ impl Ledger {
             scope: self.scope.clone(),
             key,
             what,
+            raise: self.raise.clone(),
         };
         if let Some(limit) = self.limits.time {
             let elapsed = self.started.elapsed();

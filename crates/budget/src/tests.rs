@@ -128,6 +128,55 @@ fn concurrent_reservations_never_overspend() {
     assert_eq!(run.report().spent.calls, 10);
 }
 
+/// 64 reservations race for a step whose workflow allows 10 calls: exactly 10 win, the run
+/// counts exactly those, and the refusals say where the step's limit is raised.
+#[test]
+fn concurrent_reservations_never_overspend_a_workflow_step_budget() {
+    let run = Ledger::run(BudgetLimits {
+        calls: Some(100),
+        ..Default::default()
+    });
+    let limits = BudgetLimits {
+        calls: Some(10),
+        ..Default::default()
+    };
+    let workflow = Ledger::workflow_step(&run, "fetch", limits).unwrap();
+    // The tool's own (policy) step ledger sits inside the workflow's.
+    let step = Ledger::step(&workflow, "fetch", BudgetLimits::default());
+    let won = std::sync::atomic::AtomicU64::new(0);
+    let refusals = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..64 {
+            s.spawn(|| {
+                match step.reserve(Spend {
+                    calls: 1,
+                    ..Default::default()
+                }) {
+                    Ok(hold) => {
+                        won.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let held = hold.held();
+                        hold.commit(held);
+                    }
+                    Err(refused) => refusals.lock().unwrap().push(refused.to_string()),
+                }
+            });
+        }
+    });
+    assert_eq!(won.into_inner(), 10);
+    assert_eq!(run.report().spent.calls, 10);
+    assert_eq!(workflow.report().spent.calls, 10);
+    let refusals = refusals.into_inner().unwrap();
+    assert_eq!(refusals.len(), 54);
+    assert!(
+        refusals[0].contains("the step 'fetch''s budget cannot cover this")
+            && refusals[0].contains("raise it in the workflow's [steps.fetch] budget"),
+        "{}",
+        refusals[0]
+    );
+    // No limits in the workflow: no ledger of its own.
+    assert!(Ledger::workflow_step(&run, "fetch", BudgetLimits::default()).is_none());
+}
+
 /// An account kept in memory: calls up to `limit`, holds by id.
 #[derive(Debug)]
 struct Shared {
@@ -162,6 +211,7 @@ impl Account for Shared {
                 scope: self.id.clone(),
                 key: "calls",
                 what: "full".into(),
+                raise: None,
             });
         }
         let hold = state.1.keys().max().map_or(0, |last| last + 1);

@@ -318,9 +318,10 @@ impl StepRunner {
                 ))
             })
             .unwrap_or_else(|| Ledger::run(BudgetLimits::default()));
-        let ledger = Ledger::step(
+        let ledger = super::step::step_ledger(
             &run_ledger,
             &request.id,
+            known.settings.step_budget(&request.id),
             known
                 .ctx
                 .policy()

@@ -1,7 +1,7 @@
 //! One decision's steps scheduled: each started as soon as the steps it depends on have
 //! succeeded, at most `max_parallel` at once, entered in the run chain in plan order.
 
-use baton_budget::{BudgetReport, Ledger};
+use baton_budget::BudgetReport;
 use baton_effects::Divergence;
 use baton_journal::event::{EventKind, step_chain};
 use baton_runtime::bindings::types::{StepResult, ToolError};
@@ -12,7 +12,7 @@ use crate::plan::PlannedStep;
 use crate::progress::Progress;
 use crate::result::StepStatus;
 use crate::session::Orchestrator;
-use crate::step::{Attempt, StepDone, StepJob};
+use crate::step::{Attempt, StepDone, StepJob, step_ledger};
 use crate::{resume, template};
 use std::future::Future;
 use std::pin::Pin;
@@ -217,9 +217,10 @@ impl Orchestrator<'_> {
             embedding_model: self.settings.embedding_model.clone(),
             progress: self.progress.clone(),
             taken_over: self.taken_over(&step.id, &step.tool, &input),
-            ledger: Ledger::step(
+            ledger: step_ledger(
                 &self.ledger,
                 &step.id,
+                self.settings.step_budget(&step.id),
                 self.ctx
                     .policy()
                     .step_budget(&step.tool, self.ctx.tools()[&step.tool].subject()),

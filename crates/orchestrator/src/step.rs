@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use baton_budget::Ledger;
+use baton_budget::{BudgetLimits, Ledger};
 use baton_core::limits::LimitKind;
 use baton_effects::{Gate, NoSecrets};
 use baton_journal::event::{EventKind, step_chain};
@@ -109,6 +109,20 @@ impl StepDone {
             },
             out_of_budget: false,
         }
+    }
+}
+
+/// Step `id`'s ledger inside `run`'s: it must fit what the workflow gives the step
+/// (`[steps.ID] budget`) and what the policy gives its tool.
+pub(crate) fn step_ledger(
+    run: &Arc<Ledger>,
+    id: &str,
+    workflow: BudgetLimits,
+    policy: BudgetLimits,
+) -> Arc<Ledger> {
+    match Ledger::workflow_step(run, id, workflow) {
+        Some(step) => Ledger::step(&step, id, policy),
+        None => Ledger::step(run, id, policy),
     }
 }
 

@@ -55,6 +55,7 @@ struct WorkflowFile {
 struct StepFile {
     retries: Option<u32>,
     timeout: Option<String>,
+    budget: Option<String>,
 }
 
 /// A workflow file, read and checked, its paths resolved.
@@ -128,6 +129,10 @@ fn default_embedding_model() -> String {
 pub struct StepSettings {
     pub retries: Option<u32>,
     pub timeout_ms: Option<u64>,
+    /// What the step may spend (its replicates and retries together), as `--budget` reads
+    /// it; journaled only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<String>,
 }
 
 impl Default for Settings {
@@ -156,6 +161,15 @@ impl Settings {
         let retries = step.and_then(|s| s.retries).unwrap_or(self.retries);
         let timeout = step.and_then(|s| s.timeout_ms).or(self.timeout_ms);
         (retries, timeout.map(Duration::from_millis))
+    }
+
+    /// What step `id` may spend, by its `[steps.ID] budget` (unlimited without one).
+    pub fn step_budget(&self, id: &str) -> BudgetLimits {
+        self.steps
+            .get(id)
+            .and_then(|s| s.budget.as_deref())
+            .and_then(|text| BudgetLimits::parse(text).ok())
+            .unwrap_or_default()
     }
 
     /// The deadline of a planner decision: `planner_timeout`, else the workflow's `timeout`
@@ -242,11 +256,19 @@ impl Workflow {
                 .as_deref()
                 .map(|t| duration(&format!("[steps.{id}] timeout"), t))
                 .transpose()?;
+            let budget = step
+                .budget
+                .as_deref()
+                .map(BudgetLimits::parse)
+                .transpose()
+                .map_err(|e| format!("[steps.{id}] budget: {e}"))?
+                .map(|limits| limits.to_text());
             steps.insert(
                 id,
                 StepSettings {
                     retries: step.retries,
                     timeout_ms,
+                    budget,
                 },
             );
         }

@@ -175,6 +175,7 @@ impl PgAccount {
             scope: "run (shared)".into(),
             key: "shared",
             what,
+            raise: None,
         }
     }
 
@@ -209,6 +210,7 @@ impl PgAccount {
                     scope: "run".into(),
                     key: keys[i],
                     what: format!("{w} needed, {u} of {l} spent or reserved across the cluster"),
+                    raise: None,
                 };
             }
         }

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::common::*;
 use crate::server::read_request;
 
+mod budgets;
 mod planners;
 mod record;
 mod steps;

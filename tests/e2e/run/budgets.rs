@@ -1,0 +1,77 @@
+//! Per-step budgets: `[steps.ID] budget` in a workflow, enforced by the same
+//! reserve-before-call ledger as the run's.
+
+use super::*;
+use crate::model_server::{ModelServer, Reply};
+
+/// A workflow of one step, `ask`: llm-probe run as `replicates` replicates at once, each
+/// making `requests` completion requests, under `[steps.ask] budget = BUDGET`.
+fn probing_flow(dir: &Path, replicates: u32, requests: usize, budget: &str) -> PathBuf {
+    let requests: Vec<Value> = (0..requests)
+        .map(|i| json!({"model": "test", "prompt": format!("question {i}"), "max_tokens": 4}))
+        .collect();
+    let input = json!({ "requests": requests });
+    let path = dir.join("flow.toml");
+    let text = format!(
+        "planner = {:?}\ntools = [{:?}]\nmax_parallel = 16\n\n\
+         [[config.steps]]\nid = \"ask\"\ntool = \"llm-probe\"\nreplicates = {replicates}\n\
+         input = {}\n\n[steps.ask]\nbudget = {budget:?}\n",
+        plugin("planners/static.wasm"),
+        plugin("testing/llm-probe.wasm"),
+        toml::Value::try_from(input).unwrap(),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// 16 replicates race 64 completion requests for a step allowed 5 calls: exactly 5 reach the
+/// model, every other request is refused by the step's budget (naming where to raise it),
+/// and the run counts exactly 5 calls.
+#[test]
+fn replicates_racing_for_a_step_budget_never_overspend_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Vec::new(), Reply::ok("yes", (3, 1)));
+    let policy = write_policy(
+        dir.path(),
+        &(server.policy("test", "retries = 0")
+            + "\n[plugins.llm-probe.llm]\nmodels = [\"test\"]\n"),
+    );
+    let flow = probing_flow(dir.path(), 16, 4, "calls=5");
+    let (output, result) = run_flow(
+        dir.path(),
+        &flow,
+        &["--policy", policy.to_str().unwrap(), "--timeout", "60s"],
+    );
+    assert!(output.status.success(), "{result}");
+    assert_eq!(server.requests().len(), 5);
+    assert_eq!(result["totals"]["llm_calls"], 5, "{result}");
+    let evidence = &result["steps"][0]["output"]["outputs"];
+    let answers: Vec<&Value> = evidence
+        .as_array()
+        .unwrap_or_else(|| panic!("no evidence: {result}"))
+        .iter()
+        .flat_map(|replicate| replicate["answers"].as_array().unwrap())
+        .collect();
+    assert_eq!(answers.len(), 64);
+    let answered = answers.iter().filter(|a| a["ok"]["text"] == "yes").count();
+    assert_eq!(answered, 5);
+    for refused in answers.iter().filter(|a| a.get("ok").is_none()) {
+        assert_eq!(refused["error"]["kind"], "budget-exceeded", "{refused}");
+        assert_contains(
+            refused["error"]["message"].as_str().unwrap(),
+            &[
+                "the step 'ask''s budget cannot cover this",
+                "budget.calls",
+                "the workflow's [steps.ask] budget",
+            ],
+        );
+    }
+}
+
+#[test]
+fn a_bad_step_budget_is_refused_with_the_step_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = probing_flow(dir.path(), 2, 1, "calls=many");
+    let line = error_line(&run(&["run", flow.to_str().unwrap()]), 2);
+    assert_contains(&line, &["[steps.ask] budget", "many"]);
+}
