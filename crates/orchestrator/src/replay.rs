@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use baton_budget::Ledger;
+use baton_journal::event::EventKind;
 use baton_runtime::completion::ModelReply;
 use baton_runtime::run::{RunContext, RunJournal};
 use baton_runtime::{Error, Host, RecordedRun, ReplayReport, ToolCall};
@@ -44,6 +45,7 @@ pub async fn replay(
             events: report.events,
             root: report.root,
             outcome: Replayed::Models(report.outcome),
+            replaced: report.replaced,
         });
     }
     if !recorded.is_workflow() {
@@ -53,6 +55,7 @@ pub async fn replay(
             events: report.events,
             root: report.root,
             outcome: Replayed::Calls(report.outcome),
+            replaced: report.replaced,
         });
     }
     replay_workflow(host, recorded).await
@@ -62,32 +65,36 @@ pub async fn replay(
 /// with every effect served from the record and every event compared.
 async fn replay_workflow(
     host: &Host,
-    recorded: RecordedRun,
+    mut recorded: RecordedRun,
 ) -> Result<ReplayReport<Replayed>, Error> {
-    let recorded::RecordedWorkflow {
-        event: workflow,
-        task,
-        input,
-        settings,
-        mut planner,
-        mut tools,
-        prompts,
-    } = recorded::RecordedWorkflow::read(&recorded.events, &recorded.components)
+    let read = recorded::RecordedWorkflow::read(&recorded.events, &recorded.components)
         .map_err(|reason| recorded.invalid(reason))?;
-    if let Some(replacement) = &recorded.replacement {
+    let (task, input, settings) = (read.task.to_string(), read.input, read.settings);
+    let (mut planner, mut tools, prompts) = (read.planner, read.tools, read.prompts);
+    if let Some(replacement) = recorded.replacement.clone() {
         let name = replacement.name().to_string();
-        if name == planner.name() {
-            planner = replacement.clone();
-        } else if let Some(tool) = tools.get_mut(&name) {
-            *tool = replacement.clone();
-        } else {
-            return Err(recorded.invalid(format!(
-                "the run used no component named '{name}' to replace"
-            )));
-        }
+        let replaced = match tools.get_mut(&name) {
+            _ if name == planner.name() => &mut planner,
+            Some(tool) => tool,
+            None => {
+                return Err(recorded.invalid(format!(
+                    "the run used no component named '{name}' to replace"
+                )));
+            }
+        };
+        let old = replaced.loaded.digest.to_string();
+        *replaced = replacement.clone();
+        recorded.expect_replacement(&replacement, &old, &name)?;
     }
     check_planner(&planner)?;
-    let journal = RunJournal::replay(&recorded.events, None);
+    // The workflow event as the replay expects it (naming a replacement's digest).
+    let workflow = recorded
+        .events
+        .iter()
+        .map(|e| &e.kind)
+        .find(|kind| matches!(kind, EventKind::Workflow { .. }))
+        .ok_or_else(|| recorded.invalid("it records no `baton run` workflow".into()))?;
+    let journal = RunJournal::replay(&recorded.events, None, recorded.replaced.is_some());
     let ctx = RunContext::recorded(
         host,
         recorded.policy.clone(),
@@ -98,7 +105,7 @@ async fn replay_workflow(
     let ledger = Ledger::run(Default::default());
     let request = RunRequest {
         planner,
-        task,
+        task: &task,
         input: &input,
         settings: &settings,
     };
@@ -122,5 +129,6 @@ async fn replay_workflow(
         events: record.events,
         root: record.root.get()?,
         outcome: Replayed::Run(Box::new(result)),
+        replaced: recorded.replaced,
     })
 }

@@ -204,7 +204,7 @@ impl Host {
             .blobs(&recorded.events[0].run, TEXTS_BLOB)?
             .into_iter()
             .collect();
-        let mut run = RunJournal::replay(&recorded.events, None);
+        let mut run = RunJournal::replay(&recorded.events, None, false);
         let ledger = Ledger::run(Default::default());
         let requester = Requester {
             name: "replay",
@@ -269,6 +269,7 @@ impl Host {
             events: record.events,
             root: record.root.get()?,
             outcome: replies,
+            replaced: None,
         })
     }
 }

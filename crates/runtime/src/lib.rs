@@ -38,6 +38,7 @@ pub mod plugin;
 pub mod provenance;
 pub mod pure_cache;
 pub mod recorded;
+pub mod replacement;
 pub mod run;
 mod runner;
 pub mod schema;

@@ -25,6 +25,7 @@ use crate::call::status_of;
 use crate::error::Error;
 use crate::host::Host;
 use crate::plugin::{Plugin, ToolCall, tools_by_name};
+use crate::replacement::Replaced;
 use crate::run::{Invocation, RunContext, RunJournal};
 use crate::trust::{RecordedTrust, Sidecars, Verified};
 
@@ -38,6 +39,8 @@ pub struct RecordedRun {
     pub replacement: Option<Arc<Plugin>>,
     /// The policy it ran under, rebuilt from its texts.
     pub policy: Policy,
+    /// The component `replacement` took the place of, once the record expects it.
+    pub replaced: Option<Replaced>,
 }
 
 impl RecordedRun {
@@ -65,6 +68,8 @@ pub struct ReplayReport<T> {
     pub root: String,
     /// What the replay reproduced (a recorded failure replays as the same failure).
     pub outcome: T,
+    /// The recorded component a replacement took the place of.
+    pub replaced: Option<Replaced>,
 }
 
 impl Host {
@@ -129,6 +134,7 @@ impl Host {
             components,
             replacement,
             policy,
+            replaced: None,
         })
     }
 
@@ -137,7 +143,7 @@ impl Host {
     /// call's result, in order.
     pub async fn replay_calls(
         &self,
-        recorded: RecordedRun,
+        mut recorded: RecordedRun,
     ) -> Result<ReplayReport<Vec<Result<ToolCall, Error>>>, Error> {
         // The calls, in the order the run chain entered them.
         let mut calls = Vec::new();
@@ -157,13 +163,17 @@ impl Host {
         // of the component called, whatever its name (to see where a different one departs).
         let single = calls.len() == 1;
         let replaces = |replacement: &Plugin, tool: &str| single || replacement.name() == tool;
-        if let Some(replacement) = &recorded.replacement
-            && !calls.iter().any(|(_, tool, _)| replaces(replacement, tool))
-        {
-            return Err(recorded.invalid(format!(
-                "the run used no component named '{}' to replace",
-                replacement.name()
-            )));
+        if let Some(replacement) = recorded.replacement.clone() {
+            let Some((_, tool, call)) = calls
+                .iter()
+                .find(|(_, tool, _)| replaces(&replacement, tool))
+            else {
+                return Err(recorded.invalid(format!(
+                    "the run used no component named '{}' to replace",
+                    replacement.name()
+                )));
+            };
+            recorded.expect_replacement(&replacement, &call.digest, tool)?;
         }
         let RecordedRun {
             bundle,
@@ -171,13 +181,14 @@ impl Host {
             components,
             replacement,
             policy,
+            replaced,
         } = recorded;
         let mut tools = tools_by_name(components.values().cloned());
         if let Some(replacement) = &replacement {
             tools.insert(replacement.name().to_string(), replacement.clone());
         }
         let source = format!("{} (recorded)", bundle.display());
-        let mut run = RunJournal::replay(&events, Some(source));
+        let mut run = RunJournal::replay(&events, Some(source), replaced.is_some());
         let ctx = RunContext::recorded(self, policy, (tools, BTreeMap::new()), run.chains());
         // Budget decisions are recorded too; a replay does not make them again.
         let ledger = Ledger::run(BudgetLimits::default());
@@ -224,6 +235,7 @@ impl Host {
             events: record.events,
             root: record.root.get()?,
             outcome: results,
+            replaced,
         })
     }
 

@@ -10,15 +10,26 @@ use clap::Args;
 pub struct ReplayArgs {
     /// The bundle (written by `baton call --bundle` or `baton trace export`)
     bundle: PathBuf,
-    /// Replay with this component instead of the recorded one (e.g. a new version of it), to
-    /// see whether and where it behaves differently
+    /// Replay with this component instead of the recorded one of its name (e.g. a new version
+    /// of it): its digest and signature differ as expected, and the replay says where its
+    /// behaviour first differs, or "identical behaviour"
     #[arg(long, value_name = "WASM")]
     component: Option<PathBuf>,
 }
 
 pub async fn run(host: &Host, args: ReplayArgs) -> Result<(), Error> {
     let report = baton::orchestrator::replay(host, &args.bundle, args.component.as_deref()).await?;
-    println!("identical: {} events, root {}", report.events, report.root);
+    match &report.replaced {
+        // The digest (and the signature) differ as expected; what is compared is behaviour.
+        Some(replaced) => {
+            println!("replaced: {replaced}");
+            println!(
+                "identical behaviour: {} events, root {}",
+                report.events, report.root
+            );
+        }
+        None => println!("identical: {} events, root {}", report.events, report.root),
+    }
     match &report.outcome {
         Replayed::Calls(results) => {
             for result in results {

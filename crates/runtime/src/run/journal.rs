@@ -164,8 +164,9 @@ impl RunJournal {
 
     /// Re-runs the record of a run: every event produced is compared with `recorded`.
     /// `source` names where the record came from, in messages about its limits (by default,
-    /// the chain that recorded them).
-    pub fn replay(recorded: &[Event], source: Option<String>) -> Self {
+    /// the chain that recorded them). With `usage_from_record`, each call's fuel and peak
+    /// memory are taken from the record rather than compared (a replaced component's).
+    pub fn replay(recorded: &[Event], source: Option<String>, usage_from_record: bool) -> Self {
         let id = recorded.first().map(|e| e.run.clone()).unwrap_or_default();
         let mut chains: BTreeMap<String, Vec<Event>> = BTreeMap::new();
         for event in recorded {
@@ -183,7 +184,11 @@ impl RunJournal {
             }) => (command.clone(), policies.clone()),
             _ => Default::default(),
         };
-        let mode = Arc::new(Replay { chains, source });
+        let mode = Arc::new(Replay {
+            chains,
+            source,
+            usage_from_record,
+        });
         let run_gate = baton_effects::ReplayGate::open(&id, RUN_CHAIN.into(), run_chain);
         // When it started is taken from the record.
         Self::started(id, run_gate, mode, command, String::new(), policies)

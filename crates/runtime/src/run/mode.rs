@@ -198,6 +198,9 @@ pub(crate) struct Replay {
     pub chains: BTreeMap<String, Vec<Event>>,
     /// Where the record came from, as messages attribute its limits (`None`: its chain).
     pub source: Option<String>,
+    /// Whether calls take their fuel and peak memory from the record (a component was
+    /// replaced: another build burns other amounts).
+    pub usage_from_record: bool,
 }
 
 impl RunMode for Replay {
@@ -250,7 +253,7 @@ impl RunMode for Replay {
             }
             None => (Cow::Borrowed(limits), None),
         };
-        if secrets {
+        if secrets || self.usage_from_record {
             gate.adopt_recorded_usage();
         }
         let mut enforced = limits.limits;
