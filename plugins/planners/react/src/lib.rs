@@ -4,11 +4,11 @@
 //!
 //! - `CALL <tool> <JSON input>`: run that tool next (one step per decision);
 //! - `FINISH <answer>`: the run is done, with `{"answer": "..."}`;
-//! - anything else is taken as the final answer, so that a small model that does not follow
-//!   the protocol still ends the run with what it said.
+//! - anything else breaks the protocol, and the run fails saying how and quoting the reply:
+//!   an answer the protocol did not mark as one is not reported as a success.
 //!
-//! A reply naming a tool that is not offered, or an input that is not a JSON object, is
-//! taken as the answer too (with `"protocol_error"` saying why). Configuration
+//! A reply naming a tool that is not offered, or an input that is not a JSON object, breaks
+//! the protocol too. Configuration
 //! (`[config]`): `model` (default `smollm2`), `max_tokens` per reply (default 128), `prompt`
 //! (default `react-prompt`) and `context_tokens`, the prompt's budget (default 1024). Completions
 //! are greedy (temperature 0, seed 0), so a run repeats.
@@ -127,23 +127,21 @@ fn decide(state: &RunState) -> Result<Decision, String> {
 
 /// The decision a reply asks for.
 fn read_reply(state: &RunState, reply: &str) -> Decision {
-    let answer = |text: &str, problem: Option<String>| {
-        let mut output = json!({ "answer": text.trim() });
-        if let Some(problem) = problem {
-            output["protocol_error"] = Value::String(problem);
-        }
-        Decision::Finish(output.to_string())
+    let broken = |problem: &str| {
+        Decision::Fail(format!(
+            "the model broke the reply protocol ({problem}); it said: {reply:?}"
+        ))
     };
     if let Some(text) = reply.strip_prefix("FINISH") {
-        return answer(text, None);
+        return Decision::Finish(json!({ "answer": text.trim() }).to_string());
     }
     let Some(call) = reply.strip_prefix("CALL") else {
-        return answer(reply, Some("the reply was neither CALL nor FINISH".into()));
+        return broken("the reply was neither CALL nor FINISH");
     };
     let call = call.trim();
     let (tool, input) = call.split_once(char::is_whitespace).unwrap_or((call, "{}"));
     if !state.tools.iter().any(|t| t.name == tool) {
-        return answer(reply, Some(format!("no tool named '{tool}' is offered")));
+        return broken(&format!("no tool named '{tool}' is offered"));
     }
     match serde_json::from_str::<Value>(input.trim()) {
         Ok(input @ Value::Object(_)) => Decision::Call(vec![Step {
@@ -153,10 +151,7 @@ fn read_reply(state: &RunState, reply: &str) -> Decision {
             depends_on: Vec::new(),
             replicates: 0,
         }]),
-        _ => answer(
-            reply,
-            Some(format!("the input for '{tool}' is not a JSON object")),
-        ),
+        _ => broken(&format!("the input for '{tool}' is not a JSON object")),
     }
 }
 
