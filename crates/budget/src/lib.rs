@@ -68,6 +68,8 @@ struct Tally {
     cache_hits: u64,
     /// Those of them its semantic tier answered.
     semantic_hits: u64,
+    /// Decisions made because of the budget that the run's report must mention.
+    notes: Vec<String>,
 }
 
 /// The spend of one run or step against its limits.
@@ -214,6 +216,25 @@ impl Ledger {
 
     fn lock(&self) -> MutexGuard<'_, Tally> {
         self.tally.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes a decision the budget made (a cheaper model chosen in place of another) here and
+    /// in every ancestor, so that the step's and the run's reports mention it.
+    pub fn note(&self, text: String) {
+        let mut ledger = Some(self);
+        while let Some(current) = ledger {
+            let mut tally = current.lock();
+            if !tally.notes.contains(&text) {
+                tally.notes.push(text.clone());
+            }
+            drop(tally);
+            ledger = current.parent.as_deref();
+        }
+    }
+
+    /// The decisions noted here, in order.
+    pub fn notes(&self) -> Vec<String> {
+        self.lock().notes.clone()
     }
 
     /// Reserves `want` here and in every ancestor, or nothing if any of them cannot cover it.

@@ -392,7 +392,15 @@ impl Llm {
                 fuel: 0,
             };
             match ledger.reserve(worst) {
-                Ok(hold) => return self.call(candidate, slot, &*provider, request, hold).await,
+                Ok(hold) => {
+                    if let Some(refused) = &refusal {
+                        ledger.note(format!(
+                            "model '{}' answered in place of '{}' ({refused})",
+                            candidate.name, route.name
+                        ));
+                    }
+                    return self.call(candidate, slot, &*provider, request, hold).await;
+                }
                 Err(exceeded) => {
                     refusal.get_or_insert(format!("model '{}': {exceeded}", candidate.name));
                 }

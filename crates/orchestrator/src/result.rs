@@ -76,6 +76,9 @@ pub struct StepReport {
     pub output: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Decisions the budget made for it (a cheaper model in place of the one asked for).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Sums over a run.

@@ -106,6 +106,7 @@ impl StepDone {
                 worker: None,
                 output: None,
                 error: Some(reason),
+                notes: Vec::new(),
             },
             out_of_budget: false,
         }
@@ -178,6 +179,7 @@ impl StepJob {
                 worker: None,
                 output,
                 error,
+                notes: job.ledger.notes(),
             },
             attempts: attempts
                 .into_iter()

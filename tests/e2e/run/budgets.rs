@@ -75,3 +75,51 @@ fn a_bad_step_budget_is_refused_with_the_step_named() {
     let line = error_line(&run(&["run", flow.to_str().unwrap()]), 2);
     assert_contains(&line, &["[steps.ask] budget", "many"]);
 }
+
+/// A cheaper model the budget chose in place of the one asked for is said: in the step's
+/// report (`--output`), its `--json` progress event, the summary on standard error, and the
+/// journal's record of the completion (the model that answered).
+#[test]
+fn a_model_fallback_chosen_by_the_budget_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Vec::new(), Reply::ok("cheap answer", (3, 3)));
+    let policy = write_policy(
+        dir.path(),
+        &(server.policy("test", "retries = 0")
+            + "input_per_1k = 10.0\noutput_per_1k = 10.0\nfallbacks = [\"small\"]\n\n\
+               [llm.models.small]\nprovider = \"openai\"\nname = \"small-remote\"\n\n\
+               [plugins.llm-probe.llm]\nmodels = [\"test\", \"small\"]\n"),
+    );
+    let flow = probing_flow(dir.path(), 1, 1, "usd=0.01");
+    let bundle = dir.path().join("run.bundle");
+    let policy = policy.to_str().unwrap();
+    let bundle_arg = bundle.to_str().unwrap();
+    let (output, result) = run_flow(
+        dir.path(),
+        &flow,
+        &["--policy", policy, "--json", "--bundle", bundle_arg],
+    );
+    assert!(output.status.success(), "{result}");
+    let note = "model 'small' answered in place of 'test' (model 'test': the step 'ask''s \
+                budget cannot cover this";
+    let notes = result["steps"][0]["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{result}");
+    assert_contains(notes[0].as_str().unwrap(), &[note]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let finished = stdout
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .find(|event| event["event"] == "step_finished")
+        .unwrap_or_else(|| panic!("no step_finished event in {stdout}"));
+    assert_contains(finished["notes"][0].as_str().unwrap(), &[note]);
+    // Without --json, the summary says it under the step's line.
+    let (output, _) = run_flow(dir.path(), &flow, &["--policy", policy]);
+    assert_contains(
+        &String::from_utf8_lossy(&output.stderr),
+        &["    note: model 'small' answered in place of 'test'"],
+    );
+    let shown = text_output(&run(&["trace", "show", bundle_arg, "--json"]));
+    // The completion event records the model that answered.
+    let compact: String = shown.split_whitespace().collect();
+    assert_contains(&compact, &["\"model\":\"small\""]);
+}

@@ -352,6 +352,9 @@ fn summarize(result: &RunResult) {
             line += &format!(": {}", baton::text::truncate(error, 160));
         }
         eprintln!("{line}");
+        for note in &step.notes {
+            eprintln!("    note: {note}");
+        }
     }
     let t = &result.totals;
     eprintln!(
@@ -434,6 +437,9 @@ impl ProgressSink for Display {
         match &event {
             Progress::StepStarted { attempt: 1, .. } => so_far.started += 1,
             Progress::StepFinished(step) => {
+                for note in &step.notes {
+                    bar.println(format!("note: {}: {note}", step.id));
+                }
                 so_far.finished += 1;
                 so_far.tokens += step.tokens;
                 so_far.cost_usd += step.cost_usd;
