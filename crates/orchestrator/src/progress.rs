@@ -24,7 +24,7 @@ pub enum Progress {
         replicate: u32,
         ok: bool,
     },
-    StepFinished(StepReport),
+    StepFinished(Box<StepReport>),
     /// A step's completions were answered by the cache.
     CacheHit {
         id: String,

@@ -292,7 +292,7 @@ impl Orchestrator<'_> {
             });
         }
         self.progress
-            .report(Progress::StepFinished(done.report.clone()));
+            .report(Progress::StepFinished(Box::new(done.report.clone())));
         if !self.warned
             && let Some(message) = low_budget(&self.ledger.report())
         {
