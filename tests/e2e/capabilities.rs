@@ -76,6 +76,8 @@ fn llm_grants_name_models_and_cap_max_tokens() {
     // Granted: it passes the policy and reaches the router, which has no route for it.
     assert_contains(
         &ask("models = [\"gpt-4o\"]\nmax_tokens = 64"),
-        &["Unavailable(\"model 'gpt-4o' has no route: add [llm.models.gpt-4o] to the policy\")"],
+        &[
+            "InvalidArgument(\"model 'gpt-4o' has no route: add [llm.models.gpt-4o] to the policy\")",
+        ],
     );
 }

@@ -54,7 +54,10 @@ fn a_host_without_a_grant_is_denied_and_never_contacted() {
     let input = serde_json::json!({ "url": server.url("/hello") }).to_string();
     let out = call("fetch.wasm", &input, &[]);
     let line = error_line(&out, 1);
-    assert_contains(&line, &["tool 'fetch' failed: ", "HttpRequestDenied"]);
+    assert_contains(
+        &line,
+        &["tool 'fetch' failed: the host denied the request (HTTP-request-denied)"],
+    );
     let summary = String::from_utf8_lossy(&out.stderr);
     assert_contains(
         &summary,
@@ -72,7 +75,10 @@ fn a_port_outside_the_pattern_is_denied() {
     let other = Server::start();
     let (_dir, policy) = granted(&server);
     let out = fetch(&policy, serde_json::json!({ "url": other.url("/hello") }));
-    assert_contains(&error_line(&out, 1), &["HttpRequestDenied"]);
+    assert_contains(
+        &error_line(&out, 1),
+        &["the host denied the request (HTTP-request-denied)"],
+    );
     assert!(other.seen().is_empty());
 }
 
@@ -97,7 +103,10 @@ fn an_allowed_name_that_resolves_to_a_loopback_address_is_denied() {
     );
     let url = format!("http://{name}:{}/hello", server.port);
     let out = fetch(&policy, serde_json::json!({ "url": url }));
-    assert_contains(&error_line(&out, 1), &["HttpRequestDenied"]);
+    assert_contains(
+        &error_line(&out, 1),
+        &["the host denied the request (HTTP-request-denied)"],
+    );
     assert_contains(
         &String::from_utf8_lossy(&out.stderr),
         &[&format!(
@@ -120,7 +129,10 @@ fn a_redirect_is_seen_by_the_guest_and_the_next_hop_is_checked_again() {
     assert!(location.starts_with("http://10.255.0.1:"));
     // Following it is a new request, refused: 10.255.0.1 is not granted.
     let out = fetch(&policy, serde_json::json!({ "url": location }));
-    assert_contains(&error_line(&out, 1), &["HttpRequestDenied"]);
+    assert_contains(
+        &error_line(&out, 1),
+        &["the host denied the request (HTTP-request-denied)"],
+    );
     assert_eq!(server.seen().len(), 1);
 }
 
@@ -134,7 +146,10 @@ fn a_wildcard_does_not_match_the_bare_domain() {
     );
     let url = format!("http://localhost:{}/hello", server.port);
     let out = fetch(&policy, serde_json::json!({ "url": url }));
-    assert_contains(&error_line(&out, 1), &["HttpRequestDenied"]);
+    assert_contains(
+        &error_line(&out, 1),
+        &["the host denied the request (HTTP-request-denied)"],
+    );
     assert!(server.seen().is_empty());
 }
 
@@ -146,7 +161,10 @@ fn methods_outside_the_grant_are_denied() {
         &policy,
         serde_json::json!({ "url": server.url("/hello"), "method": "POST", "body": "x" }),
     );
-    assert_contains(&error_line(&out, 1), &["HttpRequestDenied"]);
+    assert_contains(
+        &error_line(&out, 1),
+        &["the host denied the request (HTTP-request-denied)"],
+    );
     assert!(server.seen().is_empty());
 
     let policy = policy_with_post(&dir, server.port);
@@ -194,7 +212,10 @@ fn a_body_that_trickles_is_named_as_the_response_timeout() {
             &input,
         ],
     );
-    assert_contains(&error_line(&out, 1), &["HttpResponseTimeout"]);
+    assert_contains(
+        &error_line(&out, 1),
+        &["the request failed (http-response-timeout)"],
+    );
     let shown = text_output(&run_with_store(
         &store,
         &["trace", "show", "--json", &last_run(&store)],
@@ -216,7 +237,10 @@ fn a_url_with_user_information_is_denied_and_never_sent() {
     let (_dir, policy) = granted(&server);
     let url = format!("http://other:hunter2@127.0.0.1:{}/hello", server.port);
     let out = fetch(&policy, serde_json::json!({ "url": url }));
-    assert_contains(&error_line(&out, 1), &["HttpRequestDenied"]);
+    assert_contains(
+        &error_line(&out, 1),
+        &["the host denied the request (HTTP-request-denied)"],
+    );
     let summary = String::from_utf8_lossy(&out.stderr);
     assert_contains(
         &summary,
@@ -250,7 +274,10 @@ fn a_response_larger_than_allowed_is_refused() {
         ),
     );
     let out = fetch(&policy, serde_json::json!({ "url": server.url("/big") }));
-    assert_contains(&error_line(&out, 1), &["HttpResponseBodySize"]);
+    assert_contains(
+        &error_line(&out, 1),
+        &["the request failed (http-response-body-size)"],
+    );
 }
 
 #[test]
@@ -345,7 +372,10 @@ fn https_is_verified_against_the_granted_authorities() {
     let out = fetch(&strict, serde_json::json!({ "url": url }));
     assert_contains(
         &error_line(&out, 1),
-        &["tool 'fetch' failed: ", "TlsCertificateError"],
+        &[
+            "tool 'fetch' failed: ",
+            "the request failed (tls-certificate-error)",
+        ],
     );
     assert_eq!(server.seen().len(), 1);
 }

@@ -223,7 +223,10 @@ fn export_then_prune() {
     let bundle = bundle_of(&store, &run_id);
     assert!(bundle.exists());
     let pruned = text_output(&run_with_store(&store, &["trace", "prune", "--days", "0"]));
-    assert!(pruned.starts_with("removed 1 runs"), "{pruned}");
+    assert!(
+        pruned.starts_with("removed 1 run started before"),
+        "{pruned}"
+    );
     let listed = text_output(&run_with_store(&store, &["trace", "ls"]));
     assert!(listed.starts_with("no runs recorded"), "{listed}");
     // The exported bundle stands alone.
@@ -232,13 +235,24 @@ fn export_then_prune() {
 
 #[test]
 fn an_unknown_run_is_a_clear_error() {
-    let (_dir, store, _run) = recorded_effects();
-    let out = run_with_store(&store, &["trace", "show", "zzzz"]);
-    let line = error_line(&out, 6);
-    assert_contains(
-        &line,
-        &["no run 'zzzz' is recorded there (see `baton trace ls`)"],
-    );
+    let (dir, store, _run) = recorded_effects();
+    let bundle = dir.path().join("never.bundle");
+    let bundle = bundle.to_str().unwrap();
+    for command in [
+        &["trace", "show", "zzzz"][..],
+        &["trace", "verify", "zzzz"],
+        &["trace", "export", "zzzz", "--output", bundle],
+    ] {
+        let line = error_line(&run_with_store(&store, command), 2);
+        assert_contains(
+            &line,
+            &[
+                "no such run 'zzzz' in ",
+                "`baton trace ls` lists the runs there",
+            ],
+        );
+    }
+    assert!(!Path::new(bundle).exists());
 }
 
 #[test]

@@ -360,7 +360,7 @@ fn cost_is_priced_per_thousand_tokens_and_reported_with_the_budget_left() {
     );
     let out = json_output(&output);
     // 1000 × $0.5/1k + 2000 × $1.5/1k
-    assert_eq!(out["cost_usd"], "$3.50");
+    assert_eq!(out["cost_usd"], 3.5);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_contains(
         &stderr,
@@ -480,7 +480,7 @@ fn misconfigured_routes_and_budgets_are_clear_errors() {
     assert_contains(&line, &["line 3", "not a price"]);
 
     let empty = write_policy(dir.path(), "");
-    let line = error_line(&complete(dir.path(), &empty, "hi", &[]), 1);
+    let line = error_line(&complete(dir.path(), &empty, "hi", &[]), 2);
     assert_contains(&line, &["model 'test' has no route", "[llm.models.test]"]);
 
     let usage = complete(dir.path(), &empty, "hi", &["--budget", "dollars=1"]);

@@ -109,7 +109,10 @@ fn a_section_pinned_to_another_digest_grants_nothing() {
         r#"{"url": "http://127.0.0.1:8080/"}"#,
         &["--policy", &policy],
     );
-    assert_contains(&error_line(&out, 1), &["HttpRequestDenied"]);
+    assert_contains(
+        &error_line(&out, 1),
+        &["the host denied the request (HTTP-request-denied)"],
+    );
 }
 
 #[test]

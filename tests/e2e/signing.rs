@@ -104,7 +104,7 @@ fn another_signer_a_wrong_password_and_a_missing_signature_are_refused() {
 
     let wrong = baton()
         .env("BATON_KEY_PASSWORD", "not it")
-        .args(["sign", s(&file), "--key", s(&private)])
+        .args(["sign", s(&file), "--key", s(&private), "--force"])
         .output()
         .unwrap();
     assert_contains(
@@ -113,7 +113,7 @@ fn another_signer_a_wrong_password_and_a_missing_signature_are_refused() {
     );
     let no_password = baton()
         .env_remove("BATON_KEY_PASSWORD")
-        .args(["sign", s(&file), "--key", s(&private)])
+        .args(["sign", s(&file), "--key", s(&private), "--force"])
         .output()
         .unwrap();
     assert_contains(
@@ -583,14 +583,14 @@ fn verify_without_a_key_uses_the_policys_trust() {
     );
 }
 
-/// Signing again replaces a stale signature, and describes the new bytes.
+/// Signing again (with --force) replaces a stale signature, and describes the new bytes.
 #[test]
 fn a_changed_file_can_be_signed_again() {
     let dir = tempfile::tempdir().unwrap();
     let (private, public, file) = setup(dir.path());
     text_output(&sign(&file, &private));
     std::fs::copy(plugin("text-stats.wasm"), &file).unwrap();
-    let signed = sign(&file, &private);
+    let signed = baton_with_password(&["sign", s(&file), "--key", s(&private), "--force"]);
     text_output(&signed);
     assert!(
         signed.stderr.is_empty(),

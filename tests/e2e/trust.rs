@@ -212,3 +212,30 @@ fn a_tampered_or_misplaced_attestation_is_refused_at_load_as_by_verify() {
     std::fs::remove_file(&attestation).unwrap();
     assert_eq!(text_output(&call()).trim(), r#"{"value":42.0}"#);
 }
+
+/// Signing a file again replaces its signature only when asked: the earlier one stays
+/// otherwise, and nothing of a batch is signed when one file of it is signed already.
+#[test]
+fn signing_again_needs_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = keygen(dir.path(), "mine");
+    let signed = signed_calc(dir.path(), "signed", &key);
+    let fresh = dir.path().join("fresh.wasm");
+    std::fs::copy(plugin("calc.wasm"), &fresh).unwrap();
+    let sig = dir.path().join("signed.wasm.sig");
+    let before = std::fs::read(&sig).unwrap();
+    let sign = |extra: &[&str]| {
+        baton()
+            .env("BATON_KEY_PASSWORD", PASSWORD)
+            .args(["sign", s(&fresh), s(&signed), "--key", s(&key)])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let line = error_line(&sign(&[]), 2);
+    assert_contains(&line, &["signed.wasm.sig", "exists already", "--force"]);
+    assert_eq!(std::fs::read(&sig).unwrap(), before);
+    assert!(!dir.path().join("fresh.wasm.sig").exists());
+    text_output(&sign(&["--force"]));
+    assert!(dir.path().join("fresh.wasm.sig").exists());
+}

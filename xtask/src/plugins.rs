@@ -258,7 +258,7 @@ fn sign(ws: &Workspace, key: &DevKey, paths: &[PathBuf]) -> Result<()> {
     );
     let mut sign = baton(ws);
     sign.env("BATON_KEY_PASSWORD", &key.password)
-        .args(["sign", "--key"])
+        .args(["sign", "--force", "--key"])
         .arg(&key.private)
         .args(paths);
     if let Ok(revision) = std::env::var("BATON_SOURCE_REVISION") {

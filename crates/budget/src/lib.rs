@@ -312,7 +312,10 @@ impl Ledger {
             {
                 return Err(exceeded(
                     key,
-                    format!("{wanted} {key} needed, {used} of {limit} spent or reserved"),
+                    format!(
+                        "{} needed, {used} of {limit} spent or reserved",
+                        amount(wanted, key)
+                    ),
                 ));
             }
         }
@@ -400,6 +403,14 @@ impl Ledger {
             }
             ledger = current.parent.as_deref();
         }
+    }
+}
+
+/// `n` of the limit `key` ("1 call", "3 calls", "1 token", "500 fuel").
+pub fn amount(n: u64, key: &str) -> String {
+    match (n, key.strip_suffix('s')) {
+        (1, Some(one)) => format!("1 {one}"),
+        _ => format!("{n} {key}"),
     }
 }
 

@@ -104,6 +104,25 @@ fn a_step_reservation_must_fit_the_run_too() {
 }
 
 #[test]
+fn amounts_are_counted_in_words() {
+    assert_eq!(amount(1, "calls"), "1 call");
+    assert_eq!(amount(2, "calls"), "2 calls");
+    assert_eq!(amount(1, "tokens"), "1 token");
+    assert_eq!(amount(1, "fuel"), "1 fuel");
+    let run = Ledger::run(BudgetLimits {
+        calls: Some(1),
+        ..Default::default()
+    });
+    let one = Spend {
+        calls: 1,
+        ..Default::default()
+    };
+    let _held = run.reserve(one).unwrap();
+    let refused = run.reserve(one).unwrap_err();
+    assert_eq!(refused.what, "1 call needed, 1 of 1 spent or reserved");
+}
+
+#[test]
 fn concurrent_reservations_never_overspend() {
     let run = Ledger::run(BudgetLimits {
         calls: Some(10),

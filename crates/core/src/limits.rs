@@ -68,7 +68,7 @@ pub enum LimitExceeded {
     Fuel { limit: u64 },
     #[error("hit its memory limit of {} when growing to {}", size(*limit), size(*requested))]
     Memory { limit: u64, requested: u64 },
-    #[error("did not finish within its {} deadline", humantime::format_duration(*limit))]
+    #[error("did not finish within its {} deadline", crate::text::duration(*limit))]
     Timeout { limit: Duration },
     #[error("produced more than {} of {stream}", size(*limit))]
     Output { limit: u64, stream: OutputStream },

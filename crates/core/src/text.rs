@@ -1,5 +1,12 @@
 //! Text made fit for a one-line message: error chains joined, guest text cut short.
 
+/// A duration as people read it, to the millisecond ("1s 250ms", not "1s 249ms 737us 910ns").
+pub fn duration(d: std::time::Duration) -> String {
+    let millis = (d.as_nanos() + 500_000) / 1_000_000;
+    let rounded = std::time::Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX));
+    humantime::format_duration(rounded).to_string()
+}
+
 /// At most `max` characters of `text`, marked when cut.
 pub fn truncate(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
@@ -49,6 +56,15 @@ mod tests {
             "bad \\u{1b}[2J\\u{7}line; next"
         );
         assert_eq!(line_and_column("ab\ncd", 4), (2, 2));
+    }
+
+    #[test]
+    fn durations_are_shown_to_the_millisecond() {
+        let d = |nanos: u64| duration(std::time::Duration::from_nanos(nanos));
+        assert_eq!(d(999_737_910), "1s");
+        assert_eq!(d(1_249_737_910), "1s 250ms");
+        assert_eq!(d(400_000), "0s");
+        assert_eq!(d(5_000_000_000), "5s");
     }
 
     #[test]

@@ -260,7 +260,8 @@ impl Llm {
     ) -> LlmRecord {
         let caller = requester.name;
         let Some(route) = self.route(&request.model) else {
-            return LlmRecord::failed("unavailable", Self::no_route(&request.model));
+            // An unknown model is the caller's mistake, not an outage.
+            return LlmRecord::failed("invalid-argument", Self::no_route(&request.model));
         };
         let claim = match &request.idempotency_key {
             None => None,
@@ -455,7 +456,7 @@ impl Llm {
                         true => "is testing it with one call now".to_string(),
                         false => format!(
                             "lets a call through again in {}",
-                            humantime::format_duration(round_ms(open.retry_in))
+                            baton_core::text::duration(open.retry_in)
                         ),
                     };
                     let message = format!(
@@ -569,10 +570,6 @@ fn note(attempt: &mut LlmAttempt, transition: Option<breaker::Transition>) {
 
 fn hold_time_left(hold: &Hold) -> Option<Duration> {
     hold.ledger().time_left()
-}
-
-fn round_ms(d: Duration) -> Duration {
-    Duration::from_millis(d.as_millis() as u64)
 }
 
 /// What `input` tokens in and `output` out cost on `route`.

@@ -21,7 +21,7 @@ pub enum ProviderError {
     #[error("cannot connect: {0}")]
     Connect(String),
     /// The attempt's deadline passed.
-    #[error("no answer within {}", humantime::format_duration(*.0))]
+    #[error("no answer within {}", baton_core::text::duration(*.0))]
     Timeout(Duration),
     /// The provider answered with an error status.
     #[error("HTTP {status}: {message}")]

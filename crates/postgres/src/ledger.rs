@@ -201,7 +201,7 @@ impl PgAccount {
                         Usd(limit as u64).to_string(),
                     ),
                     key => (
-                        format!("{} {key}", wanted[i]),
+                        baton_budget::amount(wanted[i] as u64, key),
                         row.used[i].to_string(),
                         limit.to_string(),
                     ),

@@ -133,6 +133,9 @@ pub enum Error {
         path: PathBuf,
         source: crate::provenance::ProofError,
     },
+    /// No run of that id (or prefix) is recorded where it was looked for.
+    #[error("no such run '{run}' in {store}; `baton trace ls` lists the runs there")]
+    NoSuchRun { run: String, store: String },
     /// A bundle that verifies but cannot be replayed.
     #[error("{} cannot be replayed: {reason}", path.display())]
     BundleInvalid { path: PathBuf, reason: String },

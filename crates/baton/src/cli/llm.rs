@@ -92,7 +92,7 @@ pub async fn run(host: &Host, command: LlmCommand) -> Result<(), Error> {
             "finish_reason": finish_reason,
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
-            "cost_usd": done.budget.spent.usd.to_string(),
+            "cost_usd": baton::orchestrator::result::dollars(done.budget.spent.usd),
             "run": done.run.as_ref().map(|r| r.id.clone()),
         }));
     } else {

@@ -45,6 +45,9 @@ pub struct SignArgs {
     /// BATON_KEY_PASSWORD or a prompt
     #[arg(long, value_name = "KEY")]
     key: PathBuf,
+    /// Replace a signature and attestation that are there already
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +151,21 @@ pub(super) fn write_whole(
 }
 
 pub async fn sign(host: &Host, args: SignArgs) -> Result<(), Error> {
+    // Nothing is signed unless every file can be: an earlier signature is replaced only when
+    // asked to.
+    if !args.force {
+        for file in &args.files {
+            for suffix in [".sig", ".intoto.json"] {
+                let path = with_suffix(file, suffix);
+                if path.exists() {
+                    return Err(Error::Sign {
+                        path,
+                        reason: "it exists already; sign again with --force to replace it".into(),
+                    });
+                }
+            }
+        }
+    }
     let key_text = std::fs::read_to_string(&args.key).map_err(|e| key_error(&args.key, e))?;
     let password = password(&args.key, false)?;
     let key = SigningKey::open(

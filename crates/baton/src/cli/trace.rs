@@ -201,7 +201,8 @@ pub fn run(store: &StoreUrl, policy: &Policy, command: TraceCommand) -> Result<(
             let cutoff = SystemTime::now() - Duration::from_secs(days * 86_400);
             let cutoff = humantime::format_rfc3339_millis(cutoff).to_string();
             let removed = journal.prune(&cutoff)?;
-            println!("removed {removed} runs started before {cutoff}");
+            let runs = if removed == 1 { "run" } else { "runs" };
+            println!("removed {removed} {runs} started before {cutoff}");
             Ok(())
         }
     }
@@ -288,9 +289,9 @@ fn open_run(store: &StoreUrl, run: &str) -> Result<(Box<dyn Store>, RunSummary),
     } else {
         journal.find_run(run)?
     };
-    let summary = found.ok_or_else(|| Error::BundleInvalid {
-        path: journal.location().into(),
-        reason: format!("no run '{run}' is recorded there (see `baton trace ls`)"),
+    let summary = found.ok_or_else(|| Error::NoSuchRun {
+        run: run.into(),
+        store: journal.location().into(),
     })?;
     Ok((journal, summary))
 }

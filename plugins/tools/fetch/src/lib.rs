@@ -7,7 +7,7 @@ wit_bindgen::generate!({ path: "../../../wit", world: "baton:plugin/tool" });
 use exports::baton::plugin::tool_api::{Guest, ToolError, ToolInfo};
 use serde::Deserialize;
 use wasip2::http::outgoing_handler;
-use wasip2::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+use wasip2::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
 
 const INPUT_SCHEMA: &str = r#"{
   "type": "object",
@@ -104,7 +104,7 @@ fn send(input: &Input) -> Result<(u16, serde_json::Value, String), ToolError> {
     set(request.set_path_with_query(Some(path)), "bad path")?;
     let outgoing = request.body().map_err(|()| invalid("no request body"))?;
     let pending = outgoing_handler::handle(request, None)
-        .map_err(|code| ToolError::Failed(format!("{code:?}")))?;
+        .map_err(|code| ToolError::Failed(describe(&code)))?;
     // A refused request closes the body stream: the response then carries the reason, so a
     // write error is reported only if the response has none.
     let written = outgoing
@@ -116,11 +116,11 @@ fn send(input: &Input) -> Result<(u16, serde_json::Value, String), ToolError> {
                 .map_err(|e| format!("writing the body: {e:?}")),
             None => Ok(()),
         });
-    let finished = OutgoingBody::finish(outgoing, None).map_err(|code| format!("{code:?}"));
+    let finished = OutgoingBody::finish(outgoing, None).map_err(|code| describe(&code));
     pending.subscribe().block();
     let response = match pending.get() {
         Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(code))) => return Err(ToolError::Failed(format!("{code:?}"))),
+        Some(Ok(Err(code))) => return Err(ToolError::Failed(describe(&code))),
         other => return Err(ToolError::Failed(format!("no response: {other:?}"))),
     };
     written.and(finished).map_err(ToolError::Failed)?;
@@ -153,3 +153,31 @@ fn send(input: &Input) -> Result<(u16, serde_json::Value, String), ToolError> {
 }
 
 export!(Fetch);
+
+/// What a wasi:http error code means, in words, with its name in the interface (`error-code`).
+fn describe(code: &ErrorCode) -> String {
+    if matches!(code, ErrorCode::HttpRequestDenied) {
+        return "the host denied the request (HTTP-request-denied): the policy grants no \
+                egress to this destination; `baton policy explain` shows what it grants"
+            .into();
+    }
+    // `ConnectionRefused` → `connection-refused`, with the payload when there is one.
+    let debug = format!("{code:?}");
+    let debug = debug.strip_prefix("ErrorCode::").unwrap_or(&debug);
+    let (name, payload) = debug.split_once('(').unwrap_or((debug, ""));
+    let mut kebab = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            kebab.push('-');
+        }
+        kebab.push(c.to_ascii_lowercase());
+    }
+    let payload = payload.strip_suffix(')').unwrap_or(payload);
+    let payload = payload
+        .strip_prefix("Some(")
+        .map_or(payload, |p| p.strip_suffix(')').unwrap_or(p));
+    match payload {
+        "" | "None" => format!("the request failed ({kebab})"),
+        payload => format!("the request failed ({kebab}: {payload})"),
+    }
+}

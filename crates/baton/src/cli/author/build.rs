@@ -57,8 +57,13 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         baton::limits::size(bytes.len() as u64),
         baton::Digest::of(&bytes)
     );
+    // A rebuilt component's earlier signature no longer holds: it is replaced on purpose.
+    let again = match baton::trust::check::with_suffix(&out, ".sig").exists() {
+        true => " --force",
+        false => "",
+    };
     eprintln!(
-        "next: baton sign --key baton.key {}",
+        "next: baton sign{again} --key baton.key {}",
         out.file_name().expect("a file").to_string_lossy()
     );
     Ok(())
