@@ -291,7 +291,7 @@ fn open_run(store: &StoreUrl, run: &str) -> Result<(Box<dyn Store>, RunSummary),
     };
     let summary = found.ok_or_else(|| Error::NoSuchRun {
         run: run.into(),
-        store: journal.location().into(),
+        store: journal.location(),
     })?;
     Ok((journal, summary))
 }
