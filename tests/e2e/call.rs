@@ -141,3 +141,25 @@ fn a_missing_policy_file_is_refused() {
     let line = error_line(&out, 5);
     assert_contains(&line, &["cannot read policy /nonexistent/policy.toml"]);
 }
+
+/// A deadline set by what is left of the budget reads as people write durations, to the
+/// millisecond ("1s", not "999ms 737us 910ns").
+#[test]
+fn a_deadline_from_the_budget_is_shown_to_the_millisecond() {
+    let spin = plugin("testing/spin.wasm");
+    let out = run(&[
+        "call",
+        spin.to_str().unwrap(),
+        "--input",
+        "{}",
+        "--budget",
+        "time=1s",
+        "--fuel",
+        "9000000000000000",
+    ]);
+    let line = error_line(&out, 3);
+    assert_contains(
+        &line,
+        &["tool 'spin' did not finish within its 1s deadline (all that was left of the budget"],
+    );
+}

@@ -168,3 +168,27 @@ fn explain_reports_models_tools_and_directories() {
         &["granted:\n  fs       ", "out at /out (read-write, from "],
     );
 }
+
+/// `policy check` refuses a grant of a directory that is not there, which would fail every
+/// call it applies to, naming the plugin, the directory and the file.
+#[test]
+fn policy_check_refuses_a_grant_of_a_missing_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let policy = write_policy(
+        &dir,
+        "[plugins.fs-probe.fs]\nread = [\"data\"]\nwrite = [\"nowhere:/out\"]\n",
+    );
+    let line = error_line(&run(&["policy", "check", &policy]), 5);
+    assert_contains(
+        &line,
+        &[
+            "directory ",
+            "nowhere granted to 'fs-probe' by ",
+            "it is not a directory on this machine; create it or fix the policy",
+        ],
+    );
+    std::fs::create_dir(dir.path().join("nowhere")).unwrap();
+    let out = text_output(&run(&["policy", "check", &policy]));
+    assert_contains(&out, &["is a valid policy (sections for fs-probe)"]);
+}

@@ -279,6 +279,22 @@ impl Policy {
         top.file.plugins.keys().cloned().collect()
     }
 
+    /// The directories the last policy file grants (`[plugins.X.fs]`) that are not directories
+    /// on this machine, each with the plugin it is granted to.
+    pub fn missing_directories(&self) -> Vec<(String, grants::FsMount)> {
+        let top = self
+            .layers
+            .last()
+            .expect("a policy has at least the built-in layer");
+        top.file
+            .plugins
+            .iter()
+            .filter_map(|(name, section)| Some((name, section.fs.as_ref()?)))
+            .flat_map(|(name, fs)| fs.mounts(&top.name).into_iter().map(|m| (name.clone(), m)))
+            .filter(|(_, mount)| !mount.host.is_dir())
+            .collect()
+    }
+
     /// What the policy grants `plugin` for `subject` (its digest and signer). A section pinned to
     /// another digest, or bound to another signer, grants nothing. The last file that grants a
     /// capability decides it.

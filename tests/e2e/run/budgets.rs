@@ -123,3 +123,23 @@ fn a_model_fallback_chosen_by_the_budget_is_reported() {
     let compact: String = shown.split_whitespace().collect();
     assert_contains(&compact, &["\"model\":\"small\""]);
 }
+
+/// A refusal counts in words: "1 call needed", not "1 calls needed".
+#[test]
+fn a_refusal_counts_one_call_as_one_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Vec::new(), Reply::ok("yes", (3, 1)));
+    let policy = write_policy(
+        dir.path(),
+        &(server.policy("test", "retries = 0")
+            + "\n[plugins.llm-probe.llm]\nmodels = [\"test\"]\n"),
+    );
+    let flow = probing_flow(dir.path(), 1, 2, "calls=1");
+    let (output, result) = run_flow(dir.path(), &flow, &["--policy", policy.to_str().unwrap()]);
+    assert!(output.status.success(), "{result}");
+    let refused = &result["steps"][0]["output"]["answers"][1]["error"]["message"];
+    assert_contains(
+        refused.as_str().unwrap(),
+        &["1 call needed, 1 of 1 spent or reserved"],
+    );
+}

@@ -38,6 +38,18 @@ pub async fn run(host: &Host, command: PolicyCommand) -> Result<(), Error> {
     match command {
         PolicyCommand::Check { file } => {
             let policy = Policy::load(&file)?;
+            // A grant of a directory that is not there would fail every call it applies to.
+            if let Some((plugin, mount)) = policy.missing_directories().into_iter().next() {
+                return Err(Error::FsMount {
+                    plugin,
+                    reason: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "it is not a directory on this machine",
+                    ),
+                    host: mount.host,
+                    policy: mount.source,
+                });
+            }
             let plugins = policy.plugin_sections();
             let sections = match plugins.as_slice() {
                 [] => "no plugin sections".to_string(),
