@@ -203,3 +203,54 @@ fn a_tools_directory_with_an_unusable_component_is_refused_by_name() {
         &["forbidden-import.wasm cannot be used as a Baton plugin"],
     );
 }
+
+/// Two tools of one name in a directory: `call --tools` refuses them rather than letting the
+/// file names decide which a call reaches; `baton run` runs the newest and says so.
+#[test]
+fn two_tools_of_one_name_are_refused_or_chosen_between_aloud() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = tools_dir(dir.path(), &["calc.wasm"]);
+    let copy = tools.join("calc-copy.wasm");
+    std::fs::copy(tools.join("calc.wasm"), &copy).unwrap();
+    for suffix in [".sig", ".intoto.json"] {
+        std::fs::copy(
+            tools.join(format!("calc.wasm{suffix}")),
+            tools.join(format!("calc-copy.wasm{suffix}")),
+        )
+        .unwrap();
+    }
+    let out = call_with_tools(
+        dir.path(),
+        "testing/caller.wasm",
+        json!({"calls": [{"tool": "calc", "input": {"expression": "1 + 1"}}]}),
+        &["--tools", tools.to_str().unwrap()],
+    );
+    let line = error_line(&out, 2);
+    assert_contains(
+        &line,
+        &[
+            "holds two tools named 'calc' (",
+            "calc-copy.wasm and ",
+            "calc.wasm)",
+        ],
+    );
+
+    let flow = dir.path().join("flow.toml");
+    std::fs::write(
+        &flow,
+        format!(
+            "planner = {:?}\ntools = [{:?}]\n\n[[config.steps]]\nid = \"a\"\ntool = \"calc\"\n\
+             input = {{ expression = \"2 + 3\" }}\n",
+            plugin("planners/static.wasm"),
+            tools
+        ),
+    )
+    .unwrap();
+    let out = run_with_store(
+        &dir.path().join("journal.db"),
+        &["run", flow.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_contains(&stderr, &["2 tools are named 'calc' (", "runs, the newest"]);
+}

@@ -36,7 +36,7 @@ pub fn code(error: &Error) -> u8 {
         Error::Policy(PolicyError::Unsigned { .. }) => UNTRUSTED,
         Error::Budget(_) | Error::BudgetRefused(_) => LIMIT,
         Error::Workflow { .. } | Error::Resume { .. } | Error::Step { .. } => BAD_INPUT,
-        Error::NoSuchRun { .. } => BAD_INPUT,
+        Error::NoSuchRun { .. } | Error::DuplicateTool { .. } => BAD_INPUT,
         Error::Cache(_) => BAD_INPUT,
         Error::Llm { kind, .. } => match kind.as_str() {
             "budget-exceeded" => LIMIT,

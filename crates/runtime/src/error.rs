@@ -133,6 +133,17 @@ pub enum Error {
         path: PathBuf,
         source: crate::provenance::ProofError,
     },
+    /// Two tools of one name in a directory of tools.
+    #[error(
+        "{} holds two tools named '{name}' ({} and {}); keep one there, or give `baton run` the \
+         version it needs ({name}@VERSION)",
+        dir.display(), files.0.display(), files.1.display()
+    )]
+    DuplicateTool {
+        name: String,
+        dir: PathBuf,
+        files: (PathBuf, PathBuf),
+    },
     /// No run of that id (or prefix) is recorded where it was looked for.
     #[error("no such run '{run}' in {store}; `baton trace ls` lists the runs there")]
     NoSuchRun { run: String, store: String },

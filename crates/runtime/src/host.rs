@@ -222,11 +222,21 @@ impl Host {
             self.add_tool(tool)?;
             return Ok(vec![name]);
         }
-        let mut names = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        let mut sources: BTreeMap<String, PathBuf> = BTreeMap::new();
         for path in wasm_files(dir)? {
             let plugin = self.load(&path).await?;
             if plugin.is_tool() {
-                names.push(plugin.name().to_string());
+                let name = plugin.name().to_string();
+                // Which of two tools of one name a call reaches must not depend on file names.
+                if let Some(first) = sources.insert(name.clone(), path.clone()) {
+                    return Err(Error::DuplicateTool {
+                        name,
+                        dir: dir.to_owned(),
+                        files: (first, path),
+                    });
+                }
+                names.push(name);
                 self.add_tool(plugin)?;
             }
         }

@@ -54,6 +54,8 @@ pub struct Chosen {
     pub requirement: Option<String>,
     /// Newer matching versions not run, each with what it requests beyond its grant.
     pub held: Vec<(String, String)>,
+    /// Every version of that name found, newest first (more than one: a choice was made).
+    pub found: Vec<String>,
 }
 
 impl Host {
@@ -145,6 +147,7 @@ impl Host {
                     .into_iter()
                     .map(|(p, unmet)| (p.info.version().to_string(), unmet))
                     .collect(),
+                found: all,
             });
             self.add_tool(plugin)?;
         }

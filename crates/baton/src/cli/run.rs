@@ -274,6 +274,17 @@ async fn start(
             chosen.version,
             chosen.digest
         );
+        if chosen.found.len() > 1 && chosen.requirement.is_none() {
+            tracing::warn!(
+                "{} tools are named '{}' ({}): {} runs, the newest; name a version in the \
+                 workflow's tools (\"{}@=VERSION\") to choose another",
+                chosen.found.len(),
+                chosen.name,
+                chosen.found.join(", "),
+                chosen.version,
+                chosen.name
+            );
+        }
         for (version, unmet) in &chosen.held {
             tracing::warn!(
                 "{} {version} is held: it requests {unmet}, which its policy does not grant; \
