@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 
 use baton_runtime::bindings::types::{Decision, RunState, Step, StepResult, ToolError, ToolInfo};
+use baton_runtime::capability::plan::Skipped;
 
 use super::template;
 
@@ -149,8 +150,10 @@ fn result_json(result: &StepResult) -> Value {
 }
 
 /// A decision as journaled: the output of a planner's `next`.
-pub fn decision_json(decision: &Decision) -> String {
-    match decision {
+/// The decision's JSON, as journaled: with the steps the planner said it decided against,
+/// when there are any.
+pub fn decision_json(decision: &Decision, skipped: &[Skipped]) -> String {
+    let mut json = match decision {
         Decision::Call(steps) => {
             let steps: Vec<Value> = steps
                 .iter()
@@ -168,8 +171,14 @@ pub fn decision_json(decision: &Decision) -> String {
         }
         Decision::Finish(output) => json!({ "finish": output }),
         Decision::Fail(reason) => json!({ "fail": reason }),
+    };
+    if !skipped.is_empty() {
+        json["skipped"] = skipped
+            .iter()
+            .map(|s| json!({"id": s.id, "tool": s.tool, "reason": s.reason}))
+            .collect();
     }
-    .to_string()
+    json.to_string()
 }
 
 /// How a tool error reads in results and messages.

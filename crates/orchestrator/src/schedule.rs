@@ -244,7 +244,7 @@ impl Orchestrator<'_> {
         (earlier.tool == tool && same_input).then(|| (earlier.event(), earlier.output.clone()))
     }
 
-    fn elapsed_ms(&self) -> u64 {
+    pub(crate) fn elapsed_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 

@@ -10,13 +10,16 @@ use baton_budget::Ledger;
 use baton_effects::Divergence;
 use baton_journal::event::{EventKind, RUN_CHAIN};
 use baton_runtime::bindings::types::{Decision, RunState, StepResult, ToolError, ToolInfo};
+use baton_runtime::capability::HostState;
+use baton_runtime::capability::plan::Skipped;
 use baton_runtime::plugin::Entry;
 use baton_runtime::run::{Invocation, RunContext, RunJournal};
 use baton_runtime::{Error, Plugin};
 use serde_json::Value;
 
 use crate::progress::{Progress, ProgressSink};
-use crate::result::{RunStatus, StepReport};
+use crate::result::{RunStatus, StepReport, StepStatus};
+use crate::step::StepDone;
 use crate::workflow::Settings;
 use crate::{plan, resume, step, template};
 
@@ -96,7 +99,10 @@ impl Orchestrator<'_> {
             decisions += 1;
             let planner = self.planner.name().to_string();
             let decision = match decision {
-                Ok(decision) => decision,
+                Ok((decision, skipped)) => {
+                    self.skipped_by_planner(skipped);
+                    decision
+                }
                 Err(e) => {
                     let status = match (step::is_budget(&e), e.is_cancelled()) {
                         (true, _) => RunStatus::BudgetExceeded,
@@ -150,6 +156,27 @@ impl Orchestrator<'_> {
         }
     }
 
+    /// Reports the steps the planner decided against as skipped, each once (a planner may say
+    /// so again in each decision).
+    fn skipped_by_planner(&mut self, skipped: Vec<Skipped>) {
+        for Skipped { id, tool, reason } in skipped {
+            if self.reports.iter().any(|r| r.id == id) {
+                continue;
+            }
+            let at = self.elapsed_ms();
+            let done = StepDone::not_run(
+                self.reports.len(),
+                (&id, &tool),
+                StepStatus::Skipped,
+                format!("skipped by the planner: {reason}"),
+                at,
+            );
+            self.progress
+                .report(Progress::StepFinished(Box::new(done.report.clone())));
+            self.reports.push(done.report);
+        }
+    }
+
     /// Whether the run stops before planner decision `decision`: live, when its caller
     /// cancelled it; in a replay, where the recorded run stopped (it ended cancelled without
     /// that decision).
@@ -200,8 +227,12 @@ impl Orchestrator<'_> {
         }
     }
 
-    /// Calls the planner's `next` in chain `plan:N` and enters it in the run chain.
-    async fn ask_planner(&mut self, iteration: u32) -> Result<Result<Decision, Error>, Divergence> {
+    /// Calls the planner's `next` in chain `plan:N` and enters it in the run chain: its
+    /// decision, and the steps it said it decided against.
+    async fn ask_planner(
+        &mut self,
+        iteration: u32,
+    ) -> Result<Result<(Decision, Vec<Skipped>), Error>, Divergence> {
         let planner = self.planner.clone();
         let state = RunState {
             task: self.task.into(),
@@ -221,13 +252,14 @@ impl Orchestrator<'_> {
             unreachable!("check_planner admits only planners")
         };
         let decided = OnceLock::new();
-        let call = async |store: &mut wasmtime::Store<_>, instance: &_| {
+        let call = async |store: &mut wasmtime::Store<HostState>, instance: &_| {
             let decision = entry
                 .load(&mut *store, instance)?
                 .call_next(&mut *store, &state)
                 .await?;
-            let text = plan::decision_json(&decision);
-            let _ = decided.set(decision);
+            let skipped = store.data_mut().take_skipped();
+            let text = plan::decision_json(&decision, &skipped);
+            let _ = decided.set((decision, skipped));
             Ok(Ok::<_, ToolError>(text))
         };
         let ledger = Ledger::step(

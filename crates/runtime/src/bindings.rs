@@ -12,6 +12,7 @@ wasmtime::component::bindgen!({
 
         world host {
             include baton:plugin/imports@0.1.0;
+            import baton:plugin/plan@0.1.0;
             export baton:plugin/tool-api@0.1.0;
             export baton:plugin/prompt-api@0.1.0;
             export baton:plugin/planner-api@0.1.0;

@@ -24,6 +24,37 @@ fn a_run_without_a_workflow_file_takes_planner_tools_and_task() {
     assert_eq!(json_output(&output), json!({"answer": 42}));
 }
 
+/// The static planner given no plan (`--planner` without a workflow) says what it needs,
+/// rather than how its configuration failed to parse.
+#[test]
+fn the_static_planner_without_a_plan_says_what_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let planner = plugin("planners/static.wasm");
+    let tools = plugin("calc.wasm");
+    let output = run_with_store(
+        &dir.path().join("journal.db"),
+        &[
+            "run",
+            "--planner",
+            planner.to_str().unwrap(),
+            "--tools",
+            tools.to_str().unwrap(),
+            "a task",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let line = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_contains(
+        &line,
+        &[
+            "error: the run failed: planner 'static' gave up: there is no plan to run",
+            "[[config.steps]]",
+            "docs/workflows.md",
+        ],
+    );
+    assert!(!line.contains("invalid type: null"), "{line}");
+}
+
 #[test]
 fn bad_workflows_and_plans_are_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();

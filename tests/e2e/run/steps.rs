@@ -212,20 +212,63 @@ input = { expression = "1" }
 depends_on = ["other"]
 "#;
     let flow = workflow(dir.path(), "planners/static.wasm", body);
-    let (output, result) = run_flow(dir.path(), &flow, &[]);
+    let bundle = dir.path().join("run.bundle");
+    let bundle = bundle.to_str().unwrap();
+    let (output, result) = run_flow(dir.path(), &flow, &["--json", "--bundle", bundle]);
     assert!(output.status.success(), "{result}");
-    let ran: Vec<&str> = result["steps"]
+    let steps: Vec<(&str, &str)> = result["steps"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| s["id"].as_str().unwrap())
+        .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
         .collect();
-    assert_eq!(ran, ["check", "three"]);
+    // The branch not taken is reported skipped, with why, and so is what depends on it.
+    assert_eq!(
+        steps,
+        [
+            ("check", "ok"),
+            ("other", "skipped"),
+            ("after-other", "skipped"),
+            ("three", "ok"),
+        ]
+    );
+    assert_contains(
+        step(&result, "other")["error"].as_str().unwrap(),
+        &["skipped by the planner: its condition on step 'check' does not hold"],
+    );
+    assert_contains(
+        step(&result, "after-other")["error"].as_str().unwrap(),
+        &["step 'other' it depends on was skipped"],
+    );
+    assert_eq!(result["totals"]["skipped"], 2);
+    assert_eq!(result["totals"]["succeeded"], 2);
     assert_eq!(
         result["output"],
         json!({"check": {"value": 3.0}, "three": {"value": 300.0}})
     );
     assert_eq!(result["totals"]["decisions"], 3);
+    // In the --json progress, once each, however many decisions said so.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let skipped_events = stdout
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|e| e["event"] == "step_finished" && e["status"] == "skipped")
+        .count();
+    assert_eq!(skipped_events, 2, "{stdout}");
+    // In the journal, with the decision that said so; and the run replays.
+    let shown = text_output(&run(&["trace", "show", bundle, "--json"]));
+    assert_contains(
+        &shown,
+        &["skipped", "its condition on step 'check' does not hold"],
+    );
+    let replayed = text_output(&run(&["replay", bundle]));
+    assert!(replayed.starts_with("identical: "), "{replayed}");
+    // Without --json, the summary counts them.
+    let (output, _) = run_flow(dir.path(), &flow, &[]);
+    assert_contains(
+        &String::from_utf8_lossy(&output.stderr),
+        &["4 steps (2 ok, 0 failed, 2 skipped)"],
+    );
 }
 
 #[test]

@@ -201,6 +201,7 @@ capabilities! {
     llm => Models,
     tools => Tools,
     prompts => Prompts,
+    plan => Plan,
 }
 
 impl baton_sandbox::Sandboxed for HostState {

@@ -117,6 +117,14 @@ impl Guest for StaticPlanner {
 }
 
 fn plan(state: &RunState) -> Result<Decision, String> {
+    if state.config.trim() == "null" {
+        return Err(
+            "there is no plan to run: the static planner runs the steps a workflow's \
+                    [config] lists ([[config.steps]] with id, tool and input); write a workflow \
+                    file (see docs/workflows.md) and `baton run` it"
+                .into(),
+        );
+    }
     let config: Config = serde_json::from_str(&state.config)
         .map_err(|e| format!("the workflow's [config] is not a static plan: {e}"))?;
     let mut outputs: BTreeMap<&str, Value> = BTreeMap::new();
@@ -159,29 +167,40 @@ fn plan(state: &RunState) -> Result<Decision, String> {
         return Err(reason.clone());
     }
     // Skipped: a decided condition that does not hold, or a dependency that was skipped.
-    let mut skipped: BTreeSet<&str> = BTreeSet::new();
+    let mut skipped: BTreeMap<&str, String> = BTreeMap::new();
     let mut changed = true;
     while changed {
         changed = false;
         for step in &config.steps {
             let id = step.id.as_str();
-            if skipped.contains(id) || outputs.contains_key(id) || failed.contains_key(id) {
+            if skipped.contains_key(id) || outputs.contains_key(id) || failed.contains_key(id) {
                 continue;
             }
             let condition_false = step
                 .when
                 .as_ref()
-                .is_some_and(|c| outputs.get(c.step.as_str()).is_some_and(|o| !c.holds(o)));
+                .filter(|c| outputs.get(c.step.as_str()).is_some_and(|o| !c.holds(o)));
             let dependency_skipped = step
                 .depends_on
                 .iter()
                 .chain(step.when.iter().map(|c| &c.step))
-                .any(|d| skipped.contains(d.as_str()));
-            if condition_false || dependency_skipped {
-                skipped.insert(&step.id);
-                changed = true;
-            }
+                .find(|d| skipped.contains_key(d.as_str()));
+            let reason = match (condition_false, dependency_skipped) {
+                (Some(c), _) => format!("its condition on step '{}' does not hold", c.step),
+                (None, Some(d)) => format!("step '{d}' it depends on was skipped"),
+                (None, None) => continue,
+            };
+            skipped.insert(&step.id, reason);
+            changed = true;
         }
+    }
+    // The host reports them as skipped (each once, however often they are said).
+    for step in config
+        .steps
+        .iter()
+        .filter(|s| skipped.contains_key(s.id.as_str()))
+    {
+        baton::plugin::plan::skip(&step.id, &step.tool, &skipped[step.id.as_str()]);
     }
     // Runnable now: not run, not skipped, its condition decided, and its dependencies run
     // or runnable now.
@@ -192,7 +211,7 @@ fn plan(state: &RunState) -> Result<Decision, String> {
         for step in &config.steps {
             let id = step.id.as_str();
             if ready.contains(id)
-                || skipped.contains(id)
+                || skipped.contains_key(id)
                 || outputs.contains_key(id)
                 || failed.contains_key(id)
             {
