@@ -40,6 +40,7 @@ fn earlier() -> StepOutcome {
         semantic_hits: 0,
         chains: Vec::new(),
         worker: "the-worker-that-died".into(),
+        notes: Vec::new(),
     }
 }
 

@@ -94,6 +94,9 @@ pub struct StepOutcome {
     pub chains: Vec<SealedChain>,
     /// The worker that ran it.
     pub worker: String,
+    /// Decisions the budget made for it (see `StepReport::notes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 type Outcome = Pin<Box<dyn Future<Output = Result<StepOutcome, String>> + Send>>;
@@ -170,6 +173,7 @@ impl StepJob {
         report.cache_hits = budget.cache_hits;
         report.cache_tier = cache_tier(&budget);
         report.worker = Some(outcome.worker);
+        report.notes = outcome.notes;
         let attempts = outcome
             .chains
             .into_iter()
@@ -379,6 +383,7 @@ impl StepRunner {
             semantic_hits: spent.semantic_hits,
             chains,
             worker: self.name.clone(),
+            notes: done.report.notes,
         })
     }
 }
