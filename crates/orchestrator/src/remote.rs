@@ -162,6 +162,7 @@ impl StepJob {
         };
         let mut report = StepDone::not_run(self.index, step, status, String::new(), 0).report;
         report.attempts = outcome.invocations;
+        report.replicates = self.replicates;
         report.started_ms = started_ms;
         report.finished_ms = self.started.elapsed().as_millis() as u64;
         report.output = output;

@@ -52,8 +52,11 @@ pub struct StepReport {
     pub id: String,
     pub tool: String,
     pub status: StepStatus,
-    /// Invocations made (1 plus the retries; 0 if it never ran).
+    /// Invocations made (1 plus the retries, for each replicate; 0 if it never ran).
     pub attempts: u32,
+    /// How many replicates ran at once (absent for a step run once).
+    #[serde(skip_serializing_if = "is_single")]
+    pub replicates: u32,
     /// When it started and finished, in milliseconds since the run started.
     pub started_ms: u64,
     pub finished_ms: u64,
@@ -131,6 +134,10 @@ pub fn cache_tier(budget: &BudgetReport) -> Option<&'static str> {
         (hits, semantic) if hits == semantic => Some("semantic"),
         _ => Some("exact+semantic"),
     }
+}
+
+fn is_single(replicates: &u32) -> bool {
+    *replicates <= 1
 }
 
 /// Dollars as a float, for JSON readers.

@@ -7,12 +7,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use baton_budget::{BudgetLimits, Ledger};
+use baton_core::Digest;
 use baton_core::limits::LimitKind;
 use baton_effects::{Gate, NoSecrets};
 use baton_journal::event::{EventKind, step_chain};
 use baton_policy::Source;
 use baton_runtime::bindings::types::{Error as HostError, ToolError};
-use baton_runtime::plugin::check_input;
+use baton_runtime::plugin::{Info, check_input};
 use baton_runtime::run::{Invocation, RunContext};
 use baton_runtime::{Error, Plugin, ToolCall};
 use baton_sandbox::SandboxError;
@@ -94,6 +95,7 @@ impl StepDone {
                 tool: tool.into(),
                 status,
                 attempts: 0,
+                replicates: 0,
                 started_ms: at_ms,
                 finished_ms: at_ms,
                 fuel: 0,
@@ -149,7 +151,7 @@ impl StepJob {
         } = match (&job.taken_over, job.replicates > 1) {
             (Some((event, output)), _) => job.take_over(event.clone(), output),
             (None, true) => job.clone().replicated().await,
-            (None, false) => job.clone().tried(job.id.clone()).await,
+            (None, false) => job.clone().tried(job.id.clone(), job.input.clone()).await,
         };
         let spent = job.ledger.report();
         let out_of_budget = result.as_ref().is_err_and(is_budget);
@@ -164,6 +166,7 @@ impl StepJob {
                 tool: job.plugin.name().to_string(),
                 status,
                 attempts: invocations,
+                replicates: job.replicates,
                 started_ms,
                 finished_ms: job.started.elapsed().as_millis() as u64,
                 fuel,
@@ -209,10 +212,10 @@ impl StepJob {
     }
 
     /// The step run once under chain name `base`, retried as configured.
-    async fn tried(self: Arc<Self>, base: String) -> Tried {
+    async fn tried(self: Arc<Self>, base: String, input: String) -> Tried {
         let mut attempts = Vec::new();
         let mut fuel = 0;
-        if let Err(e) = check_input(&self.plugin, &self.input) {
+        if let Err(e) = check_input(&self.plugin, &input) {
             return Tried {
                 attempts,
                 invocations: 0,
@@ -222,7 +225,7 @@ impl StepJob {
         }
         let result = loop {
             let attempt = attempts.len() as u32;
-            let (name, gate, result) = self.attempt(&base, attempt).await;
+            let (name, gate, result) = self.attempt(&base, attempt, &input).await;
             if let Some(gate) = gate {
                 attempts.push((name, gate));
             }
@@ -254,6 +257,30 @@ impl StepJob {
         }
     }
 
+    /// Replicate `replicate`'s input: the step's, with a `seed` of its own when the tool takes
+    /// one the input does not set, so that replicates of a sampled call can differ. The seed
+    /// comes from the run, the step and the replicate (a replay draws the same), and is
+    /// journaled with the input.
+    fn replicate_input(&self, replicate: u32) -> String {
+        let takes_seed = match &self.plugin.info {
+            Info::Tool(tool) => serde_json::from_str::<Value>(&tool.input_schema)
+                .is_ok_and(|schema| schema["properties"].get("seed").is_some()),
+            _ => false,
+        };
+        match serde_json::from_str::<Value>(&self.input) {
+            Ok(Value::Object(mut input)) if takes_seed && !input.contains_key("seed") => {
+                let drawn = Digest::of(
+                    format!("{}\0{}\0{replicate}", self.ctx.chains().run(), self.id).as_bytes(),
+                );
+                // 32 bits: any JSON reader holds it exactly.
+                let seed = u32::from_str_radix(&drawn.hex()[..8], 16).unwrap_or(replicate);
+                input.insert("seed".into(), seed.into());
+                Value::Object(input).to_string()
+            }
+            _ => self.input.clone(),
+        }
+    }
+
     /// The step run `replicates` times in parallel (`ID#1`, `ID#2`, ...), ending in an
     /// evidence bundle: the outputs, their pairwise similarities, the consensus (the medoid)
     /// and a confidence. The similarities' embeddings are journaled in the chain `ID`.
@@ -261,8 +288,9 @@ impl StepJob {
         let mut tasks = tokio::task::JoinSet::new();
         for replicate in 1..=self.replicates {
             let base = format!("{}#{replicate}", self.id);
+            let input = self.replicate_input(replicate);
             let job = self.clone();
-            tasks.spawn(async move { (replicate, job.tried(base).await) }.in_current_span());
+            tasks.spawn(async move { (replicate, job.tried(base, input).await) }.in_current_span());
         }
         let mut runs = Vec::new();
         while let Some(joined) = tasks.join_next().await {
@@ -329,6 +357,7 @@ impl StepJob {
         &self,
         base: &str,
         attempt: u32,
+        input: &str,
     ) -> (String, Option<Arc<dyn Gate>>, Result<ToolCall, Error>) {
         let name = match attempt {
             0 => base.to_string(),
@@ -343,7 +372,7 @@ impl StepJob {
             .ctx
             .invoke(Invocation {
                 plugin: &self.plugin,
-                input: &self.input,
+                input,
                 access,
                 gate: gate.clone(),
                 timeout: self.timeout,

@@ -143,3 +143,55 @@ fn a_refusal_counts_one_call_as_one_call() {
         &["1 call needed, 1 of 1 spent or reserved"],
     );
 }
+
+/// Replicates of a sampled `ask` each draw a seed of their own, journaled with their input,
+/// so an evidence bundle can differ; the step line counts replicates, not attempts.
+#[test]
+fn replicates_draw_their_own_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Vec::new(), Reply::ok("an answer", (3, 2)));
+    let policy = write_policy(
+        dir.path(),
+        &(server.policy("test", "retries = 0") + "\n[plugins.ask.llm]\nmodels = [\"test\"]\n"),
+    );
+    let flow = dir.path().join("flow.toml");
+    std::fs::write(
+        &flow,
+        format!(
+            "planner = {:?}\ntools = [{:?}]\nembedding_model = \"none\"\n\n[[config.steps]]\n\
+             id = \"q\"\ntool = \"ask\"\nreplicates = 3\n\
+             input = {{ question = \"Name a colour.\", model = \"test\", temperature = 0.8 }}\n",
+            plugin("planners/static.wasm"),
+            plugin("ask.wasm"),
+        ),
+    )
+    .unwrap();
+    let bundle = dir.path().join("run.bundle");
+    let bundle = bundle.to_str().unwrap();
+    let (output, result) = run_flow(
+        dir.path(),
+        &flow,
+        &["--policy", policy.to_str().unwrap(), "--bundle", bundle],
+    );
+    assert!(output.status.success(), "{result}");
+    let seeds: std::collections::BTreeSet<u64> = server
+        .requests()
+        .iter()
+        .map(|r| r.body["seed"].as_u64().expect("a seed in each request"))
+        .collect();
+    assert_eq!(seeds.len(), 3, "{:?}", server.requests());
+    for r in server.requests() {
+        assert_eq!(r.body["temperature"].as_f64(), Some(0.8));
+    }
+    assert_eq!(result["steps"][0]["replicates"], 3);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_contains(&stderr, &[", 3 replicates"]);
+    assert!(!stderr.contains("attempts"), "{stderr}");
+    // The seeds are in the journal (each replicate's input), and the run replays.
+    let shown = text_output(&run(&["trace", "show", bundle, "--json"]));
+    for seed in &seeds {
+        assert_contains(&shown, &[&format!("\\\"seed\\\":{seed}")]);
+    }
+    let replayed = text_output(&run(&["replay", bundle]));
+    assert!(replayed.starts_with("identical: "), "{replayed}");
+}

@@ -345,7 +345,11 @@ fn summarize(result: &RunResult) {
         if let Some(run) = &step.resumed_from {
             line += &format!(", taken over from run {run}");
         }
-        if step.attempts > 1 {
+        if step.replicates > 1 {
+            line += &format!(", {} replicates", step.replicates);
+        }
+        // Invocations beyond one per replicate are retries.
+        if step.attempts > step.replicates.max(1) {
             line += &format!(", {} attempts", step.attempts);
         }
         if step.tokens > 0 {

@@ -1,6 +1,8 @@
 //! `ask`: one question to a language model through the host (`baton:plugin/llm`), under the
 //! caller's policy (which models, how many tokens) and the run's budget. The model answers;
-//! the tool returns the text, the model that answered and the tokens used.
+//! the tool returns the text, the model that answered and the tokens used. Answers are greedy
+//! unless the input sets a `temperature`; a `seed` picks the sample, and a replicated step's
+//! replicates each draw one of their own, so that an evidence bundle can differ.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "baton:plugin/tool" });
 
@@ -16,7 +18,9 @@ const INPUT_SCHEMA: &str = r#"{
     "question": { "type": "string", "minLength": 1 },
     "system": { "type": "string" },
     "model": { "type": "string", "minLength": 1 },
-    "max_tokens": { "type": "integer", "minimum": 1, "maximum": 4096 }
+    "max_tokens": { "type": "integer", "minimum": 1, "maximum": 4096 },
+    "temperature": { "type": "number", "minimum": 0, "maximum": 2 },
+    "seed": { "type": "integer", "minimum": 0 }
   },
   "required": ["question"],
   "additionalProperties": false
@@ -43,6 +47,11 @@ struct Input {
     system: Option<String>,
     model: Option<String>,
     max_tokens: Option<u32>,
+    /// 0 (the default) always takes the most likely token; above it, answers are sampled.
+    temperature: Option<f32>,
+    /// Which sample: the same seed and question give the same answer. A step's replicates
+    /// each draw their own.
+    seed: Option<u64>,
 }
 
 struct Ask;
@@ -77,9 +86,9 @@ impl Guest for Ask {
             model: input.model.unwrap_or_else(|| DEFAULT_MODEL.into()),
             messages,
             max_tokens: input.max_tokens.unwrap_or(64),
-            temperature: 0.0,
+            temperature: input.temperature.unwrap_or(0.0),
             stop: Vec::new(),
-            seed: None,
+            seed: input.seed,
             idempotency_key: None,
         };
         let response = llm::complete(&request).map_err(ToolError::Host)?;
