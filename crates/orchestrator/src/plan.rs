@@ -21,6 +21,9 @@ pub fn is_step_id(id: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
+/// The most replicates one step may have: each is a sandbox of its own.
+pub const MAX_REPLICATES: u32 = 64;
+
 /// A step of a decision that passed the checks.
 #[derive(Debug, Clone)]
 pub struct PlannedStep {
@@ -57,6 +60,12 @@ pub fn check_steps(
     let mut planned = Vec::with_capacity(steps.len());
     for step in steps {
         let at = |reason: String| format!("step '{}': {reason}", step.id);
+        if step.replicates > MAX_REPLICATES {
+            return Err(at(format!(
+                "{} replicates are more than the {MAX_REPLICATES} a step may have",
+                step.replicates
+            )));
+        }
         if !tools.contains_key(&step.tool) {
             let known: Vec<&str> = tools.keys().map(String::as_str).collect();
             return Err(at(format!(

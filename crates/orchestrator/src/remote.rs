@@ -342,6 +342,7 @@ impl StepRunner {
             timeout,
             backoff: Duration::from_millis(known.settings.retry_backoff_ms),
             replicates: request.replicates,
+            max_parallel: known.settings.max_parallel,
             embedding_model: known.settings.embedding_model.clone(),
             progress: Arc::new(Quiet),
             taken_over: None,

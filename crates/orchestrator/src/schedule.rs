@@ -214,6 +214,7 @@ impl Orchestrator<'_> {
             timeout,
             backoff: std::time::Duration::from_millis(self.settings.retry_backoff_ms),
             replicates: step.replicates,
+            max_parallel: self.settings.max_parallel,
             embedding_model: self.settings.embedding_model.clone(),
             progress: self.progress.clone(),
             taken_over: self.taken_over(&step.id, &step.tool, &input),

@@ -139,7 +139,11 @@ impl Orchestrator<'_> {
                     ));
                 }
             };
-            steps_asked += planned.len();
+            // Each replicate is a run of the step: they count as steps.
+            steps_asked += planned
+                .iter()
+                .map(|p| p.replicates.max(1) as usize)
+                .sum::<usize>();
             if steps_asked > max as usize {
                 return Ok(end(
                     RunStatus::MaxSteps,

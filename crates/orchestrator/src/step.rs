@@ -35,8 +35,10 @@ pub(crate) struct StepJob {
     pub retries: u32,
     pub timeout: Option<Duration>,
     pub backoff: Duration,
-    /// Run this many times in parallel and weigh the outputs (0 and 1: once).
+    /// Run this many times and weigh the outputs (0 and 1: once), at most `max_parallel` at
+    /// once.
     pub replicates: u32,
+    pub max_parallel: usize,
     /// The model whose embeddings compare replicates' outputs.
     pub embedding_model: String,
     pub progress: Arc<dyn ProgressSink>,
@@ -286,11 +288,19 @@ impl StepJob {
     /// and a confidence. The similarities' embeddings are journaled in the chain `ID`.
     async fn replicated(self: Arc<Self>) -> Tried {
         let mut tasks = tokio::task::JoinSet::new();
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.max_parallel.max(1)));
         for replicate in 1..=self.replicates {
             let base = format!("{}#{replicate}", self.id);
             let input = self.replicate_input(replicate);
             let job = self.clone();
-            tasks.spawn(async move { (replicate, job.tried(base, input).await) }.in_current_span());
+            let slots = slots.clone();
+            tasks.spawn(
+                async move {
+                    let _slot = slots.acquire_owned().await;
+                    (replicate, job.tried(base, input).await)
+                }
+                .in_current_span(),
+            );
         }
         let mut runs = Vec::new();
         while let Some(joined) = tasks.join_next().await {

@@ -195,3 +195,41 @@ fn replicates_draw_their_own_seeds() {
     let replayed = text_output(&run(&["replay", bundle]));
     assert!(replayed.starts_with("identical: "), "{replayed}");
 }
+
+/// A replicate flood: a step may have at most 64 replicates, and replicates count against
+/// max_steps like the steps they are runs of.
+#[test]
+fn replicates_are_capped_and_counted_as_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = |replicates: u32, max_steps: u32| {
+        let path = dir.path().join(format!("flow-{replicates}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "planner = {:?}\ntools = [{:?}]\nmax_steps = {max_steps}\n\
+                 embedding_model = \"none\"\n\n[[config.steps]]\nid = \"sum\"\ntool = \"calc\"\n\
+                 replicates = {replicates}\ninput = {{ expression = \"1 + 1\" }}\n",
+                plugin("planners/static.wasm"),
+                plugin("calc.wasm"),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let (output, result) = run_flow(dir.path(), &flow(5000, 10_000), &[]);
+    assert_eq!(output.status.code(), Some(1), "{result}");
+    assert_contains(
+        result["reason"].as_str().unwrap(),
+        &["step 'sum': 5000 replicates are more than the 64 a step may have"],
+    );
+    let (output, result) = run_flow(dir.path(), &flow(8, 5), &[]);
+    assert_eq!(output.status.code(), Some(3), "{result}");
+    assert_eq!(result["status"], "max_steps");
+    assert_contains(
+        result["reason"].as_str().unwrap(),
+        &["asked for 8 steps, more than max_steps = 5"],
+    );
+    let (output, result) = run_flow(dir.path(), &flow(8, 8), &[]);
+    assert!(output.status.success(), "{result}");
+    assert_eq!(result["steps"][0]["output"]["replicates"], 8);
+}
