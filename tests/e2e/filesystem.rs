@@ -251,3 +251,42 @@ fn malformed_mounts_are_policy_errors_with_their_line() {
         &["twice.toml, line", "guest path /data is mounted twice"],
     );
 }
+
+/// A FIFO (or a device) in a granted directory is refused at open: opening a FIFO would wait
+/// for its other end beyond any deadline.
+#[cfg(unix)]
+#[test]
+fn a_fifo_in_a_granted_directory_is_refused_rather_than_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = sandbox(dir.path());
+    for fifo in ["data/pipe", "out/pipe"] {
+        let path = std::ffi::CString::new(dir.path().join(fifo).to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    }
+    let input = json!({ "ops": [
+        {"op": "read", "path": "/data/pipe"},
+        {"op": "write", "path": "/out/pipe", "text": "x"},
+        {"op": "read", "path": "/data/notes.txt"},
+    ]})
+    .to_string();
+    let fs_probe = plugin("testing/fs-probe.wasm");
+    let child = baton()
+        .env("BATON_STORE", dir.path().join("journal.db"))
+        .args(["call", fs_probe.to_str().unwrap(), "--input", &input])
+        .args(["--policy", policy.to_str().unwrap(), "--timeout", "5s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A watchdog, not a synchronisation: a host that hangs on the FIFO is killed and fails.
+    let pid = child.id();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    });
+    let out = child.wait_with_output().unwrap();
+    let r = results(&out);
+    assert_eq!(r[0]["error"], "Unsupported", "{r:?}");
+    assert_eq!(r[1]["error"], "Unsupported", "{r:?}");
+    assert_eq!(r[2]["ok"], "first line\nsecond line\n");
+}

@@ -13,7 +13,7 @@ use cap_fs_ext::{
     DirExt, FollowSymlinks, MetadataExt, OpenOptionsFollowExt, OpenOptionsMaybeDirExt,
 };
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, Metadata, OpenOptions};
+use cap_std::fs::{Dir, Metadata, OpenOptions, OpenOptionsExt};
 
 use baton_journal::event::{FileStat, FsAnswer, Timestamp};
 use baton_policy::FsMount;
@@ -396,7 +396,13 @@ fn open_at(
         return Ok((answer, Opened::Node(node(Os::Dir(Arc::new(opened)), true))));
     }
     let mut options = OpenOptions::new();
-    options.read(true).follow(follow).maybe_dir(true);
+    // Opening a FIFO waits for its other end, and a device may block or act: opened without
+    // waiting, anything that is neither a file nor a directory is refused below.
+    options
+        .read(true)
+        .follow(follow)
+        .maybe_dir(true)
+        .custom_flags(libc::O_NONBLOCK);
     if open.create {
         match open.exclusive {
             true => options.create_new(true),
@@ -406,6 +412,12 @@ fn open_at(
     options.write(open.mutates()).truncate(open.truncate);
     let file = dir.open_with(path, &options)?;
     let meta = file.metadata()?;
+    if !meta.is_file() && !meta.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "only regular files and directories can be opened",
+        ));
+    }
     let kind = type_name(&meta.file_type());
     let answer = FsAnswer::Opened { node: kind.into() };
     let os = match meta.is_dir() {
