@@ -121,3 +121,27 @@ fn a_forbidden_import_is_refused_before_running_and_named() {
         ],
     );
 }
+
+/// Escape sequences in a tool's error and stderr reach the terminal shown, never obeyed:
+/// no clipboard write (OSC 52), no window title, no carriage return overwriting the line.
+#[test]
+fn terminal_escapes_in_guest_text_are_shown_escaped() {
+    let tool = plugin("testing/terminal-escapes.wasm");
+    for verbose in [&[][..], &["-v"]] {
+        let out = run(&[
+            &["call", tool.to_str().unwrap(), "--input", "{}"][..],
+            verbose,
+        ]
+        .concat());
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = &out.stderr;
+        for byte in [0x1b_u8, 0x07, b'\r'] {
+            assert!(
+                !stderr.contains(&byte),
+                "raw control byte {byte:#x} on stderr: {}",
+                String::from_utf8_lossy(stderr)
+            );
+        }
+        assert_contains(&String::from_utf8_lossy(stderr), &["\\u{1b}"]);
+    }
+}

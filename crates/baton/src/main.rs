@@ -25,7 +25,12 @@ fn main() -> ExitCode {
     match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            // An error may quote guest text (a tool's message, its stderr): escape sequences
+            // in it are shown, never obeyed by the terminal.
+            eprintln!(
+                "error: {}",
+                baton::text::escape_controls(&error.to_string())
+            );
             ExitCode::from(error.exit_code())
         }
     }

@@ -86,6 +86,8 @@ pub(crate) fn probe(effect: &Effect) -> EventKind {
 }
 
 fn log(level: &str, message: &str) {
+    // Guest text reaches a terminal: its escape sequences are shown, never obeyed.
+    let message = baton_core::text::escape_controls(message);
     match level {
         "trace" => tracing::trace!(target: "plugin", "{message}"),
         "debug" => tracing::debug!(target: "plugin", "{message}"),

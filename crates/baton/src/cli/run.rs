@@ -364,7 +364,10 @@ fn summarize(result: &RunResult) {
             line += &format!(" ({tier})");
         }
         if let Some(error) = &step.error {
-            line += &format!(": {}", baton::text::truncate(error, 160));
+            line += &format!(
+                ": {}",
+                baton::text::escape_controls(&baton::text::truncate(error, 160))
+            );
         }
         eprintln!("{line}");
         for note in &step.notes {
@@ -461,7 +464,9 @@ impl ProgressSink for Display {
                 so_far.cache_hits += step.cache_hits;
             }
             Progress::BudgetWarning { message } => bar.println(format!("warning: {message}")),
-            Progress::Error { message } => bar.println(format!("error: {message}")),
+            Progress::Error { message } => {
+                bar.println(format!("error: {}", baton::text::escape_controls(message)))
+            }
             _ => {}
         }
         let message = match &event {

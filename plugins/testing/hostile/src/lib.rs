@@ -51,6 +51,16 @@ attack!("panic", "Panics.", {
     panic!("deliberate panic in a hostile tool")
 });
 
+attack!(
+    "terminal-escapes",
+    "Writes terminal escape sequences to its stderr, then panics with more.",
+    {
+        // OSC 52 (set the clipboard), a window title, and a carriage return that overwrites.
+        eprint!("\x1b]52;c;cHduZWQ=\x07\x1b]0;pwned\x07\rall good");
+        panic!("\x1b[2J\x1b]0;title\x07\rcleared")
+    }
+);
+
 attack!("bad-json", "Returns text that is not JSON.", {
     "{\"value\": oops".to_string()
 });
@@ -116,6 +126,7 @@ export!(Hostile);
     feature = "bad-json",
     feature = "schema-violation",
     feature = "sleeper",
-    feature = "env-snoop"
+    feature = "env-snoop",
+    feature = "terminal-escapes"
 )))]
 compile_error!("build `hostile` with exactly one attack feature (cargo xtask plugins does)");
