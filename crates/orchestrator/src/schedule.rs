@@ -4,6 +4,7 @@
 use baton_budget::BudgetReport;
 use baton_effects::Divergence;
 use baton_journal::event::{EventKind, step_chain};
+use baton_policy::LimitsSpec;
 use baton_runtime::bindings::types::{StepResult, ToolError};
 use serde_json::Value;
 use tracing::Instrument;
@@ -201,7 +202,9 @@ impl Orchestrator<'_> {
                 at,
             ))
         };
-        let input = template::render(&step.input, &self.scope())
+        // What the input renders to may be no larger than a call takes.
+        let (max_input, _) = self.ctx.policy().max_input(&LimitsSpec::default());
+        let input = template::render(&step.input, &self.scope(), max_input)
             .map_err(|e| fail(format!("its input cannot be made: {e}")))?;
         let plugin = self.ctx.tools()[&step.tool].clone();
         Ok(StepJob {

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use baton_budget::Ledger;
 use baton_effects::Divergence;
 use baton_journal::event::{EventKind, RUN_CHAIN};
+use baton_policy::LimitsSpec;
 use baton_runtime::bindings::types::{Decision, RunState, StepResult, ToolError, ToolInfo};
 use baton_runtime::capability::HostState;
 use baton_runtime::capability::plan::Skipped;
@@ -201,9 +202,20 @@ impl Orchestrator<'_> {
 
     /// The planner's `finish`: its output with references to step outputs filled in.
     fn finish(&self, output: &str, decisions: u32) -> Ending {
+        // The run's result may be no larger than the planner's own output may be.
+        let limit = self
+            .ctx
+            .policy()
+            .limits_for(
+                self.planner.name(),
+                self.planner.subject(),
+                &LimitsSpec::default(),
+            )
+            .limits
+            .output;
         let rendered = serde_json::from_str::<Value>(output)
             .map_err(|e| format!("its output is not JSON ({e})"))
-            .and_then(|template| template::render(&template, &self.scope()));
+            .and_then(|template| template::render(&template, &self.scope(), limit));
         match rendered {
             Ok(output) => Ending {
                 status: RunStatus::Succeeded,

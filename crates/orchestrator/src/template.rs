@@ -43,44 +43,91 @@ pub fn steps_referenced(template: &Value) -> Result<Vec<String>, String> {
     Ok(steps)
 }
 
-/// `template` with every reference replaced by what it refers to in `scope`.
-pub fn render(template: &Value, scope: &Scope) -> Result<Value, String> {
+/// `template` with every reference replaced by what it refers to in `scope`, refused as soon
+/// as what it renders to passes `limit` bytes (a template that repeats a large output many
+/// times must not be built).
+pub fn render(template: &Value, scope: &Scope, limit: u64) -> Result<Value, String> {
+    let mut left = limit;
+    render_within(template, scope, &mut left).map_err(|e| match e {
+        Rendering::TooLarge => format!(
+            "it renders to more than {} (the limit on what it may become)",
+            baton_core::limits::size(limit)
+        ),
+        Rendering::Failed(reason) => reason,
+    })
+}
+
+enum Rendering {
+    TooLarge,
+    Failed(String),
+}
+
+impl From<String> for Rendering {
+    fn from(reason: String) -> Self {
+        Rendering::Failed(reason)
+    }
+}
+
+/// Takes `bytes` from what is `left`.
+fn spend(left: &mut u64, bytes: usize) -> Result<(), Rendering> {
+    *left = left.checked_sub(bytes as u64).ok_or(Rendering::TooLarge)?;
+    Ok(())
+}
+
+fn render_within(template: &Value, scope: &Scope, left: &mut u64) -> Result<Value, Rendering> {
     Ok(match template {
-        Value::String(text) => render_string(text, scope)?,
+        Value::String(text) => render_string(text, scope, left)?,
         Value::Array(items) => Value::Array(
             items
                 .iter()
-                .map(|item| render(item, scope))
+                .map(|item| render_within(item, scope, left))
                 .collect::<Result<_, _>>()?,
         ),
         Value::Object(fields) => Value::Object(
             fields
                 .iter()
-                .map(|(key, value)| Ok((key.clone(), render(value, scope)?)))
-                .collect::<Result<_, String>>()?,
+                .map(|(key, value)| {
+                    spend(left, key.len())?;
+                    Ok((key.clone(), render_within(value, scope, left)?))
+                })
+                .collect::<Result<_, Rendering>>()?,
         ),
-        other => other.clone(),
+        other => {
+            spend(left, other.to_string().len())?;
+            other.clone()
+        }
     })
 }
 
-fn render_string(text: &str, scope: &Scope) -> Result<Value, String> {
+fn render_string(text: &str, scope: &Scope, left: &mut u64) -> Result<Value, Rendering> {
     let found = references(text)?;
     if let [(span, reference)] = found.as_slice()
         && span.0 == 0
         && span.1 == text.len()
     {
-        return resolve(reference, scope).cloned();
+        let value = resolve(reference, scope)?;
+        spend(left, value.to_string().len())?;
+        return Ok(value.clone());
     }
     let mut rendered = String::with_capacity(text.len());
     let mut at = 0;
     for ((start, end), reference) in &found {
+        spend(left, start - at)?;
         rendered.push_str(&text[at..*start]);
         match resolve(reference, scope)? {
-            Value::String(s) => rendered.push_str(s),
-            other => rendered.push_str(&other.to_string()),
+            Value::String(s) => {
+                spend(left, s.len())?;
+                rendered.push_str(s);
+            }
+            other => {
+                let text = other.to_string();
+                spend(left, text.len())?;
+                rendered.push_str(&text);
+            }
         }
         at = *end;
     }
+    spend(left, text.len() - at)?;
     rendered.push_str(&text[at..]);
     Ok(Value::String(rendered))
 }
@@ -192,6 +239,7 @@ mod tests {
         let rendered = render(
             &json!({"x": "{{sum.output.total}}", "n": "{{ sum.output.items.0.name }}"}),
             &scope,
+            1 << 20,
         )
         .unwrap();
         assert_eq!(rendered, json!({"x": 7, "n": "a"}));
@@ -204,6 +252,7 @@ mod tests {
         let rendered = render(
             &json!("{{task}}: {{sum.output.total}} of {{sum.output.items}}"),
             &scope,
+            1 << 20,
         )
         .unwrap();
         assert_eq!(rendered, json!("add numbers: 7 of [{\"name\":\"a\"}]"));
@@ -213,12 +262,30 @@ mod tests {
     fn missing_paths_and_steps_say_what_is_missing() {
         let mut outputs = BTreeMap::new();
         let scope = scope_with(&mut outputs);
-        let err = render(&json!("{{sum.output.nope}}"), &scope).unwrap_err();
+        let err = render(&json!("{{sum.output.nope}}"), &scope, 1 << 20).unwrap_err();
         assert_eq!(err, "sum.output has no 'nope'");
-        let err = render(&json!("{{other.output}}"), &scope).unwrap_err();
+        let err = render(&json!("{{other.output}}"), &scope, 1 << 20).unwrap_err();
         assert!(err.contains("step 'other' has no output"), "{err}");
-        let err = render(&json!("{{sum.total}}"), &scope).unwrap_err();
+        let err = render(&json!("{{sum.total}}"), &scope, 1 << 20).unwrap_err();
         assert!(err.contains("is not a reference"), "{err}");
+    }
+
+    #[test]
+    fn a_template_is_refused_once_it_renders_past_its_limit() {
+        let mut outputs = BTreeMap::new();
+        outputs.insert("big".into(), json!("x".repeat(1000)));
+        let scope = Scope {
+            task: json!("t"),
+            input: &Value::Null,
+            outputs: &outputs,
+        };
+        let repeated: Vec<Value> = (0..1500).map(|_| json!("{{big.output}}")).collect();
+        let err = render(&Value::Array(repeated.clone()), &scope, 100_000).unwrap_err();
+        assert!(err.contains("renders to more than 97.7 KiB"), "{err}");
+        let text = "{{big.output}}".repeat(1500);
+        assert!(render(&json!(text), &scope, 100_000).is_err());
+        // Within the limit, the same template renders.
+        assert!(render(&Value::Array(repeated), &scope, 2_000_000).is_ok());
     }
 
     #[test]

@@ -233,3 +233,36 @@ fn replicates_are_capped_and_counted_as_steps() {
     assert!(output.status.success(), "{result}");
     assert_eq!(result["steps"][0]["output"]["replicates"], 8);
 }
+
+/// Template amplification: a `finish` template repeating a step's output is refused once
+/// what it renders to passes the planner's output limit, and so is a step input past the
+/// input limit; the run fails rather than building it.
+#[test]
+fn a_template_that_amplifies_an_output_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "x".repeat(4096);
+    let refs: Vec<String> = (0..400).map(|_| "{{big.output}}".to_string()).collect();
+    let path = dir.path().join("flow.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "planner = {:?}\ntools = [{:?}]\n\n[[config.steps]]\nid = \"big\"\n\
+             tool = \"json-query\"\ninput = {{ document = {{ text = {text:?} }}, query = \"$.text\" }}\n\n\
+             [config]\noutput = {{ copies = {refs:?} }}\n",
+            plugin("planners/static.wasm"),
+            plugin("json-query.wasm"),
+        ),
+    )
+    .unwrap();
+    let (output, result) = run_flow(dir.path(), &path, &[]);
+    assert_eq!(output.status.code(), Some(1), "{result}");
+    assert_contains(
+        result["reason"].as_str().unwrap(),
+        &["finished, but it renders to more than 1 MiB"],
+    );
+    // Under a limit it fits, it renders.
+    let policy = write_policy(dir.path(), "[plugins.static.limits]\noutput = \"4 MiB\"\n");
+    let (output, result) = run_flow(dir.path(), &path, &["--policy", policy.to_str().unwrap()]);
+    assert!(output.status.success(), "{result}");
+    assert_eq!(result["output"]["copies"].as_array().unwrap().len(), 400);
+}
