@@ -158,3 +158,46 @@ fn a_missing_secrets_file_names_the_file_and_the_policy() {
         ],
     );
 }
+
+/// A secret granted to a callee and returned to its caller stays out of the caller's events
+/// too (its `invocation_ended`, the run chain), in the journal and the bundle; the run replays.
+#[test]
+fn a_callees_secret_returned_to_its_caller_is_kept_out_of_every_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy(dir.path());
+    let mut text = std::fs::read_to_string(&policy).unwrap();
+    text.push_str("\n[plugins.caller.tools]\ncall = [\"env-reader\"]\n");
+    std::fs::write(&policy, text).unwrap();
+    let tools = dir.path().join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    copy_plugin("testing/env-reader.wasm", &tools);
+    let bundle = dir.path().join("nested.bundle");
+    let caller = plugin("testing/caller.wasm");
+    let input = r#"{"calls": [{"tool": "env-reader", "input": {"names": ["BATON_TEST_TOKEN"]}}]}"#;
+    let out = baton()
+        .env("BATON_STORE", dir.path().join("journal.db"))
+        .args(["call", caller.to_str().unwrap(), "--input", input])
+        .args(["--tools", tools.to_str().unwrap(), "--policy"])
+        .arg(&policy)
+        .args(["--bundle", bundle.to_str().unwrap()])
+        .output()
+        .unwrap();
+    // The caller got the secret, as its callee was granted it.
+    assert!(
+        text_output(&out).contains(SECRET),
+        "the caller did not get the secret"
+    );
+    for file in [dir.path().join("journal.db"), bundle.clone()] {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+            "{} holds the secret",
+            file.display()
+        );
+    }
+    let shown = text_output(&run(&["trace", "show", bundle.to_str().unwrap(), "--json"]));
+    assert_contains(&shown, &["[secret:BATON_TEST_TOKEN]"]);
+    std::fs::remove_file(dir.path().join("secrets.toml")).unwrap();
+    let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
+    assert!(replayed.starts_with("identical: "), "{replayed}");
+}

@@ -31,7 +31,7 @@ use baton_journal::event::{
 use bytes::Bytes;
 
 pub use live::LiveGate;
-pub use redact::{NoSecrets, Redactor, SecretRedactor};
+pub use redact::{NoSecrets, Redactor, RunRedactor, SecretRedactor};
 pub use replay::ReplayGate;
 
 /// A future the gate may or may not run (a live effect's performance).

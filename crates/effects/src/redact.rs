@@ -1,6 +1,9 @@
 //! Secrets kept out of the journal: every event a live chain records passes through a
 //! `Redactor` before it is hashed.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
 use baton_journal::event::{EventKind, FsAnswer, HttpOutcome};
 
 use crate::http;
@@ -8,6 +11,11 @@ use crate::http;
 /// Keeps secrets out of the journal: every event passes through it before it is hashed.
 pub trait Redactor: Send + Sync {
     fn redact(&self, event: &mut EventKind);
+
+    /// The (name, value) of each secret it keeps out.
+    fn secrets(&self) -> &[(String, String)] {
+        &[]
+    }
 }
 
 /// Replaces every secret value, wherever it appears in an event (HTTP bodies included), with
@@ -68,6 +76,10 @@ impl SecretRedactor {
 }
 
 impl Redactor for SecretRedactor {
+    fn secrets(&self) -> &[(String, String)] {
+        &self.secrets
+    }
+
     fn redact(&self, event: &mut EventKind) {
         if self.secrets.is_empty() {
             return;
@@ -97,6 +109,55 @@ impl Redactor for SecretRedactor {
         if let Ok(clean) = serde_json::from_value(json) {
             *event = clean;
         }
+    }
+}
+
+/// Every secret of a run, for every chain of it: a secret granted to one plugin can reach
+/// another's events (a callee's returned to its caller, a step's output in a later step's
+/// input), so each chain keeps out the secrets of every plugin the run has granted any to so
+/// far.
+#[derive(Debug, Default)]
+pub struct RunRedactor {
+    /// Whether any secret is known yet (events are then passed through untouched, unlocked).
+    any: AtomicBool,
+    current: RwLock<Arc<SecretRedactor>>,
+}
+
+impl RunRedactor {
+    /// Adds the secrets `redactor` keeps out (one plugin's) to the run's.
+    pub fn include(&self, redactor: &dyn Redactor) {
+        let added = redactor.secrets();
+        if added.is_empty() {
+            return;
+        }
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let known = current.secrets();
+        if added.iter().all(|s| known.contains(s)) {
+            return;
+        }
+        let mut all = known.to_vec();
+        all.extend(added.iter().filter(|s| !known.contains(s)).cloned());
+        *current = Arc::new(SecretRedactor::new(&all));
+        self.any.store(true, Ordering::Release);
+    }
+}
+
+impl Redactor for RunRedactor {
+    fn secrets(&self) -> &[(String, String)] {
+        // The set changes as the run goes on; callers include it whole through `include`.
+        &[]
+    }
+
+    fn redact(&self, event: &mut EventKind) {
+        if !self.any.load(Ordering::Acquire) {
+            return;
+        }
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        current.redact(event);
     }
 }
 

@@ -83,6 +83,7 @@ impl Chains {
                 // Runs are signed by the host that ends them.
                 signer: None,
                 pure_cache,
+                secrets: Arc::default(),
             }),
         }
     }
@@ -157,6 +158,7 @@ impl RunJournal {
             sent: Mutex::default(),
             signer,
             pure_cache,
+            secrets: Arc::default(),
         });
         let run_gate = mode.gate(&id, RUN_CHAIN.into(), Arc::new(NoSecrets));
         Self::started(id, run_gate, mode, command.into(), started_at, policies)
@@ -184,10 +186,16 @@ impl RunJournal {
             }) => (command.clone(), policies.clone()),
             _ => Default::default(),
         };
+        // Secrets are replayed as their placeholders, which are not as long: any call that
+        // handled one (its plugin's own, or one a callee or an earlier step passed on) burns
+        // other fuel, so where a run had secrets, usage comes from the record.
+        let had_secrets = recorded.iter().any(|e| {
+            matches!(&e.kind, EventKind::InvocationStarted { secrets, .. } if !secrets.is_empty())
+        });
         let mode = Arc::new(Replay {
             chains,
             source,
-            usage_from_record,
+            usage_from_record: usage_from_record || had_secrets,
         });
         let run_gate = baton_effects::ReplayGate::open(&id, RUN_CHAIN.into(), run_chain);
         // When it started is taken from the record.

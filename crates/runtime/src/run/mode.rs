@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use baton_budget::{Hold, Ledger, Spend};
 use baton_effects::fs::Node;
-use baton_effects::{Gate, LiveGate, NoSecrets, Redactor, ReplayGate};
+use baton_effects::{Gate, LiveGate, NoSecrets, Redactor, ReplayGate, RunRedactor};
 use baton_journal::event::{ChainId, Event, EventKind};
 use baton_journal::store::Recorder;
 use baton_llm::{Llm, Stores};
@@ -115,11 +115,14 @@ pub(crate) struct Live {
     pub signer: Option<Arc<BackgroundSigner>>,
     /// Answers and keeps pure calls.
     pub pure_cache: Option<Arc<PureCache>>,
+    /// The secrets of every plugin of the run, kept out of every chain.
+    pub secrets: Arc<RunRedactor>,
 }
 
 impl RunMode for Live {
     fn gate(&self, run: &str, chain: ChainId, redactor: Arc<dyn Redactor>) -> Arc<dyn Gate> {
-        LiveGate::open(run, chain, self.recorder.clone(), redactor)
+        self.secrets.include(&*redactor);
+        LiveGate::open(run, chain, self.recorder.clone(), self.secrets.clone())
     }
 
     fn blob(&self, run: &str, role: &str, digest: &str, bytes: &Arc<[u8]>) {
