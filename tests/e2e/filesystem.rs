@@ -290,3 +290,43 @@ fn a_fifo_in_a_granted_directory_is_refused_rather_than_waited_on() {
     assert_eq!(r[1]["error"], "Unsupported", "{r:?}");
     assert_eq!(r[2]["ok"], "first line\nsecond line\n");
 }
+
+/// A hard link planted in a granted directory (another name for a file outside it) is not
+/// opened, and `readlink` never shows the guest an absolute path on the host.
+#[cfg(unix)]
+#[test]
+fn hard_links_are_refused_and_absolute_link_targets_are_not_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = sandbox(dir.path());
+    std::fs::hard_link(
+        dir.path().join("secret.txt"),
+        dir.path().join("data/planted"),
+    )
+    .unwrap();
+    let host_path = dir.path().join("secret.txt");
+    std::os::unix::fs::symlink(&host_path, dir.path().join("data/absolute")).unwrap();
+    let out = probe(
+        dir.path(),
+        Some(&policy),
+        json!([
+            {"op": "read", "path": "/data/planted"},
+            {"op": "readlink", "path": "/data/absolute"},
+            {"op": "readlink", "path": "/data/alias"},
+        ]),
+        &[],
+    );
+    let r = results(&out);
+    let text = serde_json::to_string(&r).unwrap();
+    assert!(
+        !text.contains(OUTSIDE),
+        "the hard-linked file leaked: {text}"
+    );
+    assert!(
+        !text.contains(dir.path().to_str().unwrap()),
+        "a host path leaked: {text}"
+    );
+    assert_eq!(r[0]["error"], "PermissionDenied", "{}", r[0]);
+    assert_eq!(r[1]["error"], "PermissionDenied", "{}", r[1]);
+    // A relative target inside is shown as it is.
+    assert_eq!(r[2]["ok"], "notes.txt");
+}

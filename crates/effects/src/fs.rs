@@ -329,6 +329,14 @@ fn run(node: &Node, op: &FsOp) -> io::Result<(FsAnswer, Opened)> {
         }
         FsOp::ReadlinkAt { path } => {
             let target = dir()?.read_link_contents(path)?;
+            // An absolute target names a place on the host the guest has no business knowing
+            // (and could not reach: it lies outside every preopen).
+            if target.is_absolute() {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "the link leads to an absolute path on the host",
+                ));
+            }
             let text = target
                 .into_os_string()
                 .into_string()
@@ -416,6 +424,14 @@ fn open_at(
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "only regular files and directories can be opened",
+        ));
+    }
+    // A hard link planted in a granted directory may be another name for a file outside it:
+    // a file with more than one name is not opened.
+    if meta.is_file() && meta.nlink() > 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "the file has more than one name (a hard link), which may lead outside",
         ));
     }
     let kind = type_name(&meta.file_type());

@@ -25,6 +25,7 @@ enum Op {
     Size { path: String },
     Mkdir { path: String },
     Remove { path: String },
+    Readlink { path: String },
 }
 
 struct FsProbe;
@@ -71,6 +72,9 @@ fn run(op: &Op) -> Value {
         Op::Size { path } => std::fs::metadata(path).map(|m| m.len().into()),
         Op::Mkdir { path } => std::fs::create_dir(path).map(|()| Value::Null),
         Op::Remove { path } => std::fs::remove_file(path).map(|()| Value::Null),
+        Op::Readlink { path } => {
+            std::fs::read_link(path).map(|target| Value::from(target.to_string_lossy()))
+        }
     };
     match result {
         Ok(value) => json!({ "ok": value }),
