@@ -145,3 +145,33 @@ fn terminal_escapes_in_guest_text_are_shown_escaped() {
         assert_contains(&String::from_utf8_lossy(stderr), &["\\u{1b}"]);
     }
 }
+
+/// A random-bytes flood: a draw is one journal event however long it is, and a draw larger
+/// than 64 KiB stops the call instead of filling memory and the journal.
+#[test]
+fn a_random_bytes_flood_is_one_event_per_draw_and_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("journal.db");
+    let tool = plugin("testing/random-flood.wasm");
+    let out = run_with_store(&store, &["call", tool.to_str().unwrap(), "--input", "{}"]);
+    let line = error_line(&out, 1);
+    assert_contains(
+        &line,
+        &["asked for 1048576 random bytes at once, more than the 65536 a draw may have"],
+    );
+    let db = rusqlite::Connection::open(&store).unwrap();
+    let sizes: Vec<i64> = db
+        .prepare("SELECT length(body) FROM events WHERE kind = 'random'")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    // The 64 KiB draw is one event (its bytes in hex), not one per byte.
+    assert_eq!(
+        sizes.iter().filter(|&&size| size > 128 * 1024).count(),
+        1,
+        "{sizes:?}"
+    );
+    assert!(sizes.len() < 16, "{} random events", sizes.len());
+}

@@ -49,7 +49,8 @@ pub struct Random {
 }
 
 impl Random {
-    fn draw(&self, dst: &mut [u8]) {
+    /// Fills `dst` with one draw: one effect, one journal event, however long it is.
+    pub fn draw(&self, dst: &mut [u8]) {
         let effect = Effect::Random {
             source: self.source,
             len: dst.len(),

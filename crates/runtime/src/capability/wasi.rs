@@ -13,7 +13,7 @@
 
 use baton_effects::{Effect, wasi};
 use baton_journal::event::{EventKind, RandomSource};
-use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::cli::{WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
 use wasmtime_wasi::p2::bindings::{cli, clocks, random, sockets};
@@ -79,8 +79,9 @@ impl Capability for Wasi {
         wasmtime_wasi_io::add_to_linker_async(l)?;
         clocks::wall_clock::add_to_linker::<_, WasiClocks>(l, HostState::clocks)?;
         clocks::monotonic_clock::add_to_linker::<_, WasiClocks>(l, HostState::clocks)?;
-        random::random::add_to_linker::<_, WasiRandom>(l, HostState::random)?;
-        random::insecure::add_to_linker::<_, WasiRandom>(l, HostState::random)?;
+        // Random bytes are drawn here, one journal event per draw (see `draw`).
+        random::random::add_to_linker::<_, HasSelf<_>>(l, |s| s)?;
+        random::insecure::add_to_linker::<_, HasSelf<_>>(l, |s| s)?;
         random::insecure_seed::add_to_linker::<_, WasiRandom>(l, HostState::random)?;
         cli::exit::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
         cli::environment::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
@@ -134,6 +135,60 @@ impl Capability for Wasi {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build()
+    }
+}
+
+/// The most random bytes one call of `get-random-bytes` may ask for: a draw is one journal
+/// event, held whole in memory and in the journal.
+const MAX_RANDOM_DRAW: u64 = 64 * 1024;
+
+impl HostState {
+    /// `len` bytes from `source`, drawn through the gate in one effect (wasmtime-wasi's own
+    /// implementation draws a word per byte, each an event: a flood of them).
+    fn draw(&self, source: RandomSource, len: u64) -> wasmtime::Result<Vec<u8>> {
+        if len > MAX_RANDOM_DRAW {
+            wasmtime::bail!(
+                "asked for {len} random bytes at once, more than the {MAX_RANDOM_DRAW} a draw \
+                 may have"
+            );
+        }
+        let mut bytes = vec![0; len as usize];
+        wasi::Random {
+            gate: self.gate.clone(),
+            source,
+        }
+        .draw(&mut bytes);
+        Ok(bytes)
+    }
+}
+
+/// The u64 whose little-endian bytes are `bytes` (as a draw of 8 always is).
+fn little_endian(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .rev()
+        .fold(0, |value, byte| value << 8 | u64::from(*byte))
+}
+
+impl random::random::Host for HostState {
+    fn get_random_bytes(&mut self, len: u64) -> wasmtime::Result<Vec<u8>> {
+        self.draw(RandomSource::Secure, len)
+    }
+
+    fn get_random_u64(&mut self) -> wasmtime::Result<u64> {
+        let bytes = self.draw(RandomSource::Secure, 8)?;
+        Ok(little_endian(&bytes))
+    }
+}
+
+impl random::insecure::Host for HostState {
+    fn get_insecure_random_bytes(&mut self, len: u64) -> wasmtime::Result<Vec<u8>> {
+        self.draw(RandomSource::Insecure, len)
+    }
+
+    fn get_insecure_random_u64(&mut self) -> wasmtime::Result<u64> {
+        let bytes = self.draw(RandomSource::Insecure, 8)?;
+        Ok(little_endian(&bytes))
     }
 }
 

@@ -61,6 +61,17 @@ attack!(
     }
 );
 
+attack!(
+    "random-flood",
+    "Draws 64 KiB of random bytes in one call, then asks for 1 MiB at once.",
+    {
+        let allowed = wasip2::random::random::get_random_bytes(64 * 1024);
+        std::hint::black_box(&allowed);
+        let flood = wasip2::random::random::get_random_bytes(1 << 20);
+        format!("{{\"value\": {}}}", flood.len())
+    }
+);
+
 attack!("bad-json", "Returns text that is not JSON.", {
     "{\"value\": oops".to_string()
 });
@@ -127,6 +138,7 @@ export!(Hostile);
     feature = "schema-violation",
     feature = "sleeper",
     feature = "env-snoop",
-    feature = "terminal-escapes"
+    feature = "terminal-escapes",
+    feature = "random-flood"
 )))]
 compile_error!("build `hostile` with exactly one attack feature (cargo xtask plugins does)");
