@@ -175,3 +175,20 @@ fn a_random_bytes_flood_is_one_event_per_draw_and_capped() {
     );
     assert!(sizes.len() < 16, "{} random events", sizes.len());
 }
+
+/// Holding host resources without end runs into a host limit (exit 3), said as such, rather
+/// than being called a bug in the component.
+#[test]
+fn a_handle_flood_is_a_host_limit() {
+    let tool = plugin("testing/handle-flood.wasm");
+    let out = run(&["call", tool.to_str().unwrap(), "--input", "{}"]);
+    let line = error_line(&out, 3);
+    assert_contains(
+        &line,
+        &[
+            "tool 'handle-flood' held more than 4096 host resources",
+            "this host limit is fixed",
+        ],
+    );
+    assert!(!line.contains("bug in the component"), "{line}");
+}

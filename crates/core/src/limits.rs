@@ -74,7 +74,15 @@ pub enum LimitExceeded {
     Output { limit: u64, stream: OutputStream },
     #[error("exhausted its call stack (unbounded recursion?)")]
     Stack,
+    #[error(
+        "held more than {limit} host resources (streams, files, requests, timers) at once, the \
+         most a call may hold"
+    )]
+    Handles { limit: usize },
 }
+
+/// The most host resources (handles) one call may hold at once.
+pub const MAX_HANDLES: usize = 4096;
 
 impl LimitExceeded {
     /// Which configurable limit was hit (`None` for the fixed call-stack size).
@@ -84,7 +92,16 @@ impl LimitExceeded {
             LimitExceeded::Memory { .. } => Some(LimitKind::Memory),
             LimitExceeded::Timeout { .. } => Some(LimitKind::Timeout),
             LimitExceeded::Output { .. } => Some(LimitKind::Output),
-            LimitExceeded::Stack => None,
+            LimitExceeded::Stack | LimitExceeded::Handles { .. } => None,
+        }
+    }
+
+    /// Its name in the journal: the configurable limit's, else the fixed one's.
+    pub fn name(&self) -> &'static str {
+        match (self.kind(), self) {
+            (Some(kind), _) => kind.name(),
+            (None, LimitExceeded::Handles { .. }) => "handles",
+            (None, _) => "stack",
         }
     }
 }

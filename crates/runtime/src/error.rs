@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use baton_core::limits::LimitExceeded;
 use baton_core::text::{one_line, truncate};
 use baton_effects::Divergence;
 use baton_journal::chain::ChainBreak;
@@ -200,9 +201,16 @@ fn describe_sandbox_error(who: &str, error: &SandboxError, limits: &ResolvedLimi
                     kind.flag()
                 ),
             },
-            None => format!(
-                "{who} {limit}; the call stack size is fixed, so the component must recurse less"
-            ),
+            None => match limit {
+                LimitExceeded::Handles { .. } => format!(
+                    "{who} {limit}; this host limit is fixed, so the component must release what \
+                     it no longer uses"
+                ),
+                _ => format!(
+                    "{who} {limit}; the call stack size is fixed, so the component must recurse \
+                     less"
+                ),
+            },
         },
         SandboxError::Trap { .. } => format!("{who} {error}; this is a bug in the component"),
         SandboxError::Instantiate { .. } | SandboxError::Cancelled => format!("{who} {error}"),

@@ -191,6 +191,18 @@ fn classify(
     if let Some(SandboxError::Cancelled) = error.downcast_ref::<SandboxError>() {
         return SandboxError::Cancelled;
     }
+    // The table of host resources a call holds is bounded (see `MAX_HANDLES`): that is a
+    // host limit, not a bug of the component.
+    if error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<wasmtime::component::ResourceTableError>(),
+            Some(wasmtime::component::ResourceTableError::Full)
+        )
+    }) {
+        return SandboxError::Limit(LimitExceeded::Handles {
+            limit: baton_core::limits::MAX_HANDLES,
+        });
+    }
     let trap = error.downcast_ref::<Trap>();
     match trap {
         Some(Trap::OutOfFuel) => {

@@ -167,7 +167,7 @@ macro_rules! capabilities {
                 caller: Option<Caller>,
             ) -> Self {
                 Self {
-                    table: ResourceTable::new(),
+                    table: bounded_table(),
                     memory,
                     plugin: call.grant.plugin.clone(),
                     gate: call.grant.gate.clone(),
@@ -202,6 +202,14 @@ capabilities! {
     tools => Tools,
     prompts => Prompts,
     plan => Plan,
+}
+
+/// A call's table of host resources, bounded so that a component cannot hold them without
+/// end (running into the bound is `LimitExceeded::Handles`).
+fn bounded_table() -> ResourceTable {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(baton_core::limits::MAX_HANDLES);
+    table
 }
 
 impl baton_sandbox::Sandboxed for HostState {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use baton_budget::{Hold, Ledger, Spend};
-use baton_core::limits::{LimitExceeded, LimitKind, Limits, OutputStream};
+use baton_core::limits::{LimitExceeded, Limits, OutputStream};
 use baton_effects::{Gate, Redactor};
 use baton_journal::event::{Event, EventKind, InvocationOutcome, LimitsRecord};
 use baton_llm::Llm;
@@ -549,7 +549,7 @@ fn outcome_record(result: &Result<Result<String, ToolError>, SandboxError>) -> I
         }
         Err(SandboxError::Cancelled) => InvocationOutcome::Cancelled,
         Err(SandboxError::Limit(limit)) => InvocationOutcome::Limit {
-            limit: limit.kind().map_or("stack", LimitKind::name).into(),
+            limit: limit.name().into(),
             message: limit.to_string(),
         },
         Err(error) => InvocationOutcome::Trap {

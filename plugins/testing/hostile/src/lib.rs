@@ -72,6 +72,19 @@ attack!(
     }
 );
 
+attack!(
+    "handle-flood",
+    "Holds host resources (timers) without end.",
+    {
+        let mut held = Vec::new();
+        loop {
+            held.push(wasip2::clocks::monotonic_clock::subscribe_duration(
+                1_000_000_000,
+            ));
+        }
+    }
+);
+
 attack!("bad-json", "Returns text that is not JSON.", {
     "{\"value\": oops".to_string()
 });
@@ -139,6 +152,7 @@ export!(Hostile);
     feature = "sleeper",
     feature = "env-snoop",
     feature = "terminal-escapes",
-    feature = "random-flood"
+    feature = "random-flood",
+    feature = "handle-flood"
 )))]
 compile_error!("build `hostile` with exactly one attack feature (cargo xtask plugins does)");
