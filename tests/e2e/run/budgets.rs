@@ -24,6 +24,15 @@ fn probing_flow(dir: &Path, replicates: u32, requests: usize, budget: &str) -> P
     path
 }
 
+/// A policy routing model `test` to `server` and granting it to llm-probe.
+fn probe_policy(dir: &Path, server: &ModelServer) -> PathBuf {
+    write_policy(
+        dir,
+        &(server.policy("test", "retries = 0")
+            + "\n[plugins.llm-probe.llm]\nmodels = [\"test\"]\n"),
+    )
+}
+
 /// 16 replicates race 64 completion requests for a step allowed 5 calls: exactly 5 reach the
 /// model, every other request is refused by the step's budget (naming where to raise it),
 /// and the run counts exactly 5 calls.
@@ -31,11 +40,7 @@ fn probing_flow(dir: &Path, replicates: u32, requests: usize, budget: &str) -> P
 fn replicates_racing_for_a_step_budget_never_overspend_it() {
     let dir = tempfile::tempdir().unwrap();
     let server = ModelServer::start(Vec::new(), Reply::ok("yes", (3, 1)));
-    let policy = write_policy(
-        dir.path(),
-        &(server.policy("test", "retries = 0")
-            + "\n[plugins.llm-probe.llm]\nmodels = [\"test\"]\n"),
-    );
+    let policy = probe_policy(dir.path(), &server);
     let flow = probing_flow(dir.path(), 16, 4, "calls=5");
     let (output, result) = run_flow(
         dir.path(),
@@ -129,11 +134,7 @@ fn a_model_fallback_chosen_by_the_budget_is_reported() {
 fn a_refusal_counts_one_call_as_one_call() {
     let dir = tempfile::tempdir().unwrap();
     let server = ModelServer::start(Vec::new(), Reply::ok("yes", (3, 1)));
-    let policy = write_policy(
-        dir.path(),
-        &(server.policy("test", "retries = 0")
-            + "\n[plugins.llm-probe.llm]\nmodels = [\"test\"]\n"),
-    );
+    let policy = probe_policy(dir.path(), &server);
     let flow = probing_flow(dir.path(), 1, 2, "calls=1");
     let (output, result) = run_flow(dir.path(), &flow, &["--policy", policy.to_str().unwrap()]);
     assert!(output.status.success(), "{result}");
