@@ -112,6 +112,13 @@ impl Sandbox {
         state: impl FnOnce(Stdio, MemoryLimiter) -> T,
         call: impl AsyncFnOnce(&mut Store<T>, &Instance) -> wasmtime::Result<R>,
     ) -> Outcome<R> {
+        // A call cancelled before it starts is not started: nothing ran, nothing was used.
+        if cancel.is_cancelled() {
+            return Outcome {
+                result: Err(SandboxError::Cancelled),
+                usage: Usage::default(),
+            };
+        }
         let stdout = BoundedPipe::new(OutputStream::Stdout, limits.output);
         let stderr = BoundedPipe::new(OutputStream::Stderr, limits.output);
         let stdio = Stdio {
@@ -228,4 +235,59 @@ fn classify(
         message.push_str(&format!(" (guest stderr: {})", truncate(&tail, 300)));
     }
     otherwise(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::component::{Component, Linker};
+
+    use super::*;
+
+    struct Data(MemoryLimiter);
+
+    impl Sandboxed for Data {
+        fn limiter(&mut self) -> &mut MemoryLimiter {
+            &mut self.0
+        }
+    }
+
+    /// The smallest component: the magic number and the component layer's version.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\x00\x01\x00";
+
+    fn limits() -> Limits {
+        Limits {
+            fuel: 1_000_000,
+            memory: 1 << 20,
+            timeout: Duration::from_secs(5),
+            output: 1 << 10,
+        }
+    }
+
+    async fn run_empty(sandbox: &Sandbox, cancel: &CancellationToken) -> Outcome<&'static str> {
+        let component = Component::new(sandbox.engine(), EMPTY_COMPONENT).unwrap();
+        let pre = Linker::<Data>::new(sandbox.engine())
+            .instantiate_pre(&component)
+            .unwrap();
+        sandbox
+            .run(
+                &pre,
+                &limits(),
+                cancel,
+                |_, limiter| Data(limiter),
+                async |_, _| Ok("ran"),
+            )
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_call_cancelled_before_it_starts_runs_nothing_and_uses_nothing() {
+        let sandbox = Sandbox::new().unwrap();
+        let live = CancellationToken::new();
+        assert_eq!(run_empty(&sandbox, &live).await.result, Ok("ran"));
+        let cancelled = CancellationToken::new();
+        cancelled.cancel();
+        let Outcome { result, usage } = run_empty(&sandbox, &cancelled).await;
+        assert_eq!(result, Err(SandboxError::Cancelled));
+        assert_eq!(usage, Usage::default());
+    }
 }

@@ -27,7 +27,7 @@ use crate::error::Error;
 use crate::host::Host;
 use crate::plugin::{Entry, Plugin, ToolCall, wrong_world};
 use crate::pure_cache::{PureCache, PureCall};
-use crate::recorded::Interruption;
+use crate::recorded::{Interrupted, Interruption};
 use crate::runner::Runner;
 use crate::schema::Direction;
 use crate::trust::Provenance;
@@ -297,6 +297,20 @@ impl RunContext {
             },
             secrets: grants.secrets.clone(),
         });
+        // A call recorded as cancelled before it ran any wasm is replayed as cancelled
+        // before it starts.
+        let cancel = match interrupted {
+            Some(Interrupted {
+                by: Interruption::Cancelled,
+                fuel: 0,
+                ..
+            }) => {
+                let never_started = CancellationToken::new();
+                never_started.cancel();
+                never_started
+            }
+            _ => cancel,
+        };
         if let Provenance::Verified(v) = &plugin.loaded.provenance {
             gate.emit(EventKind::Verified {
                 attestation: v.attestation.clone(),
