@@ -9,6 +9,7 @@ mod cache;
 mod call;
 mod capabilities;
 mod cluster;
+mod docs;
 mod egress;
 mod filesystem;
 mod hostile;

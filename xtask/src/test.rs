@@ -3,10 +3,11 @@
 use std::process::Command;
 
 use crate::workspace::workspace;
-use crate::{Result, cargo, layers, models, npm, plugins, run};
+use crate::{Result, cargo, demo, layers, models, npm, plugins, run};
 
 /// Builds the plugins, fetches the models, checks layering, formatting and lints, then runs
-/// the test suite (with cargo-nextest when it is installed) and the documentation's examples.
+/// the test suite (with cargo-nextest when it is installed) and the documentation's examples,
+/// then the demo (the README's other command), whose every step must exit as it says.
 pub fn all(extra: &[String]) -> Result<()> {
     let plugins = plugins::build()?;
     let models = models::fetch()?;
@@ -44,7 +45,9 @@ pub fn all(extra: &[String]) -> Result<()> {
         .current_dir(&ws.root)
         .env("BATON_PLUGIN_DIR", &plugins)
         .env("BATON_MODELS", &models)
-        .args(["test", "--quiet", "--doc"]))
+        .args(["test", "--quiet", "--doc"]))?;
+    eprintln!("xtask: running the demo");
+    demo::run()
 }
 
 fn nextest_installed() -> bool {

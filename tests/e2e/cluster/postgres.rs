@@ -118,13 +118,13 @@ impl Drop for Postgres {
 }
 
 /// Whether the tests run as root (`/proc/self` belongs to the process's user).
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// PostgreSQL's program `name`: on PATH, or where Debian installs it.
-fn program(name: &str) -> PathBuf {
+pub fn program(name: &str) -> PathBuf {
     let on_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
