@@ -192,3 +192,74 @@ fn a_handle_flood_is_a_host_limit() {
     );
     assert!(!line.contains("bug in the component"), "{line}");
 }
+
+/// Parallel or repeated large responses cannot grow one run's journal without bound: past
+/// `[journal] max_bytes`, an answer is refused as a full journal (the tool sees its response
+/// as too large), the refusal is journaled and reported, and the run replays exactly.
+#[test]
+fn a_run_records_no_more_than_its_journal_allowance() {
+    let server = crate::server::Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    copy_plugin("fetch.wasm", &tools);
+    // Each response is 64 KiB; the first, with the outputs that carry it on, takes most of
+    // 200 KiB.
+    let fetch = serde_json::json!({"tool": "fetch", "input": {"url": server.url("/big")}});
+    let input = serde_json::json!({"calls": [fetch, fetch, fetch]}).to_string();
+    let fetch_three_times = |max_bytes: &str| {
+        let policy = write_policy(
+            dir.path(),
+            &format!(
+                "[journal]\nmax_bytes = \"{max_bytes}\"\n\n[plugins.caller.tools]\n\
+                 call = [\"fetch\"]\n\n[plugins.fetch.net]\nallow = [\"http://127.0.0.1:{}\"]\n",
+                server.port
+            ),
+        );
+        let bundle = dir.path().join(format!("{max_bytes}.bundle"));
+        let out = run(&[
+            "call",
+            plugin("testing/caller.wasm").to_str().unwrap(),
+            "--tools",
+            tools.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--input",
+            &input,
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ]);
+        (out, bundle)
+    };
+    let (out, capped) = fetch_three_times("200 KiB");
+    let answers = json_output(&out)["answers"].clone();
+    assert_eq!(answers[0]["ok"]["status"], 200, "{answers}");
+    for refused in [&answers[1], &answers[2]] {
+        assert_contains(
+            refused["error"].as_str().unwrap(),
+            &["http-response-body-size"],
+        );
+    }
+    assert_contains(
+        &String::from_utf8_lossy(&out.stderr),
+        &[
+            "denied: journal: the run's journal holds",
+            "of the 200 KiB it may (",
+            "policy.toml), too little for",
+        ],
+    );
+    let replay = run(&["replay", capped.to_str().unwrap()]);
+    assert_contains(&text_output(&replay), &["identical"]);
+    // Under the default allowance all three are kept: the capped journal left out two
+    // responses, and everything the tools passed on of them.
+    let (out, uncapped) = fetch_three_times("256 MiB");
+    let answers = json_output(&out)["answers"].clone();
+    assert_eq!(answers[2]["ok"]["status"], 200, "{answers}");
+    let size = |path: &std::path::Path| std::fs::metadata(path).unwrap().len();
+    assert!(
+        size(&uncapped) > size(&capped) + 4 * 64 * 1024,
+        "{} bytes capped, {} not",
+        size(&capped),
+        size(&uncapped)
+    );
+}

@@ -14,6 +14,7 @@
 //! An effect whose answer comes from elsewhere (an LLM layer above this crate) goes through
 //! [`Gate::reserve`] and [`Gate::resolve`]: the gate runs the caller's future only when live.
 
+mod allowance;
 pub mod fs;
 pub mod http;
 mod live;
@@ -30,6 +31,7 @@ use baton_journal::event::{
 };
 use bytes::Bytes;
 
+pub use allowance::JournalAllowance;
 pub use live::LiveGate;
 pub use redact::{NoSecrets, Redactor, RunRedactor, SecretRedactor};
 pub use replay::ReplayGate;

@@ -8,7 +8,9 @@ use baton_journal::chain::{GENESIS, Unhashed};
 use baton_journal::event::{ChainId, EventKind, FsAnswer, HttpOutcome};
 use baton_journal::store::Recorder;
 
-use crate::{BoxFuture, Divergence, Effect, Gate, Redactor, Sealed, Slot, fs, http, world};
+use crate::{
+    BoxFuture, Divergence, Effect, Gate, JournalAllowance, Redactor, Sealed, Slot, fs, http, world,
+};
 
 /// Events a live chain hands to the recorder at once: fewer wake-ups of the writer, and a
 /// crash loses at most this many events past the committed prefix.
@@ -18,6 +20,8 @@ const SEND_BATCH: usize = 64;
 pub struct LiveGate {
     inner: Mutex<Chain>,
     redactor: Arc<dyn Redactor>,
+    /// What the run's chains may record together.
+    allowance: Arc<JournalAllowance>,
 }
 
 struct Chain {
@@ -50,12 +54,14 @@ enum Queued {
 
 impl LiveGate {
     /// The gate of chain `chain` of run `run`, recording to `recorder` (`None`: events are
-    /// counted, never hashed or kept), every event passing through `redactor` first.
+    /// counted, never hashed or kept), every event passing through `redactor` first and
+    /// counted against the run's `allowance`.
     pub fn open(
         run: &str,
         chain: ChainId,
         recorder: Option<Recorder>,
         redactor: Arc<dyn Redactor>,
+        allowance: Arc<JournalAllowance>,
     ) -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::new(Chain {
@@ -70,7 +76,16 @@ impl LiveGate {
                 next_slot: 0,
             }),
             redactor,
+            allowance,
         })
+    }
+
+    /// `kind` as the run's journal allowance admits it (an answer it has no room for becomes
+    /// the error the guest gets instead), its denial noted in `chain`.
+    fn admit(&self, chain: &mut Chain, kind: EventKind) -> EventKind {
+        let (kind, denial) = self.allowance.admit(kind);
+        chain.denials.extend(denial);
+        kind
     }
 
     fn lock(&self) -> MutexGuard<'_, Chain> {
@@ -78,16 +93,18 @@ impl LiveGate {
     }
 
     /// Completes a reservation; events queued behind it are chained in order.
-    fn fill(&self, slot: u64, kind: EventKind) {
+    fn fill(&self, slot: u64, kind: EventKind) -> EventKind {
         let mut chain = self.lock();
+        let kind = self.admit(&mut chain, kind);
         let waiting = chain
             .queue
             .iter_mut()
             .find(|q| matches!(q, Queued::Waiting { slot: s, .. } if *s == slot));
         if let Some(entry) = waiting {
-            *entry = Queued::Ready(kind);
+            *entry = Queued::Ready(kind.clone());
         }
         chain.drain(&*self.redactor);
+        kind
     }
 }
 
@@ -98,7 +115,7 @@ impl Gate for LiveGate {
 
     fn effect(&self, effect: Effect) -> EventKind {
         let mut chain = self.lock();
-        let kind = world::perform(&effect);
+        let kind = self.admit(&mut chain, world::perform(&effect));
         chain.append(kind.clone(), &*self.redactor);
         kind
     }
@@ -107,17 +124,24 @@ impl Gate for LiveGate {
         let mut chain = self.lock();
         let (answer, opened) = fs::perform(node, op);
         let event = EventKind::Fs {
-            answer: answer.clone(),
+            answer,
             args: op.args(),
             op: op.name().into(),
             path: node.path().into(),
         };
+        let event = self.admit(&mut chain, event);
+        let EventKind::Fs { answer, .. } = &event else {
+            unreachable!("the allowance keeps an event's kind");
+        };
+        let answer = answer.clone();
         chain.append(event, &*self.redactor);
         (answer, opened)
     }
 
     fn emit(&self, kind: EventKind) {
-        self.lock().append(kind, &*self.redactor);
+        let mut chain = self.lock();
+        let kind = self.admit(&mut chain, kind);
+        chain.append(kind, &*self.redactor);
     }
 
     fn reserve(&self, probe: EventKind) -> Slot {
@@ -141,10 +165,9 @@ impl Gate for LiveGate {
         perform: BoxFuture<'a, EventKind>,
     ) -> BoxFuture<'a, Option<EventKind>> {
         Box::pin(async move {
-            let kind = perform.await;
-            // The caller gets the answer as it came; the journal gets it redacted.
-            self.fill(slot.position, kind.clone());
-            Some(kind)
+            // The caller gets the answer as the allowance admitted it; the journal gets it
+            // redacted too.
+            Some(self.fill(slot.position, perform.await))
         })
     }
 

@@ -489,6 +489,7 @@ pub enum EventKind {
 }
 
 mod matching;
+mod payload;
 
 #[cfg(test)]
 mod tests {

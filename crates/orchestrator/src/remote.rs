@@ -273,6 +273,7 @@ impl StepRunner {
             journal.recorder().cloned(),
             run,
             self.host.pure_cache().cloned(),
+            self.host.journal_allowance(),
         );
         let known = Arc::new(KnownRun {
             ctx: RunContext::recorded(

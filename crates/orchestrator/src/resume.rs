@@ -186,6 +186,7 @@ pub async fn resume_with(
         recorder.clone(),
         host.signer().cloned(),
         host.pure_cache().cloned(),
+        host.journal_allowance(),
         how.id,
         "run",
         policies.clone(),

@@ -346,6 +346,12 @@ impl Policy {
             .unwrap_or((DEFAULT_MAX_INPUT, "the default (--max-input)".into()))
     }
 
+    /// The most one run may record of what its calls read, fetched and returned
+    /// (`[journal] max_bytes`), and the policy file that set it.
+    pub fn journal_max_bytes(&self) -> (u64, String) {
+        journal::max_bytes(&self.layers)
+    }
+
     /// How this host signs the runs it records (`[journal]`), if it does.
     pub fn run_signing(&self) -> Option<&journal::RunSigning> {
         self.run_signing.as_ref()

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use baton_budget::{BudgetLimits, Ledger};
 use baton_core::Digest;
 use baton_core::source::is_oci;
+use baton_effects::JournalAllowance;
 use baton_journal::event::PolicyRef;
 use baton_journal::store::{Store, StoreUrl};
 use baton_llm::{Llm, Stores};
@@ -304,6 +305,7 @@ impl Host {
             recorder,
             self.signer.clone(),
             self.pure_cache.clone(),
+            self.journal_allowance(),
             start.id,
             start.command,
             policies,
@@ -314,6 +316,12 @@ impl Host {
         }
         let ledger = Ledger::run_for(budget, start.account);
         (run, ledger)
+    }
+
+    /// A fresh allowance of what one run may record, as the policy sets it.
+    pub fn journal_allowance(&self) -> Arc<JournalAllowance> {
+        let (max, source) = self.policy.journal_max_bytes();
+        JournalAllowance::new(max, source)
     }
 
     /// The largest input a call takes, and where that limit was set.

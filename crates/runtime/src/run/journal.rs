@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use baton_effects::{Divergence, Gate, NoSecrets, Redactor, Sealed};
+use baton_effects::{Divergence, Gate, JournalAllowance, NoSecrets, Redactor, Sealed};
 use baton_journal::event::{
     ChainId, Event, EventKind, FORMAT_VERSION, PolicyRef, RUN_CHAIN, step_chain,
 };
@@ -73,8 +73,14 @@ pub struct Chains {
 impl Chains {
     /// The chains of run `run`, recorded live to `recorder`, opened on another host than the
     /// one driving the run (a worker running one of its steps).
-    /// `pure_cache` answers its pure calls.
-    pub fn live(recorder: Option<Recorder>, run: &str, pure_cache: Option<Arc<PureCache>>) -> Self {
+    /// `pure_cache` answers its pure calls; `allowance` is what they may record (this host's
+    /// share of the run's).
+    pub fn live(
+        recorder: Option<Recorder>,
+        run: &str,
+        pure_cache: Option<Arc<PureCache>>,
+        allowance: Arc<JournalAllowance>,
+    ) -> Self {
         Self {
             run: run.into(),
             mode: Arc::new(Live {
@@ -84,6 +90,7 @@ impl Chains {
                 signer: None,
                 pure_cache,
                 secrets: Arc::default(),
+                allowance,
             }),
         }
     }
@@ -139,11 +146,13 @@ impl RunJournal {
 
     /// Starts recording a new run of `command` under `policies`, as `id` (`None`: a new
     /// id).
-    /// `signer` signs the run when it ends; `pure_cache` answers its pure calls.
+    /// `signer` signs the run when it ends; `pure_cache` answers its pure calls; `allowance`
+    /// is what its chains may record together.
     pub fn live(
         recorder: Option<Recorder>,
         signer: Option<Arc<BackgroundSigner>>,
         pure_cache: Option<Arc<PureCache>>,
+        allowance: Arc<JournalAllowance>,
         id: Option<String>,
         command: &str,
         policies: Vec<PolicyRef>,
@@ -159,6 +168,7 @@ impl RunJournal {
             signer,
             pure_cache,
             secrets: Arc::default(),
+            allowance,
         });
         let run_gate = mode.gate(&id, RUN_CHAIN.into(), Arc::new(NoSecrets));
         Self::started(id, run_gate, mode, command.into(), started_at, policies)

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use baton_budget::{Hold, Ledger, Spend};
 use baton_effects::fs::Node;
-use baton_effects::{Gate, LiveGate, NoSecrets, Redactor, ReplayGate, RunRedactor};
+use baton_effects::{
+    Gate, JournalAllowance, LiveGate, NoSecrets, Redactor, ReplayGate, RunRedactor,
+};
 use baton_journal::event::{ChainId, Event, EventKind};
 use baton_journal::store::Recorder;
 use baton_llm::{Llm, Stores};
@@ -117,12 +119,20 @@ pub(crate) struct Live {
     pub pure_cache: Option<Arc<PureCache>>,
     /// The secrets of every plugin of the run, kept out of every chain.
     pub secrets: Arc<RunRedactor>,
+    /// What the run's chains may record together.
+    pub allowance: Arc<JournalAllowance>,
 }
 
 impl RunMode for Live {
     fn gate(&self, run: &str, chain: ChainId, redactor: Arc<dyn Redactor>) -> Arc<dyn Gate> {
         self.secrets.include(&*redactor);
-        LiveGate::open(run, chain, self.recorder.clone(), self.secrets.clone())
+        LiveGate::open(
+            run,
+            chain,
+            self.recorder.clone(),
+            self.secrets.clone(),
+            self.allowance.clone(),
+        )
     }
 
     fn blob(&self, run: &str, role: &str, digest: &str, bytes: &Arc<[u8]>) {
