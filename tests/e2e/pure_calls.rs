@@ -139,3 +139,25 @@ fn calls_that_read_the_world_or_opt_out_run_every_time() {
         1
     );
 }
+
+/// `trace prune` removes the cached pure calls with the runs: a pruned call runs again.
+#[test]
+fn pruning_runs_prunes_the_pure_calls_they_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("journal.db");
+    let input = r#"{"expression": "6 * 7"}"#;
+    call(&store, None, "calc.wasm", input);
+    let pruned = text_output(&run_with_store(&store, &["trace", "prune", "--days", "0"]));
+    assert_contains(
+        &pruned,
+        &["removed 1 run started before", "and 1 cached pure call"],
+    );
+    let (_, again) = call(&store, None, "calc.wasm", input);
+    assert!(hits(&store, &again).is_empty(), "a pruned call was served");
+    // A store whose calls were never cached gets no cache file from pruning.
+    let empty = tempfile::tempdir().unwrap();
+    let store = empty.path().join("journal.db");
+    let pruned = text_output(&run_with_store(&store, &["trace", "prune", "--days", "30"]));
+    assert_contains(&pruned, &["and 0 cached pure calls"]);
+    assert!(!empty.path().join("pure-calls.db").exists());
+}

@@ -49,6 +49,11 @@ impl Store {
         }
     }
 
+    /// Whether it holds anything yet: a file store whose file was never made holds nothing.
+    pub fn exists(&self) -> bool {
+        self.path.as_deref().is_none_or(Path::exists)
+    }
+
     pub fn lock(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>, String> {
         let db = self
             .db

@@ -111,6 +111,28 @@ impl PureCache {
         }
     }
 
+    /// Removes the entries kept before `before` (seconds since the Unix epoch; its own second
+    /// too, since entries are kept to the second), as `baton
+    /// trace prune` removes the runs that made them; returns how many.
+    pub fn prune(&self, before: i64) -> Result<usize, String> {
+        match &self.backend {
+            // A cache file never made holds nothing (and is not made now).
+            Backend::Sqlite(store) if !store.exists() => Ok(0),
+            Backend::Sqlite(store) => store.lock().and_then(|db| {
+                db.execute("DELETE FROM pure_calls WHERE created <= ?1", [before])
+                    .map_err(|e| e.to_string())
+            }),
+            Backend::Postgres(db) => db
+                .query(move |client| async move {
+                    client
+                        .execute("DELETE FROM pure_calls WHERE created <= $1", &[&before])
+                        .await
+                })
+                .map(|n| n as usize)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
     /// Keeps `call` under `key` (the first call kept under a key stays).
     pub fn put(&self, key: &str, call: &PureCall) {
         let events = serde_json::to_string(&call.events).expect("events serialize");

@@ -1,20 +1,21 @@
 //! `baton trace`: the recorded runs in the journal.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use baton::Error;
 use baton::budget::Usd;
 use baton::journal::event::{
     Event, EventKind, FsAnswer, HttpOutcome, InvocationOutcome, LlmOutcome, ToolCallOutcome,
 };
-use baton::journal::store::{Journal, RunSummary, Store, StoreUrl};
+use baton::journal::store::{Journal, RunSummary, Store, StoreError, StoreUrl};
 use baton::journal::tlog::Hash;
 use baton::journal::verify_run;
 use baton::policy::Policy;
 use baton::policy::journal::RunSigning;
 use baton::runtime::checkpoint::NoteKey;
 use baton::runtime::provenance::{self, ProofError, RunFacts, RunSigner};
+use baton::runtime::pure_cache::PureCache;
 use baton::runtime::stores;
 use baton::trust::signing::PublicKey;
 use clap::Subcommand;
@@ -197,12 +198,25 @@ pub fn run(store: &StoreUrl, policy: &Policy, command: TraceCommand) -> Result<(
             Ok(())
         }
         TraceCommand::Prune { days } => {
-            let journal = stores::open(store)?;
+            let (journal, beside) = stores::open_for_host(store, None)?;
             let cutoff = SystemTime::now() - Duration::from_secs(days * 86_400);
+            let before = cutoff
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
             let cutoff = humantime::format_rfc3339_millis(cutoff).to_string();
             let removed = journal.prune(&cutoff)?;
+            // The cache of pure calls holds copies of those runs' events: they go too.
+            let pure = PureCache::new(&beside)
+                .prune(before)
+                .map_err(|e| StoreError::Server {
+                    location: journal.location(),
+                    reason: format!("cannot prune the cache of pure calls: {e}"),
+                })?;
             let runs = if removed == 1 { "run" } else { "runs" };
-            println!("removed {removed} {runs} started before {cutoff}");
+            let calls = if pure == 1 { "call" } else { "calls" };
+            println!(
+                "removed {removed} {runs} started before {cutoff}, and {pure} cached pure {calls}"
+            );
             Ok(())
         }
     }
