@@ -1,5 +1,6 @@
 //! `cargo xtask demo`: Baton at work, each step with the exit status it must give.
 
+use std::path::Path;
 use std::process::Command;
 
 use crate::plugins::copy;
@@ -17,6 +18,7 @@ pub fn run() -> Result<()> {
     let plugins = plugins::build()?;
     let models = models::fetch()?;
     let ws = workspace()?;
+    link_plugins(&ws.root, &plugins)?;
     eprintln!("xtask: building baton");
     crate::run(cargo().args(["build", "--quiet", "-p", "baton"]))?;
     let baton = ws.target.join("debug").join("baton");
@@ -217,4 +219,35 @@ fn shell_words(args: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The example workflows name the plugins at `target/plugins` in the checkout. When the build
+/// goes elsewhere (`CARGO_TARGET_DIR`), a link there points at the plugins it built.
+fn link_plugins(root: &Path, plugins: &Path) -> Result<()> {
+    let named = root.join("target").join("plugins");
+    if named.canonicalize().ok() == plugins.canonicalize().ok() {
+        return Ok(());
+    }
+    match named.symlink_metadata() {
+        Ok(meta) if meta.file_type().is_symlink() => std::fs::remove_file(&named)
+            .map_err(|e| format!("cannot replace the link {}: {e}", named.display()))?,
+        Ok(_) => {
+            return Err(format!(
+                "{} holds plugins of another build, while this one builds into {}; remove it \
+                 (or unset CARGO_TARGET_DIR) and run again",
+                named.display(),
+                plugins.display()
+            ));
+        }
+        Err(_) => {}
+    }
+    let target = root.join("target");
+    std::fs::create_dir_all(&target).map_err(|e| format!("cannot create {target:?}: {e}"))?;
+    std::os::unix::fs::symlink(plugins, &named).map_err(|e| {
+        format!(
+            "cannot link {} to {}: {e}",
+            named.display(),
+            plugins.display()
+        )
+    })
 }
