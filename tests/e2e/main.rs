@@ -23,6 +23,7 @@ mod policy;
 mod provenance;
 mod pure_calls;
 mod registry;
+mod repl;
 mod replay;
 mod run;
 mod secrets;

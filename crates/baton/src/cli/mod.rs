@@ -12,6 +12,7 @@ mod log;
 mod mcp;
 mod policy;
 mod registry;
+mod repl;
 mod replay;
 mod run;
 mod serve;
@@ -79,7 +80,7 @@ pub struct Cli {
 /// Policy files layered beneath every `--policy`.
 const POLICY_VAR: &str = "BATON_POLICY";
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Policy file (TOML) layered over the built-in policies/default.toml and those in
     /// BATON_POLICY (a list of paths, as PATH); repeat it to layer several, each over the one
@@ -260,6 +261,9 @@ enum Command {
     Push(registry::PushArgs),
     /// Pull a component from an OCI registry into the cache and verify it under the policy
     Pull(registry::PullArgs),
+    /// An interactive shell: call tools by name, ask models, look at runs, with history and
+    /// completion
+    Repl(repl::ReplArgs),
 }
 
 impl Cli {
@@ -315,6 +319,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Keygen(args) => return Ok(sign::keygen(args)?),
         Command::Verify(args) => return Ok(sign::verify(args, &cli.global.policies())?),
         Command::New(args) => return author::new::run(args),
+        Command::Repl(args) => return repl::run(cli.global, args),
         Command::Build(args) => return author::build::run(args),
         Command::Push(args) => {
             return runtime.block_on(registry::push(cli.global.cache_dir.clone(), args));
@@ -379,7 +384,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             | Command::Verify(_)
             | Command::New(_)
             | Command::Build(_)
-            | Command::Push(_) => {
+            | Command::Push(_)
+            | Command::Repl(_) => {
                 unreachable!("handled above")
             }
         };
