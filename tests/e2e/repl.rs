@@ -91,7 +91,10 @@ fn a_session_calls_tools_hits_a_limit_and_goes_on() {
         ],
         ["bogus\r", "unrecognized subcommand"],
         ["trace ls\r", "call  ok"],
-        ["budget\r", "a run may spend: no limit"],
+        [
+            "budget\r",
+            "this session: 3 runs, 0 LLM calls, 0 tokens, $0.00"
+        ],
     ]);
     let mut driver = Command::new("python3");
     driver

@@ -7,8 +7,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use baton::budget::BudgetLimits;
+use baton::budget::{BudgetLimits, Usd};
+use baton::journal::event::{EventKind, SpendRecord};
 use baton::runtime::plugin::wasm_files;
+use baton::runtime::stores;
 use baton::{Error, Host};
 use clap::{Args, Parser};
 use rustyline::completion::{Completer, Pair};
@@ -49,7 +51,10 @@ const OWN: &[(&str, &str)] = &[
         "what the policy grants the tool (`policy explain`)",
     ),
     ("llm PROMPT", "ask the default model (`llm complete`)"),
-    ("budget", "what one run may spend under the policy"),
+    (
+        "budget",
+        "what the session's runs spent on models, and what one run may spend",
+    ),
     ("help", "this list"),
     ("quit", "end the session (or Ctrl-D)"),
 ];
@@ -95,6 +100,7 @@ pub fn run(global: GlobalArgs, args: ReplArgs) -> Result<(), Failure> {
         tools.len()
     );
     let session = Session {
+        started: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
         global,
         tool_paths: args.tools,
         tools,
@@ -135,6 +141,8 @@ pub fn run(global: GlobalArgs, args: ReplArgs) -> Result<(), Failure> {
 
 struct Session {
     global: GlobalArgs,
+    /// When it began (RFC 3339, as runs record their start).
+    started: String,
     tool_paths: Vec<PathBuf>,
     tools: BTreeMap<String, Tool>,
 }
@@ -176,11 +184,13 @@ impl Session {
                 self.dispatch(vec!["llm".into(), "complete".into(), prompt.into()])
             }
             "budget" => {
+                println!("this session: {}", self.spent()?);
                 let host = Host::new(self.global.host_options(Default::default(), None))?;
                 println!("a run may spend: {}", budget_text(&host.budget()));
                 Ok(())
             }
-            "repl" | "serve" | "worker" | "mcp" => Err(Failure::Usage(format!(
+            "repl" => Err(Failure::Usage("the shell is running already".into())),
+            "serve" | "worker" | "mcp" => Err(Failure::Usage(format!(
                 "`{word}` runs until it is stopped; run it outside the shell"
             ))),
             _ => {
@@ -190,6 +200,41 @@ impl Session {
                 self.dispatch(argv)
             }
         }
+    }
+
+    /// What the session's runs spent on models, read back from the journal: the runs that
+    /// started since the session did.
+    fn spent(&self) -> Result<String, Failure> {
+        let Ok(journal) = stores::open_existing(&self.global.store()) else {
+            return Ok("nothing recorded yet".into());
+        };
+        let mut runs = 0u64;
+        let mut spent = SpendRecord::default();
+        // Newest first: the session's runs come before every older one.
+        for run in journal.runs(usize::MAX).map_err(Error::from)? {
+            if run.started_at < self.started {
+                break;
+            }
+            runs += 1;
+            for event in journal.events(&run.run).map_err(Error::from)? {
+                if let EventKind::Llm { committed, .. } = event.kind {
+                    spent.calls += committed.calls;
+                    spent.tokens += committed.tokens;
+                    spent.nano_usd += committed.nano_usd;
+                }
+            }
+        }
+        let plural = |n: u64, one: &str, many: &str| match n {
+            1 => format!("1 {one}"),
+            n => format!("{n} {many}"),
+        };
+        Ok(format!(
+            "{}, {}, {} tokens, {}",
+            plural(runs, "run", "runs"),
+            plural(spent.calls, "LLM call", "LLM calls"),
+            spent.tokens,
+            Usd(spent.nano_usd)
+        ))
     }
 
     /// The component of the tool `name`.
