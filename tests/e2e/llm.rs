@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton::budget::{BudgetLimits, Ledger, Usd};
-use baton::effects::{Gate, JournalAllowance, LiveGate, NoSecrets};
+use baton::effects::{Gate, LiveGate};
 use baton::journal::event::{
     EventKind, LlmAttempt, LlmMessage, LlmOutcome, LlmRequest, step_chain,
 };
@@ -317,13 +317,7 @@ async fn parallel_calls_never_overspend_the_budget() {
             usd: Some(limit),
             ..BudgetLimits::default()
         });
-        let gate: Arc<dyn Gate> = LiveGate::open(
-            "run",
-            step_chain("x"),
-            None,
-            Arc::new(NoSecrets),
-            JournalAllowance::unlimited(),
-        );
+        let gate: Arc<dyn Gate> = LiveGate::unrecorded("run", step_chain("x"));
         let calls: Vec<_> = (0..64)
             .map(|_| {
                 let (gate, llm, ledger) = (gate.clone(), llm.clone(), ledger.clone());

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baton::budget::{BudgetLimits, Ledger, Spend, Usd};
-use baton::effects::{Gate, JournalAllowance, LiveGate, NoSecrets};
+use baton::effects::{Gate, LiveGate};
 use baton::journal::event::{LlmMessage, LlmOutcome, LlmRequest, step_chain};
 use baton::llm::{Llm, Requester};
 use baton::policy::Policy;
@@ -133,13 +133,7 @@ fn calls(c: &mut Criterion) {
         "[llm.providers.bench]\nkind = \"openai\"\nbase_url = \"{base}\"\n\n\
          [llm.models.bench]\nprovider = \"bench\"\ninput_per_1k = 0.001\noutput_per_1k = 0.002\n"
     ));
-    let gate: Arc<dyn Gate> = LiveGate::open(
-        "bench",
-        step_chain("bench"),
-        None,
-        Arc::new(NoSecrets),
-        JournalAllowance::unlimited(),
-    );
+    let gate: Arc<dyn Gate> = LiveGate::unrecorded("bench", step_chain("bench"));
     let ledger = Ledger::run(BudgetLimits {
         usd: Some(Usd(u64::MAX / 2)),
         ..BudgetLimits::default()
@@ -196,13 +190,7 @@ fn local(c: &mut Criterion) {
         .unwrap();
     // The built-in policy's local model, from BATON_MODELS (set by `cargo xtask bench`).
     let llm = llm_for("");
-    let gate: Arc<dyn Gate> = LiveGate::open(
-        "bench",
-        step_chain("bench"),
-        None,
-        Arc::new(NoSecrets),
-        JournalAllowance::unlimited(),
-    );
+    let gate: Arc<dyn Gate> = LiveGate::unrecorded("bench", step_chain("bench"));
     let ledger = Ledger::run(BudgetLimits::default());
     let generate = |tokens: u32| {
         let story = request("smollm2", "Write a long story about a dragon.", tokens);

@@ -20,7 +20,7 @@
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-use baton::effects::{Gate, JournalAllowance, LiveGate, NoSecrets};
+use baton::effects::{Gate, LiveGate};
 use baton::policy::{Grants, LimitsSpec, Policy};
 use baton::runtime::bindings::tool_api;
 use baton::runtime::loader::Loader;
@@ -107,13 +107,7 @@ fn calls(c: &mut Criterion) {
     group.bench_function("baton_sandbox", |b| {
         b.to_async(&rt).iter(|| async {
             // A gate that records nothing: the journal's cost is measured separately.
-            let gate: Arc<dyn Gate> = LiveGate::open(
-                "",
-                "step:bench".into(),
-                None,
-                Arc::new(NoSecrets),
-                JournalAllowance::unlimited(),
-            );
+            let gate: Arc<dyn Gate> = LiveGate::unrecorded("", "step:bench".into());
             let grant = Grant {
                 plugin: &name,
                 gate: &gate,

@@ -49,7 +49,7 @@ impl JournalAllowance {
         if bytes == 0 {
             return (kind, None);
         }
-        if refused(&kind, "").is_none() {
+        if !refusable(&kind) {
             self.used.fetch_add(bytes, Ordering::SeqCst);
             return (kind, None);
         }
@@ -68,32 +68,42 @@ impl JournalAllowance {
                     self.source,
                     size(bytes)
                 );
-                let kind = refused(&kind, &message).expect("checked refusable above");
-                (kind, Some(format!("journal: {message}")))
+                let denial = format!("journal: {message}");
+                (refused(kind, message), Some(denial))
             }
         }
     }
 }
 
-/// The event recorded instead of `kind` when the journal cannot take it (`None`: `kind` is not
-/// an answer from outside that can be refused).
-fn refused(kind: &EventKind, message: &str) -> Option<EventKind> {
-    let mut kind = kind.clone();
+/// Whether `kind` is an answer from outside that can be refused: an HTTP response, file bytes
+/// or a directory listing, a completion, vectors.
+fn refusable(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Http { outcome, .. } => matches!(outcome, HttpOutcome::Response { .. }),
+        EventKind::Fs { answer, .. } => {
+            matches!(answer, FsAnswer::Bytes { .. } | FsAnswer::Entries { .. })
+        }
+        EventKind::Llm { outcome, .. } => matches!(outcome, LlmOutcome::Completed { .. }),
+        EventKind::LlmEmbed { error, .. } => error.is_empty(),
+        _ => false,
+    }
+}
+
+/// The event recorded instead of the refusable `kind` when the journal cannot take it.
+fn refused(mut kind: EventKind, message: String) -> EventKind {
     match &mut kind {
-        EventKind::Http { outcome, .. } if matches!(outcome, HttpOutcome::Response { .. }) => {
+        EventKind::Http { outcome, .. } => {
             *outcome = http::failed(http::code::RESPONSE_TOO_LARGE, message);
         }
-        EventKind::Fs { answer, .. }
-            if matches!(answer, FsAnswer::Bytes { .. } | FsAnswer::Entries { .. }) =>
-        {
+        EventKind::Fs { answer, .. } => {
             *answer = FsAnswer::Failed {
                 code: "insufficient-space".into(),
             };
         }
-        EventKind::Llm { outcome, .. } if matches!(outcome, LlmOutcome::Completed { .. }) => {
+        EventKind::Llm { outcome, .. } => {
             *outcome = LlmOutcome::Failed {
                 kind: "budget-exceeded".into(),
-                message: message.into(),
+                message,
             };
         }
         EventKind::LlmEmbed {
@@ -101,14 +111,14 @@ fn refused(kind: &EventKind, message: &str) -> Option<EventKind> {
             error,
             vectors,
             ..
-        } if error.is_empty() => {
+        } => {
             *dims = 0;
-            *error = message.into();
+            *error = message;
             vectors.clear();
         }
-        _ => return None,
+        _ => unreachable!("only refusable events are refused"),
     }
-    Some(kind)
+    kind
 }
 
 #[cfg(test)]

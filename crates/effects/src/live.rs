@@ -9,7 +9,8 @@ use baton_journal::event::{ChainId, EventKind, FsAnswer, HttpOutcome};
 use baton_journal::store::Recorder;
 
 use crate::{
-    BoxFuture, Divergence, Effect, Gate, JournalAllowance, Redactor, Sealed, Slot, fs, http, world,
+    BoxFuture, Divergence, Effect, Gate, JournalAllowance, NoSecrets, Redactor, Sealed, Slot, fs,
+    http, world,
 };
 
 /// Events a live chain hands to the recorder at once: fewer wake-ups of the writer, and a
@@ -86,6 +87,18 @@ impl LiveGate {
         let (kind, denial) = self.allowance.admit(kind);
         chain.denials.extend(denial);
         kind
+    }
+
+    /// A gate whose events nothing keeps (loading a component, benchmarks): effects are
+    /// performed and counted, never recorded, redacted or limited.
+    pub fn unrecorded(run: &str, chain: ChainId) -> Arc<Self> {
+        Self::open(
+            run,
+            chain,
+            None,
+            Arc::new(NoSecrets),
+            JournalAllowance::unlimited(),
+        )
     }
 
     fn lock(&self) -> MutexGuard<'_, Chain> {

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use baton_core::source::is_oci;
 use baton_core::text::{one_line, truncate};
-use baton_effects::{JournalAllowance, LiveGate, NoSecrets};
+use baton_effects::LiveGate;
 use baton_policy::explain::Item;
 use baton_policy::requests;
 use baton_policy::{Grants, LimitsSpec, Subject};
@@ -312,13 +312,7 @@ impl Host {
         let limits = self.policy.limits_for("", "", &LimitsSpec::default());
         let who: Arc<str> = path.display().to_string().into();
         // Loading is not part of any run: describe's effects are performed but not recorded.
-        let gate: Arc<dyn baton_effects::Gate> = LiveGate::open(
-            "",
-            "describe".into(),
-            None,
-            Arc::new(NoSecrets),
-            JournalAllowance::unlimited(),
-        );
+        let gate: Arc<dyn baton_effects::Gate> = LiveGate::unrecorded("", "describe".into());
         let grant = Grant {
             plugin: &who,
             gate: &gate,

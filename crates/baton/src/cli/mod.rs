@@ -201,10 +201,15 @@ impl GlobalArgs {
 
 /// journal.db in the user's data directory.
 fn default_journal() -> PathBuf {
+    data_file("journal.db")
+}
+
+/// `name` in Baton's folder of the user's data directory.
+fn data_file(name: &str) -> PathBuf {
     dirs::data_dir()
         .unwrap_or_else(|| PathBuf::from("."))
         .join("baton")
-        .join("journal.db")
+        .join(name)
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,9 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use baton::budget::{BudgetLimits, Usd};
-use baton::journal::event::{EventKind, SpendRecord};
+use baton::budget::{BudgetLimits, BudgetReport, Spend, Usd};
+use baton::journal::event::EventKind;
 use baton::runtime::plugin::wasm_files;
 use baton::runtime::stores;
 use baton::{Error, Host};
@@ -91,7 +92,10 @@ pub fn run(global: GlobalArgs, args: ReplArgs) -> Result<(), Failure> {
     editor.set_helper(Some(Completion {
         tools: tools.keys().cloned().collect(),
     }));
-    let history = args.history.clone().unwrap_or_else(default_history);
+    let history = args
+        .history
+        .clone()
+        .unwrap_or_else(|| super::data_file("repl-history"));
     // A first session has no history yet.
     let _ = editor.load_history(&history);
     println!(
@@ -189,7 +193,6 @@ impl Session {
                 println!("a run may spend: {}", budget_text(&host.budget()));
                 Ok(())
             }
-            "repl" => Err(Failure::Usage("the shell is running already".into())),
             "serve" | "worker" | "mcp" => Err(Failure::Usage(format!(
                 "`{word}` runs until it is stopped; run it outside the shell"
             ))),
@@ -208,8 +211,9 @@ impl Session {
         let Ok(journal) = stores::open_existing(&self.global.store()) else {
             return Ok("nothing recorded yet".into());
         };
-        let mut runs = 0u64;
-        let mut spent = SpendRecord::default();
+        let mut runs = 0;
+        let mut spent = Spend::default();
+        let mut cache_hits = 0;
         // Newest first: the session's runs come before every older one.
         for run in journal.runs(usize::MAX).map_err(Error::from)? {
             if run.started_at < self.started {
@@ -217,24 +221,33 @@ impl Session {
             }
             runs += 1;
             for event in journal.events(&run.run).map_err(Error::from)? {
-                if let EventKind::Llm { committed, .. } = event.kind {
-                    spent.calls += committed.calls;
-                    spent.tokens += committed.tokens;
-                    spent.nano_usd += committed.nano_usd;
+                if let EventKind::Llm {
+                    committed, source, ..
+                } = event.kind
+                {
+                    spent = spent.plus(Spend {
+                        tokens: committed.tokens,
+                        usd: Usd(committed.nano_usd),
+                        fuel: 0,
+                        calls: committed.calls,
+                    });
+                    cache_hits += u64::from(source.starts_with("cache:"));
                 }
             }
         }
-        let plural = |n: u64, one: &str, many: &str| match n {
-            1 => format!("1 {one}"),
-            n => format!("{n} {many}"),
+        // As `baton call` reports a run's spending; no limits, since each run has its own.
+        let report = BudgetReport {
+            limits: BudgetLimits::default(),
+            spent,
+            elapsed: Duration::ZERO,
+            cache_hits,
+            semantic_hits: 0,
         };
-        Ok(format!(
-            "{}, {}, {} tokens, {}",
-            plural(runs, "run", "runs"),
-            plural(spent.calls, "LLM call", "LLM calls"),
-            spent.tokens,
-            Usd(spent.nano_usd)
-        ))
+        let runs = match runs {
+            1 => "1 run".to_string(),
+            n => format!("{n} runs"),
+        };
+        Ok(format!("{runs}, {report}"))
     }
 
     /// The component of the tool `name`.
@@ -321,13 +334,6 @@ fn budget_text(budget: &BudgetLimits) -> String {
         true => "no limit (a policy's [budget] sets one)".into(),
         false => parts.join(", "),
     }
-}
-
-fn default_history() -> PathBuf {
-    dirs::data_dir()
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("baton")
-        .join("repl-history")
 }
 
 /// Completes the first word with a command, and the word after `call`, `inspect` or
