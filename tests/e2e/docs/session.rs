@@ -219,12 +219,14 @@ impl Session {
         }
         self.count += 1;
         let state = self.state();
+        // `set -e` without `pipefail`, as at a terminal: a pipeline's status is its last
+        // command's, so `baton trace ls | head -1` is not failed by the pipe `head` closes.
         let base = state.join(self.count.to_string());
         let script = base.with_extension("sh");
         std::fs::write(
             &script,
             format!(
-                "set -a\n. \"{s}/env\"\ncd \"$(cat \"{s}/cwd\")\"\nset -eo pipefail\n\
+                "set -a\n. \"{s}/env\"\ncd \"$(cat \"{s}/cwd\")\"\nset -e\n\
                  {command}\npwd > \"{s}/cwd\"\nexport -p > \"{s}/env\"\n",
                 s = state.display()
             ),
