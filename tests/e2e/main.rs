@@ -12,6 +12,7 @@ mod cluster;
 mod docs;
 mod egress;
 mod filesystem;
+mod flow;
 mod hostile;
 mod inspect;
 mod journal;

@@ -77,7 +77,7 @@ fn verify(bundle: &Path, keys: &[&Path]) -> Output {
 /// The rewrite attack: `change` edits the first event it accepts, then every hash of every
 /// chain is recomputed (step chains first, then the run chain with their new roots), exactly
 /// as the journal format says, and the bundle is written again with its signature.
-fn forge(bundle: &Path, out: &Path, change: impl Fn(&mut EventKind) -> bool) {
+pub(crate) fn forge(bundle: &Path, out: &Path, change: impl Fn(&mut EventKind) -> bool) {
     let journal = Journal::open_read_only(bundle).unwrap();
     let summary = journal.runs(1).unwrap().remove(0);
     let mut events = journal.events(&summary.run).unwrap();

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use baton::effects::{Gate, LiveGate};
 use baton::policy::{Grants, LimitsSpec, Policy};
 use baton::runtime::bindings::tool_api;
+use baton::runtime::flow::{Flow, Labels};
 use baton::runtime::loader::Loader;
 use baton::runtime::loader::cache::CompileCache;
 use baton::runtime::{Grant, Runner};
@@ -111,6 +112,7 @@ fn calls(c: &mut Criterion) {
             let grant = Grant {
                 plugin: &name,
                 gate: &gate,
+                flow: &Flow::new(Labels::public()),
                 grants: &Grants::default(),
                 secrets: &[],
                 preopens: &[],

@@ -22,6 +22,7 @@ fn request() -> StepRequest {
         replicates: 0,
         signatures: Default::default(),
         accounts: Vec::new(),
+        labels: Default::default(),
     }
 }
 
@@ -41,6 +42,7 @@ fn earlier() -> StepOutcome {
         chains: Vec::new(),
         worker: "the-worker-that-died".into(),
         notes: Vec::new(),
+        labels: Default::default(),
     }
 }
 

@@ -460,6 +460,16 @@ pub enum EventKind {
         capability: String,
         message: String,
     },
+    /// The labels the invocation's data carries from here on (information-flow control), each
+    /// with where it came from, recorded whenever they change: at its start (its input's,
+    /// its secrets'), after what it read brought new ones, and at its end when its output
+    /// sheds or adds some. Absent while everything is public.
+    Labels {
+        /// (label, where it came from), sorted by label.
+        labels: Vec<(String, String)>,
+        /// What changed them.
+        reason: String,
+    },
     /// A step a resumed run did not run again (the only event of its chain): the output the
     /// interrupted `run` recorded in `chain`, whose root hash was `root`.
     Resumed {

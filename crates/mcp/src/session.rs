@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use baton_budget::Ledger;
 use baton_runtime::bindings::types::TokenBudget;
+use baton_runtime::flow::{Flow, Labels};
 use baton_runtime::plugin::check_input;
-use baton_runtime::run::{RunContext, RunJournal, RunRecord, render_input};
+use baton_runtime::run::{Invocation, RunContext, RunJournal, RunRecord, render_input};
 use baton_runtime::{Error, Host, Plugin, ToolCall};
 
 use crate::catalog::Catalog;
@@ -28,6 +29,9 @@ pub struct Session {
     steps: AtomicU32,
     /// Whether a call failed (the run's status says so, as a `baton call`'s does).
     failed: AtomicBool,
+    /// What the outputs the client has been given carry: the client decides the next call
+    /// having seen them, so each call starts with them (the control flow is tainted).
+    seen: Mutex<Labels>,
 }
 
 struct Run {
@@ -45,6 +49,7 @@ impl Session {
             run: Mutex::new(None),
             steps: AtomicU32::new(0),
             failed: AtomicBool::new(false),
+            seen: Mutex::default(),
         }
     }
 
@@ -110,9 +115,26 @@ impl Session {
         let access = ctx.access(plugin)?;
         let step = format!("{kind}:{}", self.steps.fetch_add(1, Ordering::Relaxed) + 1);
         let gate = ctx.gate(baton_journal::event::step_chain(&step), &access);
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let flow = Flow::new(seen);
         let result = ctx
-            .invoke_step(plugin, input, access, gate.clone(), &ledger, cancel)
+            .invoke(Invocation {
+                plugin,
+                input,
+                access,
+                gate: gate.clone(),
+                timeout: None,
+                depth: 0,
+                ledger: ctx.step_ledger(plugin, &ledger),
+                cancel,
+                cache: true,
+                flow: flow.clone(),
+            })
             .await;
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join(&flow.labels());
         // A call its client cancelled did not fail.
         if result.as_ref().is_err_and(|e| !e.is_cancelled()) {
             self.failed.store(true, Ordering::Relaxed);

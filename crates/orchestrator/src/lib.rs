@@ -292,6 +292,8 @@ async fn orchestrate(
         reports: Vec::new(),
         results: Vec::new(),
         outputs: BTreeMap::new(),
+        labels: BTreeMap::new(),
+        decided: baton_runtime::flow::Labels::public(),
         warned: false,
         planner_fuel: 0,
         resumable,

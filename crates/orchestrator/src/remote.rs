@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use baton_budget::{Account, BudgetLimits, Ledger, Spend, Usd};
 use baton_effects::Sealed;
 use baton_journal::event::step_chain;
+use baton_runtime::flow::Labels;
 use baton_runtime::recorded::recorded_policy;
 use baton_runtime::run::{Chains, RunContext};
 use baton_runtime::{Error, Host};
@@ -47,6 +48,9 @@ pub struct StepRequest {
     /// any above it (an API key's).
     #[serde(default)]
     pub accounts: Vec<String>,
+    /// What the step's input carries (see `baton_runtime::flow`).
+    #[serde(default, skip_serializing_if = "Labels::is_public")]
+    pub labels: Labels,
 }
 
 impl StepRequest {
@@ -97,6 +101,9 @@ pub struct StepOutcome {
     /// Decisions the budget made for it (see `StepReport::notes`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What its output carries.
+    #[serde(default, skip_serializing_if = "Labels::is_public")]
+    pub labels: Labels,
 }
 
 type Outcome = Pin<Box<dyn Future<Output = Result<StepOutcome, String>> + Send>>;
@@ -128,6 +135,7 @@ impl StepJob {
             replicates: self.replicates,
             signatures,
             accounts: self.ledger.accounts_above(),
+            labels: self.labels.clone(),
         };
         let outcome = tokio::select! {
             outcome = dispatch.run_step(request) => outcome,
@@ -193,6 +201,7 @@ impl StepJob {
             attempts,
             report,
             out_of_budget: outcome.out_of_budget,
+            labels: outcome.labels,
         }
     }
 }
@@ -351,6 +360,7 @@ impl StepRunner {
             cancel: CancellationToken::new(),
             started: Instant::now(),
             cache: known.settings.cache,
+            labels: request.labels.clone(),
         };
         let done = job.run().await;
         let mut chains = Vec::new();
@@ -387,6 +397,7 @@ impl StepRunner {
             chains,
             worker: self.name.clone(),
             notes: done.report.notes,
+            labels: done.labels,
         })
     }
 }

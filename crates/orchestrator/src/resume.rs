@@ -14,6 +14,7 @@ use std::sync::Arc;
 use baton_budget::Ledger;
 use baton_journal::event::{Event, EventKind, InvocationOutcome, RUN_CHAIN, step_chain};
 use baton_journal::verify_run;
+use baton_runtime::flow::Labels;
 use baton_runtime::recorded::recorded_policy;
 use baton_runtime::run::{RunContext, RunJournal};
 use baton_runtime::{Error, Host};
@@ -33,6 +34,8 @@ pub(crate) struct Resumed {
     pub run: String,
     pub chain: String,
     pub root: String,
+    /// What the output carried.
+    pub labels: Labels,
 }
 
 impl Resumed {
@@ -45,10 +48,14 @@ impl Resumed {
         }
     }
 
-    /// The output a recorded chain took over (a replay of a resumed run).
-    pub fn recorded(events: &[Event]) -> Option<String> {
+    /// The output a recorded chain took over (a replay of a resumed run), and what it
+    /// carried.
+    pub fn recorded(events: &[Event]) -> Option<(String, Labels)> {
         match events.first().map(|e| &e.kind) {
-            Some(EventKind::Resumed { output, .. }) => Some(output.clone()),
+            Some(EventKind::Resumed { output, .. }) => Some((
+                output.clone(),
+                Labels::at_end(events.iter().map(|e| &e.kind)),
+            )),
             _ => None,
         }
     }
@@ -101,6 +108,7 @@ pub(crate) fn completed(events: &[Event]) -> BTreeMap<String, Resumed> {
                             run: run.clone(),
                             chain,
                             root: root.clone(),
+                            labels: Labels::at_end(chain_events.iter().map(|e| &e.kind)),
                         };
                         done.insert(id, resumed);
                     }

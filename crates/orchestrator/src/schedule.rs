@@ -6,6 +6,7 @@ use baton_effects::Divergence;
 use baton_journal::event::{EventKind, step_chain};
 use baton_policy::LimitsSpec;
 use baton_runtime::bindings::types::{StepResult, ToolError};
+use baton_runtime::flow::Labels;
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -180,6 +181,8 @@ impl Orchestrator<'_> {
         if let Some(output) = &done.report.output {
             self.outputs.insert(done.report.id.clone(), output.clone());
         }
+        self.labels
+            .insert(done.report.id.clone(), done.labels.clone());
         if out_of_budget.is_none() && done.out_of_budget {
             out_of_budget.clone_from(&done.report.error);
         }
@@ -232,20 +235,41 @@ impl Orchestrator<'_> {
             cancel: self.cancel.clone(),
             started: self.started,
             cache: self.settings.cache,
+            labels: self.input_labels(step),
         })
     }
 
     /// What step `id` takes over instead of running: live, the output of the interrupted run
     /// being resumed (same tool, same input); in a replay, what the record took over. The
     /// event its chain records and the output.
-    fn taken_over(&self, id: &str, tool: &str, input: &Value) -> Option<(EventKind, String)> {
+    fn taken_over(
+        &self,
+        id: &str,
+        tool: &str,
+        input: &Value,
+    ) -> Option<(EventKind, String, Labels)> {
         if let Some(events) = self.ctx.recorded_chain(&step_chain(id)) {
-            let output = resume::Resumed::recorded(events)?;
-            return Some((events[0].kind.clone(), output));
+            let (output, labels) = resume::Resumed::recorded(events)?;
+            return Some((events[0].kind.clone(), output, labels));
         }
         let earlier = self.resumable.get(id)?;
         let same_input = serde_json::from_str::<Value>(&earlier.input).is_ok_and(|v| v == *input);
-        (earlier.tool == tool && same_input).then(|| (earlier.event(), earlier.output.clone()))
+        (earlier.tool == tool && same_input).then(|| {
+            let output = earlier.output.clone();
+            (earlier.event(), output, earlier.labels.clone())
+        })
+    }
+
+    /// What step `step`'s input carries: the labels of the planner decision that asked for
+    /// it and of the outputs its input refers to.
+    fn input_labels(&self, step: &PlannedStep) -> Labels {
+        let mut labels = self.decided.clone();
+        for id in template::steps_referenced(&step.input).unwrap_or_default() {
+            if let Some(carried) = self.labels.get(&id) {
+                labels.join(carried);
+            }
+        }
+        labels
     }
 
     pub(crate) fn elapsed_ms(&self) -> u64 {

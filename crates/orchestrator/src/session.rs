@@ -13,6 +13,7 @@ use baton_policy::LimitsSpec;
 use baton_runtime::bindings::types::{Decision, RunState, StepResult, ToolError, ToolInfo};
 use baton_runtime::capability::HostState;
 use baton_runtime::capability::plan::Skipped;
+use baton_runtime::flow::{Flow, Labels};
 use baton_runtime::plugin::Entry;
 use baton_runtime::run::{Invocation, RunContext, RunJournal};
 use baton_runtime::{Error, Plugin};
@@ -50,6 +51,10 @@ pub(crate) struct Orchestrator<'a> {
     pub(crate) results: Vec<StepResult>,
     /// Outputs of the steps that succeeded, for input templates.
     pub(crate) outputs: BTreeMap<String, Value>,
+    /// What the output (or error) of each step that ran carries, by step id.
+    pub(crate) labels: BTreeMap<String, Labels>,
+    /// What the planner's last decision carries: every step it asks for carries it too.
+    pub(crate) decided: Labels,
     /// Whether a budget warning was given.
     pub(crate) warned: bool,
     /// Fuel the planner's decisions burned.
@@ -286,6 +291,12 @@ impl Orchestrator<'_> {
                 .step_budget(planner.name(), planner.subject()),
         );
         let input = plan::state_json(&state);
+        // The planner is shown every result so far: its decision carries what they carry.
+        let mut shown = Labels::public();
+        for carried in self.labels.values() {
+            shown.join(carried);
+        }
+        let flow = Flow::new(shown);
         let invocation = Invocation {
             plugin: &planner,
             input: &input,
@@ -297,8 +308,10 @@ impl Orchestrator<'_> {
             cancel: self.cancel.clone(),
             // A planner is no tool: nothing of it is cached.
             cache: false,
+            flow: flow.clone(),
         };
         let result = self.ctx.invoke_with(invocation, call).await;
+        self.decided = flow.labels();
         let digest = planner.loaded.digest.to_string();
         self.journal
             .record_step(&step, planner.name(), &digest, &*gate)?;

@@ -13,6 +13,7 @@ use baton_effects::{Gate, NoSecrets};
 use baton_journal::event::{EventKind, step_chain};
 use baton_policy::Source;
 use baton_runtime::bindings::types::{Error as HostError, ToolError};
+use baton_runtime::flow::{Flow, Labels};
 use baton_runtime::plugin::{Info, check_input};
 use baton_runtime::run::{Invocation, RunContext};
 use baton_runtime::{Error, Plugin, ToolCall};
@@ -23,6 +24,9 @@ use serde_json::Value;
 use super::evidence;
 use super::progress::{Progress, ProgressSink};
 use super::result::{StepReport, StepStatus, cache_tier, dollars};
+
+/// Why a resumed step's chain records labels: the output it took over carried them.
+pub(crate) const TAKEN_OVER: &str = "the output it took over";
 
 /// A step ready to run.
 pub(crate) struct StepJob {
@@ -42,9 +46,9 @@ pub(crate) struct StepJob {
     /// The model whose embeddings compare replicates' outputs.
     pub embedding_model: String,
     pub progress: Arc<dyn ProgressSink>,
-    /// Instead of running: the event the step's chain records and the output it takes over
-    /// (see `resume`).
-    pub taken_over: Option<(EventKind, String)>,
+    /// Instead of running: the event the step's chain records, the output it takes over and
+    /// what that carries (see `resume`).
+    pub taken_over: Option<(EventKind, String, Labels)>,
     pub ledger: Arc<Ledger>,
     /// Cancelled when the run is.
     pub cancel: CancellationToken,
@@ -52,6 +56,9 @@ pub(crate) struct StepJob {
     pub started: Instant,
     /// Whether the cache of pure calls may answer it (the workflow's `cache`).
     pub cache: bool,
+    /// What its input carries: the labels of the outputs it refers to and of the planner
+    /// decision that asked for it.
+    pub labels: Labels,
 }
 
 /// What running a step (or one replicate of it) came to.
@@ -62,6 +69,8 @@ struct Tried {
     invocations: u32,
     result: Result<Value, Error>,
     fuel: u64,
+    /// What its output (or error) carries.
+    labels: Labels,
 }
 
 /// A chain a step wrote: still open here, or sealed by the worker that ran the step.
@@ -78,6 +87,8 @@ pub(crate) struct StepDone {
     pub report: StepReport,
     /// Whether it failed because the budget ran out.
     pub out_of_budget: bool,
+    /// What its output (or error) carries.
+    pub labels: Labels,
 }
 
 impl StepDone {
@@ -113,6 +124,7 @@ impl StepDone {
                 notes: Vec::new(),
             },
             out_of_budget: false,
+            labels: Labels::public(),
         }
     }
 }
@@ -150,8 +162,9 @@ impl StepJob {
             invocations,
             result,
             fuel,
+            labels,
         } = match (&job.taken_over, job.replicates > 1) {
-            (Some((event, output)), _) => job.take_over(event.clone(), output),
+            (Some((event, output, labels)), _) => job.take_over(event.clone(), output, labels),
             (None, true) => job.clone().replicated().await,
             (None, false) => job.clone().tried(job.id.clone(), job.input.clone()).await,
         };
@@ -178,7 +191,7 @@ impl StepJob {
                 cache_hits: spent.cache_hits,
                 cache_tier: cache_tier(&spent),
                 resumed_from: match &job.taken_over {
-                    Some((EventKind::Resumed { run, .. }, _)) => Some(run.clone()),
+                    Some((EventKind::Resumed { run, .. }, _, _)) => Some(run.clone()),
                     _ => None,
                 },
                 worker: None,
@@ -191,16 +204,21 @@ impl StepJob {
                 .map(|(name, gate)| (name, Attempt::Open(gate)))
                 .collect(),
             out_of_budget,
+            labels,
         }
     }
 
-    /// The step not run again: `output` taken over, recorded as `event` in its chain.
-    fn take_over(&self, event: EventKind, output: &str) -> Tried {
+    /// The step not run again: `output` taken over, recorded as `event` in its chain, with
+    /// the labels it carried (`labels`).
+    fn take_over(&self, event: EventKind, output: &str, labels: &Labels) -> Tried {
         let gate = self
             .ctx
             .chains()
             .gate(step_chain(&self.id), Arc::new(NoSecrets));
         gate.emit(event);
+        if !labels.is_public() {
+            gate.emit(labels.event(TAKEN_OVER));
+        }
         let result = serde_json::from_str(output).map_err(|e| Error::OutputNotJson {
             tool: self.plugin.name().to_string(),
             reason: e.to_string(),
@@ -210,6 +228,7 @@ impl StepJob {
             invocations: 0,
             result,
             fuel: 0,
+            labels: labels.clone(),
         }
     }
 
@@ -223,11 +242,16 @@ impl StepJob {
                 invocations: 0,
                 result: Err(e),
                 fuel,
+                labels: self.labels.clone(),
             };
         }
+        // What its attempts' outputs and errors carry (a declassifying tool's may carry less
+        // than its input).
+        let mut labels = Labels::public();
         let result = loop {
             let attempt = attempts.len() as u32;
-            let (name, gate, result) = self.attempt(&base, attempt, &input).await;
+            let (name, gate, result, carried) = self.attempt(&base, attempt, &input).await;
+            labels.join(&carried);
             if let Some(gate) = gate {
                 attempts.push((name, gate));
             }
@@ -256,6 +280,7 @@ impl StepJob {
             attempts,
             result,
             fuel,
+            labels,
         }
     }
 
@@ -318,7 +343,9 @@ impl StepJob {
         let mut fuel = 0;
         let mut outputs = Vec::new();
         let mut errors = Vec::new();
+        let mut labels = Labels::public();
         for (_, tried) in runs {
+            labels.join(&tried.labels);
             attempts.extend(tried.attempts);
             invocations += tried.invocations;
             fuel += tried.fuel;
@@ -337,6 +364,7 @@ impl StepJob {
                 invocations,
                 result: Err(first),
                 fuel,
+                labels,
             };
         }
         let gate = self
@@ -358,6 +386,7 @@ impl StepJob {
             invocations,
             result: Ok(evidence),
             fuel,
+            labels,
         }
     }
 
@@ -368,16 +397,22 @@ impl StepJob {
         base: &str,
         attempt: u32,
         input: &str,
-    ) -> (String, Option<Arc<dyn Gate>>, Result<ToolCall, Error>) {
+    ) -> (
+        String,
+        Option<Arc<dyn Gate>>,
+        Result<ToolCall, Error>,
+        Labels,
+    ) {
         let name = match attempt {
             0 => base.to_string(),
             n => format!("{base}~{}", n + 1),
         };
         let access = match self.ctx.access(&self.plugin) {
             Ok(access) => access,
-            Err(e) => return (name, None, Err(e)),
+            Err(e) => return (name, None, Err(e), self.labels.clone()),
         };
         let gate = self.ctx.gate(step_chain(&name), &access);
+        let flow = Flow::new(self.labels.clone());
         let result = self
             .ctx
             .invoke(Invocation {
@@ -390,9 +425,10 @@ impl StepJob {
                 ledger: self.ledger.clone(),
                 cancel: self.cancel.clone(),
                 cache: self.cache,
+                flow: flow.clone(),
             })
             .await;
-        (name, Some(gate), result)
+        (name, Some(gate), result, flow.labels())
     }
 }
 

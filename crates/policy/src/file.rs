@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::error::PolicyError;
 use crate::grants::{EnvSpec, FsSpec, LlmSpec, NetSpec, ToolBoundsSpec, ToolsSpec, VarName};
 use crate::limits::LimitsSpec;
-use crate::{journal, llm, trust};
+use crate::{flow, journal, llm, trust};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +34,8 @@ pub(crate) struct PluginSection {
     /// `false`: never serve this plugin's calls from the cache of pure calls, nor keep
     /// their results in it.
     pub(crate) cache: Option<bool>,
+    /// What its invocations may send, and what its output carries.
+    pub(crate) flow: Option<flow::PluginFlowSpec>,
 }
 
 /// `[secrets]`: where secret values come from besides the host environment.
@@ -76,6 +78,12 @@ pub(crate) struct PolicyFile {
     /// What one run may spend.
     #[serde(default)]
     pub(crate) budget: llm::BudgetSpec,
+    /// What the data of each source carries.
+    #[serde(default)]
+    pub(crate) labels: flow::LabelsSpec,
+    /// What requests to each destination may carry.
+    #[serde(default)]
+    pub(crate) flow: flow::FlowSpec,
     #[serde(default)]
     pub(crate) plugins: BTreeMap<String, PluginSection>,
 }

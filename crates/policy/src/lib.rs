@@ -15,6 +15,7 @@
 mod error;
 pub mod explain;
 mod file;
+pub mod flow;
 mod grants;
 pub mod journal;
 mod limits;
@@ -51,6 +52,7 @@ pub struct Policy {
     trust: trust::TrustPolicy,
     llm: llm::LlmConfig,
     run_signing: Option<journal::RunSigning>,
+    flow: flow::FlowConfig,
 }
 
 impl Policy {
@@ -148,6 +150,14 @@ impl Policy {
                 ),
             });
         }
+        for layer in &layers {
+            flow::check_declassify(layer).map_err(|message| PolicyError::Parse {
+                file: layer.name.clone(),
+                line: 1,
+                column: 1,
+                message,
+            })?;
+        }
         let incomplete = |name: &str| PolicyError::Parse {
             file: name.into(),
             line: 1,
@@ -188,12 +198,14 @@ impl Policy {
             message,
         })?;
         let run_signing = journal::resolve(&layers);
+        let flow = flow::FlowConfig::resolve(&layers);
         Ok(Policy {
             base,
             layers,
             trust,
             llm,
             run_signing,
+            flow,
         })
     }
 
@@ -304,6 +316,20 @@ impl Policy {
             grants.apply(file, section);
         }
         grants
+    }
+
+    /// What the policy says of `plugin`'s data flow for `subject` (its digest and signer).
+    pub fn flow_for<'a>(&self, plugin: &str, subject: impl Into<Subject<'a>>) -> flow::PluginFlow {
+        let mut rules = flow::PluginFlow::default();
+        for (file, section) in self.sections(plugin, subject.into()) {
+            rules.apply(file, plugin, section);
+        }
+        rules
+    }
+
+    /// The labels of the policy's sources and the destinations' sinks.
+    pub fn flow(&self) -> &flow::FlowConfig {
+        &self.flow
     }
 
     /// Where model calls go: providers and model routes.

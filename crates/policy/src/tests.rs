@@ -133,3 +133,57 @@ fn a_missing_policy_file_says_so() {
             .starts_with("cannot read policy /nonexistent/policy.toml")
     );
 }
+
+#[test]
+fn a_granted_directory_is_private_unless_the_deepest_labelled_directory_says_otherwise() {
+    let policy = Policy::from_texts(vec![
+        (
+            "policies/default.toml".into(),
+            include_str!("../../../policies/default.toml").into(),
+        ),
+        (
+            "/etc/baton/p.toml".into(),
+            "[labels]\nfs = { \"data\" = [\"public\"], \"data/hr\" = [\"hr\", \"public\"] }\n\
+             secrets = { TOKEN = [\"api-key\"] }\n\
+             [plugins.x.fs]\nread = [\"data/hr/2026:/hr\", \"data/docs:/docs\", \"other:/o\"]\n"
+                .into(),
+        ),
+    ])
+    .unwrap();
+    let grants = policy.grants_for("x", "");
+    let labels: Vec<Vec<String>> = grants
+        .fs
+        .iter()
+        .map(|m| policy.flow().directory(m).into_iter().collect())
+        .collect();
+    assert_eq!(
+        labels,
+        [vec!["hr".to_string()], vec![], vec!["private".to_string()]]
+    );
+    assert_eq!(
+        policy
+            .flow()
+            .secret("TOKEN")
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["api-key"]
+    );
+    assert_eq!(
+        policy
+            .flow()
+            .secret("OTHER")
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["secret"]
+    );
+}
+
+#[test]
+fn a_label_must_be_a_plain_name() {
+    let err = policy_from("[plugins.x.flow]\nmay_send = [\"Private Data\"]\n").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("'Private Data' is not a label name (lowercase letters, digits, - and _)"),
+        "{err}"
+    );
+}

@@ -6,9 +6,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bindings::types::TokenBudget;
 use crate::error::Error;
+use crate::flow::{Flow, Labels};
 use crate::host::Host;
 use crate::plugin::{Plugin, ToolCall, check_input, wrong_world};
-use crate::run::{RunContext, RunRecord, live_access, render_input};
+use crate::run::{Invocation, RunContext, RunRecord, live_access, render_input};
 
 /// The step id of a `baton call` run.
 pub(crate) const CALL_STEP: &str = "call";
@@ -98,14 +99,18 @@ impl Host {
             .expect("a live run records, it cannot diverge");
         let ctx = RunContext::live(self, run.chains());
         let result = ctx
-            .invoke_step(
+            .invoke(Invocation {
                 plugin,
                 input,
                 access,
-                gate.clone(),
-                &ledger,
-                CancellationToken::new(),
-            )
+                gate: gate.clone(),
+                timeout: None,
+                depth: 0,
+                ledger: ctx.step_ledger(plugin, &ledger),
+                cancel: CancellationToken::new(),
+                cache: true,
+                flow: Flow::new(Labels::public()),
+            })
             .await;
         // A live run records what happens; it cannot diverge.
         let _ = run.end_step(CALL_STEP, &*gate);

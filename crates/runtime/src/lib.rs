@@ -31,6 +31,7 @@ pub mod capability;
 pub mod checkpoint;
 pub mod completion;
 pub mod error;
+pub mod flow;
 pub mod host;
 pub mod loader;
 pub mod models;

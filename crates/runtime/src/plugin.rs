@@ -316,6 +316,7 @@ impl Host {
         let grant = Grant {
             plugin: &who,
             gate: &gate,
+            flow: &crate::flow::Flow::new(crate::flow::Labels::public()),
             grants: &Grants::default(),
             secrets: &[],
             preopens: &[],

@@ -213,6 +213,9 @@ impl Host {
                 )
                 .map_err(Error::Diverged)?;
             let access = ctx.access(&plugin)?;
+            // A call of a session starts with what the session's client had been given; the
+            // order its calls overlapped in is the record's.
+            let input_labels = call.input_labels.clone();
             let result = ctx
                 .invoke(Invocation {
                     plugin: &plugin,
@@ -224,6 +227,7 @@ impl Host {
                     ledger: ledger.clone(),
                     cancel: CancellationToken::new(),
                     cache: true,
+                    flow: crate::flow::Flow::new(input_labels),
                 })
                 .await;
             run.end_step(&step, &*gate).map_err(Error::Diverged)?;
@@ -368,6 +372,8 @@ pub(crate) struct RecordedCall {
     pub digest: String,
     pub input: String,
     pub limits: LimitsRecord,
+    /// What its input carried, as recorded.
+    pub input_labels: crate::flow::Labels,
     /// How it was stopped, when its deadline or its caller stopped it.
     pub interrupted: Option<Interrupted>,
 }
@@ -400,6 +406,7 @@ impl RecordedCall {
         else {
             return None;
         };
+        let input_labels = crate::flow::Labels::at_input(steps.clone().map(|e| &e.kind));
         let interrupted = steps.find_map(|e| match &e.kind {
             EventKind::InvocationEnded {
                 outcome,
@@ -428,6 +435,7 @@ impl RecordedCall {
             digest: digest.clone(),
             input: input.clone(),
             limits: *limits,
+            input_labels,
             interrupted,
         })
     }

@@ -160,7 +160,7 @@ fn fetch_policy(dir: &Path, server: &StepServer) -> PathBuf {
 
 /// Runs `baton run FLOW --output result.json [extra]` with its journal in `dir`; returns
 /// the process output and the result file.
-fn run_flow(dir: &Path, flow: &Path, extra: &[&str]) -> (Output, Value) {
+pub(crate) fn run_flow(dir: &Path, flow: &Path, extra: &[&str]) -> (Output, Value) {
     let result = dir.join("result.json");
     let mut args = vec![
         "run",
@@ -179,7 +179,7 @@ fn run_flow(dir: &Path, flow: &Path, extra: &[&str]) -> (Output, Value) {
     (output, serde_json::from_str(&text).unwrap())
 }
 
-fn step<'a>(result: &'a Value, id: &str) -> &'a Value {
+pub(crate) fn step<'a>(result: &'a Value, id: &str) -> &'a Value {
     result["steps"]
         .as_array()
         .unwrap()

@@ -5,6 +5,7 @@ mod author;
 mod cache;
 mod call;
 mod eval;
+mod flows;
 mod inspect;
 mod keys;
 mod llm;

@@ -36,8 +36,12 @@ pub enum TraceCommand {
         /// Run id (a unique prefix is enough), or a bundle file
         run: String,
         /// Print the events as a JSON array
-        #[arg(long)]
+        #[arg(long, conflicts_with = "flows")]
         json: bool,
+        /// Print which data reached which sink: every HTTP request, file change, tool call
+        /// and model request with the labels its data carried, and every flow refused
+        #[arg(long)]
+        flows: bool,
     },
     /// Recompute every hash of a run and report where the chain breaks, if it does
     Verify {
@@ -89,10 +93,12 @@ pub fn run(store: &StoreUrl, policy: &Policy, command: TraceCommand) -> Result<(
             }
             Ok(())
         }
-        TraceCommand::Show { run, json } => {
+        TraceCommand::Show { run, json, flows } => {
             let (journal, summary) = open_run(store, &run)?;
             let events = journal.events(&summary.run)?;
-            if json {
+            if flows {
+                super::flows::print(&events);
+            } else if json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&events).expect("serialize")
@@ -375,6 +381,13 @@ fn detail(kind: &EventKind) -> String {
             capability,
             message,
         } => format!("{capability}: {}", cut(message)),
+        EventKind::Labels { labels, reason } => {
+            let names: Vec<&str> = labels.iter().map(|(l, _)| l.as_str()).collect();
+            match names.is_empty() {
+                true => format!("public ({reason})"),
+                false => format!("{} ({reason})", names.join(", ")),
+            }
+        }
         EventKind::Http { request, outcome } => {
             let outcome = match outcome {
                 HttpOutcome::Response {

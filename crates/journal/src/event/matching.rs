@@ -18,6 +18,7 @@ impl EventKind {
             EventKind::RandomSeed { .. } => "random_seed",
             EventKind::Log { .. } => "log",
             EventKind::Denied { .. } => "denied",
+            EventKind::Labels { .. } => "labels",
             EventKind::Http { .. } => "http",
             EventKind::Fs { .. } => "fs",
             EventKind::Llm { .. } => "llm",

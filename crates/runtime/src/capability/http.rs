@@ -24,6 +24,7 @@ use wasmtime::component::Linker;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::{CallSetup, Capability, HostState, Interfaces};
+use crate::flow::Flow;
 
 /// Largest request body a plugin may send.
 const MAX_REQUEST_BODY: usize = 8 << 20;
@@ -63,6 +64,7 @@ impl Capability for Http {
             ctx: WasiHttpCtx::new(),
             hooks: EgressHooks {
                 gate: call.grant.gate.clone(),
+                flow: call.grant.flow.clone(),
                 grant: call.grant.grants.net.clone(),
                 plugin: call.grant.plugin.clone(),
             },
@@ -82,6 +84,7 @@ impl WasiHttpView for HostState {
 
 struct EgressHooks {
     gate: Arc<dyn Gate>,
+    flow: Arc<Flow>,
     grant: Option<NetGrant>,
     plugin: Arc<str>,
 }
@@ -164,6 +167,20 @@ impl WasiHttpHooks for EgressHooks {
             Ok(allowed) => allowed,
             Err(message) => return self.deny(message),
         };
+        // The request is a sink for what the call carries, and what answers it a source.
+        let destination = (
+            parts.uri.scheme_str().unwrap_or("http"),
+            parts.uri.host().unwrap_or_default(),
+            pattern.port,
+        );
+        if self
+            .flow
+            .check(&format!("{method} {url}"), Some(destination))
+            .is_err()
+        {
+            return Box::new(async { Err(Error::HttpRequestDenied) });
+        }
+        self.flow.request(destination, &url);
         let headers: Vec<(String, String)> = parts
             .headers
             .iter()

@@ -128,6 +128,10 @@ impl Host for HostState {
         if let Err(e) = self.check_model(&request.model, &what, Some(request.max_tokens)) {
             return Ok(Err(e));
         }
+        let sink = format!("a completion request to model '{}'", request.model);
+        if let Err(message) = self.flow.check(&sink, None) {
+            return Ok(Err(Error::NotGranted(message)));
+        }
         if !(request.temperature.is_finite() && (0.0..=2.0).contains(&request.temperature)) {
             return Ok(Err(Error::InvalidArgument(format!(
                 "temperature {} is outside 0 to 2",
@@ -166,6 +170,10 @@ impl Host for HostState {
         let what = format!("embedding model '{model}'");
         if let Err(e) = self.check_model(&model, &what, None) {
             return Ok(Err(e));
+        }
+        let sink = format!("an embedding request to model '{model}'");
+        if let Err(message) = self.flow.check(&sink, None) {
+            return Ok(Err(Error::NotGranted(message)));
         }
         let Some(caller) = self.caller.clone() else {
             return Ok(Err(not_in_a_run()));

@@ -22,6 +22,7 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 
 use crate::bindings::baton::plugin;
 use crate::bindings::types::{Error as HostError, Message, TokenBudget};
+use crate::flow::Flow;
 
 /// One host capability.
 pub trait Capability {
@@ -52,6 +53,8 @@ pub struct Grant<'a> {
     pub plugin: &'a Arc<str>,
     /// Every effect of the call goes through it.
     pub gate: &'a Arc<dyn Gate>,
+    /// The labels its data carries, checked at every sink.
+    pub flow: &'a Arc<Flow>,
     pub grants: &'a Grants,
     /// Values of the granted secrets (empty in a replay, which serves the recorded ones).
     pub secrets: &'a [(String, String)],
@@ -110,6 +113,8 @@ pub struct Caller {
     pub may_render: bool,
     /// Stops the call, and the calls it makes.
     pub cancel: CancellationToken,
+    /// The labels the call's data carries (its callees start with them).
+    pub flow: Arc<Flow>,
 }
 
 /// The interfaces every other one builds on.
@@ -147,6 +152,8 @@ macro_rules! capabilities {
             pub(crate) plugin: Arc<str>,
             /// The invocation's effect gate: every effect of the guest goes through it.
             pub(crate) gate: Arc<dyn Gate>,
+            /// The labels the invocation's data carries, checked at every sink.
+            pub(crate) flow: Arc<Flow>,
             /// How this invocation reaches its run (`None` while a component describes
             /// itself).
             pub(crate) caller: Option<Caller>,
@@ -171,6 +178,7 @@ macro_rules! capabilities {
                     memory,
                     plugin: call.grant.plugin.clone(),
                     gate: call.grant.gate.clone(),
+                    flow: call.grant.flow.clone(),
                     caller,
                     nested_calls: 0,
                     $($module: $module::$capability::prepare(call),)*

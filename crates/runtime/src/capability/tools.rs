@@ -43,6 +43,9 @@ impl tools::Host for HostState {
         if !self.tools.contains(&name) {
             return Ok(Err(super::deny(self, "tools", &what)));
         }
+        if let Err(message) = self.flow.check(&format!("a call to tool '{name}'"), None) {
+            return Ok(Err(Error::NotGranted(message)));
+        }
         self.nested_calls += 1;
         let call = caller
             .run

@@ -24,6 +24,7 @@ use super::purity::Watched;
 use crate::bindings::types::ToolError;
 use crate::capability::{Caller, Grant, HostState};
 use crate::error::Error;
+use crate::flow::Flow;
 use crate::host::Host;
 use crate::plugin::{Entry, Plugin, ToolCall, wrong_world};
 use crate::pure_cache::{PureCache, PureCall};
@@ -71,6 +72,8 @@ pub struct Invocation<'a> {
     /// Whether the cache of pure calls may answer it, or keep its result, when its plugin
     /// reaches nothing outside its sandbox (a workflow's `cache = false` says no).
     pub cache: bool,
+    /// The labels its data carries: its input's when it starts, its output's when it ends.
+    pub flow: Arc<Flow>,
 }
 
 impl RunContext {
@@ -174,30 +177,11 @@ impl RunContext {
         self.chains.gate(chain, access.redactor())
     }
 
-    /// A tool called as a step of its own (not nested in another call, no deadline but its
-    /// policy's) in `gate`'s chain, spending from a step budget under `run_ledger`.
-    pub async fn invoke_step(
-        self: &Arc<Self>,
-        plugin: &Plugin,
-        input: &str,
-        access: Access,
-        gate: Arc<dyn Gate>,
-        run_ledger: &Arc<Ledger>,
-        cancel: CancellationToken,
-    ) -> Result<ToolCall, Error> {
+    /// The budget of a tool called as a step of its own: what its policy gives one call of
+    /// it, under `run_ledger`.
+    pub fn step_ledger(&self, plugin: &Plugin, run_ledger: &Arc<Ledger>) -> Arc<Ledger> {
         let budget = self.policy.step_budget(plugin.name(), plugin.subject());
-        self.invoke(Invocation {
-            plugin,
-            input,
-            access,
-            gate,
-            timeout: None,
-            depth: 0,
-            ledger: Ledger::step(run_ledger, plugin.name(), budget),
-            cancel,
-            cache: true,
-        })
-        .await
+        Ledger::step(run_ledger, plugin.name(), budget)
     }
 
     /// A tool's invocation: `invocation_started`, the sandboxed call (effects through its
@@ -264,6 +248,7 @@ impl RunContext {
             ledger,
             cancel,
             cache,
+            flow,
         } = invocation;
         let mut limits = self
             .policy
@@ -322,6 +307,13 @@ impl RunContext {
                 trusted_root: v.trusted_root.clone(),
             });
         }
+        flow.start(
+            gate.clone(),
+            self.policy.clone(),
+            plugin,
+            &grants.fs,
+            &grants.secrets,
+        );
         // A pure call the cache answers is not run; one it may keep runs watched. A replay of
         // a call the cache answered runs the component again, checked against what was served.
         let pure = match self.recorded_hit(&chain) {
@@ -335,7 +327,9 @@ impl RunContext {
             && let Some(served) = results.get(key)
             && fits(&served, &enforced)
         {
-            return Ok(serve(plugin.name(), served, key, &*gate, hold));
+            let served = serve(plugin.name(), served, key, &*gate, hold);
+            flow.finish();
+            return Ok(served);
         }
         let watched = pure.as_ref().map(|_| Watched::new(gate.clone()));
         let call_gate: Arc<dyn Gate> = match &watched {
@@ -352,10 +346,12 @@ impl RunContext {
             digest: plugin.digest.as_str().into(),
             may_render: matches!(plugin.entry, Entry::Planner(_)),
             cancel: cancel.clone(),
+            flow: flow.clone(),
         };
         let grant = Grant {
             plugin: &plugin.name,
             gate: &call_gate,
+            flow: &flow,
             grants: &grants,
             secrets: &secrets,
             preopens: &preopens,
@@ -432,6 +428,7 @@ impl RunContext {
             results.put(key, &PureCall { run, events });
         }
         gate.emit(ended);
+        flow.finish();
         Ok((result.map_err(sandbox_error)?, usage))
     }
 

@@ -15,6 +15,7 @@ use super::render::render_input;
 use crate::bindings::types::{Error as HostError, Message, TokenBudget, ToolError};
 use crate::capability::{Caller, Run};
 use crate::error::{Error, host_error_parts};
+use crate::flow::Flow;
 use crate::plugin::{Entry, Plugin, check_input};
 use baton_core::limits::LimitExceeded;
 use baton_sandbox::SandboxError;
@@ -164,6 +165,9 @@ impl RunContext {
         let chain = format!("{}/{index}", caller.chain);
         let redactor = access.redactor();
         let gate = self.gate(chain.clone(), &access);
+        // The callee starts with what its caller's data carries, and hands back what its
+        // output carries.
+        let flow = Flow::new(caller.flow.labels());
         let invocation = Invocation {
             plugin: &callee,
             input,
@@ -174,6 +178,7 @@ impl RunContext {
             ledger: caller.ledger.clone(),
             cancel: caller.cancel.child_token(),
             cache: true,
+            flow: flow.clone(),
         };
         let outcome = Box::pin(run(self, invocation)).await;
         let sealed = match gate.seal() {
@@ -188,6 +193,9 @@ impl RunContext {
         let mut event = record(name, input, chain, Some(&sealed), &outcome);
         redactor.redact(&mut event);
         caller.gate.emit(event);
+        caller
+            .flow
+            .join(&flow.labels(), &format!("'{name}' answered it"));
         outcome
     }
 }

@@ -18,6 +18,7 @@ use wasmtime::component::{HasSelf, Linker, Resource};
 use wasmtime_wasi_io::streams::{DynInputStream, DynOutputStream};
 
 use super::{CallSetup, Capability, HostState, Interfaces};
+use crate::flow::Flow;
 use answers::{descriptor_type, error_code, path_hash, stat_of};
 use streams::{FileReader, FileWriter};
 
@@ -77,6 +78,7 @@ impl Capability for Filesystem {
 impl HostState {
     /// Runs `op` through the gate, turning an escape into a denial.
     fn fs(&self, node: &Node, op: FsOp) -> Result<(FsAnswer, Opened), ErrorCode> {
+        flow_fs(&self.flow, node, &op)?;
         match self.gate.fs(node, &op) {
             (FsAnswer::Failed { code }, _) => Err(match code.as_str() {
                 world::ESCAPE => self.deny_fs(&format!(
@@ -112,6 +114,19 @@ impl HostState {
     }
 }
 
+/// The flow's part in `op` on `node`: a change is a sink for what the call carries (refused
+/// as `not-permitted`), anything else reads what lies beneath the node's directory.
+fn flow_fs(flow: &Flow, node: &Node, op: &FsOp) -> Result<(), ErrorCode> {
+    if crate::flow::changes(op) {
+        let sink = format!("the fs {} of {}", op.name(), op.target(node));
+        flow.check(&sink, None)
+            .map_err(|_| ErrorCode::NotPermitted)
+    } else {
+        flow.read(node, op);
+        Ok(())
+    }
+}
+
 /// Runs an operation that answers `done`.
 macro_rules! unit {
     ($state:expr, $node:expr, $op:expr) => {
@@ -141,6 +156,7 @@ impl types::HostDescriptor for HostState {
         }
         let reader = FileReader {
             gate: self.gate.clone(),
+            flow: self.flow.clone(),
             node,
             offset,
             ended: false,
@@ -447,6 +463,7 @@ impl HostState {
         }
         let writer = FileWriter {
             gate: self.gate.clone(),
+            flow: self.flow.clone(),
             node,
             offset,
         };

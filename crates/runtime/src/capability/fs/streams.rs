@@ -11,12 +11,14 @@ use wasmtime_wasi_io::poll::Pollable;
 use wasmtime_wasi_io::streams::{InputStream, OutputStream, StreamError, StreamResult};
 
 use super::StreamFsError;
+use crate::flow::Flow;
 use super::answers::error_code;
 use super::types::ErrorCode;
 
 /// Reads a file through the gate, one journaled read per call.
 pub(super) struct FileReader {
     pub(super) gate: Arc<dyn Gate>,
+    pub(super) flow: Arc<Flow>,
     pub(super) node: Node,
     pub(super) offset: u64,
     pub(super) ended: bool,
@@ -39,6 +41,9 @@ impl InputStream for FileReader {
             offset: self.offset,
             len: size as u64,
         };
+        if let Err(code) = super::flow_fs(&self.flow, &self.node, &op) {
+            return Err(StreamError::LastOperationFailed(wasmtime::Error::new(StreamFsError(code))));
+        }
         match self.gate.fs(&self.node, &op).0 {
             FsAnswer::Bytes { data, end } => {
                 let bytes = baton_effects::http::decode_body(&data);
@@ -58,6 +63,7 @@ impl InputStream for FileReader {
 /// Writes a file through the gate, one journaled write per call.
 pub(super) struct FileWriter {
     pub(super) gate: Arc<dyn Gate>,
+    pub(super) flow: Arc<Flow>,
     pub(super) node: Node,
     /// `None` appends.
     pub(super) offset: Option<u64>,
@@ -77,6 +83,9 @@ impl OutputStream for FileWriter {
             offset: self.offset,
             data: &bytes,
         };
+        if let Err(code) = super::flow_fs(&self.flow, &self.node, &op) {
+            return Err(StreamError::LastOperationFailed(wasmtime::Error::new(StreamFsError(code))));
+        }
         match self.gate.fs(&self.node, &op).0 {
             FsAnswer::Count { count } => {
                 if let Some(offset) = &mut self.offset {

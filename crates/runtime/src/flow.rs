@@ -1,0 +1,375 @@
+//! Information-flow control inside a run: the labels each invocation's data carries (see
+//! `baton_policy::flow` for where they come from and which sinks accept which), joined as
+//! the invocation reads, checked at every sink it sends through.
+//!
+//! An invocation starts with its input's labels (those of the steps and planner decisions
+//! its input came from, or its caller's) and its secrets'; a file read beneath a granted
+//! directory, a request to a labelled destination or a tool's output it receives joins more.
+//! An HTTP request, a file write, a tool call and a model request are sinks: one whose
+//! invocation carries a label the sink does not accept is refused and journaled as `denied`
+//! (capability `flow`). Labels change only at points the guest's own order fixes (a
+//! request's labels join when it is sent, not when its answer arrives), and each change is a
+//! `labels` event in the invocation's chain, so a replay recomputes and checks them.
+//!
+//! Labels live in the host: a component sees none and can change none.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use baton_effects::Gate;
+use baton_effects::fs::{FsOp, Node};
+use baton_journal::event::EventKind;
+use baton_policy::flow::{PUBLIC, PluginFlow, Rule};
+use baton_policy::{FsMount, Policy};
+
+/// The `denied` capability of a flow the policy refuses.
+pub const FLOW_CAPABILITY: &str = "flow";
+
+/// Why an invocation's first `labels` event was recorded: its input carries them.
+const INPUT: &str = "its input";
+
+/// What data carries: label names, each with where it first came from. Public data carries
+/// none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Labels(BTreeMap<String, String>);
+
+impl Labels {
+    /// Public data's labels: none.
+    pub fn public() -> Self {
+        Self::default()
+    }
+
+    pub fn is_public(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The label names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// Where `label` came from.
+    pub fn origin(&self, label: &str) -> Option<&str> {
+        self.0.get(label).map(String::as_str)
+    }
+
+    /// Adds `other`'s labels (a label already carried keeps its first origin); whether any
+    /// was new.
+    pub fn join(&mut self, other: &Labels) -> bool {
+        let mut grew = false;
+        for (label, origin) in &other.0 {
+            if !self.0.contains_key(label) {
+                self.0.insert(label.clone(), origin.clone());
+                grew = true;
+            }
+        }
+        grew
+    }
+
+    /// `names`, each from `origin`.
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a String>, origin: &str) -> Self {
+        Labels(
+            names
+                .into_iter()
+                .map(|n| (n.clone(), origin.to_string()))
+                .collect(),
+        )
+    }
+
+    /// The labels a chain carried at its end: those of its last `labels` event.
+    pub fn at_end<'e>(events: impl DoubleEndedIterator<Item = &'e EventKind>) -> Self {
+        events.rev().find_map(Self::of).unwrap_or_default()
+    }
+
+    /// What a recorded invocation's input carried: its `labels` event for its input, which
+    /// comes before any effect (`events`: its chain after `invocation_started`).
+    pub fn at_input<'e>(events: impl Iterator<Item = &'e EventKind>) -> Self {
+        events
+            .take_while(|kind| {
+                matches!(kind, EventKind::Verified { .. } | EventKind::Labels { .. })
+            })
+            .find_map(|kind| match kind {
+                EventKind::Labels { reason, .. } if reason == INPUT => Self::of(kind),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    /// The labels a `labels` event records.
+    pub fn of(kind: &EventKind) -> Option<Self> {
+        match kind {
+            EventKind::Labels { labels, .. } => Some(Labels(labels.iter().cloned().collect())),
+            _ => None,
+        }
+    }
+
+    /// The `labels` event recording these, changed by `reason`.
+    pub fn event(&self, reason: &str) -> EventKind {
+        EventKind::Labels {
+            labels: self.0.iter().map(|(l, o)| (l.clone(), o.clone())).collect(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The first label `accepted` does not accept.
+    fn refused_by(&self, accepted: &BTreeSet<String>) -> Option<(&str, &str)> {
+        self.0
+            .iter()
+            .find(|(label, _)| !accepted.contains(*label))
+            .map(|(l, o)| (l.as_str(), o.as_str()))
+    }
+}
+
+impl std::fmt::Display for Labels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.is_public() {
+            true => f.write_str(PUBLIC),
+            false => f.write_str(&self.names().collect::<Vec<_>>().join(", ")),
+        }
+    }
+}
+
+/// The flow of one invocation: its labels so far, and the rules its sinks follow.
+pub struct Flow {
+    state: Mutex<State>,
+}
+
+struct State {
+    labels: Labels,
+    /// Set when the invocation starts.
+    started: Option<Started>,
+}
+
+struct Started {
+    gate: Arc<dyn Gate>,
+    policy: Arc<Policy>,
+    plugin: String,
+    rules: PluginFlow,
+    /// Its granted directories, to label what is read beneath them.
+    mounts: Vec<FsMount>,
+}
+
+impl Flow {
+    /// The flow of an invocation whose input carries `input`.
+    pub fn new(input: Labels) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State {
+                labels: input,
+                started: None,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What the invocation's data carries now (its output's labels once it has ended).
+    pub fn labels(&self) -> Labels {
+        self.lock().labels.clone()
+    }
+
+    /// The invocation of `plugin` starts, journaled in `gate`: its input's labels and its
+    /// `secrets`' are recorded.
+    pub(crate) fn start(
+        &self,
+        gate: Arc<dyn Gate>,
+        policy: Arc<Policy>,
+        plugin: &crate::Plugin,
+        mounts: &[FsMount],
+        secrets: &[String],
+    ) {
+        let mut state = self.lock();
+        if !state.labels.is_public() {
+            gate.emit(state.labels.event(INPUT));
+        }
+        let mut given = Labels::public();
+        for name in secrets {
+            let origin = format!(
+                "the secret {name} given to '{}' (chain {})",
+                plugin.name(),
+                gate.chain()
+            );
+            given.join(&Labels::from_names(&policy.flow().secret(name), &origin));
+        }
+        if state.labels.join(&given) {
+            gate.emit(state.labels.event("its secrets"));
+        }
+        state.started = Some(Started {
+            rules: policy.flow_for(plugin.name(), plugin.subject()),
+            gate,
+            policy,
+            plugin: plugin.name().to_string(),
+            mounts: mounts.to_vec(),
+        });
+    }
+
+    /// Joins `more`, recording the change as `reason`.
+    pub(crate) fn join(&self, more: &Labels, reason: &str) {
+        let mut state = self.lock();
+        if state.labels.join(more)
+            && let Some(started) = &state.started
+        {
+            started.gate.emit(state.labels.event(reason));
+        }
+    }
+
+    /// The guest reads through `node` (any operation but a change): what lies beneath its
+    /// directory joins the invocation's labels.
+    pub(crate) fn read(&self, node: &Node, op: &FsOp) {
+        let labels = {
+            let state = self.lock();
+            let Some(started) = &state.started else {
+                return;
+            };
+            let Some(mount) = mount_of(&started.mounts, node.path()) else {
+                return;
+            };
+            let names = started.policy.flow().directory(mount);
+            if names.iter().all(|n| state.labels.0.contains_key(n)) {
+                return;
+            }
+            let origin = format!(
+                "the fs {} of {} by '{}' (chain {})",
+                op.name(),
+                op.target(node),
+                started.plugin,
+                started.gate.chain()
+            );
+            Labels::from_names(&names, &origin)
+        };
+        self.join(&labels, "it read a file");
+    }
+
+    /// The guest sends a request to `scheme://host:port` (`url`): what responses from there
+    /// carry joins the invocation's labels.
+    pub(crate) fn request(&self, (scheme, host, port): (&str, &str, u16), url: &str) {
+        let labels = {
+            let state = self.lock();
+            let Some(started) = &state.started else {
+                return;
+            };
+            let names = started.policy.flow().response(scheme, host, port);
+            if names.iter().all(|n| state.labels.0.contains_key(n)) {
+                return;
+            }
+            let origin = format!(
+                "the response to {url} fetched by '{}' (chain {})",
+                started.plugin,
+                started.gate.chain()
+            );
+            Labels::from_names(&names, &origin)
+        };
+        self.join(&labels, "it sent a request");
+    }
+
+    /// Whether the invocation may send through `sink` (an HTTP request to `destination`, a
+    /// file write, a tool call, a model request): every label it carries must be accepted by
+    /// its plugin's `may_send` and, for a request, its destination's `[flow] egress` rule. A
+    /// refusal is journaled as `denied` and returned as the message the guest gets.
+    pub(crate) fn check(
+        &self,
+        sink: &str,
+        destination: Option<(&str, &str, u16)>,
+    ) -> Result<(), String> {
+        let state = self.lock();
+        let Some(started) = &state.started else {
+            return Ok(());
+        };
+        if state.labels.is_public() {
+            return Ok(());
+        }
+        let destination =
+            destination.and_then(|(s, h, p)| started.policy.flow().destination(s, h, p));
+        let refusal = [started.rules.may_send.as_ref(), destination]
+            .into_iter()
+            .flatten()
+            .find_map(|rule| Some((state.labels.refused_by(&rule.labels)?, rule)));
+        let Some(((label, origin), rule)) = refusal else {
+            return Ok(());
+        };
+        let message = format!(
+            "flow-denied: '{}' may not send data labelled '{label}' in {sink}: the label came \
+             from {origin}, and {} accepts only {}",
+            started.plugin,
+            rule.source,
+            accepted(rule)
+        );
+        started.gate.emit(EventKind::Denied {
+            capability: FLOW_CAPABILITY.into(),
+            message: message.clone(),
+        });
+        Err(message)
+    }
+
+    /// The invocation ended: its output takes the labels its plugin's `output` adds and sheds
+    /// those its `declassify` names; a change is recorded. Returns the output's labels.
+    pub(crate) fn finish(&self) -> Labels {
+        let mut state = self.lock();
+        let State { labels, started } = &mut *state;
+        let Some(started) = started else {
+            return labels.clone();
+        };
+        let rules = &started.rules;
+        let added = format!("the output of '{}'", started.plugin);
+        let mut reason = Vec::new();
+        if labels.join(&Labels::from_names(&rules.output, &added)) {
+            reason.push(format!(
+                "[plugins.{}.flow] output labels its output",
+                started.plugin
+            ));
+        }
+        if let Some(declassify) = &rules.declassify {
+            let before = labels.0.len();
+            labels
+                .0
+                .retain(|label, _| !declassify.labels.contains(label));
+            if labels.0.len() < before {
+                reason.push(format!("declassified by {}", declassify.source));
+            }
+        }
+        if !reason.is_empty() {
+            started.gate.emit(labels.event(&reason.join("; ")));
+        }
+        labels.clone()
+    }
+}
+
+/// What a rule accepts, in words.
+fn accepted(rule: &Rule) -> String {
+    match rule.labels.is_empty() {
+        true => "public data".into(),
+        false => format!(
+            "data labelled {}",
+            rule.labels.iter().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// The granted directory a guest path lies beneath.
+fn mount_of<'m>(mounts: &'m [FsMount], path: &str) -> Option<&'m FsMount> {
+    mounts
+        .iter()
+        .filter(|m| {
+            path == m.guest
+                || path
+                    .strip_prefix(m.guest.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+        .max_by_key(|m| m.guest.len())
+}
+
+/// Whether `op` changes the tree or a file (a sink) rather than reading it.
+pub(crate) fn changes(op: &FsOp) -> bool {
+    match op {
+        FsOp::OpenAt { open, .. } => open.create || open.truncate,
+        FsOp::Write { .. }
+        | FsOp::CreateDirectoryAt { .. }
+        | FsOp::RemoveDirectoryAt { .. }
+        | FsOp::UnlinkFileAt { .. }
+        | FsOp::RenameAt { .. }
+        | FsOp::SetSize { .. } => true,
+        _ => false,
+    }
+}
