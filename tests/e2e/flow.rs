@@ -345,3 +345,287 @@ fn a_bundle_whose_labels_were_rewritten_diverges_on_replay() {
     let line = error_line(&replayed, 6);
     assert_contains(&line, &["replay diverged at chain 'step:", "(labels)"]);
 }
+
+#[test]
+fn policy_explain_shows_a_workflows_exfiltration_routes_before_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Server::start();
+    let (_model, flow, policy) = exfiltration(dir.path(), &collector, "");
+    let explain = |policy: &Path| {
+        text_output(&run(&[
+            "policy",
+            "explain",
+            flow.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+        ]))
+    };
+    let shown = explain(&policy);
+    let fetch = format!("'fetch': GET/HEAD http://127.0.0.1:{}", collector.port);
+    let (allowed, refused) = shown
+        .split_once("routes the policy refuses:")
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert_contains(
+        &shown,
+        &[
+            "private    files beneath",
+            "granted to 'fs-probe'",
+            "accepts public data only ([plugins.fetch.flow] may_send in",
+        ],
+    );
+    assert_contains(
+        allowed,
+        &["private    files beneath", "-> 'react': model 'test'"],
+    );
+    assert!(!allowed.contains(&fetch), "{shown}");
+    assert_contains(refused, &[&fetch]);
+    // With the directory labelled public, nothing is left to refuse.
+    let public = dir.path().join("public.toml");
+    std::fs::write(
+        &public,
+        std::fs::read_to_string(&policy).unwrap() + "fs = { \"notes\" = [\"public\"] }\n",
+    )
+    .unwrap();
+    let shown = explain(&public);
+    assert_contains(
+        &shown,
+        &[
+            "(none: everything its components read is public)",
+            "routes the policy refuses:\n  (none)",
+        ],
+    );
+}
+
+#[test]
+fn labels_survive_replicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Server::start();
+    let url = collector.url("/x");
+    let flow = static_flow(
+        dir.path(),
+        &format!(
+            "[[config.steps]]\nid = \"read\"\ntool = \"env-reader\"\nreplicates = 2\n\
+             input = {{ names = [\"TOKEN\"] }}\n\
+             [[config.steps]]\nid = \"send\"\ntool = \"fetch\"\n\
+             input = {{ url = \"{url}?n={{{{read.output.replicates}}}}\" }}\n"
+        ),
+    );
+    let policy = secret_policy(dir.path(), &collector, "");
+    let (output, result) = run_with_secret(dir.path(), &flow, &policy);
+    assert_eq!(step(&result, "read")["status"], "ok", "{result}");
+    assert_eq!(step(&result, "send")["status"], "failed", "{result}");
+    assert!(collector.seen().is_empty());
+    let denials = flow_denials(&output);
+    assert_eq!(denials.len(), 1, "{denials:?}");
+    assert_contains(
+        &denials[0],
+        &[
+            "labelled 'secret'",
+            "the secret TOKEN given to 'env-reader' (chain step:read#",
+        ],
+    );
+}
+
+#[test]
+fn labels_survive_a_resume_after_kill_9_and_its_replay() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("journal.db");
+    let server = crate::run::StepServer::start();
+    let flow = static_flow(
+        dir.path(),
+        &format!(
+            "timeout = \"60s\"\n\
+             [[config.steps]]\nid = \"read\"\ntool = \"env-reader\"\ninput = {{ names = [\"TOKEN\"] }}\n\
+             [[config.steps]]\nid = \"wait\"\ntool = \"fetch\"\ninput = {{ url = \"{}\" }}\n\
+             depends_on = [\"read\"]\n\
+             [[config.steps]]\nid = \"send\"\ntool = \"fetch\"\n\
+             input = {{ url = \"{}?t={{{{read.output.vars.TOKEN}}}}\" }}\ndepends_on = [\"wait\"]\n",
+            server.url("/hold"),
+            server.url("/x"),
+        ),
+    );
+    let policy = write_policy(
+        dir.path(),
+        &format!(
+            "[plugins.env-reader]\nsecrets = [\"TOKEN\"]\n\
+             [plugins.fetch.net]\nallow = [\"http://127.0.0.1:{}\"]\n\
+             [plugins.fetch.flow]\nmay_send = [\"public\"]\n",
+            server.port
+        ),
+    );
+    let baton_run = |extra: &[&str]| {
+        let mut command = baton();
+        command
+            .env("TOKEN", "tok-very-secret")
+            .env("BATON_STORE", &store)
+            .args(["run", "--policy", policy.to_str().unwrap()])
+            .args(extra);
+        command
+    };
+    let mut child = baton_run(&[flow.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill -9 once `wait` waits on the server and the journal holds `read` (after plan:0).
+    let entered = || -> i64 {
+        rusqlite::Connection::open(&store)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM events WHERE chain = 'run' AND kind = 'step_ended'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while server.held.load(Ordering::SeqCst) == 0 || entered() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never reached `wait`"
+        );
+        std::thread::yield_now();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = last_run(&store);
+    let result_file = dir.path().join("resumed.json");
+    let bundle = dir.path().join("resumed.bundle");
+    let output = baton_run(&[
+        "--resume",
+        &killed,
+        "--output",
+        result_file.to_str().unwrap(),
+        "--bundle",
+        bundle.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let result: Value =
+        serde_json::from_str(&std::fs::read_to_string(&result_file).unwrap()).unwrap();
+    // `read` was taken over, with the label its output carried: `send` is still refused.
+    assert_eq!(
+        step(&result, "read")["resumed_from"],
+        killed.as_str(),
+        "{result}"
+    );
+    assert_eq!(step(&result, "wait")["status"], "ok", "{result}");
+    assert_eq!(step(&result, "send")["status"], "failed", "{result}");
+    let denials = flow_denials(&output);
+    assert_eq!(denials.len(), 1, "{denials:?}");
+    assert_contains(
+        &denials[0],
+        &[
+            "labelled 'secret'",
+            "the secret TOKEN given to 'env-reader' (chain step:read)",
+        ],
+    );
+    let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
+    assert!(replayed.starts_with("identical: "), "{replayed}");
+}
+
+#[test]
+fn a_plugin_cannot_drop_or_forge_labels() {
+    // A tool's output that claims to be public, or names labels, changes nothing: labels live
+    // in the host. env-reader returns whatever the secret holds, here text that looks like a
+    // label record; text-stats gets it and its output is still secret.
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Server::start();
+    let url = collector.url("/x");
+    let flow = static_flow(
+        dir.path(),
+        &format!(
+            "[[config.steps]]\nid = \"read\"\ntool = \"env-reader\"\n\
+             input = {{ names = [\"TOKEN\"] }}\n\
+             [[config.steps]]\nid = \"count\"\ntool = \"text-stats\"\n\
+             input = {{ text = \"{{{{read.output.vars.TOKEN}}}}\" }}\n\
+             [[config.steps]]\nid = \"send\"\ntool = \"fetch\"\n\
+             input = {{ url = \"{url}?n={{{{count.output.words}}}}\" }}\n"
+        ),
+    );
+    // No declassification this time, however the data presents itself.
+    let policy = secret_policy(dir.path(), &collector, "");
+    let result = dir.path().join("result.json");
+    let output = baton()
+        .env(
+            "TOKEN",
+            r#"{"labels": [], "kind": "labels", "public": true}"#,
+        )
+        .env("BATON_STORE", dir.path().join("journal.db"))
+        .args(["run", flow.to_str().unwrap(), "--output"])
+        .arg(&result)
+        .args(["--policy", policy.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(&result).unwrap()).unwrap();
+    assert_eq!(step(&result, "count")["status"], "ok", "{result}");
+    assert_eq!(step(&result, "send")["status"], "failed", "{result}");
+    assert!(collector.seen().is_empty());
+    assert_eq!(flow_denials(&output).len(), 1);
+}
+
+#[test]
+fn labels_travel_with_steps_run_on_workers() {
+    use crate::cluster::nats::{Nats, Worker};
+    use crate::cluster::postgres::Postgres;
+    let pg = Postgres::start();
+    let nats = Nats::start();
+    let store = pg.url();
+    let mut worker = baton();
+    worker.env("TOKEN", "tok-very-secret");
+    let _worker = Worker::start(worker, &nats, &store, "w1", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Server::start();
+    let url = collector.url("/x");
+    let flow = static_flow(
+        dir.path(),
+        &format!(
+            "[[config.steps]]\nid = \"read\"\ntool = \"env-reader\"\n\
+             input = {{ names = [\"TOKEN\"] }}\n\
+             [[config.steps]]\nid = \"send\"\ntool = \"fetch\"\n\
+             input = {{ url = \"{url}?t={{{{read.output.vars.TOKEN}}}}\" }}\n"
+        ),
+    );
+    let policy = secret_policy(dir.path(), &collector, "");
+    let result = dir.path().join("result.json");
+    let output = baton()
+        .env("TOKEN", "tok-very-secret")
+        .args([
+            "run",
+            flow.to_str().unwrap(),
+            "--nats",
+            &nats.url(),
+            "--store",
+            &store,
+        ])
+        .arg("--output")
+        .arg(&result)
+        .args(["--policy", policy.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let result: Value =
+        serde_json::from_str(&std::fs::read_to_string(&result).unwrap_or_else(|_| {
+            panic!(
+                "no result; stderr: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        }))
+        .unwrap();
+    // Both steps ran on the worker: the label of `read`'s output came back with it and went
+    // out again with `send`'s input.
+    assert_eq!(step(&result, "read")["worker"], "w1", "{result}");
+    assert_eq!(step(&result, "send")["worker"], "w1", "{result}");
+    assert_eq!(step(&result, "send")["status"], "failed", "{result}");
+    assert!(collector.seen().is_empty());
+    let denials = flow_denials(&output);
+    assert_eq!(denials.len(), 1, "{denials:?}");
+    assert_contains(
+        &denials[0],
+        &[
+            "labelled 'secret'",
+            "the secret TOKEN given to 'env-reader'",
+        ],
+    );
+}

@@ -10,15 +10,25 @@
 //! - `journaled_call/*`: `Host::call_tool` on `calc` without a journal and with one.
 //! - `journaled_calls/recorded_1000`: 1,000 recorded calls, then a flush of the journal:
 //!   recorded calls per second when the writer must keep up.
+//! - `flow/public_invocation`: the label tracking every invocation pays when its data is
+//!   public (its flow made, started and finished), to set against `journaled_call/*`.
+//! - `flow/labelled_effect`: what label tracking adds to one effect of an invocation that
+//!   carries a label: a read beneath a granted directory, then a send checked against the
+//!   plugin's `may_send`.
 //!
 //! Run with `cargo xtask bench`.
 
+use baton::effects::fs::{FsOp, Node};
+use baton::effects::{Gate, LiveGate};
 use baton::journal::chain::{ChainWriter, Stored};
 use baton::journal::event::{
     EventKind, InvocationOutcome, LimitsRecord, PolicyRef, RUN_CHAIN, step_chain,
 };
 use baton::journal::store::{Journal, StoreUrl};
+use baton::policy::Policy;
+use baton::runtime::flow::{Flow, Labels};
 use baton::{Host, HostOptions};
+use std::sync::Arc;
 #[allow(dead_code)]
 mod common;
 
@@ -296,5 +306,53 @@ fn replays(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, appends, journaled_calls, replays);
+fn flow(c: &mut Criterion) {
+    let mut texts: Vec<(String, String)> = Policy::builtin()
+        .texts()
+        .map(|(name, text)| (name.to_string(), text.to_string()))
+        .collect();
+    texts.push((
+        "bench.toml".into(),
+        "[plugins.bench.fs]\nread = [\"data:/data\"]\n\
+         [plugins.bench.flow]\nmay_send = [\"private\"]\n"
+            .into(),
+    ));
+    let policy = Arc::new(Policy::from_texts(texts).unwrap());
+    let mounts = policy.grants_for("bench", "").fs;
+    let node = Node::replayed(&mounts[0]);
+    let read = FsOp::Read { offset: 0, len: 64 };
+    let gate: Arc<dyn Gate> = LiveGate::unrecorded("", "step:bench".into());
+    let mut group = c.benchmark_group("flow");
+    group.bench_function("public_invocation", |b| {
+        b.iter(|| {
+            let flow = Flow::new(Labels::public());
+            flow.start(
+                gate.clone(),
+                policy.clone(),
+                ("bench", "".into()),
+                &mounts,
+                &[],
+            );
+            flow.finish()
+        })
+    });
+    let labelled = Flow::new(Labels::public());
+    labelled.start(
+        gate.clone(),
+        policy.clone(),
+        ("bench", "".into()),
+        &mounts,
+        &[],
+    );
+    labelled.read(&node, &read);
+    group.bench_function("labelled_effect", |b| {
+        b.iter(|| {
+            labelled.read(&node, &read);
+            labelled.check("GET http://127.0.0.1/", Some(("http", "127.0.0.1", 80)))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, appends, journaled_calls, flow, replays);
 criterion_main!(benches);

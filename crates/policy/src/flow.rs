@@ -26,7 +26,7 @@ use serde::Deserialize;
 
 use crate::FsMount;
 use crate::file::{Layer, PluginSection, relative_to};
-use crate::net::NetPattern;
+use crate::net::{Host, NetPattern};
 
 /// The label of data nothing restricts: the empty set.
 pub const PUBLIC: &str = "public";
@@ -218,15 +218,34 @@ impl FlowConfig {
             .map(|(_, r)| r)
     }
 
-    /// Whether the policy restricts any sink (when none does, labels are only recorded).
-    pub fn restricts(&self, plugin: &PluginFlow) -> bool {
-        plugin.may_send.is_some() || !self.egress_sinks.is_empty()
+    /// What responses from the destinations `granted` allows carry (for `policy explain`).
+    pub fn response_from(&self, granted: &NetPattern) -> BTreeSet<String> {
+        self.egress_sources
+            .iter()
+            .filter(|(p, _)| covers(p, granted))
+            .flat_map(|(_, r)| r.labels.iter().cloned())
+            .collect()
     }
 
-    /// Every `[flow] egress` rule, for `policy explain`.
-    pub fn destinations(&self) -> impl Iterator<Item = (&NetPattern, &Rule)> {
-        self.egress_sinks.iter().map(|(p, r)| (p, r))
+    /// The `[flow] egress` rule for requests to the destinations `granted` allows (for
+    /// `policy explain`).
+    pub fn destination_of(&self, granted: &NetPattern) -> Option<&Rule> {
+        self.egress_sinks
+            .iter()
+            .find(|(p, _)| covers(p, granted))
+            .map(|(_, r)| r)
     }
+}
+
+/// Whether `rule`'s pattern covers every destination `granted` allows: the same pattern, or
+/// one matching its exact host.
+fn covers(rule: &NetPattern, granted: &NetPattern) -> bool {
+    let host = match &granted.host {
+        Host::Name(name) => name.clone(),
+        Host::Ip(ip) => ip.to_string(),
+        Host::Wildcard(_) => return rule == granted,
+    };
+    rule == granted || rule.matches(&granted.scheme, &host, granted.port)
 }
 
 impl PluginFlow {

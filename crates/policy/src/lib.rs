@@ -22,6 +22,7 @@ mod limits;
 pub mod llm;
 pub mod net;
 pub mod requests;
+pub mod routes;
 pub mod trust;
 pub mod values;
 

@@ -20,7 +20,7 @@ use baton_effects::Gate;
 use baton_effects::fs::{FsOp, Node};
 use baton_journal::event::EventKind;
 use baton_policy::flow::{PUBLIC, PluginFlow, Rule};
-use baton_policy::{FsMount, Policy};
+use baton_policy::{FsMount, Policy, Subject};
 
 /// The `denied` capability of a flow the policy refuses.
 pub const FLOW_CAPABILITY: &str = "flow";
@@ -170,13 +170,13 @@ impl Flow {
         self.lock().labels.clone()
     }
 
-    /// The invocation of `plugin` starts, journaled in `gate`: its input's labels and its
-    /// `secrets`' are recorded.
-    pub(crate) fn start(
+    /// The invocation of `plugin` (the component `subject`) starts, journaled in `gate`,
+    /// granted `mounts` and `secrets`: its input's labels and its secrets' are recorded.
+    pub fn start(
         &self,
         gate: Arc<dyn Gate>,
         policy: Arc<Policy>,
-        plugin: &crate::Plugin,
+        (plugin, subject): (&str, Subject),
         mounts: &[FsMount],
         secrets: &[String],
     ) {
@@ -187,8 +187,7 @@ impl Flow {
         let mut given = Labels::public();
         for name in secrets {
             let origin = format!(
-                "the secret {name} given to '{}' (chain {})",
-                plugin.name(),
+                "the secret {name} given to '{plugin}' (chain {})",
                 gate.chain()
             );
             given.join(&Labels::from_names(&policy.flow().secret(name), &origin));
@@ -197,16 +196,16 @@ impl Flow {
             gate.emit(state.labels.event("its secrets"));
         }
         state.started = Some(Started {
-            rules: policy.flow_for(plugin.name(), plugin.subject()),
+            rules: policy.flow_for(plugin, subject),
             gate,
             policy,
-            plugin: plugin.name().to_string(),
+            plugin: plugin.to_string(),
             mounts: mounts.to_vec(),
         });
     }
 
     /// Joins `more`, recording the change as `reason`.
-    pub(crate) fn join(&self, more: &Labels, reason: &str) {
+    pub fn join(&self, more: &Labels, reason: &str) {
         let mut state = self.lock();
         if state.labels.join(more)
             && let Some(started) = &state.started
@@ -217,7 +216,7 @@ impl Flow {
 
     /// The guest reads through `node` (any operation but a change): what lies beneath its
     /// directory joins the invocation's labels.
-    pub(crate) fn read(&self, node: &Node, op: &FsOp) {
+    pub fn read(&self, node: &Node, op: &FsOp) {
         let labels = {
             let state = self.lock();
             let Some(started) = &state.started else {
@@ -244,7 +243,7 @@ impl Flow {
 
     /// The guest sends a request to `scheme://host:port` (`url`): what responses from there
     /// carry joins the invocation's labels.
-    pub(crate) fn request(&self, (scheme, host, port): (&str, &str, u16), url: &str) {
+    pub fn request(&self, (scheme, host, port): (&str, &str, u16), url: &str) {
         let labels = {
             let state = self.lock();
             let Some(started) = &state.started else {
@@ -268,11 +267,7 @@ impl Flow {
     /// file write, a tool call, a model request): every label it carries must be accepted by
     /// its plugin's `may_send` and, for a request, its destination's `[flow] egress` rule. A
     /// refusal is journaled as `denied` and returned as the message the guest gets.
-    pub(crate) fn check(
-        &self,
-        sink: &str,
-        destination: Option<(&str, &str, u16)>,
-    ) -> Result<(), String> {
+    pub fn check(&self, sink: &str, destination: Option<(&str, &str, u16)>) -> Result<(), String> {
         let state = self.lock();
         let Some(started) = &state.started else {
             return Ok(());
@@ -305,7 +300,7 @@ impl Flow {
 
     /// The invocation ended: its output takes the labels its plugin's `output` adds and sheds
     /// those its `declassify` names; a change is recorded. Returns the output's labels.
-    pub(crate) fn finish(&self) -> Labels {
+    pub fn finish(&self) -> Labels {
         let mut state = self.lock();
         let State { labels, started } = &mut *state;
         let Some(started) = started else {

@@ -28,11 +28,11 @@ mod steps;
 /// - `/vote`: answers each request with the next of `VOTES`, in turn;
 /// - `/hold`: the first request waits 30 s (the test kills its run meanwhile), later ones
 ///   answer at once.
-struct StepServer {
-    port: u16,
+pub(crate) struct StepServer {
+    pub(crate) port: u16,
     stop: Arc<AtomicBool>,
     /// Requests for `/hold` so far.
-    held: Arc<AtomicUsize>,
+    pub(crate) held: Arc<AtomicUsize>,
 }
 
 #[derive(Default)]
@@ -42,7 +42,7 @@ struct Meeting {
 }
 
 impl StepServer {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -64,7 +64,7 @@ impl StepServer {
         Self { port, stop, held }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 }

@@ -2,9 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use baton::policy::Policy;
+use baton::orchestrator::workflow::Workflow;
 use baton::policy::explain::{Item, explain};
-use baton::policy::requests;
+use baton::policy::routes::routes;
+use baton::policy::{Policy, PolicyError, Subject, requests};
+use baton::runtime::plugin::wasm_files;
 use baton::{Error, Host};
 use clap::Subcommand;
 
@@ -16,9 +18,11 @@ pub enum PolicyCommand {
         file: PathBuf,
     },
     /// Compare what a component imports with what the policy (--policy) grants it: granted,
-    /// requested but denied, and granted but unused
+    /// requested but denied, and granted but unused. Given a workflow (.toml): every route
+    /// from a labelled source to a sink its components have, allowed or refused by the
+    /// policy's flow rules
     Explain {
-        /// The component (.wasm)
+        /// The component (.wasm), or a workflow (.toml)
         component: PathBuf,
         /// Print a JSON document instead of text
         #[arg(long)]
@@ -58,6 +62,11 @@ pub async fn run(host: &Host, command: PolicyCommand) -> Result<(), Error> {
             println!("ok: {} is a valid policy ({sections})", file.display());
             Ok(())
         }
+        PolicyCommand::Explain { component, json }
+            if component.extension().is_some_and(|e| e == "toml") =>
+        {
+            explain_workflow(host, &component, json).await
+        }
         PolicyCommand::Explain { component, json } => {
             let plugin = host.examine(&component).await?;
             let digest = plugin.loaded.digest.to_string();
@@ -91,6 +100,97 @@ pub async fn run(host: &Host, command: PolicyCommand) -> Result<(), Error> {
         }
         PolicyCommand::Diff { old, new } => diff(host, &old, &new).await,
     }
+}
+
+/// Prints the routes data may take through the components of the workflow at `path`, under
+/// the policy with the workflow's own layers on top.
+async fn explain_workflow(host: &Host, path: &Path, json: bool) -> Result<(), Error> {
+    let workflow = Workflow::load(path).map_err(|reason| Error::Workflow {
+        path: path.to_owned(),
+        reason,
+    })?;
+    let mut texts: Vec<(String, String)> = host
+        .policy()
+        .texts()
+        .map(|(name, text)| (name.to_string(), text.to_string()))
+        .collect();
+    for layer in &workflow.policies {
+        let text = std::fs::read_to_string(layer).map_err(|source| PolicyError::Read {
+            path: layer.clone(),
+            source,
+        })?;
+        texts.push((layer.display().to_string(), text));
+    }
+    let policy = Policy::from_texts(texts)?;
+    let mut files = vec![workflow.planner.clone()];
+    for path in workflow.tools.iter().chain(&workflow.prompts) {
+        match path.is_dir() {
+            true => files.extend(wasm_files(path).map_err(Error::Load)?),
+            false => files.push(path.clone()),
+        }
+    }
+    let mut components = Vec::new();
+    for file in &files {
+        components.push(host.examine(file).await?);
+    }
+    let named: Vec<(&str, Subject)> = components.iter().map(|p| (p.name(), p.subject())).collect();
+    let found = routes(&policy, &named);
+    if json {
+        super::print_json(&serde_json::to_value(&found).expect("routes serialize"));
+        return Ok(());
+    }
+    println!(
+        "workflow {}: {}",
+        path.display(),
+        named.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    );
+    println!("sources (the labels their data carries):");
+    if found.sources.is_empty() {
+        println!("  (none: everything its components read is public)");
+    }
+    for source in &found.sources {
+        println!("  {:<10} {}", source.label, source.from);
+    }
+    println!("sinks (where data may be sent):");
+    if found.sinks.is_empty() {
+        println!("  (none)");
+    }
+    for sink in &found.sinks {
+        let accepts = match &sink.accepts {
+            None => "accepts any label".to_string(),
+            Some(labels) if labels.is_empty() => "accepts public data only".to_string(),
+            Some(labels) => format!(
+                "accepts {}",
+                labels.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        };
+        let rules = match sink.rules.is_empty() {
+            true => String::new(),
+            false => format!(" ({})", sink.rules.join("; ")),
+        };
+        println!("  {:<12} {}: {accepts}{rules}", sink.component, sink.to);
+    }
+    for (allowed, title) in [
+        (true, "routes the policy allows"),
+        (false, "routes the policy refuses"),
+    ] {
+        println!("{title}:");
+        let chosen: Vec<_> = found
+            .routes
+            .iter()
+            .filter(|r| r.allowed == allowed)
+            .collect();
+        if chosen.is_empty() {
+            println!("  (none)");
+        }
+        for route in chosen {
+            println!(
+                "  {:<10} {} -> '{}': {}",
+                route.label, route.from, route.component, route.to
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Prints each version's requests against its grants, then what holds the new one.

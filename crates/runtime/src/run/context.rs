@@ -310,7 +310,7 @@ impl RunContext {
         flow.start(
             gate.clone(),
             self.policy.clone(),
-            plugin,
+            (plugin.name(), plugin.subject()),
             &grants.fs,
             &grants.secrets,
         );

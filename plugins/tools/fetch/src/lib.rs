@@ -158,7 +158,8 @@ export!(Fetch);
 fn describe(code: &ErrorCode) -> String {
     if matches!(code, ErrorCode::HttpRequestDenied) {
         return "the host denied the request (HTTP-request-denied): the policy grants no \
-                egress to this destination; `baton policy explain` shows what it grants"
+                egress to this destination, or not for the data this call carries; the run's \
+                `denied:` lines say which rule, and `baton policy explain` what it grants"
             .into();
     }
     // `ConnectionRefused` → `connection-refused`, with the payload when there is one.
