@@ -629,3 +629,50 @@ fn labels_travel_with_steps_run_on_workers() {
         ],
     );
 }
+
+#[test]
+fn a_tool_that_read_a_private_file_cannot_write_it_where_its_policy_keeps_public() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("notes")).unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    std::fs::write(dir.path().join("notes/a.txt"), "private words").unwrap();
+    let policy = write_policy(
+        dir.path(),
+        "[plugins.fs-probe.fs]\nread = [\"notes:/notes\"]\nwrite = [\"out:/out\"]\n\
+         [plugins.fs-probe.flow]\nmay_send = [\"public\"]\n",
+    );
+    let ops = |first: &str| {
+        format!(
+            r#"{{"ops": [{first}{{"op": "write", "path": "/out/copy.txt", "text": "words"}}]}}"#
+        )
+    };
+    let probe = |input: &str| {
+        call(
+            "testing/fs-probe.wasm",
+            input,
+            &["--policy", policy.to_str().unwrap()],
+        )
+    };
+    // Written before anything private was read: allowed.
+    let before = json_output(&probe(&ops("")));
+    assert!(before["results"][0].get("error").is_none(), "{before}");
+    assert!(dir.path().join("out/copy.txt").exists());
+    std::fs::remove_file(dir.path().join("out/copy.txt")).unwrap();
+    // After a read beneath the private directory, the same write is refused.
+    let output = probe(&ops(r#"{"op": "read", "path": "/notes/a.txt"}, "#));
+    let after = json_output(&output);
+    assert_eq!(after["results"][0]["ok"], "private words", "{after}");
+    assert_eq!(after["results"][1]["error"], "PermissionDenied", "{after}");
+    assert!(!dir.path().join("out/copy.txt").exists());
+    let denials = flow_denials(&output);
+    assert_eq!(denials.len(), 1, "{denials:?}");
+    assert_contains(
+        &denials[0],
+        &[
+            "in the fs ",
+            "/out/copy.txt",
+            "labelled 'private'",
+            "/notes/a.txt",
+        ],
+    );
+}

@@ -536,3 +536,57 @@ fn a_closed_pipe_ends_a_command_quietly() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     assert_eq!(out.status.signal(), Some(13), "{:?}", out.status);
 }
+
+#[test]
+fn trace_diff_shows_where_two_runs_diverge() {
+    let (_dir, store, first) = recorded_effects();
+    let bundle = bundle_of(&store, &first);
+    // A run and its own bundle: nothing differs.
+    let same = text_output(&run_with_store(
+        &store,
+        &["trace", "diff", &first, bundle.to_str().unwrap()],
+    ));
+    assert_contains(&same, &["identical: ", "events in the same order"]);
+    // The same call again: the same requests, other answers from the clocks and randomness.
+    let tool = plugin("testing/effects.wasm");
+    json_output(&run_with_store(
+        &store,
+        &["call", tool.to_str().unwrap(), "--input", EFFECTS_INPUT],
+    ));
+    let again = last_run(&store);
+    let shown = text_output(&run_with_store(&store, &["trace", "diff", &first, &again]));
+    assert_contains(
+        &shown,
+        &[
+            "step:call",
+            "random             same request, another answer",
+            "diverged at chain 'step:call', event ",
+        ],
+    );
+    // Another input: the call differs from its first event.
+    json_output(&run_with_store(
+        &store,
+        &[
+            "call",
+            tool.to_str().unwrap(),
+            "--input",
+            r#"{"random_bytes": 4, "logs": 2}"#,
+        ],
+    ));
+    let other = last_run(&store);
+    let shown = text_output(&run_with_store(&store, &["trace", "diff", &first, &other]));
+    assert_contains(
+        &shown,
+        &[
+            "~    0  invocation_started differs",
+            "A: input {\"random_bytes\": 8, \"logs\": 2}",
+            "diverged at chain 'step:call', event 0 (invocation_started)",
+        ],
+    );
+    // An unknown run is one clear line.
+    let line = error_line(
+        &run_with_store(&store, &["trace", "diff", &first, "01NOSUCHRUN"]),
+        2,
+    );
+    assert_contains(&line, &["01NOSUCHRUN"]);
+}

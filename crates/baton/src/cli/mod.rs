@@ -4,6 +4,7 @@
 mod author;
 mod cache;
 mod call;
+mod diff;
 mod eval;
 mod flows;
 mod inspect;

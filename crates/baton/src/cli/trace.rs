@@ -43,6 +43,13 @@ pub enum TraceCommand {
         #[arg(long)]
         flows: bool,
     },
+    /// Show where two runs diverge, event by event: each chain's events compared in order
+    Diff {
+        /// The first run: its id (a unique prefix is enough), or a bundle file
+        a: String,
+        /// The second run
+        b: String,
+    },
     /// Recompute every hash of a run and report where the chain breaks, if it does
     Verify {
         /// Run id (a unique prefix is enough), or a bundle file
@@ -91,6 +98,14 @@ pub fn run(store: &StoreUrl, policy: &Policy, command: TraceCommand) -> Result<(
             if runs.is_empty() && !json {
                 println!("no runs recorded in {store}");
             }
+            Ok(())
+        }
+        TraceCommand::Diff { a, b } => {
+            let (journal_a, run_a) = open_run(store, &a)?;
+            let (journal_b, run_b) = open_run(store, &b)?;
+            let events_a = journal_a.events(&run_a.run)?;
+            let events_b = journal_b.events(&run_b.run)?;
+            super::diff::print((&run_a, &events_a), (&run_b, &events_b));
             Ok(())
         }
         TraceCommand::Show { run, json, flows } => {
@@ -340,7 +355,7 @@ fn print_timeline(run: &RunSummary, events: &[Event]) {
 }
 
 /// One line of what an event says.
-fn detail(kind: &EventKind) -> String {
+pub(super) fn detail(kind: &EventKind) -> String {
     let cut = |s: &str| baton::text::truncate(s, 80);
     match kind {
         EventKind::RunStarted {
@@ -370,7 +385,7 @@ fn detail(kind: &EventKind) -> String {
             format!("{seconds}.{nanos:09}")
         }
         EventKind::Random { source, bytes } => format!("{source:?} {} bytes", bytes.len() / 2),
-        EventKind::RandomSeed { .. } => String::new(),
+        EventKind::RandomSeed { value } => value.clone(),
         EventKind::Environment { vars } => vars
             .iter()
             .map(|(name, value)| format!("{name}={}", cut(value)))
