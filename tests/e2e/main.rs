@@ -9,6 +9,7 @@ mod cache;
 mod call;
 mod capabilities;
 mod cluster;
+mod debug;
 mod docs;
 mod egress;
 mod filesystem;

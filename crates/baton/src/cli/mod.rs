@@ -4,6 +4,7 @@
 mod author;
 mod cache;
 mod call;
+mod debug;
 mod diff;
 mod eval;
 mod flows;
@@ -271,6 +272,9 @@ enum Command {
     /// An interactive shell: call tools by name, ask models, look at runs, with history and
     /// completion
     Repl(repl::ReplArgs),
+    /// Step through a recorded run as it happened: its events, its steps' inputs and outputs,
+    /// the planner's state, breakpoints; all from the record
+    Debug(debug::DebugArgs),
 }
 
 impl Cli {
@@ -327,6 +331,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Verify(args) => return Ok(sign::verify(args, &cli.global.policies())?),
         Command::New(args) => return author::new::run(args),
         Command::Repl(args) => return repl::run(cli.global, args),
+        Command::Debug(args) => return debug::run(&cli.global, args),
         Command::Build(args) => return author::build::run(args),
         Command::Push(args) => {
             return runtime.block_on(registry::push(cli.global.cache_dir.clone(), args));
@@ -392,7 +397,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             | Command::New(_)
             | Command::Build(_)
             | Command::Push(_)
-            | Command::Repl(_) => {
+            | Command::Repl(_)
+            | Command::Debug(_) => {
                 unreachable!("handled above")
             }
         };

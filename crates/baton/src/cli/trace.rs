@@ -312,7 +312,7 @@ fn read_store(store: &StoreUrl) -> Result<Box<dyn Store>, Error> {
 }
 
 /// A run named by id (or unique prefix) in the store, or the single run of a bundle file.
-fn open_run(store: &StoreUrl, run: &str) -> Result<(Box<dyn Store>, RunSummary), Error> {
+pub(super) fn open_run(store: &StoreUrl, run: &str) -> Result<(Box<dyn Store>, RunSummary), Error> {
     let path = Path::new(run);
     let journal = if path.is_file() {
         Box::new(Journal::open_read_only(path)?)

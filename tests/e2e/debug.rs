@@ -1,0 +1,104 @@
+//! `baton debug`: stepping through a recorded run, from the golden fan-out bundle (the run of
+//! tests/fixtures/workflows/fanout.toml), with no network and no model.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use crate::common::*;
+
+/// Runs `baton debug BUNDLE` with `lines` typed on its input; returns (stdout, stderr).
+fn debug(lines: &[&str]) -> (String, String) {
+    let bundle = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/fanout-run.bundle");
+    let mut child = baton()
+        .args(["debug", bundle.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    for line in lines {
+        writeln!(input, "{line}").unwrap();
+    }
+    drop(input);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn stepping_goes_into_steps_and_next_goes_over_them() {
+    let (out, _) = debug(&["step", "step", "step", "next", "back"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("run 01m7z81v2zqx1091nv8t622bxr (run, succeeded): 39 events"));
+    assert_contains(lines[1], &["[1/39] run   0 run_started"]);
+    assert_contains(lines[3], &["[3/39] run   2 step_started plan:0: static"]);
+    // `step` goes into the decision's chain, `next` stays in it, `back` returns.
+    assert_contains(lines[4], &["[4/39]   step:plan:0   0 invocation_started"]);
+    assert_contains(lines[5], &["[5/39]   step:plan:0   1 verified"]);
+    assert_contains(lines[6], &["[4/39]   step:plan:0   0 invocation_started"]);
+}
+
+#[test]
+fn breakpoints_stop_where_a_tool_runs_and_show_prints_the_step_and_the_planner_state() {
+    let (out, err) = debug(&[
+        "break tool=calc",
+        "continue",
+        "show",
+        "continue",
+        "clear",
+        "break step=plan:1",
+        "c",
+        "next",
+        "next",
+        "show",
+        "break kind=http",
+        "continue",
+        "break nonsense",
+        "frobnicate",
+    ]);
+    assert_contains(
+        &out,
+        &[
+            "breakpoint tool=calc",
+            "[16/39]   step:double   0 invocation_started input {\"expression\":\"6 * 2\"}",
+            "input of 'calc': {\"expression\":\"6 * 2\"}",
+            "output: {\"value\":12.0}",
+            "planner state (step:plan:0):",
+            "\"task\": \"measure a sentence three ways\"",
+            "[22/39]   step:square   0 invocation_started",
+            "breakpoint step=plan:1",
+            "run  12 step_started plan:1: static",
+            // The second decision was handed the four results.
+            "planner state (step:plan:1):",
+            "\"id\": \"sum\"",
+            "the run ended without reaching a breakpoint",
+            "[39/39] run  14 run_ended succeeded",
+        ],
+    );
+    assert_contains(
+        &err,
+        &[
+            "error: 'nonsense' is no breakpoint; write `break step=ID`",
+            "error: unknown command 'frobnicate'; `help` lists the commands",
+        ],
+    );
+}
+
+#[test]
+fn an_unknown_run_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("journal.db");
+    let calc = plugin("calc.wasm");
+    let input = r#"{"expression": "1 + 1"}"#;
+    json_output(&run_with_store(
+        &store,
+        &["call", calc.to_str().unwrap(), "--input", input],
+    ));
+    let output = run_with_store(&store, &["debug", "01NOSUCHRUN"]);
+    assert_contains(&error_line(&output, 2), &["01NOSUCHRUN"]);
+}
