@@ -102,3 +102,123 @@ fn an_unknown_run_is_one_clear_line() {
     let output = run_with_store(&store, &["debug", "01NOSUCHRUN"]);
     assert_contains(&error_line(&output, 2), &["01NOSUCHRUN"]);
 }
+
+/// The golden fan-out bundle.
+fn fanout() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/fanout-run.bundle")
+}
+
+#[test]
+fn a_fork_replays_up_to_its_step_then_goes_on_live_with_the_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("journal.db");
+    let forked = dir.path().join("fork.bundle");
+    let bundle = fanout();
+    let out = text_output(&run_with_store(
+        &store,
+        &[
+            "replay",
+            bundle.to_str().unwrap(),
+            "--fork-at",
+            "double",
+            "--input",
+            r#"{"expression": "6 * 3"}"#,
+            "--bundle",
+            forked.to_str().unwrap(),
+        ],
+    ));
+    // What came before the fork is the record's; the forked step and what follows are new.
+    assert_contains(
+        &out,
+        &[
+            "at step 'double': succeeded",
+            r#"stats            text-stats   {"bytes":25,"characters":25,"lines":1,"words":6}"#,
+            r#"double           calc         {"value":18.0}"#,
+            r#"square           calc         {"value":36.0}"#,
+            r#"sum              calc         {"value":54.0}"#,
+        ],
+    );
+    // The fork's journal names its parent and the fork point, and replays on its own.
+    let events: serde_json::Value = serde_json::from_str(&text_output(&run(&[
+        "trace",
+        "show",
+        forked.to_str().unwrap(),
+        "--json",
+    ])))
+    .unwrap();
+    let workflow = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "workflow")
+        .unwrap();
+    let settings: serde_json::Value =
+        serde_json::from_str(workflow["payload"]["settings"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        settings["forked_from"],
+        serde_json::json!({"run": "01m7z81v2zqx1091nv8t622bxr", "step": "double"})
+    );
+    let replayed = text_output(&run(&["replay", forked.to_str().unwrap()]));
+    assert!(replayed.starts_with("identical: 39 events"), "{replayed}");
+    // Where the two runs part: the forked step's input.
+    let diff = text_output(&run(&[
+        "trace",
+        "diff",
+        bundle.to_str().unwrap(),
+        forked.to_str().unwrap(),
+    ]));
+    assert_contains(
+        &diff,
+        &["diverged at chain 'step:double', event 0 (invocation_started)"],
+    );
+}
+
+#[test]
+fn a_fork_that_cannot_be_made_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("journal.db");
+    let bundle = fanout();
+    let bundle = bundle.to_str().unwrap();
+    let unknown = run_with_store(&store, &["replay", bundle, "--fork-at", "nope"]);
+    assert_contains(
+        &error_line(&unknown, 2),
+        &[
+            "cannot fork the run in",
+            "it never started a step 'nope'; its steps are stats, double, square, sum",
+        ],
+    );
+    let calc = plugin("calc.wasm");
+    let early = run_with_store(
+        &store,
+        &[
+            "replay",
+            bundle,
+            "--fork-at",
+            "square",
+            "--component",
+            calc.to_str().unwrap(),
+        ],
+    );
+    assert_contains(
+        &error_line(&early, 2),
+        &[
+            "'calc' ran at step 'double', before the fork point",
+            "fork at 'double'",
+        ],
+    );
+    let bad_input = run_with_store(
+        &store,
+        &[
+            "replay",
+            bundle,
+            "--fork-at",
+            "double",
+            "--input",
+            "{not json",
+        ],
+    );
+    assert_eq!(bad_input.status.code(), Some(2));
+    let without = run_with_store(&store, &["replay", bundle, "--input", "{}"]);
+    assert_eq!(without.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&without.stderr).contains("--fork-at"));
+}

@@ -35,7 +35,9 @@ pub fn code(error: &Error) -> u8 {
         | Error::Diverged(_) => VERIFICATION,
         Error::Policy(PolicyError::Unsigned { .. }) => UNTRUSTED,
         Error::Budget(_) | Error::BudgetRefused(_) => LIMIT,
-        Error::Workflow { .. } | Error::Resume { .. } | Error::Step { .. } => BAD_INPUT,
+        Error::Workflow { .. } | Error::Resume { .. } | Error::Fork { .. } | Error::Step { .. } => {
+            BAD_INPUT
+        }
         Error::NoSuchRun { .. } | Error::DuplicateTool { .. } => BAD_INPUT,
         Error::Cache(_) => BAD_INPUT,
         Error::Llm { kind, .. } => match kind.as_str() {

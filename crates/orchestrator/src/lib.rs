@@ -15,6 +15,7 @@ pub mod workflow;
 
 mod discovery;
 mod evidence;
+mod fork;
 mod recorded;
 pub mod remote;
 mod replay;
@@ -23,6 +24,7 @@ mod schedule;
 mod session;
 mod step;
 
+pub use fork::{ForkChange, fork};
 pub use replay::{Replayed, replay};
 pub use resume::{resume, resume_with};
 

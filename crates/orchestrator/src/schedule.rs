@@ -207,8 +207,12 @@ impl Orchestrator<'_> {
         };
         // What the input renders to may be no larger than a call takes.
         let (max_input, _) = self.ctx.policy().max_input(&LimitsSpec::default());
-        let input = template::render(&step.input, &self.scope(), max_input)
-            .map_err(|e| fail(format!("its input cannot be made: {e}")))?;
+        // A fork may give its step another input than the plan's.
+        let input = match self.settings.inputs.get(&step.id) {
+            Some(given) => given.clone(),
+            None => template::render(&step.input, &self.scope(), max_input)
+                .map_err(|e| fail(format!("its input cannot be made: {e}")))?,
+        };
         let plugin = self.ctx.tools()[&step.tool].clone();
         Ok(StepJob {
             ctx: self.ctx.clone(),

@@ -110,6 +110,20 @@ pub struct Settings {
     /// the workflow says no). Journaled only when it does not.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub cache: bool,
+    /// The run this one forked, and the step it forked at (`baton replay --fork-at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<ForkPoint>,
+    /// Inputs given to steps instead of those the plan renders (a fork's `--input`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, Value>,
+}
+
+/// Where a fork left its parent run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForkPoint {
+    pub run: String,
+    pub step: String,
 }
 
 fn yes() -> bool {
@@ -150,6 +164,8 @@ impl Default for Settings {
             embedding_model: default_embedding_model(),
             tool_search_top_k: DEFAULT_TOOL_SEARCH_TOP_K,
             cache: true,
+            forked_from: None,
+            inputs: BTreeMap::new(),
         }
     }
 }
@@ -318,6 +334,7 @@ impl Workflow {
                 embedding_model: file.embedding_model.unwrap_or_else(default_embedding_model),
                 tool_search_top_k: file.tool_search_top_k.unwrap_or(DEFAULT_TOOL_SEARCH_TOP_K),
                 cache: file.cache.unwrap_or(true),
+                ..Settings::default()
             },
         })
     }

@@ -157,6 +157,8 @@ pub enum Error {
     Step { run: String, reason: String },
     #[error("cannot resume run '{run}': {reason}")]
     Resume { run: String, reason: String },
+    #[error("cannot fork the run in {}: {reason}", bundle.display())]
+    Fork { bundle: PathBuf, reason: String },
     #[error("workflow {}: {reason}", path.display())]
     Workflow { path: PathBuf, reason: String },
     /// A run or step whose budget cannot cover a call.

@@ -277,6 +277,13 @@ enum Command {
     Debug(debug::DebugArgs),
 }
 
+impl Command {
+    /// Whether it forks a recorded run (`replay --fork-at`), which records a new one.
+    fn forks(&self) -> bool {
+        matches!(self, Command::Replay(args) if args.forks())
+    }
+}
+
 impl Cli {
     /// Whether the command is a server (`serve`, `worker`, `mcp`) rather than one that prints
     /// its result and ends.
@@ -351,9 +358,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 | Command::Worker(_)
                 | Command::Llm(_)
                 | Command::Cache(_)
-        ) {
-            // Only calls and completions are recorded; a replay compares, and inspecting
-            // runs nothing.
+        ) && !command.forks()
+        {
+            // Only calls, completions and forks are recorded; a replay compares, and
+            // inspecting runs nothing.
             options.store = None;
         }
         // Signing is how a component becomes trusted, so it must load unsigned ones.

@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
-use baton::orchestrator::Replayed;
+use std::sync::Arc;
+
+use baton::orchestrator::progress::Quiet;
+use baton::orchestrator::{ForkChange, Replayed};
 use baton::{Error, Host};
 use clap::Args;
 
@@ -15,9 +18,30 @@ pub struct ReplayArgs {
     /// behaviour first differs, or "identical behaviour"
     #[arg(long, value_name = "WASM")]
     component: Option<PathBuf>,
+    /// Fork the recorded run at step ID: replay it exactly up to that step, then go on live
+    /// from there (with --input, or with --component from that step on), as a new run whose
+    /// journal names this one and the step
+    #[arg(long, value_name = "ID")]
+    fork_at: Option<String>,
+    /// The forked step's input (JSON), instead of the recorded one
+    #[arg(long, value_name = "JSON", requires = "fork_at")]
+    input: Option<String>,
+    /// Where to write the fork's bundle
+    #[arg(long = "bundle", value_name = "FILE", requires = "fork_at")]
+    fork_bundle: Option<PathBuf>,
+}
+
+impl ReplayArgs {
+    /// Whether it forks the run rather than replaying it.
+    pub fn forks(&self) -> bool {
+        self.fork_at.is_some()
+    }
 }
 
 pub async fn run(host: &Host, args: ReplayArgs) -> Result<(), Error> {
+    if let Some(at) = &args.fork_at {
+        return fork(host, &args, at).await;
+    }
     let report = baton::orchestrator::replay(host, &args.bundle, args.component.as_deref()).await?;
     match &report.replaced {
         // The digest (and the signature) differ as expected; what is compared is behaviour.
@@ -53,6 +77,47 @@ pub async fn run(host: &Host, args: ReplayArgs) -> Result<(), Error> {
                 .as_ref()
                 .map_or("none".into(), |o| o.to_string())
         ),
+    }
+    Ok(())
+}
+
+/// `--fork-at`: the fork's steps as they ended, and its bundle.
+async fn fork(host: &Host, args: &ReplayArgs, at: &str) -> Result<(), Error> {
+    let input = args
+        .input
+        .as_deref()
+        .map(|text| {
+            serde_json::from_str(text).map_err(|e| Error::InputNotJson {
+                reason: e.to_string(),
+            })
+        })
+        .transpose()?;
+    let change = ForkChange {
+        input,
+        component: args.component.as_deref(),
+    };
+    let forked = baton::orchestrator::fork(host, &args.bundle, at, change, Arc::new(Quiet)).await?;
+    let result = &forked.result;
+    println!(
+        "fork {} of {} at step '{at}': {}",
+        result.run,
+        args.bundle.display(),
+        result.status.name()
+    );
+    for step in &result.steps {
+        let outcome = match (&step.output, &step.error) {
+            (Some(output), _) => output.to_string(),
+            (None, Some(error)) => error.clone(),
+            (None, None) => String::new(),
+        };
+        println!("  {:<16} {:<12} {outcome}", step.id, step.tool);
+    }
+    if let (Some(bundle), Some(run), Some(journal)) =
+        (&args.fork_bundle, &forked.run, host.journal())
+    {
+        host.settle();
+        journal.export(&run.id, bundle)?;
+        println!("bundle written to {}", bundle.display());
     }
     Ok(())
 }

@@ -174,6 +174,51 @@ impl RunJournal {
         Self::started(id, run_gate, mode, command.into(), started_at, policies)
     }
 
+    /// A fork of the run `recorded` at its step `at`: a new run of `command` under
+    /// `policies`, recorded to `recorder`, whose chains before `at` (see `fork::before`) are
+    /// replayed from the record, compared, and copied into it; everything else is live.
+    /// `None` when the record never started step `at`.
+    pub fn fork(
+        recorded: &[Event],
+        at: &str,
+        recorder: Option<Recorder>,
+        signer: Option<Arc<BackgroundSigner>>,
+        allowance: Arc<JournalAllowance>,
+        command: &str,
+        policies: Vec<PolicyRef>,
+    ) -> Option<Self> {
+        let chains = super::fork::before(recorded, at)?;
+        let id = new_run_id();
+        let started_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        if let Some(r) = &recorder {
+            r.run_started(&id, &started_at, command);
+        }
+        let mode = Arc::new(super::fork::Fork {
+            replay: Replay {
+                chains,
+                source: None,
+                usage_from_record: false,
+            },
+            live: Live {
+                recorder,
+                sent: Mutex::default(),
+                signer,
+                pure_cache: None,
+                secrets: Arc::default(),
+                allowance,
+            },
+        });
+        let run_gate = mode.gate(&id, RUN_CHAIN.into(), Arc::new(NoSecrets));
+        Some(Self::started(
+            id,
+            run_gate,
+            mode,
+            command.into(),
+            started_at,
+            policies,
+        ))
+    }
+
     /// Re-runs the record of a run: every event produced is compared with `recorded`.
     /// `source` names where the record came from, in messages about its limits (by default,
     /// the chain that recorded them). With `usage_from_record`, each call's fuel and peak

@@ -2,6 +2,7 @@
 //! in (live or replaying), and the context its invocations share.
 
 mod context;
+mod fork;
 mod journal;
 mod mode;
 mod nested;
