@@ -6,11 +6,14 @@ use std::process::Stdio;
 
 use crate::common::*;
 
-/// Runs `baton debug BUNDLE` with `lines` typed on its input; returns (stdout, stderr).
+/// Runs `baton debug BUNDLE` with `lines` typed on its input, in a directory of its own (where
+/// a fork writes its bundle); returns (stdout, stderr).
 fn debug(lines: &[&str]) -> (String, String) {
-    let bundle = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/fanout-run.bundle");
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = fanout();
     let mut child = baton()
+        .current_dir(dir.path())
+        .env("BATON_STORE", dir.path().join("journal.db"))
         .args(["debug", bundle.to_str().unwrap()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -60,6 +63,12 @@ fn breakpoints_stop_where_a_tool_runs_and_show_prints_the_step_and_the_planner_s
         "continue",
         "break nonsense",
         "frobnicate",
+        "fork",
+        "clear",
+        "break step=double",
+        "restart",
+        "continue",
+        r#"fork {"expression": "7 * 2"}"#,
     ]);
     assert_contains(
         &out,
@@ -78,6 +87,11 @@ fn breakpoints_stop_where_a_tool_runs_and_show_prints_the_step_and_the_planner_s
             "\"id\": \"sum\"",
             "the run ended without reaching a breakpoint",
             "[39/39] run  14 run_ended succeeded",
+            // Forked where it stopped, with another input.
+            "at step 'double': succeeded",
+            r#"double           calc         {"value":14.0}"#,
+            r#"sum              calc         {"value":50.0}"#,
+            "bundle written to fork-double.bundle",
         ],
     );
     assert_contains(
@@ -85,6 +99,7 @@ fn breakpoints_stop_where_a_tool_runs_and_show_prints_the_step_and_the_planner_s
         &[
             "error: 'nonsense' is no breakpoint; write `break step=ID`",
             "error: unknown command 'frobnicate'; `help` lists the commands",
+            "error: move to a step first: a run forks at a step",
         ],
     );
 }

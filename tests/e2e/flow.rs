@@ -676,3 +676,46 @@ fn a_tool_that_read_a_private_file_cannot_write_it_where_its_policy_keeps_public
         ],
     );
 }
+
+#[test]
+fn a_labelled_destination_taints_its_responses_and_a_destination_rule_refuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let partner = Server::start();
+    let flow = static_flow(
+        dir.path(),
+        &format!(
+            "[[config.steps]]\nid = \"read\"\ntool = \"fetch\"\ninput = {{ url = \"{}\" }}\n\
+             [[config.steps]]\nid = \"send\"\ntool = \"fetch\"\n\
+             input = {{ url = \"{}?d={{{{read.output.body}}}}\" }}\n",
+            partner.url("/hello"),
+            partner.url("/x"),
+        ),
+    );
+    // No plugin rule: the destination's own rule refuses what came from it.
+    let policy = write_policy(
+        dir.path(),
+        &format!(
+            "[plugins.fetch.net]\nallow = [\"http://127.0.0.1:{port}\"]\n\
+             [labels]\negress = {{ \"http://127.0.0.1:{port}\" = [\"partner\"] }}\n\
+             [flow]\negress = {{ \"http://127.0.0.1:{port}\" = [\"public\"] }}\n",
+            port = partner.port
+        ),
+    );
+    let (output, result) = run_with_secret(dir.path(), &flow, &policy);
+    assert_eq!(step(&result, "read")["status"], "ok", "{result}");
+    assert_eq!(step(&result, "send")["status"], "failed", "{result}");
+    let seen: Vec<String> = partner.seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(seen, ["/hello"]);
+    let denials = flow_denials(&output);
+    assert_eq!(denials.len(), 1, "{denials:?}");
+    assert_contains(
+        &denials[0],
+        &[
+            "labelled 'partner'",
+            "the response to http://127.0.0.1:",
+            "fetched by 'fetch' (chain step:read)",
+            "[flow.egress] in",
+            "accepts only public data",
+        ],
+    );
+}

@@ -636,3 +636,54 @@ fn a_bad_http_setup_is_a_clear_error() {
         &["the environment variable NO_SUCH_KEY_VARIABLE is not set"],
     );
 }
+
+#[test]
+fn an_mcp_session_carries_what_its_client_was_given_into_its_next_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    copy_plugin("testing/fs-probe.wasm", &tools);
+    copy_plugin("fetch.wasm", &tools);
+    std::fs::create_dir(dir.path().join("notes")).unwrap();
+    std::fs::write(dir.path().join("notes/a.txt"), "private words").unwrap();
+    let collector = crate::server::Server::start();
+    let policy = write_policy(
+        dir.path(),
+        &format!(
+            "[plugins.fs-probe.fs]\nread = [\"notes:/notes\"]\n\
+             [plugins.fetch.net]\nallow = [\"http://127.0.0.1:{}\"]\n\
+             [plugins.fetch.flow]\nmay_send = [\"public\"]\n",
+            collector.port
+        ),
+    );
+    let store = dir.path().join("journal.db");
+    let send = json!({"url": collector.url("/hello")});
+    // Sent before the client saw anything private: allowed. After: refused, since the client
+    // (the agent) decides its next call having read the note.
+    let steps = json!([
+        ["fetch", send],
+        ["fs-probe", {"ops": [{"op": "read", "path": "/notes/a.txt"}]}],
+        ["fetch", send],
+    ]);
+    let policy_arg = format!("--server-arg={}", policy.display());
+    let target = [
+        "--stdio",
+        env!("CARGO_BIN_EXE_baton"),
+        tools.to_str().unwrap(),
+        "--server-arg=--policy",
+        &policy_arg,
+    ];
+    let (printed, _) = python_client(&target, &store, &steps);
+    let results = printed["calls"].as_array().unwrap();
+    assert_eq!(results[0]["is_error"], false, "{printed}");
+    assert_eq!(results[1]["is_error"], false, "{printed}");
+    assert_eq!(results[2]["is_error"], true, "{printed}");
+    assert_eq!(collector.seen().len(), 1);
+    let (line, shown) = session_run(&store);
+    assert_contains(
+        &shown,
+        &["flow: flow-denied: 'fetch' may not send data labelled 'private'"],
+    );
+    // Its replay gives each call the labels it was recorded with.
+    assert_replays_identically(&store, &line, dir.path());
+}

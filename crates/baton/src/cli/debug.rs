@@ -12,7 +12,9 @@ use clap::Args;
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 
-use super::{Failure, GlobalArgs};
+use clap::Parser;
+
+use super::{Cli, Failure, GlobalArgs};
 
 #[derive(Debug, Args)]
 pub struct DebugArgs {
@@ -30,6 +32,7 @@ const HELP: &[(&str, &str)] = &[
         "the next event at this depth or above (over a step's events)",
     ),
     ("back, b", "the event before"),
+    ("restart", "the run's first event"),
     (
         "show",
         "the event in full, its step's input and output, and the planner's state",
@@ -40,6 +43,10 @@ const HELP: &[(&str, &str)] = &[
     ),
     ("breaks, clear", "list the breakpoints, remove them all"),
     ("continue, c", "go on to the next breakpoint"),
+    (
+        "fork [JSON]",
+        "fork the run at this step (with another input): `replay --fork-at`",
+    ),
     ("where", "where in the run this is"),
     ("help", "this list"),
     ("quit", "end (or Ctrl-D)"),
@@ -60,6 +67,10 @@ enum Break {
 }
 
 struct Debugger {
+    /// The options it was started with, for the commands it runs (`fork`).
+    global: GlobalArgs,
+    /// The run as given: a bundle file, or an id in the store.
+    run: String,
     events: Vec<Event>,
     places: Vec<Place>,
     at: usize,
@@ -71,7 +82,11 @@ struct Debugger {
 pub fn run(global: &GlobalArgs, args: DebugArgs) -> Result<(), Failure> {
     let (journal, summary) = super::trace::open_run(&global.store(), &args.run)?;
     let events = journal.events(&summary.run).map_err(baton::Error::from)?;
-    let mut debugger = Debugger::new(events);
+    let run = match std::path::Path::new(&args.run).is_file() {
+        true => args.run.clone(),
+        false => summary.run.clone(),
+    };
+    let mut debugger = Debugger::new(events, global.clone(), run);
     println!(
         "run {} ({}, {}): {} events; `help` lists the commands",
         summary.run,
@@ -104,7 +119,7 @@ pub fn run(global: &GlobalArgs, args: DebugArgs) -> Result<(), Failure> {
 }
 
 impl Debugger {
-    fn new(events: Vec<Event>) -> Self {
+    fn new(events: Vec<Event>, global: GlobalArgs, run: String) -> Self {
         let mut chains: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         let mut tools = BTreeMap::new();
         for (i, event) in events.iter().enumerate() {
@@ -121,6 +136,8 @@ impl Debugger {
             lay_out(&events, &chains, chain, 1, &mut visited, &mut places);
         }
         Self {
+            global,
+            run,
             events,
             places,
             at: 0,
@@ -139,6 +156,7 @@ impl Debugger {
                     (self.at + 1..self.places.len()).find(|&i| self.places[i].depth <= depth);
                 self.go(next.unwrap_or(self.places.len()))
             }
+            "restart" => self.go(0),
             "back" | "b" => match self.at {
                 0 => Err("this is the run's first event".into()),
                 at => self.go(at - 1),
@@ -186,6 +204,7 @@ impl Debugger {
                     }
                 }
             }
+            "fork" => self.fork(rest.trim()),
             "help" => {
                 for (command, what) in HELP {
                     println!("  {command:<38} {what}");
@@ -196,6 +215,51 @@ impl Debugger {
                 "unknown command '{other}'; `help` lists the commands"
             )),
         }
+    }
+
+    /// Forks the run at the step whose chain this is (`input`: its new input, as JSON), as
+    /// `baton replay BUNDLE --fork-at STEP` does; a run of the store is exported to a bundle
+    /// first.
+    fn fork(&self, input: &str) -> Result<(), String> {
+        let event = self.event(self.at);
+        let chain = match &event.kind {
+            EventKind::StepStarted { step, .. } => format!("step:{step}"),
+            _ => event.chain.to_string(),
+        };
+        let step = chain
+            .strip_prefix("step:")
+            .map(|s| s.split(['/', '~', '#']).next().unwrap_or(s))
+            .filter(|s| !s.contains(':'))
+            .ok_or("move to a step first: a run forks at a step")?;
+        let bundle = match std::path::Path::new(&self.run).is_file() {
+            true => self.run.clone(),
+            false => {
+                let path = format!("{}.bundle", self.run);
+                let (journal, summary) = super::trace::open_run(&self.global.store(), &self.run)
+                    .map_err(|e| e.to_string())?;
+                journal
+                    .export(&summary.run, std::path::Path::new(&path))
+                    .map_err(|e| e.to_string())?;
+                println!("run {} exported to {path}", self.run);
+                path
+            }
+        };
+        let out = format!("fork-{step}.bundle");
+        let mut argv = vec![
+            "baton",
+            "replay",
+            &bundle,
+            "--fork-at",
+            step,
+            "--bundle",
+            &out,
+        ];
+        if !input.is_empty() {
+            argv.extend(["--input", input]);
+        }
+        let mut cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        cli.global = self.global.clone();
+        super::run(cli).map_err(|failure| failure.to_string())
     }
 
     /// Moves to place `to`.
