@@ -237,3 +237,49 @@ fn a_fork_that_cannot_be_made_says_why() {
     assert_eq!(without.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&without.stderr).contains("--fork-at"));
 }
+
+#[test]
+fn a_fork_can_give_its_step_a_result_instead_of_running_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("journal.db");
+    let forked = dir.path().join("fork.bundle");
+    let response = dir.path().join("response.json");
+    std::fs::write(&response, r#"{"value": 100.0}"#).unwrap();
+    let bundle = fanout();
+    let out = text_output(&run_with_store(
+        &store,
+        &[
+            "replay",
+            bundle.to_str().unwrap(),
+            "--fork-at",
+            "double",
+            "--response",
+            response.to_str().unwrap(),
+            "--bundle",
+            forked.to_str().unwrap(),
+        ],
+    ));
+    // What the run does had `double` answered 100: `sum` adds it to `square`'s 36.
+    assert_contains(
+        &out,
+        &[
+            r#"double           calc         {"value":100.0}"#,
+            r#"sum              calc         {"value":136.0}"#,
+        ],
+    );
+    let replayed = text_output(&run(&["replay", forked.to_str().unwrap()]));
+    assert!(replayed.starts_with("identical: "), "{replayed}");
+    std::fs::write(&response, "{not json").unwrap();
+    let bad = run_with_store(
+        &store,
+        &[
+            "replay",
+            bundle.to_str().unwrap(),
+            "--fork-at",
+            "double",
+            "--response",
+            response.to_str().unwrap(),
+        ],
+    );
+    assert_contains(&error_line(&bad, 2), &["response.json"]);
+}

@@ -1,6 +1,6 @@
 //! `baton replay BUNDLE --fork-at STEP`: a recorded run replayed exactly up to one of its
-//! steps, then live from there with a change (another input for that step, or another
-//! version of a tool), as a new run whose journal names its parent and the fork point. The
+//! steps, then live from there with a change (another input for that step, another result
+//! in place of running it, or another version of a tool), as a new run whose journal names its parent and the fork point. The
 //! planner decisions and steps the record holds before the fork point are replayed and
 //! copied (their requests compared, their answers served); the fork runs under the recorded
 //! policy, on this host.
@@ -26,6 +26,8 @@ use crate::{Controls, RunRequest, WorkflowRun, check_planner, drive, recorded};
 pub struct ForkChange<'a> {
     /// The forked step's input, instead of the recorded one.
     pub input: Option<Value>,
+    /// The forked step's result, instead of running it.
+    pub output: Option<Value>,
     /// A component run instead of the recorded one of its name, from the fork on.
     pub component: Option<&'a Path>,
 }
@@ -94,6 +96,9 @@ pub async fn fork(
     });
     if let Some(input) = change.input {
         settings.inputs.insert(at.to_string(), input);
+    }
+    if let Some(output) = change.output {
+        settings.outputs.insert(at.to_string(), output);
     }
     let Some(EventKind::RunStarted { policies, .. }) = events.first().map(|e| &e.kind) else {
         return Err(refuse("its run does not start with run_started".into()));

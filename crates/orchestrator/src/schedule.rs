@@ -227,7 +227,9 @@ impl Orchestrator<'_> {
             max_parallel: self.settings.max_parallel,
             embedding_model: self.settings.embedding_model.clone(),
             progress: self.progress.clone(),
-            taken_over: self.taken_over(&step.id, &step.tool, &input),
+            taken_over: self
+                .given_output(&step.id)
+                .or_else(|| self.taken_over(&step.id, &step.tool, &input)),
             ledger: step_ledger(
                 &self.ledger,
                 &step.id,
@@ -262,6 +264,19 @@ impl Orchestrator<'_> {
             let output = earlier.output.clone();
             (earlier.event(), output, earlier.labels.clone())
         })
+    }
+
+    /// The result a fork gave step `id` instead of running it (`--response`): its chain
+    /// records it as taken over from no run.
+    fn given_output(&self, id: &str) -> Option<(EventKind, String, Labels)> {
+        let output = self.settings.outputs.get(id)?.to_string();
+        let event = EventKind::Resumed {
+            chain: String::new(),
+            output: output.clone(),
+            root: String::new(),
+            run: String::new(),
+        };
+        Some((event, output, Labels::public()))
     }
 
     /// What step `step`'s input carries: the labels of the planner decision that asked for

@@ -191,7 +191,9 @@ impl StepJob {
                 cache_hits: spent.cache_hits,
                 cache_tier: cache_tier(&spent),
                 resumed_from: match &job.taken_over {
-                    Some((EventKind::Resumed { run, .. }, _, _)) => Some(run.clone()),
+                    Some((EventKind::Resumed { run, .. }, _, _)) if !run.is_empty() => {
+                        Some(run.clone())
+                    }
                     _ => None,
                 },
                 worker: None,

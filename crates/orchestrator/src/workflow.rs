@@ -116,6 +116,9 @@ pub struct Settings {
     /// Inputs given to steps instead of those the plan renders (a fork's `--input`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub inputs: BTreeMap<String, Value>,
+    /// Results given to steps instead of running them (a fork's `--response`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, Value>,
 }
 
 /// Where a fork left its parent run.
@@ -166,6 +169,7 @@ impl Default for Settings {
             cache: true,
             forked_from: None,
             inputs: BTreeMap::new(),
+            outputs: BTreeMap::new(),
         }
     }
 }

@@ -26,6 +26,15 @@ pub struct ReplayArgs {
     /// The forked step's input (JSON), instead of the recorded one
     #[arg(long, value_name = "JSON", requires = "fork_at")]
     input: Option<String>,
+    /// The forked step's result (a JSON file), instead of running it: what the rest of the
+    /// run does had the step answered this
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "fork_at",
+        conflicts_with = "input"
+    )]
+    response: Option<PathBuf>,
     /// Where to write the fork's bundle
     #[arg(long = "bundle", value_name = "FILE", requires = "fork_at")]
     fork_bundle: Option<PathBuf>,
@@ -92,8 +101,21 @@ async fn fork(host: &Host, args: &ReplayArgs, at: &str) -> Result<(), Error> {
             })
         })
         .transpose()?;
+    let output = args
+        .response
+        .as_deref()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::InputUnreadable(format!("cannot read {}: {e}", path.display()))
+            })?;
+            serde_json::from_str(&text).map_err(|e| Error::InputNotJson {
+                reason: format!("{}: {e}", path.display()),
+            })
+        })
+        .transpose()?;
     let change = ForkChange {
         input,
+        output,
         component: args.component.as_deref(),
     };
     let forked = baton::orchestrator::fork(host, &args.bundle, at, change, Arc::new(Quiet)).await?;
