@@ -10,9 +10,11 @@
 //! - `test`: build the plugins, check layering, formatting and lints, and run the whole test
 //!   suite.
 //! - `bench`: build the plugins and run the criterion benchmarks.
+//! - `fuzz`: run every fuzz target in `fuzz/` for a while (`--seconds N`, default 60).
 
 mod bench;
 mod demo;
+mod fuzz;
 mod layers;
 mod models;
 mod npm;
@@ -33,8 +35,10 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(),
         Some("test") => test::all(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("fuzz") => fuzz::run_all(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <plugins|models|layers|demo|test|bench> [args for cargo]".into(),
+            "usage: cargo xtask <plugins|models|layers|demo|test|bench|fuzz> [args for cargo]"
+                .into(),
         ),
     };
     match result {
