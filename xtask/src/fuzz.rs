@@ -10,7 +10,7 @@ use crate::workspace::workspace;
 use crate::{Result, run};
 
 /// The fuzz targets, each a binary of `fuzz/Cargo.toml`.
-const TARGETS: &[&str] = &["policy", "events"];
+const TARGETS: &[&str] = &["policy", "events", "signatures", "bundles"];
 
 pub fn run_all(args: &[String]) -> Result<()> {
     let seconds = match args {

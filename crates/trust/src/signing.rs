@@ -30,6 +30,12 @@ const PRIVATE_LABEL: &str = "ENCRYPTED SIGSTORE PRIVATE KEY";
 const SCRYPT_LOG_N: u8 = 16;
 const SCRYPT_R: u32 = 8;
 const SCRYPT_P: u32 = 1;
+/// The most a key file may ask scrypt for: N up to 2^20, 128·r·N bytes up to 1 GiB, and p up
+/// to 16. Keys from `baton keygen` and cosign ask for 2^15 or 2^16, r = 8, p = 1; a file asking
+/// for more would hold the command for hours or exhaust memory before its password is checked.
+const SCRYPT_MAX_LOG_N: u32 = 20;
+const SCRYPT_MAX_MEMORY: u64 = 1 << 30;
+const SCRYPT_MAX_P: u32 = 16;
 
 /// DSSE payload type of an in-toto Statement.
 pub const INTOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
@@ -178,6 +184,21 @@ impl SigningKey {
             return Err(SignError::BadPrivateKey(
                 "its scrypt N is not a power of two".into(),
             ));
+        }
+        let memory = 128u64
+            .saturating_mul(u64::from(params.r))
+            .saturating_mul(params.N);
+        if params.N.trailing_zeros() > SCRYPT_MAX_LOG_N
+            || memory > SCRYPT_MAX_MEMORY
+            || params.p > SCRYPT_MAX_P
+        {
+            return Err(SignError::BadPrivateKey(format!(
+                "its scrypt parameters (N = {}, r = {}, p = {}) ask for more work than Baton \
+                 allows (N up to 2^{SCRYPT_MAX_LOG_N}, 128·r·N up to 1 GiB, p up to \
+                 {SCRYPT_MAX_P}); a key from `baton keygen` or cosign asks for N = 65536, r = 8, \
+                 p = 1",
+                params.N, params.r, params.p
+            )));
         }
         let key = derive(
             password,
@@ -329,5 +350,35 @@ mod tests {
             SigningKey::open(&private, "k", b"wrong"),
             Err(SignError::WrongPassword)
         ));
+    }
+
+    /// A key file asking scrypt for 2^40 rounds (or terabytes) is refused before any work,
+    /// rather than holding the command for hours.
+    #[test]
+    fn a_key_asking_for_unbounded_scrypt_work_is_refused_at_once() {
+        let (private, _) = generate(b"pw").unwrap();
+        let pem = pem::parse(&private).unwrap();
+        let mut sealed: serde_json::Value = serde_json::from_slice(pem.contents()).unwrap();
+        for (n, r, p) in [
+            (1u64 << 40, 8, 1),
+            (1 << 16, 1 << 20, 1),
+            (1 << 16, 8, 1 << 30),
+        ] {
+            sealed["kdf"]["params"] = serde_json::json!({"N": n, "r": r, "p": p});
+            let hostile = pem::encode(&pem::Pem::new(
+                PRIVATE_LABEL,
+                serde_json::to_vec(&sealed).unwrap(),
+            ));
+            match SigningKey::open(&hostile, "k", b"pw") {
+                Err(SignError::BadPrivateKey(message)) => {
+                    assert!(
+                        message.contains("ask for more work than Baton allows"),
+                        "{message}"
+                    )
+                }
+                Err(other) => panic!("{other}"),
+                Ok(_) => panic!("a key with N = {n}, r = {r}, p = {p} opened"),
+            }
+        }
     }
 }
