@@ -38,6 +38,13 @@ fn flow_denials(output: &Output) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that the run refused one flow, and that its denial says each of `parts`.
+fn assert_one_denial(output: &Output, parts: &[&str]) {
+    let denials = flow_denials(output);
+    assert_eq!(denials.len(), 1, "{denials:?}");
+    assert_contains(&denials[0], parts);
+}
+
 /// The read-then-exfiltrate attack: a react agent reads a note (granted in `notes/`) whose
 /// text tells it to send the note to the collector, and its model obeys. `labels` is the
 /// policy's `[labels]` body.
@@ -99,12 +106,8 @@ fn a_private_file_cannot_leave_through_a_tool_its_policy_keeps_public() {
     assert_eq!(step(&result, "step2")["status"], "failed", "{result}");
     assert!(collector.seen().is_empty(), "{:?}", collector.seen());
     // The refusal names the label, the sink, the rule and where the label came from.
-    let denials = flow_denials(&output);
-    let [denial] = denials.as_slice() else {
-        panic!("one flow denial expected: {denials:?}");
-    };
-    assert_contains(
-        denial,
+    assert_one_denial(
+        &output,
         &[
             "flow-denied: 'fetch' may not send data labelled 'private'",
             "GET http://127.0.0.1:",
@@ -239,10 +242,8 @@ fn a_secret_echoed_by_a_tool_cannot_reach_fetch_but_a_declassified_summary_can()
     let (output, result) = run_with_secret(dir.path(), &echoed, &policy);
     assert_eq!(step(&result, "send")["status"], "failed", "{result}");
     assert!(collector.seen().is_empty());
-    let denials = flow_denials(&output);
-    assert_eq!(denials.len(), 1, "{denials:?}");
-    assert_contains(
-        &denials[0],
+    assert_one_denial(
+        &output,
         &[
             "labelled 'secret'",
             "the secret TOKEN given to 'env-reader'",
@@ -314,12 +315,7 @@ fn labels_follow_a_secret_through_a_nested_call() {
     assert_eq!(step(&result, "wrap")["status"], "ok", "{result}");
     assert_eq!(step(&result, "send")["status"], "failed", "{result}");
     assert!(collector.seen().is_empty());
-    let denials = flow_denials(&output);
-    assert_eq!(denials.len(), 1, "{denials:?}");
-    assert_contains(
-        &denials[0],
-        &["the secret TOKEN given to 'env-reader' (chain"],
-    );
+    assert_one_denial(&output, &["the secret TOKEN given to 'env-reader' (chain"]);
 }
 
 #[test]
@@ -415,10 +411,8 @@ fn labels_survive_replicates() {
     assert_eq!(step(&result, "read")["status"], "ok", "{result}");
     assert_eq!(step(&result, "send")["status"], "failed", "{result}");
     assert!(collector.seen().is_empty());
-    let denials = flow_denials(&output);
-    assert_eq!(denials.len(), 1, "{denials:?}");
-    assert_contains(
-        &denials[0],
+    assert_one_denial(
+        &output,
         &[
             "labelled 'secret'",
             "the secret TOKEN given to 'env-reader' (chain step:read#",
@@ -428,7 +422,6 @@ fn labels_survive_replicates() {
 
 #[test]
 fn labels_survive_a_resume_after_kill_9_and_its_replay() {
-    use std::sync::atomic::Ordering;
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("journal.db");
     let server = crate::run::StepServer::start();
@@ -463,33 +456,13 @@ fn labels_survive_a_resume_after_kill_9_and_its_replay() {
             .args(extra);
         command
     };
-    let mut child = baton_run(&[flow.to_str().unwrap()])
+    let child = baton_run(&[flow.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     // Kill -9 once `wait` waits on the server and the journal holds `read` (after plan:0).
-    let entered = || -> i64 {
-        rusqlite::Connection::open(&store)
-            .and_then(|c| {
-                c.query_row(
-                    "SELECT count(*) FROM events WHERE chain = 'run' AND kind = 'step_ended'",
-                    [],
-                    |r| r.get(0),
-                )
-            })
-            .unwrap_or(0)
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while server.held.load(Ordering::SeqCst) == 0 || entered() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run never reached `wait`"
-        );
-        std::thread::yield_now();
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    crate::run::kill_9_when_held(child, &server, &store, 2);
     let killed = last_run(&store);
     let result_file = dir.path().join("resumed.json");
     let bundle = dir.path().join("resumed.bundle");
@@ -513,10 +486,8 @@ fn labels_survive_a_resume_after_kill_9_and_its_replay() {
     );
     assert_eq!(step(&result, "wait")["status"], "ok", "{result}");
     assert_eq!(step(&result, "send")["status"], "failed", "{result}");
-    let denials = flow_denials(&output);
-    assert_eq!(denials.len(), 1, "{denials:?}");
-    assert_contains(
-        &denials[0],
+    assert_one_denial(
+        &output,
         &[
             "labelled 'secret'",
             "the secret TOKEN given to 'env-reader' (chain step:read)",
@@ -619,10 +590,8 @@ fn labels_travel_with_steps_run_on_workers() {
     assert_eq!(step(&result, "send")["worker"], "w1", "{result}");
     assert_eq!(step(&result, "send")["status"], "failed", "{result}");
     assert!(collector.seen().is_empty());
-    let denials = flow_denials(&output);
-    assert_eq!(denials.len(), 1, "{denials:?}");
-    assert_contains(
-        &denials[0],
+    assert_one_denial(
+        &output,
         &[
             "labelled 'secret'",
             "the secret TOKEN given to 'env-reader'",
@@ -664,10 +633,8 @@ fn a_tool_that_read_a_private_file_cannot_write_it_where_its_policy_keeps_public
     assert_eq!(after["results"][0]["ok"], "private words", "{after}");
     assert_eq!(after["results"][1]["error"], "PermissionDenied", "{after}");
     assert!(!dir.path().join("out/copy.txt").exists());
-    let denials = flow_denials(&output);
-    assert_eq!(denials.len(), 1, "{denials:?}");
-    assert_contains(
-        &denials[0],
+    assert_one_denial(
+        &output,
         &[
             "in the fs ",
             "/out/copy.txt",
@@ -706,10 +673,8 @@ fn a_labelled_destination_taints_its_responses_and_a_destination_rule_refuses_th
     assert_eq!(step(&result, "send")["status"], "failed", "{result}");
     let seen: Vec<String> = partner.seen().into_iter().map(|s| s.path).collect();
     assert_eq!(seen, ["/hello"]);
-    let denials = flow_denials(&output);
-    assert_eq!(denials.len(), 1, "{denials:?}");
-    assert_contains(
-        &denials[0],
+    assert_one_denial(
+        &output,
         &[
             "labelled 'partner'",
             "the response to http://127.0.0.1:",

@@ -471,7 +471,9 @@ pub enum EventKind {
         reason: String,
     },
     /// A step a resumed run did not run again (the only event of its chain): the output the
-    /// interrupted `run` recorded in `chain`, whose root hash was `root`.
+    /// interrupted `run` recorded in `chain`, whose root hash was `root`. With `run`, `chain`
+    /// and `root` empty: a result a fork gave the step instead of running it
+    /// (`replay --fork-at ID --response FILE`).
     Resumed {
         chain: ChainId,
         output: String,

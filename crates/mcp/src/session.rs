@@ -119,16 +119,15 @@ impl Session {
         let flow = Flow::new(seen);
         let result = ctx
             .invoke(Invocation {
-                plugin,
-                input,
-                access,
-                gate: gate.clone(),
-                timeout: None,
-                depth: 0,
-                ledger: ctx.step_ledger(plugin, &ledger),
-                cancel,
-                cache: true,
                 flow: flow.clone(),
+                ..Invocation::step(
+                    plugin,
+                    input,
+                    access,
+                    gate.clone(),
+                    ctx.step_ledger(plugin, &ledger),
+                    cancel,
+                )
             })
             .await;
         self.seen

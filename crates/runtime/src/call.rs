@@ -6,7 +6,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bindings::types::TokenBudget;
 use crate::error::Error;
-use crate::flow::{Flow, Labels};
 use crate::host::Host;
 use crate::plugin::{Plugin, ToolCall, check_input, wrong_world};
 use crate::run::{Invocation, RunContext, RunRecord, live_access, render_input};
@@ -99,18 +98,14 @@ impl Host {
             .expect("a live run records, it cannot diverge");
         let ctx = RunContext::live(self, run.chains());
         let result = ctx
-            .invoke(Invocation {
+            .invoke(Invocation::step(
                 plugin,
                 input,
                 access,
-                gate: gate.clone(),
-                timeout: None,
-                depth: 0,
-                ledger: ctx.step_ledger(plugin, &ledger),
-                cancel: CancellationToken::new(),
-                cache: true,
-                flow: Flow::new(Labels::public()),
-            })
+                gate.clone(),
+                ctx.step_ledger(plugin, &ledger),
+                CancellationToken::new(),
+            ))
             .await;
         // A live run records what happens; it cannot diverge.
         let _ = run.end_step(CALL_STEP, &*gate);

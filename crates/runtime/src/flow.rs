@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use baton_effects::Gate;
 use baton_effects::fs::{FsOp, Node};
 use baton_journal::event::EventKind;
-use baton_policy::flow::{PUBLIC, PluginFlow, Rule};
+use baton_policy::flow::{PluginFlow, Rule};
 use baton_policy::{FsMount, Policy, Subject};
 
 /// The `denied` capability of a flow the policy refuses.
@@ -42,16 +42,6 @@ impl Labels {
 
     pub fn is_public(&self) -> bool {
         self.0.is_empty()
-    }
-
-    /// The label names, sorted.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
-    }
-
-    /// Where `label` came from.
-    pub fn origin(&self, label: &str) -> Option<&str> {
-        self.0.get(label).map(String::as_str)
     }
 
     /// Adds `other`'s labels (a label already carried keeps its first origin); whether any
@@ -121,15 +111,6 @@ impl Labels {
     }
 }
 
-impl std::fmt::Display for Labels {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.is_public() {
-            true => f.write_str(PUBLIC),
-            false => f.write_str(&self.names().collect::<Vec<_>>().join(", ")),
-        }
-    }
-}
-
 /// The flow of one invocation: its labels so far, and the rules its sinks follow.
 pub struct Flow {
     state: Mutex<State>,
@@ -146,8 +127,8 @@ struct Started {
     policy: Arc<Policy>,
     plugin: String,
     rules: PluginFlow,
-    /// Its granted directories, to label what is read beneath them.
-    mounts: Vec<FsMount>,
+    /// Its granted directories' guest paths, each with what is read beneath it carries.
+    directories: Vec<(String, BTreeSet<String>)>,
 }
 
 impl Flow {
@@ -195,12 +176,16 @@ impl Flow {
         if state.labels.join(&given) {
             gate.emit(state.labels.event("its secrets"));
         }
+        let directories = mounts
+            .iter()
+            .map(|m| (m.guest.clone(), policy.flow().directory(m)))
+            .collect();
         state.started = Some(Started {
             rules: policy.flow_for(plugin, subject),
             gate,
             policy,
             plugin: plugin.to_string(),
-            mounts: mounts.to_vec(),
+            directories,
         });
     }
 
@@ -217,50 +202,53 @@ impl Flow {
     /// The guest reads through `node` (any operation but a change): what lies beneath its
     /// directory joins the invocation's labels.
     pub fn read(&self, node: &Node, op: &FsOp) {
-        let labels = {
-            let state = self.lock();
-            let Some(started) = &state.started else {
-                return;
-            };
-            let Some(mount) = mount_of(&started.mounts, node.path()) else {
-                return;
-            };
-            let names = started.policy.flow().directory(mount);
-            if names.iter().all(|n| state.labels.0.contains_key(n)) {
-                return;
-            }
-            let origin = format!(
-                "the fs {} of {} by '{}' (chain {})",
-                op.name(),
-                op.target(node),
-                started.plugin,
-                started.gate.chain()
-            );
-            Labels::from_names(&names, &origin)
-        };
-        self.join(&labels, "it read a file");
+        self.source(
+            "it read a file",
+            |started| directory_of(&started.directories, node.path()).cloned(),
+            |started| {
+                format!(
+                    "the fs {} of {} by '{}'",
+                    op.name(),
+                    op.target(node),
+                    started.plugin
+                )
+            },
+        );
     }
 
     /// The guest sends a request to `scheme://host:port` (`url`): what responses from there
     /// carry joins the invocation's labels.
     pub fn request(&self, (scheme, host, port): (&str, &str, u16), url: &str) {
+        self.source(
+            "it sent a request",
+            |started| Some(started.policy.flow().response(scheme, host, port)),
+            |started| format!("the response to {url} fetched by '{}'", started.plugin),
+        );
+    }
+
+    /// Joins the labels `found` says a source carries, each from where `origin` says (made
+    /// only when one is new), recording the change as `reason`.
+    fn source(
+        &self,
+        reason: &str,
+        found: impl FnOnce(&Started) -> Option<BTreeSet<String>>,
+        origin: impl FnOnce(&Started) -> String,
+    ) {
         let labels = {
             let state = self.lock();
             let Some(started) = &state.started else {
                 return;
             };
-            let names = started.policy.flow().response(scheme, host, port);
+            let Some(names) = found(started) else {
+                return;
+            };
             if names.iter().all(|n| state.labels.0.contains_key(n)) {
                 return;
             }
-            let origin = format!(
-                "the response to {url} fetched by '{}' (chain {})",
-                started.plugin,
-                started.gate.chain()
-            );
+            let origin = format!("{} (chain {})", origin(started), started.gate.chain());
             Labels::from_names(&names, &origin)
         };
-        self.join(&labels, "it sent a request");
+        self.join(&labels, reason);
     }
 
     /// Whether the invocation may send through `sink` (an HTTP request to `destination`, a
@@ -342,29 +330,38 @@ fn accepted(rule: &Rule) -> String {
     }
 }
 
-/// The granted directory a guest path lies beneath.
-fn mount_of<'m>(mounts: &'m [FsMount], path: &str) -> Option<&'m FsMount> {
-    mounts
+/// The labels of the granted directory (by guest path) that `path` lies beneath.
+fn directory_of<'d>(
+    directories: &'d [(String, BTreeSet<String>)],
+    path: &str,
+) -> Option<&'d BTreeSet<String>> {
+    directories
         .iter()
-        .filter(|m| {
-            path == m.guest
+        .filter(|(guest, _)| {
+            path == guest
                 || path
-                    .strip_prefix(m.guest.as_str())
+                    .strip_prefix(guest.as_str())
                     .is_some_and(|rest| rest.starts_with('/'))
         })
-        .max_by_key(|m| m.guest.len())
+        .max_by_key(|(guest, _)| guest.len())
+        .map(|(_, labels)| labels)
 }
+
+/// The filesystem operations (by journaled name) that change the tree or a file: sinks. An
+/// `open_at` is one too when it creates or truncates.
+pub const CHANGING_OPS: [&str; 6] = [
+    "write",
+    "create_directory_at",
+    "remove_directory_at",
+    "unlink_file_at",
+    "rename_at",
+    "set_size",
+];
 
 /// Whether `op` changes the tree or a file (a sink) rather than reading it.
 pub(crate) fn changes(op: &FsOp) -> bool {
     match op {
         FsOp::OpenAt { open, .. } => open.create || open.truncate,
-        FsOp::Write { .. }
-        | FsOp::CreateDirectoryAt { .. }
-        | FsOp::RemoveDirectoryAt { .. }
-        | FsOp::UnlinkFileAt { .. }
-        | FsOp::RenameAt { .. }
-        | FsOp::SetSize { .. } => true,
-        _ => false,
+        op => CHANGING_OPS.contains(&op.name()),
     }
 }

@@ -218,16 +218,15 @@ impl Host {
             let input_labels = call.input_labels.clone();
             let result = ctx
                 .invoke(Invocation {
-                    plugin: &plugin,
-                    input: &call.input,
-                    access,
-                    gate: gate.clone(),
-                    timeout: None,
-                    depth: 0,
-                    ledger: ledger.clone(),
-                    cancel: CancellationToken::new(),
-                    cache: true,
                     flow: crate::flow::Flow::new(input_labels),
+                    ..Invocation::step(
+                        &plugin,
+                        &call.input,
+                        access,
+                        gate.clone(),
+                        ledger.clone(),
+                        CancellationToken::new(),
+                    )
                 })
                 .await;
             run.end_step(&step, &*gate).map_err(Error::Diverged)?;

@@ -32,7 +32,7 @@ pub(crate) struct StepServer {
     pub(crate) port: u16,
     stop: Arc<AtomicBool>,
     /// Requests for `/hold` so far.
-    pub(crate) held: Arc<AtomicUsize>,
+    held: Arc<AtomicUsize>,
 }
 
 #[derive(Default)]
@@ -133,6 +133,37 @@ fn serve(stream: TcpStream, meeting: &Meeting, flaky: &AtomicUsize, held: &Atomi
     let stream = reader.get_mut();
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(body.as_bytes());
+}
+
+/// Kills `child` (kill -9) once `server` holds a `/hold` request and the run chain in `store`
+/// has entered `steps` steps (decisions included), so that a resume has those to take over.
+pub(crate) fn kill_9_when_held(
+    mut child: std::process::Child,
+    server: &StepServer,
+    store: &Path,
+    steps: i64,
+) {
+    let entered = || -> i64 {
+        rusqlite::Connection::open(store)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM events WHERE chain = 'run' AND kind = 'step_ended'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while server.held.load(Ordering::SeqCst) == 0 || entered() < steps {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never got to the held request with {steps} steps entered"
+        );
+        std::thread::yield_now();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 /// A workflow in `dir` running `planner` with the built tools, with `body` appended.

@@ -157,7 +157,7 @@ depends_on = ["s3"]
         server.url("/hold")
     );
     let flow = workflow(dir.path(), "planners/static.wasm", &body);
-    let mut child = baton()
+    let child = baton()
         .env("BATON_STORE", &store)
         .args([
             "run",
@@ -170,27 +170,7 @@ depends_on = ["s3"]
         .spawn()
         .unwrap();
     // Kill -9 once s3 waits on the server and the journal holds s1 and s2 (after plan:0).
-    let entered = || -> i64 {
-        rusqlite::Connection::open(&store)
-            .and_then(|c| {
-                c.query_row(
-                    "SELECT count(*) FROM events WHERE chain = 'run' AND kind = 'step_ended'",
-                    [],
-                    |r| r.get(0),
-                )
-            })
-            .unwrap_or(0)
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while server.held.load(Ordering::SeqCst) == 0 || entered() < 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run never reached s3"
-        );
-        std::thread::yield_now();
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_9_when_held(child, &server, &store, 3);
     let listed = text_output(&run_with_store(&store, &["trace", "ls"]));
     assert_contains(&listed, &["running"]);
     let killed = listed.split_whitespace().next().unwrap().to_string();

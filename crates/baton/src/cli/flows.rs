@@ -6,16 +6,7 @@
 use std::collections::HashMap;
 
 use baton::journal::event::{Event, EventKind};
-
-/// Operations that change what lies beneath a granted directory (sinks).
-const FS_CHANGES: [&str; 6] = [
-    "write",
-    "create_directory_at",
-    "remove_directory_at",
-    "unlink_file_at",
-    "rename_at",
-    "set_size",
-];
+use baton::runtime::flow::{CHANGING_OPS, FLOW_CAPABILITY};
 
 /// Prints one line per sink of the run: its chain, what its data carried, and where it went.
 pub(super) fn print(events: &[Event]) {
@@ -32,7 +23,7 @@ pub(super) fn print(events: &[Event]) {
             }
             EventKind::Http { request, .. } => format!("{} {}", request.method, request.url),
             EventKind::Fs { op, path, args, .. }
-                if FS_CHANGES.contains(&op.as_str())
+                if CHANGING_OPS.contains(&op.as_str())
                     || (op == "open_at"
                         && (args.contains("create") || args.contains("truncate"))) =>
             {
@@ -44,7 +35,7 @@ pub(super) fn print(events: &[Event]) {
             EventKind::Denied {
                 capability,
                 message,
-            } if capability == baton::runtime::flow::FLOW_CAPABILITY => {
+            } if capability == FLOW_CAPABILITY => {
                 refused += 1;
                 println!("{chain}  refused: {message}");
                 continue;

@@ -24,7 +24,7 @@ use super::purity::Watched;
 use crate::bindings::types::ToolError;
 use crate::capability::{Caller, Grant, HostState};
 use crate::error::Error;
-use crate::flow::Flow;
+use crate::flow::{Flow, Labels};
 use crate::host::Host;
 use crate::plugin::{Entry, Plugin, ToolCall, wrong_world};
 use crate::pure_cache::{PureCache, PureCall};
@@ -74,6 +74,32 @@ pub struct Invocation<'a> {
     pub cache: bool,
     /// The labels its data carries: its input's when it starts, its output's when it ends.
     pub flow: Arc<Flow>,
+}
+
+impl<'a> Invocation<'a> {
+    /// A call of `plugin` as a step of its own: not nested, under its policy's deadline, the
+    /// cache of pure calls allowed, its input public.
+    pub fn step(
+        plugin: &'a Plugin,
+        input: &'a str,
+        access: Access,
+        gate: Arc<dyn Gate>,
+        ledger: Arc<Ledger>,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            plugin,
+            input,
+            access,
+            gate,
+            timeout: None,
+            depth: 0,
+            ledger,
+            cancel,
+            cache: true,
+            flow: Flow::new(Labels::public()),
+        }
+    }
 }
 
 impl RunContext {
