@@ -350,3 +350,102 @@ fn a_large_namespace_is_searched_through_a_vector_index_kept_across_processes() 
     assert!(cleared.status.success());
     assert!(index_files().is_empty(), "{:?}", index_files());
 }
+
+/// `baton cache eval` runs labelled pairs through the real lookups: an identical question is
+/// an exact hit at any threshold, a paraphrase hits at the policy's threshold but not at
+/// 0.99, and a near-miss on a number is refused by the second check however low the
+/// threshold.
+#[test]
+fn cache_eval_reports_true_and_false_hits_through_the_real_lookups() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs.jsonl");
+    let lines = [
+        json!({"a": "What is the capital of France?", "b": "What is the capital of France?",
+               "hit": true, "kind": "same"}),
+        json!({"a": "What is the capital of France?", "b": "what is the capital city of France?",
+               "hit": true, "kind": "paraphrase"}),
+        json!({"a": "Is 3 a prime number?", "b": "Is 4 a prime number?", "hit": false,
+               "kind": "number"}),
+    ];
+    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    std::fs::write(&pairs, text.join("\n") + "\n\n").unwrap();
+    let pairs = pairs.to_str().unwrap();
+    let eval = |threshold: &str| {
+        json_output(&run(&[
+            "cache",
+            "eval",
+            pairs,
+            "--json",
+            "--threshold",
+            threshold,
+            "--errors",
+            "5",
+        ]))
+    };
+
+    let loose = eval("0");
+    assert_eq!(loose["pairs"], 3);
+    assert_eq!(loose["true_hits"]["count"], 2, "{loose}");
+    assert_eq!(loose["true_hits"]["of"], 2);
+    assert_eq!(loose["false_hits"]["count"], 0, "{loose}");
+    assert_eq!(loose["false_hits"]["of"], 1);
+    assert_eq!(loose["kinds"]["number"]["false_hits"]["count"], 0);
+    assert_eq!(loose["errors"], json!([]));
+    // Nothing wrong and one pair of a kind: the interval still says how little that proves.
+    let ci = &loose["false_hits"]["ci95"];
+    assert_eq!(ci[0], 0.0);
+    assert!(ci[1].as_f64().unwrap() > 0.5, "{ci}");
+
+    let strict = eval("0.99");
+    assert_eq!(strict["true_hits"]["count"], 1, "{strict}");
+    assert_eq!(strict["kinds"]["same"]["true_hits"]["count"], 1);
+    assert_eq!(strict["kinds"]["paraphrase"]["true_hits"]["count"], 0);
+    let missed = &strict["errors"][0];
+    assert_eq!(missed["b"], "what is the capital city of France?");
+    let similarity = missed["similarity"].as_f64().unwrap();
+    assert!((0.9..0.99).contains(&similarity), "{similarity}");
+
+    // The policy's own threshold, in words, with a sweep.
+    let text = text_output(&run(&["cache", "eval", pairs, "--sweep"]));
+    assert_contains(
+        &text,
+        &[
+            "3 pairs from",
+            "2 should hit, 1 should not (threshold 0.92",
+            "true hits   100.0% (2 of 2; 95% CI",
+            "false hits    0.0% (0 of 1; 95% CI 0.0–",
+            "lowest threshold with no false hits: 0.70 (100.0% true hits)",
+        ],
+    );
+}
+
+#[test]
+fn cache_eval_refuses_a_set_it_cannot_read_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pairs.jsonl");
+    let path = file.to_str().unwrap();
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["cache", "eval", path];
+        args.extend_from_slice(extra);
+        error_line(&run(&args), 2)
+    };
+    assert_contains(&eval(&[]), &["cannot read", "pairs.jsonl"]);
+    std::fs::write(&file, "\n\n").unwrap();
+    assert_contains(&eval(&[]), &["pairs.jsonl holds no pairs", "per line"]);
+    std::fs::write(
+        &file,
+        "{\"a\": \"x\", \"b\": \"y\", \"hit\": true}\n{\"a\": \"x\", \"b\": \"y\"}\n",
+    )
+    .unwrap();
+    assert_contains(
+        &eval(&[]),
+        &["pairs.jsonl line 2: missing field `hit`", "\"hit\": true|false"],
+    );
+    std::fs::write(&file, "{\"a\": \"x\", \"b\": \"y\", \"hit\": \"yes\"}\n").unwrap();
+    assert_contains(&eval(&[]), &["line 1: invalid type: string \"yes\""]);
+    std::fs::write(&file, "{\"a\": \"x\", \"b\": \"y\", \"hit\": true}\n").unwrap();
+    assert_contains(
+        &eval(&["--threshold", "1.5"]),
+        &["--threshold 1.5 is not a similarity", "from 0 to 1"],
+    );
+}

@@ -55,16 +55,35 @@ pub fn copy_plugin(name: &str, dir: &Path) -> PathBuf {
     to
 }
 
-/// One compile cache for the whole test run, outside the user's own.
+/// One compile cache for every test process, outside the user's own: compiled components
+/// are written to a temporary file and renamed into place, so processes can share it, and a
+/// run leaves one cache behind rather than one per test. `cargo xtask test` empties it first
+/// (see `E2E_SCRATCH` there).
 pub fn cache_dir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("temporary directory"))
-        .path()
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch().join("compile-cache");
+        std::fs::create_dir_all(&dir).expect("the tests' compile cache");
+        dir
+    })
 }
 
-/// A journal shared by tests that do not inspect it, outside the user's own.
+/// A journal shared by the tests of this process that do not inspect it, outside the user's
+/// own (one per process, so that no test sees another's runs or completion cache).
 pub fn shared_store() -> PathBuf {
-    cache_dir().join("journal.db")
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let stores = scratch().join("stores");
+        std::fs::create_dir_all(&stores).expect("the tests' stores");
+        tempfile::tempdir_in(stores).expect("a temporary directory")
+    })
+    .path()
+    .join("journal.db")
+}
+
+/// What the end-to-end tests keep under the build's temporary directory.
+fn scratch() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e")
 }
 
 /// Where the local model is: `BATON_MODELS` (set by `cargo xtask test`), else where

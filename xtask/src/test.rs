@@ -29,6 +29,9 @@ pub fn all(extra: &[String]) -> Result<()> {
         "warnings",
     ]))?;
     eprintln!("xtask: running the test suite");
+    // What earlier runs' test processes left behind (tests/e2e/common.rs); a missing
+    // directory is the usual case on a fresh clone.
+    let _ = std::fs::remove_dir_all(ws.target.join(E2E_SCRATCH));
     let mut tests = cargo();
     tests
         .current_dir(&ws.root)
@@ -49,6 +52,10 @@ pub fn all(extra: &[String]) -> Result<()> {
     eprintln!("xtask: running the demo");
     demo::run()
 }
+
+/// The end-to-end tests' shared compile cache and journals, under the build's temporary
+/// directory (`CARGO_TARGET_TMPDIR`).
+const E2E_SCRATCH: &str = "tmp/e2e";
 
 fn nextest_installed() -> bool {
     cargo()

@@ -24,7 +24,9 @@ use tokio::sync::OnceCell;
 use tracing::Instrument;
 
 use baton_budget::{Hold, Ledger, Spend, Usd};
-use baton_journal::event::{EventKind, LlmAttempt, LlmOutcome, LlmRequest, SpendRecord};
+use baton_journal::event::{
+    EventKind, LlmAttempt, LlmMessage, LlmOutcome, LlmRequest, SpendRecord,
+};
 use baton_policy::llm::{CacheSettings, LlmConfig, ModelRoute, ProviderConfig, ProviderKind};
 use breaker::Breaker;
 use cache::{Cache, Hit, Keys};
@@ -198,6 +200,11 @@ impl Llm {
         &self.cache
     }
 
+    /// The policy's `[cache]` settings.
+    pub fn cache_settings(&self) -> &CacheSettings {
+        &self.cache_settings
+    }
+
     pub fn route(&self, model: &str) -> Option<&ModelRoute> {
         self.models.get(model)
     }
@@ -297,7 +304,7 @@ impl Llm {
         *cache_asked = cached;
         let mut vector = None;
         if let Some(keys) = &keys {
-            match self.cached(keys, request).await {
+            match self.cached(&self.cache, &self.cache_settings, keys, request).await {
                 Ok((Some(hit), _)) => {
                     ledger.note_cache_hit(hit.tier == cache::tier::SEMANTIC);
                     return LlmRecord {
@@ -341,11 +348,12 @@ impl Llm {
     /// the hit, or the user turn's embedding to store the answer with.
     async fn cached(
         &self,
+        cache: &Cache,
+        settings: &CacheSettings,
         keys: &Keys,
         request: &LlmRequest,
     ) -> Result<(Option<Hit>, Option<Vec<f32>>), String> {
-        let settings = &self.cache_settings;
-        if let Some(hit) = self.cache.exact(keys, settings)? {
+        if let Some(hit) = cache.exact(keys, settings)? {
             return Ok((Some(hit), None));
         }
         let greedy = request.temperature.parse::<f32>().is_ok_and(|t| t == 0.0);
@@ -357,8 +365,47 @@ impl Llm {
             .await?
             .pop()
             .unwrap_or_default();
-        let hit = self.cache.semantic(keys, &vector, settings)?;
+        let hit = cache.semantic(keys, &vector, settings)?;
         Ok((hit, Some(vector)))
+    }
+
+    /// How the cache under `settings` answers the question `asked` once it holds an answer
+    /// to `stored`, through the same lookups a completion takes (exact, then semantic with
+    /// the second check). The trial runs in a cache of its own, in memory, so trials never
+    /// see each other's entries. Returns the hit, or `None` when the question would go to
+    /// the provider.
+    pub async fn cache_trial(
+        &self,
+        settings: &CacheSettings,
+        stored: &str,
+        asked: &str,
+    ) -> Result<Option<Hit>, String> {
+        let cache = Cache::new(None);
+        let request = |text: &str| LlmRequest {
+            idempotency_key: None,
+            max_tokens: 1,
+            messages: vec![LlmMessage {
+                role: "user".into(),
+                content: text.into(),
+            }],
+            model: "cache-trial".into(),
+            seed: None,
+            stop: Vec::new(),
+            temperature: "0".into(),
+        };
+        let (first, second) = (request(stored), request(asked));
+        let keys = Keys::of(&first, "", &self.policy_version);
+        let (_, vector) = self.cached(&cache, settings, &keys, &first).await?;
+        let answer = LlmOutcome::Completed {
+            finish_reason: "stop".into(),
+            input_tokens: 0,
+            model: first.model.clone(),
+            output_tokens: 0,
+            text: String::new(),
+        };
+        cache.store(&keys, vector.as_deref(), &answer, settings)?;
+        let keys = Keys::of(&second, "", &self.policy_version);
+        Ok(self.cached(&cache, settings, &keys, &second).await?.0)
     }
 
     /// Picks the first of `route` and its fallbacks whose worst case the budget can cover,

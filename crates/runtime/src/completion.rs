@@ -10,7 +10,8 @@ use baton_effects::NoSecrets;
 use baton_journal::event::{EventKind, LlmOutcome, LlmRequest, RUN_CHAIN, step_chain};
 use baton_journal::store::Journal;
 use baton_llm::Requester;
-use baton_llm::cache::Cache;
+use baton_policy::llm::CacheSettings;
+use baton_llm::cache::{Cache, Hit};
 use baton_llm::embedding::cosine;
 
 use crate::error::Error;
@@ -99,6 +100,28 @@ impl Host {
     /// The completion cache in front of the providers.
     pub fn cache(&self) -> &Cache {
         self.llm.cache()
+    }
+
+    /// The policy's `[cache]` settings.
+    pub fn cache_settings(&self) -> &CacheSettings {
+        self.llm.cache_settings()
+    }
+
+    /// How the cache under `settings` answers `asked` once it holds an answer to `stored`
+    /// (see `Llm::cache_trial`): the hit, or `None` for a miss.
+    pub async fn cache_trial(
+        &self,
+        settings: &CacheSettings,
+        stored: &str,
+        asked: &str,
+    ) -> Result<Option<Hit>, Error> {
+        self.llm
+            .cache_trial(settings, stored, asked)
+            .await
+            .map_err(|message| Error::Llm {
+                kind: "unavailable".into(),
+                message,
+            })
     }
 
     /// The cosine similarity of `a` and `b` by the embedding model `model`.

@@ -103,7 +103,8 @@ impl Session {
     }
 
     /// The checkout a reader has: the built binary, plugins and models under `target/`, the
-    /// repository's examples, policies and fixtures, and programs the documentation runs.
+    /// repository's examples, policies, fixtures and labelled cache pairs, and programs the
+    /// documentation runs.
     fn lay_out(&self) {
         let root = self.root();
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -120,7 +121,12 @@ impl Session {
         // A copy: the README signs a plugin again with a key of the reader's.
         let plugins = plugin("trust.toml").parent().unwrap().to_owned();
         copy_dir(&plugins, &root.join("target/plugins"));
-        for dir in ["examples", "policies", "tests/fixtures"] {
+        for dir in [
+            "examples",
+            "policies",
+            "tests/fixtures",
+            "crates/baton/benches/data",
+        ] {
             copy_dir(&repo.join(dir), &root.join(dir));
         }
         std::fs::write(self.state().join("cwd"), root.to_str().unwrap()).unwrap();

@@ -28,6 +28,8 @@ pub enum CacheCommand {
         /// The entry's id
         id: i64,
     },
+    /// Run a labelled set of question pairs through the cache: true-hit and false-hit rates
+    Eval(super::cache_eval::CacheEvalArgs),
 }
 
 pub fn run(host: &Host, command: CacheCommand) -> Result<(), Error> {
@@ -92,6 +94,7 @@ pub fn run(host: &Host, command: CacheCommand) -> Result<(), Error> {
             }
             println!("removed entry {id}");
         }
+        CacheCommand::Eval(_) => unreachable!("`baton cache eval` is dispatched before"),
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod author;
 mod cache;
+mod cache_eval;
 mod call;
 mod debug;
 mod diff;
@@ -393,6 +394,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Command::Policy(command) => policy::run(&host, command).await,
             Command::Llm(command) => llm::run(&host, command).await,
             Command::Eval(args) => eval::run(&host, args).await,
+            Command::Cache(cache::CacheCommand::Eval(args)) => {
+                return cache_eval::run(&host, args).await;
+            }
             Command::Cache(command) => cache::run(&host, command),
             Command::Sign(args) => sign::sign(&host, args).await,
             Command::Pull(args) => registry::pull(&host, args).await,
