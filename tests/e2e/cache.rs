@@ -181,6 +181,7 @@ async fn hits_are_served_while_the_providers_breaker_is_open() {
         seed: None,
         stop: Vec::new(),
         temperature: "0".into(),
+        grammar: None,
     };
     let text = |outcome: &LlmOutcome| match outcome {
         LlmOutcome::Completed { text, .. } => text.clone(),
@@ -439,7 +440,10 @@ fn cache_eval_refuses_a_set_it_cannot_read_with_one_line() {
     .unwrap();
     assert_contains(
         &eval(&[]),
-        &["pairs.jsonl line 2: missing field `hit`", "\"hit\": true|false"],
+        &[
+            "pairs.jsonl line 2: missing field `hit`",
+            "\"hit\": true|false",
+        ],
     );
     std::fs::write(&file, "{\"a\": \"x\", \"b\": \"y\", \"hit\": \"yes\"}\n").unwrap();
     assert_contains(&eval(&[]), &["line 1: invalid type: string \"yes\""]);

@@ -76,6 +76,7 @@ fn request(prompt: &str, max_tokens: u32) -> LlmRequest {
         seed: None,
         stop: Vec::new(),
         temperature: "0".into(),
+        grammar: None,
     }
 }
 
@@ -726,4 +727,67 @@ fn without_baton_models_the_data_directory_is_where_models_are_looked_for() {
     }
     let similarity: f64 = text_output(&eval()).trim().parse().unwrap();
     assert!(similarity > 0.5, "{similarity}");
+}
+
+/// `--grammar` holds the local model's reply to a grammar, journaled with the request; a
+/// grammar that does not parse, or cannot be read, is one line and exit status 2.
+#[test]
+fn a_grammar_holds_the_local_models_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let grammar = dir.path().join("answer.lark");
+    std::fs::write(&grammar, "start: \"ANSWER: \" /[0-9]{1,3}/ \".\"\n").unwrap();
+    let store = dir.path().join("journal.db");
+    let ask = |grammar: &Path| {
+        run_with_store(
+            &store,
+            &[
+                "llm",
+                "complete",
+                "Tell me a long story about the number four.",
+                "--max-tokens",
+                "24",
+                "--json",
+                "--grammar",
+                grammar.to_str().unwrap(),
+            ],
+        )
+    };
+    let out = json_output(&ask(&grammar));
+    let text = out["text"].as_str().unwrap();
+    let digits = text
+        .strip_prefix("ANSWER: ")
+        .and_then(|t| t.strip_suffix('.'))
+        .unwrap_or_else(|| panic!("outside the grammar: {text:?}"));
+    assert!(
+        (1..=3).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()),
+        "{text:?}"
+    );
+    // The grammar complete, the reply ends there rather than at max_tokens.
+    assert_eq!(out["finish_reason"], "stop", "{out}");
+    let journal = Journal::open_read_only(&store).unwrap();
+    let recorded = journal
+        .events(out["run"].as_str().unwrap())
+        .unwrap()
+        .into_iter()
+        .find_map(|e| match e.kind {
+            EventKind::Llm { request, .. } => request.grammar,
+            _ => None,
+        });
+    assert_eq!(
+        recorded.as_deref(),
+        Some("start: \"ANSWER: \" /[0-9]{1,3}/ \".\"\n")
+    );
+
+    std::fs::write(&grammar, "start: answer\n").unwrap();
+    assert_contains(
+        &error_line(&ask(&grammar), 2),
+        &[
+            "answer.lark: the grammar is not one Baton can use",
+            "unknown name",
+        ],
+    );
+    assert_contains(
+        &error_line(&ask(&dir.path().join("missing.lark")), 2),
+        &["missing.lark", "No such file"],
+    );
 }

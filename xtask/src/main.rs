@@ -11,7 +11,10 @@
 //!   suite.
 //! - `bench`: build the plugins and run the criterion benchmarks.
 //! - `fuzz`: run every fuzz target in `fuzz/` for a while (`--seconds N`, default 60).
+//! - `agent-eval`: run the react agent of `examples/agent/` on its tasks, with its replies
+//!   held to the protocol's grammar and without, and print how often it completes them.
 
+mod agent;
 mod bench;
 mod demo;
 mod fuzz;
@@ -36,8 +39,10 @@ fn main() -> ExitCode {
         Some("test") => test::all(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("fuzz") => fuzz::run_all(&args[1..]),
+        Some("agent-eval") => agent::run(),
         _ => Err(
-            "usage: cargo xtask <plugins|models|layers|demo|test|bench|fuzz> [args for cargo]"
+            "usage: cargo xtask <plugins|models|layers|demo|test|bench|fuzz|agent-eval> [args for \
+             cargo]"
                 .into(),
         ),
     };

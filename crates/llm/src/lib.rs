@@ -7,6 +7,7 @@
 pub mod breaker;
 pub mod cache;
 pub mod embedding;
+pub mod grammar;
 pub mod idempotency;
 mod local;
 mod openai;
@@ -304,7 +305,10 @@ impl Llm {
         *cache_asked = cached;
         let mut vector = None;
         if let Some(keys) = &keys {
-            match self.cached(&self.cache, &self.cache_settings, keys, request).await {
+            match self
+                .cached(&self.cache, &self.cache_settings, keys, request)
+                .await
+            {
                 Ok((Some(hit), _)) => {
                     ledger.note_cache_hit(hit.tier == cache::tier::SEMANTIC);
                     return LlmRecord {
@@ -392,6 +396,7 @@ impl Llm {
             seed: None,
             stop: Vec::new(),
             temperature: "0".into(),
+            grammar: None,
         };
         let (first, second) = (request(stored), request(asked));
         let keys = Keys::of(&first, "", &self.policy_version);

@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use candle_core::quantized::gguf_file;
@@ -23,6 +23,7 @@ use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::{AddedToken, Tokenizer};
 
+use super::grammar::{Constrained, Vocabulary};
 use super::provider::{Completion, Provider, ProviderError};
 use baton_journal::event::{LlmMessage, LlmRequest};
 
@@ -46,6 +47,10 @@ pub struct Local {
     /// Tokens that end an answer.
     eos: Vec<u32>,
     context: usize,
+    /// Each token's bytes, for replies held to a grammar.
+    token_bytes: Arc<Vec<Vec<u8>>>,
+    /// The grammar machinery for this vocabulary, made by the first request with a grammar.
+    vocabulary: Arc<OnceLock<Result<Vocabulary, String>>>,
 }
 
 fn model_error(path: &Path) -> impl Fn(candle_core::Error) -> String + '_ {
@@ -74,6 +79,8 @@ impl Local {
             .iter()
             .filter_map(|t| tokenizer.token_to_id(t))
             .collect();
+        let token_bytes = token_bytes(&content)
+            .map_err(|e| format!("the local model {}: {e}", path.display()))?;
         let (content, mut weights) = vectorizable(content, &mut file).map_err(model_error(path))?;
         let model = ModelWeights::from_gguf(content, &mut weights, &Device::Cpu)
             .map_err(model_error(path))?;
@@ -83,7 +90,19 @@ impl Local {
             eos,
             // candle's llama precomputes attention for at most this many positions.
             context: context.min(candle_transformers::models::quantized_llama::MAX_SEQ_LEN),
+            token_bytes: Arc::new(token_bytes),
+            vocabulary: Arc::new(OnceLock::new()),
         })
+    }
+
+    /// A decoder held to `grammar`.
+    fn constrain(&self, grammar: &str) -> Result<Constrained, ProviderError> {
+        let vocabulary = self
+            .vocabulary
+            .get_or_init(|| Vocabulary::new(&self.token_bytes, self.eos[0]))
+            .as_ref()
+            .map_err(|e| ProviderError::Broken(e.clone()))?;
+        vocabulary.constrain(grammar).map_err(ProviderError::Broken)
     }
 
     fn encode(&self, text: &str) -> Vec<u32> {
@@ -127,6 +146,10 @@ impl Local {
             false => Sampling::ArgMax,
         };
         let mut sampler = LogitsProcessor::from_sampling(seed, sampling);
+        let mut grammar = match &request.grammar {
+            Some(grammar) => Some(self.constrain(grammar)?),
+            None => None,
+        };
         let mut model = self.model.clone();
         let mut tokens = prompt.clone();
         let mut generated: Vec<u32> = Vec::new();
@@ -146,17 +169,29 @@ impl Local {
                 .and_then(|l| l.squeeze(0))
                 .map_err(broken)?;
             let recent = &tokens[tokens.len().saturating_sub(REPEAT_WINDOW)..];
-            let logits =
+            let mut logits =
                 candle_transformers::utils::apply_repeat_penalty(&logits, REPEAT_PENALTY, recent)
                     .map_err(broken)?;
+            if let Some(grammar) = &mut grammar {
+                let mut masked = logits.to_vec1::<f32>().map_err(broken)?;
+                grammar.mask(&mut masked).map_err(ProviderError::Broken)?;
+                logits = Tensor::new(masked, &Device::Cpu).map_err(broken)?;
+            }
             next = [sampler.sample(&logits).map_err(broken)?];
             if self.eos.contains(&next[0]) {
                 finish = "stop";
                 break;
             }
+            if let Some(grammar) = &mut grammar {
+                grammar.advance(next[0]).map_err(ProviderError::Broken)?;
+            }
             tokens.push(next[0]);
             generated.push(next[0]);
             input = &next;
+            if grammar.as_ref().is_some_and(Constrained::done) {
+                finish = "stop";
+                break;
+            }
             // The text so far is needed only to watch for stop sequences.
             if request.stop.iter().all(String::is_empty) {
                 continue;
@@ -235,6 +270,58 @@ fn chat_prompt(messages: &[LlmMessage]) -> String {
     }
     prompt.push_str("<|im_start|>assistant\n");
     prompt
+}
+
+/// The bytes each token of a GGUF's byte-level BPE vocabulary stands for; control tokens
+/// are marked as llguidance expects, so a grammar never produces them.
+fn token_bytes(content: &gguf_file::Content) -> Result<Vec<Vec<u8>>, String> {
+    let tokens = content
+        .metadata
+        .get("tokenizer.ggml.tokens")
+        .and_then(|v| v.to_vec().ok())
+        .ok_or("its metadata lacks tokenizer.ggml.tokens")?;
+    let types = content
+        .metadata
+        .get("tokenizer.ggml.token_type")
+        .and_then(|v| v.to_vec().ok());
+    let alphabet = byte_level_alphabet();
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(id, token)| {
+            let token = token.to_string().map_err(|e| e.to_string())?;
+            let kind = types
+                .and_then(|t| t.get(id))
+                .and_then(|t| t.to_i32().ok())
+                .unwrap_or(1);
+            if kind == CONTROL_TOKEN {
+                let mut bytes = vec![Vocabulary::CONTROL_MARKER];
+                bytes.extend_from_slice(token.as_bytes());
+                return Ok(bytes);
+            }
+            token
+                .chars()
+                .map(|c| alphabet.get(&c).copied())
+                .collect::<Option<Vec<u8>>>()
+                .ok_or_else(|| format!("token {id} ({token:?}) is not byte-level BPE"))
+        })
+        .collect()
+}
+
+/// GPT-2's byte-level alphabet, read backwards: printable bytes stand for themselves, and
+/// the others, in order, for the characters from U+0100 on.
+fn byte_level_alphabet() -> std::collections::HashMap<char, u8> {
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    let mut shifted = 0u32;
+    (0..=255u8)
+        .map(|b| match printable(b) {
+            true => (char::from(b), b),
+            false => {
+                shifted += 1;
+                (char::from_u32(255 + shifted).expect("below U+0200"), b)
+            }
+        })
+        .collect()
 }
 
 /// A byte-level BPE tokenizer from a GGUF's `tokenizer.ggml.*` metadata, pre-tokenizing as

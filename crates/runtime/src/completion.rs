@@ -10,9 +10,9 @@ use baton_effects::NoSecrets;
 use baton_journal::event::{EventKind, LlmOutcome, LlmRequest, RUN_CHAIN, step_chain};
 use baton_journal::store::Journal;
 use baton_llm::Requester;
-use baton_policy::llm::CacheSettings;
 use baton_llm::cache::{Cache, Hit};
 use baton_llm::embedding::cosine;
+use baton_policy::llm::CacheSettings;
 
 use crate::error::Error;
 use crate::host::{Host, RunStart};

@@ -486,39 +486,102 @@ mod react {
         }
     }
 
-    #[test]
-    fn a_local_model_ends_the_run_with_an_answer_or_says_how_it_broke_the_protocol() {
-        let dir = tempfile::tempdir().unwrap();
+    /// The planner's completions from the local model in the journal of `run`: each
+    /// request's grammar and the reply.
+    fn planner_replies(dir: &Path, run: &Value) -> Vec<(Option<String>, String)> {
+        use baton::journal::event::{EventKind, LlmOutcome};
+        let journal =
+            baton::journal::store::Journal::open_read_only(&dir.join("journal.db")).unwrap();
+        journal
+            .events(run.as_str().unwrap())
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::Llm {
+                    request,
+                    outcome: LlmOutcome::Completed { text, .. },
+                    ..
+                } => Some((request.grammar, text)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A react run of `task` on the local model, with `config` in its `[config]`.
+    fn local_run(dir: &Path, task: &str, config: &str) -> (Output, Value) {
         let policy = write_policy(
-            dir.path(),
+            dir,
             "[plugins.react.llm]\nmodels = [\"smollm2\"]\n\
              [plugins.react-prompt.llm]\nmodels = [\"smollm2\"]\n",
         );
-        let path = dir.path().join("react.toml");
+        let path = dir.join("react.toml");
         let text = format!(
-            "planner = {:?}\nprompts = [{:?}]\ntools = [{:?}]\nmax_steps = 4\ntimeout = \"60s\"\n\
-             task = \"What is 6 times 7? Use the calc tool.\"\n[config]\nmax_tokens = 48\n",
+            "planner = {:?}\nprompts = [{:?}]\ntools = [{:?}, {:?}]\nmax_steps = 3\n\
+             timeout = \"60s\"\ntask = {task:?}\n[config]\nmax_tokens = 96\n{config}",
             plugin("planners/react.wasm"),
             plugin("prompts/react.wasm"),
             plugin("calc.wasm"),
+            plugin("text-stats.wasm"),
         );
         std::fs::write(&path, text).unwrap();
-        let (output, result) = run_flow(
-            dir.path(),
-            &path,
-            &["--policy", policy.to_str().unwrap(), "--timeout", "60s"],
-        );
-        // SmolLM2-135M may call calc, answer at once, or break the protocol; a success is an
-        // answer it marked as one, and a protocol break is a failure quoting what it said.
-        match output.status.code() {
-            Some(0) => assert!(result["output"]["answer"].is_string(), "{result}"),
-            Some(1) => assert_contains(
-                result["reason"].as_str().unwrap(),
-                &["the model broke the reply protocol", "it said: "],
-            ),
-            other => panic!("exit {other:?}: {result}"),
+        let bundle = dir.join("run.bundle");
+        let args = [
+            "--policy",
+            policy.to_str().unwrap(),
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ];
+        run_flow(dir, &path, &args)
+    }
+
+    /// Held to the protocol's grammar, even SmolLM2-135M makes only calls of offered tools
+    /// with inputs their schemas accept (or answers); the grammar is journaled with each
+    /// request, and the run replays from its bundle. Without the grammar the same model
+    /// breaks the protocol at once.
+    #[test]
+    fn the_local_models_replies_are_held_to_the_protocol() {
+        let dir = tempfile::tempdir().unwrap();
+        let (output, result) = local_run(dir.path(), "What is 17 * 23?", "");
+        let replies = planner_replies(dir.path(), &result["run"]);
+        assert!(!replies.is_empty(), "{result}");
+        for (grammar, reply) in &replies {
+            let grammar = grammar
+                .as_deref()
+                .expect("each request carries the grammar");
+            assert_contains(
+                grammar,
+                &["\"CALL calc \" %json", "\"CALL text-stats \" %json"],
+            );
+            if let Some(answer) = reply.strip_prefix("FINISH ") {
+                assert!(!answer.is_empty() && !answer.contains('\n'), "{reply:?}");
+                continue;
+            }
+            let (tool, input) = reply
+                .strip_prefix("CALL ")
+                .and_then(|call| call.split_once(' '))
+                .unwrap_or_else(|| panic!("neither CALL nor FINISH: {reply:?}"));
+            let input: Value = serde_json::from_str(input).unwrap();
+            match tool {
+                "calc" => assert!(input["expression"].is_string(), "{reply:?}"),
+                "text-stats" => assert!(input["text"].is_string(), "{reply:?}"),
+                other => panic!("a tool that is not offered: {other} in {reply:?}"),
+            }
         }
-        assert!(result["totals"]["llm_calls"].as_u64().unwrap() >= 1);
+        let reason = result["reason"].as_str().unwrap_or_default();
+        assert!(!reason.contains("broke the reply protocol"), "{result}");
+        assert!(matches!(output.status.code(), Some(0 | 1 | 3)), "{result}");
+        let bundle = dir.path().join("run.bundle");
+        let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
+        assert!(replayed.starts_with("identical: "), "{replayed}");
+
+        let free = tempfile::tempdir().unwrap();
+        let (_, result) = local_run(free.path(), "What is 17 * 23?", "constrained = false\n");
+        let replies = planner_replies(free.path(), &result["run"]);
+        assert!(replies.iter().all(|(grammar, _)| grammar.is_none()));
+        assert_contains(
+            result["reason"].as_str().unwrap(),
+            &["the model broke the reply protocol", "it said: "],
+        );
     }
 }
 

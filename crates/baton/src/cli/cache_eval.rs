@@ -242,11 +242,7 @@ pub async fn run(host: &Host, args: CacheEvalArgs) -> Result<(), Failure> {
         let similarity = j
             .served_at
             .map_or("refused by the second check".into(), |s| format!("{s:.3}"));
-        let verdict = if j.pair.hit {
-            "missed   "
-        } else {
-            "false hit"
-        };
+        let verdict = if j.pair.hit { "missed   " } else { "false hit" };
         println!("{verdict} {similarity}  {:?} / {:?}", j.pair.a, j.pair.b);
     }
     Ok(())

@@ -90,7 +90,57 @@ impl From<CompletionRequest> for LlmRequest {
             seed: r.seed.map(|s| s.to_string()),
             stop: r.stop,
             temperature: r.temperature.to_string(),
+            grammar: None,
         }
+    }
+}
+
+impl HostState {
+    /// A completion for the guest, under a grammar or not.
+    async fn completion(
+        &mut self,
+        request: CompletionRequest,
+        grammar: Option<String>,
+    ) -> wasmtime::Result<Result<CompletionResponse, Error>> {
+        let what = format!("LLM model '{}'", request.model);
+        if let Err(e) = self.check_model(&request.model, &what, Some(request.max_tokens)) {
+            return Ok(Err(e));
+        }
+        let sink = format!("a completion request to model '{}'", request.model);
+        if let Err(message) = self.flow.check(&sink, None) {
+            return Ok(Err(Error::NotGranted(message)));
+        }
+        if !(request.temperature.is_finite() && (0.0..=2.0).contains(&request.temperature)) {
+            return Ok(Err(Error::InvalidArgument(format!(
+                "temperature {} is outside 0 to 2",
+                request.temperature
+            ))));
+        }
+        if request.max_tokens == 0 {
+            return Ok(Err(Error::InvalidArgument(
+                "max_tokens must be at least 1".into(),
+            )));
+        }
+        let Some(caller) = self.caller.clone() else {
+            return Ok(Err(not_in_a_run()));
+        };
+        let requester = Requester {
+            name: &self.plugin,
+            digest: &caller.digest,
+            cache: self.llm.as_ref().and_then(|grant| grant.cache),
+        };
+        let outcome = models::complete(
+            &*self.gate,
+            caller.run.llm(),
+            &requester,
+            LlmRequest {
+                grammar,
+                ..request.into()
+            },
+            &caller.ledger,
+        )
+        .await;
+        Ok(response(outcome))
     }
 }
 
@@ -124,43 +174,20 @@ impl Host for HostState {
         &mut self,
         request: CompletionRequest,
     ) -> wasmtime::Result<Result<CompletionResponse, Error>> {
-        let what = format!("LLM model '{}'", request.model);
-        if let Err(e) = self.check_model(&request.model, &what, Some(request.max_tokens)) {
-            return Ok(Err(e));
-        }
-        let sink = format!("a completion request to model '{}'", request.model);
-        if let Err(message) = self.flow.check(&sink, None) {
-            return Ok(Err(Error::NotGranted(message)));
-        }
-        if !(request.temperature.is_finite() && (0.0..=2.0).contains(&request.temperature)) {
-            return Ok(Err(Error::InvalidArgument(format!(
-                "temperature {} is outside 0 to 2",
-                request.temperature
-            ))));
-        }
-        if request.max_tokens == 0 {
-            return Ok(Err(Error::InvalidArgument(
-                "max_tokens must be at least 1".into(),
-            )));
-        }
-        let Some(caller) = self.caller.clone() else {
-            return Ok(Err(not_in_a_run()));
-        };
-        let requester = Requester {
-            name: &self.plugin,
-            digest: &caller.digest,
-            cache: self.llm.as_ref().and_then(|grant| grant.cache),
-        };
-        let outcome = models::complete(
-            &*self.gate,
-            caller.run.llm(),
-            &requester,
-            request.into(),
-            &caller.ledger,
-        )
-        .await;
-        Ok(response(outcome))
+        self.completion(request, None).await
     }
+
+    async fn complete_constrained(
+        &mut self,
+        request: CompletionRequest,
+        grammar: String,
+    ) -> wasmtime::Result<Result<CompletionResponse, Error>> {
+        if let Err(e) = baton_llm::grammar::check(&grammar) {
+            return Ok(Err(Error::InvalidArgument(e)));
+        }
+        self.completion(request, Some(grammar)).await
+    }
+
 
     async fn embed(
         &mut self,

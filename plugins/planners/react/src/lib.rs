@@ -8,14 +8,17 @@
 //!   an answer the protocol did not mark as one is not reported as a success.
 //!
 //! A reply naming a tool that is not offered, or an input that is not a JSON object, breaks
-//! the protocol too. Configuration
-//! (`[config]`): `model` (default `smollm2`), `max_tokens` per reply (default 128), `prompt`
-//! (default `react-prompt`) and `context_tokens`, the prompt's budget (default 1024). Completions
-//! are greedy (temperature 0, seed 0), so a run repeats.
+//! the protocol too. So that even a small model keeps to it, replies are asked for under a
+//! grammar (`llm.complete-constrained`): `CALL` followed by an offered tool's name and an input
+//! its JSON Schema accepts, or `FINISH` and one line. Configuration (`[config]`): `model`
+//! (default `smollm2`), `max_tokens` per reply (default 128), `prompt` (default
+//! `react-prompt`), `context_tokens`, the prompt's budget (default 1024), and `constrained`
+//! (default true; false asks without the grammar). Completions are greedy (temperature 0,
+//! seed 0), so a run repeats.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "baton:plugin/planner" });
 
-use baton::plugin::types::{CompletionRequest, Error, Step, TokenBudget, ToolError};
+use baton::plugin::types::{CompletionRequest, Error, Step, TokenBudget, ToolError, ToolInfo};
 use baton::plugin::{llm, prompts};
 use exports::baton::plugin::planner_api::{Decision, Guest, PlannerInfo, RunState};
 use serde::Deserialize;
@@ -32,6 +35,8 @@ struct Config {
     prompt: String,
     #[serde(default = "default_context_tokens")]
     context_tokens: u32,
+    #[serde(default = "default_constrained")]
+    constrained: bool,
 }
 
 fn default_model() -> String {
@@ -46,6 +51,9 @@ fn default_prompt() -> String {
 fn default_context_tokens() -> u32 {
     1024
 }
+fn default_constrained() -> bool {
+    true
+}
 
 const CONFIG_SCHEMA: &str = r#"{
   "type": ["object", "null"],
@@ -53,7 +61,8 @@ const CONFIG_SCHEMA: &str = r#"{
     "model": {"type": "string"},
     "max_tokens": {"type": "integer", "minimum": 1},
     "prompt": {"type": "string"},
-    "context_tokens": {"type": "integer", "minimum": 1}
+    "context_tokens": {"type": "integer", "minimum": 1},
+    "constrained": {"type": "boolean"}
   }
 }"#;
 
@@ -118,11 +127,41 @@ fn decide(state: &RunState) -> Result<Decision, String> {
         seed: Some(0),
         idempotency_key: None,
     };
-    let reply = llm::complete(&request)
-        .map_err(|e| format!("model '{}' failed: {}", config.model, host(&e)))?;
+    let reply = match config.constrained {
+        true => llm::complete_constrained(&request, &grammar(&state.tools)),
+        false => llm::complete(&request),
+    }
+    .map_err(|e| format!("model '{}' failed: {}", config.model, host(&e)))?;
     // The protocol is one line: the first line that says something.
     let line = reply.text.lines().map(str::trim).find(|l| !l.is_empty());
     Ok(read_reply(state, line.unwrap_or_default()))
+}
+
+/// The reply protocol as a Lark grammar: `CALL`, an offered tool's name and an input its
+/// schema accepts (on one line), or `FINISH` and a line of answer.
+fn grammar(tools: &[ToolInfo]) -> String {
+    let calls: Vec<String> = tools
+        .iter()
+        .map(|tool| {
+            let mut schema = serde_json::from_str::<Value>(&tool.input_schema)
+                .ok()
+                .filter(Value::is_object)
+                .unwrap_or_else(|| json!({"type": "object"}));
+            // One line, spaced as JSON usually is; keywords the grammar cannot express are
+            // left to the tool's own validation.
+            schema["x-guidance"] = json!({
+                "whitespace_flexible": false,
+                "item_separator": ", ",
+                "key_separator": ": ",
+                "lenient": true,
+            });
+            let name = Value::from(format!("CALL {} ", tool.name));
+            format!("{name} %json {schema}")
+        })
+        .collect();
+    let mut rules = calls;
+    rules.push("\"FINISH \" /[^\\n]+/".into());
+    format!("start: {}\n", rules.join("\n     | "))
 }
 
 /// The decision a reply asks for.
