@@ -181,7 +181,7 @@ async fn hits_are_served_while_the_providers_breaker_is_open() {
         seed: None,
         stop: Vec::new(),
         temperature: "0".into(),
-        grammar: None,
+        pattern: None,
     };
     let text = |outcome: &LlmOutcome| match outcome {
         LlmOutcome::Completed { text, .. } => text.clone(),

@@ -1,6 +1,6 @@
 //! `cargo xtask agent-eval`: how often the react agent of `examples/agent/` completes the
 //! tasks of `examples/agent/tasks.jsonl` on the local model, with its replies held to the
-//! protocol's grammar and without. Each task is one `baton run`; a run completes when the
+//! protocol's pattern and without. Each task is one `baton run`; a run completes when the
 //! model finished with an answer, and is right when the answer contains the expected value.
 
 use std::path::Path;
@@ -66,7 +66,7 @@ pub fn run() -> Result<()> {
             tally.protocol_errors += usize::from(reason.contains("broke the reply protocol"));
             eprintln!(
                 "xtask: [{}] task {}: {} {:?}{}",
-                if constrained { "grammar" } else { "free" },
+                if constrained { "pattern" } else { "free" },
                 i + 1,
                 result["status"].as_str().unwrap_or("?"),
                 answer,
@@ -84,7 +84,7 @@ pub fn run() -> Result<()> {
         let share = |n: usize| n as f64 * 100.0 / t.runs.max(1) as f64;
         println!(
             "{:<11} {:>5}  {:>8.0}%  {:>4.0}%  {:>14.0}%  {:>17.1}",
-            if constrained { "grammar" } else { "free" },
+            if constrained { "pattern" } else { "free" },
             t.runs,
             share(t.completed),
             share(t.right),

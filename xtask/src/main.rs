@@ -12,7 +12,7 @@
 //! - `bench`: build the plugins and run the criterion benchmarks.
 //! - `fuzz`: run every fuzz target in `fuzz/` for a while (`--seconds N`, default 60).
 //! - `agent-eval`: run the react agent of `examples/agent/` on its tasks, with its replies
-//!   held to the protocol's grammar and without, and print how often it completes them.
+//!   held to the protocol's pattern and without, and print how often it completes them.
 
 mod agent;
 mod bench;

@@ -110,7 +110,7 @@ fn request(model: &str, prompt: &str, max_tokens: u32) -> LlmRequest {
         seed: None,
         stop: Vec::new(),
         temperature: "0".into(),
-        grammar: None,
+        pattern: None,
     }
 }
 

@@ -227,10 +227,10 @@ pub struct LlmRequest {
     pub stop: Vec<String>,
     /// The shortest decimal text of the f32 asked for.
     pub temperature: String,
-    /// A Lark grammar the reply must follow (`llm.complete-constrained`); absent from
-    /// requests that have none, so their events and hashes are as they were.
+    /// A regular expression the whole reply must match (`llm.complete-constrained`); absent
+    /// from requests that have none, so their events and hashes are as they were.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grammar: Option<String>,
+    pub pattern: Option<String>,
 }
 
 /// One attempt at a provider, in order.

@@ -7,10 +7,10 @@
 pub mod breaker;
 pub mod cache;
 pub mod embedding;
-pub mod grammar;
 pub mod idempotency;
 mod local;
 mod openai;
+pub mod pattern;
 pub mod provider;
 mod retry;
 mod store;
@@ -396,7 +396,7 @@ impl Llm {
             seed: None,
             stop: Vec::new(),
             temperature: "0".into(),
-            grammar: None,
+            pattern: None,
         };
         let (first, second) = (request(stored), request(asked));
         let keys = Keys::of(&first, "", &self.policy_version);

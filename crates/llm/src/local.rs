@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use candle_core::quantized::gguf_file;
@@ -23,7 +23,7 @@ use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::{AddedToken, Tokenizer};
 
-use super::grammar::{Constrained, Vocabulary};
+use super::pattern::Pattern;
 use super::provider::{Completion, Provider, ProviderError};
 use baton_journal::event::{LlmMessage, LlmRequest};
 
@@ -47,10 +47,8 @@ pub struct Local {
     /// Tokens that end an answer.
     eos: Vec<u32>,
     context: usize,
-    /// Each token's bytes, for replies held to a grammar.
-    token_bytes: Arc<Vec<Vec<u8>>>,
-    /// The grammar machinery for this vocabulary, made by the first request with a grammar.
-    vocabulary: Arc<OnceLock<Result<Vocabulary, String>>>,
+    /// Each token's bytes (`None` for control tokens), for replies held to a pattern.
+    token_bytes: Arc<Vec<Option<Vec<u8>>>>,
 }
 
 fn model_error(path: &Path) -> impl Fn(candle_core::Error) -> String + '_ {
@@ -91,18 +89,7 @@ impl Local {
             // candle's llama precomputes attention for at most this many positions.
             context: context.min(candle_transformers::models::quantized_llama::MAX_SEQ_LEN),
             token_bytes: Arc::new(token_bytes),
-            vocabulary: Arc::new(OnceLock::new()),
         })
-    }
-
-    /// A decoder held to `grammar`.
-    fn constrain(&self, grammar: &str) -> Result<Constrained, ProviderError> {
-        let vocabulary = self
-            .vocabulary
-            .get_or_init(|| Vocabulary::new(&self.token_bytes, self.eos[0]))
-            .as_ref()
-            .map_err(|e| ProviderError::Broken(e.clone()))?;
-        vocabulary.constrain(grammar).map_err(ProviderError::Broken)
     }
 
     fn encode(&self, text: &str) -> Vec<u32> {
@@ -146,10 +133,11 @@ impl Local {
             false => Sampling::ArgMax,
         };
         let mut sampler = LogitsProcessor::from_sampling(seed, sampling);
-        let mut grammar = match &request.grammar {
-            Some(grammar) => Some(self.constrain(grammar)?),
+        let pattern = match &request.pattern {
+            Some(pattern) => Some(Pattern::new(pattern).map_err(ProviderError::Broken)?),
             None => None,
         };
+        let mut held = pattern.as_ref().map(Pattern::decoder);
         let mut model = self.model.clone();
         let mut tokens = prompt.clone();
         let mut generated: Vec<u32> = Vec::new();
@@ -172,9 +160,9 @@ impl Local {
             let mut logits =
                 candle_transformers::utils::apply_repeat_penalty(&logits, REPEAT_PENALTY, recent)
                     .map_err(broken)?;
-            if let Some(grammar) = &mut grammar {
+            if let Some(held) = &mut held {
                 let mut masked = logits.to_vec1::<f32>().map_err(broken)?;
-                grammar.mask(&mut masked).map_err(ProviderError::Broken)?;
+                held.mask(&mut masked, &self.token_bytes, &self.eos);
                 logits = Tensor::new(masked, &Device::Cpu).map_err(broken)?;
             }
             next = [sampler.sample(&logits).map_err(broken)?];
@@ -182,13 +170,21 @@ impl Local {
                 finish = "stop";
                 break;
             }
-            if let Some(grammar) = &mut grammar {
-                grammar.advance(next[0]).map_err(ProviderError::Broken)?;
+            if let Some(held) = &mut held {
+                let bytes = self.token_bytes[next[0] as usize].as_deref();
+                // The mask leaves only tokens that keep a match in reach; when it left none,
+                // the sampler still picked one.
+                if !held.advance(bytes.unwrap_or_default()) {
+                    return Err(ProviderError::Broken(format!(
+                        "no token of the local model can continue {:?} within the pattern",
+                        self.decode(&generated)?
+                    )));
+                }
             }
             tokens.push(next[0]);
             generated.push(next[0]);
             input = &next;
-            if grammar.as_ref().is_some_and(Constrained::done) {
+            if held.as_ref().is_some_and(|held| held.done()) {
                 finish = "stop";
                 break;
             }
@@ -272,9 +268,9 @@ fn chat_prompt(messages: &[LlmMessage]) -> String {
     prompt
 }
 
-/// The bytes each token of a GGUF's byte-level BPE vocabulary stands for; control tokens
-/// are marked as llguidance expects, so a grammar never produces them.
-fn token_bytes(content: &gguf_file::Content) -> Result<Vec<Vec<u8>>, String> {
+/// The bytes each token of a GGUF's byte-level BPE vocabulary stands for; `None` for control
+/// tokens, which a reply held to a pattern never contains.
+fn token_bytes(content: &gguf_file::Content) -> Result<Vec<Option<Vec<u8>>>, String> {
     let tokens = content
         .metadata
         .get("tokenizer.ggml.tokens")
@@ -295,14 +291,13 @@ fn token_bytes(content: &gguf_file::Content) -> Result<Vec<Vec<u8>>, String> {
                 .and_then(|t| t.to_i32().ok())
                 .unwrap_or(1);
             if kind == CONTROL_TOKEN {
-                let mut bytes = vec![Vocabulary::CONTROL_MARKER];
-                bytes.extend_from_slice(token.as_bytes());
-                return Ok(bytes);
+                return Ok(None);
             }
             token
                 .chars()
                 .map(|c| alphabet.get(&c).copied())
                 .collect::<Option<Vec<u8>>>()
+                .map(Some)
                 .ok_or_else(|| format!("token {id} ({token:?}) is not byte-level BPE"))
         })
         .collect()

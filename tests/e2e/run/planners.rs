@@ -487,7 +487,7 @@ mod react {
     }
 
     /// The planner's completions from the local model in the journal of `run`: each
-    /// request's grammar and the reply.
+    /// request's pattern and the reply.
     fn planner_replies(dir: &Path, run: &Value) -> Vec<(Option<String>, String)> {
         use baton::journal::event::{EventKind, LlmOutcome};
         let journal =
@@ -501,7 +501,7 @@ mod react {
                     request,
                     outcome: LlmOutcome::Completed { text, .. },
                     ..
-                } => Some((request.grammar, text)),
+                } => Some((request.pattern, text)),
                 _ => None,
             })
             .collect()
@@ -534,23 +534,23 @@ mod react {
         run_flow(dir, &path, &args)
     }
 
-    /// Held to the protocol's grammar, even SmolLM2-135M makes only calls of offered tools
-    /// with inputs their schemas accept (or answers); the grammar is journaled with each
-    /// request, and the run replays from its bundle. Without the grammar the same model
-    /// breaks the protocol at once.
+    /// Held to the protocol's pattern, even SmolLM2-135M makes only calls of offered tools
+    /// with inputs of their schemas' shape (or answers); the pattern is journaled with each
+    /// request, and the run replays from its bundle. Without it the same model breaks the
+    /// protocol at once.
     #[test]
     fn the_local_models_replies_are_held_to_the_protocol() {
         let dir = tempfile::tempdir().unwrap();
         let (output, result) = local_run(dir.path(), "What is 17 * 23?", "");
         let replies = planner_replies(dir.path(), &result["run"]);
         assert!(!replies.is_empty(), "{result}");
-        for (grammar, reply) in &replies {
-            let grammar = grammar
+        for (pattern, reply) in &replies {
+            let pattern = pattern
                 .as_deref()
-                .expect("each request carries the grammar");
+                .expect("each request carries the pattern");
             assert_contains(
-                grammar,
-                &["\"CALL calc \" %json", "\"CALL text-stats \" %json"],
+                pattern,
+                &["CALL calc \\{", "CALL text\\-stats \\{", "|FINISH "],
             );
             if let Some(answer) = reply.strip_prefix("FINISH ") {
                 assert!(!answer.is_empty() && !answer.contains('\n'), "{reply:?}");
@@ -577,7 +577,7 @@ mod react {
         let free = tempfile::tempdir().unwrap();
         let (_, result) = local_run(free.path(), "What is 17 * 23?", "constrained = false\n");
         let replies = planner_replies(free.path(), &result["run"]);
-        assert!(replies.iter().all(|(grammar, _)| grammar.is_none()));
+        assert!(replies.iter().all(|(pattern, _)| pattern.is_none()));
         assert_contains(
             result["reason"].as_str().unwrap(),
             &["the model broke the reply protocol", "it said: "],

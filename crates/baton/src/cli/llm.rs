@@ -33,10 +33,10 @@ pub struct CompleteArgs {
     /// Stop the answer before this text; may be repeated
     #[arg(long, value_name = "TEXT")]
     stop: Vec<String>,
-    /// Hold the answer to the Lark grammar in FILE (llguidance's dialect; `%json { ... }`
-    /// inlines a JSON Schema)
-    #[arg(long, value_name = "FILE")]
-    grammar: Option<std::path::PathBuf>,
+    /// Hold the answer to this regular expression (the `regex` crate's syntax): the whole
+    /// answer matches it
+    #[arg(long, value_name = "REGEX")]
+    pattern: Option<String>,
     /// Repeating a key returns the stored result without a new request (for 24 hours)
     #[arg(long, value_name = "KEY")]
     idempotency_key: Option<String>,
@@ -65,18 +65,12 @@ pub async fn run(host: &Host, command: LlmCommand) -> Result<(), Error> {
         content: prompt,
         role: "user".into(),
     };
-    let grammar = match &args.grammar {
-        None => None,
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Error::InputUnreadable(format!("{}: {e}", path.display())))?;
-            baton::llm::grammar::check(&text).map_err(|e| Error::Llm {
-                kind: "invalid-argument".into(),
-                message: format!("--grammar {}: {e}", path.display()),
-            })?;
-            Some(text)
-        }
-    };
+    if let Some(pattern) = &args.pattern {
+        baton::llm::pattern::Pattern::new(pattern).map_err(|e| Error::Llm {
+            kind: "invalid-argument".into(),
+            message: format!("--pattern: {e}"),
+        })?;
+    }
     let request = LlmRequest {
         idempotency_key: args.idempotency_key,
         max_tokens: args.max_tokens,
@@ -85,7 +79,7 @@ pub async fn run(host: &Host, command: LlmCommand) -> Result<(), Error> {
         seed: args.seed.map(|s| s.to_string()),
         stop: args.stop,
         temperature: args.temperature.to_string(),
-        grammar,
+        pattern: args.pattern,
     };
     let done = host.complete(request).await;
     if let Some(run) = &done.run {

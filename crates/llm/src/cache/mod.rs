@@ -5,8 +5,8 @@
 //!   key). Same request, same answer.
 //! - Semantic: a *namespace* is the sha256 of everything that must match for an answer to be
 //!   reusable: the model, `max_tokens`, temperature, stop sequences, seed, every message but
-//!   the last user turn (the system prompt and the conversation so far), the grammar the
-//!   reply must follow, the calling component's digest and the policy's version. Within a namespace the last user turn is
+//!   the last user turn (the system prompt and the conversation so far), the pattern the
+//!   reply must match, the calling component's digest and the policy's version. Within a namespace the last user turn is
 //!   embedded and compared by cosine similarity with the stored ones. A candidate at or
 //!   above the threshold must also agree on its numbers and negations (a cheap second check
 //!   against near-misses such as "3 apples" vs "4 apples", "is" vs "is not"). Requests with
@@ -263,8 +263,8 @@ impl Keys {
             "temperature": request.temperature,
         });
         // Only where there is one, so that namespaces without stay as they were.
-        if let Some(grammar) = &request.grammar {
-            namespace["grammar"] = grammar.as_str().into();
+        if let Some(pattern) = &request.pattern {
+            namespace["pattern"] = pattern.as_str().into();
         }
         Keys {
             exact,

@@ -90,17 +90,17 @@ impl From<CompletionRequest> for LlmRequest {
             seed: r.seed.map(|s| s.to_string()),
             stop: r.stop,
             temperature: r.temperature.to_string(),
-            grammar: None,
+            pattern: None,
         }
     }
 }
 
 impl HostState {
-    /// A completion for the guest, under a grammar or not.
+    /// A completion for the guest, held to a pattern or not.
     async fn completion(
         &mut self,
         request: CompletionRequest,
-        grammar: Option<String>,
+        pattern: Option<String>,
     ) -> wasmtime::Result<Result<CompletionResponse, Error>> {
         let what = format!("LLM model '{}'", request.model);
         if let Err(e) = self.check_model(&request.model, &what, Some(request.max_tokens)) {
@@ -134,7 +134,7 @@ impl HostState {
             caller.run.llm(),
             &requester,
             LlmRequest {
-                grammar,
+                pattern,
                 ..request.into()
             },
             &caller.ledger,
@@ -180,12 +180,12 @@ impl Host for HostState {
     async fn complete_constrained(
         &mut self,
         request: CompletionRequest,
-        grammar: String,
+        pattern: String,
     ) -> wasmtime::Result<Result<CompletionResponse, Error>> {
-        if let Err(e) = baton_llm::grammar::check(&grammar) {
+        if let Err(e) = baton_llm::pattern::Pattern::new(&pattern) {
             return Ok(Err(Error::InvalidArgument(e)));
         }
-        self.completion(request, Some(grammar)).await
+        self.completion(request, Some(pattern)).await
     }
 
 

@@ -140,7 +140,7 @@ impl ChatRequest {
                 Some(Stop::Many(s)) => s.clone(),
             },
             temperature: temperature.to_string(),
-            grammar: None,
+            pattern: None,
         })
     }
 }

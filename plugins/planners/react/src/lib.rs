@@ -8,12 +8,13 @@
 //!   an answer the protocol did not mark as one is not reported as a success.
 //!
 //! A reply naming a tool that is not offered, or an input that is not a JSON object, breaks
-//! the protocol too. So that even a small model keeps to it, replies are asked for under a
-//! grammar (`llm.complete-constrained`): `CALL` followed by an offered tool's name and an input
-//! its JSON Schema accepts, or `FINISH` and one line. Configuration (`[config]`): `model`
-//! (default `smollm2`), `max_tokens` per reply (default 128), `prompt` (default
-//! `react-prompt`), `context_tokens`, the prompt's budget (default 1024), and `constrained`
-//! (default true; false asks without the grammar). Completions are greedy (temperature 0,
+//! the protocol too. So that even a small model keeps to it, replies are asked for held to a
+//! pattern (`llm.complete-constrained`): `CALL` followed by an offered tool's name and a
+//! one-line JSON input shaped by the tool's input schema, or `FINISH` and one line.
+//! Configuration (`[config]`): `model` (default `smollm2`), `max_tokens` per reply (default
+//! 128), `prompt` (default `react-prompt`), `context_tokens`, the prompt's budget (default
+//! 1024), and `constrained` (default true; false asks without the pattern). Completions are
+//! greedy (temperature 0,
 //! seed 0), so a run repeats.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "baton:plugin/planner" });
@@ -128,7 +129,7 @@ fn decide(state: &RunState) -> Result<Decision, String> {
         idempotency_key: None,
     };
     let reply = match config.constrained {
-        true => llm::complete_constrained(&request, &grammar(&state.tools)),
+        true => llm::complete_constrained(&request, &protocol(&state.tools)),
         false => llm::complete(&request),
     }
     .map_err(|e| format!("model '{}' failed: {}", config.model, host(&e)))?;
@@ -137,31 +138,108 @@ fn decide(state: &RunState) -> Result<Decision, String> {
     Ok(read_reply(state, line.unwrap_or_default()))
 }
 
-/// The reply protocol as a Lark grammar: `CALL`, an offered tool's name and an input its
-/// schema accepts (on one line), or `FINISH` and a line of answer.
-fn grammar(tools: &[ToolInfo]) -> String {
-    let calls: Vec<String> = tools
+/// The reply protocol as a regular expression: `CALL`, an offered tool's name and an input
+/// its schema shapes (on one line), or `FINISH` and a line of answer.
+fn protocol(tools: &[ToolInfo]) -> String {
+    let mut replies: Vec<String> = tools
         .iter()
         .map(|tool| {
-            let mut schema = serde_json::from_str::<Value>(&tool.input_schema)
-                .ok()
-                .filter(Value::is_object)
-                .unwrap_or_else(|| json!({"type": "object"}));
-            // One line, spaced as JSON usually is; keywords the grammar cannot express are
-            // left to the tool's own validation.
-            schema["x-guidance"] = json!({
-                "whitespace_flexible": false,
-                "item_separator": ", ",
-                "key_separator": ": ",
-                "lenient": true,
-            });
-            let name = Value::from(format!("CALL {} ", tool.name));
-            format!("{name} %json {schema}")
+            let schema = serde_json::from_str::<Value>(&tool.input_schema).unwrap_or(Value::Null);
+            let input = match schema.get("type") {
+                Some(t) if t == "object" => json_value(&schema, 2),
+                _ => json_object(2),
+            };
+            format!("CALL {} {input}", regex_escape(&tool.name))
         })
         .collect();
-    let mut rules = calls;
-    rules.push("\"FINISH \" /[^\\n]+/".into());
-    format!("start: {}\n", rules.join("\n     | "))
+    replies.push("FINISH [^\\n]+".into());
+    replies.join("|")
+}
+
+/// A JSON string on one line (escapes but `\u`).
+const JSON_STRING: &str = r#""([^"\\\x00-\x1f]|\\["\\/bfnrt])*""#;
+const JSON_NUMBER: &str = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?";
+const JSON_INTEGER: &str = r"-?(0|[1-9][0-9]*)";
+
+/// A JSON value that `schema` describes, written as JSON usually is (`, ` and `: `), nesting
+/// at most `depth` more levels. An object lists its required properties in the schema's
+/// order; keywords beyond types, properties, items and enums are left to the tool's own
+/// validation.
+fn json_value(schema: &Value, depth: usize) -> String {
+    if let Some(choices) = schema.get("enum").and_then(Value::as_array) {
+        let choices: Vec<String> = choices
+            .iter()
+            .map(|c| regex_escape(&c.to_string()))
+            .collect();
+        return format!("({})", choices.join("|"));
+    }
+    match schema.get("type").and_then(Value::as_str) {
+        Some("string") => JSON_STRING.into(),
+        Some("integer") => JSON_INTEGER.into(),
+        Some("number") => JSON_NUMBER.into(),
+        Some("boolean") => "(true|false)".into(),
+        Some("null") => "null".into(),
+        Some("array") if depth > 0 => {
+            let item = schema
+                .get("items")
+                .map_or_else(|| json_any(depth - 1), |i| json_value(i, depth - 1));
+            format!(r"\[({item}(, {item})*)?\]")
+        }
+        Some("object") if depth > 0 => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let required: Vec<&str> = schema
+                .get("required")
+                .and_then(Value::as_array)
+                .map(|r| r.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            match properties {
+                Some(properties) if !required.is_empty() => {
+                    let fields: Vec<String> = required
+                        .iter()
+                        .map(|name| {
+                            let value = properties
+                                .get(*name)
+                                .map_or_else(|| json_any(depth - 1), |p| json_value(p, depth - 1));
+                            format!("{}: {value}", regex_escape(&Value::from(*name).to_string()))
+                        })
+                        .collect();
+                    format!(r"\{{{}\}}", fields.join(", "))
+                }
+                _ => json_object(depth),
+            }
+        }
+        _ => json_any(depth),
+    }
+}
+
+/// Any JSON value nesting at most `depth` levels.
+fn json_any(depth: usize) -> String {
+    let scalar = format!("{JSON_STRING}|{JSON_NUMBER}|true|false|null");
+    if depth == 0 {
+        return format!("({scalar})");
+    }
+    let inner = json_any(depth - 1);
+    format!(
+        r"({scalar}|\[({inner}(, {inner})*)?\]|\{{({JSON_STRING}: {inner}(, {JSON_STRING}: {inner})*)?\}})"
+    )
+}
+
+/// Any JSON object nesting at most `depth` levels.
+fn json_object(depth: usize) -> String {
+    let inner = json_any(depth.saturating_sub(1));
+    format!(r"\{{({JSON_STRING}: {inner}(, {JSON_STRING}: {inner})*)?\}}")
+}
+
+/// `text` matched literally.
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(
+            |c| match c.is_ascii_alphanumeric() || c == ' ' || c == '_' {
+                true => vec![c],
+                false => vec!['\\', c],
+            },
+        )
+        .collect()
 }
 
 /// The decision a reply asks for.
