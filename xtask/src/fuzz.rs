@@ -10,7 +10,7 @@ use crate::workspace::workspace;
 use crate::{Result, run};
 
 /// The fuzz targets, each a binary of `fuzz/Cargo.toml`.
-const TARGETS: &[&str] = &["policy", "events", "signatures", "bundles"];
+const TARGETS: &[&str] = &["policy", "events", "signatures", "bundles", "patterns"];
 
 pub fn run_all(args: &[String]) -> Result<()> {
     let seconds = match args {

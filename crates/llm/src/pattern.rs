@@ -18,11 +18,26 @@ use std::collections::{HashMap, VecDeque};
 
 use regex_automata::dfa::dense::{self, DFA};
 use regex_automata::dfa::{Automaton, StartKind};
+use regex_automata::nfa::thompson;
 use regex_automata::util::primitives::StateID;
 use regex_automata::{Anchored, Input, MatchKind};
 
-/// The most memory a pattern's DFA may take, to build and to keep.
-const DFA_BYTES: usize = 64 << 20;
+/// The most memory a pattern's DFA may take, to build and to keep: this also bounds the time
+/// a pattern a component chose can cost the host to compile.
+const DFA_BYTES: usize = 16 << 20;
+
+/// Whether `pattern` is a regular expression: parsing only, cheap enough to answer a component
+/// at once (compiling it is the local model's work, off the async threads).
+pub fn check(pattern: &str) -> Result<(), String> {
+    regex_automata::util::syntax::parse(pattern)
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "the pattern is not a regular expression Baton can use: {}",
+                innermost(&e)
+            )
+        })
+}
 
 /// A compiled pattern.
 pub struct Pattern {
@@ -42,6 +57,10 @@ impl Pattern {
             )
         };
         let dfa = dense::Builder::new()
+            // A bounded repetition such as `[0-9]{1,644444}` is small to parse but huge to
+            // compile: without this limit it took gigabytes (found by the `patterns` fuzz
+            // target).
+            .thompson(thompson::Config::new().nfa_size_limit(Some(DFA_BYTES)))
             .configure(
                 dense::Config::new()
                     .match_kind(MatchKind::All)
@@ -207,6 +226,26 @@ mod tests {
             "{error}"
         );
         assert!(error.ends_with(": unclosed group"), "{error}");
+    }
+
+    #[test]
+    fn a_pattern_is_checked_cheaply_and_one_too_large_to_compile_is_refused() {
+        assert!(check(CALL_OR_FINISH).is_ok());
+        assert!(
+            check("CALL (calc")
+                .unwrap_err()
+                .ends_with(": unclosed group")
+        );
+        // Each parses, but one's DFA needs a state per combination of the last 40 letters,
+        // and the other's NFA a state per repetition (the fuzz target's finding).
+        for blowup in ["(a|b)*a(a|b){40}", r"ANSWER: [0-9]{1,644444}\."] {
+            assert!(check(blowup).is_ok());
+            let error = Pattern::new(blowup).err().unwrap();
+            assert!(
+                error.starts_with("the pattern is not a regular expression Baton can use"),
+                "{error}"
+            );
+        }
     }
 
     /// Whether a decoder may produce `text` and then end.

@@ -66,7 +66,7 @@ pub async fn run(host: &Host, command: LlmCommand) -> Result<(), Error> {
         role: "user".into(),
     };
     if let Some(pattern) = &args.pattern {
-        baton::llm::pattern::Pattern::new(pattern).map_err(|e| Error::Llm {
+        baton::llm::pattern::check(pattern).map_err(|e| Error::Llm {
             kind: "invalid-argument".into(),
             message: format!("--pattern: {e}"),
         })?;

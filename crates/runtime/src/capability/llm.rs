@@ -182,7 +182,7 @@ impl Host for HostState {
         request: CompletionRequest,
         pattern: String,
     ) -> wasmtime::Result<Result<CompletionResponse, Error>> {
-        if let Err(e) = baton_llm::pattern::Pattern::new(&pattern) {
+        if let Err(e) = baton_llm::pattern::check(&pattern) {
             return Ok(Err(Error::InvalidArgument(e)));
         }
         self.completion(request, Some(pattern)).await
