@@ -560,6 +560,8 @@ mod react {
                 .strip_prefix("CALL ")
                 .and_then(|call| call.split_once(' '))
                 .unwrap_or_else(|| panic!("neither CALL nor FINISH: {reply:?}"));
+            // `{{` would make the host read the input as a template.
+            assert!(!input.contains("{{"), "{reply:?}");
             let input: Value = serde_json::from_str(input).unwrap();
             match tool {
                 "calc" => assert!(input["expression"].is_string(), "{reply:?}"),

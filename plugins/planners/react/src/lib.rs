@@ -156,8 +156,10 @@ fn protocol(tools: &[ToolInfo]) -> String {
     replies.join("|")
 }
 
-/// A JSON string on one line (escapes but `\u`).
-const JSON_STRING: &str = r#""([^"\\\x00-\x1f]|\\["\\/bfnrt])*""#;
+/// A JSON string on one line (escapes but `\u`), never with `{{` in it: the host reads a
+/// step input's `{{...}}` as a reference to another step's output, and a model's input is
+/// meant literally.
+const JSON_STRING: &str = r#""([^"\\{\x00-\x1f]|\{[^"\\{\x00-\x1f]|\\["\\/bfnrt])*\{?""#;
 const JSON_NUMBER: &str = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?";
 const JSON_INTEGER: &str = r"-?(0|[1-9][0-9]*)";
 
