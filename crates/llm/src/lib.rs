@@ -6,6 +6,7 @@
 
 pub mod breaker;
 pub mod cache;
+mod cached;
 pub mod embedding;
 pub mod idempotency;
 mod local;
@@ -25,12 +26,10 @@ use tokio::sync::OnceCell;
 use tracing::Instrument;
 
 use baton_budget::{Hold, Ledger, Spend, Usd};
-use baton_journal::event::{
-    EventKind, LlmAttempt, LlmMessage, LlmOutcome, LlmRequest, SpendRecord,
-};
+use baton_journal::event::{EventKind, LlmAttempt, LlmOutcome, LlmRequest, SpendRecord};
 use baton_policy::llm::{CacheSettings, LlmConfig, ModelRoute, ProviderConfig, ProviderKind};
 use breaker::Breaker;
-use cache::{Cache, Hit, Keys};
+use cache::{Cache, Keys};
 use idempotency::{Idempotency, Prior};
 use provider::Provider;
 pub use store::{Store, Stores};
@@ -345,72 +344,6 @@ impl Llm {
             tracing::warn!("cannot store the outcome of an idempotent call: {e}");
         }
         record
-    }
-
-    /// Looks a request up in the exact tier, then the semantic one (when it applies: the
-    /// tier is on, and the request is greedy or the policy serves sampled ones too). Returns
-    /// the hit, or the user turn's embedding to store the answer with.
-    async fn cached(
-        &self,
-        cache: &Cache,
-        settings: &CacheSettings,
-        keys: &Keys,
-        request: &LlmRequest,
-    ) -> Result<(Option<Hit>, Option<Vec<f32>>), String> {
-        if let Some(hit) = cache.exact(keys, settings)? {
-            return Ok((Some(hit), None));
-        }
-        let greedy = request.temperature.parse::<f32>().is_ok_and(|t| t == 0.0);
-        if !settings.semantic || keys.query.is_empty() || !(greedy || settings.sampled) {
-            return Ok((None, None));
-        }
-        let vector = self
-            .embed(&settings.embedding_model, std::slice::from_ref(&keys.query))
-            .await?
-            .pop()
-            .unwrap_or_default();
-        let hit = cache.semantic(keys, &vector, settings)?;
-        Ok((hit, Some(vector)))
-    }
-
-    /// How the cache under `settings` answers the question `asked` once it holds an answer
-    /// to `stored`, through the same lookups a completion takes (exact, then semantic with
-    /// the second check). The trial runs in a cache of its own, in memory, so trials never
-    /// see each other's entries. Returns the hit, or `None` when the question would go to
-    /// the provider.
-    pub async fn cache_trial(
-        &self,
-        settings: &CacheSettings,
-        stored: &str,
-        asked: &str,
-    ) -> Result<Option<Hit>, String> {
-        let cache = Cache::new(None);
-        let request = |text: &str| LlmRequest {
-            idempotency_key: None,
-            max_tokens: 1,
-            messages: vec![LlmMessage {
-                role: "user".into(),
-                content: text.into(),
-            }],
-            model: "cache-trial".into(),
-            seed: None,
-            stop: Vec::new(),
-            temperature: "0".into(),
-            pattern: None,
-        };
-        let (first, second) = (request(stored), request(asked));
-        let keys = Keys::of(&first, "", &self.policy_version);
-        let (_, vector) = self.cached(&cache, settings, &keys, &first).await?;
-        let answer = LlmOutcome::Completed {
-            finish_reason: "stop".into(),
-            input_tokens: 0,
-            model: first.model.clone(),
-            output_tokens: 0,
-            text: String::new(),
-        };
-        cache.store(&keys, vector.as_deref(), &answer, settings)?;
-        let keys = Keys::of(&second, "", &self.policy_version);
-        Ok(self.cached(&cache, settings, &keys, &second).await?.0)
     }
 
     /// Picks the first of `route` and its fallbacks whose worst case the budget can cover,

@@ -10,7 +10,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use baton_budget::Ledger;
 use baton_journal::event::{EventKind, RUN_CHAIN};
@@ -19,7 +18,7 @@ use baton_runtime::{Error, Host};
 
 use crate::progress::ProgressSink;
 use crate::workflow::ForkPoint;
-use crate::{Controls, RunRequest, WorkflowRun, check_planner, drive, recorded};
+use crate::{Controls, RunRequest, WorkflowRun, check_planner, drive, keep_components, recorded};
 
 /// What a fork changes.
 #[derive(Debug, Default)]
@@ -121,16 +120,13 @@ pub async fn fork(
         let digest = baton_core::Digest::of(text.as_bytes()).to_string();
         journal.blob("policy", &digest, &text.as_bytes().into());
     }
-    for plugin in tools.values().chain(prompts.values()).chain([&planner]) {
-        let digest = plugin.loaded.digest.to_string();
-        journal.blob("component", &digest, &plugin.loaded.bytes);
-    }
     let ctx = RunContext::recorded(
         host,
         recorded.policy.clone(),
         (tools, prompts),
         journal.chains(),
     );
+    keep_components(&journal, &ctx, &planner);
     let request = RunRequest {
         planner,
         task: &task,
@@ -143,12 +139,7 @@ pub async fn fork(
         request,
         None,
         BTreeMap::new(),
-        Controls {
-            ledger: Ledger::run(host.budget()),
-            progress,
-            cancel: CancellationToken::new(),
-            dispatch: None,
-        },
+        Controls::recorded(Ledger::run(host.budget()), progress),
     )
     .await
     .map_err(Error::Diverged)?;

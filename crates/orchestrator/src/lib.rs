@@ -160,14 +160,7 @@ impl Launched {
             dispatch,
             recording,
         } = self;
-        let components = ctx.tools().values().chain(ctx.prompts().values());
-        for plugin in std::iter::once(&request.planner).chain(components) {
-            journal.blob(
-                "component",
-                &plugin.loaded.digest.to_string(),
-                &plugin.loaded.bytes,
-            );
-        }
+        keep_components(&journal, &ctx, &request.planner);
         let (record, result) = drive(
             ctx,
             journal,
@@ -197,6 +190,32 @@ pub(crate) struct Controls {
     pub progress: Arc<dyn ProgressSink>,
     pub cancel: CancellationToken,
     pub dispatch: Option<Arc<dyn Dispatch>>,
+}
+
+/// Keeps in `journal` the bytes of the planner and of every component `ctx` may load, so that
+/// the run's bundle carries them.
+fn keep_components(journal: &RunJournal, ctx: &RunContext, planner: &Arc<Plugin>) {
+    let components = ctx.tools().values().chain(ctx.prompts().values());
+    for plugin in std::iter::once(planner).chain(components) {
+        journal.blob(
+            "component",
+            &plugin.loaded.digest.to_string(),
+            &plugin.loaded.bytes,
+        );
+    }
+}
+
+impl Controls {
+    /// A recorded run's (a replay, or a fork's replayed prefix and what follows it): never
+    /// cancelled, and every step answered on this host.
+    fn recorded(ledger: Arc<Ledger>, progress: Arc<dyn ProgressSink>) -> Self {
+        Controls {
+            ledger,
+            progress,
+            cancel: CancellationToken::new(),
+            dispatch: None,
+        }
+    }
 }
 
 /// Runs the orchestration in `journal` (live or replaying) and finishes it, in a span of

@@ -4,8 +4,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-
 use baton_budget::Ledger;
 use baton_journal::event::EventKind;
 use baton_runtime::completion::ModelReply;
@@ -115,12 +113,7 @@ async fn replay_workflow(
         request,
         Some(workflow),
         BTreeMap::new(),
-        Controls {
-            ledger,
-            progress: Arc::new(progress::Quiet),
-            cancel: CancellationToken::new(),
-            dispatch: None,
-        },
+        Controls::recorded(ledger, Arc::new(progress::Quiet)),
     )
     .await
     .map_err(Error::Diverged)?;

@@ -85,16 +85,18 @@ impl CompletionRun {
     }
 }
 
+/// A model the command line asked for that could not answer.
+fn unavailable(message: String) -> Error {
+    Error::Llm {
+        kind: "unavailable".into(),
+        message,
+    }
+}
+
 impl Host {
     /// One unit-length embedding per text, by the policy's embedding model `model`.
     pub async fn embed(&self, model: &str, texts: &[String]) -> Result<Vec<Vec<f32>>, Error> {
-        self.llm
-            .embed(model, texts)
-            .await
-            .map_err(|message| Error::Llm {
-                kind: "unavailable".into(),
-                message,
-            })
+        self.llm.embed(model, texts).await.map_err(unavailable)
     }
 
     /// The completion cache in front of the providers.
@@ -118,10 +120,7 @@ impl Host {
         self.llm
             .cache_trial(settings, stored, asked)
             .await
-            .map_err(|message| Error::Llm {
-                kind: "unavailable".into(),
-                message,
-            })
+            .map_err(unavailable)
     }
 
     /// The cosine similarity of `a` and `b` by the embedding model `model`.

@@ -57,6 +57,56 @@ impl HostState {
         }
         Ok(())
     }
+
+    /// A completion for the guest, held to a pattern or not.
+    async fn completion(
+        &mut self,
+        request: CompletionRequest,
+        pattern: Option<String>,
+    ) -> wasmtime::Result<Result<CompletionResponse, Error>> {
+        let what = format!("LLM model '{}'", request.model);
+        if let Err(e) = self.check_model(&request.model, &what, Some(request.max_tokens)) {
+            return Ok(Err(e));
+        }
+        let sink = format!("a completion request to model '{}'", request.model);
+        if let Err(message) = self.flow.check(&sink, None) {
+            return Ok(Err(Error::NotGranted(message)));
+        }
+        if !(request.temperature.is_finite() && (0.0..=2.0).contains(&request.temperature)) {
+            return Ok(Err(Error::InvalidArgument(format!(
+                "temperature {} is outside 0 to 2",
+                request.temperature
+            ))));
+        }
+        if request.max_tokens == 0 {
+            return Ok(Err(Error::InvalidArgument(
+                "max_tokens must be at least 1".into(),
+            )));
+        }
+        if let Some(Err(e)) = pattern.as_deref().map(baton_llm::pattern::check) {
+            return Ok(Err(Error::InvalidArgument(e)));
+        }
+        let Some(caller) = self.caller.clone() else {
+            return Ok(Err(not_in_a_run()));
+        };
+        let requester = Requester {
+            name: &self.plugin,
+            digest: &caller.digest,
+            cache: self.llm.as_ref().and_then(|grant| grant.cache),
+        };
+        let outcome = models::complete(
+            &*self.gate,
+            caller.run.llm(),
+            &requester,
+            LlmRequest {
+                pattern,
+                ..request.into()
+            },
+            &caller.ledger,
+        )
+        .await;
+        Ok(response(outcome))
+    }
 }
 
 /// What a component that is only describing itself gets: it runs outside any run.
@@ -92,55 +142,6 @@ impl From<CompletionRequest> for LlmRequest {
             temperature: r.temperature.to_string(),
             pattern: None,
         }
-    }
-}
-
-impl HostState {
-    /// A completion for the guest, held to a pattern or not.
-    async fn completion(
-        &mut self,
-        request: CompletionRequest,
-        pattern: Option<String>,
-    ) -> wasmtime::Result<Result<CompletionResponse, Error>> {
-        let what = format!("LLM model '{}'", request.model);
-        if let Err(e) = self.check_model(&request.model, &what, Some(request.max_tokens)) {
-            return Ok(Err(e));
-        }
-        let sink = format!("a completion request to model '{}'", request.model);
-        if let Err(message) = self.flow.check(&sink, None) {
-            return Ok(Err(Error::NotGranted(message)));
-        }
-        if !(request.temperature.is_finite() && (0.0..=2.0).contains(&request.temperature)) {
-            return Ok(Err(Error::InvalidArgument(format!(
-                "temperature {} is outside 0 to 2",
-                request.temperature
-            ))));
-        }
-        if request.max_tokens == 0 {
-            return Ok(Err(Error::InvalidArgument(
-                "max_tokens must be at least 1".into(),
-            )));
-        }
-        let Some(caller) = self.caller.clone() else {
-            return Ok(Err(not_in_a_run()));
-        };
-        let requester = Requester {
-            name: &self.plugin,
-            digest: &caller.digest,
-            cache: self.llm.as_ref().and_then(|grant| grant.cache),
-        };
-        let outcome = models::complete(
-            &*self.gate,
-            caller.run.llm(),
-            &requester,
-            LlmRequest {
-                pattern,
-                ..request.into()
-            },
-            &caller.ledger,
-        )
-        .await;
-        Ok(response(outcome))
     }
 }
 
@@ -182,9 +183,6 @@ impl Host for HostState {
         request: CompletionRequest,
         pattern: String,
     ) -> wasmtime::Result<Result<CompletionResponse, Error>> {
-        if let Err(e) = baton_llm::pattern::check(&pattern) {
-            return Ok(Err(Error::InvalidArgument(e)));
-        }
         self.completion(request, Some(pattern)).await
     }
 

@@ -149,7 +149,7 @@ fn protocol(tools: &[ToolInfo]) -> String {
                 Some(t) if t == "object" => json_value(&schema, 2),
                 _ => json_object(2),
             };
-            format!("CALL {} {input}", regex_escape(&tool.name))
+            format!("CALL {} {input}", regex_syntax::escape(&tool.name))
         })
         .collect();
     replies.push("FINISH [^\\n]+".into());
@@ -171,7 +171,7 @@ fn json_value(schema: &Value, depth: usize) -> String {
     if let Some(choices) = schema.get("enum").and_then(Value::as_array) {
         let choices: Vec<String> = choices
             .iter()
-            .map(|c| regex_escape(&c.to_string()))
+            .map(|c| regex_syntax::escape(&c.to_string()))
             .collect();
         return format!("({})", choices.join("|"));
     }
@@ -202,7 +202,10 @@ fn json_value(schema: &Value, depth: usize) -> String {
                             let value = properties
                                 .get(*name)
                                 .map_or_else(|| json_any(depth - 1), |p| json_value(p, depth - 1));
-                            format!("{}: {value}", regex_escape(&Value::from(*name).to_string()))
+                            format!(
+                                "{}: {value}",
+                                regex_syntax::escape(&Value::from(*name).to_string())
+                            )
                         })
                         .collect();
                     format!(r"\{{{}\}}", fields.join(", "))
@@ -230,18 +233,6 @@ fn json_any(depth: usize) -> String {
 fn json_object(depth: usize) -> String {
     let inner = json_any(depth.saturating_sub(1));
     format!(r"\{{({JSON_STRING}: {inner}(, {JSON_STRING}: {inner})*)?\}}")
-}
-
-/// `text` matched literally.
-fn regex_escape(text: &str) -> String {
-    text.chars()
-        .flat_map(
-            |c| match c.is_ascii_alphanumeric() || c == ' ' || c == '_' {
-                true => vec![c],
-                false => vec!['\\', c],
-            },
-        )
-        .collect()
 }
 
 /// The decision a reply asks for.
