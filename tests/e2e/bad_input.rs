@@ -212,6 +212,36 @@ fn bad_limit_flags_are_usage_errors() {
     );
 }
 
+/// A deadline too long to add to the clock is refused where it is read: on the command
+/// line, in a policy, in a workflow and in a budget (it used to panic inside the sandbox).
+#[test]
+fn a_duration_longer_than_a_year_is_refused_where_it_is_read() {
+    const FOREVER: &str = "18446744073709551615s";
+    const WHY: &str = "longer than a year, the longest duration Baton takes";
+    let out = call("calc.wasm", "{}", &["--timeout", FOREVER]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_contains(&String::from_utf8_lossy(&out.stderr), &[WHY]);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, format!("[limits]\ntimeout = \"{FOREVER}\"\n")).unwrap();
+    let line = error_line(
+        &call("calc.wasm", "{}", &["--policy", policy.to_str().unwrap()]),
+        5,
+    );
+    assert_contains(&line, &["line 2, column 11", WHY]);
+    let flow = dir.path().join("flow.toml");
+    std::fs::write(
+        &flow,
+        format!("planner = \"p.wasm\"\n[steps.a]\ntimeout = \"{FOREVER}\"\n"),
+    )
+    .unwrap();
+    let line = error_line(&run(&["run", flow.to_str().unwrap()]), 2);
+    assert_contains(&line, &["[steps.a] timeout", WHY]);
+    let out = call("calc.wasm", "{}", &["--budget", "time=300000000000y"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_contains(&String::from_utf8_lossy(&out.stderr), &["time: ", WHY]);
+}
+
 #[test]
 fn a_component_exporting_two_worlds() {
     let path = plugin("testing/two-worlds.wasm");

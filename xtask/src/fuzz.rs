@@ -1,6 +1,7 @@
 //! `cargo xtask fuzz [--seconds N]`: every fuzz target in `fuzz/` (cargo-fuzz, libFuzzer) for N
 //! seconds each (default 60), starting from the committed seeds in `fuzz/seeds/TARGET/` and
-//! keeping what it finds in `fuzz/corpus/TARGET/`. Installs the nightly toolchain and
+//! keeping what it finds in `fuzz/corpus/TARGET/`; the `components` target also starts from the
+//! components `cargo xtask plugins` builds (built first). Installs the nightly toolchain and
 //! cargo-fuzz when they are missing. A crash stops it, naming the input that caused it (under
 //! `fuzz/artifacts/`).
 
@@ -10,7 +11,16 @@ use crate::workspace::workspace;
 use crate::{Result, run};
 
 /// The fuzz targets, each a binary of `fuzz/Cargo.toml`.
-const TARGETS: &[&str] = &["policy", "events", "signatures", "bundles", "patterns"];
+const TARGETS: &[&str] = &[
+    "policy",
+    "events",
+    "signatures",
+    "bundles",
+    "patterns",
+    "workflows",
+    "schemas",
+    "components",
+];
 
 pub fn run_all(args: &[String]) -> Result<()> {
     let seconds = match args {
@@ -22,19 +32,29 @@ pub fn run_all(args: &[String]) -> Result<()> {
     };
     let fuzz = workspace()?.root.join("fuzz");
     ensure_tools()?;
+    // Real components, signed or not, are where mutation starts for the loader.
+    let plugins = crate::plugins::build()?;
+    let components: Vec<_> = ["", "tools", "planners", "prompts", "testing"]
+        .iter()
+        .map(|dir| plugins.join(dir))
+        .filter(|dir| dir.is_dir())
+        .collect();
     for target in TARGETS {
         let corpus = fuzz.join("corpus").join(target);
         std::fs::create_dir_all(&corpus)
             .map_err(|e| format!("cannot make {}: {e}", corpus.display()))?;
         let seeds = fuzz.join("seeds").join(target);
         eprintln!("xtask: fuzzing {target} for {seconds} s");
-        run(Command::new("cargo")
+        let mut command = Command::new("cargo");
+        command
             .current_dir(&fuzz)
             .args(["+nightly", "fuzz", "run", "--sanitizer", "none", target])
             .arg(&corpus)
-            .arg(&seeds)
-            .arg("--")
-            .arg(format!("-max_total_time={seconds}")))?;
+            .arg(&seeds);
+        if *target == "components" {
+            command.args(&components);
+        }
+        run(command.arg("--").arg(format!("-max_total_time={seconds}")))?;
     }
     Ok(())
 }

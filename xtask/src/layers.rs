@@ -12,7 +12,7 @@ use crate::workspace::metadata;
 /// added here, with the crates below it that it needs.
 const LAYERS: &[(&str, &[&str])] = &[
     ("baton-core", &[]),
-    ("baton-budget", &[]),
+    ("baton-budget", &["baton-core"]),
     ("baton-journal", &["baton-core"]),
     ("baton-trust", &["baton-core"]),
     ("baton-postgres", &["baton-budget", "baton-journal"]),

@@ -7,7 +7,9 @@
 //! - `journal/record_call`: numbering, serializing and hashing the eight events a recorded
 //!   `baton call` of `calc` journals (no store): the part of journaling the writer thread
 //!   does before it stores them (the calling thread only numbers and queues events).
-//! - `journaled_call/*`: `Host::call_tool` on `calc` without a journal and with one.
+//! - `journaled_call/*`: `Host::call_tool` on `calc` without a journal and with one, and
+//!   with one and the cache of pure calls missing (`recorded_pure_miss`: a new input each
+//!   time, so each call is looked up, runs, and is kept).
 //! - `journaled_calls/recorded_1000`: 1,000 recorded calls, then a flush of the journal:
 //!   recorded calls per second when the writer must keep up.
 //! - `flow/public_invocation`: the label tracking every invocation pays when its data is
@@ -231,6 +233,24 @@ fn journaled_calls(c: &mut Criterion) {
             })
         });
     }
+    // A recorded call the cache of pure calls cannot answer (every input new): the lookup and
+    // the insert into `pure-calls.db` beside the journal, on top of `recorded`.
+    let host = Host::new(HostOptions {
+        policies: vec![common::trust_policy()],
+        store: Some(StoreUrl::Sqlite(dir.path().join("misses.db"))),
+        ..HostOptions::default()
+    })
+    .unwrap();
+    let calc = rt.block_on(host.load(&path)).unwrap();
+    let mut n = 0u64;
+    group.bench_function("recorded_pure_miss", |b| {
+        b.to_async(&rt).iter(|| {
+            n += 1;
+            let input = format!(r#"{{"expression": "1 + {n}"}}"#);
+            let (host, calc) = (&host, &calc);
+            async move { host.call_tool(calc, &input).await.unwrap() }
+        })
+    });
     group.finish();
     // Throughput: the writer must keep up, so the flush is part of what is timed.
     let host = Host::new(HostOptions {

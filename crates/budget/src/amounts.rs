@@ -111,10 +111,8 @@ impl BudgetLimits {
             "calls" => self.calls = Some(count("calls")?),
             "usd" => self.usd = Some(Usd::parse(value).map_err(|e| format!("usd: {e}"))?),
             "time" => {
-                self.time = Some(
-                    humantime::parse_duration(value)
-                        .map_err(|e| format!("time={value} is not a duration such as 60s: {e}"))?,
-                )
+                self.time =
+                    Some(baton_core::limits::duration(value).map_err(|e| format!("time: {e}"))?)
             }
             other => {
                 return Err(format!(

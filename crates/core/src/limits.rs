@@ -19,6 +19,23 @@ pub struct Limits {
 /// Largest memory a 32-bit component can address.
 pub const MAX_MEMORY: u64 = 4 << 30;
 
+/// The longest duration Baton takes for a deadline, a wait or a budget: a year. Longer ones
+/// are refused where they are read, because adding them to the clock would overflow it.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 60 * 60);
+
+/// `text` as a duration ("30s", "500ms", "2h 5m"), at most [`MAX_DURATION`]; the error quotes
+/// `text` and says why it is not one, for the caller to put after what it was reading.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("'{text}' is not a duration such as \"30s\" or \"500ms\" ({e})"))?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "'{text}' is longer than a year, the longest duration Baton takes"
+        ));
+    }
+    Ok(d)
+}
+
 /// One of the four limits, for messages and flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitKind {
@@ -145,6 +162,17 @@ mod tests {
         assert_eq!(size(64 << 20), "64 MiB");
         assert_eq!(size(3 << 19), "1.5 MiB");
         assert_eq!(size(512), "512 B");
+    }
+
+    #[test]
+    fn durations_are_at_most_a_year() {
+        assert_eq!(duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(duration("366days"), Ok(MAX_DURATION));
+        let err = duration("367days").unwrap_err();
+        assert!(err.contains("longer than a year"), "{err}");
+        // Longer than the clock can hold: refused, not added to it.
+        assert!(duration("18446744073709551615s").is_err());
+        assert!(duration("soon").is_err());
     }
 
     #[test]

@@ -228,11 +228,17 @@ impl Workflow {
     /// Reads and checks the workflow file at `path`; the error says what is wrong with it.
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
+        Self::parse(&text, path)
+    }
+
+    /// Checks `text` as the workflow file at `path` (files it names are relative to `path`'s
+    /// directory; nothing is read).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, String> {
         // Where and what, never the offending line itself (a hostile file's bytes would reach
         // the terminal).
-        let file: WorkflowFile = toml::from_str(&text).map_err(|e| {
+        let file: WorkflowFile = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map_or((1, 1), |span| {
-                baton_core::text::line_and_column(&text, span.start)
+                baton_core::text::line_and_column(text, span.start)
             });
             let message = baton_core::text::one_line(e.message());
             format!("line {line}, column {column}: {message}")
@@ -253,9 +259,9 @@ impl Workflow {
             }
         }
         let duration = |what: &str, text: &str| {
-            humantime::parse_duration(text)
+            baton_core::limits::duration(text)
                 .map(|d| d.as_millis() as u64)
-                .map_err(|e| format!("{what} '{text}' is not a duration like \"30s\" ({e})"))
+                .map_err(|e| format!("{what}: {e}"))
         };
         let json = |value: Option<toml::Value>| {
             value.map_or(Ok(Value::Null), |v| {

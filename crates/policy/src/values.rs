@@ -56,8 +56,7 @@ fn check_output(n: u64) -> Result<u64, String> {
 }
 
 pub fn timeout(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text)
-        .map_err(|e| format!("'{text}' is not a duration such as \"5s\" or \"500ms\": {e}"))?;
+    let d = baton_core::limits::duration(text)?;
     if d.is_zero() {
         return Err("timeout must be greater than 0".into());
     }

@@ -40,7 +40,7 @@ pub struct ServeArgs {
     queue: usize,
     /// How long a stopping server waits for runs in flight before leaving them interrupted
     /// (to resume later)
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration,
+    #[arg(long, default_value = "30s", value_parser = baton_core::limits::duration,
           value_name = "DURATION")]
     grace: Duration,
     /// Run the runs' steps on the workers of this NATS server (JetStream); the runs and

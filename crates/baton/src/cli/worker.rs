@@ -25,7 +25,7 @@ pub struct WorkerArgs {
     name: Option<String>,
     /// How long a step may go without a sign of life from its worker before another worker
     /// takes it (a running step renews it; used when the cluster's queue is first made)
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration,
+    #[arg(long, default_value = "30s", value_parser = baton_core::limits::duration,
           value_name = "DURATION")]
     ack_wait: Duration,
     #[command(flatten)]
