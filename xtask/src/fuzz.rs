@@ -1,7 +1,7 @@
 //! `cargo xtask fuzz [--seconds N]`: every fuzz target in `fuzz/` (cargo-fuzz, libFuzzer) for N
 //! seconds each (default 60), starting from the committed seeds in `fuzz/seeds/TARGET/` and
 //! keeping what it finds in `fuzz/corpus/TARGET/`; the `components` target also starts from the
-//! components `cargo xtask plugins` builds (built first). Installs the nightly toolchain and
+//! components `cargo xtask plugins` builds (built first, and served by the `mcp` target). Installs the nightly toolchain and
 //! cargo-fuzz when they are missing. A crash stops it, naming the input that caused it (under
 //! `fuzz/artifacts/`).
 
@@ -20,6 +20,8 @@ const TARGETS: &[&str] = &[
     "workflows",
     "schemas",
     "components",
+    "mcp",
+    "api",
 ];
 
 pub fn run_all(args: &[String]) -> Result<()> {

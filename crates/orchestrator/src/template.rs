@@ -153,7 +153,7 @@ fn resolve<'s>(reference: &Reference, scope: &'s Scope) -> Result<&'s Value, Str
             Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
             _ => None,
         };
-        value = next.ok_or_else(|| format!("{walked} has no '{key}'"))?;
+        value = next.ok_or_else(|| format!("{} has no '{}'", clip(&walked), clip(key)))?;
         walked = format!("{walked}.{key}");
     }
     Ok(value)
@@ -183,7 +183,10 @@ fn parse_reference(inner: &str) -> Result<Reference<'_>, String> {
     let head = parts.next().unwrap_or_default();
     let rest: Vec<&str> = parts.collect();
     if rest.iter().any(|p| p.is_empty()) {
-        return Err(format!("'{{{{{inner}}}}}' has an empty path segment"));
+        return Err(format!(
+            "'{{{{{}}}}}' has an empty path segment",
+            clip(inner)
+        ));
     }
     match head {
         "task" if rest.is_empty() => Ok(Reference::Task),
@@ -195,8 +198,9 @@ fn parse_reference(inner: &str) -> Result<Reference<'_>, String> {
             })
         }
         _ => Err(format!(
-            "'{{{{{inner}}}}}' is not a reference; write {{{{task}}}}, {{{{input.PATH}}}} or \
-             {{{{STEP.output.PATH}}}}"
+            "'{{{{{}}}}}' is not a reference; write {{{{task}}}}, {{{{input.PATH}}}} or \
+             {{{{STEP.output.PATH}}}}",
+            clip(inner)
         )),
     }
 }
@@ -213,8 +217,10 @@ fn visit_strings(
     }
 }
 
+/// Template text quoted in a message: short, and on one line with control characters
+/// escaped (a planner or a workflow wrote it, not Baton).
 fn clip(text: &str) -> String {
-    baton_core::text::truncate(text, 60)
+    baton_core::text::escape_controls(&baton_core::text::truncate(text, 60))
 }
 
 #[cfg(test)]
@@ -286,6 +292,24 @@ mod tests {
         assert!(render(&json!(text), &scope, 100_000).is_err());
         // Within the limit, the same template renders.
         assert!(render(&Value::Array(repeated), &scope, 2_000_000).is_ok());
+    }
+
+    /// Found by the `workflows` fuzz target: a message quoted the template's text as it was,
+    /// so a newline (or a terminal's escape sequence) in a template reached the error line.
+    #[test]
+    fn messages_quote_a_template_on_one_line_with_controls_escaped() {
+        let mut outputs = BTreeMap::new();
+        let scope = scope_with(&mut outputs);
+        for template in [
+            "{{input.x\nnow\u{1b}[31m",
+            "{{input.a\n..b}}",
+            "{{now\nhere}}",
+            "{{input.no\nsuch}}",
+        ] {
+            let err = render(&json!(template), &scope, 1 << 10).unwrap_err();
+            assert!(!err.chars().any(char::is_control), "{err:?}");
+            assert!(err.contains("\\n"), "the newline is shown escaped: {err}");
+        }
     }
 
     #[test]

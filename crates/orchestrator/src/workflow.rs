@@ -275,6 +275,8 @@ impl Workflow {
         let mut steps = BTreeMap::new();
         for (id, step) in file.steps {
             if !super::plan::is_step_id(&id) {
+                // A TOML key may hold anything: quoted on one line, controls escaped.
+                let id = baton_core::text::escape_controls(&baton_core::text::truncate(&id, 60));
                 return Err(format!("[steps.{id}]: '{id}' is not a step id"));
             }
             let timeout_ms = step
@@ -406,7 +408,7 @@ mod tests {
         assert!(
             load("planner = \"p\"\ntimeout = \"soon\"")
                 .unwrap_err()
-                .contains("timeout 'soon'")
+                .contains("timeout: 'soon' is not a duration")
         );
         assert!(
             load("planner = \"p\"\nmax_parallel = 0")
@@ -418,5 +420,9 @@ mod tests {
                 .unwrap_err()
                 .contains("not a step id")
         );
+        // A quoted key may hold a newline or an escape sequence: shown escaped, on one line.
+        let err = load("planner = \"p\"\n[steps.\"a\\nb\\u001b[2J\"]\nretries = 1").unwrap_err();
+        assert!(!err.chars().any(char::is_control), "{err:?}");
+        assert!(err.contains("'a\\nb\\u{1b}[2J' is not a step id"), "{err}");
     }
 }

@@ -106,18 +106,15 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-/// Serves the API of `host` (whose journal is at `journal`) on `listener` until `shutdown`
-/// is cancelled (`ready` is called once requests are accepted); then stops accepting, lets requests in flight finish, waits up to the
-/// grace period for runs in flight (leaving the rest interrupted, to resume later), and
-/// writes what keys spent.
-pub async fn serve(
+/// The server's state for `host`, whose journal is at `journal`: its keys, runs, workflows
+/// and webhooks beside the journal (or in the host's PostgreSQL store). Serve it with
+/// [`router`]; [`serve`] does both.
+pub fn app(
     host: Arc<Host>,
     journal: &Path,
-    options: ServeOptions,
-    listener: TcpListener,
-    ready: impl FnOnce(),
+    options: &ServeOptions,
     shutdown: CancellationToken,
-) -> Result<(), String> {
+) -> Result<Arc<App>, String> {
     let keys = match host.database() {
         Some(db) => Keys::in_postgres(db.clone()),
         None => Keys::beside(journal).map_err(|e| e.to_string())?,
@@ -133,10 +130,25 @@ pub async fn serve(
         library,
         runs,
         hooks,
-        shutdown.clone(),
+        shutdown,
     );
     app.dispatch = options.dispatch.clone();
-    let app = Arc::new(app);
+    Ok(Arc::new(app))
+}
+
+/// Serves the API of `host` (whose journal is at `journal`) on `listener` until `shutdown`
+/// is cancelled (`ready` is called once requests are accepted); then stops accepting, lets requests in flight finish, waits up to the
+/// grace period for runs in flight (leaving the rest interrupted, to resume later), and
+/// writes what keys spent.
+pub async fn serve(
+    host: Arc<Host>,
+    journal: &Path,
+    options: ServeOptions,
+    listener: TcpListener,
+    ready: impl FnOnce(),
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    let app = app(host, journal, &options, shutdown.clone())?;
     let flushing = {
         let (app, stop) = (app.clone(), shutdown.clone());
         tokio::spawn(async move {
