@@ -2,7 +2,8 @@
 //! routes with a key that may use them all: every answer is a documented status with, for an
 //! error, OpenAI's JSON error shape and a one-line message; never a panic, a hang or a 500.
 //!
-//! Input: the first byte chooses the route; the rest is the body (the query, for a GET).
+//! Input: the first byte chooses the route; the rest is the body (the query, for a GET; the
+//! id, for a route that takes one).
 
 #![no_main]
 
@@ -31,6 +32,9 @@ const ROUTES: &[(Method, &str)] = &[
     (Method::POST, "/v1/runs/01jbadrun/resume"),
     (Method::GET, "/v1/runs"),
     (Method::GET, "/v1/models"),
+    // The body becomes the id, every byte percent-encoded.
+    (Method::GET, "/v1/runs/"),
+    (Method::DELETE, "/v1/webhooks/"),
 ];
 
 /// Longer than any request takes here (no model is installed, no workflow is allowed).
@@ -62,8 +66,9 @@ fn fixture() -> &'static Fixture {
             })
             .expect("a host");
             let options = ServeOptions::default();
-            let app = baton_serve::app(Arc::new(host), &journal, &options, CancellationToken::new())
-                .expect("the server's state");
+            let app =
+                baton_serve::app(Arc::new(host), &journal, &options, CancellationToken::new())
+                    .expect("the server's state");
             let key = app
                 .keys
                 .create(
@@ -93,6 +98,15 @@ fuzz_target!(|bytes: &[u8]| {
     let f = fixture();
     let (method, path) = &ROUTES[usize::from(choice) % ROUTES.len()];
     let request = match *method {
+        _ if path.ends_with('/') => {
+            let id: String = body.iter().map(|b| format!("%{b:02X}")).collect();
+            Request::builder()
+                .method(method.clone())
+                .uri(format!("{path}{id}"))
+                .header("authorization", &f.bearer)
+                .body(Body::empty())
+                .expect("a request")
+        }
         Method::GET => {
             let query = String::from_utf8_lossy(body);
             let query: String = query.chars().filter(|c| c.is_ascii_graphic()).collect();
@@ -133,6 +147,9 @@ fuzz_target!(|bytes: &[u8]| {
         let message = error["error"]["message"]
             .as_str()
             .unwrap_or_else(|| panic!("no error message: {text}"));
-        assert!(!message.contains('\n'), "a message of many lines: {message}");
+        assert!(
+            !message.contains('\n'),
+            "a message of many lines: {message}"
+        );
     }
 });

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use baton_mcp::Catalog;
 use baton_mcp::server::Server;
-use baton_mcp::watch::Listeners;
 use baton_runtime::{Host, HostOptions};
 use libfuzzer_sys::fuzz_target;
 use rmcp::ServiceExt;

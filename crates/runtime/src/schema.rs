@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use baton_core::text::{escape_controls, truncate};
 use jsonschema::Validator;
 use serde_json::Value;
 
@@ -66,17 +67,22 @@ impl ToolSchemas {
             .validate(document)
             .map_err(|e| SchemaError::Violation {
                 direction,
+                // Both quote what a component or a model wrote (a key, a value, a pattern):
+                // escaped, so that the message stays one line.
                 path: match e.instance_path().as_str() {
                     "" => "/".to_string(),
-                    path => path.to_string(),
+                    path => escape_controls(&truncate(path, 200)),
                 },
-                reason: baton_core::text::truncate(&e.to_string(), 200),
+                reason: escape_controls(&truncate(&e.to_string(), 200)),
             })
     }
 }
 
 fn compile(direction: Direction, text: &str) -> Result<Validator, SchemaError> {
-    let invalid = |reason: String| SchemaError::Invalid { direction, reason };
+    let invalid = |reason: String| SchemaError::Invalid {
+        direction,
+        reason: escape_controls(&truncate(&reason, 200)),
+    };
     let schema: Value =
         serde_json::from_str(text).map_err(|e| invalid(format!("not JSON: {e}")))?;
     jsonschema::validator_for(&schema).map_err(|e| invalid(e.to_string()))
@@ -112,6 +118,20 @@ mod tests {
             err.to_string()
                 .starts_with("input does not match the input schema at /:")
         );
+    }
+
+    /// Found by the `schemas` fuzz target: a violation quoted the schema's pattern, and so
+    /// any newline in it, into what was to be a one-line message.
+    #[test]
+    fn a_violation_is_one_line_whatever_the_schema_and_input_hold() {
+        let schema = r#"{"type": "object", "properties": {"s\nt": {"pattern": "^a\nb$"}}}"#;
+        let schemas = ToolSchemas::compile(schema, "{}").unwrap();
+        let err = schemas
+            .check(Direction::Input, &json!({"s\nt": "x\u{1b}[2J"}))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.chars().any(char::is_control), "{err:?}");
+        assert!(err.contains("/s\\nt"), "the path is shown escaped: {err}");
     }
 
     #[test]

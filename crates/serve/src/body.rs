@@ -1,8 +1,9 @@
-//! Request bodies: JSON, within the server's size limit, with errors the API's way (413
-//! for too large, 400 for what does not parse).
+//! Request bodies, queries and path segments: JSON, within the server's size limit, query
+//! strings and ids, with errors the API's way (413 for too large, 400 for what does not parse).
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
@@ -31,5 +32,43 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 "the request body is not what this endpoint takes: {e}"
             ))
         })
+    }
+}
+
+/// A query string of type `T`.
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::from_request_parts(parts, state)
+            .await
+            .map(|Query(query)| QueryParams(query))
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the query is not what this endpoint takes: {}",
+                    e.body_text()
+                ))
+            })
+    }
+}
+
+/// A path segment of type `T` (a run's or a webhook's id).
+pub struct PathParam<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParam<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::from_request_parts(parts, state)
+            .await
+            .map(|Path(segment)| PathParam(segment))
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the path is not one this endpoint takes: {}",
+                    e.body_text()
+                ))
+            })
     }
 }

@@ -17,11 +17,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The message is made one line, controls escaped: it often quotes what a client sent.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
-            message: message.into(),
+            message: baton_core::text::one_line(&message.into()),
             retry_after: None,
         }
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use aws_lc_rs::hmac;
 use axum::Json;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::auth::Caller;
-use crate::body::JsonBody;
+use crate::body::{JsonBody, PathParam};
 use crate::db::{self, Db};
 use crate::error::ApiError;
 use crate::keys::Scope;
@@ -168,7 +168,7 @@ pub async fn list(State(app): State<Arc<App>>, caller: Caller) -> Result<Json<Va
 pub async fn delete(
     State(app): State<Arc<App>>,
     caller: Caller,
-    UrlPath(id): UrlPath<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Scope::Runs)?;
     match app.hooks.delete(&caller.key.id, &id) {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 use crate::auth::Caller;
-use crate::body::JsonBody;
+use crate::body::{JsonBody, PathParam, QueryParams};
 use crate::error::ApiError;
 use crate::keys::Scope;
 
@@ -218,7 +218,7 @@ fn describe(app: &App, row: Row) -> Value {
 pub async fn get(
     State(app): State<Arc<App>>,
     caller: Caller,
-    UrlPath(id): UrlPath<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::Runs)?;
     let row = visible(&app, &caller, &id)?;
@@ -236,7 +236,7 @@ pub struct Paging {
 pub async fn list(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Query(paging): Query<Paging>,
+    QueryParams(paging): QueryParams<Paging>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::Runs)?;
     let limit = paging.limit.unwrap_or(PAGE).clamp(1, MAX_PAGE);
@@ -255,7 +255,7 @@ pub async fn list(
 pub async fn cancel(
     State(app): State<Arc<App>>,
     caller: Caller,
-    UrlPath(id): UrlPath<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Runs)?;
     let row = visible(&app, &caller, &id)?;
@@ -279,7 +279,7 @@ pub async fn cancel(
 pub async fn resume(
     State(app): State<Arc<App>>,
     caller: Caller,
-    UrlPath(id): UrlPath<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Runs)?;
     let row = visible(&app, &caller, &id)?;
@@ -333,7 +333,7 @@ pub async fn resume(
 pub async fn events(
     State(app): State<Arc<App>>,
     caller: Caller,
-    UrlPath(id): UrlPath<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Runs)?;
     let row = visible(&app, &caller, &id)?;
@@ -387,7 +387,7 @@ pub async fn events(
 pub async fn bundle(
     State(app): State<Arc<App>>,
     caller: Caller,
-    UrlPath(id): UrlPath<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Runs)?;
     let row = visible(&app, &caller, &id)?;
