@@ -26,11 +26,18 @@ pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 60 * 60);
 /// `text` as a duration ("30s", "500ms", "2h 5m"), at most [`MAX_DURATION`]; the error quotes
 /// `text` and says why it is not one, for the caller to put after what it was reading.
 pub fn duration(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text)
-        .map_err(|e| format!("'{text}' is not a duration such as \"30s\" or \"500ms\" ({e})"))?;
+    // Quoted from a file or a flag: on one line, controls escaped.
+    let quoted = || crate::text::escape_controls(&crate::text::truncate(text, 60));
+    let d = humantime::parse_duration(text).map_err(|e| {
+        crate::text::escape_controls(&format!(
+            "'{}' is not a duration such as \"30s\" or \"500ms\" ({e})",
+            quoted()
+        ))
+    })?;
     if d > MAX_DURATION {
         return Err(format!(
-            "'{text}' is longer than a year, the longest duration Baton takes"
+            "'{}' is longer than a year, the longest duration Baton takes",
+            quoted()
         ));
     }
     Ok(d)
@@ -173,6 +180,10 @@ mod tests {
         // Longer than the clock can hold: refused, not added to it.
         assert!(duration("18446744073709551615s").is_err());
         assert!(duration("soon").is_err());
+        // Found by the `workflows` fuzz target: the message quoted a newline as it was.
+        let err = duration("00\ns1").unwrap_err();
+        assert!(!err.chars().any(char::is_control), "{err:?}");
+        assert!(err.starts_with("'00\\ns1' is not a duration"), "{err}");
     }
 
     #[test]

@@ -262,10 +262,17 @@ fn requests_outside_the_allowlists_are_refused() {
     assert_eq!(listed["data"], json!([]), "a refused request starts no run");
     // A query or an id that does not parse is refused the API's way too (found by the `api`
     // fuzz target: axum's own plain-text answer), its message on one line.
-    for path in ["/v1/runs?limit=many", "/v1/runs/%FF%0A", "/v1/runs?before=%0A&limit=%0A"] {
+    for path in [
+        "/v1/runs?limit=many",
+        "/v1/runs/%FF%0A",
+        "/v1/runs?before=%0A&limit=%0A",
+    ] {
         let (status, answer) = api.send("GET", path, Some(&key), "");
         assert_eq!(status, 400, "{path}: {answer}");
-        assert_eq!(answer["error"]["code"], "invalid_request", "{path}: {answer}");
+        assert_eq!(
+            answer["error"]["code"], "invalid_request",
+            "{path}: {answer}"
+        );
         let message = answer["error"]["message"].as_str().unwrap();
         assert!(!message.chars().any(char::is_control), "{message:?}");
     }
