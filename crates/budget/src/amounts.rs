@@ -89,10 +89,12 @@ impl BudgetLimits {
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut limits = BudgetLimits::default();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (key, value) = part.split_once('=').ok_or_else(|| {
+            let pair = part.split_once('=').ok_or_else(|| {
                 format!("'{part}' is not KEY=VALUE (keys: tokens, usd, time, fuel, calls)")
-            })?;
-            limits.set(key.trim(), value.trim())?;
+            });
+            // The messages quote what a flag or a file said: on one line, controls escaped.
+            pair.and_then(|(key, value)| limits.set(key.trim(), value.trim()))
+                .map_err(|e| baton_core::text::escape_controls(&e))?;
         }
         Ok(limits)
     }
@@ -157,5 +159,29 @@ impl BudgetLimits {
 
     pub fn is_unlimited(&self) -> bool {
         *self == BudgetLimits::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `workflows` fuzz target: a budget's error quoted a newline as it was.
+    #[test]
+    fn a_budget_error_is_one_line_whatever_it_quotes() {
+        for text in [
+            "tok\ns=4000,calls=4",
+            "tokens=4\n0",
+            "usd=\u{1b}[2J",
+            "x\ny",
+        ] {
+            let err = BudgetLimits::parse(text).unwrap_err();
+            assert!(!err.chars().any(char::is_control), "{err:?}");
+        }
+        assert!(
+            BudgetLimits::parse("tok\ns=1")
+                .unwrap_err()
+                .contains("'tok\\ns'")
+        );
     }
 }
