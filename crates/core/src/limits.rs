@@ -26,18 +26,18 @@ pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 60 * 60);
 /// `text` as a duration ("30s", "500ms", "2h 5m"), at most [`MAX_DURATION`]; the error quotes
 /// `text` and says why it is not one, for the caller to put after what it was reading.
 pub fn duration(text: &str) -> Result<Duration, String> {
-    // Quoted from a file or a flag: on one line, controls escaped.
-    let quoted = || crate::text::escape_controls(&crate::text::truncate(text, 60));
+    use crate::text::quote;
     let d = humantime::parse_duration(text).map_err(|e| {
-        crate::text::escape_controls(&format!(
-            "'{}' is not a duration such as \"30s\" or \"500ms\" ({e})",
-            quoted()
-        ))
+        format!(
+            "'{}' is not a duration such as \"30s\" or \"500ms\" ({})",
+            quote(text, 60),
+            quote(&e.to_string(), 120)
+        )
     })?;
     if d > MAX_DURATION {
         return Err(format!(
             "'{}' is longer than a year, the longest duration Baton takes",
-            quoted()
+            quote(text, 60)
         ));
     }
     Ok(d)

@@ -15,6 +15,12 @@ pub fn truncate(text: &str, max: usize) -> String {
     }
 }
 
+/// `text` from outside (a file, a flag, a component, a client) as a message quotes it: at most
+/// `max` characters, marked when cut, and on one line with control characters escaped.
+pub fn quote(text: &str, max: usize) -> String {
+    escape_controls(&truncate(text, max))
+}
+
 /// Joins a multi-line message (wasmtime's error chains) into one line. Control characters
 /// (such as a terminal's escape sequences, which an error may quote from a hostile file) are
 /// shown escaped, never passed to the terminal.

@@ -220,7 +220,7 @@ fn visit_strings(
 /// Template text quoted in a message: short, and on one line with control characters
 /// escaped (a planner or a workflow wrote it, not Baton).
 fn clip(text: &str) -> String {
-    baton_core::text::escape_controls(&baton_core::text::truncate(text, 60))
+    baton_core::text::quote(text, 60)
 }
 
 #[cfg(test)]

@@ -276,7 +276,7 @@ impl Workflow {
         for (id, step) in file.steps {
             if !super::plan::is_step_id(&id) {
                 // A TOML key may hold anything: quoted on one line, controls escaped.
-                let id = baton_core::text::escape_controls(&baton_core::text::truncate(&id, 60));
+                let id = baton_core::text::quote(&id, 60);
                 return Err(format!("[steps.{id}]: '{id}' is not a step id"));
             }
             let timeout_ms = step

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use baton_core::text::{escape_controls, truncate};
+use baton_core::text::quote;
 use jsonschema::Validator;
 use serde_json::Value;
 
@@ -71,9 +71,9 @@ impl ToolSchemas {
                 // escaped, so that the message stays one line.
                 path: match e.instance_path().as_str() {
                     "" => "/".to_string(),
-                    path => escape_controls(&truncate(path, 200)),
+                    path => quote(path, 200),
                 },
-                reason: escape_controls(&truncate(&e.to_string(), 200)),
+                reason: quote(&e.to_string(), 200),
             })
     }
 }
@@ -81,7 +81,7 @@ impl ToolSchemas {
 fn compile(direction: Direction, text: &str) -> Result<Validator, SchemaError> {
     let invalid = |reason: String| SchemaError::Invalid {
         direction,
-        reason: escape_controls(&truncate(&reason, 200)),
+        reason: quote(&reason, 200),
     };
     let schema: Value =
         serde_json::from_str(text).map_err(|e| invalid(format!("not JSON: {e}")))?;

@@ -364,10 +364,7 @@ fn summarize(result: &RunResult) {
             line += &format!(" ({tier})");
         }
         if let Some(error) = &step.error {
-            line += &format!(
-                ": {}",
-                baton::text::escape_controls(&baton::text::truncate(error, 160))
-            );
+            line += &format!(": {}", baton::text::quote(error, 160));
         }
         eprintln!("{line}");
         for note in &step.notes {
