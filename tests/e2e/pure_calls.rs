@@ -12,7 +12,12 @@ use crate::common::*;
 
 /// `baton call` of `tool` with `input`, into the store at `store`, under `policy` if given;
 /// returns the output and the run's id.
-fn call(store: &Path, policy: Option<&Path>, tool: &str, input: &str) -> (Value, String) {
+pub(crate) fn call(
+    store: &Path,
+    policy: Option<&Path>,
+    tool: &str,
+    input: &str,
+) -> (Value, String) {
     let tool = plugin(tool);
     let mut args = Vec::new();
     if let Some(policy) = policy {
@@ -24,7 +29,7 @@ fn call(store: &Path, policy: Option<&Path>, tool: &str, input: &str) -> (Value,
 }
 
 /// The `cache_hit` events of run `id`.
-fn hits(store: &Path, id: &str) -> Vec<Value> {
+pub(crate) fn hits(store: &Path, id: &str) -> Vec<Value> {
     let shown = text_output(&run_with_store(store, &["trace", "show", id, "--json"]));
     let events: Vec<Value> = serde_json::from_str(&shown).unwrap();
     events

@@ -5,7 +5,11 @@
 //! call recorded, and a replay runs the component again and checks them.
 //!
 //! Entries live where the LLM layer keeps its stores: `pure-calls.db` beside a SQLite journal,
-//! the PostgreSQL store (shared by its hosts), or memory.
+//! the PostgreSQL store (shared by its hosts), or memory. A call kept is queued to a thread of
+//! the cache's own ([`writer`]), so the call that made it never waits for a store; until it is
+//! committed it is answered from the queue.
+
+mod writer;
 
 use std::sync::Arc;
 
@@ -22,13 +26,24 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS pure_calls (
     created INTEGER NOT NULL
 );";
 
-/// Where pure calls' events are kept.
+/// Where pure calls' events are kept. Dropping it waits for the calls queued to be kept.
 pub struct PureCache {
-    backend: Backend,
+    backend: Arc<Backend>,
+    /// Calls queued to be kept and not yet committed, by key.
+    queued: writer::Queued,
+    writer: writer::Writer,
 }
 
+// One per cache, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Backend {
-    Sqlite(Store),
+    /// Read through `reads`; written through `writes`, a connection of its own to the same
+    /// file, so that a lookup never waits for the writer's commit (in memory, where another
+    /// connection would be another database, `reads` too).
+    Sqlite {
+        reads: Store,
+        writes: Option<Store>,
+    },
     Postgres(Database),
 }
 
@@ -53,14 +68,27 @@ impl PureCache {
     /// The cache kept in `stores`.
     pub fn new(stores: &Stores) -> Arc<Self> {
         let backend = match stores {
-            Stores::Memory => Backend::Sqlite(Store::new(None, SCHEMA)),
-            Stores::Beside(journal) => Backend::Sqlite(Store::new(
-                Some(&journal.with_file_name("pure-calls.db")),
-                SCHEMA,
-            )),
+            Stores::Memory => Backend::Sqlite {
+                reads: Store::new(None, SCHEMA),
+                writes: None,
+            },
+            Stores::Beside(journal) => {
+                let path = journal.with_file_name("pure-calls.db");
+                Backend::Sqlite {
+                    reads: Store::new(Some(&path), SCHEMA),
+                    writes: Some(Store::new(Some(&path), SCHEMA)),
+                }
+            }
             Stores::Postgres { db, .. } => Backend::Postgres(db.clone()),
         };
-        Arc::new(Self { backend })
+        let backend = Arc::new(backend);
+        let queued = writer::Queued::default();
+        let writer = writer::Writer::start(backend.clone(), queued.clone());
+        Arc::new(Self {
+            backend,
+            queued,
+            writer,
+        })
     }
 
     /// The key of a call of the component `digest` with `input` (JSON text, as given).
@@ -76,8 +104,11 @@ impl PureCache {
     /// The call kept under `key`, if any. A store that cannot be read is a miss (and a
     /// warning): the call then runs.
     pub fn get(&self, key: &str) -> Option<PureCall> {
-        let found = match &self.backend {
-            Backend::Sqlite(store) => store.lock().and_then(|db| {
+        if let Some(call) = self.queued.get(key) {
+            return Some(call);
+        }
+        let found = match &*self.backend {
+            Backend::Sqlite { reads, .. } => reads.lock().and_then(|db| {
                 db.prepare_cached("SELECT run, events FROM pure_calls WHERE key = ?1")
                     .and_then(|mut s| {
                         s.query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -115,10 +146,10 @@ impl PureCache {
     /// too, since entries are kept to the second), as `baton
     /// trace prune` removes the runs that made them; returns how many.
     pub fn prune(&self, before: i64) -> Result<usize, String> {
-        match &self.backend {
+        match &*self.backend {
             // A cache file never made holds nothing (and is not made now).
-            Backend::Sqlite(store) if !store.exists() => Ok(0),
-            Backend::Sqlite(store) => store.lock().and_then(|db| {
+            Backend::Sqlite { reads, .. } if !reads.exists() => Ok(0),
+            Backend::Sqlite { reads, .. } => reads.lock().and_then(|db| {
                 db.execute("DELETE FROM pure_calls WHERE created <= ?1", [before])
                     .map_err(|e| e.to_string())
             }),
@@ -133,38 +164,61 @@ impl PureCache {
         }
     }
 
-    /// Keeps `call` under `key` (the first call kept under a key stays).
-    pub fn put(&self, key: &str, call: &PureCall) {
-        let events = serde_json::to_string(&call.events).expect("events serialize");
+    /// Keeps `call` under `key` (the first call kept under a key stays): queued at once,
+    /// committed by the cache's writer. A store that cannot keep it logs a warning; the call
+    /// then runs again next time.
+    pub fn put(&self, key: &str, call: PureCall) {
+        if self.writer.running() && self.queued.insert(key, call) {
+            self.writer.wake(key);
+        }
+    }
+}
+
+impl Backend {
+    /// Keeps `calls` (key and call) in one transaction, each unless its key is kept already.
+    fn keep(&self, calls: &[(String, PureCall)]) -> Result<(), String> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        let kept = match &self.backend {
-            Backend::Sqlite(store) => store.lock().and_then(|db| {
-                db.prepare_cached(
-                    "INSERT OR IGNORE INTO pure_calls (key, run, events, created)
-                     VALUES (?1, ?2, ?3, ?4)",
-                )
-                .and_then(|mut s| s.execute(params![key, call.run, events, now]))
-                .map(drop)
-                .map_err(|e| e.to_string())
-            }),
+        let events =
+            |call: &PureCall| serde_json::to_string(&call.events).expect("events serialize");
+        match self {
+            Backend::Sqlite { reads, writes } => {
+                let mut db = writes.as_ref().unwrap_or(reads).lock()?;
+                let tx = db.transaction().map_err(|e| e.to_string())?;
+                {
+                    let mut insert = tx
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO pure_calls (key, run, events, created)
+                             VALUES (?1, ?2, ?3, ?4)",
+                        )
+                        .map_err(|e| e.to_string())?;
+                    for (key, call) in calls {
+                        insert
+                            .execute(params![key, call.run, events(call), now])
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+                tx.commit().map_err(|e| e.to_string())
+            }
             Backend::Postgres(db) => {
-                let (key, run) = (key.to_owned(), call.run.clone());
+                // One statement, so one transaction: the batch as arrays, unnested.
+                let keys: Vec<String> = calls.iter().map(|(key, _)| key.clone()).collect();
+                let runs: Vec<String> = calls.iter().map(|(_, call)| call.run.clone()).collect();
+                let events: Vec<String> = calls.iter().map(|(_, call)| events(call)).collect();
+                let created = vec![now; calls.len()];
                 db.query(move |client| async move {
                     client
                         .execute(
                             "INSERT INTO pure_calls (key, run, events, created)
-                             VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING",
-                            &[&key, &run, &events, &now],
+                             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])
+                             ON CONFLICT (key) DO NOTHING",
+                            &[&keys, &runs, &events, &created],
                         )
                         .await
                         .map(drop)
                 })
             }
-        };
-        if let Err(e) = kept {
-            tracing::warn!("the cache of pure calls cannot keep a result: {e}");
         }
     }
 }
@@ -198,12 +252,51 @@ mod tests {
         let cache = PureCache::new(&Stores::Beside(journal.clone()));
         let key = PureCache::key("sha256:aa", r#"{"x":1}"#);
         assert_eq!(cache.get(&key), None);
-        cache.put(&key, &call("1"));
-        cache.put(&key, &call("2"));
-        // Another host process opening the same store finds it.
-        let reopened = PureCache::new(&Stores::Beside(journal));
+        cache.put(&key, call("1"));
+        cache.put(&key, call("2"));
+        // Found at once, whether the writer has committed it yet or not.
+        assert_eq!(cache.get(&key), Some(call("1")));
+        // Dropped, the cache has committed what it queued: another host process opening the
+        // same store finds it, and keeps the first call kept under a key.
+        drop(cache);
+        let reopened = PureCache::new(&Stores::Beside(journal.clone()));
         assert_eq!(reopened.get(&key), Some(call("1")));
+        reopened.put(&key, call("3"));
+        drop(reopened);
+        let again = PureCache::new(&Stores::Beside(journal));
+        assert_eq!(again.get(&key), Some(call("1")));
         assert!(dir.path().join("pure-calls.db").exists());
+    }
+
+    #[test]
+    fn calls_kept_from_many_threads_are_all_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("journal.db");
+        let cache = PureCache::new(&Stores::Beside(journal.clone()));
+        let keys: Vec<Vec<String>> = (0..4)
+            .map(|t| {
+                (0..250)
+                    .map(|i| PureCache::key("sha256:aa", &format!("{t}-{i}")))
+                    .collect()
+            })
+            .collect();
+        std::thread::scope(|scope| {
+            for keys in &keys {
+                let cache = &cache;
+                scope.spawn(move || {
+                    for (i, key) in keys.iter().enumerate() {
+                        cache.put(key, call(&i.to_string()));
+                    }
+                });
+            }
+        });
+        drop(cache);
+        let reopened = PureCache::new(&Stores::Beside(journal));
+        for keys in &keys {
+            for (i, key) in keys.iter().enumerate() {
+                assert_eq!(reopened.get(key), Some(call(&i.to_string())), "{key}");
+            }
+        }
     }
 
     #[test]

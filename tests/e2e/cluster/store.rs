@@ -277,3 +277,21 @@ fn runs_signed_in_postgres_are_in_its_transparency_log() {
         &["consistent: the log of 2 runs extends the checkpoint of 1"],
     );
 }
+
+#[test]
+fn hosts_sharing_postgres_serve_each_other_their_pure_calls() {
+    use crate::pure_calls::{call, hits};
+    let server = Postgres::start();
+    let url = server.url();
+    let store = Path::new(&url);
+    let input = r#"{"expression": "6 * 7"}"#;
+    let (first, first_id) = call(store, None, "calc.wasm", input);
+    assert!(hits(store, &first_id).is_empty());
+    // Another process, so another host: it finds what the first kept, committed before the
+    // first exited.
+    let (again, again_id) = call(store, None, "calc.wasm", input);
+    assert_eq!(again, first);
+    let served = hits(store, &again_id);
+    assert_eq!(served.len(), 1, "{served:?}");
+    assert_eq!(served[0]["payload"]["run"], first_id.as_str());
+}

@@ -451,7 +451,7 @@ impl RunContext {
         {
             events.push(ended.clone());
             let run = self.chains.run().to_string();
-            results.put(key, &PureCall { run, events });
+            results.put(key, PureCall { run, events });
         }
         gate.emit(ended);
         flow.finish();
