@@ -2,11 +2,18 @@
 
 use std::path::PathBuf;
 
+use baton_core::text::{escape_controls, quote};
+
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("'{reference}' is not a component reference: {reason}")]
+    // Both may quote what a workflow or a flag gave: on one line, controls escaped.
+    #[error(
+        "'{}' is not a component reference: {}",
+        quote(.reference, 200),
+        escape_controls(.reason)
+    )]
     BadReference { reference: String, reason: String },
     #[error("cannot read {}: {source}", path.display())]
     Read {

@@ -156,6 +156,15 @@ mod tests {
         ] {
             assert!(OciReference::parse(bad).is_err(), "{bad}");
         }
+        // What a workflow gave is quoted on one line, its controls escaped.
+        for bad in [
+            "oci://localhost:5000/greet:^1\n2",
+            "oci://localhost:5000/gr\neet",
+        ] {
+            let error = OciReference::parse(bad).unwrap_err().to_string();
+            assert!(!error.contains('\n'), "{error}");
+            assert!(error.contains(&bad.replace('\n', r"\n")), "{error}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use baton_core::source::is_oci;
+use baton_core::text::{escape_controls, quote};
 use semver::{Version, VersionReq};
 
 use crate::error::Error;
@@ -38,7 +39,12 @@ impl Requirement {
                     versions,
                 })
                 .map_err(|e| {
-                    format!("'{text}' names no versions: '{versions}' is not a semver requirement ({e}), e.g. greet@^1.2")
+                    format!(
+                        "'{}' names no versions: '{}' is not a semver requirement ({}), e.g. greet@^1.2",
+                        quote(text, 200),
+                        quote(versions, 100),
+                        escape_controls(&e.to_string())
+                    )
                 }),
         )
     }
@@ -181,6 +187,15 @@ mod tests {
         let bad = Requirement::parse("greet@latest").unwrap().unwrap_err();
         assert!(
             bad.contains("'latest' is not a semver requirement"),
+            "{bad}"
+        );
+        // What a workflow gave is quoted on one line (found by the workflows fuzz target).
+        let bad = Requirement::parse("greet@^1te\nnet1 1.0")
+            .unwrap()
+            .unwrap_err();
+        assert!(!bad.contains('\n'), "{bad}");
+        assert!(
+            bad.contains(r"'greet@^1te\nnet1 1.0' names no versions"),
             "{bad}"
         );
     }
