@@ -22,6 +22,7 @@ const TARGETS: &[&str] = &[
     "components",
     "mcp",
     "api",
+    "oci",
 ];
 
 pub fn run_all(args: &[String]) -> Result<()> {

@@ -10,6 +10,24 @@ use baton_trust::check::with_suffix;
 use crate::RegistryError;
 use crate::signatures::Files;
 
+/// Whether `text` is a digest as the OCI image specification writes one: an algorithm
+/// (lowercase letters and digits, in parts joined by `+._-`), a colon, and an encoding
+/// (letters, digits, `=_-`). Nothing else may name a directory of the cache.
+pub(crate) fn is_digest(text: &str) -> bool {
+    let Some((algorithm, encoded)) = text.split_once(':') else {
+        return false;
+    };
+    algorithm.split(['+', '.', '_', '-']).all(|part| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    }) && !encoded.is_empty()
+        && encoded
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b))
+}
+
 pub struct Cache {
     dir: PathBuf,
 }
@@ -19,13 +37,15 @@ impl Cache {
         Self { dir }
     }
 
-    fn entry(&self, digest: &str) -> PathBuf {
-        self.dir.join(digest.replace(':', "-"))
+    /// The directory of the manifest `digest`; none for a string that is not a digest, which
+    /// could name a directory outside the cache (a registry answers the digest of a tag).
+    fn entry(&self, digest: &str) -> Option<PathBuf> {
+        is_digest(digest).then(|| self.dir.join(digest.replace(':', "-")))
     }
 
     /// The cached component of the manifest `digest`, if it was pulled before.
     pub fn component(&self, digest: &str) -> Option<PathBuf> {
-        let dir = self.entry(digest);
+        let dir = self.entry(digest)?;
         std::fs::read_dir(&dir)
             .ok()?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -55,7 +75,10 @@ impl Cache {
             let path = with_suffix(&file, suffix);
             std::fs::write(&path, bytes).map_err(failed(&path))?;
         }
-        let entry = self.entry(digest);
+        let entry = self.entry(digest).ok_or_else(|| RegistryError::BadDigest {
+            reference: file_name.into(),
+            digest: digest.into(),
+        })?;
         match std::fs::rename(staging.path(), &entry) {
             Ok(()) => {
                 // Moved into place: nothing left for the guard to remove.
@@ -104,5 +127,43 @@ impl Cache {
 
     fn tag_file(&self, key: &str) -> PathBuf {
         self.dir.join("tags").join(Digest::of(key.as_bytes()).hex())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_digest_names_a_directory_of_the_cache() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        for good in [digest.as_str(), "sha512:AbC=_-", "multihash+base58:QmRZ"] {
+            assert!(is_digest(good), "{good}");
+        }
+        for bad in [
+            "",
+            "sha256",
+            "sha256:",
+            ":abc",
+            "../../decoy",
+            "sha256:..",
+            "sha256:../x",
+            "..:abc",
+            "sha256:a/b",
+            "sha256:a:b",
+            "SHA256:abc",
+        ] {
+            assert!(!is_digest(bad), "{bad}");
+        }
+        // A registry's made-up digest finds nothing, even where a component lies.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("decoy")).unwrap();
+        std::fs::write(dir.path().join("decoy/decoy.wasm"), b"\0asm").unwrap();
+        let cache = Cache::new(dir.path().join("cache/oci"));
+        assert_eq!(cache.component("../../decoy"), None);
+        assert!(matches!(
+            cache.store("../../decoy", "x.wasm", b"\0asm", &Files::default()),
+            Err(RegistryError::BadDigest { .. })
+        ));
     }
 }

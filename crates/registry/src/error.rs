@@ -31,6 +31,12 @@ pub enum RegistryError {
         reference: String,
         reason: String,
     },
+    #[error(
+        "the registry answered '{}' as the digest of {reference}, which is not a digest \
+         (ALGORITHM:HEX); the registry is broken or not to be trusted",
+        quote(.digest, 100)
+    )]
+    BadDigest { reference: String, digest: String },
     #[error("cannot cache the pulled component in {}: {source}", path.display())]
     Cache {
         path: PathBuf,

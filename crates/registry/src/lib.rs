@@ -182,6 +182,12 @@ impl Registry {
                 .fetch_manifest_digest(&source.inner, &self.auth)
                 .await
             {
+                Ok(digest) if !cache::is_digest(&digest) => {
+                    return Err(RegistryError::BadDigest {
+                        reference: reference.into(),
+                        digest,
+                    });
+                }
                 Ok(digest) => {
                     self.cache.remember_tag(&source.key(), &digest);
                     digest

@@ -1,6 +1,6 @@
 //! Push, pull, verify, refuse, and work offline.
 
-use crate::common::{copy_plugin, error_line, json_output, text_output};
+use crate::common::{assert_contains, copy_plugin, error_line, json_output, text_output};
 
 use super::{Registry, keypair, with_cache};
 
@@ -266,4 +266,48 @@ fn a_version_range_picks_the_newest_tag_that_verifies() {
         2,
     );
     assert!(line.contains("a push names a tag"), "{line}");
+}
+
+/// A registry that answers every request with an empty manifest whose digest header is
+/// `digest`; returns its `HOST:PORT`.
+fn lying_registry(digest: &'static str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/vnd.oci.image.manifest.v1+json\r\n\
+                 docker-content-digest: {digest}\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+            );
+        }
+    });
+    host
+}
+
+#[test]
+fn a_digest_the_registry_makes_up_is_refused_and_never_names_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    // Where `cache/oci/../../decoy` leads: a component the pull must not take for its own.
+    std::fs::create_dir_all(dir.path().join("decoy")).unwrap();
+    copy_plugin("calc.wasm", &dir.path().join("decoy"));
+    let host = lying_registry("../../decoy");
+    let pulled = with_cache(&cache, &["pull", &format!("oci://{host}/calc:1")]);
+    let line = error_line(&pulled, 2);
+    assert_contains(
+        &line,
+        &[
+            "the registry answered '../../decoy' as the digest of",
+            "which is not a digest",
+        ],
+    );
+    assert!(!String::from_utf8_lossy(&pulled.stdout).contains("decoy"));
 }
