@@ -6,7 +6,8 @@
 //! component, where a digest the registry made up (`../../decoy`) might lead.
 //!
 //! Input: parts separated by `\n=====\n`: a first byte of flags (bit 0: the server answers
-//! every blob request with the first blob, whatever digest was asked for), the digest header
+//! every blob request with the first blob, whatever digest was asked for; bit 1: every
+//! request for a manifest by digest with the manifest, whatever digest), the digest header
 //! the server sends for the tag (empty: the true digest), the manifest, the signature
 //! artifact's manifest (empty: none), then blobs, each served under its own digest.
 
@@ -36,6 +37,7 @@ const HANG: Duration = Duration::from_secs(20);
 #[derive(Default)]
 struct Served {
     every_blob_is_the_first: bool,
+    every_digest_is_the_manifest: bool,
     tag_digest: Option<Vec<u8>>,
     manifest: Vec<u8>,
     signatures: Option<Vec<u8>>,
@@ -96,7 +98,11 @@ async fn answer(State(served): State<Shared>, uri: Uri) -> Response {
         let manifest = match reference {
             r if r.starts_with("sha256-") && r.ends_with(".sig") => served.signatures.as_ref(),
             "1" => Some(&served.manifest),
-            r if r == Digest::of(&served.manifest).to_string() => Some(&served.manifest),
+            r if r == Digest::of(&served.manifest).to_string()
+                || (served.every_digest_is_the_manifest && r.starts_with("sha256:")) =>
+            {
+                Some(&served.manifest)
+            }
             r => served
                 .signatures
                 .as_ref()
@@ -145,6 +151,7 @@ fn served(data: &[u8]) -> Option<Served> {
     let blobs: Vec<Vec<u8>> = parts.map(<[u8]>::to_vec).collect();
     Some(Served {
         every_blob_is_the_first: flags & 1 == 1,
+        every_digest_is_the_manifest: flags & 2 == 2,
         tag_digest,
         manifest,
         signatures,
