@@ -10,22 +10,11 @@ use baton_trust::check::with_suffix;
 use crate::RegistryError;
 use crate::signatures::Files;
 
-/// Whether `text` is a digest as the OCI image specification writes one: an algorithm
-/// (lowercase letters and digits, in parts joined by `+._-`), a colon, and an encoding
-/// (letters, digits, `=_-`). Nothing else may name a directory of the cache.
+/// Whether `text` is a digest as the OCI image specification writes one (`ALGORITHM:ENCODED`,
+/// with a known algorithm's length and hex checked). Nothing else may name a directory of the
+/// cache.
 pub(crate) fn is_digest(text: &str) -> bool {
-    let Some((algorithm, encoded)) = text.split_once(':') else {
-        return false;
-    };
-    algorithm.split(['+', '.', '_', '-']).all(|part| {
-        !part.is_empty()
-            && part
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    }) && !encoded.is_empty()
-        && encoded
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b))
+    text.parse::<oci_spec::image::Digest>().is_ok()
 }
 
 pub struct Cache {
@@ -60,6 +49,11 @@ impl Cache {
         component: &[u8],
         signatures: &Files,
     ) -> Result<PathBuf, RegistryError> {
+        // Checked before anything is written.
+        let entry = self.entry(digest).ok_or_else(|| RegistryError::BadDigest {
+            reference: file_name.into(),
+            digest: digest.into(),
+        })?;
         let failed = |path: &Path| {
             let path = path.to_owned();
             move |source| RegistryError::Cache { path, source }
@@ -75,10 +69,6 @@ impl Cache {
             let path = with_suffix(&file, suffix);
             std::fs::write(&path, bytes).map_err(failed(&path))?;
         }
-        let entry = self.entry(digest).ok_or_else(|| RegistryError::BadDigest {
-            reference: file_name.into(),
-            digest: digest.into(),
-        })?;
         match std::fs::rename(staging.path(), &entry) {
             Ok(()) => {
                 // Moved into place: nothing left for the guard to remove.
@@ -137,7 +127,8 @@ mod tests {
     #[test]
     fn only_a_digest_names_a_directory_of_the_cache() {
         let digest = format!("sha256:{}", "a".repeat(64));
-        for good in [digest.as_str(), "sha512:AbC=_-", "multihash+base58:QmRZ"] {
+        let sha512 = format!("sha512:{}", "0".repeat(128));
+        for good in [digest.as_str(), sha512.as_str(), "multihash+base58:QmRZ=_-"] {
             assert!(is_digest(good), "{good}");
         }
         for bad in [
@@ -152,6 +143,8 @@ mod tests {
             "sha256:a/b",
             "sha256:a:b",
             "SHA256:abc",
+            "sha512:AbC=_-",
+            "sha256:abc",
         ] {
             assert!(!is_digest(bad), "{bad}");
         }
