@@ -7,10 +7,11 @@
 //!   `target/models/`.
 //! - `layers`: check that the workspace's crates depend on each other one way only.
 //! - `demo`: build the plugins and the host, then show `baton` at work.
-//! - `test`: build the plugins, check layering, formatting and lints, and run the whole test
-//!   suite.
+//! - `test`: build the plugins, check layering, formatting and lints, run the whole test
+//!   suite and the demo, and fuzz the targets that build without the runtime for a short while.
 //! - `bench`: build the plugins and run the criterion benchmarks.
-//! - `fuzz`: run every fuzz target in `fuzz/` for a while (`--seconds N`, default 60).
+//! - `fuzz`: run every fuzz target in `fuzz/` for a while (`--seconds N`, default 60;
+//!   `--without-runtime`: only those that build without the host's runtime layers).
 //! - `agent-eval`: run the react agent of `examples/agent/` on its tasks, with its replies
 //!   held to the protocol's pattern and without, and print how often it completes them.
 

@@ -3,11 +3,12 @@
 use std::process::Command;
 
 use crate::workspace::workspace;
-use crate::{Result, cargo, demo, layers, models, npm, plugins, run};
+use crate::{Result, cargo, demo, fuzz, layers, models, npm, plugins, run};
 
 /// Builds the plugins, fetches the models, checks layering, formatting and lints, then runs
 /// the test suite (with cargo-nextest when it is installed) and the documentation's examples,
-/// then the demo (the README's other command), whose every step must exit as it says.
+/// then the demo (the README's other command), whose every step must exit as it says, and last
+/// a short fuzzing run of the targets that build without the runtime.
 pub fn all(extra: &[String]) -> Result<()> {
     let plugins = plugins::build()?;
     let models = models::fetch()?;
@@ -50,7 +51,8 @@ pub fn all(extra: &[String]) -> Result<()> {
         .env("BATON_MODELS", &models)
         .args(["test", "--quiet", "--doc"]))?;
     eprintln!("xtask: running the demo");
-    demo::run()
+    demo::run()?;
+    fuzz::fuzz(fuzz::TEST_SECONDS, false)
 }
 
 /// The end-to-end tests' shared compile cache and journals, under the build's temporary
