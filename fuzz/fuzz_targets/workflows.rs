@@ -1,6 +1,7 @@
 //! Workflow files and step-input templates from bytes: a workflow is refused with one line or
 //! read into settings that the journal reads back the same; a template renders within its limit
-//! or is refused, and never renders a step it names without that step's output.
+//! or is refused, and never renders a step it names without that step's output; any value,
+//! escaped, renders back to itself and refers to no step.
 //!
 //! Input: the workflow's text, then (after a NUL byte) a template as JSON.
 
@@ -10,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use baton_core::limits::MAX_DURATION;
-use baton_orchestrator::template::{Scope, render, steps_referenced};
+use baton_orchestrator::template::{Scope, escape, render, steps_referenced};
 use baton_orchestrator::workflow::{Settings, Workflow};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
@@ -86,4 +87,13 @@ fuzz_target!(|bytes: &[u8]| {
     {
         assert_eq!(value, &template);
     }
+    // Escaped, any value is taken literally (what a planner does with a model's input); it
+    // renders to no more than itself, so no limit is needed.
+    let escaped = escape(&template);
+    assert_eq!(steps_referenced(&escaped), Ok(Vec::new()), "an escaped value refers");
+    assert_eq!(
+        render(&escaped, &scope, u64::MAX).as_ref(),
+        Ok(&template),
+        "an escaped value did not render back to itself"
+    );
 });

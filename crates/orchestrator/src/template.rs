@@ -5,7 +5,11 @@
 //! a number); references inside longer strings are replaced by the value's text (a string
 //! without quotes, anything else as compact JSON). A path is a dot-separated list of object
 //! keys and array indices, e.g. `{{fetch.output.items.0.name}}`.
+//!
+//! Text that must keep a literal `{{` writes it as `{{"{{"}}`: a JSON string between the
+//! braces is that string. `escape` does it for text meant literally (a model's tool input).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -24,8 +28,32 @@ pub struct Scope<'a> {
 enum Reference<'t> {
     Task,
     Input(Vec<&'t str>),
-    Output { step: &'t str, path: Vec<&'t str> },
+    Output {
+        step: &'t str,
+        path: Vec<&'t str>,
+    },
+    /// `{{"text"}}`: the JSON string itself.
+    Literal(String),
 }
+
+/// `value` with every `{{` in its strings written so that rendering gives it back unchanged:
+/// for inputs meant literally, which must not refer to anything.
+pub fn escape(value: &Value) -> Value {
+    match value {
+        Value::String(text) => Value::String(text.replace("{{", ESCAPED_OPEN)),
+        Value::Array(items) => Value::Array(items.iter().map(escape).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(key, value)| (key.clone(), escape(value)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// A literal `{{`, as a template writes it.
+const ESCAPED_OPEN: &str = r#"{{"{{"}}"#;
 
 /// The step ids `template` refers to, in order of appearance.
 pub fn steps_referenced(template: &Value) -> Result<Vec<String>, String> {
@@ -107,14 +135,14 @@ fn render_string(text: &str, scope: &Scope, left: &mut u64) -> Result<Value, Ren
     {
         let value = resolve(reference, scope)?;
         spend(left, value.to_string().len())?;
-        return Ok(value.clone());
+        return Ok(value.into_owned());
     }
     let mut rendered = String::with_capacity(text.len());
     let mut at = 0;
     for ((start, end), reference) in &found {
         spend(left, start - at)?;
         rendered.push_str(&text[at..*start]);
-        match resolve(reference, scope)? {
+        match resolve(reference, scope)?.as_ref() {
             Value::String(s) => {
                 spend(left, s.len())?;
                 rendered.push_str(s);
@@ -132,9 +160,10 @@ fn render_string(text: &str, scope: &Scope, left: &mut u64) -> Result<Value, Ren
     Ok(Value::String(rendered))
 }
 
-fn resolve<'s>(reference: &Reference, scope: &'s Scope) -> Result<&'s Value, String> {
+fn resolve<'s>(reference: &Reference, scope: &'s Scope) -> Result<Cow<'s, Value>, String> {
     let (root, path, name) = match reference {
-        Reference::Task => return Ok(&scope.task),
+        Reference::Task => return Ok(Cow::Borrowed(&scope.task)),
+        Reference::Literal(text) => return Ok(Cow::Owned(Value::String(text.clone()))),
         Reference::Input(path) => (scope.input, path, "input".to_string()),
         Reference::Output { step, path } => (
             scope
@@ -156,7 +185,7 @@ fn resolve<'s>(reference: &Reference, scope: &'s Scope) -> Result<&'s Value, Str
         value = next.ok_or_else(|| format!("{} has no '{}'", clip(&walked), clip(key)))?;
         walked = format!("{walked}.{key}");
     }
-    Ok(value)
+    Ok(Cow::Borrowed(value))
 }
 
 /// Where a reference is in its text: start and end byte offsets.
@@ -179,6 +208,14 @@ fn references(text: &str) -> Result<Vec<(Span, Reference<'_>)>, String> {
 }
 
 fn parse_reference(inner: &str) -> Result<Reference<'_>, String> {
+    if inner.starts_with('"') {
+        return serde_json::from_str(inner).map(Reference::Literal).map_err(|_| {
+            format!(
+                "'{{{{{}}}}}' is not a JSON string (write a literal '{{{{' as '{ESCAPED_OPEN}')",
+                clip(inner)
+            )
+        });
+    }
     let mut parts = inner.split('.');
     let head = parts.next().unwrap_or_default();
     let rest: Vec<&str> = parts.collect();
@@ -199,7 +236,7 @@ fn parse_reference(inner: &str) -> Result<Reference<'_>, String> {
         }
         _ => Err(format!(
             "'{{{{{}}}}}' is not a reference; write {{{{task}}}}, {{{{input.PATH}}}} or \
-             {{{{STEP.output.PATH}}}}",
+             {{{{STEP.output.PATH}}}} (or '{ESCAPED_OPEN}' for a literal '{{{{')",
             clip(inner)
         )),
     }
@@ -310,6 +347,38 @@ mod tests {
             assert!(!err.chars().any(char::is_control), "{err:?}");
             assert!(err.contains("\\n"), "the newline is shown escaped: {err}");
         }
+    }
+
+    #[test]
+    fn an_escaped_input_renders_back_to_itself_and_refers_to_nothing() {
+        let mut outputs = BTreeMap::new();
+        let scope = scope_with(&mut outputs);
+        let literal = json!({
+            "template": "Hello {{name}}, {{sum.output.total}}",
+            "odd": ["{{", "{{{", "}}{{", "{{\"{{\"}}", "a{{b"],
+            "n": 3,
+        });
+        let escaped = escape(&literal);
+        assert_ne!(escaped, literal);
+        assert_eq!(render(&escaped, &scope, 1 << 20).unwrap(), literal);
+        assert!(steps_referenced(&escaped).unwrap().is_empty());
+        // Unescaped, the same text is read as references, and refused.
+        assert!(render(&literal, &scope, 1 << 20).is_err());
+    }
+
+    #[test]
+    fn a_json_string_between_braces_is_that_string() {
+        let mut outputs = BTreeMap::new();
+        let scope = scope_with(&mut outputs);
+        let rendered = render(
+            &json!(r#"{{"{{"}}task}} is {{ "\u00e9" }}"#),
+            &scope,
+            1 << 20,
+        );
+        assert_eq!(rendered.unwrap(), json!("{{task}} is \u{e9}"));
+        let err = render(&json!(r#"{{"open}}"#), &scope, 1 << 20).unwrap_err();
+        assert!(err.contains("is not a JSON string"), "{err}");
+        assert!(err.contains(r#"{{"{{"}}"#), "says how to write one: {err}");
     }
 
     #[test]

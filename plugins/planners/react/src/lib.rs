@@ -156,10 +156,9 @@ fn protocol(tools: &[ToolInfo]) -> String {
     replies.join("|")
 }
 
-/// A JSON string on one line (escapes but `\u`), never with `{{` in it: the host reads a
-/// step input's `{{...}}` as a reference to another step's output, and a model's input is
-/// meant literally.
-const JSON_STRING: &str = r#""([^"\\{\x00-\x1f]|\{[^"\\{\x00-\x1f]|\\["\\/bfnrt])*\{?""#;
+/// A JSON string on one line (escapes but `\u`). A `{{` in it is kept as written: `literal`
+/// escapes it before the host reads the input.
+const JSON_STRING: &str = r#""([^"\\\x00-\x1f]|\\["\\/bfnrt])*""#;
 const JSON_NUMBER: &str = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?";
 const JSON_INTEGER: &str = r"-?(0|[1-9][0-9]*)";
 
@@ -257,11 +256,28 @@ fn read_reply(state: &RunState, reply: &str) -> Decision {
         Ok(input @ Value::Object(_)) => Decision::Call(vec![Step {
             id: format!("step{}", state.iteration + 1),
             tool: tool.into(),
-            input: input.to_string(),
+            input: literal(input).to_string(),
             depends_on: Vec::new(),
             replicates: 0,
         }]),
         _ => broken(&format!("the input for '{tool}' is not a JSON object")),
+    }
+}
+
+/// `input` with each `{{` in its strings written as the host's templates write a literal one
+/// (`{{"{{"}}`): the host reads `{{...}}` in a step's input as a reference to another step,
+/// and what the model wrote is meant as it stands.
+fn literal(input: Value) -> Value {
+    match input {
+        Value::String(text) => Value::String(text.replace("{{", r#"{{"{{"}}"#)),
+        Value::Array(items) => Value::Array(items.into_iter().map(literal).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(key, value)| (key, literal(value)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 
