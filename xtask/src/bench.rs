@@ -43,6 +43,10 @@ const RATIOS: &[(&str, &str)] = &[
     ("oci/cached_tag", "oci/file"),
     ("warm_call/python_greet", "warm_call/rust_calc"),
     ("pg_journal/append_10k", "pg_journal/sqlite_append_10k"),
+    (
+        "pg_log/append_checkpoint_1m",
+        "pg_log/sqlite_append_checkpoint_1m",
+    ),
     ("reservation/postgres", "reservation/local"),
     ("dispatch/nats_200", "dispatch/local_200"),
     ("steps_1000/workers_1", "steps_1000/local"),
@@ -52,6 +56,10 @@ const RATIOS: &[(&str, &str)] = &[
     (
         "provenance/log_append_checkpoint",
         "provenance/sign_statement",
+    ),
+    (
+        "provenance/log_append_checkpoint_1m",
+        "provenance/log_append_checkpoint",
     ),
     ("provenance/verify_inclusion_1m", "provenance/leaf_hash"),
 ];

@@ -6,6 +6,9 @@
 //!
 //! - `pg_journal/append_10k` vs `pg_journal/sqlite_append_10k`: 10,000 events recorded and
 //!   flushed, through the PostgreSQL store and through the SQLite journal.
+//! - `pg_log/append_checkpoint_1m` vs `pg_log/sqlite_append_checkpoint_1m`: a signed run
+//!   appended to the transparency log of a million runs, and a signed checkpoint of it kept,
+//!   through the PostgreSQL store and through the SQLite journal.
 //! - `reservation/postgres` vs `reservation/local`: one reservation and its commit against a
 //!   shared ledger (two statements) and against the in-process ledger.
 //! - `dispatch/nats_200` vs `dispatch/local_200`: 200 `calc` steps one at a time
@@ -25,7 +28,7 @@ use baton::budget::{BudgetLimits, Ledger, Spend};
 use baton::cluster::{Cluster, NatsDispatch, WorkerOptions};
 use baton::journal::chain::ChainWriter;
 use baton::journal::event::{EventKind, RUN_CHAIN};
-use baton::journal::store::{Journal, Store, StoreUrl};
+use baton::journal::store::{Journal, Store, StoreUrl, TransparencyLog};
 use baton::orchestrator::progress::Quiet;
 use baton::orchestrator::remote::Dispatch;
 use baton::orchestrator::workflow::Settings;
@@ -98,6 +101,64 @@ fn journal(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+fn log_append(c: &mut Criterion) {
+    const RUNS_BEFORE: u64 = 1 << 20;
+    let server = postgres::Postgres::start();
+    let pg = PgStore::open(&server.url()).unwrap();
+    fill_pg_log(&server.url(), RUNS_BEFORE);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let sqlite = Journal::open(&path).unwrap();
+    common::fill_log(&path, RUNS_BEFORE);
+    let (key, public) = common::key();
+    let envelope = common::signed_envelope(&key);
+    let mut group = c.benchmark_group("pg_log");
+    let mut n = 0u64;
+    for (name, recorder, log) in [
+        (
+            "append_checkpoint_1m",
+            Store::recorder(&pg).unwrap().clone(),
+            &pg as &dyn TransparencyLog,
+        ),
+        (
+            "sqlite_append_checkpoint_1m",
+            sqlite.recorder().unwrap().clone(),
+            &sqlite,
+        ),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                n += 1;
+                let run = format!("run-{n}");
+                common::log_signed_run(&recorder, log, &key, &public, &run, &envelope);
+            })
+        });
+        recorder.flush().unwrap();
+        assert!(log.log_head().unwrap().0 > RUNS_BEFORE);
+    }
+    group.finish();
+}
+
+/// Writes a log of `runs` leaves into the PostgreSQL store at `url`, with a subtree at every
+/// level and index a log of that size has. Their hashes are made up (computing a million
+/// real ones in SQL would take minutes): an append reads only the subtrees its leaf
+/// completes, and the root `log2` of them, whatever they hold.
+fn fill_pg_log(url: &str, runs: u64) {
+    let levels = runs.ilog2();
+    let sql = format!(
+        "INSERT INTO tlog_leaves SELECT i, 'old-' || i, sha256(int8send(i))
+           FROM generate_series(0::int8, {runs} - 1) AS i;
+         INSERT INTO tlog_nodes SELECT l, i, sha256(int8send(i) || int4send(l))
+           FROM generate_series(0, {levels}) AS l,
+                generate_series(0::int8, ({runs}::int8 >> l) - 1) AS i;"
+    );
+    let status = std::process::Command::new(postgres::program("psql"))
+        .args(["--quiet", "--set=ON_ERROR_STOP=1", url, "-c", &sql])
+        .status()
+        .unwrap();
+    assert!(status.success(), "filling the log failed");
 }
 
 fn reservation(c: &mut Criterion) {
@@ -271,5 +332,5 @@ fn steps(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, journal, reservation, steps);
+criterion_group!(benches, journal, log_append, reservation, steps);
 criterion_main!(benches);

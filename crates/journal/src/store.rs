@@ -23,7 +23,7 @@ mod url;
 
 pub use bundle::{BlobRow, EventRow, RunRow, write_bundle};
 pub use error::StoreError;
-pub use log::{Inclusion, TransparencyLog};
+pub use log::{Inclusion, LOG_SIZE, TransparencyLog};
 pub use url::StoreUrl;
 
 use recorder::Writer;

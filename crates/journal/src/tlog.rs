@@ -36,6 +36,24 @@ pub trait Nodes {
     fn node(&self, level: u32, index: u64) -> Result<Hash, String>;
 }
 
+/// The subtrees `compute` (a root, a proof, an append) reads, in the order it reads them,
+/// found by running it over made-up hashes: which subtrees it reads depends on the sizes and
+/// indexes alone, never on what they hold. A store that pays a round trip per read fetches
+/// them all at once, then runs `compute` over what it fetched.
+pub fn nodes_read<T>(compute: impl FnOnce(&dyn Nodes) -> Result<T, String>) -> Vec<(u32, u64)> {
+    struct Reads(std::cell::RefCell<Vec<(u32, u64)>>);
+    impl Nodes for Reads {
+        fn node(&self, level: u32, index: u64) -> Result<Hash, String> {
+            self.0.borrow_mut().push((level, index));
+            Ok([0; 32])
+        }
+    }
+    let reads = Reads(Default::default());
+    // Over made-up hashes the result means nothing; only the reads are wanted.
+    let _ = compute(&reads);
+    reads.0.into_inner()
+}
+
 /// A log kept in memory: the leaves a verifier holds, rebuilt into their tree.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryLog {

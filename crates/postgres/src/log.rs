@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use baton_journal::store::{Inclusion, StoreError, TransparencyLog};
+use baton_journal::store::{Inclusion, LOG_SIZE, StoreError, TransparencyLog};
 use baton_journal::tlog::{self, Hash, Nodes};
 use tokio_postgres::Client;
 
@@ -14,8 +14,31 @@ use crate::journal::PgStore;
 /// Any key of the advisory lock appends take (the same in every host).
 const APPEND_LOCK: i64 = 0x6261_746f_6e5f_746c;
 
-/// Subtrees fetched ahead, for a computation that needs only them.
+/// Subtrees fetched ahead, for a computation that needs only them (see `tlog::nodes_read`).
 struct Fetched(HashMap<(u32, u64), Hash>);
+
+/// The subtrees named in `wanted`, in one query.
+async fn fetch(client: &Client, wanted: &[(u32, u64)]) -> Result<Fetched, tokio_postgres::Error> {
+    let levels: Vec<i32> = wanted.iter().map(|(l, _)| *l as i32).collect();
+    let indexes: Vec<i64> = wanted.iter().map(|(_, i)| *i as i64).collect();
+    let rows = client
+        .query(
+            "SELECT n.level, n.idx, n.hash FROM tlog_nodes n
+             JOIN unnest($1::int4[], $2::int8[]) AS w(level, idx)
+               ON n.level = w.level AND n.idx = w.idx",
+            &[&levels, &indexes],
+        )
+        .await?;
+    let mut fetched = HashMap::new();
+    for row in rows {
+        let level: i32 = row.get(0);
+        let index: i64 = row.get(1);
+        if let Ok(hash) = hash(row.get(2)) {
+            fetched.insert((level as u32, index as u64), hash);
+        }
+    }
+    Ok(Fetched(fetched))
+}
 
 impl Nodes for Fetched {
     fn node(&self, level: u32, index: u64) -> Result<Hash, String> {
@@ -48,38 +71,16 @@ pub(crate) async fn append(
     if logged.is_some() {
         return Ok(());
     }
-    let size: i64 = client
-        .query_one("SELECT count(*) FROM tlog_leaves", &[])
-        .await?
-        .get(0);
-    // The left siblings the new leaf completes subtrees with.
-    let (mut levels, mut indexes) = (Vec::new(), Vec::new());
-    let (mut level, mut at) = (0i32, size);
-    while at % 2 == 1 {
-        levels.push(level);
-        indexes.push(at - 1);
-        level += 1;
-        at /= 2;
-    }
-    let rows = client
-        .query(
-            "SELECT n.level, n.idx, n.hash FROM tlog_nodes n
-             JOIN unnest($1::int4[], $2::int8[]) AS w(level, idx)
-               ON n.level = w.level AND n.idx = w.idx",
-            &[&levels, &indexes],
-        )
-        .await?;
-    let mut siblings = HashMap::new();
-    for row in rows {
-        let level: i32 = row.get(0);
-        let index: i64 = row.get(1);
-        if let Ok(hash) = hash(row.get(2)) {
-            siblings.insert((level as u32, index as u64), hash);
-        }
-    }
+    let size: i64 = client.query_one(LOG_SIZE, &[]).await?.get(0);
     let leaf = tlog::leaf_hash(envelope.as_bytes());
+    // The left siblings the new leaf completes subtrees with.
+    let siblings = fetch(
+        client,
+        &tlog::nodes_read(|nodes| tlog::completed(nodes, size as u64, leaf)),
+    )
+    .await?;
     // A missing sibling (a damaged log) leaves the leaf unlogged rather than the log wrong.
-    let Ok(made) = tlog::completed(&Fetched(siblings), size as u64, leaf) else {
+    let Ok(made) = tlog::completed(&siblings, size as u64, leaf) else {
         tracing::error!("run {run} is not logged: its log is missing subtrees");
         return Ok(());
     };
@@ -102,29 +103,6 @@ pub(crate) async fn append(
     Ok(())
 }
 
-/// The log's subtrees, each read when asked for.
-struct Read<'a>(&'a PgStore);
-
-impl Nodes for Read<'_> {
-    fn node(&self, level: u32, index: u64) -> Result<Hash, String> {
-        let (level, index) = (level as i32, index as i64);
-        let found = self
-            .0
-            .query(move |client| async move {
-                client
-                    .query_opt(
-                        "SELECT hash FROM tlog_nodes WHERE level = $1 AND idx = $2",
-                        &[&level, &index],
-                    )
-                    .await
-                    .map(|row| row.map(|r| r.get::<_, Vec<u8>>(0)))
-            })
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("the log has no node {level}/{index}"))?;
-        hash(found)
-    }
-}
-
 impl PgStore {
     fn query<T: Send + 'static, F>(
         &self,
@@ -140,6 +118,17 @@ impl PgStore {
         })
     }
 
+    /// `compute` over the log's subtrees, fetched first in one query: a read per subtree
+    /// would cost a round trip each, `O(log n)` of them for a root or a proof.
+    fn over_nodes<T>(
+        &self,
+        compute: impl Fn(&dyn Nodes) -> Result<T, String>,
+    ) -> Result<T, StoreError> {
+        let wanted = tlog::nodes_read(&compute);
+        let fetched = self.query(move |client| async move { fetch(&client, &wanted).await })?;
+        compute(&fetched).map_err(|e| self.log_error(e))
+    }
+
     fn log_error(&self, reason: String) -> StoreError {
         StoreError::Server {
             location: self.db.location.clone(),
@@ -150,18 +139,14 @@ impl PgStore {
 
 impl TransparencyLog for PgStore {
     fn log_head(&self) -> Result<(u64, Hash), StoreError> {
-        let size: i64 = self.query(|client| async move {
-            Ok(client
-                .query_one("SELECT count(*) FROM tlog_leaves", &[])
-                .await?
-                .get(0))
-        })?;
-        let root = tlog::root(&Read(self), size as u64).map_err(|e| self.log_error(e))?;
+        let size: i64 =
+            self.query(|client| async move { Ok(client.query_one(LOG_SIZE, &[]).await?.get(0)) })?;
+        let root = self.over_nodes(|nodes| tlog::root(nodes, size as u64))?;
         Ok((size as u64, root))
     }
 
     fn log_consistency(&self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError> {
-        tlog::consistency_proof(&Read(self), old, new).map_err(|e| self.log_error(e))
+        self.over_nodes(|nodes| tlog::consistency_proof(nodes, old, new))
     }
 
     fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
@@ -190,8 +175,7 @@ impl TransparencyLog for PgStore {
         if index as u64 >= size {
             return Ok(None);
         }
-        let proof = tlog::inclusion_proof(&Read(self), index as u64, size)
-            .map_err(|e| self.log_error(e))?;
+        let proof = self.over_nodes(|nodes| tlog::inclusion_proof(nodes, index as u64, size))?;
         Ok(Some(Inclusion {
             index: index as u64,
             size,

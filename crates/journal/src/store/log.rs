@@ -10,6 +10,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{Journal, StoreError};
 use crate::tlog::{self, Hash, Nodes};
 
+/// The log's size, as every store reads it (SQLite and PostgreSQL alike): leaves are numbered
+/// from 0 without gaps, so it is the highest number plus one, which the primary key's index
+/// gives at once; `count(*)` would read every leaf, on each append.
+pub const LOG_SIZE: &str = "SELECT coalesce(max(idx) + 1, 0) FROM tlog_leaves";
+
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tlog_leaves (
     idx INTEGER PRIMARY KEY,
@@ -76,7 +81,7 @@ pub(super) fn append(tx: &Connection, run: &str, envelope: &str) -> rusqlite::Re
     if logged {
         return Ok(0);
     }
-    let size: i64 = tx.query_row("SELECT count(*) FROM tlog_leaves", [], |r| r.get(0))?;
+    let size: i64 = tx.query_row(LOG_SIZE, [], |r| r.get(0))?;
     let leaf = tlog::leaf_hash(envelope.as_bytes());
     let made = tlog::completed(&Stored(tx), size as u64, leaf)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
@@ -135,8 +140,7 @@ impl Journal {
 impl TransparencyLog for Journal {
     fn log_head(&self) -> Result<(u64, Hash), StoreError> {
         let conn = self.reader()?;
-        let size: i64 =
-            self.sql(conn.query_row("SELECT count(*) FROM tlog_leaves", [], |r| r.get(0)))?;
+        let size: i64 = self.sql(conn.query_row(LOG_SIZE, [], |r| r.get(0)))?;
         let root = self.log_sql(tlog::root(&Stored(&conn), size as u64))?;
         Ok((size as u64, root))
     }
