@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Config, NoTls};
+
+use crate::client::Client;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -41,7 +43,7 @@ impl Connector {
         };
         let mut client = connect(&connector.config).await?;
         migrate(&mut client).await?;
-        *connector.current.lock().await = Some(Arc::new(client));
+        *connector.current.lock().await = Some(Arc::new(Client::new(client)));
         Ok(connector)
     }
 
@@ -60,13 +62,13 @@ impl Connector {
         if let Some(client) = current.as_ref().filter(|c| !c.is_closed()) {
             return Ok(client.clone());
         }
-        let client = Arc::new(connect(&self.config).await?);
+        let client = Arc::new(Client::new(connect(&self.config).await?));
         *current = Some(client.clone());
         Ok(client)
     }
 }
 
-async fn connect(config: &Config) -> Result<Client, String> {
+async fn connect(config: &Config) -> Result<tokio_postgres::Client, String> {
     let (client, connection) = config.connect(NoTls).await.map_err(|e| describe(&e))?;
     // The connection does the talking; it ends when the client is dropped or the server goes.
     tokio::spawn(async move {
@@ -79,7 +81,7 @@ async fn connect(config: &Config) -> Result<Client, String> {
 
 /// Applies the migrations this Baton knows, under a lock, so that hosts opening a new
 /// database at once apply them once.
-async fn migrate(client: &mut Client) -> Result<(), String> {
+async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), String> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio_postgres::Client;
+use crate::client::Client;
 
 use crate::connection::describe;
 use crate::journal::Db;

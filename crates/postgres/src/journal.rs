@@ -12,6 +12,7 @@ use baton_journal::store::{
 };
 use tokio::runtime::Handle;
 
+use crate::client::Client;
 use crate::connection::{Connector, describe};
 use crate::writer::Writer;
 
@@ -30,7 +31,7 @@ pub(crate) struct Db {
     pub(crate) runtime: Handle,
     pub(crate) connector: Arc<Connector>,
     /// Connections of their own for sessions, kept between them.
-    pub(crate) spare: std::sync::Mutex<Vec<Arc<tokio_postgres::Client>>>,
+    pub(crate) spare: std::sync::Mutex<Vec<Arc<Client>>>,
 }
 
 impl Db {

@@ -7,6 +7,7 @@
 //! async runtime or not, as the SQLite store's can. The schema is kept by migrations
 //! (`migrations/`), applied when a store is opened.
 
+mod client;
 mod connection;
 mod database;
 mod journal;
@@ -15,6 +16,7 @@ mod log;
 mod steps;
 mod writer;
 
+pub use client::Client;
 pub use database::{Database, Session};
 pub use journal::PgStore;
 pub use ledger::LedgerState;

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 
 use baton_journal::store::{Inclusion, LOG_SIZE, StoreError, TransparencyLog};
 use baton_journal::tlog::{self, Hash, Nodes};
-use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
 
+use crate::client::Client;
 use crate::connection::describe;
 use crate::journal::PgStore;
 
@@ -66,16 +67,20 @@ pub(crate) async fn append(
     run: &str,
     envelope: &str,
 ) -> Result<(), tokio_postgres::Error> {
-    client
-        .execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
-        .await?;
-    let logged = client
-        .query_opt("SELECT 1 FROM tlog_leaves WHERE run = $1", &[&run])
-        .await?;
+    // Sent at once (tokio-postgres pipelines requests made together; `biased` sends them in
+    // this order): the server runs them in turn, and each statement reads with a snapshot
+    // taken when it starts, after the lock is held.
+    let named: [&(dyn ToSql + Sync); 1] = [&run];
+    let (_, logged, size) = tokio::try_join!(
+        biased;
+        client.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK]),
+        client.query_opt("SELECT 1 FROM tlog_leaves WHERE run = $1", &named),
+        client.query_one(LOG_SIZE, &[]),
+    )?;
     if logged.is_some() {
         return Ok(());
     }
-    let size: i64 = client.query_one(LOG_SIZE, &[]).await?.get(0);
+    let size: i64 = size.get(0);
     let leaf = tlog::leaf_hash(envelope.as_bytes());
     // The left siblings the new leaf completes subtrees with.
     let siblings = fetch(
@@ -88,22 +93,23 @@ pub(crate) async fn append(
         tracing::error!("run {run} is not logged: its log is missing subtrees");
         return Ok(());
     };
-    client
-        .execute(
-            "INSERT INTO tlog_leaves (idx, run, hash) VALUES ($1, $2, $3)",
-            &[&size, &run, &&leaf[..]],
-        )
-        .await?;
     let levels: Vec<i32> = made.iter().map(|(l, _, _)| *l as i32).collect();
     let indexes: Vec<i64> = made.iter().map(|(_, i, _)| *i as i64).collect();
     let hashes: Vec<&[u8]> = made.iter().map(|(_, _, h)| &h[..]).collect();
-    client
-        .execute(
+    let leaf = &leaf[..];
+    let leaf_row: [&(dyn ToSql + Sync); 3] = [&size, &run, &leaf];
+    let node_rows: [&(dyn ToSql + Sync); 3] = [&levels, &indexes, &hashes];
+    tokio::try_join!(
+        client.execute(
+            "INSERT INTO tlog_leaves (idx, run, hash) VALUES ($1, $2, $3)",
+            &leaf_row,
+        ),
+        client.execute(
             "INSERT INTO tlog_nodes (level, idx, hash)
              SELECT * FROM unnest($1::int4[], $2::int8[], $3::bytea[])",
-            &[&levels, &indexes, &hashes],
-        )
-        .await?;
+            &node_rows,
+        ),
+    )?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use baton_journal::chain::{Hasher, Stored, Unhashed};
 use baton_journal::store::{Sink, StoreError};
 use tokio::sync::mpsc;
+use tokio_postgres::types::ToSql;
 
 use crate::connection::{Connector, describe, passing};
 
@@ -249,7 +250,7 @@ async fn commit_retrying(connector: &Connector, writes: &[Write]) -> Result<(), 
 /// Rows already present are skipped, so a batch committed just before its connection broke
 /// can be sent again.
 async fn commit(
-    client: &tokio_postgres::Client,
+    client: &crate::client::Client,
     writes: &[Write],
 ) -> Result<(), tokio_postgres::Error> {
     let mut runs: Vec<&str> = Vec::new();
@@ -286,9 +287,12 @@ async fn commit(
             })
             .sum::<usize>();
     let transaction = statements > 1;
-    if transaction {
-        client.batch_execute("BEGIN").await?;
-    }
+    let begin = async {
+        match transaction {
+            true => client.batch_execute("BEGIN").await,
+            false => Ok(()),
+        }
+    };
     let done = async {
         for write in writes {
             if let Write::RunStarted {
@@ -354,14 +358,16 @@ async fn commit(
                         .await?;
                 }
                 Write::Attest { run, envelope } => {
-                    client
-                        .execute(
+                    // Sent together with the append's first statements (pipelined).
+                    let row: [&(dyn ToSql + Sync); 2] = [run, envelope];
+                    tokio::try_join!(
+                        client.execute(
                             "INSERT INTO run_envelopes (run, envelope) VALUES ($1, $2)
                              ON CONFLICT (run) DO UPDATE SET envelope = $2",
-                            &[run, envelope],
-                        )
-                        .await?;
-                    crate::log::append(client, run, envelope).await?;
+                            &row,
+                        ),
+                        crate::log::append(client, run, envelope),
+                    )?;
                 }
                 Write::Checkpoint { size, note } => {
                     client
@@ -376,8 +382,9 @@ async fn commit(
             }
         }
         Ok(())
-    }
-    .await;
+    };
+    // BEGIN goes out with the first statement (pipelined, in this order).
+    let done = tokio::try_join!(biased; begin, done).map(drop);
     match (done, transaction) {
         (Ok(()), true) => client.batch_execute("COMMIT").await,
         (Ok(()), false) => Ok(()),

@@ -278,6 +278,56 @@ fn runs_signed_in_postgres_are_in_its_transparency_log() {
     );
 }
 
+/// Hosts appending to one log at once take turns under its lock: every run gets a leaf of
+/// its own, numbered without a gap, and every run's inclusion proof checks against the root
+/// the log reports.
+#[test]
+fn hosts_appending_to_one_log_at_once_take_turns() {
+    use baton::journal::store::{Store, TransparencyLog};
+    use baton::journal::tlog;
+    use baton::postgres::PgStore;
+    const HOSTS: usize = 4;
+    const RUNS: usize = 25;
+    let server = Postgres::start();
+    let envelope = |host: usize, n: usize| format!("{{\"host\": {host}, \"run\": {n}}}");
+    std::thread::scope(|scope| {
+        for host in 0..HOSTS {
+            let url = server.url();
+            scope.spawn(move || {
+                let store = PgStore::open(&url).unwrap();
+                let recorder = Store::recorder(&store).unwrap();
+                for n in 0..RUNS {
+                    recorder.attest(&format!("run-{host}-{n}"), &envelope(host, n));
+                    // A transaction each, so that the hosts' appends interleave.
+                    recorder.flush().unwrap();
+                }
+            });
+        }
+    });
+    let store = PgStore::open(&server.url()).unwrap();
+    let (size, root) = store.log_head().unwrap();
+    assert_eq!(size, (HOSTS * RUNS) as u64);
+    let recorder = Store::recorder(&store).unwrap();
+    recorder.checkpoint(size, "a checkpoint the proofs name");
+    recorder.flush().unwrap();
+    let mut indexes = Vec::new();
+    for host in 0..HOSTS {
+        for n in 0..RUNS {
+            let run = format!("run-{host}-{n}");
+            let inclusion = store.inclusion(&run).unwrap().expect("every run is logged");
+            let leaf = tlog::leaf_hash(envelope(host, n).as_bytes());
+            assert!(
+                tlog::verify_inclusion(&leaf, inclusion.index, size, &inclusion.proof, &root),
+                "{run} at {}",
+                inclusion.index
+            );
+            indexes.push(inclusion.index);
+        }
+    }
+    indexes.sort_unstable();
+    assert_eq!(indexes, (0..size).collect::<Vec<_>>());
+}
+
 #[test]
 fn hosts_sharing_postgres_serve_each_other_their_pure_calls() {
     use crate::pure_calls::{call, hits};

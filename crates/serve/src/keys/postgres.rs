@@ -23,7 +23,7 @@ fn limit(value: Option<u64>) -> Option<i64> {
 impl Postgres {
     fn query<T: Send + 'static, F>(
         &self,
-        query: impl FnOnce(std::sync::Arc<baton_postgres::tokio_postgres::Client>) -> F + Send + 'static,
+        query: impl FnOnce(std::sync::Arc<baton_postgres::Client>) -> F + Send + 'static,
     ) -> Result<T, KeyError>
     where
         F: Future<Output = Result<T, baton_postgres::tokio_postgres::Error>> + Send + 'static,
