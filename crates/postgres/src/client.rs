@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Error, Row, Statement};
 
-/// The client every query of the store is written with.
+/// The client every query of the store is written with. It keeps every statement it is given
+/// for as long as its connection lasts: put values in parameters, never in the text.
 pub struct Client {
     inner: tokio_postgres::Client,
     prepared: Mutex<HashMap<String, Statement>>,
