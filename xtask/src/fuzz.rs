@@ -62,16 +62,15 @@ pub fn fuzz(seconds: u64, with_runtime: bool) -> Result<()> {
     let target_dir = ws.target.join("fuzz");
     ensure_cargo_fuzz()?;
     // Real components, signed or not, are where mutation starts for the loader.
-    let components: Vec<PathBuf> = match with_runtime {
-        true => {
-            let plugins = crate::plugins::build()?;
-            ["", "tools", "planners", "prompts", "testing"]
-                .iter()
-                .map(|dir| plugins.join(dir))
-                .filter(|dir| dir.is_dir())
-                .collect()
-        }
-        false => Vec::new(),
+    let components: Vec<PathBuf> = if with_runtime {
+        let plugins = crate::plugins::build()?;
+        ["", "tools", "planners", "prompts", "testing"]
+            .iter()
+            .map(|dir| plugins.join(dir))
+            .filter(|dir| dir.is_dir())
+            .collect()
+    } else {
+        Vec::new()
     };
     for (target, needs_runtime) in TARGETS {
         if *needs_runtime && !with_runtime {

@@ -82,12 +82,19 @@ impl MemoryLog {
     }
 }
 
-impl Nodes for MemoryLog {
+/// Subtrees held in memory by (level, index): a whole log's, or those fetched for one
+/// computation (see `nodes_read`).
+impl Nodes for std::collections::HashMap<(u32, u64), Hash> {
     fn node(&self, level: u32, index: u64) -> Result<Hash, String> {
-        self.nodes
-            .get(&(level, index))
+        self.get(&(level, index))
             .copied()
             .ok_or_else(|| format!("the log has no node {level}/{index}"))
+    }
+}
+
+impl Nodes for MemoryLog {
+    fn node(&self, level: u32, index: u64) -> Result<Hash, String> {
+        self.nodes.node(level, index)
     }
 }
 

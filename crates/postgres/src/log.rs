@@ -16,13 +16,13 @@ use crate::journal::PgStore;
 const APPEND_LOCK: i64 = 0x6261_746f_6e5f_746c;
 
 /// Subtrees fetched ahead, for a computation that needs only them (see `tlog::nodes_read`).
-struct Fetched(HashMap<(u32, u64), Hash>);
+type Fetched = HashMap<(u32, u64), Hash>;
 
 /// The subtrees named in `wanted`, in one query.
 async fn fetch(client: &Client, wanted: &[(u32, u64)]) -> Result<Fetched, tokio_postgres::Error> {
     if wanted.is_empty() {
         // Half of all appends (to a log of even size) complete no subtree.
-        return Ok(Fetched(HashMap::new()));
+        return Ok(Fetched::new());
     }
     let levels: Vec<i32> = wanted.iter().map(|(l, _)| *l as i32).collect();
     let indexes: Vec<i64> = wanted.iter().map(|(_, i)| *i as i64).collect();
@@ -38,26 +38,12 @@ async fn fetch(client: &Client, wanted: &[(u32, u64)]) -> Result<Fetched, tokio_
     for row in rows {
         let level: i32 = row.get(0);
         let index: i64 = row.get(1);
-        if let Ok(hash) = hash(row.get(2)) {
+        // A node that is not a hash is left out: the computation then names it missing.
+        if let Ok(hash) = Hash::try_from(row.get::<_, Vec<u8>>(2)) {
             fetched.insert((level as u32, index as u64), hash);
         }
     }
-    Ok(Fetched(fetched))
-}
-
-impl Nodes for Fetched {
-    fn node(&self, level: u32, index: u64) -> Result<Hash, String> {
-        self.0
-            .get(&(level, index))
-            .copied()
-            .ok_or_else(|| format!("the log has no node {level}/{index}"))
-    }
-}
-
-fn hash(bytes: Vec<u8>) -> Result<Hash, String> {
-    bytes
-        .try_into()
-        .map_err(|_| "a node of the log is not a hash".to_string())
+    Ok(fetched)
 }
 
 /// Appends the envelope of `run` to the log unless it is in it; `client` is in the writer's

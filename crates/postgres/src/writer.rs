@@ -288,9 +288,10 @@ async fn commit(
             .sum::<usize>();
     let transaction = statements > 1;
     let begin = async {
-        match transaction {
-            true => client.batch_execute("BEGIN").await,
-            false => Ok(()),
+        if transaction {
+            client.batch_execute("BEGIN").await
+        } else {
+            Ok(())
         }
     };
     let done = async {
