@@ -473,6 +473,32 @@ fn misconfigured_routes_and_budgets_are_clear_errors() {
     let line = error_line(&complete(dir.path(), &policy, "hi", &[]), 5);
     assert_contains(&line, &["[llm.models.test] names provider 'nowhere'"]);
 
+    // A local model is named in the models directory or given by path, not both.
+    let policy = write_policy(
+        dir.path(),
+        "[llm.providers.mine]\nkind = \"local\"\nmodel = \"a.gguf\"\nmodel_file = \"b.gguf\"\n",
+    );
+    let line = error_line(&complete(dir.path(), &policy, "hi", &[]), 5);
+    assert_contains(
+        &line,
+        &[
+            "[llm.providers.mine] gives both model and model_file",
+            "not both",
+        ],
+    );
+    let policy = write_policy(
+        dir.path(),
+        "[llm.providers.mine]\nkind = \"local\"\nmodel = \"../elsewhere.gguf\"\n",
+    );
+    let line = error_line(&complete(dir.path(), &policy, "hi", &[]), 5);
+    assert_contains(
+        &line,
+        &[
+            "model '../elsewhere.gguf' is not a name in the models directory",
+            "model_file",
+        ],
+    );
+
     let policy = write_policy(
         dir.path(),
         "[llm.models.test]\nprovider = \"local\"\ninput_per_1k = -1\n",
@@ -654,6 +680,39 @@ fn a_plugins_embeddings_and_token_counts_replay_without_the_models() {
         .output()
         .unwrap();
     assert_contains(&text_output(&replayed), &["identical:"]);
+}
+
+/// A GGUF of an architecture the local provider does not run is refused by name, before any
+/// weight is read.
+#[test]
+fn a_local_model_of_another_architecture_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    // A GGUF (version 3) with no tensors and one key: general.architecture = "mamba".
+    let mut gguf = b"GGUF".to_vec();
+    gguf.extend(3u32.to_le_bytes());
+    gguf.extend(0u64.to_le_bytes());
+    gguf.extend(1u64.to_le_bytes());
+    let key = b"general.architecture";
+    gguf.extend((key.len() as u64).to_le_bytes());
+    gguf.extend(key);
+    gguf.extend(8u32.to_le_bytes()); // a string
+    gguf.extend(5u64.to_le_bytes());
+    gguf.extend(b"mamba");
+    std::fs::write(dir.path().join("mamba.gguf"), gguf).unwrap();
+    let policy = write_policy(
+        dir.path(),
+        "[llm.providers.mine]\nkind = \"local\"\nmodel_file = \"mamba.gguf\"\n\
+         [llm.models.test]\nprovider = \"mine\"\n",
+    );
+    let line = error_line(&complete(dir.path(), &policy, "hi", &[]), 1);
+    assert_contains(
+        &line,
+        &[
+            "mamba.gguf",
+            "its architecture is 'mamba'",
+            "'llama' (SmolLM2) and 'qwen2' (Qwen2.5)",
+        ],
+    );
 }
 
 #[test]

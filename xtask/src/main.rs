@@ -3,8 +3,8 @@
 //! - `plugins`: build every component under `plugins/` for wasm32-wasip2 into
 //!   `target/plugins/` (installing the rustup target if it is missing), unless they are
 //!   built already from the same sources, and sign them.
-//! - `models`: fetch the local models (SmolLM2-135M-Instruct as GGUF, all-MiniLM-L6-v2) into
-//!   `target/models/`.
+//! - `models`: fetch the local models (SmolLM2-135M-Instruct and Qwen2.5-Coder-1.5B-Instruct
+//!   as GGUF, all-MiniLM-L6-v2) into `target/models/`.
 //! - `layers`: check that the workspace's crates depend on each other one way only.
 //! - `demo`: build the plugins and the host, then show `baton` at work.
 //! - `test`: build the plugins, check layering, formatting and lints, run the whole test
@@ -12,8 +12,9 @@
 //! - `bench`: build the plugins and run the criterion benchmarks.
 //! - `fuzz`: run every fuzz target in `fuzz/` for a while (`--seconds N`, default 60;
 //!   `--without-runtime`: only those that build without the host's runtime layers).
-//! - `agent-eval`: run the react agent of `examples/agent/` on its tasks, with its replies
-//!   held to the protocol's pattern and without, and print how often it completes them.
+//! - `agent-eval`: run the react agent of `examples/agent/` on its tasks, on both local chat
+//!   models, with its replies held to the protocol's pattern and without, and print how
+//!   often it completes them.
 
 mod agent;
 mod bench;

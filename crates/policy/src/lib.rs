@@ -182,7 +182,11 @@ impl Policy {
         let trust = trust::resolve(&layers, read_files)?;
         let mut llm = llm::LlmConfig::default();
         for layer in &layers {
-            llm.layer(&layer.name, &layer.file.llm);
+            llm.layer(&layer.name, &layer.file.llm)
+                .map_err(|message| PolicyError::Llm {
+                    files: layer.name.clone(),
+                    message,
+                })?;
             llm.cache.apply(&layer.file.cache);
         }
         llm.policy_version = layers

@@ -66,6 +66,9 @@ struct ProviderSpec {
     /// The local provider's GGUF file, or the embedding provider's model directory,
     /// relative to the policy file.
     model_file: Option<PathBuf>,
+    /// The same, by name in the models directory (`$BATON_MODELS`, else `baton/models` in
+    /// the user's data directory), where `cargo xtask models` puts them.
+    model: Option<String>,
     #[serde(default, deserialize_with = "values::de::timeout")]
     timeout: Option<Duration>,
     retries: Option<u32>,
@@ -270,12 +273,27 @@ pub fn models_hint() -> String {
 impl LlmConfig {
     /// Adds one policy file's `[llm]` (`file` names it, and relative paths are relative to
     /// it), replacing entries of the same names.
-    pub(super) fn layer(&mut self, file: &str, section: &LlmSection) {
+    pub(super) fn layer(&mut self, file: &str, section: &LlmSection) -> Result<(), String> {
         for (name, spec) in &section.providers {
-            let model_file = match (&spec.model_file, spec.kind) {
-                (Some(path), _) => crate::file::relative_to(file, path),
-                (None, ProviderKind::Embedding) => models_dir().join(DEFAULT_EMBEDDING_MODEL),
-                (None, _) => models_dir().join(DEFAULT_LOCAL_MODEL),
+            let model_file = match (&spec.model_file, &spec.model, spec.kind) {
+                (Some(_), Some(_), _) => {
+                    return Err(format!(
+                        "[llm.providers.{name}] gives both model and model_file; keep model (a \
+                         name in the models directory) or model_file (a path), not both"
+                    ));
+                }
+                (Some(path), None, _) => crate::file::relative_to(file, path),
+                (None, Some(model), _) => {
+                    if model.contains(['/', '\\']) || model == ".." || model.is_empty() {
+                        return Err(format!(
+                            "[llm.providers.{name}] model '{model}' is not a name in the models \
+                             directory; give a file or directory name, or a path as model_file"
+                        ));
+                    }
+                    models_dir().join(model)
+                }
+                (None, None, ProviderKind::Embedding) => models_dir().join(DEFAULT_EMBEDDING_MODEL),
+                (None, None, _) => models_dir().join(DEFAULT_LOCAL_MODEL),
             };
             let base_url = spec
                 .base_url
@@ -319,6 +337,7 @@ impl LlmConfig {
                 },
             );
         }
+        Ok(())
     }
 
     /// Checks that every model's provider and fallbacks exist, once all layers are in.

@@ -77,7 +77,10 @@ fn openai_sdk_gets_completions_streams_cache_hits_and_embeddings_that_replay() {
     );
     assert!((embedded["norm"].as_f64().unwrap() - 1.0).abs() < 1e-3);
     assert!(embedded["usage"]["prompt_tokens"].as_u64().unwrap() >= 2);
-    assert_eq!(results[6], json!(["all-minilm-l6-v2", "smollm2", "test"]));
+    assert_eq!(
+        results[6],
+        json!(["all-minilm-l6-v2", "qwen2.5-coder", "smollm2", "test"])
+    );
     let samples = results[7].as_array().unwrap();
     let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
         samples
