@@ -107,6 +107,18 @@ pub fn run() -> Result<()> {
             0,
         ),
         step(
+            "An agent: the react planner has the local agent model (Qwen2.5-Coder-1.5B-Instruct) \
+             pick a tool, see the call with its result, and answer; its replies are held to the \
+             protocol, and every decision is journaled:",
+            &[
+                "run",
+                "examples/agent/workflow.toml",
+                "--task",
+                "What is 17 * 23?",
+            ],
+            0,
+        ),
+        step(
             "What a component is, before running it:",
             &["inspect", &calc],
             0,

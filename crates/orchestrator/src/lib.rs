@@ -313,6 +313,7 @@ async fn orchestrate(
         reports: Vec::new(),
         results: Vec::new(),
         outputs: BTreeMap::new(),
+        inputs: BTreeMap::new(),
         labels: BTreeMap::new(),
         decided: baton_runtime::flow::Labels::public(),
         warned: false,

@@ -82,6 +82,7 @@ impl Orchestrator<'_> {
                         None if !ready || running >= self.settings.max_parallel => continue,
                         None => match self.prepare(i, step) {
                             Ok(job) => {
+                                self.inputs.insert(job.id.clone(), job.input.clone());
                                 self.progress.report(Progress::StepStarted {
                                     id: step.id.clone(),
                                     tool: step.tool.clone(),

@@ -51,6 +51,8 @@ pub(crate) struct Orchestrator<'a> {
     pub(crate) results: Vec<StepResult>,
     /// Outputs of the steps that succeeded, for input templates.
     pub(crate) outputs: BTreeMap<String, Value>,
+    /// The input each step started with (its references filled in), by id, for the planner.
+    pub(crate) inputs: BTreeMap<String, String>,
     /// What the output (or error) of each step that ran carries, by step id.
     pub(crate) labels: BTreeMap<String, Labels>,
     /// What the planner's last decision carries: every step it asks for carries it too.
@@ -274,6 +276,7 @@ impl Orchestrator<'_> {
         };
         let decided = OnceLock::new();
         let call = async |store: &mut wasmtime::Store<HostState>, instance: &_| {
+            store.data_mut().set_step_inputs(self.inputs.clone());
             let decision = entry
                 .load(&mut *store, instance)?
                 .call_next(&mut *store, &state)

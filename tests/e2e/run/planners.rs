@@ -364,7 +364,7 @@ mod react {
         );
         assert_contains(
             &user_message(&server, 1),
-            &[r#"step1 (calc) returned: {"value":42.0}"#],
+            &[r#"step1: CALL calc {"expression":"6 * 7"} returned: {"value":42.0}"#],
         );
         // The whole loop replays without the model server.
         drop(server);
@@ -389,7 +389,7 @@ mod react {
     fn result_line<'m>(message: &'m str, step: &str) -> &'m str {
         message
             .lines()
-            .find(|l| l.starts_with(&format!("{step} (")))
+            .find(|l| l.starts_with(&format!("{step}: CALL ")))
             .unwrap_or_else(|| panic!("no {step} in {message}"))
     }
 
@@ -445,7 +445,7 @@ mod react {
             result_line(&last, "step2").ends_with("… (condensed)"),
             "{last}"
         );
-        assert!(!last.contains("step1 ("), "{last}");
+        assert!(!last.contains("step1: "), "{last}");
         assert_contains(&last, &["(1 earlier results left out)"]);
     }
 
@@ -477,7 +477,10 @@ mod react {
         assert_eq!(step(&result, "step1")["output"]["matches"], json!([text]));
         assert_contains(
             &user_message(&server, 1),
-            &[r#"step1 (json-query) returned: {"count":1,"matches":["Dear {{name}}"#],
+            &[
+                "step1: CALL json-query {",
+                r#"returned: {"count":1,"matches":["Dear {{name}}"#,
+            ],
         );
         drop(server);
         let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
@@ -621,6 +624,60 @@ mod react {
             result["reason"].as_str().unwrap(),
             &["the model broke the reply protocol", "it said: "],
         );
+    }
+
+    /// The shipped agent example on its model (Qwen2.5-Coder-1.5B-Instruct, run locally):
+    /// the model calls calc, is shown the call with its result (the planner reads the step's
+    /// input with `plan.step-input`), and finishes with the tool's answer; the run replays
+    /// identically from its bundle.
+    #[test]
+    fn the_agent_example_finishes_a_task_with_the_tools_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/agent");
+        let plugins = plugin("calc.wasm").parent().unwrap().to_path_buf();
+        let flow = dir.path().join("agent.toml");
+        let text = std::fs::read_to_string(example.join("workflow.toml"))
+            .unwrap()
+            .replace("../../target/plugins", plugins.to_str().unwrap())
+            .replace(
+                "\"policy.toml\"",
+                &format!("{:?}", example.join("policy.toml")),
+            );
+        std::fs::write(&flow, text).unwrap();
+        let bundle = dir.path().join("run.bundle");
+        let (output, result) = run_flow(dir.path(), &flow, &["--bundle", bundle.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(0), "{result}");
+        assert_eq!(result["status"], "succeeded", "{result}");
+        let first = &result["steps"][0];
+        assert_eq!(first["tool"], "calc", "{result}");
+        assert_eq!(first["output"]["value"], 391.0, "{result}");
+        let answer = result["output"]["answer"].as_str().unwrap();
+        assert!(answer.contains("391"), "{result}");
+        // The decision after the call was asked with the call and its result.
+        let journal =
+            baton::journal::store::Journal::open_read_only(&dir.path().join("journal.db")).unwrap();
+        let prompts: Vec<String> = journal
+            .events(result["run"].as_str().unwrap())
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                baton::journal::event::EventKind::Llm { request, .. } => {
+                    request.messages.last().map(|m| m.content.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(prompts.len() >= 2, "{prompts:?}");
+        assert_contains(
+            &prompts[1],
+            &[
+                "step1: CALL calc {\"expression\":",
+                "returned: {\"value\":391.0}",
+                "If these results answer the task, reply FINISH",
+            ],
+        );
+        let replayed = text_output(&run(&["replay", bundle.to_str().unwrap()]));
+        assert!(replayed.starts_with("identical: "), "{replayed}");
     }
 }
 

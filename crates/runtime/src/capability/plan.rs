@@ -1,6 +1,11 @@
-//! `baton:plugin/plan`: what a planner says about its plan besides the steps it runs. The
-//! steps it decided against are kept for the call; the orchestrator takes them after `next`
-//! returns and reports them as skipped (and journals them with the decision).
+//! `baton:plugin/plan`: what a planner says about its plan besides the steps it runs, and
+//! what it asks of the steps it ran. The steps it decided against are kept for the call; the
+//! orchestrator takes them after `next` returns and reports them as skipped (and journals them
+//! with the decision). The inputs the run's steps started with are given to the call before
+//! `next` by the orchestrator, which knows them (a replay starts the same steps with the same
+//! inputs, so the planner is told the same).
+
+use std::collections::BTreeMap;
 
 use wasmtime::component::{HasSelf, Linker};
 
@@ -17,8 +22,17 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// A planner call's view of its plan.
+#[derive(Debug, Default)]
+pub struct PlanState {
+    /// The steps it decided against in this call, in the order it said so.
+    skipped: Vec<Skipped>,
+    /// The input each step of the run started with, by id.
+    inputs: BTreeMap<String, String>,
+}
+
 impl Capability for Plan {
-    type State = Vec<Skipped>;
+    type State = PlanState;
 
     const INTERFACES: &'static [Interfaces] = &[Interfaces {
         package: "baton:plugin",
@@ -31,22 +45,31 @@ impl Capability for Plan {
     }
 
     fn prepare(_: &CallSetup<'_>) -> Self::State {
-        Vec::new()
+        PlanState::default()
     }
 }
 
 impl plan::Host for HostState {
     async fn skip(&mut self, id: String, tool: String, reason: String) -> wasmtime::Result<()> {
-        if !self.plan.iter().any(|s| s.id == id) {
-            self.plan.push(Skipped { id, tool, reason });
+        if !self.plan.skipped.iter().any(|s| s.id == id) {
+            self.plan.skipped.push(Skipped { id, tool, reason });
         }
         Ok(())
+    }
+
+    async fn step_input(&mut self, id: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.plan.inputs.get(&id).cloned())
     }
 }
 
 impl HostState {
     /// The steps the planner decided against in this call, in the order it said so.
     pub fn take_skipped(&mut self) -> Vec<Skipped> {
-        std::mem::take(&mut self.plan)
+        std::mem::take(&mut self.plan.skipped)
+    }
+
+    /// Tells the planner's call what input each of the run's steps started with.
+    pub fn set_step_inputs(&mut self, inputs: BTreeMap<String, String>) {
+        self.plan.inputs = inputs;
     }
 }

@@ -1,6 +1,7 @@
 //! The `react` planner: an LLM agent loop. Each decision renders the workflow's prompt (by
-//! default the `react-prompt` component, `plugins/prompts/react`) with the task, the tools and the results so far,
-//! within a token budget, asks the model through the host, and reads its one-line reply:
+//! default the `react-prompt` component, `plugins/prompts/react`) with the task, the tools and
+//! the results so far (each with the input that gave it, from `plan.step-input`), within a
+//! token budget, asks the model through the host, and reads its one-line reply:
 //!
 //! - `CALL <tool> <JSON input>`: run that tool next (one step per decision);
 //! - `FINISH <answer>`: the run is done, with `{"answer": "..."}`;
@@ -20,7 +21,7 @@
 wit_bindgen::generate!({ path: "../../../wit", world: "baton:plugin/planner" });
 
 use baton::plugin::types::{CompletionRequest, Error, Step, TokenBudget, ToolError, ToolInfo};
-use baton::plugin::{llm, prompts};
+use baton::plugin::{llm, plan, prompts};
 use exports::baton::plugin::planner_api::{Decision, Guest, PlannerInfo, RunState};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -95,16 +96,24 @@ fn decide(state: &RunState) -> Result<Decision, String> {
         text => serde_json::from_str(text),
     }
     .map_err(|e| format!("the workflow's [config] is not a react configuration: {e}"))?;
+    // Each result goes with the input that gave it: a model shown only outputs cannot tell
+    // whether they answer the task, and asks for the same call again.
     let results: Vec<Value> = state
         .results
         .iter()
-        .map(|r| match &r.output {
-            Ok(output) => json!({
-                "id": r.id,
-                "tool": r.tool,
-                "output": serde_json::from_str::<Value>(output).unwrap_or(Value::Null),
-            }),
-            Err(error) => json!({"id": r.id, "tool": r.tool, "error": describe(error)}),
+        .map(|r| {
+            let mut result = match &r.output {
+                Ok(output) => json!({
+                    "id": r.id,
+                    "tool": r.tool,
+                    "output": serde_json::from_str::<Value>(output).unwrap_or(Value::Null),
+                }),
+                Err(error) => json!({"id": r.id, "tool": r.tool, "error": describe(error)}),
+            };
+            if let Some(input) = plan::step_input(&r.id) {
+                result["input"] = serde_json::from_str(&input).unwrap_or(Value::String(input));
+            }
+            result
         })
         .collect();
     let tools: Vec<Value> = state

@@ -2,7 +2,8 @@
 //! within a token budget.
 //!
 //! The system message states the protocol; the user message holds the task, the tools and
-//! the results so far. When everything does not fit the budget, the oldest results go first:
+//! the results so far, each after the call that gave it (`step1: CALL calc {...} returned:
+//! ...`) when the planner passes the step's input. When everything does not fit the budget, the oldest results go first:
 //! the newest results are kept whole as long as they fit, older ones are condensed to their
 //! first 80 characters while those fit, and the rest are dropped, with a line saying how many.
 //! The system message, the task and the tools are always kept; if they alone do not fit,
@@ -23,6 +24,11 @@ answer, reply: FINISH <the answer>.";
 
 const CLOSING: &str =
     "What next? Reply with one line: CALL <tool> <JSON input>, or FINISH <answer>.";
+
+/// The closing once there are results: without it, models call the tool that already
+/// answered again.
+const CLOSING_AFTER_RESULTS: &str = "If these results answer the task, reply FINISH <the \
+answer>; otherwise CALL a tool. Reply with one line.";
 
 const RESULTS: &str = "\n\nResults so far, oldest first:\n";
 
@@ -49,20 +55,21 @@ struct Tool {
 struct StepResult {
     id: String,
     tool: String,
+    /// What the step was called with, shown as the protocol's call line when given.
+    input: Option<Value>,
     output: Option<Value>,
     error: Option<String>,
 }
 
 impl StepResult {
     fn line(&self) -> String {
+        let step = match &self.input {
+            Some(input) => format!("{}: CALL {} {input}", self.id, self.tool),
+            None => format!("{} ({})", self.id, self.tool),
+        };
         match (&self.output, &self.error) {
-            (Some(output), _) => format!("{} ({}) returned: {output}", self.id, self.tool),
-            (None, error) => format!(
-                "{} ({}) failed: {}",
-                self.id,
-                self.tool,
-                error.as_deref().unwrap_or("no output")
-            ),
+            (Some(output), _) => format!("{step} returned: {output}"),
+            (None, error) => format!("{step} failed: {}", error.as_deref().unwrap_or("no output")),
         }
     }
 }
@@ -109,7 +116,11 @@ impl Guest for React {
             true => 0,
             false => count(RESULTS) + count("(999999 earlier results left out)\n"),
         };
-        let fixed = count(SYSTEM) + count(&header) + count(CLOSING) + framing;
+        let closing = match vars.results.is_empty() {
+            true => CLOSING,
+            false => CLOSING_AFTER_RESULTS,
+        };
+        let fixed = count(SYSTEM) + count(&header) + count(closing) + framing;
         if fixed > budget.max_tokens {
             return Err(Error::InvalidArgument(format!(
                 "the task and the tool list alone need {fixed} tokens, more than the budget of {}",
@@ -148,7 +159,7 @@ impl Guest for React {
             user.push_str(&kept.join("\n"));
         }
         user.push_str("\n\n");
-        user.push_str(CLOSING);
+        user.push_str(closing);
         Ok(vec![
             Message {
                 role: Role::System,
