@@ -8,7 +8,6 @@ use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_llama, quantized_qwen2};
 
-#[derive(Clone)]
 pub(super) enum Weights {
     /// Never run: each generation works on a clone (the weights are shared, the clone gets
     /// its own attention cache).
@@ -26,8 +25,9 @@ pub(super) struct Family {
     /// Positions it can attend to.
     pub context: usize,
     /// Whether the repetition penalty also weighs the prompt's last tokens, not only the
-    /// reply's: SmolLM2 repeats its prompt without it, while Qwen2.5 must be free to copy
-    /// what its prompt says (a tool's result into the answer).
+    /// reply's: SmolLM2 keeps the penalty it has always had (its recorded replies depend on
+    /// it), while Qwen2.5 must be free to copy what its prompt says (a tool's result into
+    /// the answer), which the penalty steered it away from.
     pub penalize_prompt: bool,
 }
 
