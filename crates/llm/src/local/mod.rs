@@ -161,11 +161,7 @@ impl Local {
                 .forward(&x, position)
                 .and_then(|l| l.squeeze(0))
                 .map_err(broken)?;
-            let looked_at = match self.family.penalize_prompt {
-                true => &tokens,
-                false => &generated,
-            };
-            let recent = &looked_at[looked_at.len().saturating_sub(REPEAT_WINDOW)..];
+            let recent = &tokens[tokens.len().saturating_sub(REPEAT_WINDOW)..];
             let mut logits =
                 candle_transformers::utils::apply_repeat_penalty(&logits, REPEAT_PENALTY, recent)
                     .map_err(broken)?;

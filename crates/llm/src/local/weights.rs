@@ -24,11 +24,6 @@ pub(super) struct Family {
     pub system: &'static str,
     /// Positions it can attend to.
     pub context: usize,
-    /// Whether the repetition penalty also weighs the prompt's last tokens, not only the
-    /// reply's: SmolLM2 keeps the penalty it has always had (its recorded replies depend on
-    /// it), while Qwen2.5 must be free to copy what its prompt says (a tool's result into
-    /// the answer), which the penalty steered it away from.
-    pub penalize_prompt: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -58,13 +53,11 @@ impl Family {
                 system: "You are a helpful AI assistant named SmolLM, trained by Hugging Face",
                 // candle's llama precomputes attention for at most this many positions.
                 context: context("llama.context_length").min(quantized_llama::MAX_SEQ_LEN),
-                penalize_prompt: true,
             }),
             "qwen2" => Ok(Family {
                 architecture: Architecture::Qwen2,
                 system: "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
                 context: context("qwen2.context_length"),
-                penalize_prompt: false,
             }),
             other => Err(format!(
                 "its architecture is '{other}'; the local provider runs 'llama' (SmolLM2) and \
