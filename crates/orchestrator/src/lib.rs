@@ -313,7 +313,7 @@ async fn orchestrate(
         reports: Vec::new(),
         results: Vec::new(),
         outputs: BTreeMap::new(),
-        inputs: BTreeMap::new(),
+        inputs: Default::default(),
         labels: BTreeMap::new(),
         decided: baton_runtime::flow::Labels::public(),
         warned: false,

@@ -8,6 +8,7 @@ use baton_policy::LimitsSpec;
 use baton_runtime::bindings::types::{StepResult, ToolError};
 use baton_runtime::flow::Labels;
 use serde_json::Value;
+use std::sync::Arc;
 use tracing::Instrument;
 
 use crate::plan::PlannedStep;
@@ -82,7 +83,8 @@ impl Orchestrator<'_> {
                         None if !ready || running >= self.settings.max_parallel => continue,
                         None => match self.prepare(i, step) {
                             Ok(job) => {
-                                self.inputs.insert(job.id.clone(), job.input.clone());
+                                Arc::make_mut(&mut self.inputs)
+                                    .insert(job.id.clone(), job.input.clone());
                                 self.progress.report(Progress::StepStarted {
                                     id: step.id.clone(),
                                     tool: step.tool.clone(),

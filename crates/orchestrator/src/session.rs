@@ -52,7 +52,7 @@ pub(crate) struct Orchestrator<'a> {
     /// Outputs of the steps that succeeded, for input templates.
     pub(crate) outputs: BTreeMap<String, Value>,
     /// The input each step started with (its references filled in), by id, for the planner.
-    pub(crate) inputs: BTreeMap<String, String>,
+    pub(crate) inputs: Arc<BTreeMap<String, String>>,
     /// What the output (or error) of each step that ran carries, by step id.
     pub(crate) labels: BTreeMap<String, Labels>,
     /// What the planner's last decision carries: every step it asks for carries it too.

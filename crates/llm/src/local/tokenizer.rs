@@ -132,26 +132,27 @@ pub(super) fn tokenizer_from_gguf(content: &gguf_file::Content) -> Result<Tokeni
         Some(pre) => pre.to_string().map_err(|e| e.to_string())?.as_str(),
         None => "",
     };
-    let split = match pre {
+    // Qwen2 splits with its own regex, after which the byte-level step only maps bytes to
+    // BPE's alphabet; SmolLM2 splits digits apart, then lets the byte-level step split as
+    // GPT-2 does.
+    let (split, byte_level_splits) = match pre {
         "qwen2" => {
             tokenizer
                 .with_normalizer(Some(NFC))
                 .map_err(|e| format!("Qwen2's normalizer: {e}"))?;
-            Split::new(
+            let split = Split::new(
                 SplitPattern::Regex(QWEN2_SPLIT.into()),
                 SplitDelimiterBehavior::Isolated,
                 false,
             )
-            .map(PreTokenizerWrapper::Split)
-            .map_err(|e| format!("Qwen2's pre-tokenizer: {e}"))?
+            .map_err(|e| format!("Qwen2's pre-tokenizer: {e}"))?;
+            (PreTokenizerWrapper::Split(split), false)
         }
-        _ => PreTokenizerWrapper::Digits(Digits::new(true)),
+        _ => (PreTokenizerWrapper::Digits(Digits::new(true)), true),
     };
-    // The byte-level step maps bytes to BPE's alphabet only: the split before it made the
-    // pieces.
     tokenizer.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(Sequence::new(vec![
         split,
-        PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, pre != "qwen2")),
+        PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, byte_level_splits)),
     ]))));
     tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
     let added = |kind: i32| -> Vec<AddedToken> {

@@ -6,6 +6,7 @@
 //! inputs, so the planner is told the same).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use wasmtime::component::{HasSelf, Linker};
 
@@ -27,8 +28,9 @@ pub struct Skipped {
 pub struct PlanState {
     /// The steps it decided against in this call, in the order it said so.
     skipped: Vec<Skipped>,
-    /// The input each step of the run started with, by id.
-    inputs: BTreeMap<String, String>,
+    /// The input each step of the run started with, by id (shared with the orchestrator,
+    /// not copied into every decision).
+    inputs: Arc<BTreeMap<String, String>>,
 }
 
 impl Capability for Plan {
@@ -69,7 +71,7 @@ impl HostState {
     }
 
     /// Tells the planner's call what input each of the run's steps started with.
-    pub fn set_step_inputs(&mut self, inputs: BTreeMap<String, String>) {
+    pub fn set_step_inputs(&mut self, inputs: Arc<BTreeMap<String, String>>) {
         self.plan.inputs = inputs;
     }
 }

@@ -3,9 +3,10 @@
 //!
 //! The system message states the protocol; the user message holds the task, the tools and
 //! the results so far, each after the call that gave it (`step1: CALL calc {...} returned:
-//! ...`) when the planner passes the step's input. When everything does not fit the budget, the oldest results go first:
-//! the newest results are kept whole as long as they fit, older ones are condensed to their
-//! first 80 characters while those fit, and the rest are dropped, with a line saying how many.
+//! ...`) when the planner passes the step's input. When everything does not fit the budget,
+//! the oldest results go first: the newest results are kept whole as long as they fit, older
+//! ones are condensed to their first 80 characters while those fit, and the rest are dropped,
+//! with a line saying how many.
 //! The system message, the task and the tools are always kept; if they alone do not fit,
 //! rendering fails. Tokens are counted with the budget's model (`llm.count-tokens`) when the
 //! prompt's policy grants it, and estimated at one token per three bytes otherwise.
