@@ -92,6 +92,11 @@ const PYTHON_PEERS: &[(&str, &str, &str)] = &[
         "the trace tests' receiver",
     ),
     (
+        "bcrypt",
+        "bcrypt==5.0.0",
+        "the registry tests' password file",
+    ),
+    (
         "componentize_py",
         "componentize-py==0.25.1",
         "building the Python templates",

@@ -16,6 +16,7 @@
 mod cache;
 mod error;
 mod reference;
+mod resolve;
 mod signatures;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use std::sync::Mutex;
 
 use oci_client::Client;
 use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_wasm::{WasmClient, WasmConfig};
 
@@ -39,6 +41,8 @@ pub struct Registry {
     /// One client per registry, kept: making one builds a TLS configuration, which costs
     /// more than a request to a registry nearby.
     clients: Mutex<BTreeMap<String, Client>>,
+    /// The client a tag's digest is asked for with (`resolve`), made at the first tag.
+    resolver: tokio::sync::OnceCell<reqwest::Client>,
 }
 
 /// A component pulled (or found in the cache).
@@ -76,6 +80,7 @@ impl Registry {
             cache: Cache::new(cache_dir.join("oci")),
             auth,
             clients: Mutex::default(),
+            resolver: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -175,13 +180,9 @@ impl Registry {
                 cached: true,
             });
         }
-        let client = self.client(&source);
         let digest = match source.inner.digest() {
             Some(digest) => digest.to_string(),
-            None => match client
-                .fetch_manifest_digest(&source.inner, &self.auth)
-                .await
-            {
+            None => match self.resolve(&source).await {
                 Ok(digest) if !cache::is_digest(&digest) => {
                     return Err(RegistryError::BadDigest {
                         reference: reference.into(),
@@ -219,6 +220,7 @@ impl Registry {
                 cached: true,
             });
         }
+        let client = self.client(&source);
         let pinned = source.with_digest(&digest);
         let image = WasmClient::new(client.clone())
             .pull(&pinned, &self.auth)
@@ -242,6 +244,20 @@ impl Registry {
             manifest: digest,
             cached: false,
         })
+    }
+
+    /// The digest the tag `source` names now, in one request when the registry answers it
+    /// without credentials.
+    async fn resolve(&self, source: &OciReference) -> Result<String, OciDistributionError> {
+        let http = self
+            .resolver
+            .get_or_try_init(|| async { resolve::client() });
+        if let Some(digest) = resolve::head(http.await?, &source.inner).await? {
+            return Ok(digest);
+        }
+        self.client(source)
+            .fetch_manifest_digest(&source.inner, &self.auth)
+            .await
     }
 }
 

@@ -1,5 +1,7 @@
 //! Push, pull, verify, refuse, and work offline.
 
+use std::process::Output;
+
 use crate::common::{assert_contains, copy_plugin, error_line, json_output, text_output};
 
 use super::{Registry, keypair, with_cache};
@@ -310,4 +312,66 @@ fn a_digest_the_registry_makes_up_is_refused_and_never_names_a_file() {
         ],
     );
     assert!(!String::from_utf8_lossy(&pulled.stdout).contains("decoy"));
+}
+
+/// `baton ARGS...` with `cache`, and the registry login `user:password` when given.
+fn logged_in(cache: &std::path::Path, login: Option<(&str, &str)>, args: &[&str]) -> Output {
+    let mut command = crate::common::baton();
+    command.env("BATON_CACHE_DIR", cache).args(args);
+    if let Some((user, password)) = login {
+        command
+            .env("BATON_REGISTRY_USERNAME", user)
+            .env("BATON_REGISTRY_PASSWORD", password);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn a_registry_that_asks_for_credentials_is_given_them_and_a_cached_tag_still_asks_it() {
+    let registry = Registry::start_with_login("publisher", "registry password");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let calc = copy_plugin("calc.wasm", dir.path());
+    let tag = registry.reference("tools/calc:1.0.0");
+    let login = Some(("publisher", "registry password"));
+    let wrong = Some(("publisher", "not the password"));
+    let credentials = "its credentials (BATON_REGISTRY_USERNAME, BATON_REGISTRY_PASSWORD)";
+
+    for refused in [None, wrong] {
+        let pushed = logged_in(&cache, refused, &["push", calc.to_str().unwrap(), &tag]);
+        let line = error_line(&pushed, 2);
+        assert_contains(
+            &line,
+            &[&format!("error: cannot push {tag}: "), credentials],
+        );
+    }
+    let pinned = text_output(&logged_in(
+        &cache,
+        login,
+        &["push", calc.to_str().unwrap(), &tag],
+    ));
+
+    let input = r#"{"expression": "6 * 7"}"#;
+    let call = ["call", tag.as_str(), "--input", input];
+    let line = error_line(&logged_in(&cache, None, &call), 2);
+    assert_contains(
+        &line,
+        &[&format!("error: cannot pull {tag}: "), credentials],
+    );
+    // Pulled with the login, then called again from the cache: the tag is still resolved by
+    // the registry, through its challenge, so a wrong password is an error and not the cache.
+    for _ in 0..2 {
+        assert_eq!(json_output(&logged_in(&cache, login, &call))["value"], 42.0);
+    }
+    let line = error_line(&logged_in(&cache, wrong, &call), 2);
+    assert_contains(
+        &line,
+        &[&format!("error: cannot pull {tag}: "), credentials],
+    );
+    // By digest, the cache answers without asking.
+    let by_digest = ["call", pinned.trim(), "--input", input];
+    assert_eq!(
+        json_output(&logged_in(&cache, None, &by_digest))["value"],
+        42.0
+    );
 }
