@@ -33,6 +33,23 @@ pub fn one_line(text: &str) -> String {
         .join("; ")
 }
 
+/// `error` and its causes as one line ("error sending request: operation timed out"), for
+/// errors whose own message leaves the cause out; a cause the line already says is not
+/// repeated.
+pub fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    one_line(&text)
+}
+
 /// `text` with every control character escaped (`\u{1b}`).
 pub fn escape_controls(text: &str) -> String {
     text.chars()
@@ -54,6 +71,36 @@ pub fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_errors_causes_follow_it_once_each() {
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "operation timed out");
+        let sending = std::io::Error::other(Wrapped("error sending request", io));
+        assert_eq!(
+            causes(&sending),
+            "error sending request: operation timed out"
+        );
+        // A message that already quotes its cause does not say it twice.
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out");
+        let quoting = Wrapped("read failed: timed out", io);
+        assert_eq!(causes(&quoting), "read failed: timed out");
+    }
+
+    /// An error with a message of its own and a cause it does not quote.
+    #[derive(Debug)]
+    struct Wrapped(&'static str, std::io::Error);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.1)
+        }
+    }
 
     #[test]
     fn control_characters_are_escaped_not_sent_to_the_terminal() {

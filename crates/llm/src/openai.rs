@@ -149,20 +149,8 @@ fn classify(error: &reqwest::Error, timeout: Duration) -> ProviderError {
     if error.is_timeout() {
         ProviderError::Timeout(timeout)
     } else {
-        ProviderError::Connect(source_chain(error))
+        ProviderError::Connect(baton_core::text::causes(error))
     }
-}
-
-/// The error and its causes, as one line ("error sending request: connection refused").
-fn source_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The `error.message` of an OpenAI-style error body, else the body itself, cut short.

@@ -22,6 +22,7 @@ mod signatures;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use oci_client::Client;
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -114,11 +115,11 @@ impl Registry {
             }
         })?;
         let client = self.client(&target);
-        let failed = |e: &dyn std::fmt::Display| target.failed("push", e);
+        let failed = |e: &dyn std::error::Error| target.failed("push", e);
         WasmClient::new(client.clone())
             .push(&target.inner, &self.auth, layer, config, None)
             .await
-            .map_err(|e| failed(&e))?;
+            .map_err(|e| failed(e.as_ref()))?;
         let digest = client
             .fetch_manifest_digest(&target.inner, &self.auth)
             .await
@@ -225,7 +226,7 @@ impl Registry {
         let image = WasmClient::new(client.clone())
             .pull(&pinned, &self.auth)
             .await
-            .map_err(|e| source.failed("pull", &e))?;
+            .map_err(|e| source.failed("pull", e.as_ref()))?;
         let component = image
             .layers
             .into_iter()
@@ -270,6 +271,10 @@ fn client_for(registry: &str) -> Client {
     };
     Client::new(ClientConfig {
         protocol,
+        // A registry that accepts a connection and then says nothing is not waited for
+        // forever: it counts as not answering.
+        connect_timeout: Some(Duration::from_secs(10)),
+        read_timeout: Some(Duration::from_secs(30)),
         ..Default::default()
     })
 }

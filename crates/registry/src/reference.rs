@@ -110,11 +110,12 @@ impl OciReference {
     }
 
     /// An error of `what` (push, pull) against this reference's registry.
-    pub(crate) fn failed(&self, what: &str, error: &dyn std::fmt::Display) -> RegistryError {
+    pub(crate) fn failed(&self, what: &str, error: &dyn std::error::Error) -> RegistryError {
         RegistryError::Failed {
             what: what.into(),
             reference: format!("{OCI_SCHEME}{}", self.inner.whole()),
-            reason: baton_core::text::one_line(&error.to_string()),
+            // With its causes: a request error alone does not say why the request failed.
+            reason: baton_core::text::causes(error),
         }
     }
 }

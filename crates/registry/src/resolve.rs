@@ -27,15 +27,15 @@ const MANIFESTS: [&str; 4] = [
     IMAGE_MANIFEST_LIST_MEDIA_TYPE,
 ];
 
-/// How long a registry may take to accept the connection before it counts as not answering
-/// (and the digest the tag last named stands in).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a registry may take to answer which digest a tag names before it counts as not
+/// answering (and the digest the tag last named stands in).
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The client the `HEAD` goes through, one for every registry.
 pub(crate) fn client() -> Result<reqwest::Client, OciDistributionError> {
     Ok(reqwest::Client::builder()
         .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(TIMEOUT)
         // A redirect is oci-client's to follow, with its checks.
         .redirect(reqwest::redirect::Policy::none())
         .build()?)

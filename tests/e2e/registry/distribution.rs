@@ -375,3 +375,50 @@ fn a_registry_that_asks_for_credentials_is_given_them_and_a_cached_tag_still_ask
         42.0
     );
 }
+
+#[test]
+fn a_registry_that_accepts_and_then_says_nothing_is_not_waited_for_forever() {
+    let mut registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let calc = copy_plugin("calc.wasm", dir.path());
+    let tag = registry.reference("tools/calc:1.0.0");
+    text_output(&with_cache(&cache, &["push", calc.to_str().unwrap(), &tag]));
+    let input = r#"{"expression": "6 * 7"}"#;
+    assert_eq!(
+        json_output(&with_cache(&cache, &["call", &tag, "--input", input]))["value"],
+        42.0
+    );
+
+    // In the registry's place, a server that accepts every connection and never answers.
+    registry.stop();
+    let listener = std::net::TcpListener::bind(&registry.host).unwrap();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().collect();
+        drop(held);
+    });
+    // Both at once: the tag pulled before, and one never pulled.
+    let never = registry.reference("tools/other:1.0.0");
+    let call = |reference: &str| {
+        crate::common::baton()
+            .env("BATON_CACHE_DIR", &cache)
+            .args(["call", reference, "--input", input])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (cached, uncached) = (call(&tag), call(&never));
+    let cached = cached.wait_with_output().unwrap();
+    assert_eq!(json_output(&cached)["value"], 42.0);
+    let said = String::from_utf8_lossy(&cached.stderr);
+    assert_contains(
+        &said,
+        &["did not answer", "which the tag named when last pulled"],
+    );
+    let line = error_line(&uncached.wait_with_output().unwrap(), 2);
+    assert_contains(
+        &line,
+        &[&format!("error: cannot pull {never}: "), "timed out"],
+    );
+}
