@@ -15,7 +15,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("baton-budget", &["baton-core"]),
     ("baton-journal", &["baton-core"]),
     ("baton-trust", &["baton-core"]),
-    ("baton-postgres", &["baton-budget", "baton-journal"]),
+    (
+        "baton-postgres",
+        &["baton-core", "baton-budget", "baton-journal"],
+    ),
     (
         "baton-policy",
         &["baton-core", "baton-budget", "baton-trust"],
