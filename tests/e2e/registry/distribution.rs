@@ -4,7 +4,7 @@ use std::process::Output;
 
 use crate::common::{assert_contains, copy_plugin, error_line, json_output, text_output};
 
-use super::{Registry, keypair, with_cache};
+use super::{Registry, cached_in, keypair, with_cache};
 
 #[test]
 fn a_signed_component_is_pushed_pulled_by_tag_and_digest_and_served_offline_from_the_cache() {
@@ -316,8 +316,8 @@ fn a_digest_the_registry_makes_up_is_refused_and_never_names_a_file() {
 
 /// `baton ARGS...` with `cache`, and the registry login `user:password` when given.
 fn logged_in(cache: &std::path::Path, login: Option<(&str, &str)>, args: &[&str]) -> Output {
-    let mut command = crate::common::baton();
-    command.env("BATON_CACHE_DIR", cache).args(args);
+    let mut command = cached_in(cache);
+    command.args(args);
     if let Some((user, password)) = login {
         command
             .env("BATON_REGISTRY_USERNAME", user)
@@ -393,15 +393,12 @@ fn a_registry_that_accepts_and_then_says_nothing_is_not_waited_for_forever() {
     // In the registry's place, a server that accepts every connection and never answers.
     registry.stop();
     let listener = std::net::TcpListener::bind(&registry.host).unwrap();
-    std::thread::spawn(move || {
-        let held: Vec<_> = listener.incoming().collect();
-        drop(held);
-    });
+    // Every connection is kept open, unanswered, for as long as the test runs.
+    std::thread::spawn(move || listener.incoming().collect::<Vec<_>>());
     // Both at once: the tag pulled before, and one never pulled.
     let never = registry.reference("tools/other:1.0.0");
     let call = |reference: &str| {
-        crate::common::baton()
-            .env("BATON_CACHE_DIR", &cache)
+        cached_in(&cache)
             .args(["call", reference, "--input", input])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

@@ -7,18 +7,21 @@ mod distribution;
 pub mod server;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 
 use crate::common::baton;
 pub use server::Registry;
 
-/// `baton ARGS...` with its pulls and compiled components cached in `cache`.
+/// `baton` with its pulls and compiled components cached in `cache`.
+pub fn cached_in(cache: &Path) -> Command {
+    let mut command = baton();
+    command.env("BATON_CACHE_DIR", cache);
+    command
+}
+
+/// `baton ARGS...`, cached in `cache`.
 pub fn with_cache(cache: &Path, args: &[&str]) -> Output {
-    baton()
-        .env("BATON_CACHE_DIR", cache)
-        .args(args)
-        .output()
-        .unwrap()
+    cached_in(cache).args(args).output().unwrap()
 }
 
 /// A new signing key pair in `dir`: (private, public).
